@@ -1,0 +1,168 @@
+"""Settings: read once from the environment (and `.env`), validated all at once, then passed around frozen."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bot.errors import ConfigError
+
+DEFAULT_LEXI_API_URL = "https://data.leadlex.com/functions/v1/api-gateway"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite:///lexi-bot.db"
+
+Mode = Literal["http", "socket"]
+
+#: Environment variable → field name; the order is the order problems are reported in.
+_VARIABLES = {
+    "LEXI_API_KEY": "lexi_api_key",
+    "LEXI_API_URL": "lexi_api_url",
+    "SLACK_BOT_TOKEN": "slack_bot_token",
+    "SLACK_SIGNING_SECRET": "slack_signing_secret",
+    "SLACK_APP_TOKEN": "slack_app_token",
+    "SLACK_CHANNEL": "slack_channel",
+    "SLACK_API_URL": "slack_api_url",
+    "DATABASE_URL": "database_url",
+    "POLL_INTERVAL": "poll_interval",
+    "PORT": "port",
+    "LOG_LEVEL": "log_level",
+}
+_FIELDS = {field: variable for variable, field in _VARIABLES.items()}
+
+
+def normalize_database_url(url: str) -> str:
+    """Point PostgreSQL URLs (including Heroku's `postgres://`) at the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseModel):
+    """Everything the bot is configured with; secrets are `SecretStr` so they never print."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lexi_api_key: SecretStr | None = None
+    lexi_api_url: str = DEFAULT_LEXI_API_URL
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    poll_interval: float = Field(default=60.0, gt=0, le=86_400)
+    port: int = Field(default=3000, ge=0, le=65_535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("lexi_api_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """Accept only http(s) URLs."""
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        """slack_sdk joins method names onto the base URL, which therefore ends in a slash."""
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        """Accept SQLite and PostgreSQL URLs only."""
+        value = normalize_database_url(value)
+        if not value.startswith(("sqlite:", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("slack_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        """A channel ID (C… or G…), not a #name: names change, IDs do not."""
+        if value is not None and not re.fullmatch(r"[CGD][A-Z0-9]{6,}", value):
+            raise ValueError("must be a channel ID such as C0123ABCD (not a #name)")
+        return value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Bot tokens start with xoxb-."""
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """App-level tokens start with xapp-."""
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("lexi_api_key")
+    @classmethod
+    def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """Workspace keys start with wbk_."""
+        if value is not None and not value.get_secret_value().startswith("wbk_"):
+            raise ValueError("must be a LeadLex workspace key starting with wbk_")
+        return value
+
+    @property
+    def mode(self) -> Mode:
+        """Socket Mode when an app-level token is configured, HTTP mode otherwise."""
+        return "socket" if self.slack_app_token is not None else "http"
+
+    @property
+    def database_kind(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for log redaction."""
+        found = [self.lexi_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token]
+        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+
+
+def load_settings(
+    environ: Mapping[str, str], *, require: tuple[str, ...] = ("lexi", "slack"), **overrides: object
+) -> Settings:
+    """Build settings from an environment mapping; raise one ConfigError naming every problem.
+
+    `require` says which parts the command needs: "lexi" (an API key), "slack" (bot token, channel and
+    the credentials of the connection mode). `overrides` set fields directly (e.g. the sandbox's URL and key).
+    """
+    values: dict[str, object] = {}
+    for variable, field in _VARIABLES.items():
+        raw = environ.get(variable)
+        if raw is not None and raw.strip() != "":
+            values[field] = raw.strip()
+    values.update({k: v for k, v in overrides.items() if v is not None})
+
+    missing: list[str] = []
+    if "lexi" in require and "lexi_api_key" not in values:
+        missing.append("LEXI_API_KEY")
+    if "slack" in require:
+        for field in ("slack_bot_token", "slack_channel"):
+            if field not in values:
+                missing.append(_FIELDS[field])
+        if "slack_app_token" not in values and "slack_signing_secret" not in values:
+            missing.append("SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)")
+
+    problems = [f"{name} is not set" for name in missing]
+    try:
+        settings = Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{_FIELDS.get(field, field)} {message.lower() if message[:1].isupper() else message}")
+        settings = None
+    if problems or settings is None:
+        raise ConfigError("Configuration problems — fix these and start again:\n  - " + "\n  - ".join(problems))
+    return settings

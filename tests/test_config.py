@@ -1,0 +1,102 @@
+"""Settings: every problem reported at once, secrets never printed, URLs normalised."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import load_settings, normalize_database_url
+from bot.errors import ConfigError
+
+GOOD = {
+    "LEXI_API_KEY": "wbk_live_abcdef123456",
+    "SLACK_BOT_TOKEN": "xoxb-1-2-secretpart",
+    "SLACK_SIGNING_SECRET": "signing-secret-value",
+    "SLACK_CHANNEL": "C0123ABCD",
+}
+
+
+def test_complete_environment_loads_with_defaults() -> None:
+    """A complete environment gives HTTP mode, port 3000, a 60 s poll and the SQLite default."""
+    settings = load_settings(GOOD)
+    assert settings.mode == "http"
+    assert settings.port == 3000
+    assert settings.poll_interval == 60
+    assert settings.database_url == "sqlite:///lexi-bot.db"
+    assert settings.database_kind == "sqlite"
+    assert settings.lexi_api_url.startswith("https://data.leadlex.com/")
+
+
+def test_empty_environment_names_every_missing_variable() -> None:
+    """With nothing set, one error names each missing variable."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({})
+    message = str(caught.value)
+    for name in ("LEXI_API_KEY", "SLACK_BOT_TOKEN", "SLACK_CHANNEL", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        assert name in message
+
+
+def test_malformed_values_are_reported_together_with_missing_ones() -> None:
+    """A bad number, a #name channel and a missing key all appear in the same message."""
+    env = {**GOOD, "POLL_INTERVAL": "soon", "SLACK_CHANNEL": "#approvals", "PORT": "99999"}
+    del env["LEXI_API_KEY"]
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert "LEXI_API_KEY is not set" in message
+    assert "POLL_INTERVAL" in message
+    assert "SLACK_CHANNEL" in message and "channel ID" in message
+    assert "PORT" in message
+
+
+def test_errors_never_echo_secret_values() -> None:
+    """A malformed token is named but its value never appears in the message."""
+    env = {**GOOD, "SLACK_BOT_TOKEN": "xoxp-user-token-should-not-print", "LEXI_API_KEY": "sk_wrong_secret_value"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert "SLACK_BOT_TOKEN" in message and "LEXI_API_KEY" in message
+    assert "xoxp-user-token-should-not-print" not in message
+    assert "sk_wrong_secret_value" not in message
+
+
+def test_secrets_do_not_appear_in_repr() -> None:
+    """Printing the settings object shows no secret."""
+    settings = load_settings(GOOD)
+    text = repr(settings) + str(settings)
+    for secret in GOOD.values():
+        if secret != "C0123ABCD":
+            assert secret not in text
+
+
+def test_app_token_selects_socket_mode_without_signing_secret() -> None:
+    """An xapp- token alone is enough for Socket Mode."""
+    env = {k: v for k, v in GOOD.items() if k != "SLACK_SIGNING_SECRET"}
+    settings = load_settings({**env, "SLACK_APP_TOKEN": "xapp-1-A1-abc"})
+    assert settings.mode == "socket"
+
+
+def test_sandbox_runs_need_no_leadlex_key() -> None:
+    """Commands that bring their own LeadLex (the sandbox) do not require LEXI_API_KEY."""
+    env = {k: v for k, v in GOOD.items() if k != "LEXI_API_KEY"}
+    settings = load_settings(env, require=("slack",), lexi_api_key="wbk_sandbox", lexi_api_url="http://127.0.0.1:1")
+    assert settings.lexi_api_url == "http://127.0.0.1:1"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_database_urls_are_normalised_for_psycopg(given: str, expected: str) -> None:
+    """Heroku's postgres:// and plain postgresql:// URLs use the psycopg 3 driver."""
+    assert normalize_database_url(given) == expected
+
+
+def test_unsupported_database_is_refused() -> None:
+    """A MySQL URL is a clear configuration error."""
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_settings({**GOOD, "DATABASE_URL": "mysql://root@localhost/db"})
