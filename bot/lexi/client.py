@@ -1,0 +1,268 @@
+"""The LeadLex API client: one place that maps HTTP answers to typed errors, retries and tracks the budget."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import tenacity
+
+from bot.errors import (
+    InvalidKey,
+    LexiError,
+    NotFound,
+    NotPending,
+    OutOfCredits,
+    PermissionDenied,
+    RateLimited,
+    TransientError,
+)
+from bot.lexi.models import STATUSES, Task
+
+log = logging.getLogger(__name__)
+
+_ERRORS: dict[int, type[LexiError]] = {
+    400: NotPending,
+    401: InvalidKey,
+    402: OutOfCredits,
+    403: PermissionDenied,
+    404: NotFound,
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The daily API budget as LeadLex last reported it in its rate-limit headers."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None
+    seen_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """What Lexi answered to a chat message."""
+
+    response: str
+    task_id: str | None
+    requires_approval: bool
+    conversation_id: str | None
+
+
+def _number(value: str | None) -> float | None:
+    """Parse a header value as a number, or None."""
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class LexiClient:
+    """A synchronous LeadLex client; safe to share between threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        attempts: int = 4,
+        max_wait: float = 20.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        on_response: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "lexi-bot"},
+            timeout=timeout,
+        )
+        self._attempts = attempts
+        self._max_wait = max_wait
+        self._clock = clock
+        self._sleep = sleep
+        self._on_response = on_response
+        self._budget = Budget()
+        self._lock = threading.Lock()
+
+    @property
+    def budget(self) -> Budget:
+        """The rate-limit budget from the latest response."""
+        return self._budget
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # --- endpoints -------------------------------------------------------------------------------
+
+    def list_tasks(self, status: str = "pending") -> list[Task]:
+        """List the tasks in one status; items without a usable id are skipped and logged."""
+        data = self._call("GET", "/v1/lexi/tasks", params={"status": status})
+        raw = data.get("tasks") if isinstance(data, dict) else None
+        if not isinstance(raw, list):
+            raise TransientError("LeadLex answered the task list without a list of tasks")
+        tasks = []
+        for item in raw:
+            task = Task.from_api(item)
+            if task is None:
+                log.warning("skipping a task without a usable id: %.200r", item)
+            else:
+                tasks.append(task)
+        return tasks
+
+    def approve(self, task_id: str) -> dict[str, Any]:
+        """Approve a pending task."""
+        return self._call("POST", f"/v1/lexi/tasks/{_segment(task_id)}/approve")
+
+    def dismiss(self, task_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Dismiss a pending task, with an optional reason."""
+        body = {"reason": reason} if reason else None
+        return self._call("POST", f"/v1/lexi/tasks/{_segment(task_id)}/dismiss", json=body)
+
+    def chat(self, message: str, *, conversation_id: str | None = None) -> ChatReply:
+        """Send a message to Lexi; chat is not retried after it may have reached LeadLex (it costs credits)."""
+        context = {"conversation_id": conversation_id} if conversation_id else {}
+        data = self._call("POST", "/v1/lexi/chat", json={"message": message, "context": context}, retry=False)
+        task_id = data.get("task_id")
+        return ChatReply(
+            response=str(data.get("response") or ""),
+            task_id=str(task_id) if task_id else None,
+            requires_approval=bool(data.get("requires_approval")),
+            conversation_id=str(data["conversation_id"]) if data.get("conversation_id") else None,
+        )
+
+    def find_task(self, task_id: str, statuses: Iterable[str] = STATUSES) -> Task | None:
+        """Find a task's real state by listing each status in turn (LeadLex has no get-one endpoint)."""
+        for status in statuses:
+            for task in self.list_tasks(status):
+                if task.id == task_id:
+                    return task
+        return None
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:
+        """Send one request, retrying transient failures with backoff, and return the `data` object."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            stop=tenacity.stop_after_attempt(self._attempts if retry else 1) | self._stop_when_wait_too_long,
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=lambda state: log.info(
+                "LeadLex %s %s failed (%s); retrying in %.1fs",
+                method,
+                path,
+                state.outcome.exception() if state.outcome else "?",
+                state.next_action.sleep if state.next_action else 0,
+            ),
+        )
+        attempt_no = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempt_no += 1
+                    return self._once(method, path, **kwargs)
+        except LexiError as exc:
+            exc.attempts = attempt_no
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Wait what LeadLex asked for on 429, else exponential backoff with jitter."""
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = tenacity.wait_exponential_jitter(initial=0.5, max=8.0)(state)
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return max(exc.retry_after, 0.0)
+        return backoff
+
+    def _stop_when_wait_too_long(self, state: tenacity.RetryCallState) -> bool:
+        """Give up (rather than block) when LeadLex asks for a wait beyond what a caller can afford."""
+        exc = state.outcome.exception() if state.outcome else None
+        waited = state.seconds_since_start or 0.0
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return waited + exc.retry_after > self._max_wait
+        return waited > self._max_wait
+
+    def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Send a request once and map its answer."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"LeadLex did not answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"could not reach LeadLex ({type(exc).__name__})") from exc
+        self._note_budget(response)
+        if self._on_response is not None:
+            self._on_response(method, path, response.status_code)
+        return self._parse(response)
+
+    def _note_budget(self, response: httpx.Response) -> None:
+        """Remember the rate-limit headers of a response."""
+        headers = response.headers
+        remaining = _number(headers.get("X-RateLimit-Remaining"))
+        if remaining is None:
+            return
+        limit = _number(headers.get("X-RateLimit-Limit"))
+        reset = _number(headers.get("X-RateLimit-Reset"))
+        with self._lock:
+            self._budget = Budget(
+                limit=int(limit) if limit is not None else None,
+                remaining=int(remaining),
+                reset=reset,
+                seen_at=self._clock(),
+            )
+
+    def _parse(self, response: httpx.Response) -> dict[str, Any]:
+        """Return the `data` of a success envelope or raise the typed error of an error envelope."""
+        status = response.status_code
+        request_id = response.headers.get("X-Request-ID")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise TransientError(
+                f"LeadLex answered HTTP {status} without a JSON body", status=status, request_id=request_id
+            )
+        if 200 <= status < 300:
+            data = body.get("data")
+            if not isinstance(data, dict):
+                raise TransientError("LeadLex answered without a data object", status=status, request_id=request_id)
+            return data
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        code = str(error.get("code") or "unknown")
+        message = str(error.get("message") or f"HTTP {status}")
+        text = f"LeadLex {status} {code}: {message}"
+        if request_id:
+            log.info("LeadLex error %s %s (request id %s)", status, code, request_id)
+        if status == 429:
+            raise RateLimited(text, retry_after=self._retry_after(response), status=status, code=code,
+                              request_id=request_id)
+        if status >= 500 or status == 408:
+            raise TransientError(text, status=status, code=code, request_id=request_id)
+        raise _ERRORS.get(status, LexiError)(text, status=status, code=code, request_id=request_id)
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        """The wait a 429 implies: Retry-After when sent, else the time to the daily reset when exhausted."""
+        retry_after = _number(response.headers.get("Retry-After"))
+        if retry_after is not None:
+            return retry_after
+        reset = _number(response.headers.get("X-RateLimit-Reset"))
+        remaining = _number(response.headers.get("X-RateLimit-Remaining"))
+        if reset is not None and remaining is not None and remaining <= 0:
+            return max(reset - self._clock(), 0.0)
+        return None
+
+
+def _segment(task_id: str) -> str:
+    """Quote a task id for use as one URL path segment."""
+    return quote(task_id, safe="")
