@@ -1,0 +1,61 @@
+"""Bring a database to the latest schema with Alembic, configured from code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+#: An arbitrary constant: the PostgreSQL advisory lock that serialises racing releases.
+_MIGRATION_LOCK = 0x1E41B07
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: shipped inside the wheel as bot/migrations, or the repository's migrations/."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError("the migrations folder is missing from this installation")
+
+
+def _config() -> Config:
+    """An Alembic config pointing at our scripts."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    return config
+
+
+def head() -> str:
+    """The newest revision id."""
+    head_revision = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head_revision is not None
+    return head_revision
+
+
+def current(engine: Engine) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Upgrade to `revision`; on PostgreSQL under an advisory lock so two racing releases migrate once."""
+    config = _config()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Downgrade to `revision` (for tests and emergencies)."""
+    config = _config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)

@@ -1,0 +1,82 @@
+"""Database tables, as typed SQLAlchemy 2 models."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Our states of a task. `announcing` is claimed for posting but has no message yet; `deciding` is claimed
+#: by a click while LeadLex is asked; the rest mirror LeadLex (`gone`: LeadLex no longer knows the task).
+STATES = ("announcing", "pending", "deciding", "approved", "dismissed", "completed", "failed", "gone")
+#: States in which LeadLex may still change the task without us.
+OPEN_STATES = ("pending", "deciding", "approved")
+FINAL_STATES = ("dismissed", "completed", "failed", "gone")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store UTC; SQLite gets it without an offset."""
+        if value is None:
+            return None
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a constraint naming convention, so migrations name things predictably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class TaskRecord(Base):
+    """One announced task: its Slack message, our state of it, and who decided it."""
+
+    __tablename__ = "tasks"
+
+    task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    task_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(16))
+    surface: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    rendered_version: Mapped[int] = mapped_column(Integer, default=0)
+    needs_render: Mapped[bool] = mapped_column(Boolean, default=False)
+    replied_state: Mapped[str | None] = mapped_column(String(20))
+    announced_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_tasks_state", "state", "replied_state"),
+        Index("ix_tasks_needs_render", "needs_render"),
+    )

@@ -1,0 +1,323 @@
+"""The store: the only code that opens transactions. Every state change is one atomic, conditional UPDATE."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.db.models import TaskRecord
+from bot.lexi.models import Task
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A snapshot of one task record, detached from any session."""
+
+    task_id: str
+    task: Task
+    state: str
+    channel: str
+    message_ts: str | None
+    claimed_at: datetime
+    actor: str | None
+    action: str | None
+    surface: str | None
+    reason: str | None
+    note: str | None
+    decided_at: datetime | None
+    version: int
+    rendered_version: int
+    replied_state: str | None
+    announced_at: datetime
+    updated_at: datetime
+
+
+def _row(record: TaskRecord) -> TaskRow:
+    """Snapshot a record."""
+    task = Task.from_api(record.payload) or Task(id=record.task_id)
+    return TaskRow(
+        task_id=record.task_id,
+        task=task,
+        state=record.state,
+        channel=record.channel,
+        message_ts=record.message_ts,
+        claimed_at=record.claimed_at,
+        actor=record.actor,
+        action=record.action,
+        surface=record.surface,
+        reason=record.reason,
+        note=record.note,
+        decided_at=record.decided_at,
+        version=record.version,
+        rendered_version=record.rendered_version,
+        replied_state=record.replied_state,
+        announced_at=record.announced_at,
+        updated_at=record.updated_at,
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and cross-thread use."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Store:
+    """Intention-named operations on the task records."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self._now = clock
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Store:
+        """Open a store on a database URL (the schema must already be migrated)."""
+        return cls(make_engine(url), **kwargs)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskRow | None:
+        """One task record, or None."""
+        with Session(self.engine) as session:
+            record = session.get(TaskRecord, task_id)
+            return _row(record) if record is not None else None
+
+    def known(self, task_ids: Iterable[str]) -> set[str]:
+        """Which of these task ids have a record (in batches, so the cost follows the input, not history)."""
+        ids = list(dict.fromkeys(task_ids))
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                found.update(conn.scalars(select(TaskRecord.task_id).where(TaskRecord.task_id.in_(chunk))))
+        return found
+
+    def in_states(self, states: Iterable[str], *, limit: int | None = None) -> list[TaskRow]:
+        """Records in any of these states, newest announcement first."""
+        query = (
+            select(TaskRecord)
+            .where(TaskRecord.state.in_(list(states)))
+            .order_by(TaskRecord.announced_at.desc())
+            .limit(limit)
+        )
+        return self._select(query)
+
+    def stale(self, state: str, older_than: timedelta) -> list[TaskRow]:
+        """Records stuck in a claim state (announcing / deciding) for longer than `older_than`."""
+        cutoff = self._now() - older_than
+        return self._select(
+            select(TaskRecord).where(TaskRecord.state == state, TaskRecord.claimed_at < cutoff).limit(200)
+        )
+
+    def unrendered(self, limit: int = 50) -> list[TaskRow]:
+        """Records whose Slack message does not yet show their current version."""
+        return self._select(
+            select(TaskRecord)
+            .where(TaskRecord.needs_render.is_(True), TaskRecord.message_ts.is_not(None))
+            .order_by(TaskRecord.updated_at)
+            .limit(limit)
+        )
+
+    def unreplied(self, limit: int = 50) -> list[TaskRow]:
+        """Completed or failed records whose thread reply was never claimed (a crash came in between)."""
+        return self._select(
+            select(TaskRecord)
+            .where(
+                TaskRecord.state.in_(("completed", "failed")),
+                TaskRecord.replied_state.is_(None),
+                TaskRecord.message_ts.is_not(None),
+            )
+            .limit(limit)
+        )
+
+    def counts(self) -> dict[str, int]:
+        """How many records are in each state."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(TaskRecord.state, func.count()).group_by(TaskRecord.state))
+            return {state: count for state, count in rows}
+
+    def _select(self, query: Any) -> list[TaskRow]:
+        """Run a select of TaskRecord and snapshot the rows."""
+        with Session(self.engine) as session:
+            return [_row(record) for record in session.scalars(query)]
+
+    # --- announcing ------------------------------------------------------------------------------
+
+    def claim_announcement(self, task: Task, channel: str) -> bool:
+        """Insert the task as `announcing`; False when some process already recorded it."""
+        now = self._now()
+        values = dict(
+            task_id=task.id,
+            task_type=task.type[:100],
+            payload=task.to_api(),
+            state="announcing",
+            channel=channel,
+            claimed_at=now,
+            version=1,
+            rendered_version=0,
+            needs_render=False,
+            announced_at=now,
+            updated_at=now,
+        )
+        with self.engine.begin() as conn:
+            dialect = conn.dialect.name
+            builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            result = conn.execute(builder(TaskRecord).values(**values).on_conflict_do_nothing())
+            return result.rowcount == 1
+
+    def take_over_announcement(self, task_id: str, seen_claimed_at: datetime) -> bool:
+        """Renew a stale announcement claim; False when another process renewed or finished it first."""
+        return self._update(
+            task_id,
+            (TaskRecord.state == "announcing", TaskRecord.claimed_at == seen_claimed_at),
+            claimed_at=self._now(),
+            bump=False,
+        )
+
+    def record_message(self, task_id: str, channel: str, ts: str, *, rendered_version: int) -> None:
+        """Record the message that announces a task; the task becomes `pending` if nothing moved it on."""
+        now = self._now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(TaskRecord)
+                .where(TaskRecord.task_id == task_id)
+                .values(
+                    channel=channel,
+                    message_ts=ts,
+                    rendered_version=rendered_version,
+                    needs_render=TaskRecord.version > rendered_version,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                update(TaskRecord)
+                .where(TaskRecord.task_id == task_id, TaskRecord.state == "announcing")
+                .values(state="pending")
+            )
+
+    def release_announcement(self, task_id: str) -> None:
+        """Forget a claim whose post Slack definitely refused, so a later poll tries again."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(TaskRecord).where(
+                    TaskRecord.task_id == task_id,
+                    TaskRecord.state == "announcing",
+                    TaskRecord.message_ts.is_(None),
+                )
+            )
+
+    # --- deciding --------------------------------------------------------------------------------
+
+    def claim_decision(
+        self,
+        task_id: str,
+        *,
+        actor: str,
+        action: str,
+        surface: str,
+        reason: str | None = None,
+        note: str | None = None,
+    ) -> tuple[bool, TaskRow | None]:
+        """Move a task from `pending` to `deciding` for one person; (False, current row) when someone was first."""
+        won = self._update(
+            task_id,
+            (TaskRecord.state == "pending",),
+            state="deciding",
+            actor=actor,
+            action=action,
+            surface=surface,
+            reason=reason,
+            note=note,
+            claimed_at=self._now(),
+            decided_at=None,
+        )
+        return won, self.get(task_id)
+
+    def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
+        """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
+        values: dict[str, Any] = {"state": state, "decided_at": self._now()}
+        if actor is not None:
+            values["actor"] = actor
+        self._update(task_id, (TaskRecord.state == "deciding",), **values)
+        return self.get(task_id)
+
+    def release_decision(self, task_id: str, note: str) -> TaskRow | None:
+        """Return a task whose decision failed to `pending`, with the reason shown on the card."""
+        self._update(
+            task_id,
+            (TaskRecord.state == "deciding",),
+            state="pending",
+            note=note,
+            actor=None,
+            action=None,
+            surface=None,
+            reason=None,
+        )
+        return self.get(task_id)
+
+    def apply_lexi_state(
+        self, task_id: str, state: str, *, from_states: Iterable[str], surface: str = "leadlex"
+    ) -> TaskRow | None:
+        """Move a task to the state LeadLex reports, if it is in one of `from_states`; None when nothing changed.
+
+        A decision made outside Slack clears the actor; completion or failure keeps who approved.
+        """
+        values: dict[str, Any] = {"state": state, "note": None}
+        if state in ("approved", "dismissed", "gone"):
+            values.update(actor=None, surface=surface, reason=None, decided_at=self._now())
+        changed = self._update(task_id, (TaskRecord.state.in_(list(from_states)),), **values)
+        return self.get(task_id) if changed else None
+
+    def claim_reply(self, task_id: str, state: str) -> bool:
+        """Take the right to post the one thread reply for a final state; False when it was already taken."""
+        return self._update(
+            task_id, (TaskRecord.replied_state.is_(None),), replied_state=state, bump=False
+        )
+
+    def mark_rendered(self, task_id: str, version: int) -> None:
+        """Record that the Slack message now shows `version` (never moves backwards)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(TaskRecord)
+                .where(TaskRecord.task_id == task_id, TaskRecord.rendered_version < version)
+                .values(rendered_version=version, needs_render=TaskRecord.version > version)
+            )
+
+    def _update(self, task_id: str, conditions: tuple[Any, ...], *, bump: bool = True, **values: Any) -> bool:
+        """One conditional UPDATE of one task; True when it matched (the transition happened)."""
+        values["updated_at"] = self._now()
+        if bump:
+            values["version"] = TaskRecord.version + 1
+            values["needs_render"] = True
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(TaskRecord).where(TaskRecord.task_id == task_id, *conditions).values(**values)
+            )
+            return result.rowcount == 1
+

@@ -1,0 +1,167 @@
+"""The store's atomic transitions, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from bot.db import migrate
+from bot.db.models import Base
+from bot.db.store import Store
+from bot.lexi.models import Task
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A migrated, empty store."""
+    store = Store.from_url(database_url)
+    migrate.upgrade(store.engine)
+    yield store
+    store.close()
+
+
+def _announced(store: Store, task_id: str = "t1") -> None:
+    """Claim and record a task as announced."""
+    assert store.claim_announcement(Task(id=task_id, description="d"), "C0LEXI")
+    store.record_message(task_id, "C0LEXI", "100.1", rendered_version=1)
+
+
+def test_migrations_match_models(database_url: str) -> None:
+    """Upgrading an empty database to head gives exactly the schema the models describe."""
+    store = Store.from_url(database_url)
+    try:
+        assert migrate.current(store.engine) is None
+        migrate.upgrade(store.engine)
+        assert migrate.current(store.engine) == migrate.head()
+        with store.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []
+        migrate.upgrade(store.engine)  # a second upgrade is a no-op
+        migrate.downgrade(store.engine, "base")
+        assert migrate.current(store.engine) is None
+    finally:
+        store.close()
+
+
+def test_announcement_claim_is_taken_once(store: Store) -> None:
+    """Claiming the same task twice succeeds only the first time."""
+    task = Task(id="t1")
+    assert store.claim_announcement(task, "C0LEXI") is True
+    assert store.claim_announcement(task, "C0LEXI") is False
+    assert store.get("t1").state == "announcing"
+
+
+def test_concurrent_announcement_claims_have_one_winner(store: Store) -> None:
+    """Twenty threads claiming one task at once: exactly one wins."""
+    results: list[bool] = []
+    barrier = threading.Barrier(20)
+
+    def claim() -> None:
+        barrier.wait(timeout=10)
+        results.append(store.claim_announcement(Task(id="race"), "C0LEXI"))
+
+    threads = [threading.Thread(target=claim) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert sorted(results) == [False] * 19 + [True]
+
+
+def test_concurrent_decision_claims_have_one_winner(store: Store) -> None:
+    """Twenty people deciding one task at once: exactly one moves it to deciding."""
+    _announced(store)
+    winners: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def claim(user: str) -> None:
+        barrier.wait(timeout=10)
+        won, _row = store.claim_decision("t1", actor=user, action="approve", surface="button")
+        if won:
+            winners.append(user)
+
+    threads = [threading.Thread(target=claim, args=(f"U{i:03d}",)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(winners) == 1
+    row = store.get("t1")
+    assert row.state == "deciding" and row.actor == winners[0]
+
+
+def test_decision_lifecycle_bumps_version_for_the_card(store: Store) -> None:
+    """Each transition bumps the version so the card is re-rendered; mark_rendered clears it."""
+    _announced(store)
+    assert store.unrendered() == []
+    won, row = store.claim_decision("t1", actor="UALICE", action="approve", surface="button")
+    assert won and row.version == 2
+    assert [r.task_id for r in store.unrendered()] == ["t1"]
+    store.mark_rendered("t1", 2)
+    assert store.unrendered() == []
+    row = store.finish_decision("t1", "approved")
+    assert row.state == "approved" and row.actor == "UALICE" and row.decided_at is not None
+    assert store.claim_decision("t1", actor="UBOB", action="dismiss", surface="button")[0] is False
+
+
+def test_released_decision_returns_to_pending_with_a_note(store: Store) -> None:
+    """A failed decision hands the task back, with the reason for the card."""
+    _announced(store)
+    store.claim_decision("t1", actor="UALICE", action="approve", surface="button")
+    row = store.release_decision("t1", "Could not approve: LeadLex is not answering")
+    assert row.state == "pending" and row.actor is None and row.note.startswith("Could not")
+    assert store.claim_decision("t1", actor="UBOB", action="approve", surface="button")[0] is True
+
+
+def test_lexi_state_applies_only_from_expected_states(store: Store) -> None:
+    """A state reported by LeadLex moves the record only from the states the caller expects."""
+    _announced(store)
+    assert store.apply_lexi_state("t1", "completed", from_states=("approved",)) is None
+    row = store.apply_lexi_state("t1", "dismissed", from_states=("pending",))
+    assert row.state == "dismissed" and row.actor is None and row.surface == "leadlex"
+
+
+def test_thread_reply_is_claimed_once(store: Store) -> None:
+    """The one thread reply per task can be claimed only once."""
+    _announced(store)
+    assert store.claim_reply("t1", "completed") is True
+    assert store.claim_reply("t1", "completed") is False
+
+
+def test_stale_claims_are_found_and_taken_over_once(database_url: str) -> None:
+    """An old announcing claim is stale; only one process can take it over."""
+    now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    store = Store.from_url(database_url, clock=lambda: now[0])
+    migrate.upgrade(store.engine)
+    try:
+        store.claim_announcement(Task(id="t1"), "C0LEXI")
+        assert store.stale("announcing", timedelta(seconds=90)) == []
+        now[0] += timedelta(minutes=5)
+        (row,) = store.stale("announcing", timedelta(seconds=90))
+        assert store.take_over_announcement("t1", row.claimed_at) is True
+        assert store.take_over_announcement("t1", row.claimed_at) is False
+    finally:
+        store.close()
+
+
+def test_release_forgets_only_unposted_claims(store: Store) -> None:
+    """Releasing an announcement deletes a claim without a message, never a posted task."""
+    store.claim_announcement(Task(id="t1"), "C0LEXI")
+    store.release_announcement("t1")
+    assert store.get("t1") is None
+    _announced(store, "t2")
+    store.release_announcement("t2")
+    assert store.get("t2") is not None
+
+
+def test_known_handles_many_ids(store: Store) -> None:
+    """known() answers for more ids than one IN clause holds."""
+    for i in range(3):
+        store.claim_announcement(Task(id=f"t{i}"), "C0LEXI")
+    ids = [f"t{i}" for i in range(1200)]
+    assert store.known(ids) == {"t0", "t1", "t2"}
