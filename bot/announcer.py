@@ -1,0 +1,100 @@
+"""Announce each task exactly once: claim it in the database, post it, record the message.
+
+A kill between Slack accepting a post and the bot recording it leaves a stale `announcing` claim; recovery
+looks for the post by its message metadata before posting again, so a task never gets two messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import timedelta
+
+from slack_sdk.errors import SlackApiError
+
+from bot.db.store import Store
+from bot.errors import LexiBotError
+from bot.lexi.models import Task
+from bot.messenger import Messenger, slack_error_text
+
+log = logging.getLogger(__name__)
+
+#: Slack errors that say the setup is wrong, not the task: retrying other tasks is pointless.
+SETUP_ERRORS = {"not_in_channel", "channel_not_found", "invalid_auth", "account_inactive", "token_revoked",
+                "not_authed", "missing_scope", "is_archived"}
+
+
+class AnnounceError(LexiBotError):
+    """Raised when Slack refuses an announcement because of the setup (channel, token, scopes)."""
+
+
+class Announcer:
+    """Posts tasks to the announcement channel, once each."""
+
+    def __init__(
+        self, store: Store, messenger: Messenger, channel: str, *, claim_timeout: timedelta = timedelta(seconds=90)
+    ) -> None:
+        self._store = store
+        self._messenger = messenger
+        self.channel = channel
+        self._claim_timeout = claim_timeout
+
+    def announce(self, task: Task) -> bool:
+        """Announce a task unless some process already has; True when this call posted it."""
+        if not self._store.claim_announcement(task, self.channel):
+            return False
+        self._post(task)
+        return True
+
+    def recover(self) -> int:
+        """Finish announcements whose process died mid-way; return how many were finished."""
+        finished = 0
+        for row in self._store.stale("announcing", self._claim_timeout):
+            if not self._store.take_over_announcement(row.task_id, row.claimed_at):
+                continue  # another process took it over first
+            oldest = row.announced_at.timestamp() - 60
+            try:
+                ts = self._messenger.find_announcement(row.channel, row.task_id, oldest)
+            except SlackApiError as exc:
+                log.warning("could not search %s for task %s: %s", row.channel, row.task_id,
+                            slack_error_text(exc))
+                continue
+            if ts is not None:
+                log.info("task %s was posted before a restart (ts %s); recording it", row.task_id, ts)
+                self._store.record_message(row.task_id, row.channel, ts, rendered_version=0)
+                self._messenger.sync_card(row.task_id)
+            else:
+                self._post(row.task, channel=row.channel)
+            finished += 1
+        return finished
+
+    def _post(self, task: Task, *, channel: str | None = None) -> None:
+        """Post a claimed task and record its message; a refused post releases the claim."""
+        channel = channel or self.channel
+        try:
+            ts = self._messenger.post_task(task, channel)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "")) if exc.response is not None else ""
+            if error in ("invalid_blocks", "msg_blocks_too_long", "invalid_arguments"):
+                log.warning("task %s could not be rendered in full (%s); posting a plain card", task.id, error)
+                ts = self._post_plain(task, channel)
+            else:
+                self._store.release_announcement(task.id)
+                message = f"could not announce task {task.id}: {slack_error_text(exc)}"
+                if error in SETUP_ERRORS:
+                    raise AnnounceError(message) from exc
+                log.warning(message)
+                return
+        # Any other failure (timeout, connection) may or may not have posted: the claim stays, and
+        # recovery searches the channel for the post before trying again.
+        self._store.record_message(task.id, channel, ts, rendered_version=1)
+        self._messenger.sync_card(task.id)  # in case the task changed while it was being posted
+
+    def _post_plain(self, task: Task, channel: str) -> str:
+        """Post a task with its metadata left out (the last resort for a task Slack will not render)."""
+        plain = replace(task, metadata={}, description=task.description[:2000])
+        try:
+            return self._messenger.post_task(plain, channel)
+        except SlackApiError:
+            self._store.release_announcement(task.id)
+            raise

@@ -1,0 +1,170 @@
+"""Everything the bot says in Slack about tasks: paced posts, card updates, thread replies, ephemerals."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot import blocks
+from bot.db.store import Store, TaskRow
+from bot.lexi.models import Task
+
+log = logging.getLogger(__name__)
+
+#: What to tell a person for Slack errors that mean the setup is wrong.
+SLACK_HINTS = {
+    "not_in_channel": "the bot is not a member of the channel: invite it with /invite @lexi-bot",
+    "channel_not_found": "SLACK_CHANNEL does not name a channel this bot can see: use the channel ID (C…)",
+    "invalid_auth": "SLACK_BOT_TOKEN is not valid: copy the Bot User OAuth Token (xoxb-…) again",
+    "not_authed": "SLACK_BOT_TOKEN is missing",
+    "account_inactive": "the Slack app was uninstalled or its token revoked: reinstall the app",
+    "token_revoked": "the Slack token was revoked: reinstall the app and update SLACK_BOT_TOKEN",
+    "missing_scope": "the Slack app lacks a scope: recreate it from manifest.yml and reinstall it",
+}
+
+
+def slack_error_text(exc: SlackApiError) -> str:
+    """A one-line explanation of a Slack API error, with what to do when we know."""
+    error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
+    hint = SLACK_HINTS.get(error)
+    return f"Slack said {error}: {hint}" if hint else f"Slack said {error}"
+
+
+def make_web_client(token: str, base_url: str, *, timeout: int = 15) -> WebClient:
+    """A WebClient that waits out `ratelimited` answers (safe: a 429 means Slack applied nothing)."""
+    client = WebClient(token=token, base_url=base_url, timeout=timeout)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
+    return client
+
+
+class Pacer:
+    """Spaces calls per key (a channel) at least `interval` seconds apart, across threads."""
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._next: dict[str, float] = defaultdict(float)
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        """Hold the key's slot: wait for its turn, run the body, and push the next turn `interval` later."""
+        with self._guard:
+            lock = self._locks[key]
+        with lock:
+            delay = self._next[key] - self._clock()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                yield
+            finally:
+                self._next[key] = self._clock() + self.interval
+
+
+def card_for(row: TaskRow) -> blocks.Card:
+    """What the card of a task record should show."""
+    at: datetime | None = row.decided_at
+    if row.state == "deciding":
+        at = row.claimed_at
+    return blocks.Card(
+        state="pending" if row.state == "announcing" else row.state,
+        actor=row.actor,
+        action=row.action,
+        at=at,
+        reason=row.reason,
+        note=row.note,
+    )
+
+
+class Messenger:
+    """Posts and updates the task messages; the only module that calls Slack's chat API for tasks."""
+
+    def __init__(self, client: WebClient, store: Store, *, post_interval: float = 1.0) -> None:
+        self.client = client
+        self._store = store
+        self._pacer = Pacer(post_interval)
+        self._render_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    def post_task(self, task: Task, channel: str) -> str:
+        """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
+        message = blocks.render_card(task, blocks.Card(state="pending"))
+        with self._pacer.slot(channel):
+            response = self.client.chat_postMessage(
+                channel=channel,
+                text=message["text"],
+                blocks=message["blocks"],
+                metadata=blocks.message_metadata(task.id),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        return str(response["ts"])
+
+    def find_announcement(self, channel: str, task_id: str, oldest: float) -> str | None:
+        """Find a message the bot posted for a task since `oldest` (from its metadata); its ts or None."""
+        cursor: str | None = None
+        for _page in range(50):  # bounded: 50 pages of 200 messages
+            response = self.client.conversations_history(
+                channel=channel, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True, cursor=cursor
+            )
+            for message in response.get("messages", []):
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == blocks.METADATA_EVENT and payload.get("task_id") == task_id:
+                    return str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not response.get("has_more") or not cursor:
+                return None
+        return None
+
+    def sync_card(self, task_id: str) -> None:
+        """Make the task's message show its current state (no-op when it already does)."""
+        with self._guard:
+            lock = self._render_locks[task_id]
+        with lock:
+            row = self._store.get(task_id)
+            if row is None or row.message_ts is None or row.rendered_version >= row.version:
+                return
+            message = blocks.render_card(row.task, card_for(row))
+            self.client.chat_update(
+                channel=row.channel,
+                ts=row.message_ts,
+                text=message["text"],
+                blocks=message["blocks"],
+                metadata=blocks.message_metadata(task_id),
+            )
+            self._store.mark_rendered(task_id, row.version)
+
+    def reply_final(self, row: TaskRow) -> None:
+        """Post the one thread reply for a completed or failed task."""
+        if row.message_ts is None or not self._store.claim_reply(row.task_id, row.state):
+            return
+        message = blocks.thread_reply(row.task, row.state, row.decided_at)
+        self.client.chat_postMessage(
+            channel=row.channel, thread_ts=row.message_ts, text=message["text"], blocks=message["blocks"]
+        )
+
+    def tell(self, channel: str, user: str, text: str) -> None:
+        """Say something privately to one person in a channel; failures are logged, never raised."""
+        try:
+            self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except SlackApiError as exc:
+            log.warning("could not send an ephemeral message to %s: %s", user, slack_error_text(exc))
+
+    def say(self, channel: str, text: str, **kwargs: Any) -> None:
+        """Post a plain notice to a channel; failures are logged, never raised."""
+        try:
+            self.client.chat_postMessage(channel=channel, text=text, **kwargs)
+        except SlackApiError as exc:
+            log.warning("could not post to %s: %s", channel, slack_error_text(exc))
