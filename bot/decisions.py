@@ -1,0 +1,181 @@
+"""The one decision path: buttons, the modal and slash commands all decide through `Decider.decide`.
+
+A decision claims the task atomically in the database (pending → deciding) before LeadLex is called, so
+however many people, clicks, surfaces or processes act at once, LeadLex gets one call per decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.db.store import Store, TaskRow
+from bot.errors import InvalidKey, LexiError, NotFound, NotPending, PermissionDenied, RateLimited
+from bot.lexi.client import LexiClient
+from bot.lexi.models import DISMISS_REASONS
+from bot.messenger import Messenger, slack_error_text
+
+log = logging.getLogger(__name__)
+
+Tell = Callable[[str], None]
+
+_TARGET = {"approve": "approved", "dismiss": "dismissed"}
+_VERB = {"approve": "approve", "dismiss": "dismiss"}
+_PAST = {
+    "approved": "approved",
+    "dismissed": "dismissed",
+    "completed": "approved (and it has completed)",
+    "failed": "approved (and it has failed)",
+    "gone": "removed from LeadLex",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a decision attempt came to."""
+
+    decided: bool
+    state: str | None
+    message: str
+
+
+def who_decided(row: TaskRow) -> str:
+    """A sentence saying who decided a task (or is deciding it), for the people who were too late."""
+    by = f"<@{row.actor}>" if row.actor else "someone in LeadLex"
+    if row.state == "deciding":
+        verb = "approving" if row.action == "approve" else "dismissing"
+        return f"{by} is already {verb} this task."
+    if row.state in ("announcing", "pending"):
+        return "This task is still waiting for a decision."
+    return f"This task was already {_PAST.get(row.state, row.state)}" + (
+        f" by {by}." if row.state in ("approved", "dismissed", "completed", "failed") else "."
+    )
+
+
+def _failure_note(action: str, exc: LexiError) -> str:
+    """Why a decision failed, in words a person can act on."""
+    verb = _VERB[action]
+    if isinstance(exc, RateLimited):
+        return f"Could not {verb}: LeadLex's API limit is reached for now. Try again later."
+    if isinstance(exc, InvalidKey):
+        return f"Could not {verb}: LeadLex refused the bot's API key. Ask an admin to update LEXI_API_KEY."
+    if isinstance(exc, PermissionDenied):
+        return f"Could not {verb}: the bot's API key lacks the Lexi permission in LeadLex."
+    return f"Could not {verb}: LeadLex is not answering right now. Try again."
+
+
+def reason_text(reason: str | None, note: str | None) -> str | None:
+    """The dismiss reason sent to LeadLex: a documented code, then the free-text note."""
+    note = (note or "").strip()
+    if reason and note:
+        return f"{reason}: {note}"
+    return reason or (note or None)
+
+
+class Decider:
+    """Decides tasks: claim, call LeadLex once, record, update the card, tell the person."""
+
+    def __init__(self, store: Store, lexi: LexiClient, messenger: Messenger) -> None:
+        self._store = store
+        self._lexi = lexi
+        self._messenger = messenger
+
+    def decide(
+        self,
+        task_id: str,
+        *,
+        action: str,
+        user: str,
+        surface: str,
+        tell: Tell,
+        reason: str | None = None,
+        note: str | None = None,
+    ) -> Outcome:
+        """Approve or dismiss a task for `user`; `tell` privately answers them when something needs saying."""
+        if action not in _TARGET:
+            raise ValueError(f"unknown action {action!r}")
+        if reason is not None and reason not in DISMISS_REASONS:
+            reason = None
+        won, row = self._store.claim_decision(
+            task_id, actor=user, action=action, surface=surface, reason=reason, note=note
+        )
+        if row is None:
+            return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
+        if not won:
+            return self._say(tell, False, row.state, who_decided(row))
+        self._sync(task_id)  # the card shows "Approving… by <@user>" while LeadLex works
+        try:
+            if action == "approve":
+                self._lexi.approve(task_id)
+            else:
+                self._lexi.dismiss(task_id, reason_text(reason, note))
+        except (NotPending, NotFound) as exc:
+            return self._resolve_refusal(task_id, action, user, exc, tell)
+        except LexiError as exc:
+            log.warning("task %s: %s failed: %s", task_id, action, exc)
+            self._store.release_decision(task_id, _failure_note(action, exc))
+            self._sync(task_id)
+            return self._say(tell, False, "pending", _failure_note(action, exc))
+        row = self._store.finish_decision(task_id, _TARGET[action])
+        self._sync(task_id)
+        log.info("task %s %s by %s via %s", task_id, _TARGET[action], user, surface)
+        return Outcome(True, row.state if row else _TARGET[action], f"Task {_TARGET[action]}.")
+
+    def recover(self, still_pending: set[str], older_than: timedelta) -> None:
+        """Hand back decisions whose process died mid-way: still pending in LeadLex → buttons come back."""
+        for row in self._store.stale("deciding", older_than):
+            if row.task_id in still_pending:
+                self._store.release_decision(row.task_id, "The last attempt was interrupted. Try again.")
+                self._sync(row.task_id)
+
+    def _resolve_refusal(self, task_id: str, action: str, user: str, exc: LexiError, tell: Tell) -> Outcome:
+        """LeadLex says the task is not pending (or gone): learn its real state and show that."""
+        target = _TARGET[action]
+        try:
+            real = None if isinstance(exc, NotFound) else self._lexi.find_task(task_id)
+        except LexiError as lookup_error:
+            log.warning("task %s: could not read its real state: %s", task_id, lookup_error)
+            self._store.release_decision(task_id, f"Could not {action}: LeadLex refused and its state is unknown.")
+            self._sync(task_id)
+            return self._say(tell, False, "pending", "LeadLex refused the decision; please try again later.")
+        state = real.status if real is not None else "gone"
+        if state == "pending":
+            note = f"Could not {action}: LeadLex refused ({exc})."
+            self._store.release_decision(task_id, note)
+            self._sync(task_id)
+            return self._say(tell, False, "pending", note)
+        if state == target and exc.attempts > 1:
+            # An earlier attempt of this very decision landed before its answer was lost.
+            self._store.finish_decision(task_id, target)
+            self._sync(task_id)
+            return Outcome(True, target, f"Task {target}.")
+        row = self._store.apply_lexi_state(task_id, state, from_states=("deciding",))
+        self._sync(task_id)
+        if row is not None and state in ("completed", "failed"):
+            self._messenger.reply_final(row)
+        return self._say(
+            tell, False, state, f"This task was already {_PAST.get(state, state)} in LeadLex; its card now says so."
+        )
+
+    def _sync(self, task_id: str) -> None:
+        """Update the card; a Slack failure here is logged and repaired by the poller later."""
+        try:
+            self._messenger.sync_card(task_id)
+        except SlackApiError as exc:
+            log.warning("task %s: could not update its card: %s", task_id, slack_error_text(exc))
+        except Exception:  # noqa: BLE001 - a network failure must not lose the decision; the poller retries
+            log.exception("task %s: could not update its card", task_id)
+
+    @staticmethod
+    def _say(tell: Tell, decided: bool, state: str | None, message: str) -> Outcome:
+        """Tell the person and return the outcome."""
+        try:
+            tell(message)
+        except Exception:  # noqa: BLE001 - telling is best effort; the decision stands either way
+            log.exception("could not tell the user: %s", message)
+        return Outcome(decided, state, message)

@@ -1,0 +1,179 @@
+"""The poller: announce new pending tasks, follow announced tasks to their final state, repair what failed."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from slack_sdk.errors import SlackApiError
+
+from bot.announcer import AnnounceError, Announcer
+from bot.db.store import Store, TaskRow
+from bot.decisions import Decider
+from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
+from bot.lexi.client import LexiClient
+from bot.lexi.models import Task
+from bot.messenger import Messenger, slack_error_text
+
+log = logging.getLogger(__name__)
+
+#: A decision claim older than this is considered abandoned (its process died).
+DECIDING_TIMEOUT = timedelta(minutes=3)
+#: The longest the poller backs off after repeated failures.
+MAX_BACKOFF = 900.0
+
+
+class Poller:
+    """Runs poll cycles every `interval` seconds, backing off when LeadLex or Slack refuse."""
+
+    def __init__(
+        self,
+        store: Store,
+        lexi: LexiClient,
+        messenger: Messenger,
+        announcer: Announcer,
+        decider: Decider,
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._lexi = lexi
+        self._messenger = messenger
+        self._announcer = announcer
+        self._decider = decider
+        self.interval = interval
+        self._clock = clock
+        self._failures = 0
+        self._reported: str | None = None
+        self.last_success: float | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until `stop` is set."""
+        while not stop.is_set():
+            delay = self.cycle()
+            stop.wait(delay)
+
+    def cycle(self) -> float:
+        """Run one poll cycle; return the seconds to wait before the next."""
+        try:
+            pending = self._lexi.list_tasks("pending")
+        except (InvalidKey, PermissionDenied) as exc:
+            self._report(str(exc), _access_hint(exc))
+            return self._backoff()
+        except RateLimited as exc:
+            log.warning("LeadLex rate limit reached; next poll in %.0fs", exc.retry_after or self.interval)
+            self._failures += 1
+            return max(exc.retry_after or 0.0, self._backoff())
+        except LexiError as exc:
+            log.warning("could not list pending tasks: %s", exc)
+            return self._backoff()
+        try:
+            self._announce_new(pending)
+            self._follow(pending)
+            self._announcer.recover()
+            self._decider.recover({t.id for t in pending}, DECIDING_TIMEOUT)
+            self._repair()
+        except AnnounceError as exc:
+            self._report(str(exc), "")
+            return self._backoff()
+        except LexiError as exc:
+            log.warning("poll cycle stopped early: %s", exc)
+            return self._backoff()
+        except SlackApiError as exc:
+            log.warning("poll cycle stopped early: %s", slack_error_text(exc))
+            return self._backoff()
+        self.last_success = self._clock()
+        self._failures = 0
+        if self._reported is not None:
+            log.info("LeadLex and Slack answer again; polling resumes every %.0fs", self.interval)
+            self._reported = None
+        return self.interval
+
+    def _announce_new(self, pending: list[Task]) -> None:
+        """Announce every pending task without a record, oldest first; one bad task never stops the others."""
+        known = self._store.known(t.id for t in pending)
+        fresh = [t for t in pending if t.id not in known]
+        fresh.sort(key=lambda t: (t.created_at is None, t.created_at or 0))
+        for task in fresh:
+            try:
+                self._announcer.announce(task)
+            except AnnounceError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad task must not stop the others
+                log.exception("could not announce task %s", task.id)
+
+    def _follow(self, pending: list[Task]) -> None:
+        """Bring the records of tasks that left `pending` in LeadLex to their real state.
+
+        Only the statuses some record is waiting for are listed, each at most once per cycle.
+        """
+        pending_ids = {t.id for t in pending}
+        records = self._store.in_states(("pending", "approved"))
+        vanished = [r for r in records if r.state == "pending" and r.task_id not in pending_ids]
+        waiting = [r for r in records if r.state == "approved"]
+        if not vanished and not waiting:
+            return
+        statuses = ["approved", "dismissed", "completed", "failed"] if vanished else ["completed", "failed"]
+        where: dict[str, str] = {}
+        for status in statuses:
+            for task in self._lexi.list_tasks(status):
+                where.setdefault(task.id, status)
+        for row in vanished:
+            self._apply(row, where.get(row.task_id, "gone"), ("pending",))
+        for row in waiting:
+            status = where.get(row.task_id)
+            if status in ("completed", "failed"):
+                self._apply(row, status, ("approved",))
+            elif status is None and "approved" in statuses:
+                self._apply(row, "gone", ("approved",))  # listed nowhere: LeadLex no longer has it
+
+    def _apply(self, row: TaskRow, status: str, from_states: tuple[str, ...]) -> None:
+        """Record a state LeadLex reports and show it in Slack."""
+        if status == row.state:
+            return
+        changed = self._store.apply_lexi_state(row.task_id, status, from_states=from_states)
+        if changed is None:
+            return
+        log.info("task %s is now %s in LeadLex", row.task_id, status)
+        self._messenger.sync_card(row.task_id)
+        if status in ("completed", "failed"):
+            self._messenger.reply_final(changed)
+
+    def _repair(self) -> None:
+        """Re-render cards whose last update failed, and post thread replies a crash skipped."""
+        for row in self._store.unrendered():
+            try:
+                self._messenger.sync_card(row.task_id)
+            except SlackApiError as exc:
+                log.warning("task %s: card update failed again: %s", row.task_id, slack_error_text(exc))
+        for row in self._store.unreplied():
+            self._messenger.reply_final(row)
+
+    def _report(self, problem: str, hint: str) -> None:
+        """Log a setup problem once, and post it once to the channel, until things work again."""
+        if self._reported == problem:
+            return
+        self._reported = problem
+        log.error("%s%s", problem, f" — {hint}" if hint else "")
+        text = f":warning: lexi-bot cannot work right now: {problem}."
+        if hint:
+            text += f" {hint}"
+        self._messenger.say(self._announcer.channel, text)
+
+    def _backoff(self) -> float:
+        """Exponential backoff with jitter, from the poll interval up to MAX_BACKOFF."""
+        self._failures += 1
+        base = min(self.interval * (2 ** min(self._failures, 10)), MAX_BACKOFF)
+        return base * random.uniform(0.5, 1.0)
+
+
+def _access_hint(exc: LexiError) -> str:
+    """What an admin should do about a refused key."""
+    if isinstance(exc, InvalidKey):
+        return "Create a new API key in LeadLex and set LEXI_API_KEY."
+    return "Give the API key the Lexi permission in LeadLex (Settings → API keys)."
