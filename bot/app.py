@@ -1,0 +1,39 @@
+"""Build the Bolt app: listeners by Slack feature, one error handler, signatures verified in HTTP mode."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.response import BoltResponse
+
+from bot.listeners import actions, commands, views
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime) -> App:
+    """The Bolt app for a runtime; in HTTP mode every request's Slack signature and timestamp are checked."""
+    settings = runtime.settings
+    http_mode = settings.mode == "http"
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    app = App(
+        client=runtime.slack,
+        signing_secret=secret if http_mode else None,
+        request_verification_enabled=http_mode,
+        token_verification_enabled=False,
+        logger=logging.getLogger("bot.bolt"),
+    )
+    actions.register(app, runtime)
+    views.register(app, runtime)
+    commands.register(app, runtime)
+
+    @app.error
+    def handle_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+        """Log a listener failure; Slack gets an empty answer, never a traceback."""
+        log.error("listener failed for %s: %s", body.get("type", "request"), error, exc_info=error)
+        return BoltResponse(status=200, body="")
+
+    return app

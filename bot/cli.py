@@ -1,0 +1,271 @@
+"""The `lexi-bot` command: parse, load `.env` once, build settings, dispatch. Never shows a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dotenv import load_dotenv
+from slack_sdk.errors import SlackApiError
+
+from bot import __version__
+from bot.config import Settings, load_settings
+from bot.db import migrate
+from bot.db.guard import lock_sqlite
+from bot.db.store import make_engine
+from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied
+from bot.lexi.client import LexiClient
+from bot.logs import setup_logging
+from bot.messenger import make_web_client, slack_error_text
+
+log = logging.getLogger("bot")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    load_dotenv(os.environ.get("LEXI_ENV_FILE", ".env"), override=False)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, LexiBotError) as exc:
+        print(f"lexi-bot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="lexi-bot", description="Slack approvals for LeadLex's Lexi tasks.")
+    parser.add_argument("--version", action="version", version=f"lexi-bot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the bot (poller and Slack listeners)")
+    run.add_argument("--sandbox", action="store_true", help="start a local LeadLex sandbox and use it")
+    run.add_argument("--host", default="0.0.0.0", help="address to listen on in HTTP mode (default 0.0.0.0)")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="check the configuration against LeadLex and Slack")
+    check.add_argument("--sandbox", action="store_true", help="check against a local sandbox instead of LeadLex")
+    check.set_defaults(func=cmd_check)
+
+    mig = sub.add_parser("migrate", help="bring the database schema to the latest revision")
+    mig.set_defaults(func=cmd_migrate)
+
+    sandbox = sub.add_parser("sandbox", help="serve a local LeadLex-compatible API with sample tasks")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8787)
+    sandbox.add_argument("--complete-after", type=float, default=15.0, help="seconds until approved tasks complete")
+    sandbox.add_argument("--generate-every", type=float, default=None, help="add a new pending task every N seconds")
+    sandbox.set_defaults(func=cmd_sandbox)
+    return parser
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the bot until SIGTERM / Ctrl-C; exit 0 after draining."""
+    sandbox = _start_sandbox() if args.sandbox else None
+    overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key} if sandbox else {}
+    settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
+    setup_logging(settings.log_level, settings.secrets())
+    lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
+    _prepare_database(settings)
+
+    from bot.app import create_app
+    from bot.runtime import Runtime
+
+    runtime = Runtime.build(settings)
+    _preflight(runtime)
+    app = create_app(runtime)
+    stop = threading.Event()
+    poller = threading.Thread(target=runtime.poller.run, args=(stop,), name="lexi-poller", daemon=True)
+
+    if settings.mode == "socket":
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        assert settings.slack_app_token is not None
+        handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        log.warning("Socket Mode: run only one process with this app token (Slack spreads events across them)")
+        handler.connect()
+        shutdown: Callable[[], None] = handler.close
+        log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
+        poller.start()
+        _wait_for_signal(stop)
+    else:
+        from bot.server import HttpFront, make_wsgi
+
+        front = HttpFront(make_wsgi(app, lambda: _health(runtime)), args.host, settings.port)
+        shutdown = front.stop
+        log.info(
+            "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
+            __version__, args.host, front.port, settings.slack_channel,
+        )
+        poller.start()
+        front.start()
+        _wait_for_signal(stop)
+    log.info("stopping: finishing decisions in flight")
+    stop.set()
+    shutdown()
+    poller.join(timeout=10)
+    runtime.close()
+    if sandbox is not None:
+        sandbox.stop()
+    log.info("stopped")
+    return 0
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    """Block until SIGTERM or SIGINT."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop.wait(0.5):
+        pass
+
+
+def _start_sandbox() -> Any:
+    """Start an in-process LeadLex sandbox with sample tasks that complete a while after approval."""
+    from bot.lexi.sandbox import Sandbox
+
+    sandbox = Sandbox(complete_after=15.0).start()
+    print(f"lexi-bot: using a local LeadLex sandbox at {sandbox.url} (sample tasks, no real data)", file=sys.stderr)
+    return sandbox
+
+
+def _prepare_database(settings: Settings) -> None:
+    """SQLite is migrated on start; PostgreSQL must have been migrated by the release phase."""
+    engine = make_engine(settings.database_url)
+    try:
+        if settings.database_kind == "sqlite":
+            migrate.upgrade(engine)
+        elif migrate.current(engine) != migrate.head():
+            raise ConfigError(
+                "the PostgreSQL schema is not at the latest revision: run `lexi-bot migrate` first "
+                "(the Procfile's release phase does this on Heroku)"
+            )
+    finally:
+        engine.dispose()
+
+
+def _preflight(runtime: Any) -> None:
+    """Stop at once, with what to fix, when LeadLex or Slack refuse the credentials."""
+    try:
+        runtime.slack.auth_test()
+    except SlackApiError as exc:
+        raise LexiBotError(slack_error_text(exc)) from None
+    try:
+        runtime.lexi.list_tasks("pending")
+    except InvalidKey:
+        raise LexiBotError(
+            "LeadLex refused LEXI_API_KEY (401 invalid_key): create a new key in LeadLex and set LEXI_API_KEY"
+        ) from None
+    except PermissionDenied:
+        raise LexiBotError(
+            "LEXI_API_KEY lacks the Lexi permission (403 insufficient_permissions): enable it for the key in LeadLex"
+        ) from None
+    except LexiError as exc:
+        log.warning("LeadLex is not answering yet (%s); the poller will keep trying", exc)
+
+
+def _health(runtime: Any) -> dict[str, Any]:
+    """What /healthz reports besides ok."""
+    return {"last_poll": runtime.poller.last_success, "mode": runtime.settings.mode}
+
+
+# --- check, migrate, sandbox ----------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check each credential against the real service and print what to fix."""
+    sandbox = _start_sandbox() if args.sandbox else None
+    overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key} if sandbox else {}
+    try:
+        settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
+        results = run_checks(settings)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+    for ok, line in results:
+        print(f"{'✓' if ok else '✗'} {line}")
+    failed = sum(1 for ok, _ in results if not ok)
+    print("All checks passed." if not failed else f"{failed} check(s) failed — fix them and run `lexi-bot check` again.")
+    return 0 if not failed else 1
+
+
+def run_checks(settings: Settings) -> list[tuple[bool, str]]:
+    """Each check as (passed, one line saying what was found or what to fix)."""
+    results: list[tuple[bool, str]] = []
+    assert settings.lexi_api_key is not None and settings.slack_bot_token is not None
+    lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), attempts=2, max_wait=5)
+    try:
+        pending = lexi.list_tasks("pending")
+        results.append((True, f"LeadLex key accepted with the Lexi permission ({len(pending)} pending tasks)"))
+    except InvalidKey:
+        results.append((False, "LeadLex refused LEXI_API_KEY (invalid_key): create a new key and set LEXI_API_KEY"))
+    except PermissionDenied:
+        results.append((False, "LEXI_API_KEY lacks the Lexi permission: enable it for the key in LeadLex"))
+    except LexiError as exc:
+        results.append((False, f"LeadLex did not answer at {settings.lexi_api_url}: {exc}"))
+    finally:
+        lexi.close()
+    slack = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    try:
+        auth = slack.auth_test()
+        results.append((True, f"Slack token accepted (bot @{auth.get('user')} in {auth.get('team')})"))
+    except SlackApiError as exc:
+        results.append((False, slack_error_text(exc)))
+        return results
+    try:
+        info = slack.conversations_info(channel=settings.slack_channel)
+        channel = info.get("channel") or {}
+        if channel.get("is_member"):
+            results.append((True, f"the bot is a member of #{channel.get('name')} ({settings.slack_channel})"))
+        else:
+            results.append((False, f"the bot is not in #{channel.get('name')}: type /invite @lexi-bot there"))
+    except SlackApiError as exc:
+        results.append((False, slack_error_text(exc)))
+    return results
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the database to the latest revision."""
+    settings = load_settings(os.environ, require=())
+    setup_logging(settings.log_level, settings.secrets())
+    engine = make_engine(settings.database_url)
+    try:
+        before = migrate.current(engine)
+        migrate.upgrade(engine)
+        after = migrate.current(engine)
+    finally:
+        engine.dispose()
+    print(f"database at revision {after}" + (" (already up to date)" if before == after else f" (was {before})"))
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Serve the LeadLex sandbox in the foreground."""
+    from bot.lexi import sandbox
+
+    argv = ["--host", args.host, "--port", str(args.port), "--complete-after", str(args.complete_after)]
+    if args.generate_every:
+        argv += ["--generate-every", str(args.generate_every)]
+    return int(sandbox.main(argv) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

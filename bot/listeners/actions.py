@@ -1,0 +1,64 @@
+"""Button clicks on task cards: Approve decides at once; Dismiss opens the reason modal first."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+
+from bot import blocks, modals
+from bot.decisions import Tell, who_decided
+from bot.messenger import slack_error_text
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
+    """How to answer the person behind a request privately: in the ephemeral's thread, or in the channel."""
+    user = body["user"]["id"]
+    channel = (body.get("channel") or {}).get("id") or runtime.settings.slack_channel
+    container = body.get("container") or {}
+    response_url = body.get("response_url")
+    if container.get("is_ephemeral") and response_url:
+        hook = WebhookClient(response_url)
+        return lambda text: hook.send(text=text, response_type="ephemeral", replace_original=False)
+    return lambda text: runtime.messenger.tell(channel, user, text)
+
+
+def register(app: App, runtime: Runtime) -> None:
+    """Register the card buttons."""
+
+    @app.action(blocks.APPROVE_ACTION)
+    def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Queue the approval on the bot's own workers (instant), then acknowledge."""
+        runtime.submit(
+            runtime.decider.decide,
+            str(action.get("value", "")),
+            action="approve",
+            user=body["user"]["id"],
+            surface="button",
+            tell=teller(runtime, body),
+        )
+        ack()
+
+    @app.action(blocks.DISMISS_ACTION)
+    def handle_dismiss(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Acknowledge, then open the reason modal while the trigger is fresh (nothing slow comes first)."""
+        ack()
+        task_id = str(action.get("value", ""))
+        row = runtime.store.get(task_id)
+        tell = teller(runtime, body)
+        if row is None or row.state != "pending":
+            runtime.submit(tell, who_decided(row) if row else "I have no record of this task.")
+            return
+        channel = (body.get("channel") or {}).get("id") or row.channel
+        try:
+            client.views_open(trigger_id=body["trigger_id"], view=modals.dismiss_modal(row.task, channel))
+        except SlackApiError as exc:
+            log.warning("could not open the dismiss modal: %s", slack_error_text(exc))
+            runtime.submit(tell, "Slack did not open the dismiss form in time; please click Dismiss again.")

@@ -1,0 +1,107 @@
+"""The running bot's parts, built once from settings and shared by the listeners, the poller and the server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.announcer import Announcer
+from bot.config import Settings
+from bot.db.store import Store
+from bot.decisions import Decider
+from bot.lexi.client import LexiClient
+from bot.messenger import Messenger, make_web_client
+from bot.poller import Poller
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The bot's collaborators and its own worker pool for slow work that must not hold Bolt's threads."""
+
+    settings: Settings
+    store: Store
+    lexi: LexiClient
+    slack: WebClient
+    messenger: Messenger
+    announcer: Announcer
+    decider: Decider
+    poller: Poller
+    workers: ThreadPoolExecutor
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _inflight: set[Future[Any]] = field(default_factory=set)
+    _inflight_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        post_interval: float = 1.0,
+        claim_timeout: timedelta = timedelta(seconds=90),
+        lexi_options: dict[str, Any] | None = None,
+    ) -> Runtime:
+        """Wire the parts together from settings (the store may be passed in, already migrated)."""
+        assert settings.slack_bot_token is not None and settings.slack_channel is not None
+        assert settings.lexi_api_key is not None
+        store = store or Store.from_url(settings.database_url)
+        lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), **(lexi_options or {}))
+        slack = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+        messenger = Messenger(slack, store, post_interval=post_interval)
+        announcer = Announcer(store, messenger, settings.slack_channel, claim_timeout=claim_timeout)
+        decider = Decider(store, lexi, messenger)
+        poller = Poller(store, lexi, messenger, announcer, decider, interval=settings.poll_interval)
+        workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
+        return cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers)
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run slow work (LeadLex calls, card updates) on the bot's own pool, logging any failure."""
+
+        def run() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception:
+                log.exception("background work %s failed", getattr(fn, "__name__", fn))
+                raise
+
+        future = self.workers.submit(run)
+        with self._inflight_lock:
+            self._inflight.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[Any]) -> None:
+        """Forget finished work."""
+        with self._inflight_lock:
+            self._inflight.discard(future)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (bounded) until no submitted work is queued or running; True when none is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._inflight_lock:
+                pending = list(self._inflight)
+            if not pending:
+                return True
+            wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        with self._inflight_lock:
+            return not self._inflight
+
+    def close(self, drain_timeout: float = 20.0) -> None:
+        """Stop taking work, let work in flight finish (bounded), and release connections."""
+        self.stopping.set()
+        if not self.drain(drain_timeout):
+            log.warning("stopping with work still in flight after %.0fs", drain_timeout)
+        self.workers.shutdown(wait=False, cancel_futures=True)
+        self.lexi.close()
+        self.store.close()
