@@ -1,0 +1,128 @@
+"""A running bot for integration tests: the real Bolt app behind waitress on loopback, wired to a sandbox and a Slack stand-in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from bot.app import create_app
+from bot.config import Settings, load_settings
+from bot.db import migrate
+from bot.db.store import Store
+from bot.lexi.sandbox import Sandbox
+from bot.runtime import Runtime
+from bot.server import HttpFront, make_wsgi
+from bot.standin import payloads
+from bot.standin.slack import SlackStandIn
+
+SIGNING_SECRET = "test-signing-secret-0123456789"
+CHANNEL = "C0LEXI"
+
+
+def bot_settings(sandbox: Sandbox, slack: SlackStandIn, database_url: str, **extra: str) -> Settings:
+    """Settings pointing the bot at the sandbox and the stand-in, as a user's environment would."""
+    env = {
+        "LEXI_API_KEY": sandbox.api_key,
+        "LEXI_API_URL": sandbox.url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_CHANNEL": CHANNEL,
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": database_url,
+        "POLL_INTERVAL": "1",
+        **extra,
+    }
+    return load_settings(env)
+
+
+@dataclass
+class BotHarness:
+    """The bot under test, reachable over HTTP, plus helpers to act on it as Slack would."""
+
+    runtime: Runtime
+    url: str
+    slack: SlackStandIn
+    sandbox: Sandbox
+    _front: HttpFront
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
+
+    @property
+    def store(self) -> Store:
+        """The bot's store."""
+        return self.runtime.store
+
+    def poll(self) -> float:
+        """Run one poll cycle now, as the poller thread would."""
+        return self.runtime.poller.cycle()
+
+    def post(self, body: bytes, content_type: str, *, secret: str = SIGNING_SECRET,
+             timestamp: int | None = None) -> httpx.Response:
+        """POST a request to /slack/events signed as Slack signs it."""
+        headers = payloads.signed_request(secret, body, content_type, timestamp)
+        return self.http.post(f"{self.url}/slack/events", content=body, headers=headers)
+
+    def click(self, action_id: str, task_id: str, user: str = "UALICE", **kwargs: Any) -> httpx.Response:
+        """Click a card button as `user`."""
+        row = self.store.get(task_id)
+        payload = payloads.build_block_action(
+            action_id=action_id,
+            value=task_id,
+            user=user,
+            channel=CHANNEL,
+            message_ts=row.message_ts if row else None,
+            trigger_id=self.slack.new_trigger_id(user),
+            response_url=self.slack.new_response_url(),
+            **kwargs,
+        )
+        return self.post(*payloads.encode_interactive(payload))
+
+    def command(self, text: str, user: str = "UALICE") -> httpx.Response:
+        """Run /lexi <text> as `user`."""
+        fields = payloads.build_slash_command(
+            text=text, user=user, response_url=self.slack.new_response_url(),
+            trigger_id=self.slack.new_trigger_id(user),
+        )
+        return self.post(*payloads.encode_command(fields))
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the bot's own workers have finished everything submitted (bounded)."""
+        assert self.runtime.drain(timeout), "the bot's workers did not settle in time"
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Poll `predicate` until truthy (bounded)."""
+        return self.slack.wait_for(predicate, timeout=timeout)
+
+    def close(self) -> None:
+        """Stop the server and the runtime."""
+        self._front.stop(timeout=5)
+        self.runtime.close()
+        self.http.close()
+
+
+def start_bot(
+    sandbox: Sandbox,
+    slack: SlackStandIn,
+    database_url: str,
+    *,
+    post_interval: float = 0.0,
+    claim_timeout: timedelta = timedelta(seconds=90),
+    lexi_options: dict[str, Any] | None = None,
+    **extra: str,
+) -> BotHarness:
+    """Migrate the database and start the bot's HTTP front on 127.0.0.1 (a free port)."""
+    settings = bot_settings(sandbox, slack, database_url, **extra)
+    store = Store.from_url(settings.database_url)
+    migrate.upgrade(store.engine)
+    options = {"max_wait": 5.0, "sleep": lambda s: time.sleep(min(s, 0.05))}
+    options.update(lexi_options or {})
+    runtime = Runtime.build(
+        settings, store=store, post_interval=post_interval, claim_timeout=claim_timeout, lexi_options=options
+    )
+    app = create_app(runtime)
+    front = HttpFront(make_wsgi(app, lambda: {}), "127.0.0.1", 0).start()
+    return BotHarness(runtime, f"http://127.0.0.1:{front.port}", slack, sandbox, front)
