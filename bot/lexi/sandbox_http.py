@@ -1,0 +1,126 @@
+"""The sandbox's HTTP plumbing: LeadLex's JSON envelopes and a quiet threaded server."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("bot.sandbox")
+
+
+@dataclass
+class Reply:
+    """A response about to be sent."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    """Raised by an endpoint to answer with LeadLex's error envelope."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers or {}
+
+    def reply(self) -> Reply:
+        """Return the error as a JSON reply."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return Reply(self.status, dump({"error": error}), headers=dict(self.headers))
+
+
+#: Answers one request: (method, target with query, lower-cased headers, body) → reply.
+Responder = Callable[[str, str, Mapping[str, str], bytes], Reply]
+
+
+class SandboxServer(ThreadingHTTPServer):
+    """A threaded HTTP server that passes every request to a responder and logs connection errors quietly."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], respond: Responder) -> None:
+        self.respond = respond
+        super().__init__(address, _RequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a connection that failed outside the responder (e.g. a client that hung up) at debug level."""
+        log.debug("connection from %s failed", client_address, exc_info=True)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """Hands every request to the server's responder and writes its reply."""
+
+    server: SandboxServer
+    server_version = "LeadLexSandbox/1.0"
+
+    def _handle(self) -> None:
+        """Read the body, let the responder answer, and send the reply unless the client has gone."""
+        try:
+            length = max(0, int(self.headers.get("Content-Length") or 0))
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        reply = self.server.respond(self.command, self.path, headers, body)
+        try:
+            self.send_response(reply.status)
+            for name, value in {"Content-Type": reply.content_type, **reply.headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("client hung up before the reply to %s %s", self.command, self.path)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_OPTIONS = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log requests at debug level instead of printing them."""
+        log.debug("%s - " + format, self.address_string(), *args)
+
+
+def object_body(body: bytes) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object (an empty body is {}); raise a 400 otherwise."""
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise ApiError(400, "validation_error", "The request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "validation_error", "The request body must be a JSON object")
+    return value
+
+
+def body_value(body: bytes) -> Any:
+    """Return a request body as recorded: parsed JSON, else text, else None when empty."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
+def phrase(status: int) -> str:
+    """Return the standard reason phrase of an HTTP status."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def dump(value: Any) -> bytes:
+    """Encode a value as UTF-8 JSON."""
+    return json.dumps(value, ensure_ascii=False).encode()
