@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
@@ -32,12 +32,19 @@ class Announcer:
     """Posts tasks to the announcement channel, once each."""
 
     def __init__(
-        self, store: Store, messenger: Messenger, channel: str, *, claim_timeout: timedelta = timedelta(seconds=90)
+        self,
+        store: Store,
+        messenger: Messenger,
+        channel: str,
+        *,
+        claim_timeout: timedelta = timedelta(seconds=90),
+        orphaned_before: datetime | None = None,
     ) -> None:
         self._store = store
         self._messenger = messenger
         self.channel = channel
         self._claim_timeout = claim_timeout
+        self._orphaned_before = orphaned_before
 
     def announce(self, task: Task) -> bool:
         """Announce a task unless some process already has; True when this call posted it."""
@@ -49,7 +56,7 @@ class Announcer:
     def recover(self) -> int:
         """Finish announcements whose process died mid-way; return how many were finished."""
         finished = 0
-        for row in self._store.stale("announcing", self._claim_timeout):
+        for row in self._store.stale("announcing", self._claim_timeout, orphaned_before=self._orphaned_before):
             if not self._store.take_over_announcement(row.task_id, row.claimed_at):
                 continue  # another process took it over first
             oldest = row.announced_at.timestamp() - 60

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
@@ -80,10 +80,13 @@ def reason_text(reason: str | None, note: str | None) -> str | None:
 class Decider:
     """Decides tasks: claim, call LeadLex once, record, update the card, tell the person."""
 
-    def __init__(self, store: Store, lexi: LexiClient, messenger: Messenger) -> None:
+    def __init__(
+        self, store: Store, lexi: LexiClient, messenger: Messenger, *, orphaned_before: datetime | None = None
+    ) -> None:
         self._store = store
         self._lexi = lexi
         self._messenger = messenger
+        self._orphaned_before = orphaned_before
 
     def decide(
         self,
@@ -128,7 +131,7 @@ class Decider:
 
     def recover(self, still_pending: set[str], older_than: timedelta) -> None:
         """Hand back decisions whose process died mid-way: still pending in LeadLex → buttons come back."""
-        for row in self._store.stale("deciding", older_than):
+        for row in self._store.stale("deciding", older_than, orphaned_before=self._orphaned_before):
             if row.task_id in still_pending:
                 self._store.release_decision(row.task_id, "The last attempt was interrupted. Try again.")
                 self._sync(row.task_id)

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 
 from bot.announcer import Announcer
 from bot.config import Settings
-from bot.db.store import Store
+from bot.db.store import Store, utcnow
 from bot.decisions import Decider
 from bot.lexi.client import LexiClient
 from bot.messenger import Messenger, make_web_client
@@ -58,8 +58,12 @@ class Runtime:
         lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), **(lexi_options or {}))
         slack = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
         messenger = Messenger(slack, store, post_interval=post_interval)
-        announcer = Announcer(store, messenger, settings.slack_channel, claim_timeout=claim_timeout)
-        decider = Decider(store, lexi, messenger)
+        # One process per SQLite file (bot.db.guard), so claims older than this process are orphans.
+        orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
+        announcer = Announcer(
+            store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before
+        )
+        decider = Decider(store, lexi, messenger, orphaned_before=orphaned_before)
         poller = Poller(store, lexi, messenger, announcer, decider, interval=settings.poll_interval)
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
         return cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers)

@@ -128,9 +128,15 @@ class Store:
         )
         return self._select(query)
 
-    def stale(self, state: str, older_than: timedelta) -> list[TaskRow]:
-        """Records stuck in a claim state (announcing / deciding) for longer than `older_than`."""
+    def stale(self, state: str, older_than: timedelta, *, orphaned_before: datetime | None = None) -> list[TaskRow]:
+        """Records stuck in a claim state (announcing / deciding) for longer than `older_than`.
+
+        `orphaned_before`: claims made before this moment are stale whatever their age (on SQLite, the
+        moment this process started: only one process may use the file, so older claims are orphans).
+        """
         cutoff = self._now() - older_than
+        if orphaned_before is not None:
+            cutoff = max(cutoff, orphaned_before)
         return self._select(
             select(TaskRecord).where(TaskRecord.state == state, TaskRecord.claimed_at < cutoff).limit(200)
         )
@@ -188,8 +194,9 @@ class Store:
         with self.engine.begin() as conn:
             dialect = conn.dialect.name
             builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            result = conn.execute(builder(TaskRecord).values(**values).on_conflict_do_nothing())
-            return result.rowcount == 1
+            statement = builder(TaskRecord).values(**values).on_conflict_do_nothing()
+            # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
+            return conn.execute(statement.returning(TaskRecord.task_id)).first() is not None
 
     def take_over_announcement(self, task_id: str, seen_claimed_at: datetime) -> bool:
         """Renew a stale announcement claim; False when another process renewed or finished it first."""
