@@ -85,7 +85,7 @@ class Settings(BaseModel):
     @classmethod
     def _channel(cls, value: str | None) -> str | None:
         """A channel ID (C… or G…), not a #name: names change, IDs do not."""
-        if value is not None and not re.fullmatch(r"[CGD][A-Z0-9]{6,}", value):
+        if value is not None and not re.fullmatch(r"[CGD][A-Z0-9]{2,}", value):
             raise ValueError("must be a channel ID such as C0123ABCD (not a #name)")
         return value
 

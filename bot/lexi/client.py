@@ -179,7 +179,7 @@ class LexiClient:
     def _wait(self, state: tenacity.RetryCallState) -> float:
         """Wait what LeadLex asked for on 429, else exponential backoff with jitter."""
         exc = state.outcome.exception() if state.outcome else None
-        backoff = tenacity.wait_exponential_jitter(initial=0.5, max=8.0)(state)
+        backoff = tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0)(state)
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             return max(exc.retry_after, 0.0)
         return backoff
