@@ -58,6 +58,12 @@ class Settings(BaseModel):
     port: int = Field(default=3000, ge=0, le=65_535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        """Accept log levels in any case."""
+        return value.upper() if isinstance(value, str) else value
+
     @field_validator("lexi_api_url", "slack_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -161,7 +167,7 @@ def load_settings(
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{_FIELDS.get(field, field)} {message.lower() if message[:1].isupper() else message}")
+            problems.append(f"{_FIELDS.get(field, field)}: {message[:1].lower()}{message[1:]}")
         settings = None
     if problems or settings is None:
         raise ConfigError("Configuration problems — fix these and start again:\n  - " + "\n  - ".join(problems))

@@ -100,3 +100,10 @@ def test_unsupported_database_is_refused() -> None:
     """A MySQL URL is a clear configuration error."""
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         load_settings({**GOOD, "DATABASE_URL": "mysql://root@localhost/db"})
+
+
+def test_log_level_is_case_insensitive_and_checked() -> None:
+    """`debug` is accepted; an unknown level is named with the valid choices."""
+    assert load_settings({**GOOD, "LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="LOG_LEVEL: input should be 'DEBUG'"):
+        load_settings({**GOOD, "LOG_LEVEL": "loud"})
