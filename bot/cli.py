@@ -77,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot until SIGTERM / Ctrl-C; exit 0 after draining."""
     sandbox = _start_sandbox() if args.sandbox else None
-    overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key} if sandbox else {}
+    overrides: dict[str, object] = {}
+    if sandbox is not None:
+        overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key}
+        if not os.environ.get("POLL_INTERVAL"):
+            overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
     settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
     setup_logging(settings.log_level, settings.secrets())
     lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits

@@ -6,13 +6,16 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from bot import blocks
 from bot.cli import main
 from bot.db import migrate
 from bot.db.store import Store
 from bot.lexi.sandbox import Sandbox
+from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, SIGNING_SECRET
 from tests.support.process import BotProcess, clean_env, free_port
@@ -187,3 +190,29 @@ def test_procfile_runs_migrations_in_release_and_the_bot_on_web() -> None:
     lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
     assert lines["release"].strip() == "lexi-bot migrate"
     assert lines["web"].strip() == "lexi-bot run"
+
+
+def test_run_with_sandbox_announces_sample_tasks_that_can_be_approved(
+    slack: SlackStandIn, tmp_path: Path, processes: list[BotProcess]
+) -> None:
+    """`lexi-bot run --sandbox` needs no LeadLex key, announces sample tasks, and a click approves one."""
+    port = free_port()
+    env = clean_env(
+        SLACK_BOT_TOKEN="xoxb-test-token", SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_CHANNEL=CHANNEL,
+        SLACK_API_URL=slack.api_url, DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}", PORT=str(port),
+    )
+    proc = BotProcess(["run", "--sandbox", "--host", "127.0.0.1"], env, tmp_path)
+    processes.append(proc)
+    proc.wait_healthy(port)
+    slack.wait_for(lambda: len(slack.messages(CHANNEL)) >= 4, timeout=20)
+    card = slack.messages(CHANNEL)[0]
+    task_id = card.metadata["event_payload"]["task_id"]
+    click = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=card.ts,
+                                        response_url=slack.new_response_url())
+    body, content_type = payloads.encode_interactive(click)
+    response = httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body,
+                          headers=payloads.signed_request(SIGNING_SECRET, body, content_type))
+    assert response.status_code == 200
+    slack.wait_for(lambda: "Approved by <@UALICE>" in str(slack.message(CHANNEL, card.ts).blocks), timeout=15)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait() == 0
