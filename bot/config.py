@@ -29,6 +29,7 @@ _VARIABLES = {
     "POLL_INTERVAL": "poll_interval",
     "PORT": "port",
     "LOG_LEVEL": "log_level",
+    "LEXI_APPROVERS": "lexi_approvers",
 }
 _FIELDS = {field: variable for variable, field in _VARIABLES.items()}
 
@@ -57,6 +58,19 @@ class Settings(BaseModel):
     poll_interval: float = Field(default=60.0, gt=0, le=86_400)
     port: int = Field(default=3000, ge=0, le=65_535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    lexi_approvers: tuple[str, ...] = ()
+
+    @field_validator("lexi_approvers", mode="before")
+    @classmethod
+    def _approvers(cls, value: object) -> object:
+        """A comma- or space-separated list of Slack user IDs; empty means anyone in the channel."""
+        if isinstance(value, str):
+            value = tuple(part for part in re.split(r"[\s,]+", value) if part)
+        if isinstance(value, (tuple, list)):
+            bad = [v for v in value if not re.fullmatch(r"[UW][A-Z0-9]{2,}", str(v))]
+            if bad:
+                raise ValueError(f"must be Slack user IDs such as U0123ABCD (not {', '.join(map(str, bad[:3]))})")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -81,12 +81,28 @@ class Decider:
     """Decides tasks: claim, call LeadLex once, record, update the card, tell the person."""
 
     def __init__(
-        self, store: Store, lexi: LexiClient, messenger: Messenger, *, orphaned_before: datetime | None = None
+        self,
+        store: Store,
+        lexi: LexiClient,
+        messenger: Messenger,
+        *,
+        approvers: tuple[str, ...] = (),
+        orphaned_before: datetime | None = None,
     ) -> None:
         self._store = store
         self._lexi = lexi
         self._messenger = messenger
+        self._approvers = frozenset(approvers)
         self._orphaned_before = orphaned_before
+
+    def may_decide(self, user: str) -> bool:
+        """Whether `user` may approve or dismiss tasks (everyone, when no approvers are configured)."""
+        return not self._approvers or user in self._approvers
+
+    def refusal(self) -> str:
+        """What a person who may not decide is told, naming who may."""
+        names = ", ".join(f"<@{a}>" for a in sorted(self._approvers))
+        return f"Only {names} can approve or dismiss Lexi's tasks. Ask one of them."
 
     def decide(
         self,
@@ -104,6 +120,9 @@ class Decider:
             raise ValueError(f"unknown action {action!r}")
         if reason is not None and reason not in DISMISS_REASONS:
             reason = None
+        if not self.may_decide(user):
+            log.info("task %s: %s refused for %s (not an approver)", task_id, action, user)
+            return self._say(tell, False, None, self.refusal())
         won, row = self._store.claim_decision(
             task_id, actor=user, action=action, surface=surface, reason=reason, note=note
         )

@@ -63,7 +63,9 @@ class Runtime:
         announcer = Announcer(
             store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before
         )
-        decider = Decider(store, lexi, messenger, orphaned_before=orphaned_before)
+        decider = Decider(
+            store, lexi, messenger, approvers=settings.lexi_approvers, orphaned_before=orphaned_before
+        )
         poller = Poller(store, lexi, messenger, announcer, decider, interval=settings.poll_interval)
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
         return cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers)

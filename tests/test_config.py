@@ -107,3 +107,12 @@ def test_log_level_is_case_insensitive_and_checked() -> None:
     assert load_settings({**GOOD, "LOG_LEVEL": "debug"}).log_level == "DEBUG"
     with pytest.raises(ConfigError, match="LOG_LEVEL: input should be 'DEBUG'"):
         load_settings({**GOOD, "LOG_LEVEL": "loud"})
+
+
+def test_approvers_are_slack_user_ids() -> None:
+    """LEXI_APPROVERS takes user IDs separated by commas or spaces; anything else is named as a problem."""
+    assert load_settings({**GOOD, "LEXI_APPROVERS": "U01AB, W02CD U03EF"}).lexi_approvers == ("U01AB", "W02CD",
+                                                                                              "U03EF")
+    assert load_settings(GOOD).lexi_approvers == ()
+    with pytest.raises(ConfigError, match="LEXI_APPROVERS"):
+        load_settings({**GOOD, "LEXI_APPROVERS": "@alice"})

@@ -53,6 +53,9 @@ def register(app: App, runtime: Runtime) -> None:
         task_id = str(action.get("value", ""))
         row = runtime.store.get(task_id)
         tell = teller(runtime, body)
+        if not runtime.decider.may_decide(body["user"]["id"]):
+            runtime.submit(tell, runtime.decider.refusal())
+            return
         if row is None or row.state != "pending":
             runtime.submit(tell, who_decided(row) if row else "I have no record of this task.")
             return

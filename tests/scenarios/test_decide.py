@@ -244,3 +244,24 @@ def test_late_click_is_told_who_decided(bot: BotHarness, sandbox: Sandbox, slack
     assert slack.views == []  # no modal for a decided task
     assert any("already approved by <@UALICE>" in e.text for e in slack.ephemerals_for("UBOB"))
     assert len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/dismiss")) == 0
+
+
+def test_only_approvers_may_decide(sandbox: Sandbox, slack: SlackStandIn, database_url: str) -> None:
+    """With LEXI_APPROVERS set, anyone else is told privately who may decide, and the task is untouched."""
+    from tests.support.harness import start_bot
+
+    harness = start_bot(sandbox, slack, database_url, LEXI_APPROVERS="UALICE, UCAROL")
+    try:
+        task_id = _announce(harness, sandbox)
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
+        harness.click(blocks.DISMISS_ACTION, task_id, user="UBOB")
+        harness.wait_for(lambda: len(slack.ephemerals_for("UBOB")) == 2)
+        harness.settle()
+        assert all("Only <@UALICE>, <@UCAROL>" in e.text for e in slack.ephemerals_for("UBOB"))
+        assert slack.views == [] and _approve_calls(sandbox, task_id) == 0
+        assert harness.store.get(task_id).state == "pending"
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UCAROL")
+        harness.settle()
+        assert sandbox.task(task_id)["status"] == "approved"
+    finally:
+        harness.close()
