@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="bring the database schema to the latest revision")
     mig.set_defaults(func=cmd_migrate)
 
+    hooks = sub.add_parser("webhooks", help="manage the LeadLex webhooks that announce tasks in real time")
+    actions = hooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
+    register = actions.add_parser("register", help="register this bot's /lexi/webhooks URL with LeadLex")
+    register.add_argument("--url", required=True, help="public HTTPS URL, ending in /lexi/webhooks")
+    register.add_argument("--description", default="lexi-bot", help="shown in LeadLex's webhook list")
+    actions.add_parser("list", help="list the registered webhooks")
+    delete = actions.add_parser("delete", help="delete a webhook")
+    delete.add_argument("webhook_id")
+    hooks.set_defaults(func=cmd_webhooks)
+
     sandbox = sub.add_parser("sandbox", help="serve a local LeadLex-compatible API with sample tasks")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8787)
@@ -110,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from bot.server import HttpFront, make_wsgi
 
-        front = HttpFront(make_wsgi(app, lambda: _health(runtime)), args.host, settings.port)
+        front = HttpFront(make_wsgi(app, lambda: _health(runtime), runtime.webhooks), args.host, settings.port)
         shutdown = front.stop
         log.info(
             "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
@@ -258,6 +268,40 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"database at revision {after}" + (" (already up to date)" if before == after else f" (was {before})"))
+    return 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """Register, list or delete LeadLex webhooks."""
+    from bot.webhooks import TASK_EVENTS
+
+    settings = load_settings(os.environ, require=("lexi",))
+    assert settings.lexi_api_key is not None
+    lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), attempts=2, max_wait=5)
+    try:
+        if args.webhooks_command == "register":
+            if not args.url.rstrip("/").endswith("/lexi/webhooks"):
+                print("warning: the bot receives deliveries at /lexi/webhooks; check the URL", file=sys.stderr)
+            hook = lexi.create_webhook(args.url, list(TASK_EVENTS), args.description)
+            print(f"Webhook {hook.get('id')} registered for {hook.get('url')} ({', '.join(hook.get('events', []))}).")
+            print("Its signing secret is shown only this once. Add it to the bot's settings and restart the bot:")
+            print(f"  LEXI_WEBHOOK_SECRET={hook.get('secret')}")
+            print("With webhooks on, the bot announces tasks at once and polls only to reconcile (about hourly).")
+        elif args.webhooks_command == "list":
+            hooks = lexi.list_webhooks()
+            if not hooks:
+                print("No webhooks are registered.")
+            for hook in hooks:
+                state = "active" if hook.get("active", True) else "inactive"
+                print(f"{hook.get('id')}  {state:8}  {hook.get('url')}  {', '.join(hook.get('events', []))}")
+        else:
+            lexi.delete_webhook(args.webhook_id)
+            print(f"Webhook {args.webhook_id} deleted.")
+    except (InvalidKey, PermissionDenied, LexiError) as exc:
+        print(f"lexi-bot: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        lexi.close()
     return 0
 
 

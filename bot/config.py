@@ -30,6 +30,9 @@ _VARIABLES = {
     "PORT": "port",
     "LOG_LEVEL": "log_level",
     "LEXI_APPROVERS": "lexi_approvers",
+    "LEXI_WEBHOOK_SECRET": "lexi_webhook_secret",
+    "RECONCILE_INTERVAL": "reconcile_interval",
+    "LEXI_BUDGET_RESERVE": "budget_reserve",
 }
 _FIELDS = {field: variable for variable, field in _VARIABLES.items()}
 
@@ -59,6 +62,9 @@ class Settings(BaseModel):
     port: int = Field(default=3000, ge=0, le=65_535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     lexi_approvers: tuple[str, ...] = ()
+    lexi_webhook_secret: SecretStr | None = None
+    reconcile_interval: float = Field(default=3600.0, ge=60, le=86_400)
+    budget_reserve: float = Field(default=20.0, ge=0, le=90)
 
     @field_validator("lexi_approvers", mode="before")
     @classmethod
@@ -125,6 +131,20 @@ class Settings(BaseModel):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
 
+    @field_validator("lexi_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """A signing secret as `lexi-bot webhooks register` printed it."""
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("is too short to be the signing secret LeadLex returned at registration")
+        return value
+
+    @field_validator("budget_reserve", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        """Accept `20` or `20%`."""
+        return value.strip().removesuffix("%") if isinstance(value, str) else value
+
     @field_validator("lexi_api_key")
     @classmethod
     def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -145,7 +165,8 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for log redaction."""
-        found = [self.lexi_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token]
+        found = [self.lexi_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
+                 self.lexi_webhook_secret]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
 

@@ -8,7 +8,8 @@
         │   └── RateLimited      429 rate_limited; carries the wait LeadLex asked for
         ├── InvalidKey           401 invalid_key
         ├── PermissionDenied     403 insufficient_permissions
-        ├── NotPending           400 validation_error (on approve/dismiss: the task is no longer pending)
+        ├── InvalidRequest       400 / 409: LeadLex refused the request as made (invalid_url, duplicate_webhook…)
+        │   └── NotPending       400 validation_error (on approve/dismiss: the task is no longer pending)
         ├── NotFound             404 not_found
         └── OutOfCredits         402 insufficient_credits
 """
@@ -67,7 +68,11 @@ class PermissionDenied(LexiError):
     """Raised on 403 insufficient_permissions: the key lacks the Lexi permission."""
 
 
-class NotPending(LexiError):
+class InvalidRequest(LexiError):
+    """Raised on 400 or 409: LeadLex refused the request itself (its code says why)."""
+
+
+class NotPending(InvalidRequest):
     """Raised on 400 validation_error: for approve/dismiss, the task is no longer pending."""
 
 

@@ -115,7 +115,7 @@ class Poller:
         pending_ids = {t.id for t in pending}
         records = self._store.in_states(("pending", "approved"))
         vanished = [r for r in records if r.state == "pending" and r.task_id not in pending_ids]
-        waiting = [r for r in records if r.state == "approved"]
+        waiting = [r for r in records if r.state == "approved" and r.message_ts is not None]
         if not vanished and not waiting:
             return
         statuses = ["approved", "dismissed", "completed", "failed"] if vanished else ["completed", "failed"]

@@ -20,6 +20,7 @@ from bot.decisions import Decider
 from bot.lexi.client import LexiClient
 from bot.messenger import Messenger, make_web_client
 from bot.poller import Poller
+from bot.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Runtime:
     decider: Decider
     poller: Poller
     workers: ThreadPoolExecutor
+    webhooks: WebhookReceiver | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     _inflight: set[Future[Any]] = field(default_factory=set)
     _inflight_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,7 +70,13 @@ class Runtime:
         )
         poller = Poller(store, lexi, messenger, announcer, decider, interval=settings.poll_interval)
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
-        return cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers)
+        runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers)
+        if settings.lexi_webhook_secret is not None:
+            runtime.webhooks = WebhookReceiver(
+                settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
+                submit=runtime.submit, clock=utcnow,
+            )
+        return runtime
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run slow work (LeadLex calls, card updates) on the bot's own pool, logging any failure."""

@@ -12,23 +12,43 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
+from bot.webhooks import WebhookReceiver, header_map, read_body
+
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def make_wsgi(app: App, health: Callable[[], dict[str, Any]]) -> WsgiApp:
-    """Route /slack/events to Bolt and /healthz to a JSON liveness answer; everything else is 404."""
+def _json(start_response: Callable[..., Any], status: int, payload: dict[str, Any]) -> list[bytes]:
+    """Answer with a JSON body."""
+    body = json.dumps(payload).encode()
+    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large"}
+    start_response(
+        f"{status} {reason.get(status, 'Error')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def make_wsgi(
+    app: App, health: Callable[[], dict[str, Any]], webhooks: WebhookReceiver | None = None
+) -> WsgiApp:
+    """Route /slack/events to Bolt, /lexi/webhooks to LeadLex deliveries (when enabled) and /healthz."""
     slack = SlackRequestHandler(app, path="/slack/events")
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            body = json.dumps({"ok": True, **health()}).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
+        method = environ.get("REQUEST_METHOD")
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            return _json(start_response, 200, {"ok": True, **health()})
         if path == "/slack/events":
             return slack(environ, start_response)
+        if path == "/lexi/webhooks" and method == "POST" and webhooks is not None:
+            body = read_body(environ)
+            if body is None:
+                return _json(start_response, 413, {"ok": False, "error": "body too large"})
+            receipt = webhooks.receive(body, header_map(environ))
+            return _json(start_response, receipt.status, receipt.body)
         body = b"Not Found"
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]

@@ -177,12 +177,30 @@ class Store:
 
     def claim_announcement(self, task: Task, channel: str) -> bool:
         """Insert the task as `announcing`; False when some process already recorded it."""
+        return self._insert(task, channel, "announcing")
+
+    def remember_unannounced(self, task: Task, channel: str, state: str) -> bool:
+        """Record a task LeadLex reports as already decided before we announced it, so it never is.
+
+        A late or replayed `task.created` then finds the record and posts nothing.
+        """
+        return self._insert(task, channel, state)
+
+    def update_payload(self, task: Task) -> TaskRow | None:
+        """Store a pending task's new content (LeadLex edited it) so the card shows it; None when not pending."""
+        changed = self._update(
+            task.id, (TaskRecord.state.in_(("announcing", "pending")),), payload=task.to_api()
+        )
+        return self.get(task.id) if changed else None
+
+    def _insert(self, task: Task, channel: str, state: str) -> bool:
+        """Insert a record unless one exists (atomic on both databases); True when this call inserted it."""
         now = self._now()
         values = dict(
             task_id=task.id,
             task_type=task.type[:100],
             payload=task.to_api(),
-            state="announcing",
+            state=state,
             channel=channel,
             claimed_at=now,
             version=1,
@@ -192,8 +210,7 @@ class Store:
             updated_at=now,
         )
         with self.engine.begin() as conn:
-            dialect = conn.dialect.name
-            builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             statement = builder(TaskRecord).values(**values).on_conflict_do_nothing()
             # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
             return conn.execute(statement.returning(TaskRecord.task_id)).first() is not None

@@ -15,6 +15,7 @@ import tenacity
 
 from bot.errors import (
     InvalidKey,
+    InvalidRequest,
     LexiError,
     NotFound,
     NotPending,
@@ -28,7 +29,8 @@ from bot.lexi.models import STATUSES, Task
 log = logging.getLogger(__name__)
 
 _ERRORS: dict[int, type[LexiError]] = {
-    400: NotPending,
+    400: InvalidRequest,
+    409: InvalidRequest,
     401: InvalidKey,
     402: OutOfCredits,
     403: PermissionDenied,
@@ -138,6 +140,26 @@ class LexiClient:
             requires_approval=bool(data.get("requires_approval")),
             conversation_id=str(data["conversation_id"]) if data.get("conversation_id") else None,
         )
+
+    def create_webhook(self, url: str, events: list[str], description: str | None = None) -> dict[str, Any]:
+        """Register a webhook; the answer holds its signing secret, shown only this once."""
+        body: dict[str, Any] = {"url": url, "events": events}
+        if description:
+            body["description"] = description
+        webhook = self._call("POST", "/v1/webhooks", json=body, retry=False).get("webhook")
+        if not isinstance(webhook, dict):
+            raise TransientError("LeadLex answered without the webhook")
+        return webhook
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """The registered webhooks (without secrets)."""
+        data = self._call("GET", "/v1/webhooks")
+        hooks = data.get("webhooks")
+        return [h for h in hooks if isinstance(h, dict)] if isinstance(hooks, list) else []
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """Delete a webhook."""
+        self._call("DELETE", f"/v1/webhooks/{_segment(webhook_id)}")
 
     def find_task(self, task_id: str, statuses: Iterable[str] = STATUSES) -> Task | None:
         """Find a task's real state by listing each status in turn (LeadLex has no get-one endpoint)."""
@@ -249,7 +271,8 @@ class LexiClient:
                               request_id=request_id)
         if status >= 500 or status == 408:
             raise TransientError(text, status=status, code=code, request_id=request_id)
-        raise _ERRORS.get(status, LexiError)(text, status=status, code=code, request_id=request_id)
+        error_class = NotPending if status == 400 and code == "validation_error" else _ERRORS.get(status, LexiError)
+        raise error_class(text, status=status, code=code, request_id=request_id)
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         """The wait a 429 implies: Retry-After when sent, else the time to the daily reset when exhausted."""

@@ -124,5 +124,5 @@ def start_bot(
         settings, store=store, post_interval=post_interval, claim_timeout=claim_timeout, lexi_options=options
     )
     app = create_app(runtime)
-    front = HttpFront(make_wsgi(app, lambda: {}), "127.0.0.1", 0).start()
+    front = HttpFront(make_wsgi(app, lambda: {}, runtime.webhooks), "127.0.0.1", 0).start()
     return BotHarness(runtime, f"http://127.0.0.1:{front.port}", slack, sandbox, front)
