@@ -12,6 +12,7 @@ from datetime import timedelta
 from slack_sdk.errors import SlackApiError
 
 from bot.announcer import AnnounceError, Announcer
+from bot.budget import BudgetPolicy
 from bot.db.store import Store, TaskRow
 from bot.decisions import Decider
 from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
@@ -39,6 +40,9 @@ class Poller:
         decider: Decider,
         *,
         interval: float,
+        policy: BudgetPolicy | None = None,
+        webhooks: bool = False,
+        reconcile_interval: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -50,6 +54,12 @@ class Poller:
         self._clock = clock
         self._failures = 0
         self._reported: str | None = None
+        self._policy = policy or BudgetPolicy()
+        self.webhooks = webhooks
+        self.reconcile_interval = reconcile_interval
+        self._next_reconcile = 0.0
+        self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
+        self._stretched: str | None = None
         self.last_success: float | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -59,25 +69,22 @@ class Poller:
             stop.wait(delay)
 
     def cycle(self) -> float:
-        """Run one poll cycle; return the seconds to wait before the next."""
+        """Run one cycle — a full reconcile, or with webhooks only the status sync — and plan the next."""
+        now = self._clock()
+        full = not self.webhooks or now >= self._next_reconcile
+        sent = self._lexi.sent
         try:
-            pending = self._lexi.list_tasks("pending")
+            if full:
+                self._reconcile()
+                self._next_reconcile = now + self.reconcile_interval
+            else:
+                self._sync_waiting()
         except (InvalidKey, PermissionDenied) as exc:
             self._report(str(exc), _access_hint(exc))
             return self._backoff()
         except RateLimited as exc:
             log.warning("LeadLex rate limit reached; next poll in %.0fs", exc.retry_after or self.interval)
-            self._failures += 1
             return max(exc.retry_after or 0.0, self._backoff())
-        except LexiError as exc:
-            log.warning("could not list pending tasks: %s", exc)
-            return self._backoff()
-        try:
-            self._announce_new(pending)
-            self._follow(pending)
-            self._announcer.recover()
-            self._decider.recover({t.id for t in pending}, DECIDING_TIMEOUT)
-            self._repair()
         except AnnounceError as exc:
             self._report(str(exc), "")
             return self._backoff()
@@ -90,9 +97,46 @@ class Poller:
         self.last_success = self._clock()
         self._failures = 0
         if self._reported is not None:
-            log.info("LeadLex and Slack answer again; polling resumes every %.0fs", self.interval)
+            log.info("LeadLex and Slack answer again; polling resumes")
             self._reported = None
-        return self.interval
+        kind = "full" if full else "sync"
+        self._cost[kind] = 0.7 * self._cost[kind] + 0.3 * (self._lexi.sent - sent)
+        return self._plan()
+
+    def _reconcile(self) -> None:
+        """List pending tasks, announce new ones, follow the others, and recover what crashes left."""
+        pending = self._lexi.list_tasks("pending")
+        self._announce_new(pending)
+        self._follow(pending)
+        self._announcer.recover()
+        self._decider.recover({t.id for t in pending}, DECIDING_TIMEOUT)
+        self._repair()
+
+    def _sync_waiting(self) -> None:
+        """Between reconciles (webhooks on): follow approved tasks to completion, the one thing webhooks omit."""
+        self._follow(None)
+        self._announcer.recover()
+        self._repair()
+
+    def _plan(self) -> float:
+        """The next interval: POLL_INTERVAL, or until the next reconcile when nothing waits, budget permitting."""
+        now = self._clock()
+        wanted = self.interval
+        kind = "full"
+        if self.webhooks:
+            until_reconcile = max(self._next_reconcile - now, 1.0)
+            if self._store.in_states(("approved",), limit=1):
+                wanted, kind = min(self.interval, until_reconcile), "sync"
+            else:
+                wanted = until_reconcile
+        plan = self._policy.plan(self._lexi.budget, self._cost[kind], now, wanted)
+        if plan.reason != self._stretched:
+            if plan.reason:
+                log.warning("polling every %.0fs instead of %.0fs %s", plan.interval, wanted, plan.reason)
+            else:
+                log.info("the LeadLex budget allows polling every %.0fs again", wanted)
+            self._stretched = plan.reason
+        return plan.interval
 
     def _announce_new(self, pending: list[Task]) -> None:
         """Announce every pending task without a record, oldest first; one bad task never stops the others."""
@@ -107,13 +151,14 @@ class Poller:
             except Exception:  # noqa: BLE001 - one bad task must not stop the others
                 log.exception("could not announce task %s", task.id)
 
-    def _follow(self, pending: list[Task]) -> None:
+    def _follow(self, pending: list[Task] | None) -> None:
         """Bring the records of tasks that left `pending` in LeadLex to their real state.
 
-        Only the statuses some record is waiting for are listed, each at most once per cycle.
+        Only the statuses some record is waiting for are listed, each at most once per cycle; with
+        `pending` None (no fresh pending list) only approved tasks are followed to completion.
         """
-        pending_ids = {t.id for t in pending}
-        records = self._store.in_states(("pending", "approved"))
+        records = self._store.in_states(("pending", "approved") if pending is not None else ("approved",))
+        pending_ids = {t.id for t in pending or []}
         vanished = [r for r in records if r.state == "pending" and r.task_id not in pending_ids]
         waiting = [r for r in records if r.state == "approved" and r.message_ts is not None]
         if not vanished and not waiting:

@@ -14,6 +14,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.announcer import Announcer
+from bot.budget import BudgetPolicy
 from bot.config import Settings
 from bot.db.store import Store, utcnow
 from bot.decisions import Decider
@@ -68,7 +69,13 @@ class Runtime:
         decider = Decider(
             store, lexi, messenger, approvers=settings.lexi_approvers, orphaned_before=orphaned_before
         )
-        poller = Poller(store, lexi, messenger, announcer, decider, interval=settings.poll_interval)
+        poller = Poller(
+            store, lexi, messenger, announcer, decider,
+            interval=settings.poll_interval,
+            policy=BudgetPolicy(reserve_percent=settings.budget_reserve),
+            webhooks=settings.lexi_webhook_secret is not None,
+            reconcile_interval=settings.reconcile_interval,
+        )
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
         runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers)
         if settings.lexi_webhook_secret is not None:

@@ -51,8 +51,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    """A LeadLex sandbox on loopback with no sample tasks (tests add their own)."""
-    with Sandbox(seed=False) as server:
+    """A LeadLex sandbox on loopback with no sample tasks and a budget too large to shape polling.
+
+    Budget behaviour is tested on its own, with the real plans' limits (tests/scenarios/test_budget.py).
+    """
+    with Sandbox(seed=False, daily_limit=10_000_000, minute_limit=100_000) as server:
         yield server
 
 

@@ -33,7 +33,7 @@ def test_lists_decides_and_tracks_the_budget(sandbox: Sandbox) -> None:
     assert client.dismiss(second, "duplicate")["status"] == "dismissed"
     assert sandbox.task(second)["dismiss_reason"] == "duplicate"
     budget = client.budget
-    assert budget.limit == 10_000 and budget.remaining is not None and budget.remaining < 10_000
+    assert budget.limit == 10_000_000 and budget.remaining is not None and budget.remaining < 10_000_000
     assert budget.reset is not None
     assert client.find_task(first).status == "approved"
     assert client.find_task("nope") is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from urllib.parse import quote
 
 import httpx
 import tenacity
+
+from bot.budget import Budget, minute_limit
 
 from bot.errors import (
     InvalidKey,
@@ -36,16 +39,6 @@ _ERRORS: dict[int, type[LexiError]] = {
     403: PermissionDenied,
     404: NotFound,
 }
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The daily API budget as LeadLex last reported it in its rate-limit headers."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    reset: float | None = None
-    seen_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +86,8 @@ class LexiClient:
         self._on_response = on_response
         self._budget = Budget()
         self._lock = threading.Lock()
+        self.sent = 0  # requests sent, for the poller's cost accounting
+        self._recent: deque[float] = deque()  # when the requests of the last minute were sent
 
     @property
     def budget(self) -> Budget:
@@ -216,6 +211,9 @@ class LexiClient:
 
     def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Send a request once and map its answer."""
+        self._pace()
+        with self._lock:
+            self.sent += 1
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -226,6 +224,24 @@ class LexiClient:
         if self._on_response is not None:
             self._on_response(method, path, response.status_code)
         return self._parse(response)
+
+    def _pace(self) -> None:
+        """Keep within the plan's per-minute limit: wait for a free slot, or raise when it is too far off."""
+        limit = minute_limit(self._budget.limit)
+        with self._lock:
+            now = self._clock()
+            while self._recent and self._recent[0] <= now - 60:
+                self._recent.popleft()
+            full = limit is not None and len(self._recent) >= limit
+            wait = self._recent[0] + 60 - now if full else 0.0
+            if wait > self._max_wait:
+                raise RateLimited(f"the plan allows {limit} LeadLex calls a minute", retry_after=wait)
+            if wait > 0:
+                self._recent.popleft()  # that slot is taken over by this request once the wait is over
+            self._recent.append(now + wait)
+        if wait > 0:
+            log.info("pacing LeadLex calls to %d a minute: waiting %.1fs", limit, wait)
+            self._sleep(wait)
 
     def _note_budget(self, response: httpx.Response) -> None:
         """Remember the rate-limit headers of a response."""
