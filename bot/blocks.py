@@ -110,6 +110,15 @@ def impact(task: Task) -> str | None:
     return None
 
 
+def affected_count(task: Task) -> int | None:
+    """How many results, contacts or records the task touches, when its metadata says; None otherwise."""
+    meta = _metadata(task)
+    if task.type == "prospect_search":
+        return _as_count(meta.get("per_page"))
+    found = _find_count(meta)
+    return found[1] if found else None
+
+
 def approve_confirm(task: Task) -> dict[str, Any] | None:
     """Return the confirm dialog for the Approve button of a high-impact task, or None when none is needed."""
     sentence = impact(task)

@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("webhook_id")
     hooks.set_defaults(func=cmd_webhooks)
 
+    policy = sub.add_parser("policy", help="validate the approval policy file")
+    policy_actions = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    policy_check = policy_actions.add_parser("check", help="validate a policy file and say what it will do")
+    policy_check.add_argument("file", nargs="?", help="the file (default: LEXI_POLICY_FILE)")
+    policy.set_defaults(func=cmd_policy)
+
     sandbox = sub.add_parser("sandbox", help="serve a local LeadLex-compatible API with sample tasks")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8787)
@@ -302,6 +308,19 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         return 1
     finally:
         lexi.close()
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    """Validate the policy file and print, per task type, what will happen."""
+    from bot.policy import describe
+
+    overrides = {"policy_file": args.file} if args.file else {}
+    settings = load_settings(os.environ, require=(), **overrides)
+    if settings.slack_channel is None:
+        raise ConfigError("SLACK_CHANNEL is not set: the policy refines the default channel it names")
+    for line in describe(settings.policy()):
+        print(line)
     return 0
 
 

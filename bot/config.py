@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.errors import ConfigError
+from bot.policy import Policy, from_settings, load_policy
 
 DEFAULT_LEXI_API_URL = "https://data.leadlex.com/functions/v1/api-gateway"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -33,6 +34,7 @@ _VARIABLES = {
     "LEXI_WEBHOOK_SECRET": "lexi_webhook_secret",
     "RECONCILE_INTERVAL": "reconcile_interval",
     "LEXI_BUDGET_RESERVE": "budget_reserve",
+    "LEXI_POLICY_FILE": "policy_file",
 }
 _FIELDS = {field: variable for variable, field in _VARIABLES.items()}
 
@@ -65,6 +67,7 @@ class Settings(BaseModel):
     lexi_webhook_secret: SecretStr | None = None
     reconcile_interval: float = Field(default=3600.0, ge=60, le=86_400)
     budget_reserve: float = Field(default=20.0, ge=0, le=90)
+    policy_file: str | None = None
 
     @field_validator("lexi_approvers", mode="before")
     @classmethod
@@ -152,6 +155,13 @@ class Settings(BaseModel):
         if value is not None and not value.get_secret_value().startswith("wbk_"):
             raise ValueError("must be a LeadLex workspace key starting with wbk_")
         return value
+
+    def policy(self) -> Policy:
+        """The approval policy: the policy file when one is configured, else SLACK_CHANNEL and LEXI_APPROVERS."""
+        assert self.slack_channel is not None
+        if self.policy_file:
+            return load_policy(self.policy_file, channel=self.slack_channel, approvers=self.lexi_approvers)
+        return from_settings(self.slack_channel, self.lexi_approvers)
 
     @property
     def mode(self) -> Mode:

@@ -1,0 +1,312 @@
+"""The approval policy: per task type, where it is announced, who may decide, quorum, auto-approval, reminders.
+
+Read from an optional YAML file (`LEXI_POLICY_FILE`, e.g. lexi-bot.yml) and validated completely at start: an
+unknown key, type, value or channel is one error naming its line, and the bot does not start with a policy it
+misunderstood. Without a file the policy comes from SLACK_CHANNEL and LEXI_APPROVERS alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from bot.errors import LexiBotError
+from bot.lexi.models import KNOWN_TYPES
+
+#: The approver entry meaning "anyone who is a member of the task's channel".
+CHANNEL_MEMBERS = "channel_members"
+_USER = re.compile(r"[UW][A-Z0-9]{2,}")
+_GROUP = re.compile(r"S[A-Z0-9]{2,}")
+_CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+class PolicyError(LexiBotError):
+    """Raised when the policy file cannot be read or says something the bot does not understand."""
+
+
+@dataclass(frozen=True)
+class QuorumRule:
+    """Tasks affecting more than `above` records need `approvals` distinct approvers."""
+
+    above: int
+    approvals: int
+
+
+@dataclass(frozen=True)
+class AutoApprove:
+    """Approve without a person when the task affects at most `max_count` (when set)."""
+
+    name: str
+    max_count: int | None = None
+
+
+@dataclass(frozen=True)
+class TypePolicy:
+    """What happens to tasks of one type."""
+
+    channel: str
+    approvers: tuple[str, ...] = ()
+    dismissers: tuple[str, ...] | None = None
+    quorum: tuple[QuorumRule, ...] = ()
+    confirm_above: int | None = None
+    auto_approve: AutoApprove | None = None
+    remind_after: float | None = None
+    remind_max: int = 3
+    expire_after: float | None = None
+    dismiss_on_expiry: bool = False
+
+    def may_dismiss(self) -> tuple[str, ...]:
+        """Who may dismiss: the dismissers when given, else the approvers."""
+        return self.dismissers if self.dismissers is not None else self.approvers
+
+    def approvals_needed(self, count: int | None) -> int:
+        """Distinct approvals needed for a task affecting `count` records (unknown counts need the most)."""
+        needed = 1
+        for rule in self.quorum:
+            if count is None or count > rule.above:
+                needed = max(needed, rule.approvals)
+        return needed
+
+    def auto_approves(self, count: int | None) -> bool:
+        """Whether a task affecting `count` records is approved by the rule (an unknown count never is)."""
+        rule = self.auto_approve
+        if rule is None:
+            return False
+        return rule.max_count is None or (count is not None and count <= rule.max_count)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The whole policy: a default and per-type overrides."""
+
+    default: TypePolicy
+    types: dict[str, TypePolicy] = field(default_factory=dict)
+    auto_approve_daily_cap: int = 50
+    source: str = "environment"
+
+    def for_type(self, task_type: str) -> TypePolicy:
+        """The policy for a task type (the default for types it does not name)."""
+        return self.types.get(task_type, self.default)
+
+    def channels(self) -> set[str]:
+        """Every channel tasks may be announced in."""
+        return {self.default.channel, *(p.channel for p in self.types.values())}
+
+
+def from_settings(channel: str, approvers: tuple[str, ...]) -> Policy:
+    """The policy of a bot configured by environment variables alone."""
+    return Policy(default=TypePolicy(channel=channel, approvers=approvers))
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+_TOP_KEYS = ("defaults", "types", "auto_approve_daily_cap")
+_TYPE_KEYS = ("channel", "approvers", "dismissers", "quorum", "confirm_above", "auto_approve", "remind_after",
+              "remind_max", "expire_after", "dismiss_on_expiry")
+
+
+def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = ()) -> Policy:
+    """Read and validate a policy file; SLACK_CHANNEL and LEXI_APPROVERS are the defaults it refines."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from None
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path.name} line {mark.line + 1}" if mark else path.name
+        raise PolicyError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    reader = _Reader(path.name)
+    base = TypePolicy(channel=channel, approvers=approvers)
+    if root is None:
+        return Policy(default=base, source=str(path))
+    top = reader.mapping(root, "the file", _TOP_KEYS)
+    default = reader.type_policy(top["defaults"], "defaults", base) if "defaults" in top else base
+    types: dict[str, TypePolicy] = {}
+    if "types" in top:
+        for key_node, value in reader.mapping(top["types"], "types", None, keys_node=True).items():
+            name = reader.text(key_node, "a task type")
+            if name not in KNOWN_TYPES:
+                reader.fail(key_node, f"unknown task type '{name}'{_suggest(name, KNOWN_TYPES)}; "
+                                      f"known types: {', '.join(KNOWN_TYPES)}")
+            types[name] = reader.type_policy(value, f"types.{name}", default, task_type=name)
+    cap = reader.integer(top["auto_approve_daily_cap"], "auto_approve_daily_cap") if "auto_approve_daily_cap" in top else 50
+    return Policy(default=default, types=types, auto_approve_daily_cap=cap, source=str(path))
+
+
+def _suggest(word: str, choices: tuple[str, ...]) -> str:
+    """A 'did you mean' hint, or ''."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in '90', '30m', '4h' or '2d'; None when malformed."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else None
+
+
+class _Reader:
+    """Walks YAML nodes, turning every problem into a PolicyError that names the line."""
+
+    def __init__(self, filename: str) -> None:
+        self._filename = filename
+
+    def fail(self, node: Node, message: str) -> None:
+        """Raise for a node."""
+        raise PolicyError(f"{self._filename} line {node.start_mark.line + 1}: {message}")
+
+    def mapping(self, node: Node, where: str, allowed: tuple[str, ...] | None, *, keys_node: bool = False) -> Any:
+        """A mapping's entries by key (or by key node), refusing unknown and repeated keys."""
+        if not isinstance(node, MappingNode):
+            self.fail(node, f"{where} must be a mapping of keys to values")
+        entries: dict[Any, Node] = {}
+        seen: set[str] = set()
+        for key_node, value in node.value:
+            key = self.text(key_node, "a key")
+            if allowed is not None and key not in allowed:
+                self.fail(key_node, f"unknown key '{key}' in {where}{_suggest(key, allowed)}; "
+                                    f"allowed: {', '.join(allowed)}")
+            if key in seen:
+                self.fail(key_node, f"'{key}' appears twice in {where}")
+            seen.add(key)
+            entries[key_node if keys_node else key] = value
+        return entries
+
+    def text(self, node: Node, what: str) -> str:
+        """A scalar as text."""
+        if not isinstance(node, ScalarNode):
+            self.fail(node, f"expected {what}")
+        return str(node.value)
+
+    def integer(self, node: Node, where: str, *, minimum: int = 0) -> int:
+        """A whole number, at least `minimum`."""
+        value = self.text(node, f"a whole number for {where}").replace("_", "").replace(",", "")
+        if not value.isdecimal() or int(value) < minimum:
+            self.fail(node, f"{where} must be a whole number of at least {minimum}, not '{value}'")
+        return int(value)
+
+    def boolean(self, node: Node, where: str) -> bool:
+        """true or false."""
+        value = self.text(node, f"true or false for {where}").lower()
+        if value not in ("true", "false", "yes", "no"):
+            self.fail(node, f"{where} must be true or false, not '{value}'")
+        return value in ("true", "yes")
+
+    def duration(self, node: Node, where: str) -> float:
+        """A duration such as 30m, 4h or 2d."""
+        seconds = parse_duration(self.text(node, f"a duration for {where}"))
+        if seconds is None or seconds <= 0:
+            self.fail(node, f"{where} must be a duration such as 30m, 4h or 2d")
+        return float(seconds or 0)
+
+    def people(self, node: Node, where: str) -> tuple[str, ...]:
+        """A list of user IDs, user-group IDs, or channel_members."""
+        items = node.value if isinstance(node, SequenceNode) else [node]
+        found = []
+        for item in items:
+            value = self.text(item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} in {where}")
+            if not (_USER.fullmatch(value) or _GROUP.fullmatch(value) or value == CHANNEL_MEMBERS):
+                self.fail(item, f"'{value}' in {where} is not a user ID (U…), a user-group ID (S…) "
+                                f"or {CHANNEL_MEMBERS}")
+            found.append(value)
+        return tuple(found)
+
+    def quorum(self, node: Node, where: str) -> tuple[QuorumRule, ...]:
+        """A number of approvals, or a list of {above, approvals} rules."""
+        if isinstance(node, ScalarNode):
+            return (QuorumRule(above=-1, approvals=self.integer(node, where, minimum=1)),)
+        if not isinstance(node, SequenceNode):
+            self.fail(node, f"{where} must be a number or a list of {{above: N, approvals: M}}")
+        rules = []
+        for item in node.value:
+            entry = self.mapping(item, where, ("above", "approvals"))
+            if set(entry) != {"above", "approvals"}:
+                self.fail(item, f"each rule in {where} needs both 'above' and 'approvals'")
+            rules.append(QuorumRule(self.integer(entry["above"], f"{where}.above"),
+                                    self.integer(entry["approvals"], f"{where}.approvals", minimum=1)))
+        return tuple(rules)
+
+    def auto_approve(self, node: Node, where: str, task_type: str | None) -> AutoApprove | None:
+        """An auto-approval rule, or none ('false')."""
+        if isinstance(node, ScalarNode) and node.value.lower() in ("false", "no", "off", ""):
+            return None
+        entry = self.mapping(node, where, ("name", "max_count", "allow_campaign_starts"))
+        if "name" not in entry:
+            self.fail(node, f"{where} needs a 'name' (it is shown on every auto-approved card)")
+        allow = self.boolean(entry["allow_campaign_starts"], where) if "allow_campaign_starts" in entry else False
+        if task_type in (None, "campaign_start") and not allow:
+            self.fail(node, f"{where} would auto-approve campaign starts, which email real people; "
+                            "set allow_campaign_starts: true if that is really meant")
+        max_count = self.integer(entry["max_count"], f"{where}.max_count") if "max_count" in entry else None
+        return AutoApprove(self.text(entry["name"], "a rule name"), max_count)
+
+    def type_policy(self, node: Node, where: str, base: TypePolicy, task_type: str | None = None) -> TypePolicy:
+        """A type's section, on top of `base`."""
+        entry = self.mapping(node, where, _TYPE_KEYS)
+        changes: dict[str, Any] = {}
+        if "channel" in entry:
+            channel = self.text(entry["channel"], "a channel ID")
+            if not _CHANNEL.fullmatch(channel):
+                self.fail(entry["channel"], f"{where}.channel must be a channel ID such as C0123ABCD, not '{channel}'")
+            changes["channel"] = channel
+        for key in ("approvers", "dismissers"):
+            if key in entry:
+                changes[key] = self.people(entry[key], f"{where}.{key}")
+        if "quorum" in entry:
+            changes["quorum"] = self.quorum(entry["quorum"], f"{where}.quorum")
+        if "confirm_above" in entry:
+            changes["confirm_above"] = self.integer(entry["confirm_above"], f"{where}.confirm_above")
+        if "auto_approve" in entry:
+            changes["auto_approve"] = self.auto_approve(entry["auto_approve"], f"{where}.auto_approve", task_type)
+        for key in ("remind_after", "expire_after"):
+            if key in entry:
+                changes[key] = self.duration(entry[key], f"{where}.{key}")
+        if "remind_max" in entry:
+            changes["remind_max"] = self.integer(entry["remind_max"], f"{where}.remind_max")
+        if "dismiss_on_expiry" in entry:
+            changes["dismiss_on_expiry"] = self.boolean(entry["dismiss_on_expiry"], f"{where}.dismiss_on_expiry")
+        return replace(base, **changes)
+
+
+def describe(policy: Policy) -> list[str]:
+    """For each task type, one paragraph saying what will happen (for `lexi-bot policy check`)."""
+    lines = [f"Policy from {policy.source}; auto-approvals capped at {policy.auto_approve_daily_cap} a day."]
+    for task_type in (*KNOWN_TYPES, "other types"):
+        p = policy.for_type(task_type) if task_type in KNOWN_TYPES else policy.default
+        who = ", ".join(p.approvers) if p.approvers else "anyone in the channel"
+        dismiss = ", ".join(p.may_dismiss()) if p.may_dismiss() else "anyone in the channel"
+        parts = [f"{task_type}: announced in {p.channel}; approved by {who}; dismissed by {dismiss}"]
+        for rule in p.quorum:
+            scope = "always" if rule.above < 0 else f"above {rule.above:,}"
+            parts.append(f"{rule.approvals} distinct approvals needed {scope}")
+        if p.confirm_above is not None:
+            parts.append(f"confirmation asked above {p.confirm_above:,} records")
+        if p.auto_approve is not None:
+            limit = f" up to {p.auto_approve.max_count:,}" if p.auto_approve.max_count is not None else ""
+            parts.append(f"auto-approved{limit} by rule '{p.auto_approve.name}'")
+        if p.remind_after is not None:
+            parts.append(f"reminders from {_human(p.remind_after)} (at most {p.remind_max})")
+        if p.expire_after is not None:
+            then = "dismissed in LeadLex" if p.dismiss_on_expiry else "marked expired"
+            parts.append(f"{then} after {_human(p.expire_after)}")
+        lines.append("; ".join(parts) + ".")
+    return lines
+
+
+def _human(seconds: float) -> str:
+    """30m, 4h, 2d."""
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

@@ -1,0 +1,158 @@
+"""The policy file: what it means, and one clear error naming the line for anything it should not say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.lexi.models import Task
+from bot.policy import CHANNEL_MEMBERS, PolicyError, describe, from_settings, load_policy, parse_duration
+
+FULL = """\
+auto_approve_daily_cap: 20
+defaults:
+  approvers: [UALICE, S0LEADS]
+  remind_after: 4h
+types:
+  prospect_search:
+    auto_approve:
+      name: small-searches
+      max_count: 50
+  campaign_start:
+    channel: C0CAMPAIGNS
+    approvers: [S0LEADS]
+    dismissers: [channel_members]
+    quorum:
+      - above: 500
+        approvals: 2
+    confirm_above: 100
+    expire_after: 2d
+    dismiss_on_expiry: true
+  list_operation:
+    auto_approve: {name: list-ops}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    """Write a policy file."""
+    path = tmp_path / "lexi-bot.yml"
+    path.write_text(text)
+    return path
+
+
+def test_full_policy_is_understood(tmp_path: Path) -> None:
+    """Every key of a complete file lands where it belongs, with defaults inherited per type."""
+    policy = load_policy(_write(tmp_path, FULL), channel="C0LEXI")
+    assert policy.auto_approve_daily_cap == 20
+    search = policy.for_type("prospect_search")
+    assert search.channel == "C0LEXI" and search.approvers == ("UALICE", "S0LEADS")
+    assert search.remind_after == 4 * 3600
+    assert search.auto_approves(50) and not search.auto_approves(51) and not search.auto_approves(None)
+    campaign = policy.for_type("campaign_start")
+    assert campaign.channel == "C0CAMPAIGNS" and campaign.approvers == ("S0LEADS",)
+    assert campaign.may_dismiss() == (CHANNEL_MEMBERS,)
+    assert campaign.approvals_needed(500) == 1 and campaign.approvals_needed(501) == 2
+    assert campaign.approvals_needed(None) == 2  # an unknown size needs the strictest quorum
+    assert campaign.expire_after == 2 * 86_400 and campaign.dismiss_on_expiry
+    assert campaign.auto_approve is None
+    assert policy.for_type("list_operation").auto_approves(None)
+    assert policy.for_type("meeting_booking") == policy.default
+    assert policy.channels() == {"C0LEXI", "C0CAMPAIGNS"}
+
+
+def test_environment_alone_gives_a_simple_policy() -> None:
+    """Without a file, SLACK_CHANNEL and LEXI_APPROVERS make the whole policy."""
+    policy = from_settings("C0LEXI", ("UALICE",))
+    assert policy.for_type("campaign_start").approvers == ("UALICE",)
+    assert policy.for_type("campaign_start").approvals_needed(10_000) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("types:\n  campaign_start:\n    quorom: 2\n", 3, "unknown key 'quorom' in types.campaign_start (did you mean 'quorum'?)"),
+        ("types:\n  campaign_starts:\n    quorum: 2\n", 2, "unknown task type 'campaign_starts' (did you mean 'campaign_start'?)"),
+        ("types:\n  prospect_search:\n    channel: '#sales'\n", 3, "must be a channel ID"),
+        ("defaults:\n  approvers: [alice]\n", 2, "'alice' in defaults.approvers is not a user ID"),
+        ("defaults:\n  remind_after: soon\n", 2, "duration such as 30m"),
+        ("defaults:\n  quorum: 0\n", 2, "at least 1"),
+        ("types:\n  list_operation:\n    auto_approve: {max_count: 5}\n", 3, "needs a 'name'"),
+        ("types:\n  campaign_start:\n    auto_approve: {name: all}\n", 3, "campaign starts, which email real people"),
+        ("defaults:\n  auto_approve: {name: all}\n", 2, "allow_campaign_starts"),
+        ("defaults: [1, 2]\n", 1, "must be a mapping"),
+        ("defaults:\n  quorum: 2\n  quorum: 3\n", 3, "appears twice"),
+        ("colour: blue\n", 1, "unknown key 'colour' in the file"),
+        ("defaults:\n  quorum: [{above: 5}]\n", 2, "needs both 'above' and 'approvals'"),
+        ("defaults: {approvers: [UALICE\n", 2, "not valid YAML"),
+    ],
+)
+def test_mistakes_are_one_error_naming_the_line(tmp_path: Path, text: str, line: int, words: str) -> None:
+    """Each mistake is refused with the file, the line and what is wrong."""
+    with pytest.raises(PolicyError) as caught:
+        load_policy(_write(tmp_path, text), channel="C0LEXI")
+    message = str(caught.value)
+    assert message.startswith(f"lexi-bot.yml line {line}:"), message
+    assert words in message
+
+
+def test_campaign_auto_approval_needs_explicit_consent(tmp_path: Path) -> None:
+    """Campaign starts are auto-approved only with allow_campaign_starts: true."""
+    text = "types:\n  campaign_start:\n    auto_approve: {name: tiny, max_count: 5, allow_campaign_starts: true}\n"
+    policy = load_policy(_write(tmp_path, text), channel="C0LEXI")
+    assert policy.for_type("campaign_start").auto_approves(5)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A policy file that does not exist is named in the error."""
+    with pytest.raises(PolicyError, match="cannot read the policy file .*nope.yml"):
+        load_policy(tmp_path / "nope.yml", channel="C0LEXI")
+
+
+def test_empty_file_keeps_the_environment_defaults(tmp_path: Path) -> None:
+    """An empty policy file changes nothing."""
+    policy = load_policy(_write(tmp_path, ""), channel="C0LEXI", approvers=("UBOB",))
+    assert policy.default.approvers == ("UBOB",) and policy.types == {}
+
+
+def test_describe_says_what_happens_per_type(tmp_path: Path) -> None:
+    """`policy check` prints, for each task type, where it goes and what rules apply."""
+    lines = describe(load_policy(_write(tmp_path, FULL), channel="C0LEXI"))
+    text = "\n".join(lines)
+    assert "campaign_start: announced in C0CAMPAIGNS; approved by S0LEADS" in text
+    assert "2 distinct approvals needed above 500" in text
+    assert "auto-approved up to 50 by rule 'small-searches'" in text
+    assert "dismissed in LeadLex after 2d" in text
+    assert "other types: announced in C0LEXI" in text
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30m", 1800), ("4h", 14_400), ("2d", 172_800),
+                                                ("1.5h", 5400), ("soon", None), ("-1h", None)])
+def test_durations(text: str, seconds: float | None) -> None:
+    """Durations are seconds, minutes, hours or days."""
+    assert parse_duration(text) == seconds
+
+
+def test_counts_come_from_the_task_metadata() -> None:
+    """The size a rule compares is the search's result count or the contacts/records affected."""
+    from bot.blocks import affected_count
+
+    assert affected_count(Task(id="1", type="prospect_search", metadata={"per_page": 25})) == 25
+    assert affected_count(Task(id="2", type="campaign_start", metadata={"contact_count": 1500})) == 1500
+    assert affected_count(Task(id="3", type="list_operation", metadata={"record_count": "310"})) == 310
+    assert affected_count(Task(id="4", type="contact_update", metadata={})) is None
+
+
+def test_policy_check_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`lexi-bot policy check FILE` prints what happens per type, or exits 2 with the line of the mistake."""
+    from bot.cli import main
+
+    monkeypatch.setenv("LEXI_ENV_FILE", "/nonexistent/.env")
+    monkeypatch.setenv("SLACK_CHANNEL", "C0LEXI")
+    assert main(["policy", "check", str(_write(tmp_path, FULL))]) == 0
+    assert "campaign_start: announced in C0CAMPAIGNS" in capsys.readouterr().out
+    bad = tmp_path / "bad.yml"
+    bad.write_text("types:\n  prospect_search:\n    approvers: [bob]\n")
+    assert main(["policy", "check", str(bad)]) == 2
+    assert "bad.yml line 3: 'bob'" in capsys.readouterr().err
