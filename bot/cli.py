@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not os.environ.get("POLL_INTERVAL"):
             overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
     settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
-    setup_logging(settings.log_level, settings.secrets())
+    setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
     _prepare_database(settings)
 
@@ -265,7 +265,7 @@ def run_checks(settings: Settings) -> list[tuple[bool, str]]:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the database to the latest revision."""
     settings = load_settings(os.environ, require=())
-    setup_logging(settings.log_level, settings.secrets())
+    setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     engine = make_engine(settings.database_url)
     try:
         before = migrate.current(engine)

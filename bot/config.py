@@ -35,6 +35,7 @@ _VARIABLES = {
     "RECONCILE_INTERVAL": "reconcile_interval",
     "LEXI_BUDGET_RESERVE": "budget_reserve",
     "LEXI_POLICY_FILE": "policy_file",
+    "LOG_FORMAT": "log_format",
 }
 _FIELDS = {field: variable for variable, field in _VARIABLES.items()}
 
@@ -68,6 +69,7 @@ class Settings(BaseModel):
     reconcile_interval: float = Field(default=3600.0, ge=60, le=86_400)
     budget_reserve: float = Field(default=20.0, ge=0, le=90)
     policy_file: str | None = None
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("lexi_approvers", mode="before")
     @classmethod
@@ -86,6 +88,12 @@ class Settings(BaseModel):
     def _upper(cls, value: object) -> object:
         """Accept log levels in any case."""
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        """Accept the log format in any case."""
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("lexi_api_url", "slack_api_url")
     @classmethod

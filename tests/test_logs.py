@@ -1,0 +1,56 @@
+"""Logs: text or JSON lines, and no secret in either, whatever is logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from bot.logs import JsonFormatter, RedactingFormatter
+
+SECRETS = ["xoxb-real-bot-token-123", "wbk_live_key_456789", "signing-secret-abcdef"]
+
+
+def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    """A log record as a logger would make it."""
+    record = logging.LogRecord("bot.test", logging.WARNING, __file__, 1, message, args, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_json_lines_carry_context_fields() -> None:
+    """A JSON line has time, level, logger, message and the task, user and request ids when known."""
+    line = JsonFormatter([]).format(_record("task %s approved", "t1", task_id="t1", slack_user="UALICE",
+                                            request_id="req-9"))
+    entry = json.loads(line)
+    assert entry["level"] == "warning" and entry["logger"] == "bot.test"
+    assert entry["message"] == "task t1 approved"
+    assert (entry["task_id"], entry["slack_user"], entry["request_id"]) == ("t1", "UALICE", "req-9")
+
+
+def test_configured_secrets_are_redacted_in_both_formats() -> None:
+    """Configured secrets never appear, in text or JSON, in the message or its arguments."""
+    record = _record("calling with %s and %s", SECRETS[0], SECRETS[1], task_id=SECRETS[2])
+    for formatter in (RedactingFormatter("%(message)s", SECRETS), JsonFormatter(SECRETS)):
+        text = formatter.format(record)
+        assert "[redacted]" in text
+        assert not any(secret in text for secret in SECRETS)
+
+
+def test_token_shapes_are_redacted_even_when_not_configured() -> None:
+    """A token that is not the configured one (a pasted wrong token) is still redacted by its shape."""
+    text = RedactingFormatter("%(message)s", []).format(_record("bad token xoxp-999-abcdefgh and xapp-1-A-xyz123"))
+    assert "xoxp-999" not in text and "xapp-1-A" not in text
+
+
+def test_exceptions_are_redacted_too() -> None:
+    """A traceback that mentions a secret is redacted in the JSON line."""
+    try:
+        raise RuntimeError(f"refused {SECRETS[1]}")
+    except RuntimeError:
+        import sys
+
+        record = _record("failed")
+        record.exc_info = sys.exc_info()
+    entry = json.loads(JsonFormatter(SECRETS).format(record))
+    assert "RuntimeError" in entry["exception"] and SECRETS[1] not in entry["exception"]
