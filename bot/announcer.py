@@ -16,6 +16,7 @@ from bot.db.store import Store
 from bot.errors import LexiBotError
 from bot.lexi.models import Task
 from bot.messenger import Messenger, slack_error_text
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ class Announcer:
         *,
         claim_timeout: timedelta = timedelta(seconds=90),
         orphaned_before: datetime | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._messenger = messenger
         self.channel = channel
@@ -95,6 +98,8 @@ class Announcer:
         # Any other failure (timeout, connection) may or may not have posted: the claim stays, and
         # recovery searches the channel for the post before trying again.
         self._store.record_message(task.id, channel, ts, rendered_version=1)
+        if self._metrics is not None:
+            self._metrics.announced.inc()
         self._messenger.sync_card(task.id)  # in case the task changed while it was being posted
 
     def _post_plain(self, task: Task, channel: str) -> str:

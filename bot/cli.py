@@ -126,7 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from bot.server import HttpFront, make_wsgi
 
-        front = HttpFront(make_wsgi(app, lambda: _health(runtime), runtime.webhooks), args.host, settings.port)
+        front = HttpFront(make_wsgi(
+            app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
+        ), args.host, settings.port)
         shutdown = front.stop
         log.info(
             "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
@@ -200,11 +202,6 @@ def _preflight(runtime: Any) -> None:
         ) from None
     except LexiError as exc:
         log.warning("LeadLex is not answering yet (%s); the poller will keep trying", exc)
-
-
-def _health(runtime: Any) -> dict[str, Any]:
-    """What /healthz reports besides ok."""
-    return {"last_poll": runtime.poller.last_success, "mode": runtime.settings.mode}
 
 
 # --- check, migrate, sandbox ----------------------------------------------------------------------

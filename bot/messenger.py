@@ -40,9 +40,31 @@ def slack_error_text(exc: SlackApiError) -> str:
     return f"Slack said {error}: {hint}" if hint else f"Slack said {error}"
 
 
-def make_web_client(token: str, base_url: str, *, timeout: int = 15) -> WebClient:
+#: Slack errors that mean the bot's credentials no longer work.
+AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+
+
+class CountingWebClient(WebClient):
+    """A WebClient that reports every Slack API error to `on_error` (for metrics and readiness)."""
+
+    on_error: Callable[[str], None] | None = None
+
+    def api_call(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Call Slack; report an error answer before raising it."""
+        try:
+            return super().api_call(*args, **kwargs)
+        except SlackApiError as exc:
+            if self.on_error is not None and exc.response is not None:
+                self.on_error(str(exc.response.get("error", "unknown_error")))
+            raise
+
+
+def make_web_client(
+    token: str, base_url: str, *, timeout: int = 15, on_error: Callable[[str], None] | None = None
+) -> WebClient:
     """A WebClient that waits out `ratelimited` answers (safe: a 429 means Slack applied nothing)."""
-    client = WebClient(token=token, base_url=base_url, timeout=timeout)
+    client = CountingWebClient(token=token, base_url=base_url, timeout=timeout)
+    client.on_error = on_error
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
     return client
 

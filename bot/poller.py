@@ -19,6 +19,7 @@ from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
 from bot.lexi.models import Task
 from bot.messenger import Messenger, slack_error_text
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ class Poller:
         policy: BudgetPolicy | None = None,
         webhooks: bool = False,
         reconcile_interval: float = 3600.0,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._lexi = lexi
         self._messenger = messenger
@@ -61,11 +64,29 @@ class Poller:
         self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
         self._stretched: str | None = None
         self.last_success: float | None = None
+        self.last_delay: float = interval
+
+    @property
+    def problem(self) -> str | None:
+        """The setup problem that stops polling now (a refused key, a refused channel), or None."""
+        return self._reported
+
+    def last_poll_age(self) -> float | None:
+        """Seconds since the last successful cycle, or None before the first."""
+        return None if self.last_success is None else max(self._clock() - self.last_success, 0.0)
+
+    def overdue_after(self) -> float:
+        """How old the last successful cycle may get before the bot is not ready: two planned intervals."""
+        return 2 * max(self.last_delay, self.interval) + 30
 
     def run(self, stop: threading.Event) -> None:
         """Poll until `stop` is set."""
         while not stop.is_set():
+            started = time.monotonic()
             delay = self.cycle()
+            if self._metrics is not None:
+                self._metrics.poll_duration.observe(time.monotonic() - started)
+            self.last_delay = delay
             stop.wait(delay)
 
     def cycle(self) -> float:

@@ -19,11 +19,27 @@ from bot.config import Settings
 from bot.db.store import Store, utcnow
 from bot.decisions import Decider
 from bot.lexi.client import LexiClient
-from bot.messenger import Messenger, make_web_client
+from bot.messenger import AUTH_ERRORS, Messenger, make_web_client
+from bot.metrics import Metrics
 from bot.poller import Poller
 from bot.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
+
+
+class SlackHealth:
+    """Remembers whether Slack still accepts the bot's token, and counts Slack errors."""
+
+    def __init__(self, metrics: Metrics | None) -> None:
+        self._metrics = metrics
+        self.problem: str | None = None
+
+    def note(self, error: str) -> None:
+        """Record one Slack API error."""
+        if self._metrics is not None:
+            self._metrics.slack_errors.labels(error).inc()
+        if error in AUTH_ERRORS:
+            self.problem = f"Slack refuses the bot token ({error})"
 
 
 @dataclass
@@ -40,6 +56,8 @@ class Runtime:
     poller: Poller
     workers: ThreadPoolExecutor
     webhooks: WebhookReceiver | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    slack_health: SlackHealth = field(default_factory=lambda: SlackHealth(None))
     stopping: threading.Event = field(default_factory=threading.Event)
     _inflight: set[Future[Any]] = field(default_factory=set)
     _inflight_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,13 +76,22 @@ class Runtime:
         assert settings.slack_bot_token is not None and settings.slack_channel is not None
         assert settings.lexi_api_key is not None
         store = store or Store.from_url(settings.database_url)
-        lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), **(lexi_options or {}))
-        slack = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+        metrics = Metrics()
+        lexi = LexiClient(
+            settings.lexi_api_url, settings.lexi_api_key.get_secret_value(),
+            on_response=metrics.leadlex_call, **(lexi_options or {}),
+        )
+        metrics.budget_remaining.set_function(lambda: float(lexi.budget.remaining or 0))
+        slack_health = SlackHealth(metrics)
+        slack = make_web_client(
+            settings.slack_bot_token.get_secret_value(), settings.slack_api_url, on_error=slack_health.note
+        )
         messenger = Messenger(slack, store, post_interval=post_interval)
         # One process per SQLite file (bot.db.guard), so claims older than this process are orphans.
         orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
         announcer = Announcer(
-            store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before
+            store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before,
+            metrics=metrics,
         )
         decider = Decider(
             store, lexi, messenger, approvers=settings.lexi_approvers, orphaned_before=orphaned_before
@@ -75,15 +102,40 @@ class Runtime:
             policy=BudgetPolicy(reserve_percent=settings.budget_reserve),
             webhooks=settings.lexi_webhook_secret is not None,
             reconcile_interval=settings.reconcile_interval,
+            metrics=metrics,
         )
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
-        runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers)
+        runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers,
+                      metrics=metrics, slack_health=slack_health)
         if settings.lexi_webhook_secret is not None:
             runtime.webhooks = WebhookReceiver(
                 settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
-                submit=runtime.submit, clock=utcnow,
+                submit=runtime.submit, clock=utcnow, metrics=metrics,
             )
         return runtime
+
+    def health(self) -> dict[str, Any]:
+        """What GET /healthz reports besides liveness."""
+        return {"mode": self.settings.mode, "last_poll": self.poller.last_success}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the bot can do its job now: database reachable, credentials accepted, polls recent."""
+        checks: dict[str, Any] = {}
+        try:
+            self.store.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by type only
+            checks["database"] = f"unreachable ({type(exc).__name__})"
+        checks["leadlex"] = self.poller.problem or "ok"
+        checks["slack"] = self.slack_health.problem or "ok"
+        age = self.poller.last_poll_age()
+        checks["last_poll_age"] = None if age is None else round(age, 1)
+        if age is None or age > self.poller.overdue_after():
+            checks["poll"] = "no successful poll yet" if age is None else "overdue"
+        else:
+            checks["poll"] = "ok"
+        ready = all(checks[k] == "ok" for k in ("database", "leadlex", "slack", "poll"))
+        return ready, {"ready": ready, **checks}
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
         """Run slow work (LeadLex calls, card updates) on the bot's own pool, logging any failure."""

@@ -12,6 +12,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from waitress.server import create_server
 
+from bot.metrics import CONTENT_TYPE, Metrics
 from bot.webhooks import WebhookReceiver, header_map, read_body
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 def _json(start_response: Callable[..., Any], status: int, payload: dict[str, Any]) -> list[bytes]:
     """Answer with a JSON body."""
     body = json.dumps(payload).encode()
-    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large"}
+    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
+              503: "Service Unavailable"}
     start_response(
         f"{status} {reason.get(status, 'Error')}",
         [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
@@ -31,16 +33,19 @@ def _json(start_response: Callable[..., Any], status: int, payload: dict[str, An
 
 
 def make_wsgi(
-    app: App, health: Callable[[], dict[str, Any]], webhooks: WebhookReceiver | None = None
+    app: App,
+    *,
+    health: Callable[[], dict[str, Any]],
+    ready: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
+    metrics: Metrics | None = None,
+    webhooks: WebhookReceiver | None = None,
 ) -> WsgiApp:
-    """Route /slack/events to Bolt, /lexi/webhooks to LeadLex deliveries (when enabled) and /healthz."""
+    """Route /slack/events to Bolt, /lexi/webhooks to LeadLex deliveries (when enabled), and the probes."""
     slack = SlackRequestHandler(app, path="/slack/events")
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD")
-        if path == "/healthz" and method in ("GET", "HEAD"):
-            return _json(start_response, 200, {"ok": True, **health()})
         if path == "/slack/events":
             return slack(environ, start_response)
         if path == "/lexi/webhooks" and method == "POST" and webhooks is not None:
@@ -49,6 +54,16 @@ def make_wsgi(
                 return _json(start_response, 413, {"ok": False, "error": "body too large"})
             receipt = webhooks.receive(body, header_map(environ))
             return _json(start_response, receipt.status, receipt.body)
+        if method in ("GET", "HEAD"):
+            if path == "/healthz":
+                return _json(start_response, 200, {"ok": True, **health()})
+            if path == "/readyz" and ready is not None:
+                is_ready, report = ready()
+                return _json(start_response, 200 if is_ready else 503, report)
+            if path == "/metrics" and metrics is not None:
+                body = metrics.render()
+                start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
+                return [body]
         body = b"Not Found"
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]

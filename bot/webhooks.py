@@ -20,6 +20,7 @@ from bot.announcer import Announcer
 from bot.db.store import Store
 from bot.lexi.models import Task, parse_time
 from bot.messenger import Messenger
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,9 @@ class WebhookReceiver:
         *,
         submit: Callable[..., Any],
         clock: Callable[[], datetime],
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._secret = secret
         self._store = store
         self._announcer = announcer
@@ -101,21 +104,30 @@ class WebhookReceiver:
             self._secret, body, headers.get("x-leadlex-signature"), headers.get("x-leadlex-timestamp"), self._clock()
         )
         if reason is not None:
-            self.refused += 1
+            self._count("refused")
             log.warning("refused a webhook delivery (%s; delivery %s)", reason, headers.get("x-leadlex-delivery-id"))
             return Receipt(401, {"ok": False, "error": reason})
         try:
             event, task = parse_delivery(body)
         except ValueError:
-            self.refused += 1
+            self._count("refused")
             return Receipt(400, {"ok": False, "error": "the body is not a JSON delivery"})
-        self.accepted += 1
+        self._count("accepted")
         self.last_delivery = self._clock()
         if event not in TASK_EVENTS or task is None:
             log.info("ignoring webhook event %r", event)
             return Receipt(200, {"ok": True, "ignored": True})
         self._submit(self.apply, event, task)
         return Receipt(200, {"ok": True})
+
+    def _count(self, result: str) -> None:
+        """Count a delivery as accepted or refused."""
+        if result == "accepted":
+            self.accepted += 1
+        else:
+            self.refused += 1
+        if self._metrics is not None:
+            self._metrics.webhooks.labels(result).inc()
 
     def apply(self, event: str, task: Task) -> None:
         """Bring our record and the card to what the delivery says, if that moves the task forwards."""

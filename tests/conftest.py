@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,42 @@ from sqlalchemy import create_engine, text
 from bot.config import normalize_database_url
 from bot.lexi.sandbox import Sandbox
 from bot.standin.slack import SlackStandIn
-from tests.support.harness import BotHarness, start_bot
+from tests.support.harness import SECRETS_GIVEN, BotHarness, start_bot
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+class _SecretScan(logging.Handler):
+    """Keeps every log line the suite produces, to check at the end that none holds a configured secret."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the formatted line (and its exception)."""
+        self.lines.append(self.format(record))
+
+
+_SCAN = _SecretScan()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Watch the bot's and the libraries' logs for the whole session."""
+    logging.getLogger().addHandler(_SCAN)
+    logging.getLogger("bot").setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if any log line of any test contained a secret the bots under test were given."""
+    secrets = sorted(s for s in SECRETS_GIVEN if len(s) >= 8)
+    leaks = [(secret, line) for line in _SCAN.lines for secret in secrets if secret in line]
+    if leaks:
+        secret, line = leaks[0]
+        print(f"\nSECRET LEAK: {len(leaks)} log line(s) contain a configured secret, e.g. {line[:300]!r}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        print(f"\nsecret scan: {len(_SCAN.lines)} log lines checked for {len(secrets)} secrets, none found")
 
 
 def _reset_postgres(url: str) -> None:

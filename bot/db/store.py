@@ -100,6 +100,11 @@ class Store:
         """Release the connection pool."""
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
     # --- reading ---------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> TaskRow | None:

@@ -21,6 +21,8 @@ from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
+#: Every secret a bot under test was configured with; the session's log scan looks for them (tests/conftest.py).
+SECRETS_GIVEN: set[str] = set()
 CHANNEL = "C0LEXI"
 
 
@@ -116,6 +118,7 @@ def start_bot(
 ) -> BotHarness:
     """Migrate the database and start the bot's HTTP front on 127.0.0.1 (a free port)."""
     settings = bot_settings(sandbox, slack, database_url, **extra)
+    SECRETS_GIVEN.update(settings.secrets())
     store = Store.from_url(settings.database_url)
     migrate.upgrade(store.engine)
     options = {"max_wait": 5.0, "sleep": lambda s: time.sleep(min(s, 0.05))}
@@ -124,5 +127,7 @@ def start_bot(
         settings, store=store, post_interval=post_interval, claim_timeout=claim_timeout, lexi_options=options
     )
     app = create_app(runtime)
-    front = HttpFront(make_wsgi(app, lambda: {}, runtime.webhooks), "127.0.0.1", 0).start()
+    front = HttpFront(make_wsgi(
+        app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
+    ), "127.0.0.1", 0).start()
     return BotHarness(runtime, f"http://127.0.0.1:{front.port}", slack, sandbox, front)
