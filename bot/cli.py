@@ -110,7 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _preflight(runtime)
     app = create_app(runtime)
     stop = threading.Event()
-    poller = threading.Thread(target=runtime.poller.run, args=(stop,), name="lexi-poller", daemon=True)
+    poller = threading.Thread(
+        target=runtime.poller.run, args=(stop, runtime.leadership), name="lexi-poller", daemon=True
+    )
 
     if settings.mode == "socket":
         from slack_bolt.adapter.socket_mode import SocketModeHandler

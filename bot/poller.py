@@ -18,6 +18,7 @@ from bot.decisions import Decider
 from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
 from bot.lexi.models import Task
+from bot.leader import Leadership
 from bot.messenger import Messenger, slack_error_text
 from bot.metrics import Metrics
 
@@ -79,9 +80,12 @@ class Poller:
         """How old the last successful cycle may get before the bot is not ready: two planned intervals."""
         return 2 * max(self.last_delay, self.interval) + 30
 
-    def run(self, stop: threading.Event) -> None:
-        """Poll until `stop` is set."""
+    def run(self, stop: threading.Event, leadership: Leadership | None = None) -> None:
+        """Poll until `stop` is set; with several replicas, only while this one holds the poller lock."""
         while not stop.is_set():
+            if leadership is not None and not leadership.hold():
+                stop.wait(min(self.interval, 30.0))
+                continue
             started = time.monotonic()
             delay = self.cycle()
             if self._metrics is not None:

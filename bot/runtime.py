@@ -18,6 +18,7 @@ from bot.budget import BudgetPolicy
 from bot.config import Settings
 from bot.db.store import Store, utcnow
 from bot.decisions import Decider
+from bot.leader import Leadership
 from bot.lexi.client import LexiClient
 from bot.messenger import AUTH_ERRORS, Messenger, make_web_client
 from bot.metrics import Metrics
@@ -56,6 +57,7 @@ class Runtime:
     poller: Poller
     workers: ThreadPoolExecutor
     webhooks: WebhookReceiver | None = None
+    leadership: Leadership | None = None
     metrics: Metrics = field(default_factory=Metrics)
     slack_health: SlackHealth = field(default_factory=lambda: SlackHealth(None))
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -106,7 +108,7 @@ class Runtime:
         )
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
         runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers,
-                      metrics=metrics, slack_health=slack_health)
+                      metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
         if settings.lexi_webhook_secret is not None:
             runtime.webhooks = WebhookReceiver(
                 settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
@@ -130,11 +132,13 @@ class Runtime:
         checks["slack"] = self.slack_health.problem or "ok"
         age = self.poller.last_poll_age()
         checks["last_poll_age"] = None if age is None else round(age, 1)
-        if age is None or age > self.poller.overdue_after():
+        if self.leadership is not None and self.leadership.is_leader is False:
+            checks["poll"] = "standby"  # another replica polls; this one serves clicks and webhooks
+        elif age is None or age > self.poller.overdue_after():
             checks["poll"] = "no successful poll yet" if age is None else "overdue"
         else:
             checks["poll"] = "ok"
-        ready = all(checks[k] == "ok" for k in ("database", "leadlex", "slack", "poll"))
+        ready = all(checks[k] in ("ok", "standby") for k in ("database", "leadlex", "slack", "poll"))
         return ready, {"ready": ready, **checks}
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
@@ -176,5 +180,7 @@ class Runtime:
         if not self.drain(drain_timeout):
             log.warning("stopping with work still in flight after %.0fs", drain_timeout)
         self.workers.shutdown(wait=False, cancel_futures=True)
+        if self.leadership is not None:
+            self.leadership.release()
         self.lexi.close()
         self.store.close()

@@ -83,7 +83,9 @@ def test_crash_between_post_and_record_does_not_duplicate(
     try:
         slack.wait_for(lambda: len(slack.messages(CHANNEL)) == 1)  # Slack stored the post, the bot has no ts
         assert crashed.store.get(task_id).message_ts is None
-        # The process is now "dead": a new one starts on the same database, after the claim went stale.
+        # The process is now "dead" (PostgreSQL ends its session, freeing the poller lock): a new one starts
+        # on the same database, after the claim went stale.
+        crashed.runtime.leadership.release()
         successor = start_bot(sandbox, slack, database_url, claim_timeout=timedelta(0))
         try:
             successor.poll()

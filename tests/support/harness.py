@@ -59,7 +59,8 @@ class BotHarness:
         return self.runtime.store
 
     def poll(self) -> float:
-        """Run one poll cycle now, as the poller thread would."""
+        """Run one poll cycle now, as the poller thread would (taking the poller lock first)."""
+        assert self.runtime.leadership is None or self.runtime.leadership.hold(), "another bot holds the poller"
         return self.runtime.poller.cycle()
 
     def post(self, body: bytes, content_type: str, *, secret: str = SIGNING_SECRET,
