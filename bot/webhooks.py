@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,6 +67,39 @@ def parse_delivery(body: bytes) -> tuple[str, Task | None]:
     return event, Task.from_api(raw)
 
 
+class PerKeySerial:
+    """Runs jobs for one key one at a time, in the order they arrived; different keys run in parallel."""
+
+    def __init__(self, submit: Callable[..., Any]) -> None:
+        self._submit = submit
+        self._queues: dict[str, deque[tuple[Callable[..., Any], tuple[Any, ...]]]] = {}
+        self._lock = threading.Lock()
+
+    def run(self, key: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue `fn(*args)` behind earlier jobs of the same key."""
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue is not None:
+                queue.append((fn, args))
+                return
+            self._queues[key] = deque([(fn, args)])
+        self._submit(self._drain, key)
+
+    def _drain(self, key: str) -> None:
+        """Run the key's jobs until its queue is empty."""
+        while True:
+            with self._lock:
+                queue = self._queues[key]
+                if not queue:
+                    del self._queues[key]
+                    return
+                fn, args = queue.popleft()
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - one failed delivery must not block the task's later ones
+                log.exception("webhook handling failed for task %s", key)
+
+
 @dataclass(frozen=True)
 class Receipt:
     """What the HTTP handler answers."""
@@ -92,7 +127,7 @@ class WebhookReceiver:
         self._store = store
         self._announcer = announcer
         self._messenger = messenger
-        self._submit = submit
+        self._serial = PerKeySerial(submit)
         self._clock = clock
         self.accepted = 0
         self.refused = 0
@@ -117,7 +152,7 @@ class WebhookReceiver:
         if event not in TASK_EVENTS or task is None:
             log.info("ignoring webhook event %r", event)
             return Receipt(200, {"ok": True, "ignored": True})
-        self._submit(self.apply, event, task)
+        self._serial.run(task.id, self.apply, event, task)  # in arrival order for each task
         return Receipt(200, {"ok": True})
 
     def _count(self, result: str) -> None:
