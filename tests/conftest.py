@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from bot.config import normalize_database_url
 from bot.lexi.sandbox import Sandbox
 from bot.standin.slack import SlackStandIn
 from tests.support.harness import SECRETS_GIVEN, BotHarness, start_bot
+from tests.support.process import CHILD_OUTPUT, CHILD_SECRETS
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -41,18 +43,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session if any log line of any test contained a secret the bots under test were given."""
-    secrets = sorted(s for s in SECRETS_GIVEN if len(s) >= 8)
-    leaks = [(secret, line) for line in _SCAN.lines for secret in secrets if secret in line]
+    secrets = sorted(s for s in SECRETS_GIVEN | CHILD_SECRETS if len(s) >= 8)
+    lines = _SCAN.lines + CHILD_OUTPUT
+    leaks = [(secret, line) for line in lines for secret in secrets if secret in line]
     if leaks:
         secret, line = leaks[0]
         print(f"\nSECRET LEAK: {len(leaks)} log line(s) contain a configured secret, e.g. {line[:300]!r}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     else:
-        print(f"\nsecret scan: {len(_SCAN.lines)} log lines checked for {len(secrets)} secrets, none found")
+        print(f"\nsecret scan: {len(lines)} log lines checked for {len(secrets)} secrets, none found")
 
 
 def _reset_postgres(url: str) -> None:
-    """Give a test an empty PostgreSQL database (tests run one at a time)."""
+    """Give a test an empty PostgreSQL database (tests in one session run one at a time)."""
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
@@ -60,6 +63,31 @@ def _reset_postgres(url: str) -> None:
             conn.execute(text("CREATE SCHEMA public"))
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own on the TEST_DATABASE_URL server, so parallel runs never collide.
+
+    Falls back to TEST_DATABASE_URL's own database when the role may not create databases.
+    """
+    assert PG_URL is not None
+    base = make_url(normalize_database_url(PG_URL))
+    name = f"lexi_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception:  # noqa: BLE001 - no CREATEDB right: share the configured database
+        admin.dispose()
+        yield base.render_as_string(hide_password=False)
+        return
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(
@@ -77,8 +105,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database of each supported kind."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'lexi-bot.db'}"
-    assert PG_URL is not None
-    url = normalize_database_url(PG_URL)
+    url = str(request.getfixturevalue("postgres_url"))
     _reset_postgres(url)
     return url
 

@@ -13,6 +13,13 @@ from pathlib import Path
 import httpx
 
 
+#: Output of every child process, and the secrets they were configured with, for the session's secret scan.
+CHILD_OUTPUT: list[str] = []
+CHILD_SECRETS: set[str] = set()
+_SECRET_VARIABLES = ("LEXI_API_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN",
+                     "LEXI_WEBHOOK_SECRET")
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
     with socket.socket() as sock:
@@ -34,6 +41,7 @@ class BotProcess:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
         self.log_path = cwd / f"lexi-bot-{time.monotonic_ns()}.log"
+        CHILD_SECRETS.update(env[name] for name in _SECRET_VARIABLES if env.get(name))
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", *args], env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
@@ -74,4 +82,6 @@ class BotProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-        self._log.close()
+        if not self._log.closed:
+            CHILD_OUTPUT.extend(self.output.splitlines())
+            self._log.close()
