@@ -216,3 +216,30 @@ def test_run_with_sandbox_announces_sample_tasks_that_can_be_approved(
     slack.wait_for(lambda: "Approved by <@UALICE>" in str(slack.message(CHANNEL, card.ts).blocks), timeout=15)
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.wait() == 0
+
+
+def test_sigterm_finishes_decisions_in_flight_then_exits_0(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, processes: list[BotProcess]
+) -> None:
+    """SIGTERM while LeadLex is still answering an approval: the approval completes, the card says so, exit 0."""
+    task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
+    port = free_port()
+    proc = BotProcess(["run", "--host", "127.0.0.1"], _bot_env(sandbox, slack, tmp_path, PORT=str(port),
+                                                               POLL_INTERVAL="30"), tmp_path)
+    processes.append(proc)
+    proc.wait_healthy(port)
+    card = slack.wait_for(lambda: slack.messages(CHANNEL) and slack.messages(CHANNEL)[0], timeout=15)
+    sandbox.latency = 2.0
+    click = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=card.ts,
+                                        response_url=slack.new_response_url())
+    body, content_type = payloads.encode_interactive(click)
+    response = httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body,
+                          headers=payloads.signed_request(SIGNING_SECRET, body, content_type))
+    assert response.status_code == 200
+    slack.wait_for(lambda: "Approving" in str(slack.message(CHANNEL, card.ts).blocks), timeout=10)
+    assert sandbox.task(task_id)["status"] == "pending"  # LeadLex is still working on it
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.output
+    assert sandbox.task(task_id)["status"] == "approved"
+    assert "Approved by <@UALICE>" in str(slack.message(CHANNEL, card.ts).blocks)
+    assert "finishing decisions in flight" in proc.output
