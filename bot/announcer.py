@@ -7,6 +7,7 @@ looks for the post by its message metadata before posting again, so a task never
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -48,6 +49,7 @@ class Announcer:
         self.channel = channel
         self._claim_timeout = claim_timeout
         self._orphaned_before = orphaned_before
+        self.restored: set[str] = set()  # tasks rebuilt from the channel whose content is still to be fetched
 
     def announce(self, task: Task) -> bool:
         """Announce a task unless some process already has; True when this call posted it."""
@@ -55,6 +57,34 @@ class Announcer:
             return False
         self._post(task)
         return True
+
+    def restore(self, channels: set[str], days: float = 30.0) -> int:
+        """On an empty database (a lost SQLite file), rebuild the records of the cards already in the channels.
+
+        Each card's metadata names its task, the state it shows and who decided, so no task is announced
+        twice and no decision loses its author. Contents are refreshed from LeadLex by the next poll.
+        """
+        if not self._store.is_empty():
+            return 0
+        oldest = time.time() - days * 86_400
+        restored = 0
+        for channel in sorted(channels):
+            try:
+                cards = list(self._messenger.announcements(channel, oldest))
+            except SlackApiError as exc:
+                log.warning("could not read %s to restore its cards: %s", channel, slack_error_text(exc))
+                continue
+            for ts, payload in cards:
+                state = str(payload.get("state") or "pending")
+                if state not in ("pending", "approved", "dismissed", "completed", "failed", "gone"):
+                    state = "pending"
+                actor = payload.get("actor") if isinstance(payload.get("actor"), str) else None
+                if self._store.restore_announcement(payload["task_id"], channel, ts, state, actor):
+                    self.restored.add(payload["task_id"])
+                    restored += 1
+        if restored:
+            log.warning("the database was empty: restored %d task cards from the channel history", restored)
+        return restored
 
     def recover(self) -> int:
         """Finish announcements whose process died mid-way; return how many were finished."""

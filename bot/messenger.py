@@ -109,6 +109,17 @@ def card_for(row: TaskRow) -> blocks.Card:
     )
 
 
+def card_metadata(row: TaskRow) -> dict[str, Any]:
+    """The card's message metadata: the task id, plus the state it shows and who decided (ids only).
+
+    With these, a bot whose database was lost rebuilds its records from the channel (Announcer.restore).
+    """
+    metadata = blocks.message_metadata(row.task_id)
+    state = "pending" if row.state in ("announcing", "deciding") else row.state
+    metadata["event_payload"].update({"state": state, **({"actor": row.actor} if row.actor else {})})
+    return metadata
+
+
 class Messenger:
     """Posts and updates the task messages; the only module that calls Slack's chat API for tasks."""
 
@@ -135,20 +146,26 @@ class Messenger:
 
     def find_announcement(self, channel: str, task_id: str, oldest: float) -> str | None:
         """Find a message the bot posted for a task since `oldest` (from its metadata); its ts or None."""
+        for ts, payload in self.announcements(channel, oldest):
+            if payload.get("task_id") == task_id:
+                return ts
+        return None
+
+    def announcements(self, channel: str, oldest: float) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every task card in a channel since `oldest`, newest first: (ts, metadata payload); bounded paging."""
         cursor: str | None = None
-        for _page in range(50):  # bounded: 50 pages of 200 messages
+        for _page in range(50):  # at most 50 pages of 200 messages
             response = self.client.conversations_history(
                 channel=channel, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True, cursor=cursor
             )
             for message in response.get("messages", []):
                 metadata = message.get("metadata") or {}
                 payload = metadata.get("event_payload") or {}
-                if metadata.get("event_type") == blocks.METADATA_EVENT and payload.get("task_id") == task_id:
-                    return str(message["ts"])
+                if metadata.get("event_type") == blocks.METADATA_EVENT and isinstance(payload.get("task_id"), str):
+                    yield str(message["ts"]), payload
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if not response.get("has_more") or not cursor:
-                return None
-        return None
+                return
 
     def sync_card(self, task_id: str) -> None:
         """Make the task's message show its current state (no-op when it already does)."""
@@ -164,7 +181,7 @@ class Messenger:
                 ts=row.message_ts,
                 text=message["text"],
                 blocks=message["blocks"],
-                metadata=blocks.message_metadata(task_id),
+                metadata=card_metadata(row),
             )
             self._store.mark_rendered(task_id, row.version)
 

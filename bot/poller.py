@@ -62,6 +62,7 @@ class Poller:
         self.webhooks = webhooks
         self.reconcile_interval = reconcile_interval
         self._next_reconcile = 0.0
+        self._restore_checked = False
         self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
         self._stretched: str | None = None
         self.last_success: float | None = None
@@ -130,6 +131,9 @@ class Poller:
 
     def _reconcile(self) -> None:
         """List pending tasks, announce new ones, follow the others, and recover what crashes left."""
+        if not self._restore_checked:
+            self._announcer.restore({self._announcer.channel})
+            self._restore_checked = True
         pending = self._lexi.list_tasks("pending")
         self._announce_new(pending)
         self._follow(pending)
@@ -166,6 +170,11 @@ class Poller:
     def _announce_new(self, pending: list[Task]) -> None:
         """Announce every pending task without a record, oldest first; one bad task never stops the others."""
         known = self._store.known(t.id for t in pending)
+        for task in pending:
+            if task.id in self._announcer.restored and task.id in known:
+                self._announcer.restored.discard(task.id)
+                if self._store.update_payload(task) is not None:  # a restored card gets its content back
+                    self._messenger.sync_card(task.id)
         fresh = [t for t in pending if t.id not in known]
         fresh.sort(key=lambda t: (t.created_at is None, t.created_at or 0))
         for task in fresh:
@@ -189,24 +198,25 @@ class Poller:
         if not vanished and not waiting:
             return
         statuses = ["approved", "dismissed", "completed", "failed"] if vanished else ["completed", "failed"]
-        where: dict[str, str] = {}
+        where: dict[str, Task] = {}
         for status in statuses:
             for task in self._lexi.list_tasks(status):
-                where.setdefault(task.id, status)
+                where.setdefault(task.id, task)
         for row in vanished:
-            self._apply(row, where.get(row.task_id, "gone"), ("pending",))
+            self._apply(row, where.get(row.task_id), ("pending",))
         for row in waiting:
-            status = where.get(row.task_id)
-            if status in ("completed", "failed"):
-                self._apply(row, status, ("approved",))
-            elif status is None and "approved" in statuses:
-                self._apply(row, "gone", ("approved",))  # listed nowhere: LeadLex no longer has it
+            task = where.get(row.task_id)
+            if task is not None and task.status in ("completed", "failed"):
+                self._apply(row, task, ("approved",))
+            elif task is None and "approved" in statuses:
+                self._apply(row, None, ("approved",))  # listed nowhere: LeadLex no longer has it
 
-    def _apply(self, row: TaskRow, status: str, from_states: tuple[str, ...]) -> None:
-        """Record a state LeadLex reports and show it in Slack."""
+    def _apply(self, row: TaskRow, task: Task | None, from_states: tuple[str, ...]) -> None:
+        """Record the state LeadLex reports (None: it no longer has the task) and show it in Slack."""
+        status = task.status if task is not None else "gone"
         if status == row.state:
             return
-        changed = self._store.apply_lexi_state(row.task_id, status, from_states=from_states)
+        changed = self._store.apply_lexi_state(row.task_id, status, from_states=from_states, task=task)
         if changed is None:
             return
         log.info("task %s is now %s in LeadLex", row.task_id, status)

@@ -167,6 +167,21 @@ class Store:
             .limit(limit)
         )
 
+    def is_empty(self) -> bool:
+        """Whether no task was ever recorded (a new or lost database)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(TaskRecord.task_id).limit(1)).first() is None
+
+    def restore_announcement(self, task_id: str, channel: str, ts: str, state: str, actor: str | None) -> bool:
+        """Record a card found in the channel after the database was lost; the card already shows `state`."""
+        inserted = self._insert(Task(id=task_id), channel, state)
+        if inserted:
+            self._update(
+                task_id, (), bump=False, message_ts=ts, actor=actor, rendered_version=1,
+                decided_at=self._now() if state not in ("pending", "announcing") else None,
+            )
+        return inserted
+
     def counts(self) -> dict[str, int]:
         """How many records are in each state."""
         with self.engine.connect() as conn:
@@ -311,13 +326,22 @@ class Store:
         return self.get(task_id)
 
     def apply_lexi_state(
-        self, task_id: str, state: str, *, from_states: Iterable[str], surface: str = "leadlex"
+        self,
+        task_id: str,
+        state: str,
+        *,
+        from_states: Iterable[str],
+        surface: str = "leadlex",
+        task: Task | None = None,
     ) -> TaskRow | None:
         """Move a task to the state LeadLex reports, if it is in one of `from_states`; None when nothing changed.
 
-        A decision made outside Slack clears the actor; completion or failure keeps who approved.
+        A decision made outside Slack clears the actor; completion or failure keeps who approved. `task`, when
+        given, refreshes the stored content too.
         """
         values: dict[str, Any] = {"state": state, "note": None}
+        if task is not None:
+            values["payload"] = task.to_api()
         if state in ("approved", "dismissed", "gone"):
             values.update(actor=None, surface=surface, reason=None, decided_at=self._now())
         changed = self._update(task_id, (TaskRecord.state.in_(list(from_states)),), **values)
