@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 import threading
 import time
 from collections import defaultdict
@@ -127,8 +128,9 @@ class Messenger:
         self.client = client
         self._store = store
         self._pacer = Pacer(post_interval)
-        self._render_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._guard = threading.Lock()
+        # A fixed pool of locks, striped by task id: renders of one task never interleave, and memory stays
+        # constant however many tasks the bot has ever seen.
+        self._render_locks = [threading.Lock() for _ in range(64)]
 
     def post_task(self, task: Task, channel: str) -> str:
         """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
@@ -169,9 +171,7 @@ class Messenger:
 
     def sync_card(self, task_id: str) -> None:
         """Make the task's message show its current state (no-op when it already does)."""
-        with self._guard:
-            lock = self._render_locks[task_id]
-        with lock:
+        with self._render_locks[zlib.crc32(task_id.encode()) % len(self._render_locks)]:
             row = self._store.get(task_id)
             if row is None or row.message_ts is None or row.rendered_version >= row.version:
                 return
