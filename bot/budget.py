@@ -48,8 +48,14 @@ class BudgetPolicy:
         """Calls kept for decisions."""
         return max(self.min_reserve, int(limit * self.reserve_percent / 100))
 
-    def plan(self, budget: Budget, calls_per_cycle: float, now: float, wanted: float) -> Plan:
-        """The interval before the next cycle: `wanted`, stretched when the budget demands it."""
+    def plan(
+        self, budget: Budget, calls_per_cycle: float, now: float, wanted: float, polling_spent: int = 0
+    ) -> Plan:
+        """The interval before the next cycle: `wanted`, stretched when the budget demands it.
+
+        `polling_spent` is what polling has already spent today; its share of the day's limit is paced over
+        the hours left, so a day's polling never exceeds the share, however the cycles' costs varied.
+        """
         if budget.limit is None or budget.remaining is None or budget.limit <= 0:
             return Plan(wanted)
         cost = max(calls_per_cycle, 1.0)
@@ -59,6 +65,14 @@ class BudgetPolicy:
             return Plan(max(wanted, DAY), f"the daily limit of {budget.limit} calls leaves nothing after the reserve")
         steady = cost * DAY / allowance  # spreads the polling share evenly over a day
         seconds_left = max((budget.reset or now + DAY) - now, 1.0)
+        share_left = allowance - polling_spent
+        if share_left < cost:
+            return Plan(
+                max(wanted, seconds_left + 1.0),
+                f"polling has used its share ({allowance:.0f} of {budget.limit} calls) of today's budget; "
+                "it waits for the daily reset",
+            )
+        pace = cost * seconds_left / share_left
         spendable = budget.remaining - reserve
         if spendable < cost:
             return Plan(
@@ -67,7 +81,7 @@ class BudgetPolicy:
                 "polling waits for the daily reset",
             )
         catch_up = cost * seconds_left / spendable  # never spend the reserve before the reset
-        interval = max(wanted, steady, catch_up)
+        interval = max(wanted, steady, pace, catch_up)
         if interval <= wanted * 1.01:
             return Plan(wanted)
         return Plan(

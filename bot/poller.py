@@ -65,6 +65,8 @@ class Poller:
         self._restore_checked = False
         self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
         self._stretched: str | None = None
+        self._polling_day = 0
+        self._polling_spent = 0
         self.last_success: float | None = None
         self.last_delay: float = interval
 
@@ -126,8 +128,17 @@ class Poller:
             log.info("LeadLex and Slack answer again; polling resumes")
             self._reported = None
         kind = "full" if full else "sync"
-        self._cost[kind] = 0.7 * self._cost[kind] + 0.3 * (self._lexi.sent - sent)
+        spent = self._lexi.sent - sent
+        self._cost[kind] = 0.7 * self._cost[kind] + 0.3 * spent
+        self._count_polling(spent)
         return self._plan()
+
+    def _count_polling(self, calls: int) -> None:
+        """Add to the calls polling made in the current UTC day (LeadLex's budget resets at 00:00 UTC)."""
+        day = int(self._clock() // 86_400)
+        if day != self._polling_day:
+            self._polling_day, self._polling_spent = day, 0
+        self._polling_spent += calls
 
     def _reconcile(self) -> None:
         """List pending tasks, announce new ones, follow the others, and recover what crashes left."""
@@ -158,12 +169,13 @@ class Poller:
                 wanted, kind = min(self.interval, until_reconcile), "sync"
             else:
                 wanted = until_reconcile
-        plan = self._policy.plan(self._lexi.budget, self._cost[kind], now, wanted)
+        self._count_polling(0)  # a new day starts with nothing spent
+        plan = self._policy.plan(self._lexi.budget, self._cost[kind], now, wanted, self._polling_spent)
         if plan.reason != self._stretched:
             if plan.reason:
-                log.warning("polling every %.0fs instead of %.0fs %s", plan.interval, wanted, plan.reason)
+                log.warning("polling every %.1fs instead of %.1fs %s", plan.interval, wanted, plan.reason)
             else:
-                log.info("the LeadLex budget allows polling every %.0fs again", wanted)
+                log.info("the LeadLex budget allows polling every %.1fs again", wanted)
             self._stretched = plan.reason
         return plan.interval
 

@@ -65,3 +65,12 @@ def test_unknown_budget_keeps_the_wanted_interval() -> None:
 def test_per_minute_limits_of_the_plans() -> None:
     """Starter, Pro and Org allow 10, 50 and 200 calls a minute; unknown plans have no known limit."""
     assert [minute_limit(n) for n in (100, 1_000, 10_000, 5_000, None)] == [10, 50, 200, None, None]
+
+
+def test_polling_never_exceeds_its_share_whatever_it_spent() -> None:
+    """What polling already spent today is paced over the hours left; a spent share waits for the reset."""
+    budget = Budget(limit=1_000, remaining=900, reset=NOW + 43_200, seen_at=NOW)  # half a day left
+    half = POLICY.plan(budget, 1.0, NOW, 60.0, polling_spent=400)  # 100 of the 500 share left
+    assert half.interval == pytest.approx(43_200 / 100)
+    spent = POLICY.plan(budget, 1.0, NOW, 60.0, polling_spent=500)
+    assert spent.interval > 43_200 and "its share" in spent.reason

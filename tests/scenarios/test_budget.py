@@ -33,7 +33,7 @@ def test_starter_plan_stretches_polling_and_says_so_once(
     finally:
         harness.close()
     assert all(1_500 < d < 2_000 for d in delays), delays
-    stretched = [r for r in caplog.records if "instead of 60s" in r.getMessage()]
+    stretched = [r for r in caplog.records if "instead of 60.0s" in r.getMessage()]
     assert len(stretched) == 1 and "keeping 20 for decisions" in stretched[0].getMessage()
 
 
