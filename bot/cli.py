@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--complete-after", type=float, default=15.0, help="seconds until approved tasks complete")
     sandbox.add_argument("--generate-every", type=float, default=None, help="add a new pending task every N seconds")
     sandbox.set_defaults(func=cmd_sandbox)
+
+    demo = sub.add_parser("demo", help="try the bot in a local Slack-like channel in your browser (no accounts)")
+    demo.add_argument("--host", default="127.0.0.1", help="address for the demo page (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="port for the demo page, 0 for any (default 8000)")
+    demo.add_argument("--open", action="store_true", help="open the page in the default browser")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -331,6 +337,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     if args.generate_every:
         argv += ["--generate-every", str(args.generate_every)]
     return int(sandbox.main(argv) or 0)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the sandbox, a Slack stand-in and the bot in one process, and serve a Slack-like page for them."""
+    from bot.demo import run_demo
+
+    return run_demo(args.host, args.port, open_browser=args.open)
 
 
 if __name__ == "__main__":  # pragma: no cover

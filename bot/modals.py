@@ -43,7 +43,7 @@ def dismiss_modal(task: Task, channel: str) -> dict[str, Any]:
                 "type": "input",
                 "block_id": NOTE_BLOCK,
                 "optional": True,
-                "label": {"type": "plain_text", "text": "Note for Lexi (optional)"},
+                "label": {"type": "plain_text", "text": "Note for Lexi"},  # Slack adds "(optional)" itself
                 "element": {
                     "type": "plain_text_input",
                     "action_id": NOTE_INPUT,

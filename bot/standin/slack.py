@@ -176,6 +176,12 @@ class SlackStandIn:
         with self._lock:
             return [call for call in self._calls if call.method == method]
 
+    @property
+    def version(self) -> int:
+        """A count that grows with every Web API call and response-URL post: poll it to notice changes."""
+        with self._lock:
+            return len(self._calls) + len(self._workspace.responses)
+
     def messages(self, channel: str) -> list[Message]:
         """A channel's messages, top-level and thread replies (deleted ones flagged), in post order."""
         with self._lock:

@@ -1,0 +1,239 @@
+"""The demo page's own small HTTP server: the static page, a JSON API to act and look, and a change feed.
+
+- `GET /` and `GET /static/<file>`: the page (shipped inside the package, no build step, nothing remote).
+- `GET /api/state?user=U…`: what that person sees; `GET /api/panel`: what happened underneath.
+- `GET /api/events`: server-sent `change` events carrying version counters; each stream ends after about a
+  minute and the browser reconnects, so no connection is held forever.
+- `POST /api/click|submit|close|type|home` with `{"user": …, …}`: a person's action, sent on to the bot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from bot.demo.elements import ActionError
+from bot.demo.session import Answer
+from bot.demo.snapshot import Sources, channel_state, panel_state, versions
+
+log = logging.getLogger(__name__)
+
+#: Seconds one change feed stays open, between checks, and between keep-alive comments.
+FEED_SECONDS = 55.0
+FEED_TICK = 0.2
+KEEPALIVE = 15.0
+
+_STATIC = resources.files("bot.demo") / "static"
+_STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png)")
+_TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
+          "css": "text/css; charset=utf-8", "svg": "image/svg+xml", "png": "image/png"}
+_MAX_BODY = 256 * 1024
+_HEADERS = {
+    # The page builds every node from data with textContent: nothing inline, nothing remote, no frames.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class DemoServer(ThreadingHTTPServer):
+    """A threaded HTTP server on its own thread, serving the page and the API over one demo's sources."""
+
+    daemon_threads = True
+
+    sources: Sources
+
+    def __init__(self, host: str, port: int) -> None:
+        self.stopping = threading.Event()
+        super().__init__((host, port), _Handler)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="lexi-demo-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return int(self.server_address[1])
+
+    def allowed_hosts(self) -> set[str] | None:
+        """The Host headers accepted (None: any), so that a web page elsewhere cannot rebind a name to us."""
+        host = str(self.server_address[0])
+        if host in ("0.0.0.0", "::", ""):
+            return None
+        return {f"{name}:{self.port}" for name in (host, "127.0.0.1", "localhost", "[::1]")}
+
+    def start(self, sources: Sources) -> DemoServer:
+        """Serve the page over `sources` in the background."""
+        self.sources = sources
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the change feeds, stop serving and close the socket."""
+        self.stopping.set()
+        if self._thread.is_alive():
+            self.shutdown()
+            self._thread.join(timeout=5)
+        self.server_close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a connection that failed outside the handlers (a browser that went away) at debug level."""
+        log.debug("demo connection from %s failed", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes the page's requests."""
+
+    server: DemoServer
+    server_version = "LexiBotDemo/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log requests at debug level instead of printing them."""
+        log.debug("demo: " + format, *args)
+
+    def do_GET(self) -> None:
+        """Serve the page, its files, snapshots and the change feed."""
+        if not self._host_allowed():
+            return
+        parts = urlsplit(self.path)
+        path, query = parts.path, parse_qs(parts.query)
+        src = self.server.sources
+        if path == "/":
+            self._static("index.html")
+        elif path.startswith("/static/"):
+            self._static(path[len("/static/"):])
+        elif path == "/api/state":
+            user = (query.get("user") or [""])[0]
+            if self._person(user):
+                self._json(200, channel_state(src, user))
+        elif path == "/api/panel":
+            self._json(200, panel_state(src))
+        elif path == "/api/events":
+            self._feed()
+        else:
+            self._json(404, {"ok": False, "error": "not_found"})
+
+    def do_POST(self) -> None:
+        """Carry out one person's action and answer how the bot took it."""
+        if not self._host_allowed():
+            return
+        body = self._read_json()
+        if body is None:
+            return
+        user = str(body.get("user", ""))
+        if not self._person(user):
+            return
+        session = self.server.sources.session
+        path = urlsplit(self.path).path
+        try:
+            if path == "/api/click":
+                answer = session.click(user, dict(body.get("where") or {}), int(body.get("block", -99)),
+                                       int(body.get("element", -99)), body.get("selected"))
+            elif path == "/api/submit":
+                answer = session.submit(user, dict(body.get("values") or {}))
+            elif path == "/api/close":
+                answer = session.close(user)
+            elif path == "/api/type":
+                answer = session.type_line(user, str(body.get("text", ""))[:4000])
+            elif path == "/api/home":
+                answer = session.open_home(user)
+            else:
+                self._json(404, {"ok": False, "error": "not_found"})
+                return
+        except (ActionError, ValueError, TypeError) as exc:
+            answer = Answer(0, str(exc) or type(exc).__name__)
+            self._json(400, answer.to_json())
+            return
+        self._json(200, answer.to_json())
+
+    # --- helpers ---
+
+    def _host_allowed(self) -> bool:
+        """Refuse requests addressed to another host name (DNS rebinding); answer 403 when refused."""
+        allowed = self.server.allowed_hosts()
+        if allowed is None or self.headers.get("Host", "") in allowed:
+            return True
+        self._json(403, {"ok": False, "error": "unexpected Host header"})
+        return False
+
+    def _person(self, user: str) -> bool:
+        """Whether `user` is one of the demo's people; answer 400 when not."""
+        if any(person.id == user for person in self.server.sources.people):
+            return True
+        self._json(400, {"ok": False, "error": "unknown person"})
+        return False
+
+    def _read_json(self) -> dict[str, Any] | None:
+        """The request's JSON object body; answer 400 (and return None) when it is not one."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= _MAX_BODY:
+            self._json(400, {"ok": False, "error": "bad body"})
+            return None
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._json(400, {"ok": False, "error": "the body must be a JSON object"})
+            return None
+        return body
+
+    def _static(self, name: str) -> None:
+        """Send one of the page's files."""
+        resource = _STATIC / name
+        if not _STATIC_NAME.fullmatch(name) or not resource.is_file():
+            self._json(404, {"ok": False, "error": "not_found"})
+            return
+        self._send(200, resource.read_bytes(), _TYPES[name.rsplit(".", 1)[1]])
+
+    def _json(self, status: int, payload: Any) -> None:
+        """Send a JSON answer."""
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        """Send a complete answer with the security headers; a browser that went away is ignored."""
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in _HEADERS.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            log.debug("demo: the browser went away before the answer to %s", self.path)
+
+    def _feed(self) -> None:
+        """Stream `change` events with the version counters whenever they move (bounded in time)."""
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            for name, value in _HEADERS.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(b"retry: 1000\n\n")
+            last: dict[str, int] | None = None
+            quiet_since = started = time.monotonic()
+            while not self.server.stopping.is_set() and time.monotonic() - started < FEED_SECONDS:
+                current = versions(self.server.sources)
+                if current != last:
+                    self.wfile.write(f"event: change\ndata: {json.dumps(current)}\n\n".encode())
+                    last, quiet_since = current, time.monotonic()
+                elif time.monotonic() - quiet_since > KEEPALIVE:
+                    self.wfile.write(b": keep-alive\n\n")
+                    quiet_since = time.monotonic()
+                self.wfile.flush()
+                self.server.stopping.wait(FEED_TICK)
+        except OSError:
+            log.debug("demo: a change feed closed")

@@ -1,0 +1,201 @@
+"""`lexi-bot demo` without a browser: its API acts as Slack would, and the command runs and stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from slack_sdk import WebClient
+
+from bot import blocks
+from bot.demo import Demo
+from bot.standin import payloads
+from bot.standin.slack import SlackStandIn
+from tests.support.harness import SECRETS_GIVEN
+from tests.support.process import BotProcess, clean_env
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Demo]:
+    """A demo with the sample tasks, fast polling and no generated tasks."""
+    with Demo(generate_every=None, complete_after=None, poll_interval=0.3, post_interval=0.0) as running:
+        SECRETS_GIVEN.update(running.secrets())
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(demo: Demo) -> Iterator[httpx.Client]:
+    """An HTTP client for the demo page's API."""
+    with httpx.Client(base_url=demo.url, timeout=10) as client:
+        yield client
+
+
+def state(api: httpx.Client, user: str) -> dict[str, Any]:
+    """What `user` sees now."""
+    response = api.get("/api/state", params={"user": user})
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def wait_for(check: Any, timeout: float = 10.0) -> Any:
+    """Poll `check` until truthy (bounded) and return its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{getattr(check, '__name__', check)} not true within {timeout}s")
+
+
+def card(api: httpx.Client, user: str, words: str) -> dict[str, Any]:
+    """The channel message whose text contains `words` (waiting for it to be announced)."""
+
+    def find() -> dict[str, Any] | None:
+        items = state(api, user)["timeline"]
+        return next((i for i in items if i["kind"] == "message" and words in i["text"]), None)
+
+    return dict(wait_for(find))
+
+
+def click(api: httpx.Client, user: str, message: dict[str, Any], action_id: str) -> httpx.Response:
+    """Click the card button with `action_id` as `user`."""
+    block = next(i for i, b in enumerate(message["blocks"]) if b["type"] == "actions")
+    element = [e["action_id"] for e in message["blocks"][block]["elements"]].index(action_id)
+    return api.post("/api/click", json={"user": user, "where": {"surface": "message", "ts": message["ts"]},
+                                        "block": block, "element": element})
+
+
+def test_people_see_only_their_own_ephemerals(api: httpx.Client) -> None:
+    """Carol's refusal reaches Carol alone, names who may decide, and leaves the card pending."""
+    message = card(api, "UCAROL", "Q1 Outbound")
+    assert click(api, "UCAROL", message, blocks.APPROVE_ACTION).json() == {"ok": True, "status": 200, "error": None}
+
+    def refusal() -> list[dict[str, Any]]:
+        return [i for i in state(api, "UCAROL")["timeline"] if i["kind"] == "ephemeral" and "Only" in i["text"]]
+
+    assert "<@UALICE>, <@UBOB>" in wait_for(refusal)[0]["text"]
+    assert not [i for i in state(api, "UALICE")["timeline"] if i["kind"] == "ephemeral"]
+    assert card(api, "UALICE", "Q1 Outbound")["text"].startswith("Lexi needs approval")
+
+
+def test_modal_submission_goes_through_the_bot(demo: Demo, api: httpx.Client) -> None:
+    """Dismiss opens the bot's modal; an empty submission gets the bot's error under the field; a reason dismisses."""
+    message = card(api, "UBOB", "Merge 'Webinar attendees")
+    click(api, "UBOB", message, blocks.DISMISS_ACTION)
+    modal = wait_for(lambda: state(api, "UBOB")["modal"])
+    assert modal["view"]["title"]["text"] == "Dismiss task" and state(api, "UALICE")["modal"] is None
+    api.post("/api/submit", json={"user": "UBOB", "values": {}})
+    assert state(api, "UBOB")["modal"]["errors"] == {"reason": "Choose a reason."}
+    answer = api.post("/api/submit", json={"user": "UBOB", "values": {
+        "reason": {"reason_choice": "incorrect_params"}, "note": {"note_text": "wrong list"}}})
+    assert answer.json()["ok"] and state(api, "UBOB")["modal"] is None
+    assert wait_for(lambda: "Dismissed by <@UBOB>" in card(api, "UBOB", "Merge 'Webinar")["text"])
+    assert demo.sandbox is not None
+    task = next(t for t in demo.sandbox.tasks() if t["description"].startswith("Merge"))
+    assert task["status"] == "dismissed" and task["dismiss_reason"] == "incorrect_params: wrong list"
+
+
+def test_slash_command_answer_is_shown_to_its_author(api: httpx.Client) -> None:
+    """`/lexi help` is posted as a signed slash command; the bot's immediate answer shows as an ephemeral."""
+    before = len(state(api, "UBOB")["timeline"])
+    assert api.post("/api/type", json={"user": "UBOB", "text": "/lexi help"}).json()["ok"]
+    items = wait_for(lambda: state(api, "UBOB")["timeline"][before:])
+    assert items[-1]["kind"] == "ephemeral" and "/lexi" in items[-1]["text"]
+    answer = api.post("/api/type", json={"user": "UBOB", "text": "/nope"}).json()
+    assert not answer["ok"] and "not a valid command" in answer["error"]
+
+
+def test_messages_typed_are_escaped_as_slack_does(api: httpx.Client) -> None:
+    """A plain message is posted to the channel as the person, with & < > escaped like Slack's client does."""
+    api.post("/api/type", json={"user": "UALICE", "text": "hi <!channel> & all"})
+    mine = wait_for(lambda: [i for i in state(api, "UALICE")["timeline"] if i.get("user") == "UALICE"])
+    assert mine[-1]["text"] == "hi &lt;!channel&gt; &amp; all"
+
+
+def test_requests_are_refused_unless_they_make_sense(demo: Demo, api: httpx.Client) -> None:
+    """Unknown people, elements and foreign Host headers are refused; the bot itself checks Slack signatures."""
+    assert api.get("/api/state", params={"user": "UEVE"}).status_code == 400
+    message = card(api, "UALICE", "Find VPs")
+    bad = api.post("/api/click", json={"user": "UALICE", "where": {"surface": "message", "ts": message["ts"]},
+                                       "block": 99, "element": 0})
+    assert bad.status_code == 400 and bad.json()["error"] == "no such element"
+    assert api.get("/", headers={"Host": "evil.example"}).status_code == 403
+    body, content_type = payloads.encode_command(payloads.build_slash_command(text="help"))
+    unsigned = httpx.post(f"{demo.bot_url}/slack/events", content=body, headers={"Content-Type": content_type})
+    assert unsigned.status_code == 401
+
+
+def test_panel_shows_calls_budget_and_log(api: httpx.Client) -> None:
+    """The panel lists LeadLex calls with status codes, the budget left, Slack traffic both ways and log lines."""
+    api.post("/api/type", json={"user": "UALICE", "text": "/lexi help"})
+    panel = api.get("/api/panel").json()
+    assert any(c["path"].startswith("/v1/lexi/tasks") and c["status"] == 200 for c in panel["leadlex"]["calls"])
+    assert panel["leadlex"]["budget"]["remaining"] < panel["leadlex"]["budget"]["limit"]
+    assert {"kind": "slash_command", "summary": "/lexi help", "status": 200} in [
+        {k: r[k] for k in ("kind", "summary", "status")} for r in panel["slack"]["requests"]]
+    assert any(c["method"] == "chat.postMessage" and c["ok"] for c in panel["slack"]["api"])
+    assert any("demo ready" in line for line in panel["log"])
+
+
+def test_change_feed_reports_versions(api: httpx.Client) -> None:
+    """/api/events streams `change` events carrying the version counters."""
+    with api.stream("GET", "/api/events") as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        lines = response.iter_lines()
+        event = next(line for line in lines if line.startswith("data: "))
+    assert set(json.loads(event[len("data: "):])) == {"slack", "panel"}
+
+
+def test_standin_version_grows_with_every_change(slack: SlackStandIn) -> None:
+    """The stand-in's version moves with each Web API call and each response-URL post (the page's change feed)."""
+    start = slack.version
+    WebClient(token="xoxb-test-token", base_url=slack.api_url).chat_postMessage(channel="C0LEXI", text="hi")
+    assert slack.version == start + 1
+    httpx.post(slack.new_response_url(channel="C0LEXI", user="UALICE"), json={"text": "only you"}, timeout=5)
+    assert slack.version == start + 2
+
+
+# --- the command itself ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_demo_command_prints_one_url_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
+    """`lexi-bot demo` prints one loopback URL, serves the page and the cards, and exits 0 on a signal."""
+    proc = BotProcess(["demo", "--port", "0"], clean_env(), tmp_path)
+    try:
+        found = wait_for(lambda: re.findall(r"https?://[^\s]+", proc.output) or proc.proc.poll() is not None, 20)
+        assert isinstance(found, list), proc.output
+        assert len(found) == 1 and re.fullmatch(r"http://127\.0\.0\.1:\d+/", found[0])
+        url = found[0]
+        page = httpx.get(url, timeout=5)
+        assert page.status_code == 200 and "lexi-approvals" in page.text
+        assert httpx.get(f"{url}static/blockkit.js", timeout=5).status_code == 200
+        assert wait_for(lambda: httpx.get(f"{url}api/state", params={"user": "UALICE"}).json()["timeline"], 20)
+        proc.proc.send_signal(signum)
+        assert proc.wait(timeout=20) == 0
+        assert "Traceback" not in proc.output and "stopping" in proc.output
+    finally:
+        proc.stop()
+
+
+def test_demo_port_in_use_is_explained(tmp_path: Path) -> None:
+    """A busy port stops the demo with one line saying so, not a traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = BotProcess(["demo", "--port", str(port)], clean_env(), tmp_path)
+        try:
+            assert proc.wait(timeout=20) == 2
+            assert f"cannot listen on 127.0.0.1:{port}" in proc.output and "Traceback" not in proc.output
+        finally:
+            proc.stop()
