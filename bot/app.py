@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.response import BoltResponse
 
-from bot.listeners import actions, commands, views
+from bot.listeners import actions, commands, events, views
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ def create_app(runtime: Runtime) -> App:
     actions.register(app, runtime)
     views.register(app, runtime)
     commands.register(app, runtime)
+    events.register(app, runtime)
 
     @app.error
     def handle_error(error: Exception, body: dict[str, Any]) -> BoltResponse:

@@ -188,7 +188,7 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
     note = _mrkdwn(_one_line(_str(card.note)), note_limit)
     if card.state == "pending":
         warning = [_context(f"⚠️ {note}")] if note else []
-        return [*warning, _buttons(task)]
+        return [*warning, task_buttons(task)]
     if card.state == "deciding":
         doing = {"approve": "Approving…", "dismiss": "Dismissing…"}.get(_str(card.action), "Working…")
         return [_section(f"⏳ {doing}" + (f" — {who}" if who else "") + when)]
@@ -208,8 +208,8 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
     return [_section("❔ This task no longer exists in LeadLex.")]
 
 
-def _buttons(task: Task) -> dict[str, Any]:
-    """Build the actions block with Approve (confirmed when high-impact) and Dismiss."""
+def task_buttons(task: Task) -> dict[str, Any]:
+    """Return the actions block with Approve (confirmed when high-impact) and Dismiss, for any surface."""
     value = truncate(_str(task.id), _VALUE_MAX)
     approve = {"type": "button", "text": _plain_text("Approve"), "style": "primary",
                "action_id": APPROVE_ACTION, "value": value}

@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     policy_check.add_argument("file", nargs="?", help="the file (default: LEXI_POLICY_FILE)")
     policy.set_defaults(func=cmd_policy)
 
+    audit = sub.add_parser("audit", help="export the audit trail of announcements and decisions")
+    audit.add_argument("--since", help="only events from this date or time on (e.g. 2026-11-01 or 2026-11-01T09:00Z)")
+    audit.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
+    audit.set_defaults(func=cmd_audit)
+
     sandbox = sub.add_parser("sandbox", help="serve a local LeadLex-compatible API with sample tasks")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8787)
@@ -326,6 +331,38 @@ def cmd_policy(args: argparse.Namespace) -> int:
         raise ConfigError("SLACK_CHANNEL is not set: the policy refines the default channel it names")
     for line in describe(settings.policy()):
         print(line)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Write the audit trail to standard output as CSV or JSON."""
+    import csv
+    import json
+
+    from bot.db.store import Store
+    from bot.lexi.models import parse_time
+
+    since = None
+    if args.since:
+        text = args.since if "T" in args.since else f"{args.since}T00:00:00Z"
+        since = parse_time(text)
+        if since is None:
+            raise ConfigError(f"--since {args.since!r} is not a date such as 2026-11-01 or 2026-11-01T09:00Z")
+    settings = load_settings(os.environ, require=())
+    store = Store.from_url(settings.database_url)
+    try:
+        if migrate.current(store.engine) != migrate.head():
+            raise ConfigError("the database is not at the latest revision: run `lexi-bot migrate` first")
+        events = store.audit_events(since)
+    finally:
+        store.close()
+    if args.format == "json":
+        json.dump(events, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        writer = csv.DictWriter(sys.stdout, fieldnames=["at", "task_id", "event", "actor", "surface", "detail"])
+        writer.writeheader()
+        writer.writerows(events)
     return 0
 
 

@@ -88,7 +88,10 @@ class Decider:
         *,
         approvers: tuple[str, ...] = (),
         orphaned_before: datetime | None = None,
+        on_decided: Callable[[str], None] | None = None,
     ) -> None:
+        #: Called with the deciding user after each decision this process claimed has its outcome recorded.
+        self.on_decided = on_decided
         self._store = store
         self._lexi = lexi
         self._messenger = messenger
@@ -130,6 +133,16 @@ class Decider:
             return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
         if not won:
             return self._say(tell, False, row.state, who_decided(row))
+        try:
+            return self._carry_out(task_id, action, user, surface, tell, reason, note)
+        finally:
+            self._after_decision(user)
+
+    def _carry_out(
+        self, task_id: str, action: str, user: str, surface: str, tell: Tell, reason: str | None,
+        note: str | None,
+    ) -> Outcome:
+        """Call LeadLex once for a decision this process claimed, and record what came of it."""
         self._sync(task_id)  # the card shows "Approving… by <@user>" while LeadLex works
         try:
             if action == "approve":
@@ -147,6 +160,15 @@ class Decider:
         self._sync(task_id)
         log.info("task %s %s by %s via %s", task_id, _TARGET[action], user, surface)
         return Outcome(True, row.state if row else _TARGET[action], f"Task {_TARGET[action]}.")
+
+    def _after_decision(self, user: str) -> None:
+        """Run the `on_decided` hook for the deciding user; a failure is logged, never raised."""
+        if self.on_decided is None:
+            return
+        try:
+            self.on_decided(user)
+        except Exception:  # noqa: BLE001 - the decision is recorded whatever the hook does
+            log.exception("the after-decision hook failed for %s", user)
 
     def recover(self, still_pending: set[str], older_than: timedelta) -> None:
         """Hand back decisions whose process died mid-way: still pending in LeadLex → buttons come back."""

@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from slack_sdk import WebClient
 
 from bot.announcer import Announcer
+from bot.app_home import HomePublisher
 from bot.budget import BudgetPolicy
 from bot.config import Settings
 from bot.db.store import Store, utcnow
@@ -23,6 +24,7 @@ from bot.lexi.client import LexiClient
 from bot.messenger import AUTH_ERRORS, Messenger, make_web_client
 from bot.metrics import Metrics
 from bot.poller import Poller
+from bot.replies import BotStatus
 from bot.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class Runtime:
     workers: ThreadPoolExecutor
     webhooks: WebhookReceiver | None = None
     leadership: Leadership | None = None
+    home: HomePublisher | None = None
     metrics: Metrics = field(default_factory=Metrics)
     slack_health: SlackHealth = field(default_factory=lambda: SlackHealth(None))
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -109,6 +112,8 @@ class Runtime:
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
         runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers,
                       metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
+        runtime.home = HomePublisher(store, slack, decider, runtime.status)
+        decider.on_decided = runtime.home.publish  # the decider's Home shows their decision at once
         if settings.lexi_webhook_secret is not None:
             runtime.webhooks = WebhookReceiver(
                 settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
@@ -119,6 +124,20 @@ class Runtime:
     def health(self) -> dict[str, Any]:
         """What GET /healthz reports besides liveness."""
         return {"mode": self.settings.mode, "last_poll": self.poller.last_success}
+
+    def status(self) -> BotStatus:
+        """The bot's health for `/lexi status` and the App Home, from what it knows (no LeadLex call)."""
+        last = self.poller.last_success
+        budget = self.lexi.budget
+        return BotStatus(
+            last_poll=None if last is None else datetime.fromtimestamp(last, timezone.utc),
+            pending=self.store.counts().get("pending", 0),
+            calls_left=budget.remaining,
+            calls_limit=budget.limit,
+            mode=self.settings.mode,
+            database=self.settings.database_kind,
+            problem=self.poller.problem or self.slack_health.problem,
+        )
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the bot can do its job now: database reachable, credentials accepted, polls recent."""

@@ -165,3 +165,35 @@ def test_known_handles_many_ids(store: Store) -> None:
         store.claim_announcement(Task(id=f"t{i}"), "C0LEXI")
     ids = [f"t{i}" for i in range(1200)]
     assert store.known(ids) == {"t0", "t1", "t2"}
+
+
+def test_conversation_is_remembered_per_person_and_channel(store: Store) -> None:
+    """Each person has one Lexi conversation per channel; remembering a new one replaces it."""
+    assert store.conversation_for("UALICE", "C0LEXI") is None
+    store.remember_conversation("UALICE", "C0LEXI", "conv-1")
+    store.remember_conversation("UBOB", "C0LEXI", "conv-2")
+    store.remember_conversation("UALICE", "D0ALICE", "conv-3")
+    assert store.conversation_for("UALICE", "C0LEXI") == "conv-1"
+    store.remember_conversation("UALICE", "C0LEXI", "conv-4")
+    assert store.conversation_for("UALICE", "C0LEXI") == "conv-4"
+    assert store.conversation_for("UBOB", "C0LEXI") == "conv-2"
+    assert store.conversation_for("UALICE", "D0ALICE") == "conv-3"
+
+
+def test_recent_decisions_are_latest_first_and_bounded(database_url: str) -> None:
+    """recent_decisions lists decided records by decision time, newest first, and skips undecided ones."""
+    now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    store = Store.from_url(database_url, clock=lambda: now[0])
+    migrate.upgrade(store.engine)
+    try:
+        for i in range(4):
+            _announced(store, f"t{i}")
+        for task_id in ("t2", "t0", "t3"):
+            now[0] += timedelta(minutes=1)
+            store.claim_decision(task_id, actor="UALICE", action="approve", surface="button")
+            store.finish_decision(task_id, "approved")
+        store.apply_lexi_state("t3", "completed", from_states=("approved",))
+        assert [r.task_id for r in store.recent_decisions()] == ["t3", "t0", "t2"]
+        assert [r.task_id for r in store.recent_decisions(limit=1)] == ["t3"]
+    finally:
+        store.close()

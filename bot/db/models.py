@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -78,5 +78,37 @@ class TaskRecord(Base):
 
     __table_args__ = (
         Index("ix_tasks_state", "state", "replied_state"),
-        Index("ix_tasks_needs_render", "needs_render"),
+        # Partial: only the few cards waiting for an update are indexed, so the lookup stays flat with history.
+        # Each predicate is written as SQLAlchemy renders `.where(needs_render)` for that database, so that
+        # the planner can use the index.
+        Index("ix_tasks_needs_render", "needs_render", postgresql_where=text("needs_render"),
+              sqlite_where=text("needs_render = 1")),
+        Index("ix_tasks_decided_at", "decided_at"),
     )
+
+
+class Conversation(Base):
+    """The Lexi conversation one person continues with `/lexi ask` in one channel."""
+
+    __tablename__ = "conversations"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEvent(Base):
+    """One entry of the append-only audit trail: what happened to a task, who did it, through which surface."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    task_id: Mapped[str | None] = mapped_column(String(255))
+    event: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    surface: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_audit_events_at", "at"), Index("ix_audit_events_task_id", "task_id"))

@@ -7,17 +7,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.db.models import TaskRecord
+from bot.db.models import AuditEvent, Conversation, TaskRecord
 from bot.lexi.models import Task
+
+
+#: States a decision (in Slack or in LeadLex) has led to.
+DECIDED_STATES = ("approved", "dismissed", "completed", "failed")
 
 
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Audit:
+    """An audit event to write with a transition."""
+
+    event: str
+    actor: str | None = None
+    surface: str | None = None
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +99,7 @@ def make_engine(url: str) -> Engine:
 
 
 class Store:
-    """Intention-named operations on the task records."""
+    """Intention-named operations on the task records and the people's Lexi conversations."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
@@ -133,6 +147,15 @@ class Store:
         )
         return self._select(query)
 
+    def recent_decisions(self, limit: int = 10) -> list[TaskRow]:
+        """The records decided most recently (in Slack or in LeadLex), latest decision first."""
+        return self._select(
+            select(TaskRecord)
+            .where(TaskRecord.state.in_(DECIDED_STATES), TaskRecord.decided_at.is_not(None))
+            .order_by(TaskRecord.decided_at.desc())
+            .limit(limit)
+        )
+
     def stale(self, state: str, older_than: timedelta, *, orphaned_before: datetime | None = None) -> list[TaskRow]:
         """Records stuck in a claim state (announcing / deciding) for longer than `older_than`.
 
@@ -150,7 +173,7 @@ class Store:
         """Records whose Slack message does not yet show their current version."""
         return self._select(
             select(TaskRecord)
-            .where(TaskRecord.needs_render.is_(True), TaskRecord.message_ts.is_not(None))
+            .where(TaskRecord.needs_render, TaskRecord.message_ts.is_not(None))
             .order_by(TaskRecord.updated_at)
             .limit(limit)
         )
@@ -180,6 +203,7 @@ class Store:
                 task_id, (), bump=False, message_ts=ts, actor=actor, rendered_version=1,
                 decided_at=self._now() if state not in ("pending", "announcing") else None,
             )
+            self.audit("restored", task_id, actor=actor, detail=f"{state} {channel} {ts}")
         return inserted
 
     def counts(self) -> dict[str, int]:
@@ -193,6 +217,32 @@ class Store:
         with Session(self.engine) as session:
             return [_row(record) for record in session.scalars(query)]
 
+    # --- conversations with Lexi -----------------------------------------------------------------
+
+    def conversation_for(self, user: str, channel: str) -> str | None:
+        """The Lexi conversation `user` continues in `channel`, or None when they have none yet."""
+        with self.engine.connect() as conn:
+            return conn.scalar(
+                select(Conversation.conversation_id).where(
+                    Conversation.user_id == user, Conversation.channel == channel
+                )
+            )
+
+    def remember_conversation(self, user: str, channel: str, conversation_id: str) -> None:
+        """Make `conversation_id` the one `user` continues in `channel` (replacing any earlier one)."""
+        now = self._now()
+        with self.engine.begin() as conn:
+            builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            statement = builder(Conversation).values(
+                user_id=user, channel=channel, conversation_id=conversation_id, updated_at=now
+            )
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["user_id", "channel"],
+                    set_={"conversation_id": conversation_id, "updated_at": now},
+                )
+            )
+
     # --- announcing ------------------------------------------------------------------------------
 
     def claim_announcement(self, task: Task, channel: str) -> bool:
@@ -204,7 +254,10 @@ class Store:
 
         A late or replayed `task.created` then finds the record and posts nothing.
         """
-        return self._insert(task, channel, state)
+        inserted = self._insert(task, channel, state)
+        if inserted:
+            self.audit("seen_decided", task.id, actor="leadlex", surface="webhook", detail=state)
+        return inserted
 
     def update_payload(self, task: Task) -> TaskRow | None:
         """Store a pending task's new content (LeadLex edited it) so the card shows it; None when not pending."""
@@ -259,11 +312,13 @@ class Store:
                     updated_at=now,
                 )
             )
-            conn.execute(
+            announced = conn.execute(
                 update(TaskRecord)
                 .where(TaskRecord.task_id == task_id, TaskRecord.state == "announcing")
                 .values(state="pending")
-            )
+            ).rowcount
+            if announced == 1:
+                self._write_audit(conn, Audit("announced", detail=f"{channel} {ts}"), task_id)
 
     def release_announcement(self, task_id: str) -> None:
         """Forget a claim whose post Slack definitely refused, so a later poll tries again."""
@@ -300,6 +355,7 @@ class Store:
             note=note,
             claimed_at=self._now(),
             decided_at=None,
+            audit=Audit("decision_started", actor=actor, surface=surface, detail=action),
         )
         return won, self.get(task_id)
 
@@ -308,14 +364,17 @@ class Store:
         values: dict[str, Any] = {"state": state, "decided_at": self._now()}
         if actor is not None:
             values["actor"] = actor
-        self._update(task_id, (TaskRecord.state == "deciding",), **values)
+        self._update(task_id, (TaskRecord.state == "deciding",), audit=Audit("decided", detail=state), **values)
         return self.get(task_id)
 
     def release_decision(self, task_id: str, note: str) -> TaskRow | None:
         """Return a task whose decision failed to `pending`, with the reason shown on the card."""
+        before = self.get(task_id)
         self._update(
             task_id,
             (TaskRecord.state == "deciding",),
+            audit=Audit("decision_failed", actor=before.actor if before else None,
+                        surface=before.surface if before else None, detail=note),
             state="pending",
             note=note,
             actor=None,
@@ -344,7 +403,8 @@ class Store:
             values["payload"] = task.to_api()
         if state in ("approved", "dismissed", "gone"):
             values.update(actor=None, surface=surface, reason=None, decided_at=self._now())
-        changed = self._update(task_id, (TaskRecord.state.in_(list(from_states)),), **values)
+        audit = Audit("state_changed", actor="leadlex", surface=surface, detail=state)
+        changed = self._update(task_id, (TaskRecord.state.in_(list(from_states)),), audit=audit, **values)
         return self.get(task_id) if changed else None
 
     def claim_reply(self, task_id: str, state: str) -> bool:
@@ -362,8 +422,16 @@ class Store:
                 .values(rendered_version=version, needs_render=TaskRecord.version > version)
             )
 
-    def _update(self, task_id: str, conditions: tuple[Any, ...], *, bump: bool = True, **values: Any) -> bool:
-        """One conditional UPDATE of one task; True when it matched (the transition happened)."""
+    def _update(
+        self,
+        task_id: str,
+        conditions: tuple[Any, ...],
+        *,
+        bump: bool = True,
+        audit: Audit | None = None,
+        **values: Any,
+    ) -> bool:
+        """One conditional UPDATE of one task, audited in the same transaction; True when it matched."""
         values["updated_at"] = self._now()
         if bump:
             values["version"] = TaskRecord.version + 1
@@ -372,5 +440,44 @@ class Store:
             result = conn.execute(
                 update(TaskRecord).where(TaskRecord.task_id == task_id, *conditions).values(**values)
             )
-            return result.rowcount == 1
+            matched = result.rowcount == 1
+            if matched and audit is not None:
+                self._write_audit(conn, audit, task_id)
+            return matched
+
+    # --- the audit trail (append-only: nothing updates or deletes it) ----------------------------
+
+    def audit(self, event: str, task_id: str | None = None, *, actor: str | None = None,
+              surface: str | None = None, detail: str | None = None) -> None:
+        """Append one event that is not part of a state transition (a refusal, a reminder, a LeadLex answer)."""
+        with self.engine.begin() as conn:
+            self._write_audit(conn, Audit(event, actor=actor, surface=surface, detail=detail), task_id)
+
+    def audit_events(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The audit trail, oldest first, from `since` on."""
+        query = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
+        if since is not None:
+            query = query.where(AuditEvent.at >= since)
+        with Session(self.engine) as session:
+            return [
+                {"at": e.at.isoformat(), "task_id": e.task_id, "event": e.event, "actor": e.actor,
+                 "surface": e.surface, "detail": e.detail}
+                for e in session.scalars(query.limit(limit))
+            ]
+
+    def _write_audit(self, conn: Any, audit: Audit, task_id: str | None) -> None:
+        """Insert an audit row on `conn`; a decision's actor and surface come from the task when not given."""
+        actor, surface = audit.actor, audit.surface
+        if task_id is not None and (actor is None or surface is None) and audit.event in ("decided",):
+            row = conn.execute(
+                select(TaskRecord.actor, TaskRecord.surface).where(TaskRecord.task_id == task_id)
+            ).first()
+            if row is not None:
+                actor, surface = actor or row.actor, surface or row.surface
+        conn.execute(
+            insert(AuditEvent).values(
+                at=self._now(), task_id=task_id, event=audit.event, actor=actor, surface=surface,
+                detail=(audit.detail or None) and audit.detail[:2000],
+            )
+        )
 

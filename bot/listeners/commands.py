@@ -1,4 +1,4 @@
-"""The /lexi slash command."""
+"""The /lexi slash command: usage at once; everything else queued on the bot's workers, then acknowledged."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot import replies, subcommands
+from bot.command import parse_command
 from bot.runtime import Runtime
-
-HELP = (
-    "*/lexi* — work with Lexi's tasks from Slack\n"
-    "• `/lexi help` — this message"
-)
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -19,5 +16,15 @@ def register(app: App, runtime: Runtime) -> None:
 
     @app.command("/lexi")
     def handle_lexi(ack: Ack, command: dict[str, Any]) -> None:
-        """Answer /lexi with its usage."""
-        ack(response_type="ephemeral", text=HELP)
+        """Answer usage in the ack; queue other subcommands first (instant), then say "Working on it…"."""
+        parsed = parse_command(str(command.get("text") or ""))
+        if not parsed.needs_io:
+            ack(response_type="ephemeral", text=replies.usage(parsed.problem))
+            return
+        asker = subcommands.Asker(
+            user=str(command["user_id"]),
+            channel=str(command.get("channel_id") or runtime.settings.slack_channel),
+            response_url=str(command["response_url"]),
+        )
+        runtime.submit(subcommands.run, runtime, parsed, asker)
+        ack(response_type="ephemeral", text=replies.WORKING)

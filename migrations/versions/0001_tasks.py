@@ -44,7 +44,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("task_id", name=op.f("pk_tasks")),
     )
     op.create_index("ix_tasks_state", "tasks", ["state", "replied_state"])
-    op.create_index("ix_tasks_needs_render", "tasks", ["needs_render"])
+    op.create_index(
+        "ix_tasks_needs_render", "tasks", ["needs_render"],
+        postgresql_where=sa.text("needs_render"), sqlite_where=sa.text("needs_render = 1"),
+    )
 
 
 def downgrade() -> None:

@@ -1,0 +1,61 @@
+"""Issue 5, audit trail: every announcement, decision and LeadLex state change, exported as CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from bot import blocks
+from bot.cli import main
+from bot.lexi.sandbox import Sandbox
+from tests.support.harness import BotHarness
+
+
+def _events(bot: BotHarness, task_id: str) -> list[tuple[str, str | None, str | None]]:
+    """(event, actor, surface) of one task's audit trail, oldest first."""
+    return [(e["event"], e["actor"], e["surface"]) for e in bot.store.audit_events() if e["task_id"] == task_id]
+
+
+def test_the_trail_records_who_did_what_through_which_surface(bot: BotHarness, sandbox: Sandbox) -> None:
+    """Announcement, a click's claim and outcome, a failure, and a change made in LeadLex are all recorded."""
+    clicked = sandbox.add_task(description="approve me")["id"]
+    failed = sandbox.add_task(description="LeadLex fails")["id"]
+    outside = sandbox.add_task(description="decided in the dashboard")["id"]
+    bot.poll()
+    bot.click(blocks.APPROVE_ACTION, clicked, user="UALICE")
+    sandbox.fail_next("POST", f"/v1/lexi/tasks/{failed}/approve", status=503, times=4)
+    bot.click(blocks.APPROVE_ACTION, failed, user="UBOB")
+    bot.settle()
+    sandbox.set_status(outside, "dismissed")
+    bot.poll()
+    assert _events(bot, clicked) == [
+        ("announced", None, None),
+        ("decision_started", "UALICE", "button"),
+        ("decided", "UALICE", "button"),
+    ]
+    assert _events(bot, failed)[-1][0] == "decision_failed" and _events(bot, failed)[-1][1] == "UBOB"
+    assert _events(bot, outside)[-1] == ("state_changed", "leadlex", "leadlex")
+
+
+def test_audit_command_exports_csv_and_json(bot: BotHarness, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`lexi-bot audit` writes the trail as CSV (default) or JSON, and --since filters it."""
+    task_id = sandbox.add_task()["id"]
+    bot.poll()
+    bot.click(blocks.APPROVE_ACTION, task_id, user="UCAROL")
+    bot.settle()
+    monkeypatch.setenv("LEXI_ENV_FILE", "/nonexistent/.env")
+    monkeypatch.setenv("DATABASE_URL", bot.runtime.settings.database_url)
+    assert main(["audit"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["event"] for r in rows] == ["announced", "decision_started", "decided"]
+    assert rows[-1]["actor"] == "UCAROL" and rows[-1]["detail"] == "approved"
+    assert main(["audit", "--format", "json"]) == 0
+    assert [e["event"] for e in json.loads(capsys.readouterr().out)] == ["announced", "decision_started", "decided"]
+    assert main(["audit", "--since", "2999-01-01", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["audit", "--since", "last tuesday"]) == 2
+    assert "--since" in capsys.readouterr().err
