@@ -18,6 +18,7 @@ from bot.errors import LexiBotError
 from bot.lexi.models import Task
 from bot.messenger import Messenger, slack_error_text
 from bot.metrics import Metrics
+from bot.policy import Policy, from_settings
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,10 @@ class Announcer:
         claim_timeout: timedelta = timedelta(seconds=90),
         orphaned_before: datetime | None = None,
         metrics: Metrics | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self._metrics = metrics
+        self.policy = policy or from_settings(channel, ())
         self._store = store
         self._messenger = messenger
         self.channel = channel
@@ -53,9 +56,10 @@ class Announcer:
 
     def announce(self, task: Task) -> bool:
         """Announce a task unless some process already has; True when this call posted it."""
-        if not self._store.claim_announcement(task, self.channel):
+        channel = self.policy.for_type(task.type).channel
+        if not self._store.claim_announcement(task, channel):
             return False
-        self._post(task)
+        self._post(task, channel=channel)
         return True
 
     def restore(self, channels: set[str], days: float = 30.0) -> int:

@@ -203,6 +203,13 @@ def _preflight(runtime: Any) -> None:
         runtime.slack.auth_test()
     except SlackApiError as exc:
         raise LexiBotError(slack_error_text(exc)) from None
+    for channel in sorted(runtime.announcer.policy.channels()):
+        try:
+            info = runtime.slack.conversations_info(channel=channel).get("channel") or {}
+        except SlackApiError as exc:
+            raise LexiBotError(f"announcement channel {channel}: {slack_error_text(exc)}") from None
+        if not info.get("is_member"):
+            raise LexiBotError(f"the bot is not in #{info.get('name', channel)} ({channel}): /invite it there first")
     try:
         runtime.lexi.list_tasks("pending")
     except InvalidKey:

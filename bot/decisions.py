@@ -7,6 +7,7 @@ however many people, clicks, surfaces or processes act at once, LeadLex gets one
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,11 +15,13 @@ from datetime import datetime, timedelta
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
+from bot.approvers import Approvers
 from bot.db.store import Store, TaskRow
 from bot.errors import InvalidKey, LexiError, NotFound, NotPending, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
 from bot.lexi.models import DISMISS_REASONS
 from bot.messenger import Messenger, slack_error_text
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +89,29 @@ class Decider:
         lexi: LexiClient,
         messenger: Messenger,
         *,
-        approvers: tuple[str, ...] = (),
+        approvers: Approvers | None = None,
         orphaned_before: datetime | None = None,
         on_decided: Callable[[str], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         #: Called with the deciding user after each decision this process claimed has its outcome recorded.
         self.on_decided = on_decided
         self._store = store
         self._lexi = lexi
         self._messenger = messenger
-        self._approvers = frozenset(approvers)
+        self.approvers = approvers
         self._orphaned_before = orphaned_before
+        self._metrics = metrics
 
-    def may_decide(self, user: str) -> bool:
-        """Whether `user` may approve or dismiss tasks (everyone, when no approvers are configured)."""
-        return not self._approvers or user in self._approvers
+    def may_decide(self, user: str, task_type: str | None = None, action: str | None = None) -> bool:
+        """Whether `user` may decide tasks of `task_type` (None: some type) by `action` (None: either)."""
+        return self.approvers is None or self.approvers.allowed(user, task_type, action)
 
-    def refusal(self) -> str:
+    def refusal(self, task_type: str | None = None, action: str = "approve") -> str:
         """What a person who may not decide is told, naming who may."""
-        names = ", ".join(f"<@{a}>" for a in sorted(self._approvers))
-        return f"Only {names} can approve or dismiss Lexi's tasks. Ask one of them."
+        if self.approvers is None:
+            return "You may not decide this task."
+        return self.approvers.refusal(task_type, action)
 
     def decide(
         self,
@@ -123,9 +129,13 @@ class Decider:
             raise ValueError(f"unknown action {action!r}")
         if reason is not None and reason not in DISMISS_REASONS:
             reason = None
-        if not self.may_decide(user):
-            log.info("task %s: %s refused for %s (not an approver)", task_id, action, user)
-            return self._say(tell, False, None, self.refusal())
+        current = self._store.get(task_id)
+        task_type = current.task.type if current is not None else None
+        if not self.may_decide(user, task_type, action):
+            log.info("task %s: %s refused for %s (not an approver)", task_id, action, user,
+                     extra={"task_id": task_id, "slack_user": user, "surface": surface})
+            self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action}: not allowed")
+            return self._say(tell, False, None, self.refusal(task_type, action))
         won, row = self._store.claim_decision(
             task_id, actor=user, action=action, surface=surface, reason=reason, note=note
         )
@@ -144,22 +154,36 @@ class Decider:
     ) -> Outcome:
         """Call LeadLex once for a decision this process claimed, and record what came of it."""
         self._sync(task_id)  # the card shows "Approving… by <@user>" while LeadLex works
+        context = {"task_id": task_id, "slack_user": user, "surface": surface}
+        started = time.monotonic()
         try:
             if action == "approve":
                 self._lexi.approve(task_id)
             else:
                 self._lexi.dismiss(task_id, reason_text(reason, note))
         except (NotPending, NotFound) as exc:
+            self._answered(task_id, action, started, exc)
             return self._resolve_refusal(task_id, action, user, exc, tell)
         except LexiError as exc:
-            log.warning("task %s: %s failed: %s", task_id, action, exc)
+            self._answered(task_id, action, started, exc)
+            log.warning("task %s: %s failed: %s", task_id, action, exc, extra={**context, "request_id": exc.request_id})
             self._store.release_decision(task_id, _failure_note(action, exc))
             self._sync(task_id)
             return self._say(tell, False, "pending", _failure_note(action, exc))
+        self._answered(task_id, action, started, None)
         row = self._store.finish_decision(task_id, _TARGET[action])
+        if self._metrics is not None:
+            self._metrics.decided.labels(_TARGET[action], surface).inc()
         self._sync(task_id)
-        log.info("task %s %s by %s via %s", task_id, _TARGET[action], user, surface)
+        log.info("task %s %s by %s via %s", task_id, _TARGET[action], user, surface, extra=context)
         return Outcome(True, row.state if row else _TARGET[action], f"Task {_TARGET[action]}.")
+
+    def _answered(self, task_id: str, action: str, started: float, error: LexiError | None) -> None:
+        """Record LeadLex's answer to a decision: its latency, and an audit event."""
+        if self._metrics is not None:
+            self._metrics.decision_latency.observe(time.monotonic() - started)
+        answer = "ok" if error is None else f"{error.status or '-'} {error.code or type(error).__name__}"
+        self._store.audit("leadlex_answer", task_id, actor="leadlex", detail=f"{action}: {answer}")
 
     def _after_decision(self, user: str) -> None:
         """Run the `on_decided` hook for the deciding user; a failure is logged, never raised."""

@@ -194,12 +194,14 @@ class Messenger:
             channel=row.channel, thread_ts=row.message_ts, text=message["text"], blocks=message["blocks"]
         )
 
-    def tell(self, channel: str, user: str, text: str) -> None:
-        """Say something privately to one person in a channel; failures are logged, never raised."""
+    def tell(self, channel: str, user: str, text: str) -> bool:
+        """Say something privately to one person in a channel; False (logged, never raised) when Slack refused."""
         try:
             self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+            return True
         except SlackApiError as exc:
             log.warning("could not send an ephemeral message to %s: %s", user, slack_error_text(exc))
+            return False
 
     def say(self, channel: str, text: str, **kwargs: Any) -> None:
         """Post a plain notice to a channel; failures are logged, never raised."""

@@ -143,7 +143,7 @@ class Poller:
     def _reconcile(self) -> None:
         """List pending tasks, announce new ones, follow the others, and recover what crashes left."""
         if not self._restore_checked:
-            self._announcer.restore({self._announcer.channel})
+            self._announcer.restore(self._announcer.policy.channels())
             self._restore_checked = True
         pending = self._lexi.list_tasks("pending")
         self._announce_new(pending)

@@ -14,6 +14,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.announcer import Announcer
+from bot.approvers import Approvers
 from bot.app_home import HomePublisher
 from bot.budget import BudgetPolicy
 from bot.config import Settings
@@ -80,6 +81,7 @@ class Runtime:
         """Wire the parts together from settings (the store may be passed in, already migrated)."""
         assert settings.slack_bot_token is not None and settings.slack_channel is not None
         assert settings.lexi_api_key is not None
+        policy = settings.policy()  # validated completely: a misunderstood policy stops the bot here
         store = store or Store.from_url(settings.database_url)
         metrics = Metrics()
         lexi = LexiClient(
@@ -96,10 +98,11 @@ class Runtime:
         orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
         announcer = Announcer(
             store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before,
-            metrics=metrics,
+            metrics=metrics, policy=policy,
         )
         decider = Decider(
-            store, lexi, messenger, approvers=settings.lexi_approvers, orphaned_before=orphaned_before
+            store, lexi, messenger, approvers=Approvers(policy, slack), orphaned_before=orphaned_before,
+            metrics=metrics,
         )
         poller = Poller(
             store, lexi, messenger, announcer, decider,

@@ -84,8 +84,8 @@ def _announce_missing(runtime: Runtime, tasks: list[Task]) -> None:
 def _decide(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> None:
     """Approve or dismiss by id through the one decision path; a pending task lacking a card gets one first."""
     task_id = command.task_id or ""
-    if not runtime.decider.may_decide(asker.user):
-        answer(runtime.decider.refusal())
+    if not runtime.decider.may_decide(asker.user, action=command.name):
+        answer(runtime.decider.refusal(action=command.name))
         return
     if runtime.store.get(task_id) is None:
         task = runtime.lexi.find_task(task_id, ("pending",))

@@ -243,3 +243,23 @@ def test_sigterm_finishes_decisions_in_flight_then_exits_0(
     assert sandbox.task(task_id)["status"] == "approved"
     assert "Approved by <@UALICE>" in str(slack.message(CHANNEL, card.ts).blocks)
     assert "finishing decisions in flight" in proc.output
+
+
+@pytest.mark.parametrize(
+    ("policy", "words"),
+    [
+        ("types:\n  campaign_start:\n    channel: C0NOPE\n", "announcement channel C0NOPE: Slack said channel_not_found"),
+        ("types:\n  campaign_start:\n    quorom: 2\n", "lexi-bot.yml line 3: unknown key 'quorom'"),
+    ],
+)
+def test_a_policy_the_bot_does_not_understand_stops_it(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, processes: list[BotProcess], policy: str, words: str
+) -> None:
+    """An unknown channel or key in the policy file stops `lexi-bot run` with one line saying what and where."""
+    path = tmp_path / "lexi-bot.yml"
+    path.write_text(policy)
+    env = _bot_env(sandbox, slack, tmp_path, PORT="0", LEXI_POLICY_FILE=str(path))
+    proc = BotProcess(["run"], env, tmp_path)
+    processes.append(proc)
+    assert proc.wait() == 2
+    assert words in proc.output and "Traceback" not in proc.output

@@ -161,14 +161,14 @@ def test_non_approver_is_refused_privately(demo: Demo, page: Page, tmp_path: Pat
     target = card(page, "Mark 42 contacts")
     target.get_by_role("button", name="Approve").click()
     page.locator(".bk-confirm-ok").click()
-    refusal = page.locator(".msg.ephemeral", has_text="can approve or dismiss")
-    expect(refusal).to_contain_text("Only @Alice, @Bob can approve or dismiss Lexi's tasks.")
+    refusal = page.locator(".msg.ephemeral", has_text="can approve")
+    expect(refusal).to_contain_text("Only @Alice, @Bob can approve contact update tasks.")
     expect(target.get_by_role("button", name="Approve")).to_be_visible()
     assert demo.sandbox is not None
     assert [t["status"] for t in demo.sandbox.tasks() if t["description"].startswith("Mark 42")] == ["pending"]
     shot(page, tmp_path, "demo-refusal.png")
     act_as(page, "UALICE")
-    expect(page.locator(".msg.ephemeral", has_text="can approve or dismiss")).to_have_count(0)
+    expect(page.locator(".msg.ephemeral", has_text="can approve")).to_have_count(0)
 
 
 def test_home_tab_opens(page: Page) -> None:

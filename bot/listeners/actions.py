@@ -24,10 +24,21 @@ def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
     channel = (body.get("channel") or {}).get("id") or runtime.settings.slack_channel
     container = body.get("container") or {}
     response_url = body.get("response_url")
-    if container.get("is_ephemeral") and response_url:
-        hook = WebhookClient(response_url)
-        return lambda text: hook.send(text=text, response_type="ephemeral", replace_original=False)
-    return lambda text: runtime.messenger.tell(channel, user, text)
+    hook = WebhookClient(response_url) if response_url else None
+
+    def by_response_url(text: str) -> None:
+        if hook is not None:
+            hook.send(text=text, response_type="ephemeral", replace_original=False)
+
+    if container.get("is_ephemeral"):
+        return by_response_url
+
+    def in_channel(text: str) -> None:
+        # Someone outside the channel (a public channel's preview) cannot get an ephemeral there.
+        if not runtime.messenger.tell(channel, user, text):
+            by_response_url(text)
+
+    return in_channel
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -53,8 +64,9 @@ def register(app: App, runtime: Runtime) -> None:
         task_id = str(action.get("value", ""))
         row = runtime.store.get(task_id)
         tell = teller(runtime, body)
-        if not runtime.decider.may_decide(body["user"]["id"]):
-            runtime.submit(tell, runtime.decider.refusal())
+        task_type = row.task.type if row is not None else None
+        if not runtime.decider.may_decide(body["user"]["id"], task_type, "dismiss"):
+            runtime.submit(tell, runtime.decider.refusal(task_type, "dismiss"))
             return
         if row is None or row.state != "pending":
             runtime.submit(tell, who_decided(row) if row else "I have no record of this task.")

@@ -17,3 +17,16 @@ def register(app: App, runtime: Runtime) -> None:
         """Publish the opener's Home tab on the bot's workers (opening the Messages tab shows nothing new)."""
         if event.get("tab", "home") == "home" and runtime.home is not None:
             runtime.submit(runtime.home.publish, str(event["user"]))
+
+    @app.event("subteam_members_changed")
+    def handle_subteam_members_changed(event: dict[str, Any]) -> None:
+        """A user group's members changed: the next approver check asks Slack again."""
+        if runtime.decider.approvers is not None:
+            runtime.decider.approvers.forget(str(event.get("subteam_id") or "") or None)
+
+    @app.event("member_joined_channel")
+    @app.event("member_left_channel")
+    def handle_channel_membership(event: dict[str, Any]) -> None:
+        """A channel's members changed: the next approver check asks Slack again."""
+        if runtime.decider.approvers is not None:
+            runtime.decider.approvers.forget(str(event.get("channel") or "") or None)

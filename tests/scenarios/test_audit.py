@@ -34,9 +34,12 @@ def test_the_trail_records_who_did_what_through_which_surface(bot: BotHarness, s
     assert _events(bot, clicked) == [
         ("announced", None, None),
         ("decision_started", "UALICE", "button"),
+        ("leadlex_answer", "leadlex", None),
         ("decided", "UALICE", "button"),
     ]
-    assert _events(bot, failed)[-1][0] == "decision_failed" and _events(bot, failed)[-1][1] == "UBOB"
+    assert _events(bot, failed)[-2:] == [("leadlex_answer", "leadlex", None), ("decision_failed", "UBOB", "button")]
+    details = [e["detail"] for e in bot.store.audit_events() if e["task_id"] == failed]
+    assert "approve: 503 service_unavailable" in details
     assert _events(bot, outside)[-1] == ("state_changed", "leadlex", "leadlex")
 
 
@@ -51,10 +54,11 @@ def test_audit_command_exports_csv_and_json(bot: BotHarness, sandbox: Sandbox, m
     monkeypatch.setenv("DATABASE_URL", bot.runtime.settings.database_url)
     assert main(["audit"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [r["event"] for r in rows] == ["announced", "decision_started", "decided"]
+    assert [r["event"] for r in rows] == ["announced", "decision_started", "leadlex_answer", "decided"]
     assert rows[-1]["actor"] == "UCAROL" and rows[-1]["detail"] == "approved"
     assert main(["audit", "--format", "json"]) == 0
-    assert [e["event"] for e in json.loads(capsys.readouterr().out)] == ["announced", "decision_started", "decided"]
+    events = [e["event"] for e in json.loads(capsys.readouterr().out)]
+    assert events == ["announced", "decision_started", "leadlex_answer", "decided"]
     assert main(["audit", "--since", "2999-01-01", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main(["audit", "--since", "last tuesday"]) == 2
