@@ -7,6 +7,7 @@ looks for the post by its message metadata before posting again, so a task never
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -52,6 +53,8 @@ class Announcer:
         self.channel = channel
         self._claim_timeout = claim_timeout
         self._orphaned_before = orphaned_before
+        #: Called with each task this process announced (the auto-approval rules).
+        self.on_announced: Callable[[Task], object] | None = None
         self.restored: set[str] = set()  # tasks rebuilt from the channel whose content is still to be fetched
 
     def announce(self, task: Task) -> bool:
@@ -135,6 +138,11 @@ class Announcer:
         if self._metrics is not None:
             self._metrics.announced.inc()
         self._messenger.sync_card(task.id)  # in case the task changed while it was being posted
+        if self.on_announced is not None:
+            try:
+                self.on_announced(task)
+            except Exception:  # noqa: BLE001 - a failing rule never undoes the announcement
+                log.exception("the after-announcement rule failed for task %s", task.id)
 
     def _post_plain(self, task: Task, channel: str) -> str:
         """Post a task with its metadata left out (the last resort for a task Slack will not render)."""

@@ -64,6 +64,8 @@ class Card:
     at: datetime | None = None
     reason: str | None = None
     note: str | None = None
+    approvals: tuple[str, ...] = ()  # who approved so far, when a quorum is needed
+    needed: int = 1  # distinct approvals the task needs
 
 
 def escape(text: str) -> str:
@@ -188,11 +190,20 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
     note = _mrkdwn(_one_line(_str(card.note)), note_limit)
     if card.state == "pending":
         warning = [_context(f"⚠️ {note}")] if note else []
-        return [*warning, task_buttons(task)]
+        quorum = []
+        if card.needed > 1:
+            names = ", ".join(_who(a) for a in card.approvals[:10]) or "none yet"
+            quorum = [_context(f"👍 {len(card.approvals)} of {card.needed} approvals: {names}")]
+        return [*warning, *quorum, task_buttons(task)]
     if card.state == "deciding":
         doing = {"approve": "Approving…", "dismiss": "Dismissing…"}.get(_str(card.action), "Working…")
         return [_section(f"⏳ {doing}" + (f" — {who}" if who else "") + when)]
     approved = f"✅ Approved by {who}" if who else "✅ Approved"
+    if card.actor and card.actor.startswith("rule:"):
+        approved = f"🤖 Auto-approved by rule *{_mrkdwn(_one_line(card.actor[5:]), _LABEL_MAX)}*"
+    others = [_who(a) for a in card.approvals if a != card.actor][:10]
+    if others:
+        approved += f" (with {', '.join(others)})"
     if card.state == "approved":
         return [_section((approved if who else "✅ Approved in LeadLex") + when)]
     if card.state == "dismissed":

@@ -19,7 +19,7 @@ from bot.approvers import Approvers
 from bot.db.store import Store, TaskRow
 from bot.errors import InvalidKey, LexiError, NotFound, NotPending, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
-from bot.lexi.models import DISMISS_REASONS
+from bot.lexi.models import DISMISS_REASONS, Task
 from bot.messenger import Messenger, slack_error_text
 from bot.metrics import Metrics
 
@@ -131,11 +131,15 @@ class Decider:
             reason = None
         current = self._store.get(task_id)
         task_type = current.task.type if current is not None else None
-        if not self.may_decide(user, task_type, action):
+        if surface != "rule" and not self.may_decide(user, task_type, action):
             log.info("task %s: %s refused for %s (not an approver)", task_id, action, user,
                      extra={"task_id": task_id, "slack_user": user, "surface": surface})
             self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action}: not allowed")
             return self._say(tell, False, None, self.refusal(task_type, action))
+        if action == "approve" and surface != "rule" and current is not None and current.state == "pending":
+            waiting = self._count_approval(current, user, surface, tell)
+            if waiting is not None:
+                return waiting
         won, row = self._store.claim_decision(
             task_id, actor=user, action=action, surface=surface, reason=reason, note=note
         )
@@ -184,6 +188,29 @@ class Decider:
             self._metrics.decision_latency.observe(time.monotonic() - started)
         answer = "ok" if error is None else f"{error.status or '-'} {error.code or type(error).__name__}"
         self._store.audit("leadlex_answer", task_id, actor="leadlex", detail=f"{action}: {answer}")
+
+    def _count_approval(self, row: TaskRow, user: str, surface: str, tell: Tell) -> Outcome | None:
+        """With a quorum, record this approval; an Outcome while more are needed, None when it is time to act."""
+        needed = self.approvals_needed(row.task)
+        if needed <= 1:
+            return None
+        result, by = self._store.add_approval(row.task_id, user, needed, surface)
+        if result == "not_pending" or len(by) >= needed:
+            return None  # decided meanwhile (the claim says by whom), or the quorum is complete: act
+        if result == "duplicate":
+            return self._say(tell, False, "pending",
+                             f"You already approved this task: {len(by)} of {needed} approvals. "
+                             "Another approver is needed.")
+        self._sync(row.task_id)
+        return self._say(tell, False, "pending",
+                         f"Your approval is recorded: {len(by)} of {needed}. "
+                         f"The task starts when {needed - len(by)} more approver(s) agree.")
+
+    def approvals_needed(self, task: Task) -> int:
+        """Distinct approvals a task needs under the policy (1 without one)."""
+        if self.approvers is None:
+            return 1
+        return self.approvers.policy.for_type(task.type).approvals_needed(blocks.affected_count(task))
 
     def _after_decision(self, user: str) -> None:
         """Run the `on_decided` hook for the deciding user; a failure is logged, never raised."""

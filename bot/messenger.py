@@ -100,6 +100,7 @@ def card_for(row: TaskRow) -> blocks.Card:
     at: datetime | None = row.decided_at
     if row.state == "deciding":
         at = row.claimed_at
+    quorum = row.approvals or {}
     return blocks.Card(
         state="pending" if row.state == "announcing" else row.state,
         actor=row.actor,
@@ -107,6 +108,8 @@ def card_for(row: TaskRow) -> blocks.Card:
         at=at,
         reason=row.reason,
         note=row.note,
+        approvals=tuple(quorum.get("by", [])),
+        needed=int(quorum.get("needed", 1)),
     )
 
 

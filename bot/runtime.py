@@ -25,6 +25,7 @@ from bot.lexi.client import LexiClient
 from bot.messenger import AUTH_ERRORS, Messenger, make_web_client
 from bot.metrics import Metrics
 from bot.poller import Poller
+from bot.rules import AutoApprover
 from bot.replies import BotStatus
 from bot.webhooks import WebhookReceiver
 
@@ -115,6 +116,7 @@ class Runtime:
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
         runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers,
                       metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
+        announcer.on_announced = AutoApprover(policy, store, decider).after_announce
         runtime.home = HomePublisher(store, slack, decider, runtime.status)
         decider.on_decided = runtime.home.publish  # the decider's Home shows their decision at once
         if settings.lexi_webhook_secret is not None:

@@ -73,6 +73,7 @@ class TaskRecord(Base):
     rendered_version: Mapped[int] = mapped_column(Integer, default=0)
     needs_render: Mapped[bool] = mapped_column(Boolean, default=False)
     replied_state: Mapped[str | None] = mapped_column(String(20))
+    approvals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     announced_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -55,6 +55,7 @@ class TaskRow:
     replied_state: str | None
     announced_at: datetime
     updated_at: datetime
+    approvals: dict[str, Any] | None = None
 
 
 def _row(record: TaskRecord) -> TaskRow:
@@ -76,6 +77,7 @@ def _row(record: TaskRecord) -> TaskRow:
         version=record.version,
         rendered_version=record.rendered_version,
         replied_state=record.replied_state,
+        approvals=record.approvals,
         announced_at=record.announced_at,
         updated_at=record.updated_at,
     )
@@ -359,6 +361,29 @@ class Store:
         )
         return won, self.get(task_id)
 
+    def add_approval(self, task_id: str, user: str, needed: int, surface: str) -> tuple[str, list[str]]:
+        """Count one person's approval towards a quorum: ("added" | "duplicate" | "not_pending", approvers so far).
+
+        A compare-and-set on the record's version, so concurrent approvals are never lost and nobody counts twice.
+        """
+        for _attempt in range(20):
+            row = self.get(task_id)
+            if row is None or row.state != "pending":
+                return "not_pending", []
+            by = list((row.approvals or {}).get("by", []))
+            if user in by:
+                return "duplicate", by
+            by.append(user)
+            audit = Audit("approval", actor=user, surface=surface, detail=f"{len(by)} of {needed}")
+            if self._update(
+                task_id,
+                (TaskRecord.version == row.version, TaskRecord.state == "pending"),
+                approvals={"needed": needed, "by": by},
+                audit=audit,
+            ):
+                return "added", by
+        raise RuntimeError(f"task {task_id}: approvals kept changing under us")
+
     def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
         """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
         values: dict[str, Any] = {"state": state, "decided_at": self._now()}
@@ -464,6 +489,16 @@ class Store:
                  "surface": e.surface, "detail": e.detail}
                 for e in session.scalars(query.limit(limit))
             ]
+
+    def count_audit(self, event: str, *, surface: str | None = None, since: datetime | None = None) -> int:
+        """How many audit events of one kind (and surface) happened since a moment."""
+        query = select(func.count()).select_from(AuditEvent).where(AuditEvent.event == event)
+        if surface is not None:
+            query = query.where(AuditEvent.surface == surface)
+        if since is not None:
+            query = query.where(AuditEvent.at >= since)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def _write_audit(self, conn: Any, audit: Audit, task_id: str | None) -> None:
         """Insert an audit row on `conn`; a decision's actor and surface come from the task when not given."""

@@ -1,0 +1,128 @@
+"""Issue 5: quorum (distinct approvers, concurrent clicks) and auto-approval rules with a daily cap."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot import blocks
+from bot.lexi.sandbox import Sandbox
+from bot.standin.slack import SlackStandIn
+from tests.support.harness import CHANNEL, BotHarness, start_bot
+
+POLICY = """\
+auto_approve_daily_cap: 2
+types:
+  prospect_search:
+    auto_approve: {name: small-searches, max_count: 50}
+  campaign_start:
+    quorum:
+      - above: 500
+        approvals: 2
+"""
+
+
+@pytest.fixture
+def ruled(sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path) -> Iterator[BotHarness]:
+    """A bot with the rules above."""
+    path = tmp_path / "lexi-bot.yml"
+    path.write_text(POLICY)
+    harness = start_bot(sandbox, slack, database_url, LEXI_POLICY_FILE=str(path))
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+def _card(bot: BotHarness, slack: SlackStandIn, task_id: str) -> str:
+    """A task's card as JSON text."""
+    return json.dumps(slack.message(CHANNEL, bot.store.get(task_id).message_ts).blocks, ensure_ascii=False)
+
+
+def _approve_calls(sandbox: Sandbox, task_id: str) -> int:
+    """Approve calls LeadLex received for a task."""
+    return len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/approve"))
+
+
+def test_small_searches_are_auto_approved_and_still_announced(ruled: BotHarness, sandbox: Sandbox,
+                                                              slack: SlackStandIn) -> None:
+    """A search within the rule's limit is announced, then approved by the rule, and the card says so."""
+    small = sandbox.add_task("prospect_search", "Find 25 CFOs", {"per_page": 25})["id"]
+    large = sandbox.add_task("prospect_search", "Find 200 CFOs", {"per_page": 200})["id"]
+    ruled.poll()
+    assert sandbox.task(small)["status"] == "approved" and _approve_calls(sandbox, small) == 1
+    assert "Auto-approved by rule *small-searches*" in _card(ruled, slack, small)
+    assert sandbox.task(large)["status"] == "pending" and "lexi_approve" in _card(ruled, slack, large)
+    (decided,) = [e for e in ruled.store.audit_events() if e["task_id"] == small and e["event"] == "decided"]
+    assert decided["surface"] == "rule" and decided["actor"] == "rule:small-searches"
+
+
+def test_daily_cap_stops_a_runaway_loop(ruled: BotHarness, sandbox: Sandbox) -> None:
+    """Past the day's cap of auto-approvals, tasks wait for people, and the trail says why."""
+    ids = [sandbox.add_task("prospect_search", f"Find {i}", {"per_page": 10})["id"] for i in range(3)]
+    ruled.poll()
+    assert [sandbox.task(i)["status"] for i in ids].count("approved") == 2
+    assert ruled.store.count_audit("auto_approve_capped") == 1
+
+
+def test_quorum_needs_distinct_approvers(ruled: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
+    """A large campaign needs two people: one approval shows on the card, the same person twice does not count."""
+    task_id = sandbox.add_task("campaign_start", "Start 'Win-back'", {"contact_count": 1200})["id"]
+    ruled.poll()
+    ruled.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+    ruled.settle()
+    assert _approve_calls(sandbox, task_id) == 0
+    assert "1 of 2 approvals: <@UALICE>" in _card(ruled, slack, task_id)
+    assert "1 of 2" in slack.ephemerals_for("UALICE")[-1].text
+    ruled.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+    ruled.settle()
+    assert _approve_calls(sandbox, task_id) == 0
+    assert "already approved" in slack.ephemerals_for("UALICE")[-1].text
+    ruled.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
+    ruled.settle()
+    assert _approve_calls(sandbox, task_id) == 1
+    assert "Approved by <@UBOB> (with <@UALICE>)" in _card(ruled, slack, task_id)
+
+
+def test_small_campaigns_need_one_approval(ruled: BotHarness, sandbox: Sandbox) -> None:
+    """Below the quorum's threshold one approval is enough."""
+    task_id = sandbox.add_task("campaign_start", "Start 'Pilot'", {"contact_count": 120})["id"]
+    ruled.poll()
+    ruled.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+    ruled.settle()
+    assert sandbox.task(task_id)["status"] == "approved"
+
+
+def test_concurrent_approvers_complete_the_quorum_with_one_call(ruled: BotHarness, sandbox: Sandbox) -> None:
+    """Two approvers clicking at the same moment both count, and LeadLex gets exactly one call."""
+    task_id = sandbox.add_task("campaign_start", "Start 'Win-back'", {"contact_count": 1200})["id"]
+    ruled.poll()
+    barrier = threading.Barrier(4)
+
+    def click(user: str) -> None:
+        barrier.wait(timeout=10)
+        ruled.click(blocks.APPROVE_ACTION, task_id, user=user)
+
+    threads = [threading.Thread(target=click, args=(u,)) for u in ("UALICE", "UBOB", "UALICE", "UBOB")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    ruled.settle()
+    assert _approve_calls(sandbox, task_id) == 1
+    assert sandbox.task(task_id)["status"] == "approved"
+
+
+def test_a_dismissal_ends_a_quorum_in_progress(ruled: BotHarness, sandbox: Sandbox) -> None:
+    """One approval of two, then an allowed person dismisses by command: the task is dismissed."""
+    task_id = sandbox.add_task("campaign_start", "Start 'Win-back'", {"contact_count": 1200})["id"]
+    ruled.poll()
+    ruled.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+    ruled.settle()
+    ruled.command(f"dismiss {task_id} duplicate", user="UCAROL")
+    ruled.settle()
+    assert sandbox.task(task_id)["status"] == "dismissed" and _approve_calls(sandbox, task_id) == 0
