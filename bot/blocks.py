@@ -66,6 +66,7 @@ class Card:
     note: str | None = None
     approvals: tuple[str, ...] = ()  # who approved so far, when a quorum is needed
     needed: int = 1  # distinct approvals the task needs
+    confirm_above: int | None = None  # policy: confirm approvals affecting more records than this (None: always)
 
 
 def escape(text: str) -> str:
@@ -121,8 +122,15 @@ def affected_count(task: Task) -> int | None:
     return found[1] if found else None
 
 
-def approve_confirm(task: Task) -> dict[str, Any] | None:
-    """Return the confirm dialog for the Approve button of a high-impact task, or None when none is needed."""
+def approve_confirm(task: Task, confirm_above: int | None = None) -> dict[str, Any] | None:
+    """Return the confirm dialog for the Approve button of a high-impact task, or None when none is needed.
+
+    With `confirm_above` (the policy's bulk-safety size), tasks known to affect at most that many records
+    approve in one click; a campaign of unknown size is always confirmed.
+    """
+    count = affected_count(task)
+    if confirm_above is not None and count is not None and count <= confirm_above:
+        return None
     sentence = impact(task)
     if task.type == "campaign_start":
         title = "Start this campaign?"
@@ -194,7 +202,7 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
         if card.needed > 1:
             names = ", ".join(_who(a) for a in card.approvals[:10]) or "none yet"
             quorum = [_context(f"👍 {len(card.approvals)} of {card.needed} approvals: {names}")]
-        return [*warning, *quorum, task_buttons(task)]
+        return [*warning, *quorum, task_buttons(task, card.confirm_above)]
     if card.state == "deciding":
         doing = {"approve": "Approving…", "dismiss": "Dismissing…"}.get(_str(card.action), "Working…")
         return [_section(f"⏳ {doing}" + (f" — {who}" if who else "") + when)]
@@ -219,12 +227,12 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
     return [_section("❔ This task no longer exists in LeadLex.")]
 
 
-def task_buttons(task: Task) -> dict[str, Any]:
+def task_buttons(task: Task, confirm_above: int | None = None) -> dict[str, Any]:
     """Return the actions block with Approve (confirmed when high-impact) and Dismiss, for any surface."""
     value = truncate(_str(task.id), _VALUE_MAX)
     approve = {"type": "button", "text": _plain_text("Approve"), "style": "primary",
                "action_id": APPROVE_ACTION, "value": value}
-    confirm = approve_confirm(task)
+    confirm = approve_confirm(task, confirm_above)
     if confirm is not None:
         approve["confirm"] = confirm
     dismiss = {"type": "button", "text": _plain_text("Dismiss"), "style": "danger",

@@ -19,6 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from bot import blocks
 from bot.db.store import Store, TaskRow
 from bot.lexi.models import Task
+from bot.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,8 @@ class Pacer:
                 self._next[key] = self._clock() + self.interval
 
 
-def card_for(row: TaskRow) -> blocks.Card:
-    """What the card of a task record should show."""
+def card_for(row: TaskRow, policy: Policy | None = None) -> blocks.Card:
+    """What the card of a task record should show (the policy sets the bulk-safety confirmation size)."""
     at: datetime | None = row.decided_at
     if row.state == "deciding":
         at = row.claimed_at
@@ -110,6 +111,7 @@ def card_for(row: TaskRow) -> blocks.Card:
         note=row.note,
         approvals=tuple(quorum.get("by", [])),
         needed=int(quorum.get("needed", 1)),
+        confirm_above=policy.for_type(row.task.type).confirm_above if policy is not None else None,
     )
 
 
@@ -131,13 +133,15 @@ class Messenger:
         self.client = client
         self._store = store
         self._pacer = Pacer(post_interval)
+        self.policy: Policy | None = None  # set by the runtime: per-type bulk-safety sizes
         # A fixed pool of locks, striped by task id: renders of one task never interleave, and memory stays
         # constant however many tasks the bot has ever seen.
         self._render_locks = [threading.Lock() for _ in range(64)]
 
     def post_task(self, task: Task, channel: str) -> str:
         """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
-        message = blocks.render_card(task, blocks.Card(state="pending"))
+        confirm_above = self.policy.for_type(task.type).confirm_above if self.policy is not None else None
+        message = blocks.render_card(task, blocks.Card(state="pending", confirm_above=confirm_above))
         with self._pacer.slot(channel):
             response = self.client.chat_postMessage(
                 channel=channel,
@@ -178,7 +182,7 @@ class Messenger:
             row = self._store.get(task_id)
             if row is None or row.message_ts is None or row.rendered_version >= row.version:
                 return
-            message = blocks.render_card(row.task, card_for(row))
+            message = blocks.render_card(row.task, card_for(row, self.policy))
             self.client.chat_update(
                 channel=row.channel,
                 ts=row.message_ts,

@@ -117,6 +117,7 @@ class Runtime:
         runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers,
                       metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
         announcer.on_announced = AutoApprover(policy, store, decider).after_announce
+        messenger.policy = policy
         runtime.home = HomePublisher(store, slack, decider, runtime.status)
         decider.on_decided = runtime.home.publish  # the decider's Home shows their decision at once
         if settings.lexi_webhook_secret is not None:

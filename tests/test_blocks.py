@@ -520,3 +520,16 @@ def test_thread_reply_refuses_other_states() -> None:
     """Thread replies exist only for completed and failed tasks."""
     with pytest.raises(ValueError):
         thread_reply(build_task(), "approved")
+
+
+def test_bulk_safety_size_decides_when_approval_is_confirmed() -> None:
+    """With the policy's confirm_above, tasks within it approve in one click and larger ones ask, naming the count."""
+    small = Task(id="c1", type="contact_update", metadata={"contact_count": 40})
+    large = Task(id="c2", type="contact_update", metadata={"contact_count": 4000})
+    unknown = Task(id="c3", type="campaign_start", metadata={})
+    assert approve_confirm(small, confirm_above=100) is None
+    confirm = approve_confirm(large, confirm_above=100)
+    assert confirm is not None and "4,000 contacts" in confirm["text"]["text"]
+    assert approve_confirm(unknown, confirm_above=100) is not None  # a campaign of unknown size always asks
+    buttons = render_card(large, Card(state="pending", confirm_above=100))["blocks"][-1]["elements"]
+    assert "confirm" in buttons[0] and "confirm" not in buttons[1]

@@ -23,6 +23,8 @@ types:
     quorum:
       - above: 500
         approvals: 2
+  contact_update:
+    confirm_above: 100
 """
 
 
@@ -126,3 +128,19 @@ def test_a_dismissal_ends_a_quorum_in_progress(ruled: BotHarness, sandbox: Sandb
     ruled.command(f"dismiss {task_id} duplicate", user="UCAROL")
     ruled.settle()
     assert sandbox.task(task_id)["status"] == "dismissed" and _approve_calls(sandbox, task_id) == 0
+
+
+def test_bulk_safety_confirms_only_above_the_policy_size(ruled: BotHarness, sandbox: Sandbox,
+                                                         slack: SlackStandIn) -> None:
+    """Contact updates within the size approve in one click; larger ones ask first, with the count."""
+    small = sandbox.add_task("contact_update", "Tag 40 contacts", {"contact_count": 40})["id"]
+    large = sandbox.add_task("contact_update", "Tag 4000 contacts", {"contact_count": 4000})["id"]
+    ruled.poll()
+
+    def approve_button(task_id: str) -> dict:
+        message = slack.message(CHANNEL, ruled.store.get(task_id).message_ts)
+        actions = [b for b in message.blocks if b["type"] == "actions"][0]
+        return actions["elements"][0]
+
+    assert "confirm" not in approve_button(small)
+    assert "4,000 contacts" in approve_button(large)["confirm"]["text"]["text"]
