@@ -19,7 +19,7 @@ DISMISS_ACTION = "lexi_dismiss"
 METADATA_EVENT = "lexi_task"
 
 #: Every state a task's card can show.
-CARD_STATES = ("pending", "deciding", "approved", "dismissed", "completed", "failed", "gone")
+CARD_STATES = ("pending", "deciding", "approved", "dismissed", "completed", "failed", "gone", "expired")
 
 # Slack's limits (see slack-notes.md) and this module's own, smaller ones.
 _HEADER_MAX = 150
@@ -224,6 +224,9 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
     if card.state == "failed":
         failed = (f"{approved} · " if who else "") + f"❌ Failed in LeadLex{when}"
         return [_section(failed + (f"\n{note}" if note else ""))]
+    if card.state == "expired":
+        line = "⌛ Expired — not decided" + when
+        return [_section(line + (f"\n{note}" if note else ""))]
     return [_section("❔ This task no longer exists in LeadLex.")]
 
 
@@ -247,7 +250,7 @@ def _fallback(task: Task, card: Card) -> str:
     deciding = "Dismissing" if card.action == "dismiss" else "Approving"
     prefix = {"pending": "Lexi needs approval", "deciding": deciding,
               "approved": f"Approved{by}", "dismissed": f"Dismissed{by}", "completed": "Completed",
-              "failed": "Failed", "gone": "No longer in LeadLex"}[card.state]
+              "failed": "Failed", "gone": "No longer in LeadLex", "expired": "Expired — not decided"}[card.state]
     return f"{prefix}: {describe_task(task)}"
 
 

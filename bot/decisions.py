@@ -35,6 +35,7 @@ _PAST = {
     "completed": "approved (and it has completed)",
     "failed": "approved (and it has failed)",
     "gone": "removed from LeadLex",
+    "expired": "expired: nobody decided it in time",
 }
 
 

@@ -20,6 +20,7 @@ from bot.lexi.client import LexiClient
 from bot.lexi.models import Task
 from bot.leader import Leadership
 from bot.messenger import Messenger, slack_error_text
+from bot.reminders import Reminders
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Poller:
         self.reconcile_interval = reconcile_interval
         self._next_reconcile = 0.0
         self._restore_checked = False
+        self.reminders: Reminders | None = None
         self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
         self._stretched: str | None = None
         self._polling_day = 0
@@ -150,12 +152,16 @@ class Poller:
         self._follow(pending)
         self._announcer.recover()
         self._decider.recover({t.id for t in pending}, DECIDING_TIMEOUT)
+        if self.reminders is not None:
+            self.reminders.run()
         self._repair()
 
     def _sync_waiting(self) -> None:
         """Between reconciles (webhooks on): follow approved tasks to completion, the one thing webhooks omit."""
         self._follow(None)
         self._announcer.recover()
+        if self.reminders is not None:
+            self.reminders.run()
         self._repair()
 
     def _plan(self) -> float:

@@ -25,6 +25,7 @@ from bot.lexi.client import LexiClient
 from bot.messenger import AUTH_ERRORS, Messenger, make_web_client
 from bot.metrics import Metrics
 from bot.poller import Poller
+from bot.reminders import Reminders
 from bot.rules import AutoApprover
 from bot.replies import BotStatus
 from bot.webhooks import WebhookReceiver
@@ -118,6 +119,7 @@ class Runtime:
                       metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
         announcer.on_announced = AutoApprover(policy, store, decider).after_announce
         messenger.policy = policy
+        poller.reminders = Reminders(policy, store, messenger, lexi, decider.approvers)
         runtime.home = HomePublisher(store, slack, decider, runtime.status)
         decider.on_decided = runtime.home.publish  # the decider's Home shows their decision at once
         if settings.lexi_webhook_secret is not None:

@@ -28,7 +28,7 @@ from bot.lexi.models import DISMISS_REASONS, Task
 
 AT = datetime(2024, 5, 1, 14, 3, 9, tzinfo=timezone.utc)
 HOSTILE = "<!channel> <!here> <@U123> <https://evil.example|click> & more"
-STATES = ("pending", "deciding", "approved", "dismissed", "completed", "failed", "gone")
+STATES = ("pending", "deciding", "approved", "dismissed", "completed", "failed", "gone", "expired")
 
 
 # --- a small checker of Slack's Block Kit limits ----------------------------------------------------------
@@ -284,7 +284,7 @@ def test_gone_card_says_the_task_no_longer_exists() -> None:
 def test_unknown_card_state_is_refused() -> None:
     """A card state outside the documented set is a programming error."""
     with pytest.raises(ValueError, match="unknown card state"):
-        render_card(build_task(), Card(state="expired"))
+        render_card(build_task(), Card(state="archived"))
 
 
 @pytest.mark.parametrize("state", STATES)

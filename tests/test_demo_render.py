@@ -97,7 +97,7 @@ def test_every_card_renders_each_of_its_blocks_in_order(page: Page, kind: str, s
     expected = {
         "pending": "Approve", "deciding": "Approving… — @Alice", "approved": "Approved by @Alice",
         "dismissed": "Dismissed by @Alice", "completed": "Completed in LeadLex", "failed": "Failed in LeadLex",
-        "gone": "no longer exists in LeadLex",
+        "gone": "no longer exists in LeadLex", "expired": "Expired — not decided",
     }[state]
     assert expected in root.inner_text()
     assert root.locator(".bk-context").first.inner_text().startswith("Created May 1, 2024 at 2:03 PM · Task")

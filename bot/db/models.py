@@ -19,10 +19,10 @@ NAMING = {
 
 #: Our states of a task. `announcing` is claimed for posting but has no message yet; `deciding` is claimed
 #: by a click while LeadLex is asked; the rest mirror LeadLex (`gone`: LeadLex no longer knows the task).
-STATES = ("announcing", "pending", "deciding", "approved", "dismissed", "completed", "failed", "gone")
+STATES = ("announcing", "pending", "deciding", "approved", "dismissed", "completed", "failed", "gone", "expired")
 #: States in which LeadLex may still change the task without us.
 OPEN_STATES = ("pending", "deciding", "approved")
-FINAL_STATES = ("dismissed", "completed", "failed", "gone")
+FINAL_STATES = ("dismissed", "completed", "failed", "gone", "expired")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

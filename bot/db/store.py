@@ -432,6 +432,14 @@ class Store:
         changed = self._update(task_id, (TaskRecord.state.in_(list(from_states)),), audit=audit, **values)
         return self.get(task_id) if changed else None
 
+    def expire(self, task_id: str, note: str | None) -> TaskRow | None:
+        """Mark a task still pending past its expiry as expired (not decided); None when it was decided first."""
+        changed = self._update(
+            task_id, (TaskRecord.state == "pending",), state="expired", note=note, decided_at=self._now(),
+            audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
+        )
+        return self.get(task_id) if changed else None
+
     def claim_reply(self, task_id: str, state: str) -> bool:
         """Take the right to post the one thread reply for a final state; False when it was already taken."""
         return self._update(
@@ -490,9 +498,13 @@ class Store:
                 for e in session.scalars(query.limit(limit))
             ]
 
-    def count_audit(self, event: str, *, surface: str | None = None, since: datetime | None = None) -> int:
-        """How many audit events of one kind (and surface) happened since a moment."""
+    def count_audit(
+        self, event: str, *, surface: str | None = None, since: datetime | None = None, task_id: str | None = None
+    ) -> int:
+        """How many audit events of one kind (for one task, through one surface) happened since a moment."""
         query = select(func.count()).select_from(AuditEvent).where(AuditEvent.event == event)
+        if task_id is not None:
+            query = query.where(AuditEvent.task_id == task_id)
         if surface is not None:
             query = query.where(AuditEvent.surface == surface)
         if since is not None:
