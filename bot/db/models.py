@@ -45,6 +45,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+#: Finished tasks whose thread reply is still owed; one text for the partial index and its query.
+UNREPLIED = "replied_state IS NULL AND state IN ('completed', 'failed')"
+
+
 class Base(DeclarativeBase):
     """Declarative base with a constraint naming convention, so migrations name things predictably."""
 
@@ -84,6 +88,8 @@ class TaskRecord(Base):
         # the planner can use the index.
         Index("ix_tasks_needs_render", "needs_render", postgresql_where=text("needs_render"),
               sqlite_where=text("needs_render = 1")),
+        # Partial: only finished tasks whose thread reply is still owed (Store.unreplied uses this very text).
+        Index("ix_tasks_unreplied", "task_id", postgresql_where=text(UNREPLIED), sqlite_where=text(UNREPLIED)),
         Index("ix_tasks_decided_at", "decided_at"),
     )
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.db.models import AuditEvent, Conversation, TaskRecord
+from bot.db.models import UNREPLIED, AuditEvent, Conversation, TaskRecord
 from bot.lexi.models import Task
 
 
@@ -184,11 +184,7 @@ class Store:
         """Completed or failed records whose thread reply was never claimed (a crash came in between)."""
         return self._select(
             select(TaskRecord)
-            .where(
-                TaskRecord.state.in_(("completed", "failed")),
-                TaskRecord.replied_state.is_(None),
-                TaskRecord.message_ts.is_not(None),
-            )
+            .where(text(UNREPLIED), TaskRecord.message_ts.is_not(None))  # the partial index's own text
             .limit(limit)
         )
 

@@ -48,10 +48,16 @@ def upgrade() -> None:
         "ix_tasks_needs_render", "tasks", ["needs_render"],
         postgresql_where=sa.text("needs_render"), sqlite_where=sa.text("needs_render = 1"),
     )
+    unreplied = "replied_state IS NULL AND state IN ('completed', 'failed')"
+    op.create_index(
+        "ix_tasks_unreplied", "tasks", ["task_id"],
+        postgresql_where=sa.text(unreplied), sqlite_where=sa.text(unreplied),
+    )
 
 
 def downgrade() -> None:
     """Drop the tasks table."""
+    op.drop_index("ix_tasks_unreplied", table_name="tasks")
     op.drop_index("ix_tasks_needs_render", table_name="tasks")
     op.drop_index("ix_tasks_state", table_name="tasks")
     op.drop_table("tasks")
