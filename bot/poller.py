@@ -65,6 +65,7 @@ class Poller:
         self._next_reconcile = 0.0
         self._restore_checked = False
         self.reminders: Reminders | None = None
+        self._woken = threading.Event()
         self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
         self._stretched: str | None = None
         self._polling_day = 0
@@ -96,7 +97,22 @@ class Poller:
             if self._metrics is not None:
                 self._metrics.poll_duration.observe(time.monotonic() - started)
             self.last_delay = delay
-            stop.wait(delay)
+            self._sleep(stop, delay)
+
+    def wake(self) -> None:
+        """Re-plan the current wait: something changed in Slack (an approval now waits for completion)."""
+        self._woken.set()
+
+    def _sleep(self, stop: threading.Event, delay: float) -> None:
+        """Wait `delay` seconds, or less when woken and the new plan is sooner, or until `stop`."""
+        deadline = time.monotonic() + delay
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._woken.wait(min(remaining, 1.0)):
+                self._woken.clear()
+                deadline = min(deadline, time.monotonic() + self._plan())
 
     def cycle(self) -> float:
         """Run one cycle — a full reconcile, or with webhooks only the status sync — and plan the next."""

@@ -121,13 +121,19 @@ class Runtime:
         messenger.policy = policy
         poller.reminders = Reminders(policy, store, messenger, lexi, decider.approvers)
         runtime.home = HomePublisher(store, slack, decider, runtime.status)
-        decider.on_decided = runtime.home.publish  # the decider's Home shows their decision at once
+        decider.on_decided = runtime.after_decision
         if settings.lexi_webhook_secret is not None:
             runtime.webhooks = WebhookReceiver(
                 settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
                 submit=runtime.submit, clock=utcnow, metrics=metrics,
             )
         return runtime
+
+    def after_decision(self, user: str) -> None:
+        """After a decision: the decider's Home shows it at once, and the poller re-plans (a completion to watch)."""
+        self.poller.wake()
+        if self.home is not None:
+            self.home.publish(user)
 
     def health(self) -> dict[str, Any]:
         """What GET /healthz reports besides liveness."""

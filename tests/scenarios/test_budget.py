@@ -101,3 +101,28 @@ def test_client_paces_itself_to_the_per_minute_limit() -> None:
             now[0] += 1.0
         assert len(sleeps) >= 1 and all(0 < s <= 60 for s in sleeps)
         assert [c.status for c in starter.calls] == [200] * 20
+
+
+def test_an_approval_wakes_the_poller_to_follow_completion(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str
+) -> None:
+    """With webhooks on and the poller asleep until the hourly reconcile, an approval brings completion within seconds."""
+    import threading
+
+    harness = start_bot(sandbox, slack, database_url, LEXI_WEBHOOK_SECRET="whsec_" + "a" * 40, POLL_INTERVAL="1")
+    stop = threading.Event()
+    runner = threading.Thread(target=harness.runtime.poller.run, args=(stop, harness.runtime.leadership),
+                              daemon=True)
+    try:
+        task_id = sandbox.add_task()["id"]
+        runner.start()
+        harness.wait_for(lambda: harness.store.get(task_id) and harness.store.get(task_id).message_ts)
+        harness.wait_for(lambda: harness.runtime.poller.last_delay > 3_000)  # asleep until the reconcile
+        harness.click(blocks.APPROVE_ACTION, task_id)
+        harness.settle()
+        sandbox.complete(task_id)
+        harness.wait_for(lambda: harness.store.get(task_id).state == "completed", timeout=10)
+    finally:
+        stop.set()
+        runner.join(timeout=5)
+        harness.close()
