@@ -156,3 +156,14 @@ def test_policy_check_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     bad.write_text("types:\n  prospect_search:\n    approvers: [bob]\n")
     assert main(["policy", "check", str(bad)]) == 2
     assert "bad.yml line 3: 'bob'" in capsys.readouterr().err
+
+
+def test_the_readme_example_policy_is_valid(tmp_path: Path) -> None:
+    """The policy file shown in the README loads and means what its comments say."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    policy = load_policy(_write(tmp_path, example), channel="C0LEXI")
+    campaign = policy.for_type("campaign_start")
+    assert campaign.channel == "C0CAMPAIGNS" and campaign.approvals_needed(501) == 2
+    assert policy.for_type("prospect_search").auto_approves(50)
+    assert policy.default.remind_after == 4 * 3600 and policy.auto_approve_daily_cap == 20
