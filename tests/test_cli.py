@@ -17,7 +17,7 @@ from bot.db.store import Store
 from bot.lexi.sandbox import Sandbox
 from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
-from tests.support.harness import CHANNEL, SIGNING_SECRET
+from tests.support.harness import CHANNEL, SIGNING_SECRET, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,17 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _bot_env(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, **extra: str) -> dict[str, str]:
     """A complete environment for a bot process against the sandbox and the stand-in."""
-    values = {
-        "LEXI_API_KEY": sandbox.api_key,
-        "LEXI_API_URL": sandbox.url,
-        "SLACK_BOT_TOKEN": "xoxb-test-token",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_CHANNEL": CHANNEL,
-        "SLACK_API_URL": slack.api_url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
-        "POLL_INTERVAL": "0.2",
-    }
-    return clean_env(**{**values, **extra})
+    return clean_env(**bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", **{"POLL_INTERVAL": "0.2", **extra}))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from bot.db.store import Store
 from bot.lexi.sandbox import Sandbox
 from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
-from tests.support.harness import CHANNEL, SIGNING_SECRET
+from tests.support.harness import CHANNEL, SIGNING_SECRET, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 
 
@@ -42,11 +42,7 @@ def test_three_replicas_announce_and_decide_exactly_once(
     migrate.upgrade(store.engine)
     first = [sandbox.add_task("prospect_search", f"Search {i}")["id"] for i in range(5)]
     ports = [free_port() for _ in range(3)]
-    env = clean_env(
-        LEXI_API_KEY=sandbox.api_key, LEXI_API_URL=sandbox.url, SLACK_BOT_TOKEN="xoxb-test-token",
-        SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_CHANNEL=CHANNEL, SLACK_API_URL=slack.api_url,
-        DATABASE_URL=database_url, POLL_INTERVAL="0.5",
-    )
+    env = clean_env(**bot_env(sandbox, slack, database_url, POLL_INTERVAL="0.5"))
     replicas = [BotProcess(["run", "--host", "127.0.0.1"], {**env, "PORT": str(p)}, tmp_path) for p in ports]
     try:
         for replica, port in zip(replicas, ports):

@@ -26,9 +26,9 @@ SECRETS_GIVEN: set[str] = set()
 CHANNEL = "C0LEXI"
 
 
-def bot_settings(sandbox: Sandbox, slack: SlackStandIn, database_url: str, **extra: str) -> Settings:
-    """Settings pointing the bot at the sandbox and the stand-in, as a user's environment would."""
-    env = {
+def bot_env(sandbox: Sandbox, slack: SlackStandIn, database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a bot pointed at the sandbox and the stand-in, as a user would configure it."""
+    return {
         "LEXI_API_KEY": sandbox.api_key,
         "LEXI_API_URL": sandbox.url,
         "SLACK_BOT_TOKEN": "xoxb-test-token",
@@ -39,7 +39,11 @@ def bot_settings(sandbox: Sandbox, slack: SlackStandIn, database_url: str, **ext
         "POLL_INTERVAL": "1",
         **extra,
     }
-    return load_settings(env)
+
+
+def bot_settings(sandbox: Sandbox, slack: SlackStandIn, database_url: str, **extra: str) -> Settings:
+    """Settings from that environment."""
+    return load_settings(bot_env(sandbox, slack, database_url, **extra))
 
 
 @dataclass
