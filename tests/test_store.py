@@ -197,3 +197,33 @@ def test_recent_decisions_are_latest_first_and_bounded(database_url: str) -> Non
         assert [r.task_id for r in store.recent_decisions(limit=1)] == ["t3"]
     finally:
         store.close()
+
+
+def test_racing_releases_migrate_once(database_url: str) -> None:
+    """Two releases migrating the same empty database at once both succeed, and the schema is migrated once."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the migration lock is PostgreSQL's advisory lock; SQLite has one process")
+    stores = [Store.from_url(database_url) for _ in range(2)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def release(store: Store) -> None:
+        try:
+            barrier.wait(timeout=10)
+            migrate.upgrade(store.engine)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=release, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        assert errors == []
+        assert migrate.current(stores[0].engine) == migrate.head()
+        with stores[0].engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+    finally:
+        for s in stores:
+            s.close()

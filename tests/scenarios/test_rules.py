@@ -144,3 +144,33 @@ def test_bulk_safety_confirms_only_above_the_policy_size(ruled: BotHarness, sand
 
     assert "confirm" not in approve_button(small)
     assert "4,000 contacts" in approve_button(large)["confirm"]["text"]["text"]
+
+
+def test_completing_approval_and_a_dismissal_at_once_make_one_leadlex_call(ruled: BotHarness,
+                                                                          sandbox: Sandbox) -> None:
+    """The approval that completes a quorum and a dismissal arrive together: exactly one of them reaches LeadLex."""
+    task_id = sandbox.add_task("campaign_start", "Start 'Win-back'", {"contact_count": 1200})["id"]
+    ruled.poll()
+    ruled.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+    ruled.settle()
+    sandbox.latency = 0.2
+    barrier = threading.Barrier(2)
+
+    def approve() -> None:
+        barrier.wait(timeout=10)
+        ruled.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
+
+    def dismiss() -> None:
+        barrier.wait(timeout=10)
+        ruled.command(f"dismiss {task_id} duplicate", user="UCAROL")
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=dismiss)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    ruled.settle()
+    sandbox.latency = 0.0
+    decisions = _approve_calls(sandbox, task_id) + len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/dismiss"))
+    assert decisions == 1
+    assert ruled.store.get(task_id).state == sandbox.task(task_id)["status"]
