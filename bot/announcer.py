@@ -107,7 +107,8 @@ class Announcer:
                             slack_error_text(exc))
                 continue
             if ts is not None:
-                log.info("task %s was posted before a restart (ts %s); recording it", row.task_id, ts)
+                log.info("task %s was posted before a restart (ts %s); recording it", row.task_id, ts,
+                         extra={"task_id": row.task_id})
                 self._store.record_message(row.task_id, row.channel, ts, rendered_version=0)
                 self._messenger.sync_card(row.task_id)
             else:
@@ -123,14 +124,15 @@ class Announcer:
         except SlackApiError as exc:
             error = str(exc.response.get("error", "")) if exc.response is not None else ""
             if error in ("invalid_blocks", "msg_blocks_too_long", "invalid_arguments"):
-                log.warning("task %s could not be rendered in full (%s); posting a plain card", task.id, error)
+                log.warning("task %s could not be rendered in full (%s); posting a plain card", task.id, error,
+                            extra={"task_id": task.id})
                 ts = self._post_plain(task, channel)
             else:
                 self._store.release_announcement(task.id)
                 message = f"could not announce task {task.id}: {slack_error_text(exc)}"
                 if error in SETUP_ERRORS:
                     raise AnnounceError(message) from exc
-                log.warning(message)
+                log.warning(message, extra={"task_id": task.id})
                 return
         # Any other failure (timeout, connection) may or may not have posted: the claim stays, and
         # recovery searches the channel for the post before trying again.

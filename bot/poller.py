@@ -135,7 +135,7 @@ class Poller:
             self._report(str(exc), "")
             return self._backoff()
         except LexiError as exc:
-            log.warning("poll cycle stopped early: %s", exc)
+            log.warning("poll cycle stopped early: %s", exc, extra={"request_id": exc.request_id})
             return self._backoff()
         except SlackApiError as exc:
             log.warning("poll cycle stopped early: %s", slack_error_text(exc))
@@ -253,7 +253,7 @@ class Poller:
         changed = self._store.apply_lexi_state(row.task_id, status, from_states=from_states, task=task)
         if changed is None:
             return
-        log.info("task %s is now %s in LeadLex", row.task_id, status)
+        log.info("task %s is now %s in LeadLex", row.task_id, status, extra={"task_id": row.task_id})
         self._messenger.sync_card(row.task_id)
         if status in ("completed", "failed"):
             self._messenger.reply_final(changed)

@@ -181,7 +181,7 @@ class WebhookReceiver:
             return
         changed = self._store.apply_lexi_state(task.id, task.status, from_states=from_states)
         if changed is not None:
-            log.info("task %s is now %s (webhook %s)", task.id, task.status, event)
+            log.info("task %s is now %s (webhook %s)", task.id, task.status, event, extra={"task_id": task.id})
             self._messenger.sync_card(task.id)
             if task.status in ("completed", "failed"):
                 self._messenger.reply_final(changed)

@@ -54,3 +54,26 @@ def test_exceptions_are_redacted_too() -> None:
         record.exc_info = sys.exc_info()
     entry = json.loads(JsonFormatter(SECRETS).format(record))
     assert "RuntimeError" in entry["exception"] and SECRETS[1] not in entry["exception"]
+
+
+def test_bot_log_lines_carry_the_task_id(caplog) -> None:  # type: ignore[no-untyped-def]
+    """The bot's own task log lines (here a decision made in LeadLex) carry task_id for JSON logs."""
+    from bot.lexi.sandbox import Sandbox
+    from bot.standin.slack import SlackStandIn
+    from tests.support.harness import start_bot
+
+    with Sandbox(seed=False, daily_limit=10_000_000, minute_limit=100_000) as sandbox, SlackStandIn() as slack:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            harness = start_bot(sandbox, slack, f"sqlite:///{folder}/x.db")
+            try:
+                task_id = sandbox.add_task()["id"]
+                harness.poll()
+                sandbox.set_status(task_id, "approved")
+                with caplog.at_level(logging.INFO, logger="bot"):
+                    harness.poll()
+            finally:
+                harness.close()
+    lines = [json.loads(JsonFormatter([]).format(r)) for r in caplog.records if "is now approved" in r.getMessage()]
+    assert lines and lines[0]["task_id"] == task_id

@@ -281,7 +281,7 @@ class LexiClient:
         message = str(error.get("message") or f"HTTP {status}")
         text = f"LeadLex {status} {code}: {message}"
         if request_id:
-            log.info("LeadLex error %s %s (request id %s)", status, code, request_id)
+            log.info("LeadLex error %s %s (request id %s)", status, code, request_id, extra={"request_id": request_id})
         if status == 429:
             raise RateLimited(text, retry_after=self._retry_after(response), status=status, code=code,
                               request_id=request_id)
