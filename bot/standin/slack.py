@@ -90,6 +90,9 @@ class SlackStandIn:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.enforce_post_rate = False
+        #: Socket Mode: the app-level token apps.connections.open accepts, and the WebSocket URL it hands out.
+        self.app_token = "xapp-1-A0LEXI-test"
+        self.socket_mode_url: str | None = None
         self._clock = clock
         self._lock = threading.RLock()
         self._held_changed = threading.Condition(self._lock)
@@ -376,6 +379,12 @@ class SlackStandIn:
 
     def _apply(self, method: str, args: dict[str, Any] | None, bearer: str | None) -> dict[str, Any]:
         """Authenticate, inject faults and rate limits, then run the method; raise ApiError to refuse."""
+        if method == "apps.connections.open":  # Socket Mode: authenticated by the app-level token
+            if (bearer or (args or {}).get("token")) != self.app_token:
+                raise ApiError("invalid_auth")
+            if self.socket_mode_url is None:
+                raise ApiError("internal_error")
+            return {"url": self.socket_mode_url}
         handler = self._workspace.methods.get(method)
         if handler is None:
             raise ApiError("unknown_method")
@@ -432,8 +441,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._route()
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Log requests at debug level instead of printing them to stderr."""
-        _log.debug("slack stand-in: " + format, *args)
+        """Log requests at debug level instead of printing them to stderr, without query strings (tokens)."""
+        _log.debug("slack stand-in: %s %s", self.command, self.path.split("?", 1)[0])
 
     def _route(self) -> None:
         """Dispatch by path and send the answer (a 500 answer if the stand-in itself failed)."""

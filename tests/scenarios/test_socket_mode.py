@@ -1,0 +1,63 @@
+"""Socket Mode (SLACK_APP_TOKEN set): the same app works over a WebSocket instead of signed HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+from bot import blocks
+from bot.app import create_app
+from bot.config import load_settings
+from bot.db import migrate
+from bot.db.store import Store
+from bot.lexi.sandbox import Sandbox
+from bot.runtime import Runtime
+from bot.standin import payloads
+from bot.standin.slack import SlackStandIn
+from tests.support.harness import CHANNEL, SECRETS_GIVEN, bot_env
+from tests.support.socket_mode import SocketModeServer
+
+
+@pytest.fixture
+def socket_bot(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> Iterator[tuple[Runtime, SocketModeServer]]:
+    """A bot configured for Socket Mode (app token, no signing secret), connected to a loopback server."""
+    server = SocketModeServer().start()
+    slack.socket_mode_url = server.url
+    env = bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'socket.db'}", SLACK_APP_TOKEN=slack.app_token)
+    del env["SLACK_SIGNING_SECRET"]
+    settings = load_settings(env)
+    assert settings.mode == "socket"
+    SECRETS_GIVEN.update(settings.secrets())
+    store = Store.from_url(settings.database_url)
+    migrate.upgrade(store.engine)
+    runtime = Runtime.build(settings, store=store, post_interval=0.0)
+    handler = SocketModeHandler(create_app(runtime), slack.app_token)
+    handler.connect()
+    server.wait_connected()
+    try:
+        yield runtime, server
+    finally:
+        handler.close()
+        server.stop()
+        runtime.close()
+
+
+def test_clicks_and_commands_arrive_over_socket_mode(socket_bot: tuple[Runtime, SocketModeServer],
+                                                     sandbox: Sandbox, slack: SlackStandIn) -> None:
+    """A button click and a /lexi command delivered over Socket Mode are acked and handled like HTTP ones."""
+    runtime, server = socket_bot
+    task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
+    runtime.poller.cycle()
+    ts = runtime.store.get(task_id).message_ts
+    click = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=ts,
+                                        response_url=slack.new_response_url())
+    server.wait_ack(server.send("interactive", click))
+    assert runtime.drain(10)
+    assert sandbox.task(task_id)["status"] == "approved"
+    assert "Approved by <@UALICE>" in str(slack.message(CHANNEL, ts).blocks)
+    command = payloads.build_slash_command(text="help", response_url=slack.new_response_url())
+    ack = server.wait_ack(server.send("slash_commands", command, accepts_response_payload=True))
+    assert "/lexi" in str(ack.get("payload"))
