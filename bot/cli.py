@@ -268,14 +268,20 @@ def run_checks(settings: Settings) -> list[tuple[bool, str]]:
         results.append((False, slack_error_text(exc)))
         return results
     try:
-        info = slack.conversations_info(channel=settings.slack_channel)
-        channel = info.get("channel") or {}
+        channels = sorted(settings.policy().channels())
+    except LexiBotError as exc:
+        results.append((False, f"the policy file: {exc}"))
+        channels = [settings.slack_channel] if settings.slack_channel else []
+    for channel_id in channels:
+        try:
+            channel = slack.conversations_info(channel=channel_id).get("channel") or {}
+        except SlackApiError as exc:
+            results.append((False, f"channel {channel_id}: {slack_error_text(exc)}"))
+            continue
         if channel.get("is_member"):
-            results.append((True, f"the bot is a member of #{channel.get('name')} ({settings.slack_channel})"))
+            results.append((True, f"the bot is a member of #{channel.get('name')} ({channel_id})"))
         else:
             results.append((False, f"the bot is not in #{channel.get('name')}: type /invite @lexi-bot there"))
-    except SlackApiError as exc:
-        results.append((False, slack_error_text(exc)))
     return results
 
 

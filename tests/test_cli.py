@@ -253,3 +253,16 @@ def test_a_policy_the_bot_does_not_understand_stops_it(
     processes.append(proc)
     assert proc.wait() == 2
     assert words in proc.output and "Traceback" not in proc.output
+
+
+def test_check_covers_every_policy_channel(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`lexi-bot check` checks each channel the policy announces in, and names the one Slack does not know."""
+    policy = tmp_path / "lexi-bot.yml"
+    policy.write_text("types:\n  campaign_start:\n    channel: C0NOPE\n")
+    for key, value in _bot_env(sandbox, slack, tmp_path, LEXI_POLICY_FILE=str(policy)).items():
+        monkeypatch.setenv(key, value)
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "member of #lexi-approvals (C0LEXI)" in out and "channel C0NOPE: Slack said channel_not_found" in out

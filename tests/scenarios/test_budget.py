@@ -12,7 +12,7 @@ from bot import blocks
 from bot.lexi.client import LexiClient
 from bot.lexi.sandbox import Sandbox
 from bot.standin.slack import SlackStandIn
-from tests.support.harness import BotHarness, start_bot
+from tests.support.harness import start_bot
 
 
 @pytest.fixture
