@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 from slack_sdk import WebClient
@@ -20,13 +22,59 @@ log = logging.getLogger(__name__)
 class HomePublisher:
     """Builds and publishes Home tabs from the database alone: opening the Home costs no LeadLex call."""
 
+    #: Homes re-published after a change: those opened in the last VIEWER_TTL seconds, at most MAX_VIEWERS.
+    VIEWER_TTL = 8 * 3600.0
+    MAX_VIEWERS = 50
+
     def __init__(
-        self, store: Store, client: WebClient, decider: Decider, status: Callable[[], BotStatus]
+        self,
+        store: Store,
+        client: WebClient,
+        decider: Decider,
+        status: Callable[[], BotStatus],
+        *,
+        submit: Callable[..., object] | None = None,
+        debounce: float = 2.0,
     ) -> None:
         self._store = store
         self._client = client
         self._decider = decider
         self._status = status
+        self._submit = submit
+        self._debounce = debounce
+        self._viewers: dict[str, float] = {}
+        self._refresh_queued = False
+        self._lock = threading.Lock()
+
+    def opened(self, user: str) -> None:
+        """Someone opened their Home: publish it, and keep it fresh after later changes."""
+        with self._lock:
+            self._viewers[user] = time.monotonic()
+            if len(self._viewers) > self.MAX_VIEWERS:
+                oldest = min(self._viewers, key=self._viewers.__getitem__)
+                del self._viewers[oldest]
+        self.publish(user)
+
+    def changed(self) -> None:
+        """A task changed: re-publish recent viewers' Homes once, shortly (many changes, one refresh)."""
+        if self._submit is None:
+            return
+        with self._lock:
+            if self._refresh_queued or not self._viewers:
+                return
+            self._refresh_queued = True
+        self._submit(self._refresh)
+
+    def _refresh(self) -> None:
+        """Publish every recent viewer's Home (after a short pause that gathers a burst of changes)."""
+        time.sleep(self._debounce)
+        cutoff = time.monotonic() - self.VIEWER_TTL
+        with self._lock:
+            self._refresh_queued = False
+            self._viewers = {user: at for user, at in self._viewers.items() if at >= cutoff}
+            viewers = list(self._viewers)
+        for user in viewers:
+            self.publish(user)
 
     def publish(self, user: str) -> None:
         """Show `user` their Home tab as it stands now; a Slack refusal is logged, never raised."""

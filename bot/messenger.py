@@ -134,6 +134,7 @@ class Messenger:
         self._store = store
         self._pacer = Pacer(post_interval)
         self.policy: Policy | None = None  # set by the runtime: per-type bulk-safety sizes
+        self.on_card_change: Callable[[], object] | None = None  # set by the runtime: refresh open Home tabs
         # A fixed pool of locks, striped by task id: renders of one task never interleave, and memory stays
         # constant however many tasks the bot has ever seen.
         self._render_locks = [threading.Lock() for _ in range(64)]
@@ -191,6 +192,8 @@ class Messenger:
                 metadata=card_metadata(row),
             )
             self._store.mark_rendered(task_id, row.version)
+        if self.on_card_change is not None:
+            self.on_card_change()
 
     def reply_final(self, row: TaskRow) -> None:
         """Post the one thread reply for a completed or failed task."""

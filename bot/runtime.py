@@ -79,6 +79,7 @@ class Runtime:
         post_interval: float = 1.0,
         claim_timeout: timedelta = timedelta(seconds=90),
         lexi_options: dict[str, Any] | None = None,
+        home_debounce: float = 2.0,
     ) -> Runtime:
         """Wire the parts together from settings (the store may be passed in, already migrated)."""
         assert settings.slack_bot_token is not None and settings.slack_channel is not None
@@ -120,7 +121,10 @@ class Runtime:
         announcer.on_announced = AutoApprover(policy, store, decider).after_announce
         messenger.policy = policy
         poller.reminders = Reminders(policy, store, messenger, lexi, decider.approvers)
-        runtime.home = HomePublisher(store, slack, decider, runtime.status)
+        runtime.home = HomePublisher(
+            store, slack, decider, runtime.status, submit=runtime.submit, debounce=home_debounce
+        )
+        messenger.on_card_change = runtime.home.changed  # any card change refreshes the open Home tabs
         decider.on_decided = runtime.after_decision
         if settings.lexi_webhook_secret is not None:
             runtime.webhooks = WebhookReceiver(

@@ -171,3 +171,23 @@ def test_home_with_many_tasks_stays_within_slacks_limit(bot: BotHarness, sandbox
     assert len(view["blocks"]) <= 100
     assert "…and 40 older not shown here" in _home(slack)
     assert _home(slack).count("✅ Approved by <@UBOB>") == 10
+
+
+def test_open_homes_follow_every_decision_and_change_in_leadlex(bot: BotHarness, sandbox: Sandbox,
+                                                                slack: SlackStandIn) -> None:
+    """Bob's open Home shows Alice's decision, and a decision made in the LeadLex dashboard, without reopening."""
+    clicked = _announce(bot, sandbox, "Find CFOs in Lisbon")
+    outside = _announce(bot, sandbox, "Find CTOs in Porto")
+    _open_home(bot, user="UBOB")  # Bolt acks events before the listener runs: wait for the publish itself
+    bot.wait_for(lambda: "Find CFOs in Lisbon" in _home(slack, "UBOB"))
+    bot.click(blocks.APPROVE_ACTION, clicked, user="UALICE")
+    bot.settle()
+    assert "<@UALICE>" in _home(slack, "UBOB")  # the decision list names Alice
+    before = len([c for c in slack.calls_to("views.publish") if c.args.get("user_id") == "UBOB"])
+    sandbox.set_status(outside, "dismissed")
+    bot.poll()
+    bot.settle()
+    after = [c for c in slack.calls_to("views.publish") if c.args.get("user_id") == "UBOB"]
+    published = _home(slack, "UBOB")
+    assert len(after) > before and "Dismissed in LeadLex" in published
+    assert published.count("Find CTOs in Porto") == 1  # listed among the decisions, no longer as pending

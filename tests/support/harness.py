@@ -129,7 +129,8 @@ def start_bot(
     options = {"max_wait": 5.0, "sleep": lambda s: time.sleep(min(s, 0.05))}
     options.update(lexi_options or {})
     runtime = Runtime.build(
-        settings, store=store, post_interval=post_interval, claim_timeout=claim_timeout, lexi_options=options
+        settings, store=store, post_interval=post_interval, claim_timeout=claim_timeout, lexi_options=options,
+        home_debounce=0.05,
     )
     app = create_app(runtime)
     front = HttpFront(make_wsgi(
