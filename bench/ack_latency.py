@@ -101,7 +101,7 @@ def _commands(stack: Stack, count: int) -> list[tuple[bytes, str]]:
 
 def _approved(stack: Stack) -> int:
     """How many tasks the bot has recorded as approved."""
-    return stack.store.counts().get("approved", 0)
+    return stack.store.count_in_state("approved")
 
 
 def _approved_at_least(stack: Stack, count: int) -> bool:

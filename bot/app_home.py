@@ -6,17 +6,27 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import home
-from bot.db.store import Store, utcnow
+from bot.db.store import Store, TaskRow, utcnow
 from bot.decisions import Decider
 from bot.messenger import slack_error_text
 from bot.replies import BotStatus
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """The part of the Home that is the same for everyone."""
+
+    pending: list[TaskRow]
+    decisions: list[TaskRow]
+    status: BotStatus
 
 
 class HomePublisher:
@@ -73,18 +83,31 @@ class HomePublisher:
             self._refresh_queued = False
             self._viewers = {user: at for user, at in self._viewers.items() if at >= cutoff}
             viewers = list(self._viewers)
+        shown = self._gather()
         for user in viewers:
-            self.publish(user)
+            self._publish(user, shown)
 
     def publish(self, user: str) -> None:
         """Show `user` their Home tab as it stands now; a Slack refusal is logged, never raised."""
+        self._publish(user, self._gather())
+
+    def _gather(self) -> _Shown:
+        """What every Home shows at this moment (read once, however many Homes are published from it)."""
         status = self._status()
-        may_decide = self._decider.may_decide(user)
-        view = home.home_view(
+        return _Shown(
             pending=self._store.in_states(("pending",), limit=home.HOME_TASKS),
-            pending_total=status.pending,
             decisions=self._store.recent_decisions(home.HOME_DECISIONS),
             status=status,
+        )
+
+    def _publish(self, user: str, shown: _Shown) -> None:
+        """Publish one person's Home from what is shown: only the buttons depend on who they are."""
+        may_decide = self._decider.may_decide(user)
+        view = home.home_view(
+            pending=shown.pending,
+            pending_total=shown.status.pending,
+            decisions=shown.decisions,
+            status=shown.status,
             now=utcnow(),
             buttons=may_decide,
             notice=None if may_decide else self._decider.refusal(),

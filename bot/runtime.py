@@ -149,7 +149,7 @@ class Runtime:
         budget = self.lexi.budget
         return BotStatus(
             last_poll=None if last is None else datetime.fromtimestamp(last, timezone.utc),
-            pending=self.store.counts().get("pending", 0),
+            pending=self.store.count_in_state("pending"),
             calls_left=budget.remaining,
             calls_limit=budget.limit,
             mode=self.settings.mode,

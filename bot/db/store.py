@@ -204,11 +204,10 @@ class Store:
             self.audit("restored", task_id, actor=actor, detail=f"{state} {channel} {ts}")
         return inserted
 
-    def counts(self) -> dict[str, int]:
-        """How many records are in each state."""
+    def count_in_state(self, state: str) -> int:
+        """How many records are in one state (an index lookup: it does not grow with history)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(TaskRecord.state, func.count()).group_by(TaskRecord.state))
-            return {state: count for state, count in rows}
+            return int(conn.execute(select(func.count()).where(TaskRecord.state == state)).scalar() or 0)
 
     def _select(self, query: Any) -> list[TaskRow]:
         """Run a select of TaskRecord and snapshot the rows."""
