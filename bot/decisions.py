@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 Tell = Callable[[str], None]
 
 _TARGET = {"approve": "approved", "dismiss": "dismissed"}
-_VERB = {"approve": "approve", "dismiss": "dismiss"}
 _PAST = {
     "approved": "approved",
     "dismissed": "dismissed",
@@ -63,7 +62,7 @@ def who_decided(row: TaskRow) -> str:
 
 def _failure_note(action: str, exc: LexiError) -> str:
     """Why a decision failed, in words a person can act on."""
-    verb = _VERB[action]
+    verb = action
     if isinstance(exc, RateLimited):
         return f"Could not {verb}: LeadLex's API limit is reached for now. Try again later."
     if isinstance(exc, InvalidKey):
@@ -124,20 +123,24 @@ class Decider:
         tell: Tell,
         reason: str | None = None,
         note: str | None = None,
+        by_rule: bool = False,
     ) -> Outcome:
-        """Approve or dismiss a task for `user`; `tell` privately answers them when something needs saying."""
+        """Approve or dismiss a task for `user`; `tell` privately answers them when something needs saying.
+
+        `by_rule`: a policy rule decides (auto-approval), so no approver check and no quorum apply.
+        """
         if action not in _TARGET:
             raise ValueError(f"unknown action {action!r}")
         if reason is not None and reason not in DISMISS_REASONS:
             reason = None
         current = self._store.get(task_id)
         task_type = current.task.type if current is not None else None
-        if surface != "rule" and not self.may_decide(user, task_type, action):
+        if not by_rule and not self.may_decide(user, task_type, action):
             log.info("task %s: %s refused for %s (not an approver)", task_id, action, user,
                      extra={"task_id": task_id, "slack_user": user, "surface": surface})
             self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action}: not allowed")
             return self._say(tell, False, None, self.refusal(task_type, action))
-        if action == "approve" and surface != "rule" and current is not None and current.state == "pending":
+        if action == "approve" and not by_rule and current is not None and current.state == "pending":
             waiting = self._count_approval(current, user, surface, tell)
             if waiting is not None:
                 return waiting

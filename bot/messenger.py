@@ -111,8 +111,13 @@ def card_for(row: TaskRow, policy: Policy | None = None) -> blocks.Card:
         note=row.note,
         approvals=tuple(quorum.get("by", [])),
         needed=int(quorum.get("needed", 1)),
-        confirm_above=policy.for_type(row.task.type).confirm_above if policy is not None else None,
+        confirm_above=confirm_above_for(row.task, policy),
     )
+
+
+def confirm_above_for(task: Task, policy: Policy | None) -> int | None:
+    """The size above which approving the task asks for confirmation (None: the built-in rule)."""
+    return policy.for_type(task.type).confirm_above if policy is not None else None
 
 
 def card_metadata(row: TaskRow) -> dict[str, Any]:
@@ -141,8 +146,7 @@ class Messenger:
 
     def post_task(self, task: Task, channel: str) -> str:
         """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
-        confirm_above = self.policy.for_type(task.type).confirm_above if self.policy is not None else None
-        message = blocks.render_card(task, blocks.Card(state="pending", confirm_above=confirm_above))
+        message = blocks.render_card(task, blocks.Card(state="pending", confirm_above=confirm_above_for(task, self.policy)))
         with self._pacer.slot(channel):
             response = self.client.chat_postMessage(
                 channel=channel,

@@ -296,17 +296,17 @@ def describe(policy: Policy) -> list[str]:
             limit = f" up to {p.auto_approve.max_count:,}" if p.auto_approve.max_count is not None else ""
             parts.append(f"auto-approved{limit} by rule '{p.auto_approve.name}'")
         if p.remind_after is not None:
-            parts.append(f"reminders from {_human(p.remind_after)} (at most {p.remind_max})")
+            parts.append(f"reminders from {human_duration(p.remind_after)} (at most {p.remind_max})")
         if p.expire_after is not None:
             then = "dismissed in LeadLex" if p.dismiss_on_expiry else "marked expired"
-            parts.append(f"{then} after {_human(p.expire_after)}")
+            parts.append(f"{then} after {human_duration(p.expire_after)}")
         lines.append("; ".join(parts) + ".")
     return lines
 
 
-def _human(seconds: float) -> str:
-    """30m, 4h, 2d."""
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
+def human_duration(seconds: float) -> str:
+    """A short duration as people write it: 45m, 4h, 2d (rounded to the largest unit it reaches)."""
+    for unit, size in (("d", 86_400), ("h", 3600)):
+        if seconds >= size:
+            return f"{round(seconds / size, 1):g}{unit}"
+    return f"{max(round(seconds / 60), 1)}m"

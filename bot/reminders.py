@@ -15,7 +15,7 @@ from bot.db.store import Store, TaskRow
 from bot.errors import LexiError
 from bot.lexi.client import LexiClient
 from bot.messenger import Messenger, slack_error_text
-from bot.policy import Policy
+from bot.policy import Policy, human_duration
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +23,6 @@ log = logging.getLogger(__name__)
 def reminder_due(remind_after: float, sent: int) -> float:
     """Age at which reminder number `sent + 1` is due: T, 3T, 7T, … (each gap twice the one before)."""
     return remind_after * (2 ** (sent + 1) - 1)
-
-
-def _human(seconds: float) -> str:
-    """A short age: 45m, 4h, 2d."""
-    if seconds >= 86_400:
-        return f"{seconds / 86_400:.0f}d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.0f}h"
-    return f"{max(seconds / 60, 1):.0f}m"
 
 
 class Reminders:
@@ -73,25 +64,25 @@ class Reminders:
         if sent >= remind_max or age < reminder_due(remind_after, sent) or row.message_ts is None:
             return
         who = self._approvers.describe(row.task.type, "approve") if self._approvers else "anyone in the channel"
-        text = f"⏰ Still waiting for a decision after {_human(age)} — {who}, please approve or dismiss it."
+        text = f"⏰ Still waiting for a decision after {human_duration(age)} — {who}, please approve or dismiss it."
         try:
             self._messenger.client.chat_postMessage(channel=row.channel, thread_ts=row.message_ts, text=text)
         except SlackApiError as exc:
             log.warning("task %s: could not post a reminder: %s", row.task_id, slack_error_text(exc))
             return
         self._store.audit("reminder", row.task_id, actor="rule:reminder", surface="rule",
-                          detail=f"{sent + 1} of {remind_max} after {_human(age)}")
+                          detail=f"{sent + 1} of {remind_max} after {human_duration(age)}")
 
     def _expire(self, row: TaskRow, expire_after: float, dismiss: bool) -> None:
         """Mark the task expired; dismiss it in LeadLex only when the policy says so."""
-        note = f"Nobody decided within {_human(expire_after)}."
+        note = f"Nobody decided within {human_duration(expire_after)}."
         if dismiss:
             note += " It was dismissed in LeadLex."
         expired = self._store.expire(row.task_id, note)
         if expired is None:
             return  # decided at the last moment
         if dismiss:
-            reason = f"not_relevant: expired — not decided within {_human(expire_after)}"
+            reason = f"not_relevant: expired — not decided within {human_duration(expire_after)}"
             try:
                 self._lexi.dismiss(row.task_id, reason)
                 answer = "ok"

@@ -28,8 +28,9 @@ class AutoApprover:
 
     def after_announce(self, task: Task) -> bool:
         """Approve the task if its type's rule covers it and today's cap allows; True when it was approved."""
-        rule = self._policy.for_type(task.type).auto_approve
-        if rule is None or not self._policy.for_type(task.type).auto_approves(affected_count(task)):
+        section = self._policy.for_type(task.type)
+        rule = section.auto_approve
+        if rule is None or not section.auto_approves(affected_count(task)):
             return False
         if self._decider.approvals_needed(task) > 1:
             return False  # a quorum means people must agree: no rule overrides that
@@ -45,7 +46,7 @@ class AutoApprover:
                               detail=f"cap {self._policy.auto_approve_daily_cap} reached")
             return False
         outcome = self._decider.decide(
-            task.id, action="approve", user=f"{RULE_PREFIX}{rule.name}", surface="rule",
+            task.id, action="approve", user=f"{RULE_PREFIX}{rule.name}", surface="rule", by_rule=True,
             tell=lambda text: log.info("auto-approval of %s: %s", task.id, text),
         )
         return outcome.decided

@@ -31,7 +31,7 @@ class Asker:
 
 
 class Answer:
-    """Answers the person privately through the command's response_url; failures are logged, never raised."""
+    """Answers a person privately through a response_url (commands, clicks); failures are logged, never raised."""
 
     def __init__(self, response_url: str) -> None:
         self._hook = WebhookClient(response_url, timeout=10)
@@ -39,12 +39,12 @@ class Answer:
     def __call__(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """Send one ephemeral answer (Slack allows five per response_url)."""
         try:
-            response = self._hook.send(text=text, blocks=blocks, response_type="ephemeral")
+            response = self._hook.send(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
         except Exception as exc:  # noqa: BLE001 - a lost answer must not fail the work that was done
-            log.warning("could not answer a /lexi command: %s", type(exc).__name__)
+            log.warning("could not answer through a response_url: %s", type(exc).__name__)
             return
         if response.status_code != 200:
-            log.warning("Slack refused a /lexi answer: HTTP %s %s", response.status_code, response.body[:200])
+            log.warning("Slack refused a response_url answer: HTTP %s %s", response.status_code, response.body[:200])
 
 
 def run(runtime: Runtime, command: Command, asker: Asker) -> None:

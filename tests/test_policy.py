@@ -167,3 +167,12 @@ def test_the_readme_example_policy_is_valid(tmp_path: Path) -> None:
     assert campaign.channel == "C0CAMPAIGNS" and campaign.approvals_needed(501) == 2
     assert policy.for_type("prospect_search").auto_approves(50)
     assert policy.default.remind_after == 4 * 3600 and policy.auto_approve_daily_cap == 20
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(90, "2m"), (1800, "30m"), (5400, "1.5h"), (14_400, "4h"),
+                                                (172_800, "2d"), (95_400, "1.1d")])
+def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
+    """Durations in policy descriptions and reminders: the largest unit reached, at most one decimal."""
+    from bot.policy import human_duration
+
+    assert human_duration(seconds) == text

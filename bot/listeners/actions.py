@@ -8,12 +8,12 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.webhook import WebhookClient
 
 from bot import blocks, modals
 from bot.decisions import Tell, who_decided
 from bot.messenger import slack_error_text
 from bot.runtime import Runtime
+from bot.subcommands import Answer
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,11 @@ def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
     channel = (body.get("channel") or {}).get("id") or runtime.settings.slack_channel
     container = body.get("container") or {}
     response_url = body.get("response_url")
-    hook = WebhookClient(response_url) if response_url else None
+    answer = Answer(response_url) if response_url else None
 
     def by_response_url(text: str) -> None:
-        if hook is not None:
-            hook.send(text=text, response_type="ephemeral", replace_original=False)
+        if answer is not None:
+            answer(text)
 
     if container.get("is_ephemeral"):
         return by_response_url
