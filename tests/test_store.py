@@ -227,3 +227,37 @@ def test_racing_releases_migrate_once(database_url: str) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+def test_first_sighting_refuses_a_repeat_until_it_expires(database_url: str) -> None:
+    """A replay key is accepted once, refused while remembered, and accepted again once it has expired."""
+    now = [datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)]
+    store = Store.from_url(database_url, clock=lambda: now[0])
+    migrate.upgrade(store.engine)
+    try:
+        until = now[0] + timedelta(minutes=5)
+        assert store.first_sighting("webhook:abc", until) is True
+        assert store.first_sighting("webhook:abc", until) is False
+        assert store.first_sighting("webhook:other", until) is True
+        now[0] += timedelta(minutes=6)
+        assert store.first_sighting("webhook:abc", now[0] + timedelta(minutes=5)) is True
+    finally:
+        store.close()
+
+
+def test_first_sighting_has_one_winner_across_threads(store: Store) -> None:
+    """Ten threads presenting the same request at once: exactly one is told it is the first."""
+    until = datetime.now(timezone.utc) + timedelta(minutes=5)
+    results: list[bool] = []
+    barrier = threading.Barrier(10)
+
+    def present() -> None:
+        barrier.wait()
+        results.append(store.first_sighting("slack:sig", until))
+
+    threads = [threading.Thread(target=present) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == [False] * 9 + [True]

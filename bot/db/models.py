@@ -78,6 +78,8 @@ class TaskRecord(Base):
     needs_render: Mapped[bool] = mapped_column(Boolean, default=False)
     replied_state: Mapped[str | None] = mapped_column(String(20))
     approvals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The signed time (webhook envelope `timestamp`) of the content last applied; older content is dropped.
+    content_signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     announced_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -119,3 +121,14 @@ class AuditEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_audit_events_at", "at"), Index("ix_audit_events_task_id", "task_id"))
+
+
+class SeenRequest(Base):
+    """A signed request already acted on (a webhook body's hash, a Slack signature), kept while it could be replayed."""
+
+    __tablename__ = "seen_requests"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_seen_requests_expires_at", "expires_at"),)

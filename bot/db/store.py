@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.db.models import UNREPLIED, AuditEvent, Conversation, TaskRecord
+from bot.db.models import UNREPLIED, AuditEvent, Conversation, SeenRequest, TaskRecord
 from bot.lexi.models import Task
 
 
@@ -472,6 +472,19 @@ class Store:
             if matched and audit is not None:
                 self._write_audit(conn, audit, task_id)
             return matched
+
+    # --- replay protection ------------------------------------------------------------------------
+
+    def first_sighting(self, key: str, expires_at: datetime) -> bool:
+        """Remember a signed request by `key` until `expires_at`; False when it was already seen (a replay).
+
+        Shared by every replica through the database; expired keys are dropped in the same transaction.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeenRequest).where(SeenRequest.expires_at < self._now()))
+            builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            statement = builder(SeenRequest).values(key=key[:100], expires_at=expires_at).on_conflict_do_nothing()
+            return conn.execute(statement.returning(SeenRequest.key)).first() is not None
 
     # --- the audit trail (append-only: nothing updates or deletes it) ----------------------------
 
