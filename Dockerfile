@@ -1,16 +1,29 @@
 # lexi-bot: a small, non-root image. Build: docker build -t lexi-bot .
-FROM python:3.11-slim AS build
+#
+# The base is pinned by digest, so a rebuild gets the same Python and Debian until we move it on purpose:
+# python:3.11-slim-bookworm (Python 3.11.16, Debian 12) as published on 2026-08-25, the multi-platform index that
+# Docker's official-images repo-info records for that tag. Both stages use the same one. To refresh (README →
+# Dependencies): `docker buildx imagetools inspect python:3.11-slim-bookworm`, copy its top "Digest:" into both FROM
+# lines, rebuild and run the suite.
+FROM python:3.11-slim-bookworm@sha256:0bee7276f83efd4a1ee05bbbf4281d95ed28e079220a9457f25a93e3f1e3c31b AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# The build backend from its hashed lock, then the bot's wheel with it (no unpinned download at build time).
+COPY requirements-build.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY migrations ./migrations
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=3000
+FROM python:3.11-slim-bookworm@sha256:0bee7276f83efd4a1ee05bbbf4281d95ed28e079220a9457f25a93e3f1e3c31b
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=3000 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN useradd --create-home --uid 10001 lexi
+# Every dependency at its locked version, checked against its hash; then the bot alone, whose dependencies are those.
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock && rm /tmp/requirements.lock
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels && pip check
 USER lexi
 WORKDIR /home/lexi
 EXPOSE 3000
