@@ -387,7 +387,7 @@ class Store:
         self._update(task_id, (TaskRecord.state == "deciding",), audit=Audit("decided", detail=state), **values)
         return self.get(task_id)
 
-    def release_decision(self, task_id: str, note: str) -> TaskRow | None:
+    def release_decision(self, task_id: str, note: str | None) -> TaskRow | None:
         """Return a task whose decision failed to `pending`, with the reason shown on the card."""
         before = self.get(task_id)
         self._update(
