@@ -110,6 +110,15 @@ class Approvers:
             else:
                 self._cache.pop(key, None)
 
+    def forget_for(self, task_type: str | None, action: str, channel: str | None = None) -> None:
+        """Drop the cached memberships that decide `action` on a task, so the next check asks Slack afresh."""
+        section = self.policy.for_type(task_type) if task_type else self.policy.default
+        for entry in _people(section, action):
+            if entry.startswith("S"):
+                self.forget(entry)
+            elif entry == CHANNEL_MEMBERS:
+                self.forget(channel or section.channel)
+
     def _in(self, user: str, people: tuple[str, ...], channel: str) -> bool:
         """Whether the user is one of `people`; _Unlisted when only a membership Slack did not list could say."""
         unlisted = None

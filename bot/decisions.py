@@ -252,7 +252,18 @@ class Decider:
         if result == "not_pending":
             return None  # decided meanwhile: the claim says by whom
         if len(by) >= needed:
-            return None  # the quorum is complete: act
+            by, unknown = self._still_approvers(row, by, needed)
+            if unknown is not None:
+                self._sync(row.task_id)
+                return self._say(tell, False, "pending",
+                                 f"Your approval is recorded, but the task waits: {unknown}.")
+            if len(by) >= needed:
+                return None  # the quorum is complete, counting only people who may still approve: act
+            self._sync(row.task_id)
+            return self._say(tell, False, "pending",
+                             f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
+                             "who may no longer approve do not count. "
+                             f"The task starts when {needed - len(by)} more approver(s) agree.")
         if result == "duplicate":
             return self._say(tell, False, "pending",
                              f"You already approved this task: {len(by)} of {needed} approvals. "
@@ -261,6 +272,23 @@ class Decider:
         return self._say(tell, False, "pending",
                          f"Your approval is recorded: {len(by)} of {needed}. "
                          f"The task starts when {needed - len(by)} more approver(s) agree.")
+
+    def _still_approvers(self, row: TaskRow, by: list[str], needed: int) -> tuple[list[str], str | None]:
+        """The counted approvers who may still approve, asked of Slack afresh (the others' approvals are withdrawn),
+        and, when Slack could not say for someone, why (their approval is kept, but the quorum is not complete).
+        """
+        if self.approvers is None:
+            return by, None
+        self.approvers.forget_for(row.task.type, "approve", row.channel)
+        verdicts = {user: self.may_decide_row(user, row, "approve") for user in by}
+        unknown = next((f"I could not check who may approve: {v.unknown}. Try again in a moment"
+                        for v in verdicts.values() if v.unknown), None)
+        gone = [user for user, v in verdicts.items() if not v.allowed and not v.unknown]
+        if gone:
+            log.info("task %s: approvals by %s no longer count (they may no longer approve)", row.task_id,
+                     ", ".join(gone), extra={"task_id": row.task_id})
+            by = self._store.withdraw_approvals(row.task_id, gone, needed)
+        return by, unknown
 
     def approvals_needed(self, task: Task) -> int:
         """Distinct approvals a task needs under the policy (1 without one)."""

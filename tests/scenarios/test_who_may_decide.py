@@ -182,6 +182,85 @@ def test_when_slack_cannot_list_the_channel_nobody_decides_and_is_told_why(bot: 
     assert sandbox.task(task_id)["status"] == "approved"
 
 
+# --- a quorum counts only people who may still approve ----------------------------------------------
+
+QUORUM = """\
+types:
+  campaign_start:
+    quorum: 2
+"""
+
+
+def test_a_quorum_counts_only_people_who_are_still_in_the_channel(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
+    """Alice approves, then leaves the channel: Bob's approval is 1 of 2, not the second; Carol's completes it."""
+    harness = _policy_bot(sandbox, slack, database_url, tmp_path, QUORUM)
+    try:
+        task_id = _announce(harness, sandbox, "campaign_start", contact_count=1200)
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+        harness.settle()
+        slack.set_members(CHANNEL, ["UBOT", "UBOB", "UCAROL"])  # no member event: the completion asks Slack afresh
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
+        harness.settle()
+        assert _decisions(sandbox, task_id) == 0 and harness.store.get(task_id).state == "pending"
+        card = json.dumps(slack.message(CHANNEL, harness.store.get(task_id).message_ts).blocks)
+        assert "1 of 2 approvals: <@UBOB>" in card and "UALICE" not in card
+        assert "1 of 2" in slack.ephemerals_for("UBOB")[-1].text
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UCAROL")
+        harness.settle()
+        assert sandbox.task(task_id)["status"] == "approved"
+        assert "Approved by <@UCAROL> (with <@UBOB>)" in json.dumps(
+            slack.message(CHANNEL, harness.store.get(task_id).message_ts).blocks)
+    finally:
+        harness.close()
+
+
+def test_a_quorum_does_not_complete_when_slack_cannot_say_who_may_still_approve(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
+    """If the completion check cannot list the channel, the task waits (approvals kept) and the clicker is told."""
+    harness = _policy_bot(sandbox, slack, database_url, tmp_path, QUORUM)
+    try:
+        task_id = _announce(harness, sandbox, "campaign_start", contact_count=1200)
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+        harness.settle()
+        slack.fail_next("conversations.members", "internal_error")
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
+        harness.settle()
+        assert _decisions(sandbox, task_id) == 0
+        assert "I could not check who may approve" in slack.ephemerals_for("UBOB")[-1].text
+        assert harness.store.get(task_id).approvals["by"] == ["UALICE", "UBOB"]
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UBOB")  # Slack answers again: the quorum completes
+        harness.settle()
+        assert sandbox.task(task_id)["status"] == "approved"
+    finally:
+        harness.close()
+
+
+def test_a_quorum_counts_only_people_still_in_the_approver_group(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
+    """An approval by someone later removed from the approver group does not complete the quorum."""
+    policy = "defaults:\n  approvers: [S0LEADS]\n" + QUORUM
+    slack.set_usergroup("S0LEADS", ["UALICE", "UBOB", "UCAROL"])
+    harness = _policy_bot(sandbox, slack, database_url, tmp_path, policy)
+    try:
+        task_id = _announce(harness, sandbox, "campaign_start", contact_count=1200)
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+        harness.settle()
+        slack.set_usergroup("S0LEADS", ["UBOB", "UCAROL"])
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
+        harness.settle()
+        assert _decisions(sandbox, task_id) == 0
+        assert harness.store.get(task_id).approvals["by"] == ["UBOB"]
+        harness.click(blocks.APPROVE_ACTION, task_id, user="UCAROL")
+        harness.settle()
+        assert sandbox.task(task_id)["status"] == "approved"
+    finally:
+        harness.close()
+
+
 # --- permissions are checked against the task actually claimed --------------------------------------
 
 TYPED = """\
