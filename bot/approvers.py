@@ -22,6 +22,9 @@ from bot.policy import CHANNEL_MEMBERS, Policy, TypePolicy
 
 log = logging.getLogger(__name__)
 
+#: The type of a task whose content is not known (a card restored from the channel before LeadLex answered).
+UNKNOWN_TYPE = "unknown"
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -65,15 +68,27 @@ class Approvers:
         `channel` is the channel on the task's record (None: where its type is announced). `task_type` None asks
         about some type, in its own channel.
         """
-        sections = [self.policy.for_type(task_type)] if task_type else [self.policy.default,
-                                                                      *self.policy.types.values()]
         actions = [action] if action else ["approve", "dismiss"]
+        if task_type == UNKNOWN_TYPE and self.policy.types:
+            # A card restored without its content: its real type is not known yet, so only someone who may
+            # decide it under every type's rules may decide it.
+            for section in (self.policy.default, *self.policy.types.values()):
+                verdict = self._check(user, [section], actions, channel or section.channel)
+                if not verdict.allowed:
+                    return verdict
+            return Verdict(True)
+        if task_type:
+            section = self.policy.for_type(task_type)
+            return self._check(user, [section], actions, channel or section.channel)
+        return self._check(user, [self.policy.default, *self.policy.types.values()], actions, None)
+
+    def _check(self, user: str, sections: list[TypePolicy], actions: list[str], channel: str | None) -> Verdict:
+        """Whether any of `actions` under any of `sections` admits the user (channel None: each section's own)."""
         unknown = None
         for section in sections:
-            where = channel if channel and task_type else section.channel
             for act in actions:
                 try:
-                    if self._in(user, _people(section, act), where):
+                    if self._in(user, _people(section, act), channel or section.channel):
                         return Verdict(True)
                 except _Unlisted as exc:
                     unknown = unknown or _unlisted_text(exc)
@@ -99,6 +114,9 @@ class Approvers:
         if verdict is not None and verdict.unknown:
             return f"I could not check who may decide: {verdict.unknown}. Try again in a moment."
         verb = "approve" if action == "approve" else "dismiss"
+        if task_type == UNKNOWN_TYPE and self.policy.types:
+            return (f"I do not know this task's type yet, so only people who may {verb} tasks of every type "
+                    "may decide it. Try again in a minute, once LeadLex has said what it is.")
         what = f"{task_type.replace('_', ' ')} tasks" if task_type else "Lexi's tasks"
         return f"Only {self.describe(task_type, action, channel)} can {verb} {what}. Ask one of them."
 

@@ -307,3 +307,33 @@ def test_a_type_approver_cannot_decide_another_type_by_command(
         assert sandbox.task(task_id)["status"] == "approved"
     finally:
         harness.close()
+
+
+def test_a_restored_card_of_unknown_type_needs_someone_who_may_decide_every_type(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """A card rebuilt from the channel before LeadLex said what it is cannot be approved under the loosest rule."""
+    path = tmp_path / "lexi-bot.yml"
+    path.write_text(TYPED)
+    slack.set_members(CHANNEL, MEMBERS)
+    task_id = sandbox.add_task("campaign_start", "Start 'Q1'", {"contact_count": 20_000})["id"]
+    first = start_bot(sandbox, slack, f"sqlite:///{tmp_path / 'lost.db'}", LEXI_POLICY_FILE=str(path))
+    try:
+        first.poll()
+    finally:
+        first.close()
+    (tmp_path / "lost.db").unlink()  # the database is lost; the card is still in the channel
+    second = start_bot(sandbox, slack, f"sqlite:///{tmp_path / 'new.db'}", LEXI_POLICY_FILE=str(path))
+    try:
+        sandbox.fail_next("GET", "/v1/lexi/tasks", status=401, code="invalid_api_key")
+        second.poll()  # the card is restored, but LeadLex does not list the tasks: its type stays unknown
+        assert second.store.get(task_id).task.type == "unknown"
+        second.click(blocks.APPROVE_ACTION, task_id, user="UALICE")  # Alice may approve other types only
+        second.settle()
+        assert _decisions(sandbox, task_id) == 0
+        assert "do not know this task's type yet" in _said_to(slack, "UALICE")
+        second.click(blocks.APPROVE_ACTION, task_id, user="UCAROL")  # Carol may approve every type
+        second.settle()
+        assert sandbox.task(task_id)["status"] == "approved"
+    finally:
+        second.close()
