@@ -102,15 +102,15 @@ class HomePublisher:
 
     def _publish(self, user: str, shown: _Shown) -> None:
         """Publish one person's Home from what is shown: only the buttons depend on who they are."""
-        may_decide = self._decider.may_decide(user)
+        decidable, notice = self._decider.decidable(user, [(row.task, row.channel) for row in shown.pending])
         view = home.home_view(
             pending=shown.pending,
             pending_total=shown.status.pending,
             decisions=shown.decisions,
             status=shown.status,
             now=utcnow(),
-            buttons=may_decide,
-            notice=None if may_decide else self._decider.refusal(),
+            buttons=lambda task: task.id in decidable,
+            notice=notice,
         )
         try:
             self._client.views_publish(user_id=user, view=view)

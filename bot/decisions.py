@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
-from bot.approvers import Approvers
+from bot.approvers import Approvers, Verdict
 from bot.db.store import Store, TaskRow
 from bot.errors import InvalidKey, LexiError, NotFound, NotPending, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
@@ -103,15 +103,46 @@ class Decider:
         self._orphaned_before = orphaned_before
         self._metrics = metrics
 
-    def may_decide(self, user: str, task_type: str | None = None, action: str | None = None) -> bool:
-        """Whether `user` may decide tasks of `task_type` (None: some type) by `action` (None: either)."""
-        return self.approvers is None or self.approvers.allowed(user, task_type, action)
+    def permission(self, user: str, task_type: str | None = None, action: str | None = None,
+                   channel: str | None = None) -> Verdict:
+        """May `user` decide tasks of `task_type` (None: some type) announced in `channel` by `action`?"""
+        if self.approvers is None:
+            return Verdict(True)
+        return self.approvers.check(user, task_type, action, channel)
 
-    def refusal(self, task_type: str | None = None, action: str = "approve") -> str:
-        """What a person who may not decide is told, naming who may."""
+    def may_decide(self, user: str, task_type: str | None = None, action: str | None = None,
+                   channel: str | None = None) -> bool:
+        """Whether `user` may decide tasks of `task_type` (None: some type) by `action` (None: either)."""
+        return self.permission(user, task_type, action, channel).allowed
+
+    def may_decide_row(self, user: str, row: TaskRow, action: str | None = None) -> Verdict:
+        """May `user` decide this recorded task (its type, in the channel its card is in)?"""
+        return self.permission(user, row.task.type, action, row.channel)
+
+    def refusal(self, task_type: str | None = None, action: str = "approve", channel: str | None = None,
+                verdict: Verdict | None = None) -> str:
+        """What a person who may not decide is told, naming who may (or saying Slack could not tell)."""
         if self.approvers is None:
             return "You may not decide this task."
-        return self.approvers.refusal(task_type, action)
+        return self.approvers.refusal(task_type, action, channel, verdict)
+
+    def decidable(self, user: str, tasks: list[tuple[Task, str]]) -> tuple[set[str], str | None]:
+        """Of these (task, channel) pairs, the ids `user` may decide, and what to tell them about the others."""
+        allowed: set[str] = set()
+        refusal = unknown = None
+        for task, channel in tasks:
+            verdict = self.permission(user, task.type, None, channel)
+            if verdict.allowed:
+                allowed.add(task.id)
+            elif verdict.unknown:
+                unknown = unknown or self.refusal(task.type, "approve", channel, verdict)
+            else:
+                refusal = refusal or self.refusal(task.type, "approve", channel, verdict)
+        if unknown is not None:
+            return allowed, unknown  # Slack could not say: that is what the person needs to know first
+        if refusal is not None and allowed:
+            return allowed, "Buttons are shown only on the tasks you may decide."
+        return allowed, refusal
 
     def decide(
         self,
@@ -134,13 +165,14 @@ class Decider:
         if reason is not None and reason not in DISMISS_REASONS:
             reason = None
         current = self._store.get(task_id)
-        task_type = current.task.type if current is not None else None
-        if not by_rule and not self.may_decide(user, task_type, action):
-            log.info("task %s: %s refused for %s (not an approver)", task_id, action, user,
-                     extra={"task_id": task_id, "slack_user": user, "surface": surface})
-            self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action}: not allowed")
-            return self._say(tell, False, None, self.refusal(task_type, action))
-        if action == "approve" and not by_rule and current is not None and current.state == "pending":
+        if current is None:
+            # Nothing to check a permission against: never guess "some type" and claim what appears meanwhile.
+            return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
+        if not by_rule:
+            refused = self._refuse(current, user, action, surface, tell)
+            if refused is not None:
+                return refused
+        if action == "approve" and not by_rule and current.state == "pending":
             waiting = self._count_approval(current, user, surface, tell)
             if waiting is not None:
                 return waiting
@@ -151,10 +183,28 @@ class Decider:
             return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
         if not won:
             return self._say(tell, False, row.state, who_decided(row))
+        if not by_rule and (row.task.type, row.channel) != (current.task.type, current.channel):
+            # The record changed between the check and the claim: the task actually claimed decides.
+            refused = self._refuse(row, user, action, surface, tell)
+            if refused is not None:
+                self._store.release_decision(task_id, None)
+                self._sync(task_id)
+                return refused
         try:
             return self._carry_out(task_id, action, user, surface, tell, reason, note)
         finally:
             self._after_decision(user)
+
+    def _refuse(self, row: TaskRow, user: str, action: str, surface: str, tell: Tell) -> Outcome | None:
+        """Refuse (audited, told privately) when `user` may not take `action` on this task; None when they may."""
+        verdict = self.may_decide_row(user, row, action)
+        if verdict.allowed:
+            return None
+        why = "membership unknown" if verdict.unknown else "not allowed"
+        log.info("task %s: %s refused for %s (%s)", row.task_id, action, user, why,
+                 extra={"task_id": row.task_id, "slack_user": user, "surface": surface})
+        self._store.audit("refused", row.task_id, actor=user, surface=surface, detail=f"{action}: {why}")
+        return self._say(tell, False, None, self.refusal(row.task.type, action, row.channel, verdict))
 
     def _carry_out(
         self, task_id: str, action: str, user: str, surface: str, tell: Tell, reason: str | None,
@@ -199,8 +249,21 @@ class Decider:
         if needed <= 1:
             return None
         result, by = self._store.add_approval(row.task_id, user, needed, surface)
-        if result == "not_pending" or len(by) >= needed:
-            return None  # decided meanwhile (the claim says by whom), or the quorum is complete: act
+        if result == "not_pending":
+            return None  # decided meanwhile: the claim says by whom
+        if len(by) >= needed:
+            by, unknown = self._still_approvers(row, by, needed)
+            if unknown is not None:
+                self._sync(row.task_id)
+                return self._say(tell, False, "pending",
+                                 f"Your approval is recorded, but the task waits: {unknown}.")
+            if len(by) >= needed:
+                return None  # the quorum is complete, counting only people who may still approve: act
+            self._sync(row.task_id)
+            return self._say(tell, False, "pending",
+                             f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
+                             "who may no longer approve do not count. "
+                             f"The task starts when {needed - len(by)} more approver(s) agree.")
         if result == "duplicate":
             return self._say(tell, False, "pending",
                              f"You already approved this task: {len(by)} of {needed} approvals. "
@@ -209,6 +272,23 @@ class Decider:
         return self._say(tell, False, "pending",
                          f"Your approval is recorded: {len(by)} of {needed}. "
                          f"The task starts when {needed - len(by)} more approver(s) agree.")
+
+    def _still_approvers(self, row: TaskRow, by: list[str], needed: int) -> tuple[list[str], str | None]:
+        """The counted approvers who may still approve, asked of Slack afresh (the others' approvals are withdrawn),
+        and, when Slack could not say for someone, why (their approval is kept, but the quorum is not complete).
+        """
+        if self.approvers is None:
+            return by, None
+        self.approvers.forget_for(row.task.type, "approve", row.channel)
+        verdicts = {user: self.may_decide_row(user, row, "approve") for user in by}
+        unknown = next((f"I could not check who may approve: {v.unknown}. Try again in a moment"
+                        for v in verdicts.values() if v.unknown), None)
+        gone = [user for user, v in verdicts.items() if not v.allowed and not v.unknown]
+        if gone:
+            log.info("task %s: approvals by %s no longer count (they may no longer approve)", row.task_id,
+                     ", ".join(gone), extra={"task_id": row.task_id})
+            by = self._store.withdraw_approvals(row.task_id, gone, needed)
+        return by, unknown
 
     def approvals_needed(self, task: Task) -> int:
         """Distinct approvals a task needs under the policy (1 without one)."""

@@ -7,7 +7,7 @@ cards' Approve / Dismiss buttons (same action ids), so the card listeners decide
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +58,16 @@ def _created_key(task: Task) -> tuple[bool, float]:
     return task.created_at is not None, task.created_at.timestamp() if task.created_at else 0.0
 
 
-def task_list(tasks: Sequence[Task], status: str, now: datetime, *, buttons: bool,
+#: Whether a task gets Approve / Dismiss buttons: for all, for none, or per task (those the viewer may decide).
+Buttons = bool | Callable[[Task], bool]
+
+
+def _with_buttons(buttons: Buttons, task: Task) -> bool:
+    """Whether this task gets buttons."""
+    return buttons(task) if callable(buttons) else buttons
+
+
+def task_list(tasks: Sequence[Task], status: str, now: datetime, *, buttons: Buttons,
               notice: str | None = None) -> dict[str, Any]:
     """The `/lexi tasks` answer: newest first, as many as fit (≤ MESSAGE_TASKS), with a count of the rest."""
     newest = newest_first(tasks)
@@ -69,7 +78,7 @@ def task_list(tasks: Sequence[Task], status: str, now: datetime, *, buttons: boo
         blocks.append(_context(notice))
     size, shown = len(json.dumps(blocks, ensure_ascii=False)), 0
     for task in newest[:MESSAGE_TASKS]:
-        item = task_blocks(task, now, buttons=buttons)
+        item = task_blocks(task, now, buttons=status == "pending" and _with_buttons(buttons, task))
         size += len(json.dumps(item, ensure_ascii=False))
         if size > MESSAGE_CHARS:
             break
@@ -87,7 +96,7 @@ def home_view(
     decisions: Sequence[TaskRow],
     status: BotStatus,
     now: datetime,
-    buttons: bool,
+    buttons: Buttons,
     notice: str | None = None,
 ) -> dict[str, Any]:
     """A person's Home tab: pending tasks newest first, the latest decisions and the bot's status."""
@@ -100,7 +109,7 @@ def home_view(
     if notice and pending:
         blocks.append(_context(notice))
     for row in pending[:HOME_TASKS]:
-        blocks.extend(task_blocks(row.task, now, buttons=buttons, warning=row.note))
+        blocks.extend(task_blocks(row.task, now, buttons=_with_buttons(buttons, row.task), warning=row.note))
     hidden = pending_total - min(len(pending), HOME_TASKS)
     if hidden > 0:
         blocks.append(_context(f"…and {hidden:,} older not shown here. Each has its card in the channel."))

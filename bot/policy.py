@@ -19,7 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from bot.errors import LexiBotError
 from bot.lexi.models import KNOWN_TYPES
 
-#: The approver entry meaning "anyone who is a member of the task's channel".
+#: The approver entry meaning "the members of the task's channel" (also what no approvers at all means).
 CHANNEL_MEMBERS = "channel_members"
 _USER = re.compile(r"[UW][A-Z0-9]{2,}")
 _GROUP = re.compile(r"S[A-Z0-9]{2,}")
@@ -213,6 +213,10 @@ class _Reader:
     def people(self, node: Node, where: str) -> tuple[str, ...]:
         """A list of user IDs, user-group IDs, or channel_members."""
         items = node.value if isinstance(node, SequenceNode) else [node]
+        if not items:
+            # An empty list would read as "nobody" to some and "anyone" to others: say who, or leave the key out.
+            self.fail(node, f"{where} is an empty list; name user IDs, user-group IDs or {CHANNEL_MEMBERS}, "
+                            "or leave it out (the task's channel members decide)")
         found = []
         for item in items:
             value = self.text(item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} in {where}")
@@ -284,8 +288,8 @@ def describe(policy: Policy) -> list[str]:
     lines = [f"Policy from {policy.source}; auto-approvals capped at {policy.auto_approve_daily_cap} a day."]
     for task_type in (*KNOWN_TYPES, "other types"):
         p = policy.for_type(task_type) if task_type in KNOWN_TYPES else policy.default
-        who = ", ".join(p.approvers) if p.approvers else "anyone in the channel"
-        dismiss = ", ".join(p.may_dismiss()) if p.may_dismiss() else "anyone in the channel"
+        who = ", ".join(p.approvers) if p.approvers else f"members of {p.channel}"
+        dismiss = ", ".join(p.may_dismiss()) if p.may_dismiss() else f"members of {p.channel}"
         parts = [f"{task_type}: announced in {p.channel}; approved by {who}; dismissed by {dismiss}"]
         for rule in p.quorum:
             scope = "always" if rule.above < 0 else f"above {rule.above:,}"

@@ -61,16 +61,27 @@ def run(runtime: Runtime, command: Command, asker: Asker) -> None:
 
 
 def _tasks(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> None:
-    """List one status's tasks from LeadLex; pending ones get buttons (and a card, when they lack one)."""
+    """List one status's tasks from LeadLex; pending ones the asker may decide get buttons (and a card if missing)."""
     status = command.status or "pending"
     tasks = runtime.lexi.list_tasks(status)
-    may_decide = runtime.decider.may_decide(asker.user)
-    if status == "pending" and may_decide:
-        _announce_missing(runtime, home.newest_first(tasks)[: home.MESSAGE_TASKS])
-    notice = None if may_decide or status != "pending" else runtime.decider.refusal()
-    buttons = status == "pending" and may_decide
-    message = home.task_list(tasks, status, utcnow(), buttons=buttons, notice=notice)
+    shown = home.newest_first(tasks)[: home.MESSAGE_TASKS]
+    decidable: set[str] = set()
+    refusal = None
+    if status == "pending":
+        decidable, refusal = _decidable(runtime, asker.user, shown)
+        _announce_missing(runtime, [t for t in shown if t.id in decidable])
+    message = home.task_list(tasks, status, utcnow(), buttons=lambda task: task.id in decidable, notice=refusal)
     answer(message["text"], message["blocks"])
+
+
+def _decidable(runtime: Runtime, user: str, tasks: list[Task]) -> tuple[set[str], str | None]:
+    """The tasks `user` may decide (in the channel each is, or would be, announced in), and a notice for the rest."""
+    policy = runtime.announcer.policy
+    pairs = []
+    for task in tasks:
+        row = runtime.store.get(task.id)
+        pairs.append((task, row.channel if row is not None else policy.for_type(task.type).channel))
+    return runtime.decider.decidable(user, pairs)
 
 
 def _announce_missing(runtime: Runtime, tasks: list[Task]) -> None:
@@ -82,16 +93,21 @@ def _announce_missing(runtime: Runtime, tasks: list[Task]) -> None:
 
 
 def _decide(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> None:
-    """Approve or dismiss by id through the one decision path; a pending task lacking a card gets one first."""
+    """Approve or dismiss by id through the one decision path; a pending task lacking a card gets one first.
+
+    Permission is checked against the task itself (its type, its channel), never against "some type".
+    """
     task_id = command.task_id or ""
-    if not runtime.decider.may_decide(asker.user, action=command.name):
-        answer(runtime.decider.refusal(action=command.name))
-        return
     if runtime.store.get(task_id) is None:
         task = runtime.lexi.find_task(task_id, ("pending",))
         if task is None:
             elsewhere = runtime.lexi.find_task(task_id, STATUSES[1:])
             answer(replies.not_pending(elsewhere) if elsewhere else replies.not_found(task_id))
+            return
+        channel = runtime.announcer.policy.for_type(task.type).channel
+        verdict = runtime.decider.permission(asker.user, task.type, command.name, channel)
+        if not verdict.allowed:  # someone who may not decide it does not get it announced either
+            answer(runtime.decider.refusal(task.type, command.name, channel, verdict))
             return
         if not _announce(runtime, task):
             answer(replies.not_posted(task_id, runtime.announcer.channel))

@@ -85,6 +85,8 @@ def test_environment_alone_gives_a_simple_policy() -> None:
         ("colour: blue\n", 1, "unknown key 'colour' in the file"),
         ("defaults:\n  quorum: [{above: 5}]\n", 2, "needs both 'above' and 'approvals'"),
         ("defaults: {approvers: [UALICE\n", 2, "not valid YAML"),
+        ("defaults:\n  approvers: []\n", 2, "defaults.approvers is an empty list"),
+        ("types:\n  campaign_start:\n    dismissers: []\n", 3, "types.campaign_start.dismissers is an empty list"),
     ],
 )
 def test_mistakes_are_one_error_naming_the_line(tmp_path: Path, text: str, line: int, words: str) -> None:
@@ -113,6 +115,15 @@ def test_empty_file_keeps_the_environment_defaults(tmp_path: Path) -> None:
     """An empty policy file changes nothing."""
     policy = load_policy(_write(tmp_path, ""), channel="C0LEXI", approvers=("UBOB",))
     assert policy.default.approvers == ("UBOB",) and policy.types == {}
+
+
+def test_no_approvers_means_the_channels_members(tmp_path: Path) -> None:
+    """Without approvers in the environment or the file, each type is decided by its channel's members."""
+    policy = load_policy(_write(tmp_path, "types:\n  campaign_start:\n    channel: C0CAMPAIGNS\n"), channel="C0LEXI")
+    text = "\n".join(describe(policy))
+    assert "campaign_start: announced in C0CAMPAIGNS; approved by members of C0CAMPAIGNS" in text
+    assert "other types: announced in C0LEXI; approved by members of C0LEXI" in text
+    assert "anyone" not in text
 
 
 def test_describe_says_what_happens_per_type(tmp_path: Path) -> None:

@@ -379,6 +379,25 @@ class Store:
                 return "added", by
         raise RuntimeError(f"task {task_id}: approvals kept changing under us")
 
+    def withdraw_approvals(self, task_id: str, users: list[str], needed: int) -> list[str]:
+        """Stop counting these people's approvals (they may no longer approve); the approvers still counted."""
+        for _attempt in range(20):
+            row = self.get(task_id)
+            by = list((row.approvals or {}).get("by", [])) if row is not None else []
+            kept = [u for u in by if u not in users]
+            if row is None or row.state != "pending" or kept == by:
+                return kept
+            audit = Audit("approval_withdrawn", actor=None, surface="policy",
+                          detail=f"{', '.join(u for u in by if u in users)} may no longer approve")
+            if self._update(
+                task_id,
+                (TaskRecord.version == row.version, TaskRecord.state == "pending"),
+                approvals={"needed": needed, "by": kept},
+                audit=audit,
+            ):
+                return kept
+        raise RuntimeError(f"task {task_id}: approvals kept changing under us")
+
     def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
         """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
         values: dict[str, Any] = {"state": state, "decided_at": self._now()}
@@ -387,7 +406,7 @@ class Store:
         self._update(task_id, (TaskRecord.state == "deciding",), audit=Audit("decided", detail=state), **values)
         return self.get(task_id)
 
-    def release_decision(self, task_id: str, note: str) -> TaskRow | None:
+    def release_decision(self, task_id: str, note: str | None) -> TaskRow | None:
         """Return a task whose decision failed to `pending`, with the reason shown on the card."""
         before = self.get(task_id)
         self._update(

@@ -64,12 +64,18 @@ def register(app: App, runtime: Runtime) -> None:
         task_id = str(action.get("value", ""))
         row = runtime.store.get(task_id)
         tell = teller(runtime, body)
-        task_type = row.task.type if row is not None else None
-        if not runtime.decider.may_decide(body["user"]["id"], task_type, "dismiss"):
-            runtime.submit(tell, runtime.decider.refusal(task_type, "dismiss"))
+        if row is None:
+            runtime.submit(tell, "I have no record of this task.")
             return
-        if row is None or row.state != "pending":
-            runtime.submit(tell, who_decided(row) if row else "I have no record of this task.")
+        user = body["user"]["id"]
+        verdict = runtime.decider.may_decide_row(user, row, "dismiss")
+        if not verdict.allowed:  # checked here, and again when the form is submitted
+            why = "membership unknown" if verdict.unknown else "not allowed"
+            runtime.store.audit("refused", task_id, actor=user, surface="button", detail=f"dismiss form: {why}")
+            runtime.submit(tell, runtime.decider.refusal(row.task.type, "dismiss", row.channel, verdict))
+            return
+        if row.state != "pending":
+            runtime.submit(tell, who_decided(row))
             return
         channel = (body.get("channel") or {}).get("id") or row.channel
         try:

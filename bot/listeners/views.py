@@ -17,26 +17,42 @@ def register(app: App, runtime: Runtime) -> None:
     @app.view(modals.DISMISS_MODAL)
     def handle_dismiss_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Queue the dismissal with the chosen reason on the bot's own workers, then close the modal."""
-        values = view.get("state", {}).get("values", {})
-        reason = ((values.get(modals.REASON_BLOCK) or {}).get(modals.REASON_INPUT) or {}).get("selected_option")
-        note = ((values.get(modals.NOTE_BLOCK) or {}).get(modals.NOTE_INPUT) or {}).get("value")
-        if not reason:
+        values = _dig(view, "state", "values")
+        reason = _dig(values, modals.REASON_BLOCK, modals.REASON_INPUT, "selected_option", "value")
+        note = _dig(values, modals.NOTE_BLOCK, modals.NOTE_INPUT, "value")
+        if not isinstance(reason, str) or not reason:
             ack(response_action="errors", errors={modals.REASON_BLOCK: "Choose a reason."})
             return
+        raw = view.get("private_metadata")
         try:
-            meta = json.loads(view.get("private_metadata") or "{}")
-        except ValueError:
+            meta = json.loads(raw) if isinstance(raw, str) and raw else {}
+        except (ValueError, RecursionError):
+            meta = {}
+        if not isinstance(meta, dict):
             meta = {}
         user = body["user"]["id"]
-        channel = meta.get("channel") or runtime.settings.slack_channel
+        task_id = str(meta.get("task_id") or "")
+        # The form's metadata can be forged or replayed: the decision checks the permission on the task named, and
+        # the answer goes to that task's channel, never to one the metadata names.
+        row = runtime.store.get(task_id) if task_id else None
+        channel = row.channel if row is not None else runtime.settings.slack_channel
         runtime.submit(
             runtime.decider.decide,
-            str(meta.get("task_id", "")),
+            task_id,
             action="dismiss",
             user=user,
             surface="button",
-            reason=reason.get("value"),
-            note=note,
+            reason=reason,
+            note=note if isinstance(note, str) else None,
             tell=lambda text: runtime.messenger.tell(channel, user, text),
         )
         ack()  # closes the modal; the work above is already queued
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    """value[k1][k2]…, or None where a level is missing or not a mapping (a forged form may hold anything)."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value

@@ -268,7 +268,7 @@ def test_only_approvers_may_decide_or_get_buttons_by_command(
         (listing,) = _run(harness, "tasks", user="UBOB")
         assert _buttons(listing) == {} and "Only <@UCAROL>" in _text([listing])
         (refusal,) = _run(harness, f"approve {task_id}", user="UBOB")
-        assert refusal["text"] == "Only <@UCAROL> can approve Lexi's tasks. Ask one of them."
+        assert refusal["text"] == "Only <@UCAROL> can approve prospect search tasks. Ask one of them."
         assert sandbox.calls_to("POST", "/v1/lexi/tasks/") == []
         assert harness.store.get(task_id).state == "pending"
     finally:
