@@ -9,7 +9,10 @@ from bot import blocks
 from bot.lexi.sandbox import Sandbox
 from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
+from bot.runtime import Runtime
+from tests.scenarios.test_socket_mode import socket_bot  # noqa: F401 - the Socket Mode bot fixture
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness
+from tests.support.socket_mode import SocketModeServer
 
 
 def _send(bot: BotHarness, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
@@ -75,6 +78,21 @@ def test_a_retried_event_is_handled_once(bot: BotHarness, slack: SlackStandIn) -
     assert bot.post(marker, content_type).status_code == 200
     bot.wait_for(lambda: _publishes(slack, "UBOB") == 1)
     bot.settle()
+    assert _publishes(slack, "UALICE") == 1
+
+
+def test_a_retried_event_is_handled_once_in_socket_mode(
+    socket_bot: tuple[Runtime, SocketModeServer], slack: SlackStandIn  # noqa: F811 - the imported fixture
+) -> None:
+    """Over Socket Mode (no signature) Slack's redelivery of an event_id is acknowledged and not handled again."""
+    runtime, server = socket_bot
+    event = payloads.build_app_home_opened(user="UALICE")
+    server.wait_ack(server.send("events_api", event))
+    slack.wait_for(lambda: _publishes(slack, "UALICE") == 1)
+    server.wait_ack(server.send("events_api", event))  # a redelivery: Slack sets retry_attempt, same event_id
+    server.wait_ack(server.send("events_api", payloads.build_app_home_opened(user="UBOB")))
+    slack.wait_for(lambda: _publishes(slack, "UBOB") == 1)
+    assert runtime.drain(10)
     assert _publishes(slack, "UALICE") == 1
 
 
