@@ -6,6 +6,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -15,6 +16,8 @@ from bot import blocks
 from bot.lexi.sandbox import Sandbox
 from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
+from tests.support.harness import bot_env
+from tests.support.process import BotProcess, clean_env, free_port
 from bot.server import MAX_BODY
 from tests.support.harness import BotHarness, start_bot
 
@@ -200,3 +203,36 @@ def test_idle_and_slow_connections_do_not_starve_the_bot(bot: BotHarness, sandbo
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """A process's peak resident memory (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak memory from /proc")
+def test_an_unsigned_100_mib_post_does_not_raise_the_bots_memory(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """A real `lexi-bot run` sent an unsigned 100 MiB body answers 413 and its peak memory stays where it was."""
+    port = free_port()
+    env = clean_env(**bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", PORT=str(port)))
+    proc = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
+    try:
+        proc.wait_healthy(port)
+        before = _peak_rss_kib(proc.proc.pid)
+        size, block = 100 * 1024 * 1024, b"{" * (1024 * 1024)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(f"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {size}\r\n\r\n".encode())
+            try:
+                for _ in range(size // len(block)):
+                    sock.sendall(block)
+            except OSError:
+                pass  # refused and closed before we finished sending: what we want
+            assert b" 413 " in _status_line(sock)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        assert _peak_rss_kib(proc.proc.pid) - before < 32 * 1024, proc.output
+    finally:
+        proc.stop()
