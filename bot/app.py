@@ -1,4 +1,4 @@
-"""Build the Bolt app: listeners by Slack feature, one error handler, signatures verified in HTTP mode, replays dropped."""
+"""Build the Bolt app: listeners by Slack feature, one error handler, signatures checked, replays dropped."""
 
 from __future__ import annotations
 
