@@ -55,9 +55,9 @@ def read_body(environ: dict[str, Any], limit: int = MAX_BODY) -> bytes:
     """
     declared = environ.get("CONTENT_LENGTH") or ""
     length = int(declared) if declared.strip() else None
-    if length is not None and (length < 0 or length > limit):
-        if length < 0:
-            raise ValueError("negative Content-Length")
+    if length is not None and length < 0:
+        raise ValueError("negative Content-Length")
+    if length is not None and length > limit:
         raise TooLarge
     stream = environ.get("wsgi.input")
     if stream is None or length == 0:

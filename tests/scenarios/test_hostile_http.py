@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -18,7 +20,8 @@ from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
 from tests.support.harness import bot_env
 from tests.support.process import BotProcess, clean_env, free_port
-from bot.server import MAX_BODY
+from bot.app import create_app
+from bot.server import MAX_BODY, make_wsgi
 from tests.support.harness import BotHarness, start_bot
 
 WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
@@ -175,6 +178,38 @@ def test_a_body_just_over_the_limit_is_refused_and_one_under_is_read(hooked: Bot
     response = hooked.post(small, "application/json") if path == "/slack/events" else \
         hooked.http.post(f"{hooked.url}{path}", content=small)
     assert response.status_code in (400, 401)
+
+
+class _Endless(io.RawIOBase):
+    """A request body that never ends, counting what was read of it."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def readable(self) -> bool:
+        """It can be read."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill the buffer with more of the body."""
+        buffer[:] = b"x" * len(buffer)
+        self.taken += len(buffer)
+        return len(buffer)
+
+
+@pytest.mark.parametrize("length", [None, "10"])
+def test_the_front_itself_stops_reading_at_the_limit(bot: BotHarness, length: str | None) -> None:
+    """Behind any WSGI server, a body without Content-Length (or longer than it claims) is read only to the limit."""
+    wsgi = make_wsgi(create_app(bot.runtime), health=bot.runtime.health)
+    stream = _Endless()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/slack/events", "wsgi.input": stream,
+               "CONTENT_TYPE": "application/json", **({"CONTENT_LENGTH": length} if length else {})}
+    statuses: list[str] = []
+    wsgi(environ, lambda status, headers: statuses.append(status))
+    if length is None:
+        assert statuses == ["413 Payload Too Large"] and stream.taken <= MAX_BODY + 1
+    else:
+        assert statuses == ["401 Unauthorized"] and stream.taken == 10
 
 
 def test_idle_and_slow_connections_do_not_starve_the_bot(bot: BotHarness, sandbox: Sandbox) -> None:
