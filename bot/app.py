@@ -1,4 +1,4 @@
-"""Build the Bolt app: listeners by Slack feature, one error handler, signatures verified in HTTP mode."""
+"""Build the Bolt app: listeners by Slack feature, one error handler, signatures checked, replays dropped."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt import App
 from slack_bolt.response import BoltResponse
 
+from bot import replay
 from bot.listeners import actions, commands, events, views
 from bot.runtime import Runtime
 
@@ -26,6 +27,7 @@ def create_app(runtime: Runtime) -> App:
         token_verification_enabled=False,
         logger=logging.getLogger("bot.bolt"),
     )
+    replay.register(app, runtime.store)  # before any listener: a replay or a retried event does nothing
     actions.register(app, runtime)
     views.register(app, runtime)
     commands.register(app, runtime)

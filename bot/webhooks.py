@@ -186,20 +186,3 @@ class WebhookReceiver:
             if task.status in ("completed", "failed"):
                 self._messenger.reply_final(changed)
 
-
-def header_map(environ: dict[str, Any]) -> dict[str, str]:
-    """The request headers of a WSGI environ, with lower-case dashed names."""
-    return {
-        key[5:].replace("_", "-").lower(): str(value) for key, value in environ.items() if key.startswith("HTTP_")
-    }
-
-
-def read_body(environ: dict[str, Any]) -> bytes | None:
-    """The request body, or None when it is larger than MAX_BODY."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
-    if length > MAX_BODY:
-        return None
-    return environ["wsgi.input"].read(length) if length > 0 else b""

@@ -1,0 +1,171 @@
+"""The gate in front of Bolt: a Slack request is verified on its raw bytes, then parsed and checked for shape.
+
+Bolt verifies and parses too, but it decodes the body before verifying, trusts any JSON to be an object and
+reads nested fields without checking their types, so a hostile body became a 500 with a traceback. Here a
+request that is not provably Slack's answers 401 before anything is parsed, and one that is signed but is not
+a payload Slack sends answers 400; only the rest reaches Bolt (which still verifies, as defence in depth).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from slack_bolt import App
+from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
+
+log = logging.getLogger(__name__)
+
+#: Deeper JSON than this is not a Slack payload (Slack's own nest about a dozen levels).
+MAX_DEPTH = 64
+#: For the fields Bolt and our listeners read without checking, the JSON types Slack sends.
+_SHAPES: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "event": (dict,),
+    "event_id": (str,),
+    "authorizations": (list,),
+    "enterprise": (str, dict, type(None)),
+    "team": (str, dict, type(None)),
+    "user": (str, dict, type(None)),
+    "channel": (str, dict, type(None)),
+    "actions": (list,),
+    "view": (dict,),
+    "container": (dict,),
+    "message": (dict,),
+    "state": (dict,),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer: status, headers and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class Refused(Exception):
+    """A request refused before Bolt sees it, with its status and a short reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects (iteratively: no recursion on hostile input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """A JSON object of sane depth, or Refused(400)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(400, "the body is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise Refused(400, "the body is not a JSON object")
+    if _depth(value) > MAX_DEPTH:
+        raise Refused(400, "the body nests too deeply")
+    return value
+
+
+def parse(text: str, content_type: str | None) -> dict[str, Any]:
+    """The payload Bolt would parse from `text`, checked: an object whose fields have the types Slack sends."""
+    if not text:
+        raise Refused(400, "the body is empty")
+    if content_type == "application/json" or text.startswith("{"):  # exactly Bolt's rule (parse_body)
+        payload = _json_object(text)
+        if not isinstance(payload.get("type"), str):
+            raise Refused(400, "the body has no type")
+    elif "payload" in text:
+        form = dict(parse_qsl(text, keep_blank_values=True))
+        if "payload" not in form:
+            raise Refused(400, "the form has no payload field")
+        payload = _json_object(form["payload"])
+        if not isinstance(payload.get("type"), str):
+            raise Refused(400, "the payload has no type")
+    else:
+        payload = dict(parse_qsl(text, keep_blank_values=True))
+        if "command" not in payload and "ssl_check" not in payload:
+            raise Refused(400, "the form is not a slash command")
+    for key, types in _SHAPES.items():
+        if key in payload and not isinstance(payload[key], types):
+            raise Refused(400, f"the field {key} has the wrong type")
+    event = payload.get("event")
+    if payload.get("type") == "event_callback" and not (isinstance(event, dict) and isinstance(event.get("type"), str)):
+        raise Refused(400, "the event has no type")
+    if any(not isinstance(item, dict) for key in ("authorizations", "actions") for item in payload.get(key) or []):
+        raise Refused(400, "a list holds something other than objects")
+    return payload
+
+
+class SlackGate:
+    """Verifies, parses and hands a Slack request to Bolt; anything else gets a 4xx with a short JSON reason."""
+
+    def __init__(self, app: App, signing_secret: str | None) -> None:
+        self._app = app
+        # Without a secret nothing can be proven to be Slack's: every request is refused (fail closed).
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
+    def verified(self, body: bytes, headers: dict[str, str]) -> str:
+        """The body as text when its Slack signature and timestamp (within 5 minutes) hold; else Refused(401)."""
+        timestamp = headers.get("x-slack-request-timestamp", "")
+        signature = headers.get("x-slack-signature", "")
+        # The verifier would raise on a non-numeric timestamp, a non-ASCII signature or bytes that are not UTF-8
+        # (Slack signs UTF-8 text, so such a body cannot carry its signature).
+        if self._verifier is None or not (timestamp.isdigit() and len(timestamp) <= 12 and signature.isascii()):
+            raise Refused(401, "invalid or missing Slack signature")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused(401, "invalid or missing Slack signature") from None
+        if not self._verifier.is_valid(body=text, timestamp=timestamp, signature=signature):
+            raise Refused(401, "invalid or expired Slack signature")
+        return text
+
+    def handle(self, body: bytes, headers: dict[str, str], query: str) -> Answer:
+        """Answer one POST to /slack/events."""
+        try:
+            text = self.verified(body, headers)
+            parse(text, _content_type(headers))
+            try:
+                request = BoltRequest(body=text, query=query, headers=headers)
+            except Exception as exc:  # noqa: BLE001 - whatever Bolt cannot make a request of is malformed
+                log.info("refused a Slack request Bolt cannot read (%s)", type(exc).__name__)
+                raise Refused(400, "the body is not a Slack payload") from None
+        except Refused as refused:
+            if refused.status == 401:
+                log.info("refused a Slack request: %s", refused.reason)
+            return _refusal(refused)
+        response = self._app.dispatch(request)
+        answer_headers = [(name, value) for name, values in response.headers.items() for value in values
+                          if name.lower() != "content-length"]
+        payload = response.body.encode("utf-8") if isinstance(response.body, str) else bytes(response.body or b"")
+        return Answer(response.status, answer_headers, payload)
+
+
+def _content_type(headers: dict[str, str]) -> str | None:
+    """The media type as Bolt reads it (the part before any `;`)."""
+    value = headers.get("content-type")
+    return value.split(";")[0] if value else None
+
+
+def _refusal(refused: Refused) -> Answer:
+    """A 4xx with a short JSON reason, never a traceback."""
+    body = json.dumps({"ok": False, "error": refused.reason}).encode()
+    return Answer(refused.status, [("Content-Type", "application/json")], body)
