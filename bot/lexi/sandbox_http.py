@@ -122,5 +122,39 @@ def phrase(status: int) -> str:
 
 
 def dump(value: Any) -> bytes:
-    """Encode a value as UTF-8 JSON."""
-    return json.dumps(value, ensure_ascii=False).encode()
+    """Encode a value as UTF-8 JSON, however deeply nested (LeadLex's encoder has no recursion limit)."""
+    try:
+        return json.dumps(value, ensure_ascii=False).encode()
+    except RecursionError:
+        return _dump_deep(value).encode()
+
+
+def _dump_deep(value: Any) -> str:
+    """Encode a value as JSON without recursion: a stack of pieces still to write."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Literal):
+            out.append(item.text)
+        elif isinstance(item, dict):
+            pieces: list[Any] = [_Literal("{")]
+            for index, (key, child) in enumerate(item.items()):
+                comma = "," if index else ""
+                pieces += [_Literal(comma + json.dumps(str(key), ensure_ascii=False) + ":"), child]
+            stack.extend(reversed([*pieces, _Literal("}")]))
+        elif isinstance(item, (list, tuple)):
+            pieces = [_Literal("[")]
+            for index, child in enumerate(item):
+                pieces += [_Literal(","), child] if index else [child]
+            stack.extend(reversed([*pieces, _Literal("]")]))
+        else:
+            out.append(json.dumps(item, ensure_ascii=False))
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Literal:
+    """JSON text already encoded, waiting on the encoder's stack."""
+
+    text: str
