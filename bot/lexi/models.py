@@ -39,6 +39,8 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
+#: The longest id a task may have: longer ones fit no button value or modal and are no LeadLex id.
+MAX_ID = 255
 #: Metadata nested deeper than this is dropped: nothing sensible is that deep, and recursion has a limit.
 MAX_METADATA_DEPTH = 64
 #: The description a task keeps when its metadata had to be dropped (the plain card's text).
@@ -75,12 +77,12 @@ def depth_exceeds(value: Any, limit: int) -> bool:
 
 
 def _usable_id(obj: dict[str, Any]) -> str | None:
-    """The task's id as text, or None when it is missing, blank or not a string or integer."""
+    """The task's id as text, or None when it is missing, blank, too long, or not a string or integer."""
     task_id = obj.get("id")
     if not isinstance(task_id, (str, int)) or isinstance(task_id, bool):
         return None
     text = _text(task_id)
-    return text if text.strip() else None
+    return text if text.strip() and len(text) <= MAX_ID else None
 
 
 @dataclass(frozen=True)

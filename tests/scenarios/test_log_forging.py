@@ -34,10 +34,10 @@ def processes() -> Iterator[list[BotProcess]]:
 def test_hostile_text_cannot_forge_or_flood_log_lines(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path,
                                                       processes: list[BotProcess]) -> None:
     """Ids, types, descriptions and error messages with newlines and 200 kB never start a line or fill the log."""
-    forged_id = "t-1" + FORGED + HUGE
+    forged_id = "t-1" + FORGED
     sandbox.add_raw_task({"id": forged_id, "type": "prospect_search" + FORGED + HUGE, "status": "pending",
                           "description": "Find" + FORGED + HUGE, "created_at": "yesterday" + FORGED})
-    sandbox.add_raw_task({"type": "campaign_start", "status": "pending", "description": "no id" + FORGED + HUGE})
+    sandbox.add_raw_task({"id": "no id" + FORGED + HUGE, "type": "campaign_start", "status": "pending"})
     error = {"error": {"code": "bad" + FORGED, "message": "refused" + FORGED + HUGE}}
     sandbox.fail_next("GET", "/v1/lexi/tasks", status=400, body=json.dumps(error))
     slack.fail_next("chat.postMessage", "invalid_blocks")  # the forged task then takes the plain-card path
