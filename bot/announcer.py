@@ -104,11 +104,11 @@ class Announcer:
             try:
                 ts = self._messenger.find_announcement(row.channel, row.task_id, oldest)
             except SlackApiError as exc:
-                log.warning("could not search %s for task %s: %s", row.channel, row.task_id,
-                            slack_error_text(exc))
+                log.warning("could not search %s for task %r: %r", row.channel, clip(row.task_id),
+                            clip(slack_error_text(exc), 300))
                 continue
             if ts is not None:
-                log.info("task %s was posted before a restart (ts %s); recording it", row.task_id, ts,
+                log.info("task %r was posted before a restart (ts %r); recording it", clip(row.task_id), clip(ts, 40),
                          extra={"task_id": row.task_id})
                 self._store.record_message(row.task_id, row.channel, ts, rendered_version=0)
                 self._messenger.sync_card(row.task_id)

@@ -230,7 +230,9 @@ class Runtime:
             checks["poll"] = "no successful poll yet" if age is None else "overdue"
         else:
             checks["poll"] = "ok"
-        ready = all(checks[k] in ("ok", "standby") for k in ("database", "leadlex", "slack", "poll"))
+        dead = self.dead()
+        checks["parts"] = f"stopped: {', '.join(dead)}" if dead else "ok"
+        ready = all(checks[k] in ("ok", "standby") for k in ("database", "leadlex", "slack", "poll", "parts"))
         return ready, {"ready": ready, **checks}
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:

@@ -202,10 +202,10 @@ class LexiClient:
             sleep=self._sleep,
             reraise=True,
             before_sleep=lambda state: log.info(
-                "LeadLex %s %s failed (%s); retrying in %.1fs",
+                "LeadLex %s %r failed (%r); retrying in %.1fs",
                 method,
-                path,
-                state.outcome.exception() if state.outcome else "?",
+                clip(path, 300),
+                clip(str(state.outcome.exception()) if state.outcome else "?", 500),
                 state.next_action.sleep if state.next_action else 0,
             ),
         )

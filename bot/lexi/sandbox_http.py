@@ -122,10 +122,10 @@ def phrase(status: int) -> str:
 
 
 def dump(value: Any) -> bytes:
-    """Encode a value as UTF-8 JSON, however deeply nested (LeadLex's encoder has no recursion limit)."""
+    """Encode a value as UTF-8 JSON, however deep or long its numbers (LeadLex's encoder has neither limit)."""
     try:
         return json.dumps(value, ensure_ascii=False).encode()
-    except RecursionError:
+    except (RecursionError, ValueError):
         return _dump_deep(value).encode()
 
 
@@ -148,9 +148,21 @@ def _dump_deep(value: Any) -> str:
             for index, child in enumerate(item):
                 pieces += [_Literal(","), child] if index else [child]
             stack.extend(reversed([*pieces, _Literal("]")]))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            out.append(_int_text(item))
         else:
             out.append(json.dumps(item, ensure_ascii=False))
     return "".join(out)
+
+
+def _int_text(number: int) -> str:
+    """An integer's decimal digits, however many (Python's str() refuses beyond 4300 digits)."""
+    chunk = 10**4000
+    sign, number, parts = "-" if number < 0 else "", abs(number), []
+    while number >= chunk:
+        number, rest = divmod(number, chunk)
+        parts.append(str(rest).zfill(4000))
+    return sign + str(number) + "".join(reversed(parts))
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def test_poll_loop_survives_an_unexpected_error(bot: BotHarness, sandbox: Sandbo
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the kill is the point
 def test_healthz_fails_when_the_poller_thread_died(bot: BotHarness, polling: threading.Thread) -> None:
-    """A poller thread that ended while the bot runs makes /healthz answer 503 naming it, so it gets restarted."""
+    """A poller thread that ended while the bot runs makes /healthz (and /readyz) answer 503 naming it."""
     assert bot.http.get(f"{bot.url}/healthz").status_code == 200
     assert polling.ident is not None
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(polling.ident), ctypes.py_object(_Killed))
@@ -107,3 +107,5 @@ def test_healthz_fails_when_the_poller_thread_died(bot: BotHarness, polling: thr
     response = bot.http.get(f"{bot.url}/healthz")
     assert response.status_code == 503
     assert response.json()["ok"] is False and response.json()["dead"] == ["poller"]
+    ready = bot.http.get(f"{bot.url}/readyz")
+    assert ready.status_code == 503 and ready.json()["parts"] == "stopped: poller"
