@@ -134,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime.watch("socket mode client", lambda: not client.closed and client.message_processor.is_alive())
         log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
         poller = runtime.start_poller(stop)
-        _wait_for_signal(stop, runtime)
+        dead = _wait_for_signal(stop, runtime)
     else:
         from bot.server import HttpFront, make_wsgi
 
@@ -149,8 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         poller = runtime.start_poller(stop)
         front.start()
         runtime.watch("http front", front._thread)  # noqa: SLF001 - its serving thread, to notice it ending
-        _wait_for_signal(stop, runtime)
-    dead = runtime.dead()
+        dead = _wait_for_signal(stop, runtime)
     if dead:  # exit non-zero so that the platform restarts the bot
         log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
     log.info("stopping: finishing decisions in flight")
@@ -164,8 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if dead else 0
 
 
-def _wait_for_signal(stop: threading.Event, runtime: Any) -> None:
-    """Block until SIGTERM or SIGINT, or until a part the bot needs has stopped (the poller, a server)."""
+def _wait_for_signal(stop: threading.Event, runtime: Any) -> list[str]:
+    """Block until SIGTERM or SIGINT ([]), or until parts the bot needs have stopped (their names)."""
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
@@ -173,8 +172,10 @@ def _wait_for_signal(stop: threading.Event, runtime: Any) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     while not stop.wait(0.5):
-        if runtime.dead():
-            return
+        dead: list[str] = runtime.dead()
+        if dead:
+            return dead
+    return []
 
 
 def _start_sandbox() -> Any:
