@@ -16,7 +16,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.db.store import Store
 from bot.errors import LexiBotError
-from bot.lexi.models import Task
+from bot.logs import clip
+from bot.lexi.models import PLAIN_DESCRIPTION, Task
 from bot.messenger import Messenger, slack_error_text
 from bot.metrics import Metrics
 from bot.policy import Policy, from_settings
@@ -103,11 +104,11 @@ class Announcer:
             try:
                 ts = self._messenger.find_announcement(row.channel, row.task_id, oldest)
             except SlackApiError as exc:
-                log.warning("could not search %s for task %s: %s", row.channel, row.task_id,
-                            slack_error_text(exc))
+                log.warning("could not search %s for task %r: %r", row.channel, clip(row.task_id),
+                            clip(slack_error_text(exc), 300))
                 continue
             if ts is not None:
-                log.info("task %s was posted before a restart (ts %s); recording it", row.task_id, ts,
+                log.info("task %r was posted before a restart (ts %r); recording it", clip(row.task_id), clip(ts, 40),
                          extra={"task_id": row.task_id})
                 self._store.record_message(row.task_id, row.channel, ts, rendered_version=0)
                 self._messenger.sync_card(row.task_id)
@@ -124,15 +125,15 @@ class Announcer:
         except SlackApiError as exc:
             error = str(exc.response.get("error", "")) if exc.response is not None else ""
             if error in ("invalid_blocks", "msg_blocks_too_long", "invalid_arguments"):
-                log.warning("task %s could not be rendered in full (%s); posting a plain card", task.id, error,
-                            extra={"task_id": task.id})
+                log.warning("task %r could not be rendered in full (%s); posting a plain card", clip(task.id),
+                            clip(error, 60), extra={"task_id": task.id})
                 ts = self._post_plain(task, channel)
             else:
                 self._store.release_announcement(task.id)
-                message = f"could not announce task {task.id}: {slack_error_text(exc)}"
+                message = f"could not announce task {clip(task.id)!r}: {clip(slack_error_text(exc), 300)}"
                 if error in SETUP_ERRORS:
                     raise AnnounceError(message) from exc
-                log.warning(message, extra={"task_id": task.id})
+                log.warning("%s", message, extra={"task_id": task.id})
                 return
         # Any other failure (timeout, connection) may or may not have posted: the claim stays, and
         # recovery searches the channel for the post before trying again.
@@ -144,11 +145,11 @@ class Announcer:
             try:
                 self.on_announced(task)
             except Exception:  # noqa: BLE001 - a failing rule never undoes the announcement
-                log.exception("the after-announcement rule failed for task %s", task.id)
+                log.exception("the after-announcement rule failed for task %r", clip(task.id))
 
     def _post_plain(self, task: Task, channel: str) -> str:
         """Post a task with its metadata left out (the last resort for a task Slack will not render)."""
-        plain = replace(task, metadata={}, description=task.description[:2000])
+        plain = replace(task, metadata={}, description=task.description[:PLAIN_DESCRIPTION])
         try:
             return self._messenger.post_task(plain, channel)
         except SlackApiError:

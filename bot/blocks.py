@@ -445,7 +445,8 @@ def _words(key: str, limit: int = _LABEL_MAX) -> str:
 def _type_words(task_type: Any, limit: int = _LABEL_MAX) -> str:
     """Name a task type in words, e.g. "Prospect search"; an unknown type is spelled from its string."""
     known = _TYPE_NAMES.get(_str(task_type))
-    return known[1] if known else _words(_str(task_type), limit) or "Task"
+    # Control characters go first: a type of only "\x1b" must still name something, not render empty.
+    return known[1] if known else _words(_CONTROL.sub("", _str(task_type)), limit) or "Task"
 
 
 def _mrkdwn(text: str, limit: int) -> str:

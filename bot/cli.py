@@ -121,9 +121,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     _preflight(runtime)
     app = create_app(runtime)
     stop = threading.Event()
-    poller = threading.Thread(
-        target=runtime.poller.run, args=(stop, runtime.leadership), name="lexi-poller", daemon=True
-    )
 
     if settings.mode == "socket":
         from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -133,23 +130,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning("Socket Mode: run only one process with this app token (Slack spreads events across them)")
         handler.connect()
         shutdown: Callable[[], None] = handler.close
+        client = handler.client
+        runtime.watch("socket mode client", lambda: not client.closed and client.message_processor.is_alive())
         log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
-        poller.start()
-        _wait_for_signal(stop)
+        poller = runtime.start_poller(stop)
+        dead = _wait_for_signal(stop, runtime)
     else:
         from bot.server import HttpFront, make_wsgi
 
-        front = HttpFront(make_wsgi(
+        front = HttpFront(runtime.probes(make_wsgi(
             app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
-        ), args.host, settings.port)
+        )), args.host, settings.port)
         shutdown = front.stop
         log.info(
             "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
             __version__, args.host, front.port, settings.slack_channel,
         )
-        poller.start()
+        poller = runtime.start_poller(stop)
         front.start()
-        _wait_for_signal(stop)
+        runtime.watch("http front", front._thread)  # noqa: SLF001 - its serving thread, to notice it ending
+        dead = _wait_for_signal(stop, runtime)
+    if dead:  # exit non-zero so that the platform restarts the bot
+        log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
     log.info("stopping: finishing decisions in flight")
     stop.set()
     shutdown()
@@ -158,11 +160,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sandbox is not None:
         sandbox.stop()
     log.info("stopped")
-    return 0
+    return 1 if dead else 0
 
 
-def _wait_for_signal(stop: threading.Event) -> None:
-    """Block until SIGTERM or SIGINT."""
+def _wait_for_signal(stop: threading.Event, runtime: Any) -> list[str]:
+    """Block until SIGTERM or SIGINT ([]), or until parts the bot needs have stopped (their names)."""
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
@@ -170,7 +172,10 @@ def _wait_for_signal(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     while not stop.wait(0.5):
-        pass
+        dead: list[str] = runtime.dead()
+        if dead:
+            return dead
+    return []
 
 
 def _start_sandbox() -> Any:

@@ -15,6 +15,14 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.announced = Counter("lexi_tasks_announced", "Tasks announced in Slack", registry=r)
+        self.unparseable = Counter(
+            "lexi_tasks_unparseable", "Listed tasks that could not be read in full (each counted once), by problem",
+            ["problem"], registry=r,
+        )
+        self.poll_failures = Counter(
+            "lexi_poll_cycle_failures", "Poll cycles stopped by an unexpected error (the poller carries on)",
+            registry=r,
+        )
         self.decided = Counter(
             "lexi_tasks_decided", "Decisions recorded, by outcome and surface", ["outcome", "surface"], registry=r
         )

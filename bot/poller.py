@@ -17,8 +17,9 @@ from bot.db.store import Store, TaskRow
 from bot.decisions import Decider
 from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
-from bot.lexi.models import Task
+from bot.lexi.models import STATUSES, Task
 from bot.leader import Leadership
+from bot.logs import clip
 from bot.messenger import Messenger, slack_error_text
 from bot.reminders import Reminders
 from bot.metrics import Metrics
@@ -87,17 +88,32 @@ class Poller:
         return 2 * max(self.last_delay, self.interval) + 30
 
     def run(self, stop: threading.Event, leadership: Leadership | None = None) -> None:
-        """Poll until `stop` is set; with several replicas, only while this one holds the poller lock."""
+        """Poll until `stop` is set; with several replicas, only while this one holds the poller lock.
+
+        No error ends the loop: an unexpected one is logged and the next cycle comes after a backoff.
+        """
         while not stop.is_set():
-            if leadership is not None and not leadership.hold():
-                stop.wait(min(self.interval, 30.0))
-                continue
-            started = time.monotonic()
-            delay = self.cycle()
-            if self._metrics is not None:
-                self._metrics.poll_duration.observe(time.monotonic() - started)
-            self.last_delay = delay
-            self._sleep(stop, delay)
+            try:
+                delay = self._turn(stop, leadership)
+            except Exception:  # noqa: BLE001 - a poller that stops polling is worse than any one error
+                log.exception("poll cycle failed unexpectedly; polling carries on")
+                if self._metrics is not None:
+                    self._metrics.poll_failures.inc()
+                delay = self._backoff()
+            if delay is not None:
+                self.last_delay = delay
+                self._sleep(stop, delay)
+
+    def _turn(self, stop: threading.Event, leadership: Leadership | None) -> float | None:
+        """One turn of the loop: a cycle and its planned delay, or None after waiting as a standby."""
+        if leadership is not None and not leadership.hold():
+            stop.wait(min(self.interval, 30.0))
+            return None
+        started = time.monotonic()
+        delay = self.cycle()
+        if self._metrics is not None:
+            self._metrics.poll_duration.observe(time.monotonic() - started)
+        return delay
 
     def wake(self) -> None:
         """Re-plan the current wait: something changed in Slack (an approval now waits for completion)."""
@@ -135,10 +151,11 @@ class Poller:
             self._report(str(exc), "")
             return self._backoff()
         except LexiError as exc:
-            log.warning("poll cycle stopped early: %s", exc, extra={"request_id": exc.request_id})
+            log.warning("poll cycle stopped early: %r", clip(str(exc), 500),
+                        extra={"request_id": exc.request_id})
             return self._backoff()
         except SlackApiError as exc:
-            log.warning("poll cycle stopped early: %s", slack_error_text(exc))
+            log.warning("poll cycle stopped early: %r", clip(slack_error_text(exc), 500))
             return self._backoff()
         self.last_success = self._clock()
         self._failures = 0
@@ -217,7 +234,7 @@ class Poller:
             except AnnounceError:
                 raise
             except Exception:  # noqa: BLE001 - one bad task must not stop the others
-                log.exception("could not announce task %s", task.id)
+                log.exception("could not announce task %r", clip(task.id))
 
     def _follow(self, pending: list[Task] | None) -> None:
         """Bring the records of tasks that left `pending` in LeadLex to their real state.
@@ -253,7 +270,8 @@ class Poller:
         changed = self._store.apply_lexi_state(row.task_id, status, from_states=from_states, task=task)
         if changed is None:
             return
-        log.info("task %s is now %s in LeadLex", row.task_id, status, extra={"task_id": row.task_id})
+        shown = status if status in (*STATUSES, "gone") else repr(clip(status, 40))  # LeadLex's word, quoted
+        log.info("task %r is now %s in LeadLex", clip(row.task_id), shown, extra={"task_id": row.task_id})
         self._messenger.sync_card(row.task_id)
         if status in ("completed", "failed"):
             self._messenger.reply_final(changed)
@@ -264,7 +282,8 @@ class Poller:
             try:
                 self._messenger.sync_card(row.task_id)
             except SlackApiError as exc:
-                log.warning("task %s: card update failed again: %s", row.task_id, slack_error_text(exc))
+                log.warning("task %r: card update failed again: %r", clip(row.task_id),
+                            clip(slack_error_text(exc), 500))
         for row in self._store.unreplied():
             self._messenger.reply_final(row)
 
@@ -273,7 +292,7 @@ class Poller:
         if self._reported == problem:
             return
         self._reported = problem
-        log.error("%s%s", problem, f" — {hint}" if hint else "")
+        log.error("%s%s", clip(problem, 500), f" — {hint}" if hint else "")
         text = f":warning: lexi-bot cannot work right now: {problem}."
         if hint:
             text += f" {hint}"

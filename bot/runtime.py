@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -69,6 +70,7 @@ class Runtime:
     stopping: threading.Event = field(default_factory=threading.Event)
     _inflight: set[Future[Any]] = field(default_factory=set)
     _inflight_lock: threading.Lock = field(default_factory=threading.Lock)
+    _watched: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -89,7 +91,8 @@ class Runtime:
         metrics = Metrics()
         lexi = LexiClient(
             settings.lexi_api_url, settings.lexi_api_key.get_secret_value(),
-            on_response=metrics.leadlex_call, **(lexi_options or {}),
+            on_response=metrics.leadlex_call, on_unparseable=lambda kind: metrics.unparseable.labels(kind).inc(),
+            **(lexi_options or {}),
         )
         metrics.budget_remaining.set_function(lambda: float(lexi.budget.remaining or 0))
         slack_health = SlackHealth(metrics)
@@ -118,6 +121,7 @@ class Runtime:
         workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
         runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers,
                       metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
+        runtime.watch("workers", runtime._workers_alive)
         announcer.on_announced = AutoApprover(policy, store, decider).after_announce
         messenger.policy = policy
         poller.reminders = Reminders(policy, store, messenger, lexi, decider.approvers)
@@ -140,8 +144,59 @@ class Runtime:
             self.home.publish(user)
 
     def health(self) -> dict[str, Any]:
-        """What GET /healthz reports besides liveness."""
-        return {"mode": self.settings.mode, "last_poll": self.poller.last_success}
+        """What GET /healthz reports: whether every part the bot needs still runs (`ok`), and which died."""
+        dead = self.dead()
+        report: dict[str, Any] = {"ok": not dead, "mode": self.settings.mode, "last_poll": self.poller.last_success}
+        if dead:
+            report["dead"] = dead
+        return report
+
+    def watch(self, name: str, part: threading.Thread | Callable[[], bool]) -> None:
+        """Have /healthz fail when `part` (a thread, or a check that says whether it runs) has stopped."""
+        self._watched[name] = part.is_alive if isinstance(part, threading.Thread) else part
+
+    def dead(self) -> list[str]:
+        """The watched parts that stopped while the bot is not stopping (a check that fails counts as stopped)."""
+        if self.stopping.is_set():
+            return []
+        dead = []
+        for name, alive in list(self._watched.items()):
+            try:
+                running = bool(alive())
+            except Exception:  # noqa: BLE001 - a part we cannot even ask is not running
+                running = False
+            if not running:
+                dead.append(name)
+        return dead
+
+    def start_poller(self, stop: threading.Event) -> threading.Thread:
+        """Start the poller on its own thread, watched by /healthz."""
+        thread = threading.Thread(
+            target=self.poller.run, args=(stop, self.leadership), name="lexi-poller", daemon=True
+        )
+        self.watch("poller", thread)
+        thread.start()
+        return thread
+
+    def probes(self, wsgi: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap the HTTP front so that GET /healthz answers 503, naming the dead parts, when one has stopped."""
+
+        def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+                report = self.health()
+                if not report["ok"]:
+                    body = json.dumps(report).encode()
+                    start_response("503 Service Unavailable", [
+                        ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+                    return [body]
+            return wsgi(environ, start_response)
+
+        return guarded
+
+    def _workers_alive(self) -> bool:
+        """Whether the worker pool still takes work with every thread it started (a killed thread is lost)."""
+        threads = getattr(self.workers, "_threads", ())  # noqa: SLF001 - the pool has no public liveness
+        return not getattr(self.workers, "_shutdown", False) and all(t.is_alive() for t in threads)
 
     def status(self) -> BotStatus:
         """The bot's health for `/lexi status` and the App Home, from what it knows (no LeadLex call)."""
@@ -175,7 +230,9 @@ class Runtime:
             checks["poll"] = "no successful poll yet" if age is None else "overdue"
         else:
             checks["poll"] = "ok"
-        ready = all(checks[k] in ("ok", "standby") for k in ("database", "leadlex", "slack", "poll"))
+        dead = self.dead()
+        checks["parts"] = f"stopped: {', '.join(dead)}" if dead else "ok"
+        ready = all(checks[k] in ("ok", "standby") for k in ("database", "leadlex", "slack", "poll", "parts"))
         return ready, {"ready": ready, **checks}
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:

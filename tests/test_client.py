@@ -124,3 +124,23 @@ def test_unreachable_leadlex_is_transient() -> None:
     client = LexiClient("http://127.0.0.1:9", "wbk_x", sleep=lambda s: None, attempts=2)
     with pytest.raises(TransientError):
         client.list_tasks()
+
+
+def test_a_list_too_deep_for_the_decoder_loses_only_the_deep_task(sandbox: Sandbox) -> None:
+    """One task nested beyond Python's decoder, or with a 5000-digit number, costs only itself; each is reported once."""
+    deep: object = "bottom"
+    for _ in range(5000):
+        deep = [deep]
+    before = sandbox.add_task(description="before")["id"]
+    sandbox.add_raw_task({"id": "deep-1", "type": "campaign_start", "description": "d" * 5000, "metadata": deep})
+    sandbox.add_raw_task({"id": "huge-1", "metadata": {"contact_count": 10**5000}})
+    after = sandbox.add_task(description="after")["id"]
+    reported: list[str] = []
+    client = _client(sandbox, on_unparseable=reported.append)
+    for _ in range(2):
+        tasks = {t.id: t for t in client.list_tasks()}
+    assert set(tasks) == {before, "deep-1", "huge-1", after}
+    assert tasks["deep-1"].metadata == {} and tasks["deep-1"].type == "campaign_start"
+    assert len(tasks["deep-1"].description) == 2000  # cut, as on a plain card
+    assert tasks["huge-1"].metadata == {}
+    assert sorted(reported) == ["too_deep", "unreadable"]

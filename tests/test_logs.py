@@ -77,3 +77,42 @@ def test_bot_log_lines_carry_the_task_id(caplog) -> None:  # type: ignore[no-unt
                 harness.close()
     lines = [json.loads(JsonFormatter([]).format(r)) for r in caplog.records if "is now approved" in r.getMessage()]
     assert lines and lines[0]["task_id"] == task_id
+
+
+def test_messages_and_fields_stay_on_one_bounded_line_in_both_formats() -> None:
+    """Newlines, terminal escapes and 200 kB values in a message or a context field become one bounded line."""
+    hostile = "t1\nERROR   bot.poller: fake\r\x1b[2J\u2028line" + "z" * 200_000
+    record = _record("task %s failed", hostile, task_id=hostile)
+    text = RedactingFormatter("%(levelname)s %(task_id)s %(message)s", []).format(record)
+    assert "\n" not in text and "\r" not in text and "\x1b" not in text and "\u2028" not in text
+    assert "\\nERROR" in text and len(text) < 5000
+    entry = json.loads(JsonFormatter([]).format(record))
+    assert "\n" not in entry["message"] and "\u2028" not in entry["message"] and len(entry["message"]) < 5000
+    assert "\n" not in entry["task_id"] and len(entry["task_id"]) < 500
+
+
+def test_tracebacks_are_indented_and_bounded() -> None:
+    """A traceback whose message holds a forged line stays indented under its record, and bounded."""
+    import sys
+
+    from bot.logs import MAX_TRACEBACK, TRACEBACK_INDENT
+
+    try:
+        raise RuntimeError("boom\nERROR   bot.x: fake line" + "z" * 200_000)
+    except RuntimeError:
+        record = _record("failed")
+        record.exc_info = sys.exc_info()
+    lines = RedactingFormatter("%(levelname)s %(message)s", []).format(record).split("\n")
+    assert lines[0] == "WARNING failed"
+    assert all(line.startswith(TRACEBACK_INDENT) for line in lines[1:]) and len(lines) > 2
+    assert sum(map(len, lines)) < MAX_TRACEBACK + 1000
+    assert len(json.loads(JsonFormatter([]).format(record))["exception"]) < MAX_TRACEBACK + 100
+
+
+def test_secrets_are_redacted_before_a_message_is_cut() -> None:
+    """A secret that straddles the cut is redacted whole, never left half visible."""
+    from bot.logs import MAX_MESSAGE
+
+    record = _record("%s%s", "x" * (MAX_MESSAGE - 10), SECRETS[0])
+    text = RedactingFormatter("%(message)s", SECRETS).format(record)
+    assert SECRETS[0][:10] not in text

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +27,9 @@ from bot.errors import (
     RateLimited,
     TransientError,
 )
-from bot.lexi.models import STATUSES, Task
+from bot.lexi import tolerant_json
+from bot.lexi.models import PLAIN_DESCRIPTION, STATUSES, Task, read_task
+from bot.logs import clip, safe_repr
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class LexiClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         on_response: Callable[[str, str, int], None] | None = None,
+        on_unparseable: Callable[[str], None] | None = None,
     ) -> None:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -84,6 +87,8 @@ class LexiClient:
         self._clock = clock
         self._sleep = sleep
         self._on_response = on_response
+        self._on_unparseable = on_unparseable
+        self._unparseable_seen: dict[str, None] = {}  # insertion-ordered: tasks already reported
         self._budget = Budget()
         self._lock = threading.Lock()
         self.sent = 0  # requests sent, for the poller's cost accounting
@@ -101,19 +106,41 @@ class LexiClient:
     # --- endpoints -------------------------------------------------------------------------------
 
     def list_tasks(self, status: str = "pending") -> list[Task]:
-        """List the tasks in one status; items without a usable id are skipped and logged."""
-        data = self._call("GET", "/v1/lexi/tasks", params={"status": status})
+        """List the tasks in one status, each read on its own: one unreadable task never hides the others.
+
+        A task with a usable id but unreadable parts comes back cut down (no metadata, a short
+        description); one without a usable id is skipped. Either is reported once (see `unparseable`).
+        """
+        # Decoded member by member down to each task's fields when the whole answer cannot be decoded.
+        data = self._call("GET", "/v1/lexi/tasks", params={"status": status}, levels=4)
         raw = data.get("tasks") if isinstance(data, dict) else None
         if not isinstance(raw, list):
             raise TransientError("LeadLex answered the task list without a list of tasks")
         tasks = []
         for item in raw:
-            task = Task.from_api(item)
-            if task is None:
-                log.warning("skipping a task without a usable id: %.200r", item)
-            else:
+            task, problem = _read_item(item)
+            if problem is not None:
+                self._note_unparseable(item, task, problem)
+            if task is not None:
                 tasks.append(task)
         return tasks
+
+    def _note_unparseable(self, item: Any, task: Task | None, problem: str) -> None:
+        """Log and count a task that could not be read in full, once per task (it is listed every poll)."""
+        key = task.id if task is not None else f"{problem}: {safe_repr(item, 300)}"
+        with self._lock:
+            if key in self._unparseable_seen:
+                return
+            self._unparseable_seen[key] = None
+            while len(self._unparseable_seen) > 10_000:  # bounded: forget the oldest first
+                self._unparseable_seen.pop(next(iter(self._unparseable_seen)))
+        if task is None:
+            log.warning("skipping a task that cannot be shown (%s): %s", problem, safe_repr(item, 200))
+        else:
+            log.warning("task %r could not be read in full (%s); it is shown without its details",
+                        clip(task.id), problem, extra={"task_id": clip(task.id)})
+        if self._on_unparseable is not None:
+            self._on_unparseable(_problem_kind(problem))
 
     def approve(self, task_id: str) -> dict[str, Any]:
         """Approve a pending task."""
@@ -166,7 +193,7 @@ class LexiClient:
 
     # --- plumbing --------------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, path: str, *, retry: bool = True, levels: int = 0, **kwargs: Any) -> dict[str, Any]:
         """Send one request, retrying transient failures with backoff, and return the `data` object."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
@@ -175,10 +202,10 @@ class LexiClient:
             sleep=self._sleep,
             reraise=True,
             before_sleep=lambda state: log.info(
-                "LeadLex %s %s failed (%s); retrying in %.1fs",
+                "LeadLex %s %r failed (%r); retrying in %.1fs",
                 method,
-                path,
-                state.outcome.exception() if state.outcome else "?",
+                clip(path, 300),
+                clip(str(state.outcome.exception()) if state.outcome else "?", 500),
                 state.next_action.sleep if state.next_action else 0,
             ),
         )
@@ -187,7 +214,7 @@ class LexiClient:
             for attempt in retrying:
                 with attempt:
                     attempt_no += 1
-                    return self._once(method, path, **kwargs)
+                    return self._once(method, path, levels=levels, **kwargs)
         except LexiError as exc:
             exc.attempts = attempt_no
             raise
@@ -209,8 +236,8 @@ class LexiClient:
             return waited + exc.retry_after > self._max_wait
         return waited > self._max_wait
 
-    def _once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """Send a request once and map its answer."""
+    def _once(self, method: str, path: str, *, levels: int = 0, **kwargs: Any) -> dict[str, Any]:
+        """Send a request once and map its answer (decoded member by member `levels` deep if need be)."""
         self._pace()
         with self._lock:
             self.sent += 1
@@ -223,7 +250,7 @@ class LexiClient:
         self._note_budget(response)
         if self._on_response is not None:
             self._on_response(method, path, response.status_code)
-        return self._parse(response)
+        return self._parse(response, levels)
 
     def _pace(self) -> None:
         """Keep within the plan's per-minute limit: wait for a free slot, or raise when it is too far off."""
@@ -259,13 +286,13 @@ class LexiClient:
                 seen_at=self._clock(),
             )
 
-    def _parse(self, response: httpx.Response) -> dict[str, Any]:
+    def _parse(self, response: httpx.Response, levels: int = 0) -> dict[str, Any]:
         """Return the `data` of a success envelope or raise the typed error of an error envelope."""
         status = response.status_code
-        request_id = response.headers.get("X-Request-ID")
+        request_id = clip(response.headers.get("X-Request-ID"), 100) or None
         try:
-            body = response.json()
-        except ValueError:
+            body = tolerant_json.loads(response.text, levels)
+        except (ValueError, RecursionError):  # not JSON, or (levels 0) nested beyond Python's decoder
             body = None
         if not isinstance(body, dict):
             raise TransientError(
@@ -277,11 +304,13 @@ class LexiClient:
                 raise TransientError("LeadLex answered without a data object", status=status, request_id=request_id)
             return data
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
-        code = str(error.get("code") or "unknown")
-        message = str(error.get("message") or f"HTTP {status}")
+        # LeadLex's words end up in logs and in Slack: quoted and cut, so they cannot forge a log line.
+        code = clip(_str(error.get("code")) or "unknown", 100)
+        message = clip(_str(error.get("message")) or f"HTTP {status}", 500)
         text = f"LeadLex {status} {code}: {message}"
         if request_id:
-            log.info("LeadLex error %s %s (request id %s)", status, code, request_id, extra={"request_id": request_id})
+            log.info("LeadLex error %s %r (request id %r)", status, code, request_id,
+                     extra={"request_id": request_id})
         if status == 429:
             raise RateLimited(text, retry_after=self._retry_after(response), status=status, code=code,
                               request_id=request_id)
@@ -300,6 +329,41 @@ class LexiClient:
         if reset is not None and remaining is not None and remaining <= 0:
             return max(reset - self._clock(), 0.0)
         return None
+
+
+def _read_item(item: Any) -> tuple[Task | None, str | None]:
+    """Read one listed task; parts the decoder could not read are dropped and named as the problem."""
+    if isinstance(item, tolerant_json.Unreadable):
+        return None, f"unreadable JSON ({item.reason})"
+    if not isinstance(item, dict):
+        return read_task(item)
+    lost = sorted(key for key, value in item.items() if isinstance(value, tolerant_json.Unreadable))
+    if not lost:
+        return read_task(item)
+    kept = {key: value for key, value in item.items() if key not in lost}
+    task, _ = read_task({**kept, "metadata": {}})
+    if task is not None:
+        task = replace(task, description=task.description[:PLAIN_DESCRIPTION])
+    return task, f"unreadable {', '.join(lost)} ({item[lost[0]].reason})"
+
+
+def _problem_kind(problem: str) -> str:
+    """A short, bounded label for a problem (the metric's label; the log says the details)."""
+    if problem in ("no usable id", "not an object"):
+        return "no_id"
+    if "nested" in problem:
+        return "too_deep"
+    if problem == "unreadable created_at":
+        return "created_at"
+    return "unreadable"
+
+
+def _str(value: Any) -> str:
+    """Text of an error field, without ever raising."""
+    try:
+        return value if isinstance(value, str) else ("" if value is None else str(value))
+    except ValueError:
+        return ""
 
 
 def _segment(task_id: str) -> str:

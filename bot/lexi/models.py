@@ -31,18 +31,58 @@ def parse_time(value: Any) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        # A valid offset can still push a date past year 1 or 9999 (`0001-01-01T00:00:00+14:00`).
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+
+
+#: The longest id a task may have: longer ones fit no button value or modal and are no LeadLex id.
+MAX_ID = 255
+#: Metadata nested deeper than this is dropped: nothing sensible is that deep, and recursion has a limit.
+MAX_METADATA_DEPTH = 64
+#: The description a task keeps when its metadata had to be dropped (the plain card's text).
+PLAIN_DESCRIPTION = 2000
 
 
 def _text(value: Any) -> str:
-    """Coerce a field that should be text into text; None becomes the empty string."""
+    """Coerce a field that should be text into text; None (or a number too long to print) becomes ""."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError:  # an integer beyond Python's printable digit limit
+        return ""
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and dicts are nested deeper than `limit` (counted without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _usable_id(obj: dict[str, Any]) -> str | None:
+    """The task's id as text, or None when it is missing, blank, too long, or not a string or integer."""
+    task_id = obj.get("id")
+    if not isinstance(task_id, (str, int)) or isinstance(task_id, bool):
+        return None
+    text = _text(task_id)
+    return text if text.strip() and len(text) <= MAX_ID else None
 
 
 @dataclass(frozen=True)
@@ -58,21 +98,8 @@ class Task:
 
     @classmethod
     def from_api(cls, obj: Any) -> Task | None:
-        """Build a task from a LeadLex task object; None when it has no usable id."""
-        if not isinstance(obj, dict):
-            return None
-        task_id = obj.get("id")
-        if not isinstance(task_id, (str, int)) or isinstance(task_id, bool) or str(task_id).strip() == "":
-            return None
-        metadata = obj.get("metadata")
-        return cls(
-            id=str(task_id),
-            type=_text(obj.get("type")) or "unknown",
-            status=_text(obj.get("status")) or "pending",
-            description=_text(obj.get("description")),
-            created_at=parse_time(obj.get("created_at")),
-            metadata=metadata if isinstance(metadata, dict) else {},
-        )
+        """Build a task from a LeadLex task object; None when it has no usable id. Never raises."""
+        return read_task(obj)[0]
 
     def to_api(self) -> dict[str, Any]:
         """Return the task as a LeadLex-shaped dictionary (for storing and re-rendering)."""
@@ -84,3 +111,35 @@ class Task:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "metadata": self.metadata,
         }
+
+
+def read_task(obj: Any) -> tuple[Task | None, str | None]:
+    """Build a task from any value, and say what could not be read (None when all was fine). Never raises.
+
+    A task whose metadata is unusable keeps its id, type and status, with its description cut and its
+    metadata dropped, so that it can still be shown on a plain card.
+    """
+    if not isinstance(obj, dict):
+        return None, "not an object"
+    task_id = _usable_id(obj)
+    if task_id is None:
+        return None, "no usable id"
+    problem = None
+    metadata = obj.get("metadata")
+    if depth_exceeds(metadata, MAX_METADATA_DEPTH):
+        problem, metadata = f"metadata nested deeper than {MAX_METADATA_DEPTH} levels", {}
+    description = _text(obj.get("description"))
+    if problem is not None:
+        description = description[:PLAIN_DESCRIPTION]
+    created_at = parse_time(obj.get("created_at"))
+    if created_at is None and obj.get("created_at") not in (None, ""):
+        problem = problem or "unreadable created_at"
+    task = Task(
+        id=task_id,
+        type=_text(obj.get("type")) or "unknown",
+        status=_text(obj.get("status")) or "pending",
+        description=description,
+        created_at=created_at,
+        metadata=metadata if isinstance(metadata, dict) else {},
+    )
+    return task, problem

@@ -122,5 +122,51 @@ def phrase(status: int) -> str:
 
 
 def dump(value: Any) -> bytes:
-    """Encode a value as UTF-8 JSON."""
-    return json.dumps(value, ensure_ascii=False).encode()
+    """Encode a value as UTF-8 JSON, however deep or long its numbers (LeadLex's encoder has neither limit)."""
+    try:
+        return json.dumps(value, ensure_ascii=False).encode()
+    except (RecursionError, ValueError):
+        return _dump_deep(value).encode()
+
+
+def _dump_deep(value: Any) -> str:
+    """Encode a value as JSON without recursion: a stack of pieces still to write."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Literal):
+            out.append(item.text)
+        elif isinstance(item, dict):
+            pieces: list[Any] = [_Literal("{")]
+            for index, (key, child) in enumerate(item.items()):
+                comma = "," if index else ""
+                pieces += [_Literal(comma + json.dumps(str(key), ensure_ascii=False) + ":"), child]
+            stack.extend(reversed([*pieces, _Literal("}")]))
+        elif isinstance(item, (list, tuple)):
+            pieces = [_Literal("[")]
+            for index, child in enumerate(item):
+                pieces += [_Literal(","), child] if index else [child]
+            stack.extend(reversed([*pieces, _Literal("]")]))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            out.append(_int_text(item))
+        else:
+            out.append(json.dumps(item, ensure_ascii=False))
+    return "".join(out)
+
+
+def _int_text(number: int) -> str:
+    """An integer's decimal digits, however many (Python's str() refuses beyond 4300 digits)."""
+    chunk = 10**4000
+    sign, number, parts = "-" if number < 0 else "", abs(number), []
+    while number >= chunk:
+        number, rest = divmod(number, chunk)
+        parts.append(str(rest).zfill(4000))
+    return sign + str(number) + "".join(reversed(parts))
+
+
+@dataclass(frozen=True)
+class _Literal:
+    """JSON text already encoded, waiting on the encoder's stack."""
+
+    text: str
