@@ -218,7 +218,12 @@ class PerKeySerial:
                 queue.append((fn, args))
                 return
             self._queues[key] = deque([(fn, args)])
-        self._submit(self._drain, key)
+        try:
+            self._submit(self._drain, key)
+        except Exception:
+            with self._lock:  # nothing will drain this key: let a later job start afresh
+                self._queues.pop(key, None)
+            raise
 
     def _drain(self, key: str) -> None:
         """Run the key's jobs until its queue is empty."""
@@ -302,9 +307,13 @@ class WebhookReceiver:
             log.info("webhook delivery %r repeats a body already accepted (%r for task %r); nothing to do",
                      clip(delivery_id), clip(delivery.event), clip(task.id))
             return Receipt(200, {"ok": True, "duplicate": True})
+        try:
+            self._serial.run(task.id, self.apply, delivery.event, task, delivery.signed_at)  # arrival order per task
+        except RuntimeError:  # the worker pool is shutting down: let LeadLex retry with another replica
+            self._store.forget_sighting(key)
+            return Receipt(503, {"ok": False, "error": "the bot is shutting down; retry later"})
         self._count("accepted")
         self.last_delivery = self._clock()
-        self._serial.run(task.id, self.apply, delivery.event, task, delivery.signed_at)  # arrival order per task
         return Receipt(200, {"ok": True})
 
     def _refuse(self, refused: Refused, delivery_id: str) -> Receipt:

@@ -511,6 +511,11 @@ class Store:
             statement = builder(SeenRequest).values(key=key[:100], expires_at=expires_at).on_conflict_do_nothing()
             return conn.execute(statement.returning(SeenRequest.key)).first() is not None
 
+    def forget_sighting(self, key: str) -> None:
+        """Forget a request recorded by first_sighting that could not be acted on, so its retry is not a replay."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeenRequest).where(SeenRequest.key == key[:100]))
+
     # --- the audit trail (append-only: nothing updates or deletes it) ----------------------------
 
     def audit(self, event: str, task_id: str | None = None, *, actor: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -289,6 +290,18 @@ def test_leadlex_last_retry_is_accepted_whatever_the_header_says(hooked: tuple[B
     assert _posted(slack) == ["wh-11"]
 
 
+def test_sandbox_signs_the_time_of_each_event_in_the_body(hooked: tuple[BotHarness, str], sandbox: Sandbox) -> None:
+    """The sandbox, like LeadLex, puts the event's time inside the signed body, to the millisecond."""
+    harness, _ = hooked
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    sandbox.add_task()
+    delivery = harness.wait_for(lambda: next((d for d in sandbox.deliveries if d.status == 200), None))
+    assert json.loads(delivery.body) == delivery.payload
+    stamp = delivery.payload["timestamp"]
+    assert stamp.endswith("Z") and len(stamp.split(".")[1]) == 4  # milliseconds, then Z
+    assert before <= datetime.fromisoformat(stamp.replace("Z", "+00:00")) <= datetime.now(timezone.utc)
+
+
 def test_captured_update_cannot_roll_back_a_grown_campaign(hooked_campaigns: tuple[BotHarness, str],
                                                            sandbox: Sandbox, slack: SlackStandIn) -> None:
     """A captured 40-contact task.updated, re-sent with a fresh header after the campaign grew to 50,000, does nothing."""
@@ -366,6 +379,17 @@ def test_a_poll_is_newer_than_deliveries_signed_before_it(sandbox: Sandbox, slac
         harness.wait_for(lambda: _contacts(harness, slack, task["id"]) == "45,000")
     finally:
         harness.close()
+
+
+def test_a_delivery_the_bot_cannot_queue_is_left_for_leadlex_to_retry(hooked: tuple[BotHarness, str]) -> None:
+    """Shutting down, the bot answers 503 and forgets the body, so LeadLex's retry is not taken for a replay."""
+    harness, secret = hooked
+    harness.runtime.workers.shutdown(wait=True)
+    body = _envelope("task.created", _task("wh-14"))
+    response = _post(harness, secret, body)
+    assert response.status_code == 503 and response.json()["error"]
+    digest = hashlib.sha256(body).hexdigest()
+    assert harness.store.first_sighting(f"webhook:{digest}", datetime.now(timezone.utc) + timedelta(hours=1))
 
 
 # --- malformed deliveries (issue 11) ------------------------------------------------------------------
