@@ -327,7 +327,7 @@ def test_captured_update_cannot_roll_back_a_grown_campaign(hooked_campaigns: tup
 
 def test_older_content_delivered_late_never_overwrites_newer(hooked_campaigns: tuple[BotHarness, str],
                                                              slack: SlackStandIn) -> None:
-    """A genuine update signed earlier but delivered later (a retry) is acknowledged and dropped."""
+    """Content or a state report signed earlier but delivered later (a retry) is acknowledged and dropped."""
     harness, secret = hooked_campaigns
     task = {**_task("wh-12"), "type": "campaign_start", "metadata": {"contact_count": 10}}
     assert _deliver(harness, secret, "task.created", task, signed=timedelta(minutes=3)).status_code == 200
@@ -341,8 +341,11 @@ def test_older_content_delivered_late_never_overwrites_newer(hooked_campaigns: t
     assert "confirm" in _approve_button(harness, slack, "wh-12")
     late_created = {**task, "metadata": {"contact_count": 5}}
     _deliver(harness, secret, "task.created", late_created, signed=timedelta(minutes=4))
+    late_state = {**task, "status": "dismissed", "metadata": {"contact_count": 40}}
+    _deliver(harness, secret, "task.dismissed", late_state, signed=timedelta(minutes=2))
     harness.settle()
-    assert harness.store.get("wh-12").task.metadata == {"contact_count": 50_000}
+    row = harness.store.get("wh-12")
+    assert row.task.metadata == {"contact_count": 50_000} and row.state == "pending"
 
 
 def test_a_replay_is_refused_by_every_replica(hooked: tuple[BotHarness, str], sandbox: Sandbox,
