@@ -181,7 +181,7 @@ def delivered_task(envelope: dict[str, Any]) -> Task:
     try:
         task = Task.from_api(raw)
     except Exception:  # noqa: BLE001 - whatever the parser cannot read is malformed, not a server error
-        task = None
+        raise Refused(400, "the task could not be read") from None
     if task is None:
         raise Refused(400, "the task has no usable id")
     if len(task.id) > MAX_ID:
