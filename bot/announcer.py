@@ -58,10 +58,13 @@ class Announcer:
         self.on_announced: Callable[[Task], object] | None = None
         self.restored: set[str] = set()  # tasks rebuilt from the channel whose content is still to be fetched
 
-    def announce(self, task: Task) -> bool:
-        """Announce a task unless some process already has; True when this call posted it."""
+    def announce(self, task: Task, *, signed_at: datetime | None = None) -> bool:
+        """Announce a task unless some process already has; True when this call posted it.
+
+        `signed_at`: when LeadLex signed (webhook) or the poller fetched this content; older content never replaces it.
+        """
         channel = self.policy.for_type(task.type).channel
-        if not self._store.claim_announcement(task, channel):
+        if not self._store.claim_announcement(task, channel, signed_at=signed_at):
             return False
         self._post(task, channel=channel)
         return True

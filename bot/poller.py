@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from slack_sdk.errors import SlackApiError
 
@@ -180,8 +180,11 @@ class Poller:
         if not self._restore_checked:
             self._announcer.restore(self._announcer.policy.channels())
             self._restore_checked = True
+        # The listed content is as of this moment, to the whole second (LeadLex may sign deliveries to the
+        # second only): a webhook signed before it is older content and is dropped (bot/webhooks.py).
+        listed_at = datetime.fromtimestamp(int(self._clock()), timezone.utc)
         pending = self._lexi.list_tasks("pending")
-        self._announce_new(pending)
+        self._announce_new(pending, listed_at)
         self._follow(pending)
         self._announcer.recover()
         self._decider.recover({t.id for t in pending}, DECIDING_TIMEOUT)
@@ -218,19 +221,19 @@ class Poller:
             self._stretched = plan.reason
         return plan.interval
 
-    def _announce_new(self, pending: list[Task]) -> None:
+    def _announce_new(self, pending: list[Task], listed_at: datetime | None = None) -> None:
         """Announce every pending task without a record, oldest first; one bad task never stops the others."""
         known = self._store.known(t.id for t in pending)
         for task in pending:
             if task.id in self._announcer.restored and task.id in known:
                 self._announcer.restored.discard(task.id)
-                if self._store.update_payload(task) is not None:  # a restored card gets its content back
+                if self._store.update_payload(task, signed_at=listed_at) is not None:  # restored: content back
                     self._messenger.sync_card(task.id)
         fresh = [t for t in pending if t.id not in known]
         fresh.sort(key=lambda t: (t.created_at is None, t.created_at or 0))
         for task in fresh:
             try:
-                self._announcer.announce(task)
+                self._announcer.announce(task, signed_at=listed_at)
             except AnnounceError:
                 raise
             except Exception:  # noqa: BLE001 - one bad task must not stop the others

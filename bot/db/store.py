@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -81,6 +81,17 @@ def _row(record: TaskRecord) -> TaskRow:
         announced_at=record.announced_at,
         updated_at=record.updated_at,
     )
+
+
+def not_newer_than(signed_at: datetime | None) -> tuple[Any, ...]:
+    """The condition that a record's content was signed no later than `signed_at` (None: no condition).
+
+    Content is ordered by the time LeadLex signed it, so a late or replayed delivery never overwrites newer
+    content; equal times apply in arrival order.
+    """
+    if signed_at is None:
+        return ()
+    return (or_(TaskRecord.content_signed_at.is_(None), TaskRecord.content_signed_at <= signed_at),)
 
 
 def make_engine(url: str) -> Engine:
@@ -242,28 +253,36 @@ class Store:
 
     # --- announcing ------------------------------------------------------------------------------
 
-    def claim_announcement(self, task: Task, channel: str) -> bool:
-        """Insert the task as `announcing`; False when some process already recorded it."""
-        return self._insert(task, channel, "announcing")
+    def claim_announcement(self, task: Task, channel: str, *, signed_at: datetime | None = None) -> bool:
+        """Insert the task as `announcing`; False when some process already recorded it.
 
-    def remember_unannounced(self, task: Task, channel: str, state: str) -> bool:
+        `signed_at`: when the content was signed (a webhook) or fetched (a poll); later older content is dropped.
+        """
+        return self._insert(task, channel, "announcing", signed_at=signed_at)
+
+    def remember_unannounced(self, task: Task, channel: str, state: str, *, signed_at: datetime | None = None) -> bool:
         """Record a task LeadLex reports as already decided before we announced it, so it never is.
 
         A late or replayed `task.created` then finds the record and posts nothing.
         """
-        inserted = self._insert(task, channel, state)
+        inserted = self._insert(task, channel, state, signed_at=signed_at)
         if inserted:
             self.audit("seen_decided", task.id, actor="leadlex", surface="webhook", detail=state)
         return inserted
 
-    def update_payload(self, task: Task) -> TaskRow | None:
-        """Store a pending task's new content (LeadLex edited it) so the card shows it; None when not pending."""
+    def update_payload(self, task: Task, *, signed_at: datetime | None = None) -> TaskRow | None:
+        """Store a pending task's new content (LeadLex edited it) so the card shows it.
+
+        None when the task is not pending, or when the record holds content signed after `signed_at`.
+        """
+        signed = {"content_signed_at": signed_at} if signed_at is not None else {}
         changed = self._update(
-            task.id, (TaskRecord.state.in_(("announcing", "pending")),), payload=task.to_api()
+            task.id, (TaskRecord.state.in_(("announcing", "pending")), *not_newer_than(signed_at)),
+            payload=task.to_api(), **signed,
         )
         return self.get(task.id) if changed else None
 
-    def _insert(self, task: Task, channel: str, state: str) -> bool:
+    def _insert(self, task: Task, channel: str, state: str, *, signed_at: datetime | None = None) -> bool:
         """Insert a record unless one exists (atomic on both databases); True when this call inserted it."""
         now = self._now()
         values = dict(
@@ -278,6 +297,7 @@ class Store:
             needs_render=False,
             announced_at=now,
             updated_at=now,
+            content_signed_at=signed_at,
         )
         with self.engine.begin() as conn:
             builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -431,19 +451,24 @@ class Store:
         from_states: Iterable[str],
         surface: str = "leadlex",
         task: Task | None = None,
+        signed_at: datetime | None = None,
     ) -> TaskRow | None:
         """Move a task to the state LeadLex reports, if it is in one of `from_states`; None when nothing changed.
 
         A decision made outside Slack clears the actor; completion or failure keeps who approved. `task`, when
-        given, refreshes the stored content too.
+        given, refreshes the stored content too. With `signed_at`, a report signed before the content the
+        record holds changes nothing.
         """
         values: dict[str, Any] = {"state": state, "note": None}
         if task is not None:
             values["payload"] = task.to_api()
+        if signed_at is not None:
+            values["content_signed_at"] = signed_at
         if state in ("approved", "dismissed", "gone"):
             values.update(actor=None, surface=surface, reason=None, decided_at=self._now())
         audit = Audit("state_changed", actor="leadlex", surface=surface, detail=state)
-        changed = self._update(task_id, (TaskRecord.state.in_(list(from_states)),), audit=audit, **values)
+        conditions = (TaskRecord.state.in_(list(from_states)), *not_newer_than(signed_at))
+        changed = self._update(task_id, conditions, audit=audit, **values)
         return self.get(task_id) if changed else None
 
     def expire(self, task_id: str, note: str | None) -> TaskRow | None:
@@ -504,6 +529,11 @@ class Store:
             builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             statement = builder(SeenRequest).values(key=key[:100], expires_at=expires_at).on_conflict_do_nothing()
             return conn.execute(statement.returning(SeenRequest.key)).first() is not None
+
+    def forget_sighting(self, key: str) -> None:
+        """Forget a request recorded by first_sighting that could not be acted on, so its retry is not a replay."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeenRequest).where(SeenRequest.key == key[:100]))
 
     # --- the audit trail (append-only: nothing updates or deletes it) ----------------------------
 

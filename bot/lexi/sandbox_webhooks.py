@@ -41,11 +41,20 @@ class Delivery:
     error: str | None
     at: float
     payload: dict[str, Any]
+    body: bytes = b""  # the exact bytes signed and sent
 
 
 def iso(seconds: float) -> str:
     """Format Unix seconds as an ISO-8601 UTC timestamp ending in Z."""
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def signed_time(seconds: float) -> str:
+    """Format Unix seconds as the envelope's signed `timestamp`: ISO-8601 UTC to the millisecond.
+
+    Finer than whole seconds so that receivers can order two edits made within one second.
+    """
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -113,7 +122,7 @@ class WebhookRegistry:
                      if hook["active"] and event in hook["events"]]
             if not hooks or self._stopping.is_set():
                 return
-            payload = {"event": event, "timestamp": iso(self._clock()), "workspace_id": WORKSPACE_ID,
+            payload = {"event": event, "timestamp": signed_time(self._clock()), "workspace_id": WORKSPACE_ID,
                        "data": {"task": deepcopy(task)}}
             for hook in hooks:
                 worker = threading.Thread(target=self._deliver, args=(hook, event, payload),
@@ -149,7 +158,7 @@ class WebhookRegistry:
                         error = f"{type(exc).__name__}: {exc}"
                     with self._lock:
                         self.deliveries.append(Delivery(hook["id"], hook["url"], event, delivery_id, attempt,
-                                                        status, error, self._clock(), payload))
+                                                        status, error, self._clock(), payload, body))
                     if status is not None and 200 <= status < 300:
                         return
         finally:
