@@ -47,8 +47,6 @@ TASK_EVENTS = ("task.created", "task.updated", "task.approved", "task.dismissed"
 MAX_AGE = timedelta(hours=7, minutes=30)
 #: How far ahead of our clock a signed envelope may be (clock skew between LeadLex and us).
 MAX_AHEAD = timedelta(minutes=5)
-#: The largest body we read (LeadLex sends one task per delivery).
-MAX_BODY = 1_000_000
 #: The deepest nesting accepted: LeadLex tasks are shallow, and deeper values would strain every renderer.
 MAX_DEPTH = 64
 #: The longest task id accepted (the width of tasks.task_id).
