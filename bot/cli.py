@@ -138,9 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from bot.server import HttpFront, make_wsgi
 
-        front = HttpFront(runtime.probes(make_wsgi(
+        front = HttpFront(make_wsgi(
             app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
-        )), args.host, settings.port)
+        ), args.host, settings.port)
         shutdown = front.stop
         log.info(
             "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",

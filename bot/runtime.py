@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -177,21 +176,6 @@ class Runtime:
         self.watch("poller", thread)
         thread.start()
         return thread
-
-    def probes(self, wsgi: Callable[..., Any]) -> Callable[..., Any]:
-        """Wrap the HTTP front so that GET /healthz answers 503, naming the dead parts, when one has stopped."""
-
-        def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-            if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-                report = self.health()
-                if not report["ok"]:
-                    body = json.dumps(report).encode()
-                    start_response("503 Service Unavailable", [
-                        ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-                    return [body]
-            return wsgi(environ, start_response)
-
-        return guarded
 
     def _workers_alive(self) -> bool:
         """Whether the worker pool still takes work with every thread it started (a killed thread is lost)."""

@@ -127,7 +127,8 @@ def make_wsgi(
         if path in probes and method not in ("GET", "HEAD"):
             return _json(start_response, 405, {"ok": False, "error": "method not allowed"}, [("Allow", "GET, HEAD")])
         if path == "/healthz":
-            return _json(start_response, 200, {"ok": True, **health()})
+            report = {"ok": True, **health()}  # `ok` is False, with the parts named, when one the bot needs died
+            return _json(start_response, 200 if report["ok"] else 503, report)
         if path == "/readyz" and ready is not None:
             is_ready, report = ready()
             return _json(start_response, 200 if is_ready else 503, report)

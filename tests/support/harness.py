@@ -133,7 +133,7 @@ def start_bot(
         home_debounce=0.05,
     )
     app = create_app(runtime)
-    front = HttpFront(runtime.probes(make_wsgi(
+    front = HttpFront(make_wsgi(
         app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
-    )), "127.0.0.1", 0).start()
+    ), "127.0.0.1", 0).start()
     return BotHarness(runtime, f"http://127.0.0.1:{front.port}", slack, sandbox, front)
