@@ -377,8 +377,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         writer = csv.DictWriter(sys.stdout, fieldnames=["at", "task_id", "event", "actor", "surface", "detail"])
         writer.writeheader()
-        writer.writerows(events)
+        writer.writerows({key: csv_cell(value) for key, value in event.items()} for event in events)
     return 0
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP: CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a leading quote defuses what would start a formula.
+
+    Task ids, actors and notes come from LeadLex and from what people type, so any of them may be hostile.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return f"'{value}"
+    return value
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
