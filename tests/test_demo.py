@@ -192,7 +192,7 @@ def test_request_bodies_are_bounded(api: httpx.Client) -> None:
     assert streamed.status_code == 411
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
 def test_other_methods_are_refused_cleanly(api: httpx.Client, method: str) -> None:
     """Methods the demo does not serve get 405 naming the ones it does, not a 5xx."""
     answer = api.request(method, "/api/click")

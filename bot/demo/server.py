@@ -174,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(405, json.dumps({"ok": False, "error": "method not allowed"}).encode(), "application/json",
                    {"Allow": "GET, POST"})
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     # --- helpers ---
 
@@ -279,7 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in {**_HEADERS, **(extra or {})}.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
         except OSError:
             log.debug("demo: the browser went away before the answer to %s", self.path)
 
