@@ -146,7 +146,7 @@ class Messenger:
         self._identity: tuple[str | None, str | None] | None = None  # (user_id, bot_id), from auth.test once
 
     def identity(self) -> tuple[str | None, str | None]:
-        """This bot's (user id, bot id) as auth.test reports them, asked once; raises SlackApiError when Slack won't say."""
+        """This bot's (user id, bot id) from auth.test, asked once; SlackApiError when Slack cannot say."""
         if self._identity is None:
             auth = self.client.auth_test()
             user_id, bot_id = auth.get("user_id"), auth.get("bot_id")

@@ -147,3 +147,26 @@ def test_recovery_never_takes_someone_elses_message_for_a_card(
         assert card.user == slack.bot_user_id and "Braga" in json.dumps(card.blocks)
     finally:
         bot.close()
+
+
+def test_restore_waits_until_slack_says_who_the_bot_is(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> None:
+    """When auth.test fails, the restarted bot neither restores nor re-announces; the next poll restores."""
+    task_id = sandbox.add_task(description="Find CIOs in Leiria")["id"]
+    first = start_bot(sandbox, slack, f"sqlite:///{tmp_path / 'lost.db'}")
+    try:
+        first.poll()
+        card_ts = first.store.get(task_id).message_ts
+    finally:
+        first.close()
+    (tmp_path / "lost.db").unlink()
+    posts_before = len(slack.calls_to("chat.postMessage"))
+    slack.fail_next("auth.test", "internal_error")
+    second = start_bot(sandbox, slack, f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        second.poll()
+        assert second.store.get(task_id) is None and len(slack.calls_to("chat.postMessage")) == posts_before
+        second.poll()
+        assert second.store.get(task_id).message_ts == card_ts
+        assert len(slack.calls_to("chat.postMessage")) == posts_before
+    finally:
+        second.close()
