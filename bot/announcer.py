@@ -7,13 +7,16 @@ looks for the post by its message metadata before posting again, so a task never
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.db.models import STATES
 from bot.db.store import Store
 from bot.errors import LexiBotError
 from bot.logs import clip
@@ -27,6 +30,29 @@ log = logging.getLogger(__name__)
 #: Slack errors that say the setup is wrong, not the task: retrying other tasks is pointless.
 SETUP_ERRORS = {"not_in_channel", "channel_not_found", "invalid_auth", "account_inactive", "token_revoked",
                 "not_authed", "missing_scope", "is_archived"}
+
+
+#: A LeadLex task id as read back from a card (the docs promise UUIDs; their examples use ids like task-uuid-1).
+TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+#: Who a card says decided: a Slack user (U…/W…), or one of the policy's auto-approval rules.
+_ACTOR = re.compile(r"[UW][A-Z0-9]{2,20}|rule:[^\x00-\x1f\x7f]{1,100}")
+#: States a card's metadata may name; a card whose record was mid-announcement or mid-decision shows pending.
+_CARD_STATES = {state: "pending" if state in ("announcing", "deciding") else state for state in STATES}
+
+
+def restorable(payload: dict[str, Any]) -> tuple[tuple[str, str, str | None] | None, str]:
+    """A card's metadata as (task id, state, actor), or None and what is wrong with it.
+
+    A card from before the state was recorded has only the task id: it shows a pending task.
+    """
+    task_id, state, actor = payload.get("task_id"), payload.get("state", "pending"), payload.get("actor")
+    if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
+        return None, f"task id {str(task_id)[:80]!r} is not a LeadLex task id"
+    if not isinstance(state, str) or state not in _CARD_STATES:
+        return None, f"task {task_id}: state {str(state)[:40]!r} is not a known state"
+    if actor is not None and (not isinstance(actor, str) or not _ACTOR.fullmatch(actor)):
+        return None, f"task {task_id}: actor {str(actor)[:80]!r} is neither a Slack user id nor a rule"
+    return (task_id, _CARD_STATES[state], actor), ""
 
 
 class AnnounceError(LexiBotError):
@@ -73,10 +99,14 @@ class Announcer:
         """On an empty database (a lost SQLite file), rebuild the records of the cards already in the channels.
 
         Each card's metadata names its task, the state it shows and who decided, so no task is announced
-        twice and no decision loses its author. Contents are refreshed from LeadLex by the next poll.
+        twice and no decision loses its author. Contents are refreshed from LeadLex by the next poll. Only
+        messages this bot posted are read (anyone can attach the same metadata type to a message), and a card
+        whose metadata is not what the bot writes is skipped with a warning. When Slack cannot say who the bot
+        is (auth.test fails), the SlackApiError propagates and the poller tries again next cycle.
         """
         if not self._store.is_empty():
             return 0
+        self._messenger.identity()  # outside the loop: a failure here must not pass for an empty channel
         oldest = time.time() - days * 86_400
         restored = 0
         for channel in sorted(channels):
@@ -86,12 +116,13 @@ class Announcer:
                 log.warning("could not read %s to restore its cards: %s", channel, slack_error_text(exc))
                 continue
             for ts, payload in cards:
-                state = str(payload.get("state") or "pending")
-                if state not in ("pending", "approved", "dismissed", "completed", "failed", "gone"):
-                    state = "pending"
-                actor = payload.get("actor") if isinstance(payload.get("actor"), str) else None
-                if self._store.restore_announcement(payload["task_id"], channel, ts, state, actor):
-                    self.restored.add(payload["task_id"])
+                card, problem = restorable(payload)
+                if card is None:
+                    log.warning("skipped a card of this bot in %s (ts %.40r) while restoring: %s", channel, ts, problem)
+                    continue
+                task_id, state, actor = card
+                if self._store.restore_announcement(task_id, channel, ts, state, actor):
+                    self.restored.add(task_id)
                     restored += 1
         if restored:
             log.warning("the database was empty: restored %d task cards from the channel history", restored)

@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address for the demo page (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="port for the demo page, 0 for any (default 8000)")
     demo.add_argument("--open", action="store_true", help="open the page in the default browser")
+    demo.add_argument("--allow-remote", action="store_true",
+                      help="allow a --host beyond loopback (anyone who can reach it can drive the demo)")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -380,8 +382,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         writer = csv.DictWriter(sys.stdout, fieldnames=["at", "task_id", "event", "actor", "surface", "detail"])
         writer.writeheader()
-        writer.writerows(events)
+        writer.writerows({key: csv_cell(value) for key, value in event.items()} for event in events)
     return 0
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP: CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a leading quote defuses what would start a formula.
+
+    Task ids, actors and notes come from LeadLex and from what people type, so any of them may be hostile.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return f"'{value}"
+    return value
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -398,7 +414,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the sandbox, a Slack stand-in and the bot in one process, and serve a Slack-like page for them."""
     from bot.demo import run_demo
 
-    return run_demo(args.host, args.port, open_browser=args.open)
+    return run_demo(args.host, args.port, open_browser=args.open, allow_remote=args.allow_remote)
 
 
 if __name__ == "__main__":  # pragma: no cover

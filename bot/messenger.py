@@ -143,6 +143,28 @@ class Messenger:
         # A fixed pool of locks, striped by task id: renders of one task never interleave, and memory stays
         # constant however many tasks the bot has ever seen.
         self._render_locks = [threading.Lock() for _ in range(64)]
+        self._identity: tuple[str | None, str | None] | None = None  # (user_id, bot_id), from auth.test once
+
+    def identity(self) -> tuple[str | None, str | None]:
+        """This bot's (user id, bot id) from auth.test, asked once; SlackApiError when Slack cannot say."""
+        if self._identity is None:
+            auth = self.client.auth_test()
+            user_id, bot_id = auth.get("user_id"), auth.get("bot_id")
+            self._identity = (user_id if isinstance(user_id, str) and user_id else None,
+                              bot_id if isinstance(bot_id, str) and bot_id else None)
+        return self._identity
+
+    def posted_by_me(self, message: dict[str, Any]) -> bool:
+        """Whether Slack says this bot posted `message`: its `user` and `bot_id`, where present, are the bot's own.
+
+        Slack sets both from the token that posted, so no one else can claim them; message metadata, by contrast,
+        is whatever its poster attached.
+        """
+        user_id, bot_id = self.identity()
+        user, bot = message.get("user"), message.get("bot_id")
+        if not user and not bot:
+            return False
+        return (not user or user == user_id) and (not bot or bot == bot_id)
 
     def post_task(self, task: Task, channel: str) -> str:
         """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
@@ -166,17 +188,25 @@ class Messenger:
         return None
 
     def announcements(self, channel: str, oldest: float) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every task card in a channel since `oldest`, newest first: (ts, metadata payload); bounded paging."""
+        """Every card this bot posted in a channel since `oldest`, newest first: (ts, metadata payload).
+
+        Only the bot's own messages count (anyone can attach the cards' metadata type to a message); the payload
+        is returned unchecked for the caller to validate. Paging is bounded.
+        """
+        self.identity()  # before reading anything: without it, no message can be told to be ours
         cursor: str | None = None
         for _page in range(50):  # at most 50 pages of 200 messages
             response = self.client.conversations_history(
                 channel=channel, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True, cursor=cursor
             )
-            for message in response.get("messages", []):
-                metadata = message.get("metadata") or {}
-                payload = metadata.get("event_payload") or {}
-                if metadata.get("event_type") == blocks.METADATA_EVENT and isinstance(payload.get("task_id"), str):
-                    yield str(message["ts"]), payload
+            for message in response.get("messages") or []:
+                if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
+                    continue
+                metadata = message.get("metadata")
+                payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+                if (isinstance(payload, dict) and metadata.get("event_type") == blocks.METADATA_EVENT
+                        and self.posted_by_me(message)):
+                    yield message["ts"], payload
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if not response.get("has_more") or not cursor:
                 return

@@ -33,8 +33,8 @@ def demo() -> Iterator[Demo]:
 
 @pytest.fixture(scope="module")
 def api(demo: Demo) -> Iterator[httpx.Client]:
-    """An HTTP client for the demo page's API."""
-    with httpx.Client(base_url=demo.url, timeout=10) as client:
+    """An HTTP client for the demo page's API, sending the page's own Origin as a browser on the page does."""
+    with httpx.Client(base_url=demo.url, timeout=10, headers={"Origin": demo.url.rstrip("/")}) as client:
         yield client
 
 
@@ -134,6 +134,71 @@ def test_requests_are_refused_unless_they_make_sense(demo: Demo, api: httpx.Clie
     assert unsigned.status_code == 401
 
 
+def _slack_requests(api: httpx.Client) -> int:
+    """How many requests the demo has sent to the bot as Slack so far (from the panel)."""
+    return len(api.get("/api/panel").json()["slack"]["requests"])
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"},
+    {"Origin": "null"},
+    {"Origin": ""},
+    {"Origin": "http://127.0.0.1:1"},
+    {"Origin": "https://127.0.0.1"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+], ids=["other-site", "null", "missing", "other-port", "other-scheme", "fetch-cross-site", "fetch-same-site"])
+def test_actions_from_another_origin_are_refused(demo: Demo, api: httpx.Client, headers: dict[str, str]) -> None:
+    """A page elsewhere (or a request without the page's own Origin) cannot make anyone act in the demo."""
+    before = _slack_requests(api)
+    request = api.build_request("POST", "/api/type", json={"user": "UALICE", "text": "/lexi help"})
+    for name, value in headers.items():
+        if value:
+            request.headers[name] = value
+        else:
+            del request.headers[name]
+    answer = api.send(request)
+    assert answer.status_code == 403 and not answer.json()["ok"]
+    assert _slack_requests(api) == before  # nothing reached the bot
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x", None,
+])
+def test_actions_accept_only_json(api: httpx.Client, content_type: str | None) -> None:
+    """Bodies a cross-site form could send without a preflight are refused with 415, before anything happens."""
+    before = _slack_requests(api)
+    request = api.build_request("POST", "/api/type", content=b'{"user": "UALICE", "text": "/lexi help"}')
+    if content_type is None:
+        request.headers.pop("Content-Type", None)
+    else:
+        request.headers["Content-Type"] = content_type
+    assert api.send(request).status_code == 415
+    assert api.post("/api/type", content=b'{"user": "UALICE", "text": "/lexi help"}',
+                    headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    assert _slack_requests(api) == before + 1
+
+
+def test_request_bodies_are_bounded(api: httpx.Client) -> None:
+    """A body over 64 kB is refused with 413 without being parsed; one of unknown length with 411."""
+    big = json.dumps({"user": "UALICE", "text": "x" * 70_000}).encode()
+    assert api.post("/api/type", content=big, headers={"Content-Type": "application/json"}).status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"user": "UALICE", '
+        yield b'"text": "/lexi help"}'
+
+    streamed = api.post("/api/type", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 411
+
+
+@pytest.mark.parametrize("method", ["HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_are_refused_cleanly(api: httpx.Client, method: str) -> None:
+    """Methods the demo does not serve get 405 naming the ones it does, not a 5xx."""
+    answer = api.request(method, "/api/click")
+    assert answer.status_code == 405 and answer.headers["Allow"] == "GET, POST"
+
+
 def test_panel_shows_calls_budget_and_log(api: httpx.Client) -> None:
     """The panel lists LeadLex calls with status codes, the budget left, Slack traffic both ways and log lines."""
     api.post("/api/type", json={"user": "UALICE", "text": "/lexi help"})
@@ -199,3 +264,26 @@ def test_demo_port_in_use_is_explained(tmp_path: Path) -> None:
             assert f"cannot listen on 127.0.0.1:{port}" in proc.output and "Traceback" not in proc.output
         finally:
             proc.stop()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "demo.example"])
+def test_demo_refuses_a_non_loopback_address_without_the_flag(tmp_path: Path, host: str) -> None:
+    """Listening beyond loopback lets others drive the demo: without --allow-remote it stops with one line."""
+    proc = BotProcess(["demo", "--host", host, "--port", "0"], clean_env(), tmp_path)
+    try:
+        assert proc.wait(timeout=20) == 2
+        lines = proc.output.strip().splitlines()
+        assert len(lines) == 1 and "--allow-remote" in lines[0] and host in lines[0], proc.output
+    finally:
+        proc.stop()
+
+
+def test_allow_remote_warns_who_can_drive_the_demo(tmp_path: Path) -> None:
+    """With --allow-remote the demo warns that anyone who can reach the port can drive it (here the bind fails)."""
+    proc = BotProcess(["demo", "--allow-remote", "--host", "192.0.2.1", "--port", "0"], clean_env(), tmp_path)
+    try:
+        assert proc.wait(timeout=20) == 2  # 192.0.2.1 (TEST-NET-1) is not ours: nothing listens beyond loopback
+        assert "anyone who can reach" in proc.output and "cannot listen on 192.0.2.1" in proc.output
+        assert "Traceback" not in proc.output
+    finally:
+        proc.stop()

