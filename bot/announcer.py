@@ -59,6 +59,11 @@ class AnnounceError(LexiBotError):
     """Raised when Slack refuses an announcement because of the setup (channel, token, scopes)."""
 
 
+#: Slack errors that mean a channel's history will not become readable by retrying: there is nothing of ours to
+#: restore there (the bot cannot post in such a channel either).
+_UNREADABLE_FOR_GOOD = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
+
+
 class Announcer:
     """Posts tasks to the announcement channel, once each."""
 
@@ -108,13 +113,18 @@ class Announcer:
             return 0
         self._messenger.identity()  # outside the loop: a failure here must not pass for an empty channel
         oldest = time.time() - days * 86_400
-        restored = 0
+        # Read every channel before writing anything: once one record is written the store is no longer empty and
+        # the restore never runs again, so a channel that could not be read now would have its tasks re-announced.
+        found: list[tuple[str, list[tuple[str, Any]]]] = []
         for channel in sorted(channels):
             try:
-                cards = list(self._messenger.announcements(channel, oldest))
+                found.append((channel, list(self._messenger.announcements(channel, oldest))))
             except SlackApiError as exc:
+                if exc.response.get("error") not in _UNREADABLE_FOR_GOOD:
+                    raise  # transient (rate limit, Slack's own errors): the poller tries the whole restore again
                 log.warning("could not read %s to restore its cards: %s", channel, slack_error_text(exc))
-                continue
+        restored = 0
+        for channel, cards in found:
             for ts, payload in cards:
                 card, problem = restorable(payload)
                 if card is None:

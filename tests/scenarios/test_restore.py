@@ -170,3 +170,30 @@ def test_restore_waits_until_slack_says_who_the_bot_is(sandbox: Sandbox, slack: 
         assert len(slack.calls_to("chat.postMessage")) == posts_before
     finally:
         second.close()
+
+
+def test_a_channel_slack_could_not_read_is_restored_later_not_announced_again(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """When Slack fails to list a channel's history during a restore, the restore is retried; no card is posted twice."""
+    first_task = sandbox.add_task(description="Find CFOs in Lisbon")["id"]
+    second_task = sandbox.add_task(description="Find CTOs in Porto")["id"]
+    first = start_bot(sandbox, slack, f"sqlite:///{tmp_path / 'lost.db'}")
+    try:
+        first.poll()
+    finally:
+        first.close()
+    (tmp_path / "lost.db").unlink()
+    posts_before = len(slack.calls_to("chat.postMessage"))
+
+    second = start_bot(sandbox, slack, f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        slack.fail_next("conversations.history", "internal_error")
+        second.poll()  # the restore cannot read the channel: this cycle announces nothing
+        second.poll()  # the restore is tried again and succeeds
+        second.poll()
+        assert len(slack.calls_to("chat.postMessage")) == posts_before
+        assert second.store.get(first_task).state == "pending"
+        assert second.store.get(second_task).state == "pending"
+    finally:
+        second.close()
