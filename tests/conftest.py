@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, make_url, text
 from bot.config import normalize_database_url
 from bot.lexi.sandbox import Sandbox
 from bot.standin.slack import SlackStandIn
-from tests.support.harness import SECRETS_GIVEN, BotHarness, start_bot
+from tests.support.harness import SECRETS_GIVEN, WEBHOOK_SECRET, BotHarness, start_bot
 from tests.support.process import CHILD_OUTPUT, CHILD_SECRETS
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -131,6 +131,16 @@ def slack() -> Iterator[SlackStandIn]:
 def bot(sandbox: Sandbox, slack: SlackStandIn, database_url: str) -> Iterator[BotHarness]:
     """The bot, running over HTTP against the sandbox and the stand-in."""
     harness = start_bot(sandbox, slack, database_url)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def hooked(sandbox: Sandbox, slack: SlackStandIn, database_url: str) -> Iterator[BotHarness]:
+    """The bot, also accepting LeadLex webhook deliveries signed with WEBHOOK_SECRET."""
+    harness = start_bot(sandbox, slack, database_url, LEXI_WEBHOOK_SECRET=WEBHOOK_SECRET)
     try:
         yield harness
     finally:

@@ -6,7 +6,6 @@ import io
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -22,9 +21,8 @@ from tests.support.harness import bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 from bot.app import create_app
 from bot.server import MAX_BODY, make_wsgi
-from tests.support.harness import BotHarness, start_bot
+from tests.support.harness import BotHarness
 
-WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
 FORM = "application/x-www-form-urlencoded"
 
 #: Bodies Slack never sends, each with the content type it is sent with: all must be refused as malformed.
@@ -49,15 +47,6 @@ MALFORMED = [
     (b"\x00\x01\x02", "application/octet-stream"),
 ]
 
-
-@pytest.fixture
-def hooked(sandbox: Sandbox, slack: SlackStandIn, database_url: str) -> Iterator[BotHarness]:
-    """A bot that also accepts LeadLex webhook deliveries."""
-    harness = start_bot(sandbox, slack, database_url, LEXI_WEBHOOK_SECRET=WEBHOOK_SECRET)
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def _address(bot: BotHarness) -> tuple[str, int]:

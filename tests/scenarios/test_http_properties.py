@@ -5,21 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.lexi.sandbox import Sandbox
 from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
-from tests.support.harness import SIGNING_SECRET, BotHarness, start_bot
+from tests.support.harness import SIGNING_SECRET, WEBHOOK_SECRET, BotHarness
 
-WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
 ENDPOINTS = ("/slack/events", "/lexi/webhooks")
 #: Field names and type values Slack and LeadLex use, so generated objects reach deep into the handlers.
 KEYS = ("type", "event", "event_id", "actions", "user", "team", "enterprise", "channel", "view", "container",
@@ -47,15 +42,6 @@ _content_types = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.strip),
 )
 
-
-@pytest.fixture
-def hooked(sandbox: Sandbox, slack: SlackStandIn, database_url: str) -> Iterator[BotHarness]:
-    """A bot that serves both endpoints."""
-    harness = start_bot(sandbox, slack, database_url, LEXI_WEBHOOK_SECRET=WEBHOOK_SECRET)
-    try:
-        yield harness
-    finally:
-        harness.close()
 
 
 def _headers(endpoint: str, body: bytes, content_type: str, signed: bool) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,13 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.lexi.models import KNOWN_TYPES, STATUSES
-from bot.lexi.sandbox import Sandbox
 from bot.lexi.sandbox_webhooks import sign
-from bot.standin.slack import SlackStandIn
 from bot.webhooks import TASK_EVENTS
-from tests.support.harness import BotHarness, start_bot
+from tests.support.harness import WEBHOOK_SECRET, BotHarness
 
-SECRET = "whsec_" + "p" * 40
 EXAMPLES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 #: Any JSON value, including NaN and infinities (which JSON forbids and json.dumps writes anyway).
@@ -57,19 +53,10 @@ ENVELOPES = st.fixed_dictionaries({
 }, optional={"workspace_id": JSON})
 
 
-@pytest.fixture
-def receiver(sandbox: Sandbox, slack: SlackStandIn, database_url: str) -> Iterator[BotHarness]:
-    """A bot that accepts deliveries signed with SECRET."""
-    harness = start_bot(sandbox, slack, database_url, LEXI_WEBHOOK_SECRET=SECRET)
-    try:
-        yield harness
-    finally:
-        harness.close()
-
 
 def _send(harness: BotHarness, body: bytes) -> int:
-    """POST a body signed with SECRET; its status."""
-    headers = {"Content-Type": "application/json", "X-LeadLex-Signature": sign(SECRET, body),
+    """POST a body signed with WEBHOOK_SECRET; its status."""
+    headers = {"Content-Type": "application/json", "X-LeadLex-Signature": sign(WEBHOOK_SECRET, body),
                "X-LeadLex-Timestamp": datetime.now(timezone.utc).isoformat(), "X-LeadLex-Delivery-ID": "prop"}
     response = harness.http.post(f"{harness.url}/lexi/webhooks", content=body, headers=headers)
     if response.status_code != 200:
@@ -89,41 +76,41 @@ def _failures(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @EXAMPLES
 @given(value=JSON)
-def test_any_signed_json_value_is_answered_below_500(receiver: BotHarness, value: Any) -> None:
+def test_any_signed_json_value_is_answered_below_500(hooked: BotHarness, value: Any) -> None:
     """Any JSON value as a signed body is answered, never with a server error."""
-    assert _send(receiver, json.dumps(value).encode()) < 500
+    assert _send(hooked, json.dumps(value).encode()) < 500
 
 
 @EXAMPLES
 @given(body=st.binary(max_size=300))
-def test_any_signed_bytes_are_answered_below_500(receiver: BotHarness, body: bytes) -> None:
+def test_any_signed_bytes_are_answered_below_500(hooked: BotHarness, body: bytes) -> None:
     """Any bytes as a signed body are answered, never with a server error."""
-    assert _send(receiver, body) < 500
+    assert _send(hooked, body) < 500
 
 
 @EXAMPLES
 @given(envelope=ENVELOPES)
-def test_odd_fresh_envelopes_never_break_the_bot(receiver: BotHarness, caplog: pytest.LogCaptureFixture,
+def test_odd_fresh_envelopes_never_break_the_bot(hooked: BotHarness, caplog: pytest.LogCaptureFixture,
                                                  envelope: dict[str, Any]) -> None:
     """A fresh, signed envelope with odd fields is answered below 500 and applying it logs no error."""
     caplog.clear()
-    assert _send(receiver, _fresh(envelope)) < 500
-    receiver.settle()
+    assert _send(hooked, _fresh(envelope)) < 500
+    hooked.settle()
     assert _failures(caplog) == []
 
 
 @EXAMPLES
 @given(kind=st.sampled_from(KNOWN_TYPES) | TEXT, description=TEXT, metadata=st.dictionaries(TEXT, CLEAN_JSON),
        suffix=TEXT)
-def test_well_formed_random_tasks_are_announced(receiver: BotHarness, caplog: pytest.LogCaptureFixture, kind: str,
+def test_well_formed_random_tasks_are_announced(hooked: BotHarness, caplog: pytest.LogCaptureFixture, kind: str,
                                                 description: str, metadata: dict[str, Any], suffix: str) -> None:
     """A well-formed task.created with arbitrary text and metadata is accepted and announced."""
     caplog.clear()
     task_id = f"{uuid.uuid4().hex[:8]}{suffix}"[:255]
     task = {"id": task_id, "type": kind, "status": "pending", "description": description,
             "created_at": "2026-11-23T09:00:00Z", "metadata": metadata}
-    assert _send(receiver, _fresh({"event": "task.created", "data": {"task": task}})) == 200
-    receiver.settle()
-    row = receiver.store.get(task_id)
+    assert _send(hooked, _fresh({"event": "task.created", "data": {"task": task}})) == 200
+    hooked.settle()
+    row = hooked.store.get(task_id)
     assert row is not None and row.message_ts is not None
     assert _failures(caplog) == []

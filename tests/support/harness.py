@@ -21,6 +21,8 @@ from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
+#: The LeadLex webhook secret of the `hooked` fixture's bot.
+WEBHOOK_SECRET = "whsec_" + "p" * 40
 #: Every secret a bot under test was configured with; the session's log scan looks for them (tests/conftest.py).
 SECRETS_GIVEN: set[str] = set()
 CHANNEL = "C0LEXI"
