@@ -196,6 +196,9 @@ class HttpFront:
                 channel.close()
 
         if self._thread.is_alive():
-            self._server.trigger.pull_trigger(close_everything)
+            try:
+                self._server.trigger.pull_trigger(close_everything)
+            except OSError:  # the loop already closed its trigger (it is ending): there is nothing left to wake
+                log.debug("the HTTP front's loop had already closed its trigger")
             self._thread.join(timeout)
         self._server.task_dispatcher.shutdown(timeout=timeout)
