@@ -83,7 +83,7 @@ class Leases:
 
     def take_over(self) -> list[DecisionRow]:
         """Take the decisions whose process died; they are held (and renewed) here from now on."""
-        taken = self._store.take_over_decisions(self.owner, self.lease, orphans=self._orphans)
+        taken = self._store.take_over_decisions(self.owner, self.lease, orphans=self._orphans, exclude=self.held())
         for decision in taken:
             self.hold(decision.id)
             log.info("task %s: resuming %s by %s (its process stopped)", decision.task_id, decision.action,

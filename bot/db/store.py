@@ -510,12 +510,13 @@ class Store:
                 )
 
     def take_over_decisions(
-        self, owner: str, lease: timedelta, *, orphans: bool = False, limit: int = 50
+        self, owner: str, lease: timedelta, *, orphans: bool = False, exclude: Iterable[int] = (), limit: int = 50
     ) -> list[DecisionRow]:
         """Take the open decisions whose lease ran out (their process died), each leased to `owner` now.
 
         `orphans`: also every open decision another owner holds (on SQLite, where one process alone may use
-        the file, they belong to a process that died). Each take is a compare-and-set, so one process wins.
+        the file, they belong to a process that died). `exclude`: decisions `owner` is carrying out right now.
+        Each take is a compare-and-set, so one process wins.
         """
         now = self._now()
         expired = or_(Decision.lease_until.is_(None), Decision.lease_until < now)
@@ -527,7 +528,10 @@ class Store:
                 .where(text(OPEN_DECISIONS), expired).order_by(Decision.id).limit(limit)
             ).all()
         taken = []
+        busy = set(exclude)
         for decision_id, old_owner, old_lease in seen:
+            if decision_id in busy:
+                continue
             with self.engine.begin() as conn:
                 owned = Decision.owner.is_(None) if old_owner is None else Decision.owner == old_owner
                 leased = Decision.lease_until.is_(None) if old_lease is None else Decision.lease_until == old_lease

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot import blocks
+from bot import blocks, modals
 from bot.db import migrate
 from bot.db.store import Store
 from bot.keeper import Leases
@@ -219,6 +219,34 @@ def test_a_click_the_database_cannot_record_is_answered_and_not_sent(
         bot.settle()
         assert _approvals(sandbox, task_id, 200) == 1
         assert bot.store.get(task_id).state == "approved"
+    finally:
+        bot.close()
+
+
+def test_a_command_or_dismiss_form_the_database_cannot_record_says_so(
+    sandbox: Sandbox, slack: SlackStandIn, outage: _Outage
+) -> None:
+    """With the database gone, /lexi approve answers in its ack and the dismiss form stays open saying why."""
+    bot = start_bot(sandbox, slack, outage.url)
+    try:
+        task_id = _announce(bot, sandbox)
+        outage.cut(bot.store)
+        try:
+            answer = bot.command(f"approve {task_id}")
+            assert answer.status_code == 200 and "could not be recorded" in answer.json()["text"]
+            submission = payloads.build_view_submission(
+                callback_id=modals.DISMISS_MODAL, private_metadata=json.dumps({"task_id": task_id}), user="UBOB",
+                values={modals.REASON_BLOCK: {modals.REASON_INPUT: {"type": "radio_buttons",
+                                                                     "selected_option": {"value": "duplicate"}}}},
+            )
+            form = bot.post(*payloads.encode_interactive(submission))
+            assert form.status_code == 200 and form.json()["response_action"] == "errors"
+            assert "could not be recorded" in form.json()["errors"][modals.REASON_BLOCK]
+            bot.settle()
+        finally:
+            outage.restore(bot.store)
+        assert sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}") == []
+        assert bot.store.get(task_id).state == "pending"
     finally:
         bot.close()
 
