@@ -56,6 +56,7 @@ def teller(reply: dict[str, Any], user: str, messenger: Messenger, channel: Call
     in_channel = bool(reply.get("in_channel"))
 
     def tell(text: str) -> None:
+        """Say `text` to the person privately (best effort)."""
         if in_channel:
             where = reply.get("channel") or channel() or reply.get("fallback_channel")
             # Someone outside the channel (a public channel's preview) cannot get an ephemeral there.

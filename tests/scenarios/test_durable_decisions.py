@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from datetime import timedelta
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -392,3 +393,31 @@ def test_the_journal_is_not_left_open_by_a_decision_carried_out(
     other = Leases(bot.store, owner="another-process", orphans=True)
     assert other.take_over() == []
     assert _approvals(sandbox, task_id) == 1
+
+
+def test_a_dead_process_decision_is_taken_over_by_exactly_one_process(database_url: str) -> None:
+    """Five live processes sweep at once for a decision whose lease ran out: one takes it; a live lease is left alone."""
+    store = Store.from_url(database_url)
+    migrate.upgrade(store.engine)
+    try:
+        dead = Leases(store, owner="dead", lease=timedelta(seconds=-1))
+        alive = Leases(store, owner="alive", lease=timedelta(minutes=5))
+        lost = dead.accept("t1", actor="UALICE", action="approve", surface="button")
+        alive.accept("t2", actor="UBOB", action="approve", surface="button")
+        sweepers = [Leases(store, owner=f"p{n}") for n in range(5)]
+        barrier = threading.Barrier(len(sweepers))
+        taken: list[int] = []
+
+        def sweep(leases: Leases) -> None:
+            barrier.wait(timeout=10)
+            taken.extend(d.id for d in leases.take_over())
+
+        threads = [threading.Thread(target=sweep, args=(s,)) for s in sweepers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=20)
+        assert taken == [lost.id]
+        assert store.decision(lost.id).attempts == 2 and store.decision(lost.id).resumed
+    finally:
+        store.close()

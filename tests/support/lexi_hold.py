@@ -31,19 +31,23 @@ class HoldingProxy:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                """Forward a GET."""
                 proxy._forward(self)
 
             def do_POST(self) -> None:
+                """Forward a POST."""
                 proxy._forward(self)
 
             def do_PATCH(self) -> None:
+                """Forward a PATCH."""
                 proxy._forward(self)
 
             def do_DELETE(self) -> None:
+                """Forward a DELETE."""
                 proxy._forward(self)
 
             def log_message(self, format: str, *args: Any) -> None:
-                return
+                """Stay quiet."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
