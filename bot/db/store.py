@@ -489,11 +489,14 @@ class Store:
             return _decision(record) if record is not None else None
 
     def close_decision(self, decision_id: int) -> None:
-        """Mark an accepted decision carried out to the end (whatever came of it): nobody resumes it."""
+        """Mark an accepted decision carried out to the end (whatever came of it): nobody resumes it.
+
+        Its way of answering (a response_url, valid for a while) is forgotten: nobody needs it any more.
+        """
         with self.engine.begin() as conn:
             conn.execute(
                 update(Decision).where(Decision.id == decision_id)
-                .values(stage="done", owner=None, lease_until=None, done_at=self._now())
+                .values(stage="done", owner=None, lease_until=None, done_at=self._now(), reply=None)
             )
 
     def renew_leases(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bot import blocks, modals
@@ -152,6 +153,7 @@ class _Outage:
 
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url)
+        self._direct = database_url
         self.proxy = None if url.get_backend_name() == "sqlite" else _CutProxy(url.host or "127.0.0.1", url.port or 5432)
         self.url = database_url if self.proxy is None else url.set(host="127.0.0.1", port=self.proxy.port).render_as_string(hide_password=False)
         self._path = Path(url.database or "") if self.proxy is None else None
@@ -183,9 +185,17 @@ class _Outage:
                 away.rename(f"{self._path}{suffix}")
 
     def close(self) -> None:
-        """Stop the proxy, if any."""
-        if self.proxy is not None:
-            self.proxy.close()
+        """Stop the proxy, if any, and end the sessions it carried (a cut session may linger with its locks)."""
+        if self.proxy is None:
+            return
+        self.proxy.close()
+        engine = create_engine(self._direct)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
