@@ -18,9 +18,8 @@ from bot.approvers import Approvers
 from bot.app_home import HomePublisher
 from bot.budget import BudgetPolicy
 from bot.config import Settings
-from bot.db.store import Store, utcnow
+from bot.db.store import DecisionRow, Store, utcnow
 from bot.decisions import Decider
-from bot.db.store import DecisionRow
 from bot.keeper import Keeper, Leases
 from bot.leader import Leadership
 from bot.lexi.client import LexiClient
