@@ -326,7 +326,10 @@ class Decider:
         The card shows "Approving…" beside the call, never before it: a slow Slack must not delay LeadLex.
         """
         if self.background is not None:
-            self.background(self._sync, task_id)
+            try:
+                self.background(self._sync, task_id)
+            except RuntimeError:  # the workers are shutting down: the card is updated after the call instead
+                log.debug("task %s: no worker for the card update beside the call", task_id)
         context = {"task_id": task_id, "slack_user": user, "surface": surface}
         started = time.monotonic()
         try:
