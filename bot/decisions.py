@@ -453,10 +453,15 @@ class Decider:
             self._store.release_decision(task_id, note)
             self._sync(task_id)
             return self._say(tell, False, "pending", note)
-        if state == target and (exc.attempts > 1 or resumed):
+        ran_on = target == "approved" and state in ("completed", "failed")  # approved, then it already ran
+        if (state == target or ran_on) and (exc.attempts > 1 or resumed):
             # An earlier attempt of this very decision (a retry, or the call of a process that died) landed
-            # before its answer was lost.
-            self._store.finish_decision(task_id, target)
+            # before its answer was lost: it stays this person's decision.
+            row = self._store.finish_decision(task_id, target)
+            if ran_on:
+                row = self._store.apply_lexi_state(task_id, state, from_states=(target,))
+                if row is not None:
+                    self._messenger.reply_final(row)
             self._sync(task_id)
             return Outcome(True, target, f"Task {target}.")
         row = self._store.apply_lexi_state(task_id, state, from_states=("deciding",))

@@ -297,10 +297,12 @@ def test_killed_right_after_the_ack_the_restarted_bot_approves_once(
         proxy.close()
 
 
+@pytest.mark.parametrize("runs_for", [None, 0.2], ids=["stays-approved", "completes-at-once"])
 def test_a_resumed_approval_that_had_landed_ends_approved(
-    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, runs_for: float | None
 ) -> None:
-    """The dead bot's call reached LeadLex after all: the resumed call's 400 means it landed, and the card says approved."""
+    """The dead bot's call reached LeadLex after all: the resumed call's 400 means it landed, and stays this person's."""
+    sandbox.complete_after = runs_for
     proxy = HoldingProxy(sandbox.url)
     port = free_port()
     env = clean_env(**bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", LEXI_API_URL=proxy.url,
