@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
@@ -13,6 +14,10 @@ from bot.listeners import actions, commands, events, views
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+#: Bolt's listener threads: as many as the HTTP front's (bot.server.HttpFront), since each request waits on one
+#: for its ack. Listeners only journal and queue before the ack, so a click never waits behind slow work here.
+LISTENER_THREADS = 16
 
 
 def create_app(runtime: Runtime) -> App:
@@ -26,6 +31,7 @@ def create_app(runtime: Runtime) -> App:
         request_verification_enabled=http_mode,
         token_verification_enabled=False,
         logger=logging.getLogger("bot.bolt"),
+        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="lexi-listener"),
     )
     replay.register(app, runtime.store)  # before any listener: a replay or a retried event does nothing
     actions.register(app, runtime)

@@ -67,6 +67,7 @@ class Card:
     approvals: tuple[str, ...] = ()  # who approved so far, when a quorum is needed
     needed: int = 1  # distinct approvals the task needs
     confirm_above: int | None = None  # policy: confirm approvals affecting more records than this (None: always)
+    resumed: bool = False  # while deciding: taken over from a process that died
 
 
 def escape(text: str) -> str:
@@ -205,6 +206,8 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
         return [*warning, *quorum, task_buttons(task, card.confirm_above)]
     if card.state == "deciding":
         doing = {"approve": "Approving…", "dismiss": "Dismissing…"}.get(_str(card.action), "Working…")
+        if card.resumed:
+            doing += " (resumed after a restart)"
         return [_section(f"⏳ {doing}" + (f" — {who}" if who else "") + when)]
     approved = f"✅ Approved by {who}" if who else "✅ Approved"
     if card.actor and card.actor.startswith("rule:"):

@@ -1,7 +1,9 @@
-"""The one decision path: buttons, the modal and slash commands all decide through `Decider.decide`.
+"""The one decision path: buttons, the modal, slash commands and rules all decide through `Decider`.
 
-A decision claims the task atomically in the database (pending → deciding) before LeadLex is called, so
-however many people, clicks, surfaces or processes act at once, LeadLex gets one call per decision.
+A decision is journaled first (`Decider.accept`, one short write before Slack is acknowledged), then carried out
+(`Decider.carry`): checked, claimed atomically in the database (pending → deciding) and sent to LeadLex, so however
+many people, clicks, surfaces or processes act at once, LeadLex gets one call per decision. If the process dies on
+the way, another takes the decision over (bot.keeper) and resumes it; only a decision LeadLex refuses is handed back.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
+from bot.answers import teller
 from bot.approvers import Approvers, Verdict
-from bot.db.store import Store, TaskRow
+from bot.db.store import DecisionRow, Store, TaskRow, utcnow
 from bot.errors import InvalidKey, LexiError, NotFound, NotPending, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
+from bot.keeper import Leases, NotRecorded
 from bot.lexi.models import DISMISS_REASONS, Task
 from bot.messenger import Messenger, slack_error_text
 from bot.metrics import Metrics
@@ -26,6 +31,12 @@ from bot.metrics import Metrics
 log = logging.getLogger(__name__)
 
 Tell = Callable[[str], None]
+
+#: What a person is told when their decision could not be journaled (nothing was sent to LeadLex).
+NOT_RECORDED = ("Your decision could not be recorded: the bot cannot reach its database right now. "
+                "Nothing was sent to LeadLex. Please try again in a moment.")
+#: Takeovers after which a decision that keeps failing inside the bot is handed back rather than retried again.
+MAX_ATTEMPTS = 5
 
 _TARGET = {"approve": "approved", "dismiss": "dismissed"}
 _PAST = {
@@ -93,9 +104,15 @@ class Decider:
         orphaned_before: datetime | None = None,
         on_decided: Callable[[str], None] | None = None,
         metrics: Metrics | None = None,
+        leases: Leases | None = None,
     ) -> None:
         #: Called with the deciding user after each decision this process claimed has its outcome recorded.
         self.on_decided = on_decided
+        #: Runs a card update beside the LeadLex call (set by the runtime); None: the card is updated after it.
+        self.background: Callable[..., object] | None = None
+        #: Carries out a decision taken over from a dead process (the runtime queues it on its workers).
+        self.resume: Callable[[DecisionRow], object] = self.carry
+        self.leases = leases or Leases(store)
         self._store = store
         self._lexi = lexi
         self._messenger = messenger
@@ -144,6 +161,28 @@ class Decider:
             return allowed, "Buttons are shown only on the tasks you may decide."
         return allowed, refusal
 
+    def accept(
+        self,
+        task_id: str,
+        *,
+        action: str,
+        user: str,
+        surface: str,
+        reason: str | None = None,
+        note: str | None = None,
+        reply: dict[str, Any] | None = None,
+    ) -> DecisionRow:
+        """Journal a decision before Slack is acknowledged (one short write); NotRecorded when the database cannot.
+
+        `reply` says how to answer the person (bot.answers), from this process or one that takes the decision over.
+        """
+        if action not in _TARGET:
+            raise ValueError(f"unknown action {action!r}")
+        if reason is not None and reason not in DISMISS_REASONS:
+            reason = None
+        return self.leases.accept(task_id, actor=user, action=action, surface=surface, reason=reason, note=note,
+                                  reply=reply)
+
     def decide(
         self,
         task_id: str,
@@ -156,14 +195,47 @@ class Decider:
         note: str | None = None,
         by_rule: bool = False,
     ) -> Outcome:
-        """Approve or dismiss a task for `user`; `tell` privately answers them when something needs saying.
+        """Approve or dismiss a task for `user` now (journaled, then carried out); `tell` answers them privately.
 
-        `by_rule`: a policy rule decides (auto-approval), so no approver check and no quorum apply.
+        `by_rule`: a policy rule decides (auto-approval, surface "rule"), so no approver check and no quorum apply.
         """
-        if action not in _TARGET:
-            raise ValueError(f"unknown action {action!r}")
-        if reason is not None and reason not in DISMISS_REASONS:
-            reason = None
+        try:
+            decision = self.accept(task_id, action=action, user=user, surface="rule" if by_rule else surface,
+                                   reason=reason, note=note)
+        except NotRecorded:
+            return self._say(tell, False, None, NOT_RECORDED)
+        return self.carry(decision, tell)
+
+    def carry(self, decision: DecisionRow, tell: Tell | None = None) -> Outcome:
+        """Carry out a journaled decision (fresh, or taken over from a process that died), then close it.
+
+        An unexpected failure (the database went away) leaves it open: its lease runs out and it is resumed.
+        """
+        tell = tell or self._teller(decision)
+        self.leases.hold(decision.id)
+        try:
+            if decision.attempts > MAX_ATTEMPTS:
+                outcome = self._give_up(decision, tell)
+            elif decision.stage == "claimed":
+                outcome = self._resume(decision, tell)
+            else:
+                outcome = self._decide(decision, tell)
+            self._store.close_decision(decision.id)
+            return outcome
+        finally:
+            self.leases.drop(decision.id)
+
+    def close(self, decision: DecisionRow) -> None:
+        """Close a journaled decision that was answered without being carried out (nobody resumes it)."""
+        try:
+            self._store.close_decision(decision.id)
+        finally:
+            self.leases.drop(decision.id)
+
+    def _decide(self, decision: DecisionRow, tell: Tell) -> Outcome:
+        """Check, count and claim an accepted decision, then carry it out."""
+        task_id, action, user, surface = decision.task_id, decision.action, decision.actor, decision.surface
+        by_rule = surface == "rule"
         current = self._store.get(task_id)
         if current is None:
             # Nothing to check a permission against: never guess "some type" and claim what appears meanwhile.
@@ -173,11 +245,12 @@ class Decider:
             if refused is not None:
                 return refused
         if action == "approve" and not by_rule and current.state == "pending":
-            waiting = self._count_approval(current, user, surface, tell)
+            waiting = self._count_approval(current, user, surface, tell, decision.resumed)
             if waiting is not None:
                 return waiting
         won, row = self._store.claim_decision(
-            task_id, actor=user, action=action, surface=surface, reason=reason, note=note
+            task_id, actor=user, action=action, surface=surface, reason=decision.reason, note=decision.note,
+            decision_id=decision.id,
         )
         if row is None:
             return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
@@ -191,9 +264,47 @@ class Decider:
                 self._sync(task_id)
                 return refused
         try:
-            return self._carry_out(task_id, action, user, surface, tell, reason, note)
+            return self._carry_out(task_id, action, user, surface, tell, decision.reason, decision.note)
         finally:
             self._after_decision(user)
+
+    def _resume(self, decision: DecisionRow, tell: Tell) -> Outcome:
+        """Send again the LeadLex call of a claimed decision whose process died; the card says it resumed."""
+        row = self._store.get(decision.task_id)
+        if row is None or row.state != "deciding" or row.decision_id != decision.id:
+            state = row.state if row is not None else None
+            return Outcome(state in _PAST, state, "This decision was already carried out.")  # its outcome stands
+        self._store.mark_resumed(row.task_id, decision.id)
+        log.info("task %s: resuming the %s by %s", row.task_id, row.action, row.actor,
+                 extra={"task_id": row.task_id, "slack_user": row.actor, "surface": row.surface})
+        try:
+            outcome = self._carry_out(row.task_id, row.action or decision.action, row.actor or decision.actor,
+                                      row.surface or decision.surface, tell, row.reason, row.note, resumed=True)
+        finally:
+            self._after_decision(row.actor or decision.actor)
+        if outcome.decided and decision.surface == "command":
+            self._say(tell, True, outcome.state, f"Task `{blocks.escape(row.task_id)}` {outcome.state}.")
+        return outcome
+
+    def _give_up(self, decision: DecisionRow, tell: Tell) -> Outcome:
+        """A decision that failed inside the bot on every takeover: hand the task back and say so."""
+        log.error("task %s: giving up the %s after %d attempts", decision.task_id, decision.action,
+                  decision.attempts, extra={"task_id": decision.task_id})
+        note = "The last attempt could not be completed. Try again."
+        row = self._store.get(decision.task_id)
+        if row is not None and row.state == "deciding" and row.decision_id == decision.id:
+            self._store.release_decision(decision.task_id, note)
+            self._sync(decision.task_id)
+        return self._say(tell, False, "pending", f"Your decision could not be carried out. {note}")
+
+    def _teller(self, decision: DecisionRow) -> Tell:
+        """How to answer the person behind a journaled decision (the task's channel when the reply names none)."""
+
+        def channel() -> str | None:
+            row = self._store.get(decision.task_id)
+            return row.channel if row is not None else None
+
+        return teller(decision.reply, decision.actor, self._messenger, channel)
 
     def _refuse(self, row: TaskRow, user: str, action: str, surface: str, tell: Tell) -> Outcome | None:
         """Refuse (audited, told privately) when `user` may not take `action` on this task; None when they may."""
@@ -208,10 +319,17 @@ class Decider:
 
     def _carry_out(
         self, task_id: str, action: str, user: str, surface: str, tell: Tell, reason: str | None,
-        note: str | None,
+        note: str | None, *, resumed: bool = False,
     ) -> Outcome:
-        """Call LeadLex once for a decision this process claimed, and record what came of it."""
-        self._sync(task_id)  # the card shows "Approving… by <@user>" while LeadLex works
+        """Call LeadLex once for a decision this process holds, and record what came of it.
+
+        The card shows "Approving…" beside the call, never before it: a slow Slack must not delay LeadLex.
+        """
+        if self.background is not None:
+            try:
+                self.background(self._sync, task_id)
+            except RuntimeError:  # the workers are shutting down: the card is updated after the call instead
+                log.debug("task %s: no worker for the card update beside the call", task_id)
         context = {"task_id": task_id, "slack_user": user, "surface": surface}
         started = time.monotonic()
         try:
@@ -221,7 +339,7 @@ class Decider:
                 self._lexi.dismiss(task_id, reason_text(reason, note))
         except (NotPending, NotFound) as exc:
             self._answered(task_id, action, started, exc)
-            return self._resolve_refusal(task_id, action, user, exc, tell)
+            return self._resolve_refusal(task_id, action, user, exc, tell, resumed=resumed)
         except LexiError as exc:
             self._answered(task_id, action, started, exc)
             log.warning("task %s: %s failed: %s", task_id, action, exc, extra={**context, "request_id": exc.request_id})
@@ -243,7 +361,8 @@ class Decider:
         answer = "ok" if error is None else f"{error.status or '-'} {error.code or type(error).__name__}"
         self._store.audit("leadlex_answer", task_id, actor="leadlex", detail=f"{action}: {answer}")
 
-    def _count_approval(self, row: TaskRow, user: str, surface: str, tell: Tell) -> Outcome | None:
+    def _count_approval(self, row: TaskRow, user: str, surface: str, tell: Tell,
+                        resumed: bool = False) -> Outcome | None:
         """With a quorum, record this approval; an Outcome while more are needed, None when it is time to act."""
         needed = self.approvals_needed(row.task)
         if needed <= 1:
@@ -264,7 +383,7 @@ class Decider:
                              f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
                              "who may no longer approve do not count. "
                              f"The task starts when {needed - len(by)} more approver(s) agree.")
-        if result == "duplicate":
+        if result == "duplicate" and not resumed:  # resumed: this very approval was counted before the crash
             return self._say(tell, False, "pending",
                              f"You already approved this task: {len(by)} of {needed} approvals. "
                              "Another approver is needed.")
@@ -305,14 +424,20 @@ class Decider:
         except Exception:  # noqa: BLE001 - the decision is recorded whatever the hook does
             log.exception("the after-decision hook failed for %s", user)
 
-    def recover(self, still_pending: set[str], older_than: timedelta) -> None:
-        """Hand back decisions whose process died mid-way: still pending in LeadLex → buttons come back."""
-        for row in self._store.stale("deciding", older_than, orphaned_before=self._orphaned_before):
-            if row.task_id in still_pending:
-                self._store.release_decision(row.task_id, "The last attempt was interrupted. Try again.")
-                self._sync(row.task_id)
+    def recover(self, _still_pending: object = None, older_than: timedelta = timedelta(minutes=3)) -> None:
+        """Resume decisions whose process died: journal claims left without one, then take over expired leases.
 
-    def _resolve_refusal(self, task_id: str, action: str, user: str, exc: LexiError, tell: Tell) -> Outcome:
+        Nothing is handed back here: a resumed decision is sent to LeadLex again, and only LeadLex's refusal
+        returns the buttons. On SQLite, claims made before this process started are orphans whatever their age.
+        """
+        if self._orphaned_before is not None:
+            older_than = min(older_than, max(utcnow() - self._orphaned_before, timedelta(0)))
+        self._store.adopt_stale_decisions(older_than)
+        for decision in self.leases.take_over():
+            self.resume(decision)
+
+    def _resolve_refusal(self, task_id: str, action: str, user: str, exc: LexiError, tell: Tell, *,
+                         resumed: bool = False) -> Outcome:
         """LeadLex says the task is not pending (or gone): learn its real state and show that."""
         target = _TARGET[action]
         try:
@@ -328,9 +453,15 @@ class Decider:
             self._store.release_decision(task_id, note)
             self._sync(task_id)
             return self._say(tell, False, "pending", note)
-        if state == target and exc.attempts > 1:
-            # An earlier attempt of this very decision landed before its answer was lost.
-            self._store.finish_decision(task_id, target)
+        ran_on = target == "approved" and state in ("completed", "failed")  # approved, then it already ran
+        if (state == target or ran_on) and (exc.attempts > 1 or resumed):
+            # An earlier attempt of this very decision (a retry, or the call of a process that died) landed
+            # before its answer was lost: it stays this person's decision.
+            row = self._store.finish_decision(task_id, target)
+            if ran_on:
+                row = self._store.apply_lexi_state(task_id, state, from_states=(target,))
+                if row is not None:
+                    self._messenger.reply_final(row)
             self._sync(task_id)
             return Outcome(True, target, f"Task {target}.")
         row = self._store.apply_lexi_state(task_id, state, from_states=("deciding",))

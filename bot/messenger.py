@@ -112,6 +112,7 @@ def card_for(row: TaskRow, policy: Policy | None = None) -> blocks.Card:
         approvals=tuple(quorum.get("by", [])),
         needed=int(quorum.get("needed", 1)),
         confirm_above=confirm_above_for(row.task, policy),
+        resumed=row.state == "deciding" and row.resumed_at is not None,
     )
 
 

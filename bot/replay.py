@@ -5,6 +5,9 @@ command, a click or a modal submission is therefore remembered by its signature 
 Slack retries an event it thinks we missed with a new signature but the same `event_id` (X-Slack-Retry-Num over
 HTTP, `retry_attempt` in Socket Mode), so events are remembered by event id. The memory is the database's
 seen_requests table, shared by every replica. A replay gets an empty 200: Slack treats it as acknowledged.
+
+When the database is unreachable the check fails open: the request goes on to its listener, which cannot record
+a decision either and tells the person so, rather than Slack getting an error and the person nothing.
 """
 
 from __future__ import annotations
@@ -56,7 +59,13 @@ def register(app: App, store: Store) -> None:
         found = replay_key(request.body, request.headers)
         if found is not None:
             key, keep = found
-            if not store.first_sighting(key, utcnow() + keep):
+            try:
+                first = store.first_sighting(key, utcnow() + keep)
+            except Exception as exc:  # noqa: BLE001 - fail open: the listener tells the person it cannot record
+                log.warning("could not check for a repeated Slack request (%s); letting it through",
+                            type(exc).__name__)
+                first = True
+            if not first:
                 log.info("ignored a repeated Slack request (%s)", key.split(":", 1)[0])
                 return BoltResponse(status=200, body="")
         next()

@@ -18,8 +18,9 @@ from bot.approvers import Approvers
 from bot.app_home import HomePublisher
 from bot.budget import BudgetPolicy
 from bot.config import Settings
-from bot.db.store import Store, utcnow
+from bot.db.store import DecisionRow, Store, utcnow
 from bot.decisions import Decider
+from bot.keeper import Keeper, Leases
 from bot.leader import Leadership
 from bot.lexi.client import LexiClient
 from bot.messenger import AUTH_ERRORS, Messenger, make_web_client
@@ -107,7 +108,7 @@ class Runtime:
         )
         decider = Decider(
             store, lexi, messenger, approvers=Approvers(policy, slack), orphaned_before=orphaned_before,
-            metrics=metrics,
+            metrics=metrics, leases=Leases(store, orphans=orphaned_before is not None),
         )
         poller = Poller(
             store, lexi, messenger, announcer, decider,
@@ -129,6 +130,8 @@ class Runtime:
         )
         messenger.on_card_change = runtime.home.changed  # any card change refreshes the open Home tabs
         decider.on_decided = runtime.after_decision
+        decider.background = runtime.submit  # "Approving…" goes to Slack beside the LeadLex call
+        decider.resume = runtime.submit_decision
         if settings.lexi_webhook_secret is not None:
             runtime.webhooks = WebhookReceiver(
                 settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
@@ -169,13 +172,26 @@ class Runtime:
         return dead
 
     def start_poller(self, stop: threading.Event) -> threading.Thread:
-        """Start the poller on its own thread, watched by /healthz."""
+        """Start the poller on its own thread, watched by /healthz (and the decision keeper beside it)."""
+        self.start_keeper(stop)
         thread = threading.Thread(
             target=self.poller.run, args=(stop, self.leadership), name="lexi-poller", daemon=True
         )
         self.watch("poller", thread)
         thread.start()
         return thread
+
+    def start_keeper(self, stop: threading.Event) -> threading.Thread:
+        """Start the thread that renews this process's decision leases and resumes those of dead processes."""
+        keeper = Keeper(self.decider.leases, self.store, self.submit_decision)
+        thread = threading.Thread(target=keeper.run, args=(stop,), name="lexi-keeper", daemon=True)
+        self.watch("decision keeper", thread)
+        thread.start()
+        return thread
+
+    def submit_decision(self, decision: DecisionRow, tell: Callable[[str], None] | None = None) -> Future[Any]:
+        """Carry out a journaled decision on the workers (fresh from a click, or taken over from a dead process)."""
+        return self.submit(self.decider.carry, decision, tell)
 
     def _workers_alive(self) -> bool:
         """Whether the worker pool still takes work with every thread it started (a killed thread is lost)."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.webhook import WebhookClient
 
 from bot import home, replies
+from bot.answers import Answer
 from bot.command import Command
-from bot.db.store import utcnow
+from bot.db.store import DecisionRow, utcnow
+from bot.decisions import NOT_RECORDED
+from bot.keeper import NotRecorded
 from bot.errors import LexiError, RateLimited, TransientError
 from bot.lexi.models import STATUSES, Task
 from bot.messenger import slack_error_text
@@ -30,28 +31,17 @@ class Asker:
     response_url: str
 
 
-class Answer:
-    """Answers a person privately through a response_url (commands, clicks); failures are logged, never raised."""
+def run(runtime: Runtime, command: Command, asker: Asker, decision: DecisionRow | None = None) -> None:
+    """Carry out a parsed command and answer it; every failure is answered with a plain sentence.
 
-    def __init__(self, response_url: str) -> None:
-        self._hook = WebhookClient(response_url, timeout=10)
-
-    def __call__(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
-        """Send one ephemeral answer (Slack allows five per response_url)."""
-        try:
-            response = self._hook.send(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
-        except Exception as exc:  # noqa: BLE001 - a lost answer must not fail the work that was done
-            log.warning("could not answer through a response_url: %s", type(exc).__name__)
-            return
-        if response.status_code != 200:
-            log.warning("Slack refused a response_url answer: HTTP %s %s", response.status_code, response.body[:200])
-
-
-def run(runtime: Runtime, command: Command, asker: Asker) -> None:
-    """Carry out a parsed command and answer it; every failure is answered with a plain sentence."""
+    `decision`: the approve or dismiss journaled before the command was acknowledged.
+    """
     answer = Answer(asker.response_url)
     try:
-        _HANDLERS[command.name](runtime, command, asker, answer)
+        if decision is not None:
+            _decide(runtime, command, asker, answer, decision)
+        else:
+            _HANDLERS[command.name](runtime, command, asker, answer)
     except LexiError as exc:
         log.warning("/lexi %s failed: %s", command.name, exc)
         answer(replies.trouble(exc))
@@ -92,30 +82,43 @@ def _announce_missing(runtime: Runtime, tasks: list[Task]) -> None:
             _announce(runtime, task)
 
 
-def _decide(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> None:
+def _decide(runtime: Runtime, command: Command, asker: Asker, answer: Answer,
+            decision: DecisionRow | None = None) -> None:
     """Approve or dismiss by id through the one decision path; a pending task lacking a card gets one first.
 
-    Permission is checked against the task itself (its type, its channel), never against "some type".
+    Permission is checked against the task itself (its type, its channel), never against "some type". A decision
+    journaled before the ack is carried out here, or closed when the command is answered without it.
     """
     task_id = command.task_id or ""
-    if runtime.store.get(task_id) is None:
-        task = runtime.lexi.find_task(task_id, ("pending",))
-        if task is None:
-            elsewhere = runtime.lexi.find_task(task_id, STATUSES[1:])
-            answer(replies.not_pending(elsewhere) if elsewhere else replies.not_found(task_id))
+    if decision is None:
+        try:
+            decision = runtime.decider.accept(task_id, action=command.name, user=asker.user, surface="command",
+                                              reason=command.reason, note=command.note,
+                                              reply={"response_url": asker.response_url})
+        except NotRecorded:
+            answer(NOT_RECORDED)
             return
-        channel = runtime.announcer.policy.for_type(task.type).channel
-        verdict = runtime.decider.permission(asker.user, task.type, command.name, channel)
-        if not verdict.allowed:  # someone who may not decide it does not get it announced either
-            answer(runtime.decider.refusal(task.type, command.name, channel, verdict))
-            return
-        if not _announce(runtime, task):
-            answer(replies.not_posted(task_id, runtime.announcer.channel))
-            return
-    outcome = runtime.decider.decide(
-        task_id, action=command.name, user=asker.user, surface="command", tell=answer,
-        reason=command.reason, note=command.note,
-    )
+    carried = False
+    try:
+        if runtime.store.get(task_id) is None:
+            task = runtime.lexi.find_task(task_id, ("pending",))
+            if task is None:
+                elsewhere = runtime.lexi.find_task(task_id, STATUSES[1:])
+                answer(replies.not_pending(elsewhere) if elsewhere else replies.not_found(task_id))
+                return
+            channel = runtime.announcer.policy.for_type(task.type).channel
+            verdict = runtime.decider.permission(asker.user, task.type, command.name, channel)
+            if not verdict.allowed:  # someone who may not decide it does not get it announced either
+                answer(runtime.decider.refusal(task.type, command.name, channel, verdict))
+                return
+            if not _announce(runtime, task):
+                answer(replies.not_posted(task_id, runtime.announcer.channel))
+                return
+        carried = True
+        outcome = runtime.decider.carry(decision, answer)
+    finally:
+        if not carried:
+            runtime.decider.close(decision)
     row = runtime.store.get(task_id)
     if outcome.decided and row is not None:
         answer(replies.decided(command.name, row.task, row.channel))

@@ -80,6 +80,10 @@ class TaskRecord(Base):
     approvals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: The signed time (webhook envelope `timestamp`) of the content last applied; older content is dropped.
     content_signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The accepted decision (Decision.id) whose claim holds this task in `deciding`.
+    decision_id: Mapped[int | None] = mapped_column(Integer)
+    #: When a decision in progress was taken over from a process that died (the card says it resumed).
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     announced_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -132,3 +136,41 @@ class SeenRequest(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_seen_requests_expires_at", "expires_at"),)
+
+
+#: Accepted decisions not yet carried out to the end; one text for the partial index and its query.
+OPEN_DECISIONS = "stage <> 'done'"
+
+
+class Decision(Base):
+    """A decision Slack was told was accepted: journaled before the acknowledgement, carried out under a lease.
+
+    `stage`: `accepted` (recorded, not yet checked or claimed), `claimed` (holds the task in `deciding`),
+    `done`. `owner` is the process carrying it out while `lease_until` lies ahead; any live process takes over
+    an open decision whose lease has run out.
+    """
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(16))
+    surface: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    #: How to answer the person privately: {"channel", "response_url", "in_channel"}.
+    reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    stage: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    accepted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # Partial: only open decisions are indexed, so the sweep for expired leases stays flat with history.
+        Index("ix_decisions_open", "lease_until", postgresql_where=text(OPEN_DECISIONS),
+              sqlite_where=text(OPEN_DECISIONS)),
+        Index("ix_decisions_done_at", "done_at"),
+    )

@@ -11,7 +11,9 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.db.models import STATES, UNREPLIED, AuditEvent, Conversation, SeenRequest, TaskRecord
+from bot.db.models import (
+    OPEN_DECISIONS, STATES, UNREPLIED, AuditEvent, Conversation, Decision, SeenRequest, TaskRecord,
+)
 from bot.lexi.models import Task
 
 
@@ -56,6 +58,39 @@ class TaskRow:
     announced_at: datetime
     updated_at: datetime
     approvals: dict[str, Any] | None = None
+    decision_id: int | None = None
+    resumed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """A snapshot of one accepted decision (see models.Decision)."""
+
+    id: int
+    task_id: str
+    actor: str
+    action: str
+    surface: str
+    reason: str | None
+    note: str | None
+    reply: dict[str, Any]
+    stage: str
+    owner: str | None
+    attempts: int
+
+    @property
+    def resumed(self) -> bool:
+        """Whether a process other than the one that accepted it carries it out (its first died)."""
+        return self.attempts > 1
+
+
+def _decision(record: Decision) -> DecisionRow:
+    """Snapshot an accepted decision."""
+    return DecisionRow(
+        id=record.id, task_id=record.task_id, actor=record.actor, action=record.action, surface=record.surface,
+        reason=record.reason, note=record.note, reply=dict(record.reply or {}), stage=record.stage,
+        owner=record.owner, attempts=record.attempts,
+    )
 
 
 def _row(record: TaskRecord) -> TaskRow:
@@ -80,6 +115,8 @@ def _row(record: TaskRecord) -> TaskRow:
         approvals=record.approvals,
         announced_at=record.announced_at,
         updated_at=record.updated_at,
+        decision_id=record.decision_id,
+        resumed_at=record.resumed_at,
     )
 
 
@@ -361,21 +398,28 @@ class Store:
         surface: str,
         reason: str | None = None,
         note: str | None = None,
+        decision_id: int | None = None,
     ) -> tuple[bool, TaskRow | None]:
-        """Move a task from `pending` to `deciding` for one person; (False, current row) when someone was first."""
-        won = self._update(
-            task_id,
-            (TaskRecord.state == "pending",),
-            state="deciding",
-            actor=actor,
-            action=action,
-            surface=surface,
-            reason=reason,
-            note=note,
-            claimed_at=self._now(),
-            decided_at=None,
-            audit=Audit("decision_started", actor=actor, surface=surface, detail=action),
-        )
+        """Move a task from `pending` to `deciding` for one person; (False, current row) when someone was first.
+
+        With `decision_id`, that accepted decision becomes `claimed` in the same transaction, so a process that
+        takes it over later knows whether the task's claim is its own.
+        """
+        now = self._now()
+        with self.engine.begin() as conn:
+            won = conn.execute(
+                update(TaskRecord)
+                .where(TaskRecord.task_id == task_id, TaskRecord.state == "pending")
+                .values(
+                    state="deciding", actor=actor, action=action, surface=surface, reason=reason, note=note,
+                    claimed_at=now, decided_at=None, decision_id=decision_id, resumed_at=None, updated_at=now,
+                    version=TaskRecord.version + 1, needs_render=True,
+                )
+            ).rowcount == 1
+            if won:
+                self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
+                if decision_id is not None:
+                    conn.execute(update(Decision).where(Decision.id == decision_id).values(stage="claimed"))
         return won, self.get(task_id)
 
     def add_approval(self, task_id: str, user: str, needed: int, surface: str) -> tuple[str, list[str]]:
@@ -419,6 +463,135 @@ class Store:
             ):
                 return kept
         raise RuntimeError(f"task {task_id}: approvals kept changing under us")
+
+    # --- accepted decisions (the journal written before Slack is acknowledged) ------------------------
+
+    def accept_decision(
+        self, task_id: str, *, actor: str, action: str, surface: str, reason: str | None, note: str | None,
+        reply: dict[str, Any], owner: str, lease: timedelta,
+    ) -> DecisionRow:
+        """Journal a decision Slack is about to be told was accepted, leased to `owner` (one short INSERT)."""
+        now = self._now()
+        values = dict(
+            task_id=task_id[:255], actor=actor[:100], action=action, surface=surface[:16], reason=reason,
+            note=note, reply=reply, stage="accepted", owner=owner, lease_until=now + lease, attempts=1,
+            accepted_at=now,
+        )
+        with self.engine.begin() as conn:
+            decision_id = conn.execute(insert(Decision).values(**values).returning(Decision.id)).scalar_one()
+        return DecisionRow(id=int(decision_id), **{k: values[k] for k in (
+            "task_id", "actor", "action", "surface", "reason", "note", "reply", "stage", "owner", "attempts")})
+
+    def decision(self, decision_id: int) -> DecisionRow | None:
+        """One accepted decision, or None."""
+        with Session(self.engine) as session:
+            record = session.get(Decision, decision_id)
+            return _decision(record) if record is not None else None
+
+    def close_decision(self, decision_id: int) -> None:
+        """Mark an accepted decision carried out to the end (whatever came of it): nobody resumes it.
+
+        Its way of answering (a response_url, valid for a while) is forgotten: nobody needs it any more.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Decision).where(Decision.id == decision_id)
+                .values(stage="done", owner=None, lease_until=None, done_at=self._now(), reply=None)
+            )
+
+    def renew_leases(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:
+        """Extend `owner`'s leases on these open decisions (its heartbeat while they wait or LeadLex works)."""
+        ids = list(decision_ids)
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    update(Decision)
+                    .where(Decision.id.in_(ids[start : start + 500]), Decision.owner == owner, text(OPEN_DECISIONS))
+                    .values(lease_until=self._now() + lease)
+                )
+
+    def take_over_decisions(
+        self, owner: str, lease: timedelta, *, orphans: bool = False, exclude: Iterable[int] = (), limit: int = 50
+    ) -> list[DecisionRow]:
+        """Take the open decisions whose lease ran out (their process died), each leased to `owner` now.
+
+        `orphans`: also every open decision another owner holds (on SQLite, where one process alone may use
+        the file, they belong to a process that died). `exclude`: decisions `owner` is carrying out right now.
+        Each take is a compare-and-set, so one process wins.
+        """
+        now = self._now()
+        expired = or_(Decision.lease_until.is_(None), Decision.lease_until < now)
+        if orphans:
+            expired = or_(expired, Decision.owner.is_(None), Decision.owner != owner)
+        with self.engine.connect() as conn:
+            seen = conn.execute(
+                select(Decision.id, Decision.owner, Decision.lease_until)
+                .where(text(OPEN_DECISIONS), expired).order_by(Decision.id).limit(limit)
+            ).all()
+        taken = []
+        busy = set(exclude)
+        for decision_id, old_owner, old_lease in seen:
+            if decision_id in busy:
+                continue
+            with self.engine.begin() as conn:
+                owned = Decision.owner.is_(None) if old_owner is None else Decision.owner == old_owner
+                leased = Decision.lease_until.is_(None) if old_lease is None else Decision.lease_until == old_lease
+                won = conn.execute(
+                    update(Decision)
+                    .where(Decision.id == decision_id, owned, leased, text(OPEN_DECISIONS))
+                    .values(owner=owner, lease_until=now + lease, attempts=Decision.attempts + 1)
+                ).rowcount == 1
+            if won:
+                row = self.decision(decision_id)
+                if row is not None:
+                    taken.append(row)
+        return taken
+
+    def mark_resumed(self, task_id: str, decision_id: int) -> bool:
+        """Show on the card that this task's decision was resumed; False unless the decision still holds it."""
+        return self._update(
+            task_id, (TaskRecord.state == "deciding", TaskRecord.decision_id == decision_id),
+            resumed_at=self._now(),
+        )
+
+    def adopt_stale_decisions(self, older_than: timedelta) -> int:
+        """Journal claims left `deciding` with no open decision behind them (written before decisions were
+        journaled, or whose decision ended without an outcome), so that they are resumed, not handed back.
+        """
+        cutoff = self._now() - older_than
+        open_ids = select(Decision.id).where(text(OPEN_DECISIONS))
+        rows = self._select(
+            select(TaskRecord).where(
+                TaskRecord.state == "deciding", TaskRecord.claimed_at < cutoff,
+                or_(TaskRecord.decision_id.is_(None), TaskRecord.decision_id.not_in(open_ids)),
+            ).limit(200)
+        )
+        adopted = 0
+        for row in rows:
+            with self.engine.begin() as conn:
+                decision_id = conn.execute(insert(Decision).values(
+                    task_id=row.task_id, actor=row.actor or "unknown", action=row.action or "approve",
+                    surface=(row.surface or "button")[:16], reason=row.reason, note=row.note, reply={},
+                    stage="claimed", owner=None, lease_until=None, attempts=1, accepted_at=self._now(),
+                ).returning(Decision.id)).scalar_one()
+                same = (TaskRecord.decision_id.is_(None) if row.decision_id is None
+                        else TaskRecord.decision_id == row.decision_id)
+                if conn.execute(
+                    update(TaskRecord)
+                    .where(TaskRecord.task_id == row.task_id, TaskRecord.state == "deciding", same)
+                    .values(decision_id=decision_id)
+                ).rowcount == 1:
+                    adopted += 1
+                else:
+                    conn.execute(delete(Decision).where(Decision.id == decision_id))
+        return adopted
+
+    def prune_decisions(self, older_than: timedelta) -> None:
+        """Forget decisions carried out longer ago than `older_than` (the audit trail keeps what happened)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(Decision).where(Decision.done_at < self._now() - older_than))
 
     def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
         """Record the outcome of the decision in progress (`approved` / `dismissed`)."""

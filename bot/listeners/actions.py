@@ -9,36 +9,22 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks, modals
-from bot.decisions import Tell, who_decided
+from bot import answers, blocks, modals
+from bot.decisions import NOT_RECORDED, Tell, who_decided
+from bot.keeper import NotRecorded
 from bot.messenger import slack_error_text
 from bot.runtime import Runtime
-from bot.subcommands import Answer
 
 log = logging.getLogger(__name__)
 
+#: What someone who clicked Dismiss is told when the bot cannot read the task (its database is unreachable).
+NO_DATABASE = "I cannot reach my database right now, so I cannot open the dismiss form. Please try again in a moment."
+
 
 def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
-    """How to answer the person behind a request privately: in the ephemeral's thread, or in the channel."""
-    user = body["user"]["id"]
-    channel = (body.get("channel") or {}).get("id") or runtime.settings.slack_channel
-    container = body.get("container") or {}
-    response_url = body.get("response_url")
-    answer = Answer(response_url) if response_url else None
-
-    def by_response_url(text: str) -> None:
-        if answer is not None:
-            answer(text)
-
-    if container.get("is_ephemeral"):
-        return by_response_url
-
-    def in_channel(text: str) -> None:
-        # Someone outside the channel (a public channel's preview) cannot get an ephemeral there.
-        if not runtime.messenger.tell(channel, user, text):
-            by_response_url(text)
-
-    return in_channel
+    """How to answer the person behind a request privately: in the card's channel, or through its response_url."""
+    return answers.teller(answers.reply_for(body), body["user"]["id"], runtime.messenger,
+                          lambda: runtime.settings.slack_channel)
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -46,15 +32,17 @@ def register(app: App, runtime: Runtime) -> None:
 
     @app.action(blocks.APPROVE_ACTION)
     def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        """Queue the approval on the bot's own workers (instant), then acknowledge."""
-        runtime.submit(
-            runtime.decider.decide,
-            str(action.get("value", "")),
-            action="approve",
-            user=body["user"]["id"],
-            surface="button",
-            tell=teller(runtime, body),
-        )
+        """Journal the approval (one short write) and queue it, then acknowledge; say so if it was not recorded."""
+        try:
+            decision = runtime.decider.accept(
+                str(action.get("value", "")), action="approve", user=body["user"]["id"], surface="button",
+                reply=answers.reply_for(body),
+            )
+        except NotRecorded:
+            ack()
+            runtime.submit(teller(runtime, body), NOT_RECORDED)  # answering calls Slack: after the ack
+            return
+        runtime.submit_decision(decision)
         ack()
 
     @app.action(blocks.DISMISS_ACTION)
@@ -62,8 +50,13 @@ def register(app: App, runtime: Runtime) -> None:
         """Acknowledge, then open the reason modal while the trigger is fresh (nothing slow comes first)."""
         ack()
         task_id = str(action.get("value", ""))
-        row = runtime.store.get(task_id)
         tell = teller(runtime, body)
+        try:
+            row = runtime.store.get(task_id)
+        except Exception as exc:  # noqa: BLE001 - the database is unreachable: say so, never fail silently
+            log.warning("could not read task %s for the dismiss form: %s", task_id[:100], type(exc).__name__)
+            runtime.submit(tell, NO_DATABASE)
+            return
         if row is None:
             runtime.submit(tell, "I have no record of this task.")
             return

@@ -1,4 +1,4 @@
-"""The /lexi slash command: usage at once; everything else queued on the bot's workers, then acknowledged."""
+"""The /lexi slash command: usage at once; decisions journaled; everything else queued, then acknowledged."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from slack_bolt import Ack, App
 
 from bot import replies, subcommands
 from bot.command import parse_command
+from bot.decisions import NOT_RECORDED
+from bot.keeper import NotRecorded
 from bot.runtime import Runtime
 
 
@@ -26,5 +28,15 @@ def register(app: App, runtime: Runtime) -> None:
             channel=str(command.get("channel_id") or runtime.settings.slack_channel),
             response_url=str(command["response_url"]),
         )
-        runtime.submit(subcommands.run, runtime, parsed, asker)
+        decision = None
+        if parsed.name in ("approve", "dismiss"):  # a decision is journaled before the ack, like a click
+            try:
+                decision = runtime.decider.accept(
+                    parsed.task_id or "", action=parsed.name, user=asker.user, surface="command",
+                    reason=parsed.reason, note=parsed.note, reply={"response_url": asker.response_url},
+                )
+            except NotRecorded:
+                ack(response_type="ephemeral", text=NOT_RECORDED)
+                return
+        runtime.submit(subcommands.run, runtime, parsed, asker, decision)
         ack(response_type="ephemeral", text=replies.WORKING)
