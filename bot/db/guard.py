@@ -9,7 +9,7 @@ from typing import IO
 
 from sqlalchemy.engine import make_url
 
-from bot.errors import StoreBusyError
+from bot.errors import ConfigError, StoreBusyError
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -20,12 +20,34 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database).resolve()
 
 
+def require_sqlite_folder(url: str) -> None:
+    """Refuse, naming it, a folder that does not exist for the SQLite file (SQLite would only say "unable to open")."""
+    path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise ConfigError(
+            f"the folder {path.parent} does not exist, so the SQLite database {path.name} cannot be created there: "
+            f"create the folder (mkdir -p {path.parent}) or fix DATABASE_URL"
+        )
+
+
+def sqlite_missing(url: str) -> Path | None:
+    """The SQLite file behind `url` when it does not exist yet (None when it does, or for other databases)."""
+    path = sqlite_path(url)
+    return path if path is not None and not path.exists() else None
+
+
 def lock_sqlite(url: str) -> IO[str] | None:
     """Hold an exclusive lock beside the SQLite file for this process's life; raise if another holds it."""
     path = sqlite_path(url)
     if path is None:
         return None
-    handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held open for the life of the process
+    require_sqlite_folder(url)
+    try:
+        handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held open for the life of the process
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the lock file {path}.lock ({exc.strerror}): the folder must be writable by the bot"
+        ) from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
