@@ -9,7 +9,8 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from dotenv import load_dotenv
@@ -167,9 +168,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from bot.server import HttpFront, make_wsgi
 
-        front = HttpFront(make_wsgi(
+        wsgi = make_wsgi(
             app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
-        ), args.host, settings.port)
+        )
+        try:
+            front = HttpFront(wsgi, args.host, settings.port)
+        except OSError as exc:  # the port is taken, or --host is not an address of this machine
+            raise LexiBotError(
+                f"cannot listen on {args.host}:{settings.port} ({exc.strerror or exc}): stop what uses that port "
+                "or set PORT to a free one (and --host to an address of this machine)"
+            ) from None
         shutdown = front.stop
         log.info(
             "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
@@ -239,7 +247,8 @@ def _preflight(runtime: Any) -> None:
     """Stop at once, with what to fix, when Slack is out of reach or LeadLex or Slack refuse the credentials."""
     settings = runtime.settings
     try:
-        _preflight_slack(runtime)
+        with _quiet(_SLACK_SDK_LOGGER):  # our one line replaces its "Failed to send a request" errors
+            _preflight_slack(runtime)
     except UNREACHABLE as exc:
         raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
     try:
@@ -254,6 +263,22 @@ def _preflight(runtime: Any) -> None:
         ) from None
     except LexiError as exc:
         log.warning("%s; the poller will keep trying", checks.lexi_trouble(settings, exc, 10.0))
+
+
+#: The logger slack_sdk reports failed requests on (at ERROR, before raising what we explain ourselves).
+_SLACK_SDK_LOGGER = "slack_sdk.web.base_client"
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Silence one library logger for the duration (its failures are raised and explained by us)."""
+    logger = logging.getLogger(name)
+    before = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = before
 
 
 def _preflight_slack(runtime: Any) -> None:
@@ -284,7 +309,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key} if sandbox else {}
     try:
         settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
-        results = checks.run_checks(settings, args.timeout)
+        with _quiet(_SLACK_SDK_LOGGER):  # a line per check says it; slack_sdk's own errors would repeat it
+            results = checks.run_checks(settings, args.timeout)
     finally:
         if sandbox is not None:
             sandbox.stop()

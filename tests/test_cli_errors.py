@@ -74,6 +74,7 @@ def test_check_names_an_unreachable_slack_and_prints_every_line(
     assert "✓ LeadLex key accepted" in output
     assert f"✗ could not reach Slack at {url}: {words}" in output
     assert "1 check(s) failed" in output and "Traceback" not in output
+    assert len(output.strip().splitlines()) == 3, output  # one line per check and the summary, nothing else
 
 
 @pytest.mark.parametrize("kind", ["refused", "dns", "timeout"])
@@ -98,6 +99,35 @@ def test_run_names_an_unreachable_slack_in_one_line(
     status, output = _run(["run"], _env(sandbox, slack, tmp_path, SLACK_API_URL=url), tmp_path)
     assert status == 2, output
     assert f"could not reach Slack at {url}: {words}" in output and "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1, output
+
+
+def test_run_with_leadlex_out_of_reach_names_it_and_keeps_trying(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """LeadLex out of reach at start is a warning naming its URL and why; the bot runs and its poller keeps trying."""
+    url, words = _unreachable("refused", 0)
+    port = free_port()
+    proc = BotProcess(["run", "--host", "127.0.0.1"], _env(sandbox, slack, tmp_path, LEXI_API_URL=url,
+                                                            PORT=str(port)), tmp_path)
+    try:
+        proc.wait_healthy(port)
+        assert f"could not reach LeadLex at {url}: {words}" in proc.output
+        assert "the poller will keep trying" in proc.output
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.wait() == 0 and "Traceback" not in proc.output
+    finally:
+        proc.stop()
+
+
+def test_run_on_a_port_in_use_says_so_in_one_line(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path,
+                                                  silent_port: int) -> None:
+    """`lexi-bot run` whose PORT is taken stops with one line naming the address, not a traceback."""
+    env = _env(sandbox, slack, tmp_path, PORT=str(silent_port))
+    status, output = _run(["run", "--host", "127.0.0.1"], env, tmp_path)
+    assert status == 2, output
+    assert f"cannot listen on 127.0.0.1:{silent_port}" in output and "PORT" in output
+    assert "Traceback" not in output
 
 
 # --- 2. PostgreSQL unreachable or refusing ----------------------------------------------------------------------
