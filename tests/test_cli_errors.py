@@ -202,6 +202,27 @@ def test_sqlite_in_a_missing_folder_names_the_folder(
     assert not (tmp_path / "no").exists()
 
 
+@pytest.mark.parametrize("command", [["run"], ["migrate"], ["audit"]])
+def test_a_malformed_database_url_is_one_line_without_the_password(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, command: list[str]
+) -> None:
+    """A DATABASE_URL that is not a URL (a port that is no number) says so with an example, never echoing it."""
+    env = _env(sandbox, slack, tmp_path, DATABASE_URL=f"postgresql://bot:{PASSWORD}@db.example:54x2/bot")
+    status, output = _run(command, env, tmp_path)
+    assert status == 2, output
+    assert "DATABASE_URL is not a database URL" in output and "postgresql://user:password@host:5432" in output
+    assert PASSWORD not in output and "Traceback" not in output
+
+
+def test_sqlite_pointed_at_a_folder_says_to_name_a_file(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> None:
+    """DATABASE_URL naming a folder instead of a file says so and suggests a file in it."""
+    env = _env(sandbox, slack, tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}")
+    for command in (["migrate"], ["audit"], ["run"]):
+        status, output = _run(command, env, tmp_path)
+        assert status == 2, output
+        assert f"points SQLite at the folder {tmp_path}" in output and "Traceback" not in output
+
+
 # --- 4. A wrong Socket Mode token ---------------------------------------------------------------------------
 
 
@@ -297,6 +318,14 @@ def test_audit_in_a_fresh_folder_creates_no_database(tmp_path: Path) -> None:
     assert status == 2, output
     assert "there is no database at" in output and "lexi-bot migrate" in output
     assert not (tmp_path / "lexi-bot.db").exists() and "Traceback" not in output
+
+
+def test_audit_of_an_empty_database_says_to_migrate(tmp_path: Path) -> None:
+    """`lexi-bot audit` on a database with no tables says it is empty and to run `lexi-bot migrate`."""
+    (tmp_path / "lexi-bot.db").touch()
+    status, output = _run(["audit"], clean_env(), tmp_path)
+    assert status == 2, output
+    assert "the database is empty" in output and "lexi-bot migrate" in output and "Traceback" not in output
 
 
 def test_migrate_of_an_empty_database_says_so(tmp_path: Path) -> None:

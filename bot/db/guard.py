@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.errors import ConfigError, StoreBusyError
 
@@ -21,8 +22,20 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def require_sqlite_folder(url: str) -> None:
-    """Refuse, naming it, a folder that does not exist for the SQLite file (SQLite would only say "unable to open")."""
-    path = sqlite_path(url)
+    """Refuse a DATABASE_URL that cannot work, saying why: unparseable, an SQLite folder missing, a folder as file.
+
+    SQLite alone would only say "unable to open database file"; SQLAlchemy would print the URL, password and all.
+    """
+    try:
+        make_url(url).port  # noqa: B018 - parsing the port is what fails for "host:abc"
+        path = sqlite_path(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            "DATABASE_URL is not a database URL: use sqlite:///path/to/lexi-bot.db or "
+            "postgresql://user:password@host:5432/database (a port is a number)"
+        ) from None
+    if path is not None and path.is_dir():
+        raise ConfigError(f"DATABASE_URL points SQLite at the folder {path}: name a file in it, e.g. {path / 'lexi-bot.db'}")
     if path is not None and not path.parent.is_dir():
         raise ConfigError(
             f"the folder {path.parent} does not exist, so the SQLite database {path.name} cannot be created there: "
@@ -38,10 +51,10 @@ def sqlite_missing(url: str) -> Path | None:
 
 def lock_sqlite(url: str) -> IO[str] | None:
     """Hold an exclusive lock beside the SQLite file for this process's life; raise if another holds it."""
+    require_sqlite_folder(url)
     path = sqlite_path(url)
     if path is None:
         return None
-    require_sqlite_folder(url)
     try:
         handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held open for the life of the process
     except OSError as exc:
