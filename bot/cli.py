@@ -122,19 +122,19 @@ def _seconds(text: str) -> float:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot until SIGTERM / Ctrl-C; exit 0 after draining."""
-    if args.sandbox:  # configuration errors first: a sandbox started for nothing only adds noise
-        load_settings(os.environ, require=("slack",))
-    sandbox = _start_sandbox() if args.sandbox else None
-    overrides: dict[str, object] = {}
-    if sandbox is not None:
-        overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key}
-        if not os.environ.get("POLL_INTERVAL"):
-            overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
-    settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
+    # Settings and the database first: a sandbox started before a configuration error only adds noise.
+    require = ("slack",) if args.sandbox else ("lexi", "slack")
+    settings = load_settings(os.environ, require=require)
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
     with database_errors(settings.database_url):
         _prepare_database(settings)
+    sandbox = _start_sandbox() if args.sandbox else None
+    if sandbox is not None:
+        overrides: dict[str, object] = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key}
+        if not os.environ.get("POLL_INTERVAL"):
+            overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
+        settings = load_settings(os.environ, require=require, **overrides)
 
     from bot.app import create_app
     from bot.runtime import Runtime

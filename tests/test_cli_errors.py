@@ -342,6 +342,11 @@ def test_run_sandbox_reports_configuration_errors_before_starting_the_sandbox(tm
         status, output = _run(command, env, tmp_path)
         assert status == 2, output
         assert "SLACK_BOT_TOKEN is not set" in output and "local LeadLex sandbox" not in output
+    env = clean_env(SLACK_BOT_TOKEN="xoxb-test-token", SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_CHANNEL="C0LEXI",
+                    DATABASE_URL=f"sqlite:///{tmp_path / 'missing' / 'bot.db'}")
+    status, output = _run(["run", "--sandbox"], env, tmp_path)
+    assert status == 2, output
+    assert "does not exist" in output and "local LeadLex sandbox" not in output
 
 
 def test_env_example_has_every_variable_the_readme_says_to_fill_in() -> None:
