@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,17 @@ Result = tuple[bool, str]
 def slack_unreachable(settings: Settings, exc: BaseException, timeout: float) -> str:
     """The line for a Slack API that could not be reached."""
     return f"could not reach Slack at {settings.slack_api_url}: {unreachable_reason(exc, timeout)}"
+
+
+def slack_refusal(settings: Settings, exc: SlackApiError) -> str:
+    """The line for a failed Slack call: Slack's error with what to do, or a server at the URL that is not Slack."""
+    response = exc.response
+    error = str(response.get("error", "")) if response is not None else ""
+    if not re.fullmatch(r"[a-z_]+", error):  # slack_sdk puts "Received a response in a non-JSON format: …" here
+        status = getattr(response, "status_code", "?")
+        return (f"the server at {settings.slack_api_url} did not answer as Slack's Web API does (HTTP {status}, "
+                "no JSON): check SLACK_API_URL (normally https://slack.com/api/) or leave it unset")
+    return slack_error_text(exc)
 
 
 def lexi_trouble(settings: Settings, exc: LexiError, timeout: float) -> str:
@@ -125,7 +137,7 @@ def run_checks(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> list[Res
         auth = slack.auth_test()
         results.append((True, f"Slack token accepted (bot @{auth.get('user')} in {auth.get('team')})"))
     except SlackApiError as exc:
-        results.append((False, slack_error_text(exc)))
+        results.append((False, slack_refusal(settings, exc)))
         return results
     except UNREACHABLE as exc:
         results.append((False, slack_unreachable(settings, exc, timeout)))

@@ -25,7 +25,6 @@ from bot.db.store import make_engine
 from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied
 from bot.lexi.client import LexiClient
 from bot.logs import setup_logging
-from bot.messenger import slack_error_text
 from bot.reach import UNREACHABLE
 
 log = logging.getLogger("bot")
@@ -287,7 +286,7 @@ def _preflight_slack(runtime: Any) -> None:
     try:
         runtime.slack.auth_test()
     except SlackApiError as exc:
-        raise LexiBotError(slack_error_text(exc)) from None
+        raise LexiBotError(checks.slack_refusal(settings, exc)) from None
     if settings.slack_app_token is not None:
         accepted, line = checks.check_app_token(settings, checks.DEFAULT_TIMEOUT)
         if not accepted:

@@ -6,7 +6,9 @@ import os
 import re
 import signal
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,49 @@ def test_run_on_a_port_in_use_says_so_in_one_line(sandbox: Sandbox, slack: Slack
     assert status == 2, output
     assert f"cannot listen on 127.0.0.1:{silent_port}" in output and "PORT" in output
     assert "Traceback" not in output
+
+
+class _NotSlack(BaseHTTPRequestHandler):
+    """A web server that is not Slack: every request gets an HTML error page."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server naming
+        """Answer any API call with HTML."""
+        body = b"<!DOCTYPE html><html><body>Not here</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize("command", [["check"], ["run"]])
+def test_a_slack_api_url_that_is_not_slack_is_named(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, command: list[str]
+) -> None:
+    """SLACK_API_URL pointing at a web server that is not Slack says so, instead of quoting its HTML."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotSlack)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        status, output = _run(command, _env(sandbox, slack, tmp_path, SLACK_API_URL=url), tmp_path)
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    assert status == (1 if command == ["check"] else 2), output
+    assert f"the server at {url} did not answer as Slack's Web API does (HTTP 404" in output
+    assert "<html" not in output and "Traceback" not in output
+
+
+def test_webhooks_with_leadlex_out_of_reach_name_its_url(tmp_path: Path) -> None:
+    """`lexi-bot webhooks list` with LeadLex out of reach names its URL and why, in one line."""
+    url, words = _unreachable("refused", 0)
+    status, output = _run(["webhooks", "list"], clean_env(LEXI_API_KEY="wbk_test", LEXI_API_URL=url), tmp_path)
+    assert status == 1, output
+    assert f"could not reach LeadLex at {url}: {words}" in output and "Traceback" not in output
 
 
 # --- 2. PostgreSQL unreachable or refusing ----------------------------------------------------------------------
