@@ -8,9 +8,9 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot import __version__, checks
 from bot.config import Settings, load_settings
 from bot.db import migrate
-from bot.db.guard import lock_sqlite, require_sqlite_folder, sqlite_missing
+from bot.db.guard import lock_sqlite, require_usable_database_url, sqlite_missing
 from bot.db.reach import database_errors
 from bot.db.store import make_engine
 from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied
@@ -324,7 +324,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the database to the latest revision."""
     settings = load_settings(os.environ, require=())
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
-    require_sqlite_folder(settings.database_url)
+    require_usable_database_url(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         with database_errors(settings.database_url):
@@ -425,7 +425,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if since is None:
             raise ConfigError(f"--since {args.since!r} is not a date such as 2026-11-01 or 2026-11-01T09:00Z")
     settings = load_settings(os.environ, require=())
-    require_sqlite_folder(settings.database_url)
+    require_usable_database_url(settings.database_url)
     missing = sqlite_missing(settings.database_url)
     if missing is not None:  # opening it would leave an empty file behind
         raise ConfigError(

@@ -1,4 +1,7 @@
-"""One process per SQLite file: a second `lexi-bot run` on the same file would break exactly-once."""
+"""Before a command opens the database: a DATABASE_URL that can work, and one process per SQLite file.
+
+A second `lexi-bot run` on the same SQLite file would break exactly-once.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database).resolve()
 
 
-def require_sqlite_folder(url: str) -> None:
+def require_usable_database_url(url: str) -> None:
     """Refuse a DATABASE_URL that cannot work, saying why: unparseable, an SQLite folder missing, a folder as file.
 
     SQLite alone would only say "unable to open database file"; SQLAlchemy would print the URL, password and all.
@@ -51,7 +54,7 @@ def sqlite_missing(url: str) -> Path | None:
 
 def lock_sqlite(url: str) -> IO[str] | None:
     """Hold an exclusive lock beside the SQLite file for this process's life; raise if another holds it."""
-    require_sqlite_folder(url)
+    require_usable_database_url(url)
     path = sqlite_path(url)
     if path is None:
         return None
