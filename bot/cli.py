@@ -8,21 +8,24 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
 from slack_sdk.errors import SlackApiError
 
-from bot import __version__
+from bot import __version__, checks
 from bot.config import Settings, load_settings
 from bot.db import migrate
-from bot.db.guard import lock_sqlite
+from bot.db.guard import lock_sqlite, require_usable_database_url, sqlite_missing
+from bot.db.reach import database_errors
 from bot.db.store import make_engine
 from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied
 from bot.lexi.client import LexiClient
 from bot.logs import setup_logging
-from bot.messenger import make_web_client, slack_error_text
+from bot.reach import UNREACHABLE
 
 log = logging.getLogger("bot")
 
@@ -57,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check the configuration against LeadLex and Slack")
     check.add_argument("--sandbox", action="store_true", help="check against a local sandbox instead of LeadLex")
+    check.add_argument("--timeout", type=_seconds, default=checks.DEFAULT_TIMEOUT,
+                       help=f"seconds to wait for each service (default {checks.DEFAULT_TIMEOUT:g})")
     check.set_defaults(func=cmd_check)
 
     mig = sub.add_parser("migrate", help="bring the database schema to the latest revision")
@@ -100,29 +105,45 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (for --timeout)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 600")
+    return value
+
+
 # --- run ------------------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot until SIGTERM / Ctrl-C; exit 0 after draining."""
-    sandbox = _start_sandbox() if args.sandbox else None
-    overrides: dict[str, object] = {}
-    if sandbox is not None:
-        overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key}
-        if not os.environ.get("POLL_INTERVAL"):
-            overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
-    settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
+    # Settings and the database first: a sandbox started before a configuration error only adds noise.
+    require = ("slack",) if args.sandbox else ("lexi", "slack")
+    settings = load_settings(os.environ, require=require)
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
-    _prepare_database(settings)
+    with database_errors(settings.database_url):
+        _prepare_database(settings)
+    sandbox = _start_sandbox() if args.sandbox else None
+    if sandbox is not None:
+        overrides: dict[str, object] = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key}
+        if not os.environ.get("POLL_INTERVAL"):
+            overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
+        settings = load_settings(os.environ, require=require, **overrides)
 
     from bot.app import create_app
     from bot.runtime import Runtime
 
-    runtime = Runtime.build(settings)
+    with database_errors(settings.database_url):
+        runtime = Runtime.build(settings)
     _preflight(runtime)
     app = create_app(runtime)
     stop = threading.Event()
+    _stop_on_signal(stop)  # from here on: a SIGTERM while connecting still drains and exits 0
 
     if settings.mode == "socket":
         from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -130,7 +151,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         assert settings.slack_app_token is not None
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
         log.warning("Socket Mode: run only one process with this app token (Slack spreads events across them)")
-        handler.connect()
+        try:
+            handler.connect()
+        except SlackApiError as exc:  # refused after the preflight accepted it (revoked in between)
+            error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
+            raise LexiBotError(checks.app_token_refused(error)) from None
+        except UNREACHABLE as exc:
+            raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
         shutdown: Callable[[], None] = handler.close
         client = handler.client
         runtime.watch("socket mode client", lambda: not client.closed and client.message_processor.is_alive())
@@ -140,9 +167,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from bot.server import HttpFront, make_wsgi
 
-        front = HttpFront(make_wsgi(
+        wsgi = make_wsgi(
             app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
-        ), args.host, settings.port)
+        )
+        try:
+            front = HttpFront(wsgi, args.host, settings.port)
+        except OSError as exc:  # the port is taken, or --host is not an address of this machine
+            raise LexiBotError(
+                f"cannot listen on {args.host}:{settings.port} ({exc.strerror or exc}): stop what uses that port "
+                "or set PORT to a free one (and --host to an address of this machine)"
+            ) from None
         shutdown = front.stop
         log.info(
             "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
@@ -165,14 +199,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if dead else 0
 
 
-def _wait_for_signal(stop: threading.Event, runtime: Any) -> list[str]:
-    """Block until SIGTERM or SIGINT ([]), or until parts the bot needs have stopped (their names)."""
+def _stop_on_signal(stop: threading.Event) -> None:
+    """Make SIGTERM and SIGINT set `stop` (a graceful drain) instead of ending the process."""
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+
+def _wait_for_signal(stop: threading.Event, runtime: Any) -> list[str]:
+    """Block until SIGTERM or SIGINT ([]), or until parts the bot needs have stopped (their names)."""
     while not stop.wait(0.5):
         dead: list[str] = runtime.dead()
         if dead:
@@ -205,18 +243,13 @@ def _prepare_database(settings: Settings) -> None:
 
 
 def _preflight(runtime: Any) -> None:
-    """Stop at once, with what to fix, when LeadLex or Slack refuse the credentials."""
+    """Stop at once, with what to fix, when Slack is out of reach or LeadLex or Slack refuse the credentials."""
+    settings = runtime.settings
     try:
-        runtime.slack.auth_test()
-    except SlackApiError as exc:
-        raise LexiBotError(slack_error_text(exc)) from None
-    for channel in sorted(runtime.announcer.policy.channels()):
-        try:
-            info = runtime.slack.conversations_info(channel=channel).get("channel") or {}
-        except SlackApiError as exc:
-            raise LexiBotError(f"announcement channel {channel}: {slack_error_text(exc)}") from None
-        if not info.get("is_member"):
-            raise LexiBotError(f"the bot is not in #{info.get('name', channel)} ({channel}): /invite it there first")
+        with _quiet(_SLACK_SDK_LOGGER):  # our one line replaces its "Failed to send a request" errors
+            _preflight_slack(runtime)
+    except UNREACHABLE as exc:
+        raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
     try:
         runtime.lexi.list_tasks("pending")
     except InvalidKey:
@@ -228,7 +261,40 @@ def _preflight(runtime: Any) -> None:
             "LEXI_API_KEY lacks the Lexi permission (403 insufficient_permissions): enable it for the key in LeadLex"
         ) from None
     except LexiError as exc:
-        log.warning("LeadLex is not answering yet (%s); the poller will keep trying", exc)
+        log.warning("%s; the poller will keep trying", checks.lexi_trouble(settings, exc, 10.0))
+
+
+#: The logger slack_sdk reports failed requests on (at ERROR, before raising what we explain ourselves).
+_SLACK_SDK_LOGGER = "slack_sdk.web.base_client"
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Silence one library logger for the duration (its failures are raised and explained by us)."""
+    logger = logging.getLogger(name)
+    before = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = before
+
+
+def _preflight_slack(runtime: Any) -> None:
+    """The bot token, the app-level token (Socket Mode) and every announcement channel, each named when refused."""
+    settings = runtime.settings
+    try:
+        runtime.slack.auth_test()
+    except SlackApiError as exc:
+        raise LexiBotError(checks.slack_refusal(settings, exc)) from None
+    if settings.slack_app_token is not None:
+        accepted, line = checks.check_app_token(settings, checks.DEFAULT_TIMEOUT)
+        if not accepted:
+            raise LexiBotError(line)
+    for channel, source in checks.channel_sources(settings, runtime.announcer.policy).items():
+        accepted, line = checks.check_channel(runtime.slack, channel, source)
+        if not accepted:
+            raise LexiBotError(f"announcement {line}" if line.startswith("channel ") else line)
 
 
 # --- check, migrate, sandbox ----------------------------------------------------------------------
@@ -236,11 +302,14 @@ def _preflight(runtime: Any) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check each credential against the real service and print what to fix."""
+    if args.sandbox:  # configuration errors first: a sandbox started for nothing only adds noise
+        load_settings(os.environ, require=("slack",))
     sandbox = _start_sandbox() if args.sandbox else None
     overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key} if sandbox else {}
     try:
         settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
-        results = run_checks(settings)
+        with _quiet(_SLACK_SDK_LOGGER):  # a line per check says it; slack_sdk's own errors would repeat it
+            results = checks.run_checks(settings, args.timeout)
     finally:
         if sandbox is not None:
             sandbox.stop()
@@ -251,59 +320,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if not failed else 1
 
 
-def run_checks(settings: Settings) -> list[tuple[bool, str]]:
-    """Each check as (passed, one line saying what was found or what to fix)."""
-    results: list[tuple[bool, str]] = []
-    assert settings.lexi_api_key is not None and settings.slack_bot_token is not None
-    lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), attempts=2, max_wait=5)
-    try:
-        pending = lexi.list_tasks("pending")
-        results.append((True, f"LeadLex key accepted with the Lexi permission ({len(pending)} pending tasks)"))
-    except InvalidKey:
-        results.append((False, "LeadLex refused LEXI_API_KEY (invalid_key): create a new key and set LEXI_API_KEY"))
-    except PermissionDenied:
-        results.append((False, "LEXI_API_KEY lacks the Lexi permission: enable it for the key in LeadLex"))
-    except LexiError as exc:
-        results.append((False, f"LeadLex did not answer at {settings.lexi_api_url}: {exc}"))
-    finally:
-        lexi.close()
-    slack = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    try:
-        auth = slack.auth_test()
-        results.append((True, f"Slack token accepted (bot @{auth.get('user')} in {auth.get('team')})"))
-    except SlackApiError as exc:
-        results.append((False, slack_error_text(exc)))
-        return results
-    try:
-        channels = sorted(settings.policy().channels())
-    except LexiBotError as exc:
-        results.append((False, f"the policy file: {exc}"))
-        channels = [settings.slack_channel] if settings.slack_channel else []
-    for channel_id in channels:
-        try:
-            channel = slack.conversations_info(channel=channel_id).get("channel") or {}
-        except SlackApiError as exc:
-            results.append((False, f"channel {channel_id}: {slack_error_text(exc)}"))
-            continue
-        if channel.get("is_member"):
-            results.append((True, f"the bot is a member of #{channel.get('name')} ({channel_id})"))
-        else:
-            results.append((False, f"the bot is not in #{channel.get('name')}: type /invite @lexi-bot there"))
-    return results
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the database to the latest revision."""
     settings = load_settings(os.environ, require=())
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
+    require_usable_database_url(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
-        before = migrate.current(engine)
-        migrate.upgrade(engine)
-        after = migrate.current(engine)
+        with database_errors(settings.database_url):
+            before = migrate.current(engine)
+            migrate.upgrade(engine)
+            after = migrate.current(engine)
     finally:
         engine.dispose()
-    print(f"database at revision {after}" + (" (already up to date)" if before == after else f" (was {before})"))
+    if before == after:
+        change = " (already up to date)"
+    else:
+        change = " (from an empty database)" if before is None else f" (was {before})"
+    print(f"database at revision {after}{change}")
     return 0
 
 
@@ -333,8 +367,11 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         else:
             lexi.delete_webhook(args.webhook_id)
             print(f"Webhook {args.webhook_id} deleted.")
-    except (InvalidKey, PermissionDenied, LexiError) as exc:
+    except (InvalidKey, PermissionDenied) as exc:
         print(f"lexi-bot: {exc}", file=sys.stderr)
+        return 1
+    except LexiError as exc:
+        print(f"lexi-bot: {checks.lexi_trouble(settings, exc, 10.0)}", file=sys.stderr)
         return 1
     finally:
         lexi.close()
@@ -343,15 +380,34 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 def cmd_policy(args: argparse.Namespace) -> int:
     """Validate the policy file and print, per task type, what will happen."""
-    from bot.policy import describe
+    from bot.policy import describe, load_policy
 
     overrides = {"policy_file": args.file} if args.file else {}
     settings = load_settings(os.environ, require=(), **overrides)
-    if settings.slack_channel is None:
-        raise ConfigError("SLACK_CHANNEL is not set: the policy refines the default channel it names")
-    for line in describe(settings.policy()):
+    if not settings.policy_file:
+        if settings.slack_channel is None:
+            raise ConfigError("no policy file to check: give one (lexi-bot policy check FILE) or set LEXI_POLICY_FILE")
+        for line in describe(settings.policy()):
+            print(line)
+        return 0
+    # Validating a file needs no Slack settings: without SLACK_CHANNEL, its name stands in for the channel.
+    default = settings.slack_channel or _UNSET_CHANNEL
+    policy = load_policy(settings.policy_file, channel=default, approvers=settings.lexi_approvers)
+    for line in describe(policy):
         print(line)
+    if policy.default.channel != default:
+        print(f"Types without a channel of their own are announced in the default channel {policy.default.channel} "
+              f"(policy file {Path(policy.source).name}, defaults.channel).")
+    elif settings.slack_channel:
+        print(f"Types without a channel of their own are announced in the default channel {default} (SLACK_CHANNEL).")
+    else:
+        print("SLACK_CHANNEL is not set here: types without a channel of their own will use SLACK_CHANNEL "
+              "(shown as SLACK_CHANNEL above), which the bot needs to run.")
     return 0
+
+
+#: What `policy check` shows for the default channel when SLACK_CHANNEL is not set.
+_UNSET_CHANNEL = "SLACK_CHANNEL"
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -369,11 +425,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if since is None:
             raise ConfigError(f"--since {args.since!r} is not a date such as 2026-11-01 or 2026-11-01T09:00Z")
     settings = load_settings(os.environ, require=())
+    require_usable_database_url(settings.database_url)
+    missing = sqlite_missing(settings.database_url)
+    if missing is not None:  # opening it would leave an empty file behind
+        raise ConfigError(
+            f"there is no database at {missing} yet, so nothing to audit: `lexi-bot run` or `lexi-bot migrate` "
+            "creates it (or point DATABASE_URL at the bot's database)"
+        )
     store = Store.from_url(settings.database_url)
     try:
-        if migrate.current(store.engine) != migrate.head():
-            raise ConfigError("the database is not at the latest revision: run `lexi-bot migrate` first")
-        events = store.audit_events(since)
+        with database_errors(settings.database_url):
+            revision = migrate.current(store.engine)
+            if revision is None:
+                raise ConfigError("the database is empty (no lexi-bot tables yet): run `lexi-bot migrate` first")
+            if revision != migrate.head():
+                raise ConfigError("the database is not at the latest revision: run `lexi-bot migrate` first")
+            events = store.audit_events(since)
     finally:
         store.close()
     if args.format == "json":

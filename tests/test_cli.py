@@ -238,7 +238,9 @@ def test_sigterm_finishes_decisions_in_flight_then_exits_0(
 @pytest.mark.parametrize(
     ("policy", "words"),
     [
-        ("types:\n  campaign_start:\n    channel: C0NOPE\n", "announcement channel C0NOPE: Slack said channel_not_found"),
+        ("types:\n  campaign_start:\n    channel: C0NOPE\n",
+         "announcement channel C0NOPE (policy file lexi-bot.yml, types.campaign_start.channel): "
+         "Slack said channel_not_found"),
         ("types:\n  campaign_start:\n    quorom: 2\n", "lexi-bot.yml line 3: unknown key 'quorom'"),
     ],
 )
@@ -265,4 +267,5 @@ def test_check_covers_every_policy_channel(sandbox: Sandbox, slack: SlackStandIn
         monkeypatch.setenv(key, value)
     assert main(["check"]) == 1
     out = capsys.readouterr().out
-    assert "member of #lexi-approvals (C0LEXI)" in out and "channel C0NOPE: Slack said channel_not_found" in out
+    assert "member of #lexi-approvals (C0LEXI, SLACK_CHANNEL)" in out
+    assert "channel C0NOPE (policy file lexi-bot.yml, types.campaign_start.channel): Slack said channel_not_found" in out
