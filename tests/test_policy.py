@@ -187,3 +187,28 @@ def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
     from bot.policy import human_duration
 
     assert human_duration(seconds) == text
+
+
+def test_every_mistake_is_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    """A file with several mistakes is refused with all of them, each naming its line, in the order of the file."""
+    text = (
+        "colour: blue\n"                       # 1: unknown top-level key
+        "defaults:\n"
+        "  approvers: [alice, UBOB, bob]\n"    # 3: two bad approvers on one line
+        "  remind_after: soon\n"               # 4: not a duration
+        "types:\n"
+        "  campaign_starts: {quorum: 2}\n"     # 6: unknown type
+        "  list_operation:\n"
+        "    quorom: 2\n"                      # 8: unknown key
+        "    confirm_above: lots\n"            # 9: not a number
+        "auto_approve_daily_cap: many\n"       # 10: not a number
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy(_write(tmp_path, text), channel="C0LEXI")
+    problems = caught.value.problems
+    lines = [int(p.split(" line ", 1)[1].split(":", 1)[0]) for p in problems]
+    assert lines == [1, 3, 3, 4, 6, 8, 9, 10], problems
+    assert all(p.startswith("lexi-bot.yml line ") for p in problems)
+    assert "'alice' in defaults.approvers" in problems[1] and "'bob' in defaults.approvers" in problems[2]
+    assert str(caught.value).splitlines() == ["8 problems in the policy file — fix them all:",
+                                              *(f"  - {p}" for p in problems)]
