@@ -385,8 +385,15 @@ def describe(policy: Policy) -> list[str]:
 
 
 def human_duration(seconds: float) -> str:
-    """A short duration as people write it: 45m, 4h, 2d (rounded to the largest unit it reaches)."""
-    for unit, size in (("d", 86_400), ("h", 3600)):
-        if seconds >= size:
-            return f"{round(seconds / size, 1):g}{unit}"
-    return f"{max(round(seconds / 60), 1)}m"
+    """A duration as people write it, so a policy's `2s`, `90s`, `1.5h` or `2d` reads back as given.
+
+    The largest unit (d, h, m, s) that writes it exactly, in whole units (one decimal for hours and days); a
+    duration no unit writes exactly (a measured age) is rounded to one decimal of the largest unit it reaches.
+    """
+    units = (("d", 86_400, 10), ("h", 3600, 10), ("m", 60, 1), ("s", 1, 1))
+    for unit, size, steps in units:
+        value = seconds / size
+        if value >= 1 and abs(value * steps - round(value * steps)) < 1e-9:
+            return f"{round(value * steps) / steps:g}{unit}"
+    unit, size = next((unit, size) for unit, size, _steps in units if seconds >= size or unit == "s")
+    return f"{round(seconds / size, 1):g}{unit}"
