@@ -19,6 +19,7 @@ auto_approve_daily_cap: 2
 types:
   prospect_search:
     auto_approve: {name: small-searches, max_count: 50}
+    confirm_above: 100
   campaign_start:
     quorum:
       - above: 500
@@ -144,6 +145,23 @@ def test_bulk_safety_confirms_only_above_the_policy_size(ruled: BotHarness, sand
 
     assert "confirm" not in approve_button(small)
     assert "4,000 contacts" in approve_button(large)["confirm"]["text"]["text"]
+
+
+def test_bulk_safety_applies_to_prospect_searches_too(ruled: BotHarness, sandbox: Sandbox,
+                                                      slack: SlackStandIn) -> None:
+    """`confirm_above` works for every type: a search for more results than the size asks first, with the count."""
+    within = sandbox.add_task("prospect_search", "Find 80 CFOs", {"per_page": 80})["id"]
+    above = sandbox.add_task("prospect_search", "Find 200 CFOs", {"per_page": 200})["id"]
+    ruled.poll()
+
+    def approve_button(task_id: str) -> dict:
+        message = slack.message(CHANNEL, ruled.store.get(task_id).message_ts)
+        actions = [b for b in message.blocks if b["type"] == "actions"][0]
+        return actions["elements"][0]
+
+    assert "confirm" not in approve_button(within)
+    confirm = approve_button(above)["confirm"]
+    assert "200 results" in confirm["text"]["text"] and "100" in confirm["text"]["text"], confirm
 
 
 def test_completing_approval_and_a_dismissal_at_once_make_one_leadlex_call(ruled: BotHarness,
