@@ -12,6 +12,7 @@ import pytest
 from bot import blocks
 from bot.lexi.sandbox import Sandbox
 from bot.standin.slack import SlackStandIn
+from bot.standin import payloads
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 POLICY = """\
@@ -162,6 +163,28 @@ def test_bulk_safety_applies_to_prospect_searches_too(ruled: BotHarness, sandbox
     assert "confirm" not in approve_button(within)
     confirm = approve_button(above)["confirm"]
     assert "200 results" in confirm["text"]["text"] and "100" in confirm["text"]["text"], confirm
+
+
+def test_bulk_safety_is_the_same_in_task_lists_and_the_home_tab(ruled: BotHarness, sandbox: Sandbox,
+                                                                slack: SlackStandIn) -> None:
+    """`/lexi tasks` and the Home tab ask for confirmation exactly where the card does: by the policy's size."""
+    small = sandbox.add_task("contact_update", "Tag 40 contacts", {"contact_count": 40})["id"]
+    search = sandbox.add_task("prospect_search", "Find 200 CFOs", {"per_page": 200})["id"]
+    ruled.poll()
+    before = len(slack.responses)
+    assert ruled.command("tasks", user="UALICE").status_code == 200
+    ruled.settle()
+    (answer,) = [r.body for r in slack.responses[before:]]
+    listed = {b["elements"][0]["value"]: b["elements"][0] for b in answer["blocks"] if b["type"] == "actions"}
+    envelope = payloads.build_app_home_opened(user="UALICE", tab="home")
+    assert ruled.post(*payloads.encode_event(envelope)).status_code == 200
+    ruled.wait_for(lambda: slack.home_views.get("UALICE"))
+    ruled.settle()
+    view = slack.home_views["UALICE"]
+    home = {b["elements"][0]["value"]: b["elements"][0] for b in view["blocks"] if b["type"] == "actions"}
+    for approve in (listed, home):
+        assert "confirm" not in approve[small], approve[small]
+        assert "200 results" in approve[search]["confirm"]["text"]["text"]
 
 
 def test_completing_approval_and_a_dismissal_at_once_make_one_leadlex_call(ruled: BotHarness,
