@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.response import BoltResponse
 
 from bot import replay
@@ -25,14 +26,22 @@ def create_app(runtime: Runtime) -> App:
     settings = runtime.settings
     http_mode = settings.mode == "http"
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    app = App(
-        client=runtime.slack,
-        signing_secret=secret if http_mode else None,
-        request_verification_enabled=http_mode,
-        token_verification_enabled=False,
-        logger=logging.getLogger("bot.bolt"),
-        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="lexi-listener"),
-    )
+    bolt_log = logging.getLogger("bot.bolt")
+    # Bolt reads SLACK_BOT_TOKEN from the environment even when given a client, then warns that the token it
+    # found will be unused: on a correct configuration that is noise, so exactly that notice is dropped here.
+    quiet = _DropNotice(warning_client_prioritized_and_token_skipped())
+    bolt_log.addFilter(quiet)
+    try:
+        app = App(
+            client=runtime.slack,
+            signing_secret=secret if http_mode else None,
+            request_verification_enabled=http_mode,
+            token_verification_enabled=False,
+            logger=bolt_log,
+            listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="lexi-listener"),
+        )
+    finally:
+        bolt_log.removeFilter(quiet)
     replay.register(app, runtime.store)  # before any listener: a replay or a retried event does nothing
     actions.register(app, runtime)
     views.register(app, runtime)
@@ -46,3 +55,15 @@ def create_app(runtime: Runtime) -> App:
         return BoltResponse(status=200, body="")
 
     return app
+
+
+class _DropNotice(logging.Filter):
+    """Drops one exact log message (and nothing else) while Bolt builds the app."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self._message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but the notice."""
+        return record.getMessage() != self._message

@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 from bot import home
 from bot.db.store import Store, TaskRow, utcnow
 from bot.decisions import Decider
-from bot.messenger import slack_error_text
+from bot.messenger import confirm_above_for, slack_error_text
 from bot.replies import BotStatus
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class HomePublisher:
     def _publish(self, user: str, shown: _Shown) -> None:
         """Publish one person's Home from what is shown: only the buttons depend on who they are."""
         decidable, notice = self._decider.decidable(user, [(row.task, row.channel) for row in shown.pending])
+        policy = self._decider.approvers.policy if self._decider.approvers is not None else None
         view = home.home_view(
             pending=shown.pending,
             pending_total=shown.status.pending,
@@ -111,6 +112,7 @@ class HomePublisher:
             now=utcnow(),
             buttons=lambda task: task.id in decidable,
             notice=notice,
+            confirm_above=lambda task: confirm_above_for(task, policy),
         )
         try:
             self._client.views_publish(user_id=user, view=view)

@@ -126,8 +126,9 @@ def affected_count(task: Task) -> int | None:
 def approve_confirm(task: Task, confirm_above: int | None = None) -> dict[str, Any] | None:
     """Return the confirm dialog for the Approve button of a high-impact task, or None when none is needed.
 
-    With `confirm_above` (the policy's bulk-safety size), tasks known to affect at most that many records
-    approve in one click; a campaign of unknown size is always confirmed.
+    With `confirm_above` (the policy's bulk-safety size, which works for every type), tasks known to affect at
+    most that many records approve in one click and every other task asks first; a campaign of unknown size is
+    always confirmed.
     """
     count = affected_count(task)
     if confirm_above is not None and count is not None and count <= confirm_above:
@@ -140,6 +141,11 @@ def approve_confirm(task: Task, confirm_above: int | None = None) -> dict[str, A
         title, text = "Update these contacts?", sentence + " Slack cannot undo it."
     elif task.type == "list_operation" and sentence:
         title, text = "Change this list?", sentence + " Slack cannot undo it."
+    elif confirm_above is not None:
+        title = "Run this search?" if task.type == "prospect_search" else "Approve this task?"
+        unit = "result" if task.type == "prospect_search" else "record"
+        size = f"asks for {_plural(count, unit)}" if count is not None else "is of unknown size"
+        text = f"This task {size}; the policy asks for a confirmation above {confirm_above:,} {unit}s."
     else:
         return None
     return {

@@ -153,8 +153,21 @@ class Settings(BaseModel):
     @field_validator("budget_reserve", mode="before")
     @classmethod
     def _percent(cls, value: object) -> object:
-        """Accept `20` or `20%`."""
-        return value.strip().removesuffix("%") if isinstance(value, str) else value
+        """A percentage (`20`, `20%`) or a fraction below one (`0.2`: 20 %, which is what people mean by it)."""
+        hint = "must be a percentage of the daily budget from 0 to 90, such as 20% or 0.2 (a fraction: 20 %)"
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(hint)
+        text = str(value).strip()
+        marked = text.endswith("%")
+        try:
+            number = float(text.removesuffix("%").strip())
+        except ValueError:
+            raise ValueError(hint) from None
+        if not marked and 0 < number < 1:
+            number = round(number * 100, 6)  # a fraction: 0.2 is 20 %; a percentage below 1 % needs its sign (0.5%)
+        if not 0 <= number <= 90:  # more than 90 % kept back would leave polling next to nothing
+            raise ValueError(hint)
+        return number
 
     @field_validator("lexi_api_key")
     @classmethod

@@ -34,7 +34,7 @@ _OUTCOMES = {
 
 
 def task_blocks(
-    task: Task, now: datetime, *, buttons: bool, warning: str | None = None
+    task: Task, now: datetime, *, buttons: bool, warning: str | None = None, confirm_above: int | None = None
 ) -> list[dict[str, Any]]:
     """One task: its summary, what approving does, age and id; with Approve / Dismiss when `buttons`."""
     lines = [describe_task(task)]
@@ -45,7 +45,7 @@ def task_blocks(
         lines.append(f"⚠️ {escape(truncate(' '.join(warning.split()), 300))}")
     lines.append(f"Created {ago(task.created_at, now)} · Task `{task_ref(task.id)}`")
     section = _section("\n".join(lines))
-    return [section, task_buttons(task)] if buttons else [section]
+    return [section, task_buttons(task, confirm_above)] if buttons else [section]
 
 
 def newest_first(tasks: Sequence[Task]) -> list[Task]:
@@ -62,13 +62,22 @@ def _created_key(task: Task) -> tuple[bool, float]:
 Buttons = bool | Callable[[Task], bool]
 
 
+#: The policy's confirmation size for a task's type (`confirm_above`), so lists confirm exactly where cards do.
+ConfirmAbove = Callable[[Task], int | None]
+
+
 def _with_buttons(buttons: Buttons, task: Task) -> bool:
     """Whether this task gets buttons."""
     return buttons(task) if callable(buttons) else buttons
 
 
+def _size(confirm_above: ConfirmAbove | None, task: Task) -> int | None:
+    """The confirmation size for this task (None: the built-in rule, which confirms what is high-impact)."""
+    return confirm_above(task) if confirm_above is not None else None
+
+
 def task_list(tasks: Sequence[Task], status: str, now: datetime, *, buttons: Buttons,
-              notice: str | None = None) -> dict[str, Any]:
+              notice: str | None = None, confirm_above: ConfirmAbove | None = None) -> dict[str, Any]:
     """The `/lexi tasks` answer: newest first, as many as fit (≤ MESSAGE_TASKS), with a count of the rest."""
     newest = newest_first(tasks)
     count = len(newest)
@@ -78,7 +87,8 @@ def task_list(tasks: Sequence[Task], status: str, now: datetime, *, buttons: But
         blocks.append(_context(notice))
     size, shown = len(json.dumps(blocks, ensure_ascii=False)), 0
     for task in newest[:MESSAGE_TASKS]:
-        item = task_blocks(task, now, buttons=status == "pending" and _with_buttons(buttons, task))
+        item = task_blocks(task, now, buttons=status == "pending" and _with_buttons(buttons, task),
+                           confirm_above=_size(confirm_above, task))
         size += len(json.dumps(item, ensure_ascii=False))
         if size > MESSAGE_CHARS:
             break
@@ -98,6 +108,7 @@ def home_view(
     now: datetime,
     buttons: Buttons,
     notice: str | None = None,
+    confirm_above: ConfirmAbove | None = None,
 ) -> dict[str, Any]:
     """A person's Home tab: pending tasks newest first, the latest decisions and the bot's status."""
     blocks: list[dict[str, Any]] = [
@@ -109,7 +120,8 @@ def home_view(
     if notice and pending:
         blocks.append(_context(notice))
     for row in pending[:HOME_TASKS]:
-        blocks.extend(task_blocks(row.task, now, buttons=_with_buttons(buttons, row.task), warning=row.note))
+        blocks.extend(task_blocks(row.task, now, buttons=_with_buttons(buttons, row.task), warning=row.note,
+                                  confirm_above=_size(confirm_above, row.task)))
     hidden = pending_total - min(len(pending), HOME_TASKS)
     if hidden > 0:
         blocks.append(_context(f"…and {hidden:,} older not shown here. Each has its card in the channel."))

@@ -1,17 +1,18 @@
 """The approval policy: per task type, where it is announced, who may decide, quorum, auto-approval, reminders.
 
 Read from an optional YAML file (`LEXI_POLICY_FILE`, e.g. lexi-bot.yml) and validated completely at start: an
-unknown key, type, value or channel is one error naming its line, and the bot does not start with a policy it
-misunderstood. Without a file the policy comes from SLACK_CHANNEL and LEXI_APPROVERS alone.
+unknown key, type, value or channel is a problem naming its line, every problem of the file is reported at once
+(in file order, as the settings check does), and the bot does not start with a policy it misunderstood. Without a file the policy comes from SLACK_CHANNEL and LEXI_APPROVERS alone.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -26,10 +27,26 @@ _GROUP = re.compile(r"S[A-Z0-9]{2,}")
 _CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+_T = TypeVar("_T")
 
 
 class PolicyError(LexiBotError):
-    """Raised when the policy file cannot be read or says something the bot does not understand."""
+    """Raised when the policy file cannot be read or says something the bot does not understand.
+
+    `problems` lists every problem found, each naming the file and line; the message is the one problem, or a
+    list of them all (as the settings check lists its problems).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems if problems is not None else [message]
+        if len(self.problems) > 1:
+            message = (f"{len(self.problems)} problems in the policy file — fix them all:\n  - "
+                       + "\n  - ".join(self.problems))
+        super().__init__(message if len(self.problems) > 1 else self.problems[0])
+
+
+class _Skip(Exception):
+    """A part of the file was refused (and its problem recorded): reading goes on with the next part."""
 
 
 @dataclass(frozen=True)
@@ -130,17 +147,22 @@ def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = 
     base = TypePolicy(channel=channel, approvers=approvers)
     if root is None:
         return Policy(default=base, source=str(path))
-    top = reader.mapping(root, "the file", _TOP_KEYS)
-    default = reader.type_policy(top["defaults"], "defaults", base) if "defaults" in top else base
+    top = reader.attempt(lambda: reader.mapping(root, "the file", _TOP_KEYS)) or {}
+    default = base
+    if "defaults" in top:
+        default = reader.attempt(lambda: reader.type_policy(top["defaults"], "defaults", base)) or base
     types: dict[str, TypePolicy] = {}
     if "types" in top:
-        for key_node, value in reader.mapping(top["types"], "types", None, keys_node=True).items():
-            name = reader.text(key_node, "a task type")
-            if name not in KNOWN_TYPES:
-                reader.fail(key_node, f"unknown task type '{name}'{_suggest(name, KNOWN_TYPES)}; "
-                                      f"known types: {', '.join(KNOWN_TYPES)}")
-            types[name] = reader.type_policy(value, f"types.{name}", default, task_type=name)
-    cap = reader.integer(top["auto_approve_daily_cap"], "auto_approve_daily_cap") if "auto_approve_daily_cap" in top else 50
+        for key_node, value in (reader.attempt(lambda: reader.mapping(top["types"], "types", None, keys_node=True))
+                                or {}).items():
+            section = reader.attempt(lambda key_node=key_node, value=value: reader.type_section(key_node, value, default))
+            if section is not None:
+                types[section[0]] = section[1]
+    cap = 50
+    if "auto_approve_daily_cap" in top:
+        cap = reader.attempt(lambda: reader.integer(top["auto_approve_daily_cap"], "auto_approve_daily_cap")) or 50
+    if reader.problems:
+        raise PolicyError("", [f"{path.name} line {line}: {message}" for line, message in reader.sorted_problems()])
     return Policy(default=default, types=types, auto_approve_daily_cap=cap, source=str(path))
 
 
@@ -157,14 +179,40 @@ def parse_duration(text: str) -> float | None:
 
 
 class _Reader:
-    """Walks YAML nodes, turning every problem into a PolicyError that names the line."""
+    """Walks YAML nodes, recording every problem with its line; a refused part is skipped, the rest still read."""
 
     def __init__(self, filename: str) -> None:
         self._filename = filename
+        #: (line, problem) in the order found.
+        self.problems: list[tuple[int, str]] = []
 
-    def fail(self, node: Node, message: str) -> None:
-        """Raise for a node."""
-        raise PolicyError(f"{self._filename} line {node.start_mark.line + 1}: {message}")
+    def note(self, node: Node, message: str) -> None:
+        """Record a problem at a node and go on reading (the caller leaves the offending entry out)."""
+        self.problems.append((node.start_mark.line + 1, message))
+
+    def fail(self, node: Node, message: str) -> NoReturn:
+        """Record a problem at a node and skip the part being read (see `attempt`)."""
+        self.note(node, message)
+        raise _Skip
+
+    def attempt(self, read: Callable[[], _T]) -> _T | None:
+        """The result of `read`, or None when it refused its part (its problems are recorded)."""
+        try:
+            return read()
+        except _Skip:
+            return None
+
+    def sorted_problems(self) -> list[tuple[int, str]]:
+        """Every problem in file order (problems on one line keep the order they were found in)."""
+        return sorted(self.problems, key=lambda problem: problem[0])
+
+    def type_section(self, key_node: Node, value: Node, default: TypePolicy) -> tuple[str, TypePolicy]:
+        """One entry of `types`: a known task type and its policy on top of the defaults."""
+        name = self.text(key_node, "a task type")
+        if name not in KNOWN_TYPES:
+            self.fail(key_node, f"unknown task type '{name}'{_suggest(name, KNOWN_TYPES)}; "
+                                f"known types: {', '.join(KNOWN_TYPES)}")
+        return name, self.type_policy(value, f"types.{name}", default, task_type=name)
 
     def mapping(self, node: Node, where: str, allowed: tuple[str, ...] | None, *, keys_node: bool = False) -> Any:
         """A mapping's entries by key (or by key node), refusing unknown and repeated keys."""
@@ -175,10 +223,12 @@ class _Reader:
         for key_node, value in node.value:
             key = self.text(key_node, "a key")
             if allowed is not None and key not in allowed:
-                self.fail(key_node, f"unknown key '{key}' in {where}{_suggest(key, allowed)}; "
+                self.note(key_node, f"unknown key '{key}' in {where}{_suggest(key, allowed)}; "
                                     f"allowed: {', '.join(allowed)}")
+                continue
             if key in seen:
-                self.fail(key_node, f"'{key}' appears twice in {where}")
+                self.note(key_node, f"'{key}' appears twice in {where}")
+                continue
             seen.add(key)
             entries[key_node if keys_node else key] = value
         return entries
@@ -218,13 +268,18 @@ class _Reader:
             self.fail(node, f"{where} is an empty list; name user IDs, user-group IDs or {CHANNEL_MEMBERS}, "
                             "or leave it out (the task's channel members decide)")
         found = []
+        known = len(self.problems)
         for item in items:
-            value = self.text(item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} in {where}")
-            if not (_USER.fullmatch(value) or _GROUP.fullmatch(value) or value == CHANNEL_MEMBERS):
-                self.fail(item, f"'{value}' in {where} is not a user ID (U…), a user-group ID (S…) "
+            value = self.attempt(lambda item=item: self.text(item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} "
+                                                                   f"in {where}"))
+            if value is not None and not (_USER.fullmatch(value) or _GROUP.fullmatch(value)
+                                          or value == CHANNEL_MEMBERS):
+                self.note(item, f"'{value}' in {where} is not a user ID (U…), a user-group ID (S…) "
                                 f"or {CHANNEL_MEMBERS}")
             found.append(value)
-        return tuple(found)
+        if len(self.problems) > known:
+            raise _Skip  # every bad entry is recorded; the list as a whole is refused
+        return tuple(str(value) for value in found)
 
     def quorum(self, node: Node, where: str) -> tuple[QuorumRule, ...]:
         """A number of approvals, or a list of {above, approvals} rules."""
@@ -232,55 +287,76 @@ class _Reader:
             return (QuorumRule(above=-1, approvals=self.integer(node, where, minimum=1)),)
         if not isinstance(node, SequenceNode):
             self.fail(node, f"{where} must be a number or a list of {{above: N, approvals: M}}")
-        rules = []
-        for item in node.value:
-            entry = self.mapping(item, where, ("above", "approvals"))
-            if set(entry) != {"above", "approvals"}:
-                self.fail(item, f"each rule in {where} needs both 'above' and 'approvals'")
-            rules.append(QuorumRule(self.integer(entry["above"], f"{where}.above"),
-                                    self.integer(entry["approvals"], f"{where}.approvals", minimum=1)))
-        return tuple(rules)
+        rules = [self.attempt(lambda item=item: self.quorum_rule(item, where)) for item in node.value]
+        if any(rule is None for rule in rules):
+            raise _Skip
+        return tuple(rule for rule in rules if rule is not None)
+
+    def quorum_rule(self, item: Node, where: str) -> QuorumRule:
+        """One {above, approvals} rule."""
+        entry = self.mapping(item, where, ("above", "approvals"))
+        if set(entry) != {"above", "approvals"}:
+            self.fail(item, f"each rule in {where} needs both 'above' and 'approvals'")
+        above = self.attempt(lambda: self.integer(entry["above"], f"{where}.above"))
+        approvals = self.attempt(lambda: self.integer(entry["approvals"], f"{where}.approvals", minimum=1))
+        if above is None or approvals is None:
+            raise _Skip
+        return QuorumRule(above, approvals)
 
     def auto_approve(self, node: Node, where: str, task_type: str | None) -> AutoApprove | None:
         """An auto-approval rule, or none ('false')."""
         if isinstance(node, ScalarNode) and node.value.lower() in ("false", "no", "off", ""):
             return None
         entry = self.mapping(node, where, ("name", "max_count", "allow_campaign_starts"))
+        known = len(self.problems)
         if "name" not in entry:
-            self.fail(node, f"{where} needs a 'name' (it is shown on every auto-approved card)")
-        allow = self.boolean(entry["allow_campaign_starts"], where) if "allow_campaign_starts" in entry else False
+            self.note(node, f"{where} needs a 'name' (it is shown on every auto-approved card)")
+        allow = False
+        if "allow_campaign_starts" in entry:
+            allow = bool(self.attempt(lambda: self.boolean(entry["allow_campaign_starts"], where)))
         if task_type in (None, "campaign_start") and not allow:
-            self.fail(node, f"{where} would auto-approve campaign starts, which email real people; "
+            self.note(node, f"{where} would auto-approve campaign starts, which email real people; "
                             "set allow_campaign_starts: true if that is really meant")
-        max_count = self.integer(entry["max_count"], f"{where}.max_count") if "max_count" in entry else None
-        return AutoApprove(self.text(entry["name"], "a rule name"), max_count)
+        max_count = None
+        if "max_count" in entry:
+            max_count = self.attempt(lambda: self.integer(entry["max_count"], f"{where}.max_count"))
+        name = self.attempt(lambda: self.text(entry["name"], "a rule name")) if "name" in entry else None
+        if len(self.problems) > known or name is None:
+            raise _Skip
+        return AutoApprove(name, max_count)
 
     def type_policy(self, node: Node, where: str, base: TypePolicy, task_type: str | None = None) -> TypePolicy:
-        """A type's section, on top of `base`."""
+        """A type's section, on top of `base` (every key is read, so each bad one is reported)."""
         entry = self.mapping(node, where, _TYPE_KEYS)
+        readers: dict[str, Callable[[Node, str], Any]] = {
+            "channel": self.channel,
+            "approvers": self.people,
+            "dismissers": self.people,
+            "quorum": self.quorum,
+            "confirm_above": self.integer,
+            "auto_approve": lambda value, at: self.auto_approve(value, at, task_type),
+            "remind_after": self.duration,
+            "expire_after": self.duration,
+            "remind_max": self.integer,
+            "dismiss_on_expiry": self.boolean,
+        }
         changes: dict[str, Any] = {}
-        if "channel" in entry:
-            channel = self.text(entry["channel"], "a channel ID")
-            if not _CHANNEL.fullmatch(channel):
-                self.fail(entry["channel"], f"{where}.channel must be a channel ID such as C0123ABCD, not '{channel}'")
-            changes["channel"] = channel
-        for key in ("approvers", "dismissers"):
-            if key in entry:
-                changes[key] = self.people(entry[key], f"{where}.{key}")
-        if "quorum" in entry:
-            changes["quorum"] = self.quorum(entry["quorum"], f"{where}.quorum")
-        if "confirm_above" in entry:
-            changes["confirm_above"] = self.integer(entry["confirm_above"], f"{where}.confirm_above")
-        if "auto_approve" in entry:
-            changes["auto_approve"] = self.auto_approve(entry["auto_approve"], f"{where}.auto_approve", task_type)
-        for key in ("remind_after", "expire_after"):
-            if key in entry:
-                changes[key] = self.duration(entry[key], f"{where}.{key}")
-        if "remind_max" in entry:
-            changes["remind_max"] = self.integer(entry["remind_max"], f"{where}.remind_max")
-        if "dismiss_on_expiry" in entry:
-            changes["dismiss_on_expiry"] = self.boolean(entry["dismiss_on_expiry"], f"{where}.dismiss_on_expiry")
+        known = len(self.problems)
+        for key, value in entry.items():
+            read = readers[key]
+            result = self.attempt(lambda read=read, value=value, key=key: (read(value, f"{where}.{key}"),))
+            if result is not None:
+                changes[key] = result[0]
+        if len(self.problems) > known:
+            raise _Skip
         return replace(base, **changes)
+
+    def channel(self, node: Node, where: str) -> str:
+        """A channel ID."""
+        channel = self.text(node, "a channel ID")
+        if not _CHANNEL.fullmatch(channel):
+            self.fail(node, f"{where} must be a channel ID such as C0123ABCD, not '{channel}'")
+        return channel
 
 
 def describe(policy: Policy) -> list[str]:
@@ -309,8 +385,15 @@ def describe(policy: Policy) -> list[str]:
 
 
 def human_duration(seconds: float) -> str:
-    """A short duration as people write it: 45m, 4h, 2d (rounded to the largest unit it reaches)."""
-    for unit, size in (("d", 86_400), ("h", 3600)):
-        if seconds >= size:
-            return f"{round(seconds / size, 1):g}{unit}"
-    return f"{max(round(seconds / 60), 1)}m"
+    """A duration as people write it, so a policy's `2s`, `90s`, `1.5h` or `2d` reads back as given.
+
+    The largest unit (d, h, m, s) that writes it exactly, in whole units (one decimal for hours and days); a
+    duration no unit writes exactly (a measured age) is rounded to one decimal of the largest unit it reaches.
+    """
+    units = (("d", 86_400, 10), ("h", 3600, 10), ("m", 60, 1), ("s", 1, 1))
+    for unit, size, steps in units:
+        value = seconds / size
+        if value >= 1 and abs(value * steps - round(value * steps)) < 1e-9:
+            return f"{round(value * steps) / steps:g}{unit}"
+    unit, size = next((unit, size) for unit, size, _steps in units if seconds >= size or unit == "s")
+    return f"{round(seconds / size, 1):g}{unit}"

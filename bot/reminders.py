@@ -64,14 +64,17 @@ class Reminders:
         if sent >= remind_max or age < reminder_due(remind_after, sent) or row.message_ts is None:
             return
         who = self._approvers.describe(row.task.type, "approve") if self._approvers else "anyone in the channel"
-        text = f"⏰ Still waiting for a decision after {human_duration(age)} — {who}, please approve or dismiss it."
+        # Whole multiples of the policy's own duration read as the policy wrote it ("after 2s", "after 12h"),
+        # where the measured age would carry the poll's jitter.
+        waited = human_duration(remind_after * (age // remind_after))
+        text = f"⏰ Still waiting for a decision after {waited} — {who}, please approve or dismiss it."
         try:
             self._messenger.client.chat_postMessage(channel=row.channel, thread_ts=row.message_ts, text=text)
         except SlackApiError as exc:
             log.warning("task %s: could not post a reminder: %s", row.task_id, slack_error_text(exc))
             return
         self._store.audit("reminder", row.task_id, actor="rule:reminder", surface="rule",
-                          detail=f"{sent + 1} of {remind_max} after {human_duration(age)}")
+                          detail=f"{sent + 1} of {remind_max} after {waited}")
 
     def _expire(self, row: TaskRow, expire_after: float, dismiss: bool) -> None:
         """Mark the task expired; dismiss it in LeadLex only when the policy says so."""

@@ -16,7 +16,7 @@ from bot.decisions import NOT_RECORDED
 from bot.keeper import NotRecorded
 from bot.errors import LexiError, RateLimited, TransientError
 from bot.lexi.models import STATUSES, Task
-from bot.messenger import slack_error_text
+from bot.messenger import confirm_above_for, slack_error_text
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,9 @@ def _tasks(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> 
     if status == "pending":
         decidable, refusal = _decidable(runtime, asker.user, shown)
         _announce_missing(runtime, [t for t in shown if t.id in decidable])
-    message = home.task_list(tasks, status, utcnow(), buttons=lambda task: task.id in decidable, notice=refusal)
+    policy = runtime.announcer.policy
+    message = home.task_list(tasks, status, utcnow(), buttons=lambda task: task.id in decidable, notice=refusal,
+                             confirm_above=lambda task: confirm_above_for(task, policy))
     answer(message["text"], message["blocks"])
 
 

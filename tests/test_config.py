@@ -116,3 +116,21 @@ def test_approvers_are_slack_user_ids() -> None:
     assert load_settings(GOOD).lexi_approvers == ()
     with pytest.raises(ConfigError, match="LEXI_APPROVERS"):
         load_settings({**GOOD, "LEXI_APPROVERS": "@alice"})
+
+
+@pytest.mark.parametrize(("given", "percent"), [
+    ("20", 20.0), ("20%", 20.0), (" 35 % ", 35.0), ("0.2", 20.0), ("0.05", 5.0), ("0.5%", 0.5), ("0", 0.0),
+    ("1", 1.0), ("12.5", 12.5), ("90%", 90.0),
+])
+def test_budget_reserve_reads_percentages_and_fractions(given: str, percent: float) -> None:
+    """LEXI_BUDGET_RESERVE is a percentage (`20`, `20%`) or a fraction below one (`0.2` is 20 %, not 0.2 %)."""
+    assert load_settings({**GOOD, "LEXI_BUDGET_RESERVE": given}).budget_reserve == percent
+
+
+@pytest.mark.parametrize("given", ["lots", "-5", "95", "1.5%%", "0.95"])
+def test_budget_reserve_out_of_range_or_malformed_is_refused_with_a_hint(given: str) -> None:
+    """A reserve that is not a percentage up to 90 % is named, with the forms that are accepted."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**GOOD, "LEXI_BUDGET_RESERVE": given})
+    message = str(caught.value)
+    assert "LEXI_BUDGET_RESERVE" in message and "such as 20% or 0.2" in message, message

@@ -211,13 +211,11 @@ def test_panel_shows_calls_budget_and_log(api: httpx.Client) -> None:
     assert any("demo ready" in line for line in panel["log"])
 
 
-def test_change_feed_reports_versions(api: httpx.Client) -> None:
-    """/api/events streams `change` events carrying the version counters."""
-    with api.stream("GET", "/api/events") as response:
-        assert response.headers["content-type"] == "text/event-stream"
-        lines = response.iter_lines()
-        event = next(line for line in lines if line.startswith("data: "))
-    assert set(json.loads(event[len("data: "):])) == {"slack", "panel"}
+def test_versions_answer_at_once(api: httpx.Client) -> None:
+    """/api/versions answers the version counters the page follows, at once (nothing is held open)."""
+    response = api.get("/api/versions")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
+    assert set(response.json()) == {"slack", "panel"} and all(isinstance(v, int) for v in response.json().values())
 
 
 def test_standin_version_grows_with_every_change(slack: SlackStandIn) -> None:

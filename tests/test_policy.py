@@ -180,10 +180,55 @@ def test_the_readme_example_policy_is_valid(tmp_path: Path) -> None:
     assert policy.default.remind_after == 4 * 3600 and policy.auto_approve_daily_cap == 20
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(90, "2m"), (1800, "30m"), (5400, "1.5h"), (14_400, "4h"),
-                                                (172_800, "2d"), (95_400, "1.1d")])
+@pytest.mark.parametrize(("seconds", "text"), [
+    (2, "2s"), (45, "45s"), (60, "1m"), (90, "90s"), (1800, "30m"), (5400, "1.5h"), (14_400, "4h"),
+    (172_800, "2d"), (129_600, "1.5d"), (95_400, "26.5h"), (3_630, "3630s"), (0.5, "0.5s"),
+    (14_412.3, "4h"), (61.7, "1m"),
+])
 def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
-    """Durations in policy descriptions and reminders: the largest unit reached, at most one decimal."""
+    """The largest unit that writes a duration exactly (one decimal for hours and days); else rounded to it."""
     from bot.policy import human_duration
 
     assert human_duration(seconds) == text
+
+
+@pytest.mark.parametrize("given", ["2s", "45s", "90s", "1m", "30m", "1.5h", "4h", "26.5h", "2d", "1.5d"])
+def test_durations_are_shown_as_given(given: str) -> None:
+    """Every duration a policy file may say is displayed back exactly as written."""
+    from bot.policy import human_duration
+
+    seconds = parse_duration(given)
+    assert seconds is not None and human_duration(seconds) == given
+
+
+def test_policy_check_shows_durations_under_a_minute(tmp_path: Path) -> None:
+    """`remind_after: 2s` is described as 2s, not rounded up to a minute."""
+    policy = load_policy(_write(tmp_path, "defaults:\n  remind_after: 2s\n  expire_after: 45s\n"), channel="C0LEXI")
+    text = "\n".join(describe(policy))
+    assert "reminders from 2s (at most 3)" in text and "marked expired after 45s" in text
+    assert "1m" not in text
+
+
+def test_every_mistake_is_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    """A file with several mistakes is refused with all of them, each naming its line, in the order of the file."""
+    text = (
+        "colour: blue\n"                       # 1: unknown top-level key
+        "defaults:\n"
+        "  approvers: [alice, UBOB, bob]\n"    # 3: two bad approvers on one line
+        "  remind_after: soon\n"               # 4: not a duration
+        "types:\n"
+        "  campaign_starts: {quorum: 2}\n"     # 6: unknown type
+        "  list_operation:\n"
+        "    quorom: 2\n"                      # 8: unknown key
+        "    confirm_above: lots\n"            # 9: not a number
+        "auto_approve_daily_cap: many\n"       # 10: not a number
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy(_write(tmp_path, text), channel="C0LEXI")
+    problems = caught.value.problems
+    lines = [int(p.split(" line ", 1)[1].split(":", 1)[0]) for p in problems]
+    assert lines == [1, 3, 3, 4, 6, 8, 9, 10], problems
+    assert all(p.startswith("lexi-bot.yml line ") for p in problems)
+    assert "'alice' in defaults.approvers" in problems[1] and "'bob' in defaults.approvers" in problems[2]
+    assert str(caught.value).splitlines() == ["8 problems in the policy file — fix them all:",
+                                              *(f"  - {p}" for p in problems)]

@@ -389,7 +389,7 @@ def test_every_response_carries_rate_limit_headers(start_sandbox: Callable[..., 
 def test_spent_daily_budget_is_429_until_utc_midnight(start_sandbox: Callable[..., Sandbox],
                                                       fake_clock: FakeClock) -> None:
     """With the daily budget spent every call is 429 rate_limited, until the clock passes 00:00 UTC."""
-    sandbox = start_sandbox(clock=fake_clock)
+    sandbox = start_sandbox(clock=fake_clock, daily_limit=10_000)  # an Org plan
     sandbox.set_remaining(1)
     with build_client(sandbox) as http:
         last = http.get("/v1/lexi/tasks")
@@ -648,3 +648,18 @@ def test_command_line_serves_until_ctrl_c() -> None:
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=5)
+
+
+def test_the_default_plan_lets_run_sandbox_poll_every_5_seconds(start_sandbox: Callable[..., Sandbox]) -> None:
+    """Against the sandbox's own default plan, the budget planner keeps `run --sandbox`'s 5 s polling unstretched."""
+    import time
+
+    from bot.budget import BudgetPolicy
+    from bot.lexi.client import LexiClient
+
+    sandbox = start_sandbox()  # the defaults `lexi-bot run --sandbox` and `lexi-bot sandbox` use
+    client = LexiClient(sandbox.url, sandbox.api_key)
+    client.list_tasks("pending")  # the plan is read from the rate-limit headers, as the bot reads it
+    cost = 1 + len(sandbox.tasks())  # a cycle at its dearest: the list, then one call per task followed
+    plan = BudgetPolicy().plan(client.budget, cost, time.time(), 5.0)
+    assert (plan.interval, plan.reason) == (5.0, None)

@@ -1,9 +1,9 @@
-"""The demo page's own small HTTP server: the static page, a JSON API to act and look, and a change feed.
+"""The demo page's own small HTTP server: the static page, a JSON API to act and look, and version counters.
 
 - `GET /` and `GET /static/<file>`: the page (shipped inside the package, no build step, nothing remote).
 - `GET /api/state?user=U…`: what that person sees; `GET /api/panel`: what happened underneath.
-- `GET /api/events`: server-sent `change` events carrying version counters; each stream ends after about a
-  minute and the browser reconnects, so no connection is held forever.
+- `GET /api/versions`: the version counters of what the page shows, answered at once; the page asks about once a
+  second after it has loaded (a held-open event stream kept headless browsers from ever finishing the page).
 - `POST /api/click|submit|close|type|home` with `{"user": …, …}`: a person's action, sent on to the bot.
 
 Actions are accepted only from the page itself: the `Origin` must be the page's own (browsers send it on every
@@ -19,7 +19,6 @@ import logging
 import re
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -30,11 +29,6 @@ from bot.demo.session import Answer
 from bot.demo.snapshot import Sources, channel_state, panel_state, versions
 
 log = logging.getLogger(__name__)
-
-#: Seconds one change feed stays open, between checks, and between keep-alive comments.
-FEED_SECONDS = 55.0
-FEED_TICK = 0.2
-KEEPALIVE = 15.0
 
 _STATIC = resources.files("bot.demo") / "static"
 _STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png)")
@@ -90,7 +84,7 @@ class DemoServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
-        """End the change feeds, stop serving and close the socket."""
+        """Stop serving and close the socket."""
         self.stopping.set()
         if self._thread.is_alive():
             self.shutdown()
@@ -114,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("demo: " + format, *args)
 
     def do_GET(self) -> None:
-        """Serve the page, its files, snapshots and the change feed."""
+        """Serve the page, its files, snapshots and the version counters."""
         if not self._host_allowed():
             return
         parts = urlsplit(self.path)
@@ -130,8 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, channel_state(src, user))
         elif path == "/api/panel":
             self._json(200, panel_state(src))
-        elif path == "/api/events":
-            self._feed()
+        elif path == "/api/versions":
+            self._json(200, versions(src))
         else:
             self._json(404, {"ok": False, "error": "not_found"})
 
@@ -283,27 +277,3 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body)
         except OSError:
             log.debug("demo: the browser went away before the answer to %s", self.path)
-
-    def _feed(self) -> None:
-        """Stream `change` events with the version counters whenever they move (bounded in time)."""
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            for name, value in _HEADERS.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(b"retry: 1000\n\n")
-            last: dict[str, int] | None = None
-            quiet_since = started = time.monotonic()
-            while not self.server.stopping.is_set() and time.monotonic() - started < FEED_SECONDS:
-                current = versions(self.server.sources)
-                if current != last:
-                    self.wfile.write(f"event: change\ndata: {json.dumps(current)}\n\n".encode())
-                    last, quiet_since = current, time.monotonic()
-                elif time.monotonic() - quiet_since > KEEPALIVE:
-                    self.wfile.write(b": keep-alive\n\n")
-                    quiet_since = time.monotonic()
-                self.wfile.flush()
-                self.server.stopping.wait(FEED_TICK)
-        except OSError:
-            log.debug("demo: a change feed closed")

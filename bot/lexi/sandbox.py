@@ -88,13 +88,17 @@ class _Request:
 
 
 _Endpoint = Callable[..., dict[str, Any]]
+#: The default plan: no real LeadLex plan, but large enough that `lexi-bot run --sandbox` polls at its 5-second
+#: demo pace (an Org plan's 10,000 calls a day would stretch it to 17 s). Tests pass the real plans' limits.
+DEMO_DAILY_LIMIT = 500_000
+DEMO_MINUTE_LIMIT = 5_000
 
 
 class Sandbox:
     """A LeadLex-compatible API on a loopback port, whose state tests and demos can change and observe."""
 
     def __init__(self, *, api_key: str = "wbk_sandbox", no_lexi_key: str | None = "wbk_nolexi",
-                 daily_limit: int = 10_000, minute_limit: int = 200, credits: int = 1000,
+                 daily_limit: int = DEMO_DAILY_LIMIT, minute_limit: int = DEMO_MINUTE_LIMIT, credits: int = 1000,
                  seed: bool = True, complete_after: float | None = None, fail_ratio: float = 0.0,
                  generate_every: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.api_key, self.no_lexi_key = api_key, no_lexi_key

@@ -25,6 +25,8 @@ types:
   campaign_start:
     expire_after: 1d
     dismiss_on_expiry: true
+  contact_update:
+    remind_after: 2s
 """
 HOUR = 3600.0
 
@@ -72,6 +74,21 @@ def test_waiting_tasks_are_reminded_with_growing_gaps_up_to_the_maximum(
     assert counts == [0, 1, 1, 2, 2, 2]
     assert all("<@UALICE>" in text and "Still waiting" in text for text in _thread(bot, slack, task_id))
     assert bot.store.count_audit("reminder", task_id=task_id) == 2
+
+
+def test_reminders_under_a_minute_say_the_policys_own_duration(
+    timed: tuple[BotHarness, list[float]], sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """With `remind_after: 2s` the reminder and its audit say "after 2s", never a rounded-up minute."""
+    bot, now = timed
+    task_id = sandbox.add_task("contact_update", "Fix titles")["id"]
+    bot.poll()
+    now[0] = bot.store.get(task_id).announced_at.timestamp() + 2.4
+    bot.poll()
+    texts = _thread(bot, slack, task_id)
+    assert len(texts) == 1 and "Still waiting for a decision after 2s —" in texts[0], texts
+    details = [e["detail"] for e in bot.store.audit_events() if e["task_id"] == task_id and e["event"] == "reminder"]
+    assert details == ["1 of 3 after 2s"]
 
 
 def test_expired_tasks_say_so_and_are_not_dismissed_unless_configured(

@@ -12,6 +12,7 @@ import pytest
 from bot import blocks
 from bot.lexi.sandbox import Sandbox
 from bot.standin.slack import SlackStandIn
+from bot.standin import payloads
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 POLICY = """\
@@ -19,6 +20,7 @@ auto_approve_daily_cap: 2
 types:
   prospect_search:
     auto_approve: {name: small-searches, max_count: 50}
+    confirm_above: 100
   campaign_start:
     quorum:
       - above: 500
@@ -144,6 +146,45 @@ def test_bulk_safety_confirms_only_above_the_policy_size(ruled: BotHarness, sand
 
     assert "confirm" not in approve_button(small)
     assert "4,000 contacts" in approve_button(large)["confirm"]["text"]["text"]
+
+
+def test_bulk_safety_applies_to_prospect_searches_too(ruled: BotHarness, sandbox: Sandbox,
+                                                      slack: SlackStandIn) -> None:
+    """`confirm_above` works for every type: a search for more results than the size asks first, with the count."""
+    within = sandbox.add_task("prospect_search", "Find 80 CFOs", {"per_page": 80})["id"]
+    above = sandbox.add_task("prospect_search", "Find 200 CFOs", {"per_page": 200})["id"]
+    ruled.poll()
+
+    def approve_button(task_id: str) -> dict:
+        message = slack.message(CHANNEL, ruled.store.get(task_id).message_ts)
+        actions = [b for b in message.blocks if b["type"] == "actions"][0]
+        return actions["elements"][0]
+
+    assert "confirm" not in approve_button(within)
+    confirm = approve_button(above)["confirm"]
+    assert "200 results" in confirm["text"]["text"] and "100" in confirm["text"]["text"], confirm
+
+
+def test_bulk_safety_is_the_same_in_task_lists_and_the_home_tab(ruled: BotHarness, sandbox: Sandbox,
+                                                                slack: SlackStandIn) -> None:
+    """`/lexi tasks` and the Home tab ask for confirmation exactly where the card does: by the policy's size."""
+    small = sandbox.add_task("contact_update", "Tag 40 contacts", {"contact_count": 40})["id"]
+    search = sandbox.add_task("prospect_search", "Find 200 CFOs", {"per_page": 200})["id"]
+    ruled.poll()
+    before = len(slack.responses)
+    assert ruled.command("tasks", user="UALICE").status_code == 200
+    ruled.settle()
+    (answer,) = [r.body for r in slack.responses[before:]]
+    listed = {b["elements"][0]["value"]: b["elements"][0] for b in answer["blocks"] if b["type"] == "actions"}
+    envelope = payloads.build_app_home_opened(user="UALICE", tab="home")
+    assert ruled.post(*payloads.encode_event(envelope)).status_code == 200
+    ruled.wait_for(lambda: slack.home_views.get("UALICE"))
+    ruled.settle()
+    view = slack.home_views["UALICE"]
+    home = {b["elements"][0]["value"]: b["elements"][0] for b in view["blocks"] if b["type"] == "actions"}
+    for approve in (listed, home):
+        assert "confirm" not in approve[small], approve[small]
+        assert "200 results" in approve[search]["confirm"]["text"]["text"]
 
 
 def test_completing_approval_and_a_dismissal_at_once_make_one_leadlex_call(ruled: BotHarness,

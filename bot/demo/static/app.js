@@ -394,12 +394,24 @@
       }
       refreshState();
     });
-    const feed = new EventSource("/api/events");
-    feed.addEventListener("change", (event) => {
-      const versions = JSON.parse(event.data);
-      if (versions.slack !== page.versions.slack) { page.versions.slack = versions.slack; refreshState(); }
-      if (versions.panel !== page.versions.panel) { page.versions.panel = versions.panel; refreshPanel(); }
-    });
+  }
+
+  // Changes are followed by asking for the version counters about once a second, each answer immediate. A
+  // held-open event stream kept headless browsers (screenshots, crawlers) waiting for the page to finish.
+  const FOLLOW_MS = 1000;
+
+  async function follow() {
+    try {
+      const response = await fetch("/api/versions");
+      if (response.ok) {
+        const versions = await response.json();
+        if (versions.slack !== page.versions.slack) { page.versions.slack = versions.slack; refreshState(); }
+        if (versions.panel !== page.versions.panel) { page.versions.panel = versions.panel; refreshPanel(); }
+      }
+    } catch (error) {
+      // The demo is stopping or restarting: ask again at the next tick.
+    }
+    setTimeout(follow, FOLLOW_MS);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -408,4 +420,5 @@
     refreshState();
     refreshPanel();
   });
+  window.addEventListener("load", () => setTimeout(follow, FOLLOW_MS));
 })();

@@ -1,0 +1,139 @@
+"""The Slack app manifest against the built Bolt app: every handled event subscribed, every called method's scope
+asked for, nothing more; and building the app warns about nothing on a correct configuration."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.app import create_app
+from bot.lexi.sandbox import Sandbox
+from bot.standin.slack import SlackStandIn
+from tests.support.harness import BotHarness, start_bot
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Bot scopes each Web API method needs (Slack's method reference); a method the bot calls must be listed here.
+METHOD_SCOPES: dict[str, set[str]] = {
+    "auth.test": set(),
+    "apps.connections.open": set(),  # the app-level token's connections:write, not a bot scope (README step 2)
+    "chat.getPermalink": set(),
+    "chat.postEphemeral": {"chat:write"},
+    "chat.postMessage": {"chat:write"},
+    "chat.update": {"chat:write"},
+    # Announcement channels may be public or private: both kinds' scopes are needed.
+    "conversations.history": {"channels:history", "groups:history"},
+    "conversations.info": {"channels:read", "groups:read"},
+    "conversations.members": {"channels:read", "groups:read"},
+    "usergroups.users.list": {"usergroups:read"},
+    "views.open": set(),
+    "views.publish": set(),
+}
+#: Bot scopes each Events API subscription needs (Slack's event reference).
+EVENT_SCOPES: dict[str, set[str]] = {
+    "app_home_opened": set(),
+    "member_joined_channel": {"channels:read", "groups:read"},
+    "member_left_channel": {"channels:read", "groups:read"},
+    "subteam_members_changed": {"usergroups:read"},
+}
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    """manifest.yml as Slack reads it."""
+    return yaml.safe_load((ROOT / "manifest.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BotHarness]:
+    """The real bot (sandbox, Slack stand-in, SQLite), whose Bolt app the tests inspect."""
+    database = tmp_path_factory.mktemp("manifest") / "lexi-bot.db"
+    with Sandbox(seed=False) as sandbox, SlackStandIn() as slack:
+        harness = start_bot(sandbox, slack, f"sqlite:///{database}")
+        try:
+            yield harness
+        finally:
+            harness.close()
+
+
+def _registered(app: App) -> dict[str, set[str]]:
+    """What the app's listeners match, by kind (event, command, action, view_submission), from their matchers."""
+    found: dict[str, set[str]] = {}
+    for listener in app._listeners:  # noqa: SLF001 - the honest source: what Bolt will actually dispatch
+        for matcher in listener.matchers:
+            func = getattr(matcher, "func", None)
+            if func is None or not func.__qualname__.endswith(".<locals>.func"):
+                continue
+            kind = func.__qualname__.split(".", 1)[0]
+            cells = dict(zip(func.__code__.co_freevars, (c.cell_contents for c in func.__closure__ or ()), strict=True))
+            value = cells.get("event_type") or cells.get("command") or cells.get("callback_id") or cells.get("constraints")
+            if isinstance(value, dict):
+                value = value.get("type") or value.get("action_id") or value.get("callback_id")
+            found.setdefault(kind, set()).add(str(value))
+    return found
+
+
+def _called_methods() -> dict[str, set[str]]:
+    """Every Slack Web API method the bot's code calls (`client.chat_postMessage(` or `.api_call("…")`), by file."""
+    methods = {name for name in dir(WebClient) if not name.startswith("_") and "_" in name} - {"api_call"}
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        if "standin" in path.parts:
+            continue  # the Slack stand-in serves the API; it does not call Slack
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"\.([a-z]+_[A-Za-z_]+)\(", text):
+            if match.group(1) in methods:
+                found.setdefault(match.group(1).replace("_", "."), set()).add(path.name)
+        for match in re.finditer(r"api_call\(\s*[\"']([A-Za-z.]+)[\"']", text):
+            found.setdefault(match.group(1), set()).add(path.name)
+    return found
+
+
+def test_every_handled_event_is_subscribed_and_nothing_else(built: BotHarness, manifest: dict[str, Any]) -> None:
+    """The manifest subscribes to exactly the events the built app has listeners for."""
+    handled = _registered(create_app(built.runtime))["event"]
+    subscribed = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert {"subteam_members_changed", "member_joined_channel", "member_left_channel"} <= handled
+    assert subscribed == handled
+
+
+def test_commands_actions_and_views_reach_the_app(built: BotHarness, manifest: dict[str, Any]) -> None:
+    """Each registered slash command is declared (with the commands scope); buttons and forms need interactivity."""
+    registered = _registered(create_app(built.runtime))
+    declared = {c["command"] for c in manifest["features"]["slash_commands"]}
+    assert registered["command"] == declared == {"/lexi"}
+    assert "commands" in manifest["oauth_config"]["scopes"]["bot"]
+    assert registered["action"] and registered["view_submission"]
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True  # app_home_opened publishes the Home tab
+
+
+def test_the_manifest_asks_for_exactly_the_scopes_the_code_needs(built: BotHarness, manifest: dict[str, Any]) -> None:
+    """Every called method's and subscribed event's scope is asked for, and no scope nothing needs (least privilege)."""
+    called = _called_methods()
+    assert {"chat.postMessage", "chat.update", "conversations.members", "usergroups.users.list"} <= set(called)
+    unknown = {m: files for m, files in called.items() if m not in METHOD_SCOPES}
+    assert not unknown, f"add these methods and their scopes to METHOD_SCOPES: {unknown}"
+    handled = _registered(create_app(built.runtime))["event"]
+    needed = {"commands"}.union(*(METHOD_SCOPES[m] for m in called), *(EVENT_SCOPES[e] for e in handled))
+    asked = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert needed - asked == set(), f"missing scopes: {needed - asked}"
+    assert asked - needed == set(), f"scopes nothing uses: {asked - needed}"
+
+
+def test_building_the_app_logs_no_warning(built: BotHarness, monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """With SLACK_BOT_TOKEN set as a user sets it, building the Bolt app warns about nothing (no token/client notice)."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "test-signing-secret-0123456789")
+    with caplog.at_level(logging.DEBUG):
+        create_app(built.runtime)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [], [r.getMessage() for r in warnings]
