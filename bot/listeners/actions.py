@@ -46,8 +46,8 @@ def register(app: App, runtime: Runtime) -> None:
 
     @app.action(blocks.APPROVE_ACTION)
     def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        """Queue the approval on the bot's own workers (instant), then acknowledge."""
-        runtime.submit(
+        """Queue the approval on the decisions queue (instant), then acknowledge."""
+        runtime.submit_decision(
             runtime.decider.decide,
             str(action.get("value", "")),
             action="approve",

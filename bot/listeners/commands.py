@@ -8,7 +8,7 @@ from slack_bolt import Ack, App
 
 from bot import replies, subcommands
 from bot.command import parse_command
-from bot.runtime import Runtime
+from bot.runtime import BUSY, Runtime
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -26,5 +26,7 @@ def register(app: App, runtime: Runtime) -> None:
             channel=str(command.get("channel_id") or runtime.settings.slack_channel),
             response_url=str(command["response_url"]),
         )
-        runtime.submit(subcommands.run, runtime, parsed, asker)
+        if runtime.submit(subcommands.run, runtime, parsed, asker) is None:
+            ack(response_type="ephemeral", text=BUSY)  # the queue is full: said now, instead of never
+            return
         ack(response_type="ephemeral", text=replies.WORKING)

@@ -16,7 +16,7 @@ def register(app: App, runtime: Runtime) -> None:
 
     @app.view(modals.DISMISS_MODAL)
     def handle_dismiss_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        """Queue the dismissal with the chosen reason on the bot's own workers, then close the modal."""
+        """Queue the dismissal with the chosen reason on the decisions queue, then close the modal."""
         values = _dig(view, "state", "values")
         reason = _dig(values, modals.REASON_BLOCK, modals.REASON_INPUT, "selected_option", "value")
         note = _dig(values, modals.NOTE_BLOCK, modals.NOTE_INPUT, "value")
@@ -36,7 +36,7 @@ def register(app: App, runtime: Runtime) -> None:
         # the answer goes to that task's channel, never to one the metadata names.
         row = runtime.store.get(task_id) if task_id else None
         channel = row.channel if row is not None else runtime.settings.slack_channel
-        runtime.submit(
+        runtime.submit_decision(
             runtime.decider.decide,
             task_id,
             action="dismiss",
