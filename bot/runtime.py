@@ -34,11 +34,13 @@ from bot.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 #: The bot's work queues: (worker threads, most work waiting). Each kind of work has its own, so that none waits
-#: behind another: decisions (sized for many slow LeadLex calls at once), slash commands and private answers,
+#: behind another: people's decisions (sized for many slow LeadLex calls at once), the rules' auto-approvals,
+#: slash commands and private answers,
 #: card updates and thread replies (webhook deliveries too), Home refreshes, and the reminders' runs.
 #: Announcements have a queue of their own per channel (bot.announcer.Backlog), paced as Slack wants.
 QUEUES = {
     "decisions": (32, 2_000),
+    "rules": (1, 2_000),  # auto-approvals, one at a time: the daily cap is counted, then spent
     "work": (8, 1_000),
     "cards": (4, 20_000),
     "home": (2, 200),
@@ -143,8 +145,8 @@ class Runtime:
                                     on_error=runtime._announce_failed)
         metrics.queue_backlog.labels("announce").set_function(lambda: float(len(announcer.backlog or ())))
         auto = AutoApprover(policy, store, decider)
-        # A rule's approval is a decision: it waits in the decisions queue, never in a channel's paced posts.
-        announcer.on_announced = lambda task: runtime.submit_decision(auto.after_announce, task)
+        # A rule's approval waits in a queue of its own, never in a channel's paced posts nor before a click.
+        announcer.on_announced = lambda task: runtime.queues["rules"].submit(auto.after_announce, task)
         messenger.policy = policy
         poller.reminders = Reminders(policy, store, messenger, lexi, decider.approvers)
         poller.cards, poller.chores = queues["cards"], queues["chores"]
