@@ -165,8 +165,8 @@ class Runtime:
     def after_decision(self, user: str) -> None:
         """After a decision: the decider's Home shows it at once, and the poller re-plans (a completion to watch)."""
         self.poller.wake()
-        if self.home is not None:
-            self.home.publish(user)
+        if self.home is not None:  # on the home queue: the decision's worker is free for the next click
+            self.submit_home(self.home.publish, user)
 
     def health(self) -> dict[str, Any]:
         """What GET /healthz reports: whether every part the bot needs still runs (`ok`), and which died."""
