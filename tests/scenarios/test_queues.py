@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 import pytest
@@ -163,3 +164,58 @@ def test_closing_drops_waiting_announcements_and_finishes_the_one_in_flight(
                 assert row is None  # no record: the next poll lists it again
     finally:
         store.close()
+
+
+def _cycle_in_thread(harness: BotHarness) -> threading.Thread:
+    """Run one poll cycle on a thread of its own and wait for it (bounded); the thread, finished or not."""
+    cycle = threading.Thread(target=harness.cycle, daemon=True)
+    cycle.start()
+    cycle.join(timeout=15)
+    return cycle
+
+
+def test_a_thread_reply_slack_holds_never_holds_the_poll_cycle(bot: BotHarness, sandbox: Sandbox,
+                                                               slack: SlackStandIn) -> None:
+    """A completed task's card update and thread reply wait in the cards queue; the cycle finishes without them."""
+    task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
+    bot.poll()
+    bot.click(blocks.APPROVE_ACTION, task_id)
+    bot.settle()
+    sandbox.complete(task_id)
+    release = slack.hold_next("chat.postMessage")
+    try:
+        before = bot.runtime.poller.last_success
+        cycle = _cycle_in_thread(bot)
+        assert not cycle.is_alive(), "the poll cycle waited for Slack to answer a thread reply"
+        assert bot.runtime.poller.last_success != before
+        assert bot.store.get(task_id).state == "completed"
+    finally:
+        release.set()
+    bot.settle()
+    replies = [m for m in slack.messages(CHANNEL) if m.thread_ts is not None]
+    assert len(replies) == 1
+
+
+def test_reminders_slack_holds_never_hold_the_poll_cycle(sandbox: Sandbox, slack: SlackStandIn,
+                                                         database_url: str, tmp_path: Path) -> None:
+    """Reminders run on a queue of their own: a reminder Slack is slow to take never holds the poll cycle."""
+    policy = tmp_path / "lexi-bot.yml"
+    policy.write_text("types:\n  prospect_search:\n    remind_after: 1h\n")
+    harness = start_bot(sandbox, slack, database_url, LEXI_POLICY_FILE=str(policy))
+    try:
+        task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
+        harness.poll()
+        reminders = harness.runtime.poller.reminders
+        assert reminders is not None
+        reminders.clock = lambda: harness.store.get(task_id).announced_at.timestamp() + 2 * 3600
+        release = slack.hold_next("chat.postMessage")
+        try:
+            cycle = _cycle_in_thread(harness)
+            assert not cycle.is_alive(), "the poll cycle waited for Slack to take a reminder"
+            slack.wait_held()  # the reminder was on its way meanwhile
+        finally:
+            release.set()
+        harness.settle()
+        assert any("Still waiting" in m.text for m in slack.messages(CHANNEL) if m.thread_ts)
+    finally:
+        harness.close()
