@@ -208,6 +208,10 @@ class Runtime:
         log.error("%s", exc)
         self.messenger.say(self.settings.slack_channel or "", f":warning: lexi-bot cannot work right now: {exc}.")
 
+    def _announce_problem(self) -> str | None:
+        """The setup problem that stopped the last announcement (until one succeeds), or None."""
+        return self.announcer.backlog.problem if self.announcer.backlog is not None else None
+
     def backlog(self) -> dict[str, Any]:
         """Work waiting, per queue, and the tasks waiting to be announced, per channel."""
         report: dict[str, Any] = {name: queue.backlog for name, queue in self.queues.items()}
@@ -228,7 +232,7 @@ class Runtime:
             calls_limit=budget.limit,
             mode=self.settings.mode,
             database=self.settings.database_kind,
-            problem=self.poller.problem or self.slack_health.problem,
+            problem=self.poller.problem or self.slack_health.problem or self._announce_problem(),
         )
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -240,8 +244,7 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by type only
             checks["database"] = f"unreachable ({type(exc).__name__})"
         checks["leadlex"] = self.poller.problem or "ok"
-        announcing = self.announcer.backlog.problem if self.announcer.backlog is not None else None
-        checks["slack"] = self.slack_health.problem or announcing or "ok"
+        checks["slack"] = self.slack_health.problem or self._announce_problem() or "ok"
         age = self.poller.last_poll_age()
         checks["last_poll_age"] = None if age is None else round(age, 1)
         if self.leadership is not None and self.leadership.is_leader is False:

@@ -219,3 +219,21 @@ def test_reminders_slack_holds_never_hold_the_poll_cycle(sandbox: Sandbox, slack
         assert any("Still waiting" in m.text for m in slack.messages(CHANNEL) if m.thread_ts)
     finally:
         harness.close()
+
+
+def test_a_refused_announcement_is_reported_once_and_in_readyz_until_a_post_succeeds(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """Slack refusing posts for the setup is said once in the channel, shown in /readyz, and cleared by a post."""
+    task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
+    for _ in range(3):
+        slack.fail_next("chat.postMessage", "channel_not_found")
+        bot.poll()
+    notices = [m for m in slack.messages(CHANNEL) if "cannot work" in m.text]
+    assert len(notices) == 1 and "channel_not_found" in notices[0].text
+    report = bot.http.get(f"{bot.url}/readyz").json()
+    assert report["ready"] is False and "channel_not_found" in report["slack"]
+    bot.poll()
+    assert task_id in _posted(slack)
+    report = bot.http.get(f"{bot.url}/readyz").json()
+    assert report["ready"] is True and report["slack"] == "ok"
