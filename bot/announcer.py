@@ -101,6 +101,12 @@ class Backlog:
         with self._lock:
             return len(self._waiting) >= self.limit
 
+    @property
+    def idle(self) -> bool:
+        """Whether nothing waits or is being posted."""
+        with self._lock:
+            return not (self._waiting or self._posting or self._threads)
+
     def sizes(self) -> dict[str, int]:
         """Tasks waiting, per channel."""
         with self._lock:
@@ -169,7 +175,7 @@ class Backlog:
     def drain(self, deadline: float) -> bool:
         """Wait until nothing waits or is being posted, or until `deadline` (time.monotonic); True when idle."""
         with self._lock:
-            while self._waiting or self._posting or self._threads:
+            while self._waiting or self._posting or self._threads:  # as `idle`, under the lock held here
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

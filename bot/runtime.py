@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 #: The bot's work queues: (worker threads, most work waiting). Each kind of work has its own, so that none waits
 #: behind another: people's decisions (sized for many slow LeadLex calls at once), the rules' auto-approvals,
-#: slash commands and private answers,
-#: card updates and thread replies (webhook deliveries too), Home refreshes, and the reminders' runs.
+#: slash commands and private answers, card updates and thread replies (webhook deliveries too), Home refreshes,
+#: and the reminders' runs.
 #: Announcements have a queue of their own per channel (bot.announcer.Backlog), paced as Slack wants.
 QUEUES = {
     "decisions": (32, 2_000),
@@ -300,7 +300,9 @@ class Runtime:
             idle = all(queue.drain(deadline) for queue in self.queues.values())
             if self.announcer.backlog is not None:
                 idle = self.announcer.backlog.drain(deadline) and idle
-            if idle and all(queue.backlog == 0 and queue.running == 0 for queue in self.queues.values()):
+            backlog = self.announcer.backlog
+            if (idle and all(queue.backlog == 0 and queue.running == 0 for queue in self.queues.values())
+                    and (backlog is None or backlog.idle)):
                 return True
             if time.monotonic() >= deadline:
                 return False
