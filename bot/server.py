@@ -196,6 +196,11 @@ class HttpFront:
                 channel.close()
 
         if self._thread.is_alive():
-            self._server.trigger.pull_trigger(close_everything)
+            try:
+                self._server.trigger.pull_trigger(close_everything)
+            except OSError:
+                # The loop, woken meanwhile by a finished response, ran the thunk as soon as it was queued and
+                # closed the trigger before this write: the closing is already done.
+                log.debug("the HTTP front's loop closed everything before its wake-up was written")
             self._thread.join(timeout)
         self._server.task_dispatcher.shutdown(timeout=timeout)
