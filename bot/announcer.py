@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -64,6 +66,137 @@ class AnnounceError(LexiBotError):
 _UNREADABLE_FOR_GOOD = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
 
 
+class Backlog:
+    """Tasks waiting to be announced: one queue per channel, each posted by a thread of its own at Slack's pace.
+
+    Slack takes about one post a second per channel, so a burst of new tasks waits here, never in a worker a
+    click needs nor in the poll cycle. Nothing is recorded for a task until its turn comes (claim → post →
+    record, as always): a task dropped from here by a restart has no record, so the next poll lists it again.
+    The backlog is bounded; a task that finds it full is left for the next poll (or LeadLex's retry).
+    """
+
+    def __init__(self, announce: Callable[[Task, datetime | None], object], *, limit: int = 10_000,
+                 on_error: Callable[[AnnounceError], object] | None = None) -> None:
+        self.limit = limit
+        self._announce = announce
+        self._on_error = on_error
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[str]] = {}
+        self._waiting: dict[str, tuple[Task, datetime | None]] = {}  # task id → its newest content
+        self._threads: dict[str, threading.Thread] = {}
+        self._posting = 0
+        self._closed = False
+        self._idle = threading.Condition(self._lock)
+        #: The setup problem that stopped the last post (a refused channel or token), until a post succeeds.
+        self.problem: str | None = None
+
+    def __contains__(self, task_id: object) -> bool:
+        """Whether the task waits here."""
+        with self._lock:
+            return task_id in self._waiting
+
+    def __len__(self) -> int:
+        """How many tasks wait here."""
+        with self._lock:
+            return len(self._waiting)
+
+    @property
+    def full(self) -> bool:
+        """Whether no more tasks fit."""
+        with self._lock:
+            return len(self._waiting) >= self.limit
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing waits or is being posted."""
+        with self._lock:
+            return not (self._waiting or self._posting or self._threads)
+
+    def sizes(self) -> dict[str, int]:
+        """Tasks waiting, per channel."""
+        with self._lock:
+            return {channel: len(queue) for channel, queue in self._queues.items() if queue}
+
+    def put(self, channel: str, task: Task, signed_at: datetime | None = None) -> bool:
+        """Queue a task for `channel` (a task already waiting keeps its place and takes newer content).
+
+        False when the backlog is full or closed: the task is left for later, with nothing recorded.
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            waiting = self._waiting.get(task.id)
+            if waiting is not None:
+                older = waiting[1]
+                if signed_at is None or older is None or signed_at >= older:
+                    self._waiting[task.id] = (task, signed_at)
+                return True
+            if len(self._waiting) >= self.limit:
+                return False
+            self._waiting[task.id] = (task, signed_at)
+            self._queues.setdefault(channel, deque()).append(task.id)
+            thread = self._threads.get(channel)
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(target=self._drain, args=(channel,), name=f"lexi-announce-{channel}",
+                                          daemon=True)
+                self._threads[channel] = thread
+                thread.start()
+            return True
+
+    def _drain(self, channel: str) -> None:
+        """Post the channel's tasks one after the other until none waits (the messenger paces each post)."""
+        while True:
+            with self._lock:
+                queue = self._queues.get(channel)
+                if self._closed or not queue:
+                    if self._threads.get(channel) is threading.current_thread():
+                        del self._threads[channel]
+                    self._idle.notify_all()
+                    return
+                task, signed_at = self._waiting.pop(queue.popleft())
+                self._posting += 1
+            try:
+                self._announce(task, signed_at)
+                self.problem = None
+            except AnnounceError as exc:
+                self._drop(channel)  # the setup is wrong: the others would fail alike; the next poll tries again
+                if self.problem != str(exc):  # said once, not once per task or per poll
+                    self.problem = str(exc)
+                    if self._on_error is not None:
+                        self._on_error(exc)
+            except Exception:  # noqa: BLE001 - one bad task must not stop the others
+                log.exception("could not announce task %r", clip(task.id))
+            finally:
+                with self._lock:
+                    self._posting -= 1
+                    self._idle.notify_all()
+
+    def _drop(self, channel: str) -> None:
+        """Forget the tasks waiting for one channel."""
+        with self._lock:
+            for task_id in self._queues.pop(channel, deque()):
+                self._waiting.pop(task_id, None)
+
+    def drain(self, deadline: float) -> bool:
+        """Wait until nothing waits or is being posted, or until `deadline` (time.monotonic); True when idle."""
+        with self._lock:
+            while self._waiting or self._posting or self._threads:  # as `idle`, under the lock held here
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, 0.5))
+            return True
+
+    def close(self, deadline: float) -> bool:
+        """Take nothing more, forget what waits (it has no record: the next poll lists it again), and wait
+        (bounded) for the posts in flight to be recorded; True when none is left in flight."""
+        with self._lock:
+            self._closed = True
+            self._queues.clear()
+            self._waiting.clear()
+        return self.drain(deadline)
+
+
 class Announcer:
     """Posts tasks to the announcement channel, once each."""
 
@@ -88,6 +221,18 @@ class Announcer:
         #: Called with each task this process announced (the auto-approval rules).
         self.on_announced: Callable[[Task], object] | None = None
         self.restored: set[str] = set()  # tasks rebuilt from the channel whose content is still to be fetched
+        #: Where new tasks wait for their post (set by the runtime); without one, `enqueue` posts at once.
+        self.backlog: Backlog | None = None
+
+    def enqueue(self, task: Task, *, signed_at: datetime | None = None) -> bool:
+        """Queue a new task for announcement in its channel; False when the backlog is full (try again later).
+
+        Without a backlog the task is announced here and now (the sandbox tools and unit-level callers).
+        """
+        if self.backlog is None:
+            self.announce(task, signed_at=signed_at)
+            return True
+        return self.backlog.put(self.policy.for_type(task.type).channel, task, signed_at)
 
     def announce(self, task: Task, *, signed_at: datetime | None = None) -> bool:
         """Announce a task unless some process already has; True when this call posted it.
@@ -99,6 +244,18 @@ class Announcer:
             return False
         self._post(task, channel=channel)
         return True
+
+    def announce_or_update(self, task: Task, signed_at: datetime | None = None) -> bool:
+        """Announce a queued task; when another process recorded it meanwhile, give its card the newer content.
+
+        A task waits in the backlog with the newest content delivered for it, which a claim taken meanwhile
+        elsewhere (with older content) would otherwise lose; content signed earlier than the record's is dropped.
+        """
+        if self.announce(task, signed_at=signed_at):
+            return True
+        if self._store.update_payload(task, signed_at=signed_at) is not None:
+            self._messenger.sync_card(task.id)
+        return False
 
     def restore(self, channels: set[str], days: float = 30.0) -> int:
         """On an empty database (a lost SQLite file), rebuild the records of the cards already in the channels.

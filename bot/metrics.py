@@ -42,6 +42,13 @@ class Metrics:
             registry=r,
         )
 
+        self.queue_backlog = Gauge(
+            "lexi_queue_backlog", "Work waiting in each of the bot's queues (announce: tasks waiting to be posted)",
+            ["queue"], registry=r,
+        )
+        self.queue_running = Gauge("lexi_queue_running", "Work running in each of the bot's queues", ["queue"],
+                                   registry=r)
+
     def leadlex_call(self, method: str, path: str, status: int) -> None:
         """Count a LeadLex call, with task ids folded out of the endpoint label."""
         parts = path.split("?")[0].strip("/").split("/")

@@ -23,6 +23,7 @@ from bot.logs import clip
 from bot.messenger import Messenger, slack_error_text
 from bot.reminders import Reminders
 from bot.metrics import Metrics
+from bot.workqueue import QueueFull, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class Poller:
         self._next_reconcile = 0.0
         self._restore_checked = False
         self.reminders: Reminders | None = None
+        #: Where card updates and thread replies go (set by the runtime), so that Slack's pace never holds a cycle;
+        #: without one they are done in the cycle.
+        self.cards: WorkQueue | None = None
+        #: Where the reminders' run goes (set by the runtime); without one it runs in the cycle.
+        self.chores: WorkQueue | None = None
         self._woken = threading.Event()
         self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
         self._stretched: str | None = None
@@ -188,17 +194,42 @@ class Poller:
         self._follow(pending)
         self._announcer.recover()
         self._decider.recover({t.id for t in pending}, DECIDING_TIMEOUT)
-        if self.reminders is not None:
-            self.reminders.run()
+        self._remind()
         self._repair()
 
     def _sync_waiting(self) -> None:
         """Between reconciles (webhooks on): follow approved tasks to completion, the one thing webhooks omit."""
         self._follow(None)
         self._announcer.recover()
-        if self.reminders is not None:
-            self.reminders.run()
+        self._remind()
         self._repair()
+
+    def _remind(self) -> None:
+        """Send due reminders and expire overdue tasks: on the chores queue when there is one (at most one run
+        waits there), else now."""
+        if self.reminders is None:
+            return
+        if self.chores is None:
+            self.reminders.run()
+            return
+        try:
+            self.chores.submit(self.reminders.run, key="reminders")
+        except QueueFull:
+            log.debug("reminders wait for the next cycle: their queue is full")
+
+    def _later(self, key: str, fn: Callable[..., object], *args: object) -> None:
+        """Update a card or post a thread reply on the cards queue (each at most once in waiting), else now.
+
+        A full queue drops nothing for good: the card stays marked unrendered and the reply unposted, and the
+        next cycle's repair queues them again.
+        """
+        if self.cards is None:
+            fn(*args)
+            return
+        try:
+            self.cards.submit(fn, *args, key=key)
+        except QueueFull:
+            log.debug("%s waits for the next cycle: the cards queue is full", key)
 
     def _plan(self) -> float:
         """The next interval: POLL_INTERVAL, or until the next reconcile when nothing waits, budget permitting."""
@@ -231,13 +262,17 @@ class Poller:
                     self._messenger.sync_card(task.id)
         fresh = [t for t in pending if t.id not in known]
         fresh.sort(key=lambda t: (t.created_at is None, t.created_at or 0))
-        for task in fresh:
+        left = 0
+        for task in fresh:  # queued for their paced posts: the cycle never waits for Slack's pace
             try:
-                self._announcer.announce(task, signed_at=listed_at)
+                if not self._announcer.enqueue(task, signed_at=listed_at):
+                    left += 1
             except AnnounceError:
                 raise
             except Exception:  # noqa: BLE001 - one bad task must not stop the others
                 log.exception("could not announce task %r", clip(task.id))
+        if left:
+            log.warning("%d new tasks wait for the next poll: the announcement backlog is full", left)
 
     def _follow(self, pending: list[Task] | None) -> None:
         """Bring the records of tasks that left `pending` in LeadLex to their real state.
@@ -275,20 +310,23 @@ class Poller:
             return
         shown = status if status in (*STATUSES, "gone") else repr(clip(status, 40))  # LeadLex's word, quoted
         log.info("task %r is now %s in LeadLex", clip(row.task_id), shown, extra={"task_id": row.task_id})
-        self._messenger.sync_card(row.task_id)
+        self._later(f"card:{row.task_id}", self._messenger.sync_card, row.task_id)
         if status in ("completed", "failed"):
-            self._messenger.reply_final(changed)
+            self._later(f"reply:{row.task_id}", self._messenger.reply_final, changed)
 
     def _repair(self) -> None:
         """Re-render cards whose last update failed, and post thread replies a crash skipped."""
         for row in self._store.unrendered():
-            try:
-                self._messenger.sync_card(row.task_id)
-            except SlackApiError as exc:
-                log.warning("task %r: card update failed again: %r", clip(row.task_id),
-                            clip(slack_error_text(exc), 500))
+            self._later(f"card:{row.task_id}", self._resync, row.task_id)
         for row in self._store.unreplied():
-            self._messenger.reply_final(row)
+            self._later(f"reply:{row.task_id}", self._messenger.reply_final, row)
+
+    def _resync(self, task_id: str) -> None:
+        """Re-render a card whose last update failed; another failure is logged and left for the next repair."""
+        try:
+            self._messenger.sync_card(task_id)
+        except SlackApiError as exc:
+            log.warning("task %r: card update failed again: %r", clip(task_id), clip(slack_error_text(exc), 500))
 
     def _report(self, problem: str, hint: str) -> None:
         """Log a setup problem once, and post it once to the channel, until things work again."""

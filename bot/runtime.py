@@ -6,14 +6,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.announcer import Announcer
+from bot.announcer import AnnounceError, Announcer, Backlog
 from bot.approvers import Approvers
 from bot.app_home import HomePublisher
 from bot.budget import BudgetPolicy
@@ -30,8 +30,27 @@ from bot.reminders import Reminders
 from bot.rules import AutoApprover
 from bot.replies import BotStatus
 from bot.webhooks import WebhookReceiver
+from bot.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
+
+#: The bot's work queues: (worker threads, most work waiting). Each kind of work has its own, so that none waits
+#: behind another: people's decisions (sized for many slow LeadLex calls at once), the rules' auto-approvals,
+#: slash commands and private answers, card updates and thread replies (webhook deliveries too), Home refreshes,
+#: and the reminders' runs.
+#: Announcements have a queue of their own per channel (bot.announcer.Backlog), paced as Slack wants.
+QUEUES = {
+    "decisions": (32, 2_000),
+    "rules": (1, 2_000),  # auto-approvals, one at a time: the daily cap is counted, then spent
+    "work": (8, 1_000),
+    "cards": (4, 20_000),
+    "home": (2, 200),
+    "chores": (1, 10),
+}
+#: The most tasks waiting to be announced (beyond it, new tasks wait in LeadLex for the next poll).
+ANNOUNCE_BACKLOG = 10_000
+#: What a person is told when the decisions queue is full.
+BUSY = "The bot has too many decisions in progress right now; please try again in a minute."
 
 
 class SlackHealth:
@@ -51,7 +70,7 @@ class SlackHealth:
 
 @dataclass
 class Runtime:
-    """The bot's collaborators and its own worker pool for slow work that must not hold Bolt's threads."""
+    """The bot's collaborators and its own work queues for slow work that must not hold Bolt's threads."""
 
     settings: Settings
     store: Store
@@ -61,15 +80,13 @@ class Runtime:
     announcer: Announcer
     decider: Decider
     poller: Poller
-    workers: ThreadPoolExecutor
+    queues: dict[str, WorkQueue]
     webhooks: WebhookReceiver | None = None
     leadership: Leadership | None = None
     home: HomePublisher | None = None
     metrics: Metrics = field(default_factory=Metrics)
     slack_health: SlackHealth = field(default_factory=lambda: SlackHealth(None))
     stopping: threading.Event = field(default_factory=threading.Event)
-    _inflight: set[Future[Any]] = field(default_factory=set)
-    _inflight_lock: threading.Lock = field(default_factory=threading.Lock)
     _watched: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
     @classmethod
@@ -118,15 +135,24 @@ class Runtime:
             reconcile_interval=settings.reconcile_interval,
             metrics=metrics,
         )
-        workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lexi-work")
-        runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, workers,
+        queues = {name: WorkQueue(name, workers, limit) for name, (workers, limit) in QUEUES.items()}
+        runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, queues,
                       metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
-        runtime.watch("workers", runtime._workers_alive)
-        announcer.on_announced = AutoApprover(policy, store, decider).after_announce
+        for name, queue in queues.items():
+            runtime.watch(f"{name} queue", queue.alive)
+            metrics.queue_backlog.labels(name).set_function(lambda q=queue: float(q.backlog))
+            metrics.queue_running.labels(name).set_function(lambda q=queue: float(q.running))
+        announcer.backlog = Backlog(announcer.announce_or_update, limit=ANNOUNCE_BACKLOG,
+                                    on_error=runtime._announce_failed)
+        metrics.queue_backlog.labels("announce").set_function(lambda: float(len(announcer.backlog or ())))
+        auto = AutoApprover(policy, store, decider)
+        # A rule's approval waits in a queue of its own, never in a channel's paced posts nor before a click.
+        announcer.on_announced = lambda task: runtime.queues["rules"].submit(auto.after_announce, task)
         messenger.policy = policy
         poller.reminders = Reminders(policy, store, messenger, lexi, decider.approvers)
+        poller.cards, poller.chores = queues["cards"], queues["chores"]
         runtime.home = HomePublisher(
-            store, slack, decider, runtime.status, submit=runtime.submit, debounce=home_debounce
+            store, slack, decider, runtime.status, submit=runtime.submit_home, debounce=home_debounce
         )
         messenger.on_card_change = runtime.home.changed  # any card change refreshes the open Home tabs
         decider.on_decided = runtime.after_decision
@@ -135,15 +161,15 @@ class Runtime:
         if settings.lexi_webhook_secret is not None:
             runtime.webhooks = WebhookReceiver(
                 settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
-                submit=runtime.submit, clock=utcnow, metrics=metrics,
+                submit=queues["cards"].submit, clock=utcnow, metrics=metrics,
             )
         return runtime
 
     def after_decision(self, user: str) -> None:
         """After a decision: the decider's Home shows it at once, and the poller re-plans (a completion to watch)."""
         self.poller.wake()
-        if self.home is not None:
-            self.home.publish(user)
+        if self.home is not None:  # on the home queue: the decision's worker is free for the next click
+            self.submit_home(self.home.publish, user)
 
     def health(self) -> dict[str, Any]:
         """What GET /healthz reports: whether every part the bot needs still runs (`ok`), and which died."""
@@ -189,14 +215,23 @@ class Runtime:
         thread.start()
         return thread
 
-    def submit_decision(self, decision: DecisionRow, tell: Callable[[str], None] | None = None) -> Future[Any]:
-        """Carry out a journaled decision on the workers (fresh from a click, or taken over from a dead process)."""
-        return self.submit(self.decider.carry, decision, tell)
+    def _announce_failed(self, exc: AnnounceError) -> None:
+        """Slack refused an announcement because of the setup: say so once, in the log and in the channel."""
+        log.error("%s", exc)
+        self.messenger.say(self.settings.slack_channel or "", f":warning: lexi-bot cannot work right now: {exc}.")
 
-    def _workers_alive(self) -> bool:
-        """Whether the worker pool still takes work with every thread it started (a killed thread is lost)."""
-        threads = getattr(self.workers, "_threads", ())  # noqa: SLF001 - the pool has no public liveness
-        return not getattr(self.workers, "_shutdown", False) and all(t.is_alive() for t in threads)
+    def _announce_problem(self) -> str | None:
+        """The setup problem that stopped the last announcement (until one succeeds), or None."""
+        return self.announcer.backlog.problem if self.announcer.backlog is not None else None
+
+    def backlog(self) -> dict[str, Any]:
+        """Work waiting, per queue, and the tasks waiting to be announced, per channel."""
+        report: dict[str, Any] = {name: queue.backlog for name, queue in self.queues.items()}
+        backlog = self.announcer.backlog
+        report["announce"] = len(backlog) if backlog is not None else 0
+        if backlog is not None and (by_channel := backlog.sizes()):
+            report["announce_by_channel"] = by_channel
+        return report
 
     def status(self) -> BotStatus:
         """The bot's health for `/lexi status` and the App Home, from what it knows (no LeadLex call)."""
@@ -209,7 +244,7 @@ class Runtime:
             calls_limit=budget.limit,
             mode=self.settings.mode,
             database=self.settings.database_kind,
-            problem=self.poller.problem or self.slack_health.problem,
+            problem=self.poller.problem or self.slack_health.problem or self._announce_problem(),
         )
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -221,7 +256,7 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by type only
             checks["database"] = f"unreachable ({type(exc).__name__})"
         checks["leadlex"] = self.poller.problem or "ok"
-        checks["slack"] = self.slack_health.problem or "ok"
+        checks["slack"] = self.slack_health.problem or self._announce_problem() or "ok"
         age = self.poller.last_poll_age()
         checks["last_poll_age"] = None if age is None else round(age, 1)
         if self.leadership is not None and self.leadership.is_leader is False:
@@ -233,47 +268,72 @@ class Runtime:
         dead = self.dead()
         checks["parts"] = f"stopped: {', '.join(dead)}" if dead else "ok"
         ready = all(checks[k] in ("ok", "standby") for k in ("database", "leadlex", "slack", "poll", "parts"))
+        # Reported, never a reason to be unready: a long backlog is work in progress, and the polls go on.
+        checks["backlog"] = self.backlog()
         return ready, {"ready": ready, **checks}
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-        """Run slow work (LeadLex calls, card updates) on the bot's own pool, logging any failure."""
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any] | None:
+        """Run slow work (slash commands, private answers) on the general queue, logging any failure.
 
-        def run() -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except Exception:
-                log.exception("background work %s failed", getattr(fn, "__name__", fn))
-                raise
+        None (logged) when that queue is full or shut down: a listener must still answer Slack in time.
+        """
+        try:
+            return self.queues["work"].submit(fn, *args, **kwargs)
+        except RuntimeError as exc:
+            log.warning("refused background work %s: %s", getattr(fn, "__name__", fn), exc)
+            return None
 
-        future = self.workers.submit(run)
-        with self._inflight_lock:
-            self._inflight.add(future)
-        future.add_done_callback(self._done)
-        return future
+    def submit_decision(self, decision: DecisionRow, tell: Callable[[str], None] | None = None) -> Future[Any] | None:
+        """Carry out a journaled decision on the decisions queue, which nothing else uses: a click never waits behind
+        other work.
 
-    def _done(self, future: Future[Any]) -> None:
-        """Forget finished work."""
-        with self._inflight_lock:
-            self._inflight.discard(future)
+        When that queue is full (or shut down) the decision stays in the journal: its lease is let go, and the keeper
+        (here or in another replica) resumes it once the lease has run out. None is returned then.
+        """
+        try:
+            return self.queues["decisions"].submit(self.decider.carry, decision, tell)
+        except RuntimeError:  # full (QueueFull), or shut down
+            log.warning("task %r: the decisions queue is full; the decision waits in the journal",
+                        decision.task_id[:100])
+            self.decider.leases.drop(decision.id)
+            return None
+
+    def submit_home(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+        """Publish Home tabs on their own queue; when it is full the refresh is skipped (the next change redoes it)."""
+        try:
+            return self.queues["home"].submit(fn, *args)
+        except RuntimeError:  # full (QueueFull), or shut down
+            log.warning("skipped a Home refresh: the home queue is full")
+            return None
 
     def drain(self, timeout: float) -> bool:
-        """Wait (bounded) until no submitted work is queued or running; True when none is left."""
+        """Wait (bounded) until no work is queued or running in any queue, announcements included; True when none."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._inflight_lock:
-                pending = list(self._inflight)
-            if not pending:
+        while True:  # work in one queue may queue more in another: settled when all are idle at once
+            idle = all(queue.drain(deadline) for queue in self.queues.values())
+            if self.announcer.backlog is not None:
+                idle = self.announcer.backlog.drain(deadline) and idle
+            backlog = self.announcer.backlog
+            if (idle and all(queue.backlog == 0 and queue.running == 0 for queue in self.queues.values())
+                    and (backlog is None or backlog.idle)):
                 return True
-            wait(pending, timeout=max(0.0, deadline - time.monotonic()))
-        with self._inflight_lock:
-            return not self._inflight
+            if time.monotonic() >= deadline:
+                return False
 
     def close(self, drain_timeout: float = 20.0) -> None:
-        """Stop taking work, let work in flight finish (bounded), and release connections."""
+        """Stop taking work, let work in flight finish (bounded), and release connections.
+
+        Announcements not started yet are dropped (they have no record: the next poll, here or elsewhere, lists
+        them again); a post in flight is recorded first.
+        """
         self.stopping.set()
-        if not self.drain(drain_timeout):
+        deadline = time.monotonic() + drain_timeout
+        if self.announcer.backlog is not None and not self.announcer.backlog.close(deadline):
+            log.warning("stopping with an announcement still in flight")
+        if not self.drain(max(0.0, deadline - time.monotonic())):
             log.warning("stopping with work still in flight after %.0fs", drain_timeout)
-        self.workers.shutdown(wait=False, cancel_futures=True)
+        for queue in self.queues.values():
+            queue.shutdown()
         if self.leadership is not None:
             self.leadership.release()
         self.lexi.close()

@@ -198,7 +198,9 @@ class HttpFront:
         if self._thread.is_alive():
             try:
                 self._server.trigger.pull_trigger(close_everything)
-            except OSError:  # the loop already closed its trigger (it is ending): there is nothing left to wake
-                log.debug("the HTTP front's loop had already closed its trigger")
+            except OSError:
+                # The loop, woken meanwhile by a finished response, ran the thunk as soon as it was queued and
+                # closed the trigger before this write: the closing is already done.
+                log.debug("the HTTP front's loop closed everything before its wake-up was written")
             self._thread.join(timeout)
         self._server.task_dispatcher.shutdown(timeout=timeout)

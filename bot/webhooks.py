@@ -293,6 +293,12 @@ class WebhookReceiver:
             self._count("accepted")
             log.info("ignoring webhook event %r (delivery %r)", clip(delivery.event), clip(delivery_id))
             return Receipt(200, {"ok": True, "ignored": True})
+        backlog = self._announcer.backlog
+        if task.status == "pending" and backlog is not None and backlog.full and task.id not in backlog:
+            # Accepting it would leave it unannounced until the next full poll: LeadLex retries it instead.
+            log.warning("answered a webhook delivery 503: the announcement backlog is full (delivery %r)",
+                        clip(delivery_id))
+            return Receipt(503, {"ok": False, "error": "the bot is busy; retry later"})
         key = f"webhook:{delivery.digest}"
         try:
             # Kept until the signed timestamp itself would be refused: past that, the body cannot come back.
@@ -307,9 +313,9 @@ class WebhookReceiver:
             return Receipt(200, {"ok": True, "duplicate": True})
         try:
             self._serial.run(task.id, self.apply, delivery.event, task, delivery.signed_at)  # arrival order per task
-        except RuntimeError:  # the worker pool is shutting down: let LeadLex retry with another replica
+        except RuntimeError:  # the queue is full or shutting down (QueueFull is one): LeadLex retries later
             self._store.forget_sighting(key)
-            return Receipt(503, {"ok": False, "error": "the bot is shutting down; retry later"})
+            return Receipt(503, {"ok": False, "error": "the bot is busy or shutting down; retry later"})
         self._count("accepted")
         self.last_delivery = self._clock()
         return Receipt(200, {"ok": True})
@@ -337,7 +343,10 @@ class WebhookReceiver:
         """
         row = self._store.get(task.id)
         if task.status == "pending":
-            if row is None and self._announcer.announce(task, signed_at=signed_at):
+            if row is None:  # new, or still waiting in the backlog: it is posted (with the newest content) in turn
+                if not self._announcer.enqueue(task, signed_at=signed_at):
+                    log.warning("task %r waits for the next full poll: the announcement backlog is full",
+                                clip(task.id), extra={"task_id": clip(task.id)})
                 return
             if event == "task.updated":
                 if self._store.update_payload(task, signed_at=signed_at) is not None:

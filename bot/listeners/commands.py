@@ -10,7 +10,11 @@ from bot import replies, subcommands
 from bot.command import parse_command
 from bot.decisions import NOT_RECORDED
 from bot.keeper import NotRecorded
-from bot.runtime import Runtime
+from bot.runtime import BUSY, Runtime
+
+
+#: What a person is told when their decision is journaled but the bot is too busy to start it at once.
+QUEUED = "Your decision is recorded; the bot is busy, so it will be carried out within a minute."
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -38,5 +42,11 @@ def register(app: App, runtime: Runtime) -> None:
             except NotRecorded:
                 ack(response_type="ephemeral", text=NOT_RECORDED)
                 return
-        runtime.submit(subcommands.run, runtime, parsed, asker, decision)
+        if runtime.submit(subcommands.run, runtime, parsed, asker, decision) is None:
+            if decision is not None:  # journaled: let its lease go, and the keeper carries it out shortly
+                runtime.decider.leases.drop(decision.id)
+                ack(response_type="ephemeral", text=QUEUED)
+            else:
+                ack(response_type="ephemeral", text=BUSY)  # the queue is full: said now, instead of never
+            return
         ack(response_type="ephemeral", text=replies.WORKING)

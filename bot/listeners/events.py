@@ -14,9 +14,9 @@ def register(app: App, runtime: Runtime) -> None:
 
     @app.event("app_home_opened")
     def handle_app_home_opened(event: dict[str, Any]) -> None:
-        """Publish the opener's Home tab on the bot's workers (opening the Messages tab shows nothing new)."""
+        """Publish the opener's Home tab on the home queue (opening the Messages tab shows nothing new)."""
         if event.get("tab", "home") == "home" and runtime.home is not None:
-            runtime.submit(runtime.home.opened, str(event["user"]))
+            runtime.submit_home(runtime.home.opened, str(event["user"]))
 
     @app.event("subteam_members_changed")
     def handle_subteam_members_changed(event: dict[str, Any]) -> None:

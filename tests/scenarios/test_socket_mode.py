@@ -51,6 +51,7 @@ def test_clicks_and_commands_arrive_over_socket_mode(socket_bot: tuple[Runtime, 
     runtime, server = socket_bot
     task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
     runtime.poller.cycle()
+    assert runtime.drain(10)  # the announcement waits in its channel's queue
     ts = runtime.store.get(task_id).message_ts
     click = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=ts,
                                         response_url=slack.new_response_url())

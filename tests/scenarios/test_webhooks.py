@@ -387,7 +387,7 @@ def test_a_poll_is_newer_than_deliveries_signed_before_it(sandbox: Sandbox, slac
 def test_a_delivery_the_bot_cannot_queue_is_left_for_leadlex_to_retry(hooked: tuple[BotHarness, str]) -> None:
     """Shutting down, the bot answers 503 and forgets the body, so LeadLex's retry is not taken for a replay."""
     harness, secret = hooked
-    harness.runtime.workers.shutdown(wait=True)
+    harness.runtime.queues["cards"].shutdown()
     body = _envelope("task.created", _task("wh-14"))
     response = _post(harness, secret, body)
     assert response.status_code == 503 and response.json()["error"]

@@ -65,7 +65,14 @@ class BotHarness:
         return self.runtime.store
 
     def poll(self) -> float:
-        """Run one poll cycle now, as the poller thread would (taking the poller lock first)."""
+        """Run one poll cycle now, as the poller thread would (taking the poller lock first), and wait until the
+        work it queued (announcements, card updates, reminders) is done."""
+        delay = self.cycle()
+        self.settle()
+        return delay
+
+    def cycle(self) -> float:
+        """Run one poll cycle now and return at once: what it queued may still be waiting."""
         assert self.runtime.leadership is None or self.runtime.leadership.hold(), "another bot holds the poller"
         return self.runtime.poller.cycle()
 
