@@ -27,7 +27,7 @@ R = TypeVar("R")
 #: How long one store operation keeps retrying a lost connection (short: a click's ack may be waiting on it).
 RETRY_FOR = 1.0
 #: How long a new PostgreSQL connection may take before the database counts as unreachable (psycopg: at least 2).
-CONNECT_TIMEOUT = 3
+CONNECT_TIMEOUT = 2
 
 
 class CommitUncertain(SQLAlchemyError):

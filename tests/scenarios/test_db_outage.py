@@ -12,7 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
+from bot import blocks
 from bot.lexi.sandbox import Sandbox
+from bot.standin import payloads
 from bot.standin.slack import SlackStandIn
 from tests.conftest import PG_URL, _reset_postgres
 from tests.support.harness import CHANNEL, BotHarness, start_bot
@@ -30,6 +32,16 @@ def _posted_ids(slack: SlackStandIn) -> list[str]:
     """Task ids of the top-level messages in the channel, once per message."""
     return [m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL)
             if m.thread_ts is None and m.metadata]
+
+
+def _approve(bot: BotHarness, slack: SlackStandIn, task_id: str) -> httpx.Response:
+    """Click Approve on a task's card (found in the channel, not in the store, which may be away)."""
+    ts = next(m.ts for m in slack.messages(CHANNEL) if m.metadata and m.metadata["event_payload"]["task_id"] == task_id)
+    payload = payloads.build_block_action(
+        action_id=blocks.APPROVE_ACTION, value=task_id, user="UALICE", channel=CHANNEL, message_ts=ts,
+        trigger_id=slack.new_trigger_id("UALICE"), response_url=slack.new_response_url(),
+    )
+    return bot.post(*payloads.encode_interactive(payload))
 
 
 @pytest.fixture
@@ -79,6 +91,7 @@ def test_database_outage_pauses_polling_and_loses_nothing(
     readiness: list[tuple[int, dict]] = []
     health: list[int] = []
     ends = time.monotonic() + OUTAGE
+    clicked = _approve(bot, slack, first)
     while time.monotonic() < ends:
         if len(arrived) < 8:
             arrived.append(sandbox.add_task("prospect_search", f"During the outage {len(arrived)}")["id"])
@@ -93,6 +106,8 @@ def test_database_outage_pauses_polling_and_loses_nothing(
     seen = bot.runtime.poller.last_success
     bot.wait_for(lambda: (bot.runtime.poller.last_success or 0) > (seen or 0), timeout=10)  # one more full cycle
 
+    assert clicked.status_code == 200  # Slack got its answer; the decision could not be recorded, so …
+    assert sandbox.calls_to("POST", f"/v1/lexi/tasks/{first}/approve") == []  # … nothing went to LeadLex
     doubled = {task_id: n for task_id, n in Counter(_posted_ids(slack)).items() if n > 1}
     assert doubled == {}
     assert set(_posted_ids(slack)) == expected
