@@ -41,7 +41,9 @@ from bench.common import (
     _wait_http,
     machine,
     print_table,
+    pyplot,
     rss_mb,
+    save_chart,
     wait_until,
 )
 from bot import blocks
@@ -317,6 +319,24 @@ def rss_summary(report: Report) -> list[list[object]]:
     return rows
 
 
+def _chart(report: Report, path: str) -> None:
+    """The bot's RSS over the soak, one line per process (each stop starts a new one)."""
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    by_pid: dict[int, list[tuple[float, float]]] = {}
+    for at, pid, mb in report.rss:
+        by_pid.setdefault(pid, []).append((at, mb))
+    for samples in by_pid.values():
+        ax.plot([at / 60 for at, _ in samples], [mb for _, mb in samples], color="tab:blue", linewidth=1)
+    ax.set_xlabel("minutes into the soak (a gap: the bot was stopped and restarted)")
+    ax.set_ylabel("bot VmRSS (MiB)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Soak: RSS of each bot process ({sum(report.stops.values())} stops)")
+    save_chart(fig, path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a soak and print its counts; non-zero exit when a count that must be zero is not."""
     import argparse
@@ -328,7 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lifetime", type=float, nargs=2, default=(20.0, 60.0), metavar=("MIN", "MAX"),
                         help="seconds each bot process lives before a SIGKILL or SIGTERM (default 20 60)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--chart", metavar="PNG", help="chart the bot's RSS over time (needs matplotlib)")
+    parser.add_argument("--quick", action="store_true", help="one minute (a smoke test)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.minutes = 1.0
     print(f"machine: {machine()}", flush=True)
     report = run(args.minutes * 60, database_url=args.database_url, seed=args.seed, lifetime=tuple(args.lifetime),
                  say=lambda text: print(text, flush=True))
@@ -343,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table("Bot RSS per process (MiB; first = first sample ≥ 4 s after start)",
                 ["process", "started", "lived", "first", "last", "growth", "max"],
                 rss_summary(report))
+    if args.chart:
+        _chart(report, args.chart)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "seconds": report.seconds, "counts": report.zero_counts(), "lost": report.lost,
