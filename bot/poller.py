@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.announcer import AnnounceError, Announcer
 from bot.budget import BudgetPolicy
-from bot.db.store import Store, TaskRow
+from bot.db.store import CommitUncertain, Store, TaskRow, is_connection_error
 from bot.decisions import Decider
 from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
@@ -123,6 +123,8 @@ class Poller:
         try:
             delay = self.cycle()
         except SQLAlchemyError as exc:
+            if not (is_connection_error(exc) or isinstance(exc, CommitUncertain)):
+                raise  # a query the database refuses is a bug: logged in full by run(), with its backoff
             # The database went away mid-cycle: nothing is lost, since what was not recorded is found again by
             # the next cycle (claims left half-way are recovered), so pause instead of backing off for minutes.
             self._database_lost(exc)
