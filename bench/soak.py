@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,6 +185,7 @@ def run(seconds: float, *, database_url: str | None = None, seed: int = 0, lifet
     report = Report(seconds)
     stop = threading.Event()
     kill_now = threading.Event()
+    sampled = threading.Event()  # set when RSS sampling ends (after the settling)
     acked: dict[str, float] = {}
     began = time.monotonic()
 
@@ -227,8 +229,8 @@ def run(seconds: float, *, database_url: str | None = None, seed: int = 0, lifet
                 slack.fail_next(rng.choice(["chat.postMessage", "chat.update"]), times=rng.randint(1, 3))
 
     def sample() -> None:
-        """The bot's RSS every 2 s."""
-        while not stop.wait(2.0):
+        """The bot's RSS every 2 s, until the end of the settling too."""
+        while not sampled.wait(2.0):
             process = bot.process
             if process is not None and process.poll() is None:
                 try:
@@ -256,20 +258,26 @@ def run(seconds: float, *, database_url: str | None = None, seed: int = 0, lifet
                 raise RuntimeError("the bot did not restart")
         say(f"soak: {seconds:.0f} s done ({dict(report.stops)} stops); settling with faults off")
         stop.set()
-        for thread in threads:
+        for thread in threads[:-1]:  # all but the sampler
             thread.join(timeout=15)
         sandbox.latency = 0.0
         report.settled = wait_until(lambda: _settled(sandbox, slack, store), settle, interval=1.0)
+        sampled.set()
         bot.stop("term")
         for line in bot.errors()[:3]:
             say(f"bot error line: {line[:300]}")
     finally:
         stop.set()
+        sampled.set()
         bot.stop("kill")
         _count(report, sandbox, slack, store, acked)
         store.close()
         sandbox.stop()
         slack.stop()
+    if not any(report.zero_counts().values()) and report.settled:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        say(f"the bot's logs and database are kept in {workdir}")
     return report
 
 
@@ -345,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the soak (default 10)")
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kill-after-ack", type=float, default=0.05, metavar="P",
+                        help="probability that an acknowledged click is followed at once by a SIGKILL (default 0.05)")
     parser.add_argument("--lifetime", type=float, nargs=2, default=(20.0, 60.0), metavar=("MIN", "MAX"),
                         help="seconds each bot process lives before a SIGKILL or SIGTERM (default 20 60)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
@@ -355,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.minutes = 1.0
     print(f"machine: {machine()}", flush=True)
     report = run(args.minutes * 60, database_url=args.database_url, seed=args.seed, lifetime=tuple(args.lifetime),
+                 kill_after_ack=args.kill_after_ack,
                  say=lambda text: print(text, flush=True))
     print_table(f"Soak of {args.minutes:g} min ({'PostgreSQL' if args.database_url else 'SQLite'}, seed {args.seed})",
                 ["measure", "count"],
