@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 import tenacity
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.db.models import STATES, UNREPLIED, AuditEvent, Conversation, SeenRequest, TaskRecord
@@ -35,12 +35,14 @@ class CommitUncertain(SQLAlchemyError):
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """Whether `exc` says the database could not be reached or the connection broke (worth retrying)."""
-    if isinstance(exc, CommitUncertain):
+    """Whether `exc` says the database could not be reached or the connection broke (worth retrying).
+
+    That is a failure to connect (no statement was sent) or one SQLAlchemy recognised as a disconnect. Other
+    driver errors are not, even OperationalError: SQLite raises it for a missing table too.
+    """
+    if not isinstance(exc, DBAPIError) or isinstance(exc, CommitUncertain):
         return False
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (OperationalError, InterfaceError))
+    return exc.connection_invalidated or exc.statement is None
 
 
 def _retryable(exc: BaseException) -> bool:
