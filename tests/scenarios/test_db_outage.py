@@ -79,7 +79,7 @@ def test_database_outage_pauses_polling_and_loses_nothing(
     bot, (proxy, _) = polling_bot, proxied
     first = sandbox.add_task("prospect_search", "Before the outage")["id"]
     bot.wait_for(lambda: first in _posted_ids(slack), timeout=15)
-    assert _probe(bot, "/readyz")[0] == 200
+    bot.wait_for(lambda: _probe(bot, "/readyz")[0] == 200, timeout=15)  # the first cycle has finished
 
     # Cut while a poll runs: LeadLex answers slowly, so the cut lands between the task list and the store.
     sandbox.latency = 0.5
