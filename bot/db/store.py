@@ -226,10 +226,13 @@ class Store:
             record = session.get(TaskRecord, task_id)
             return _row(record) if record is not None else None
 
-    @retried
     def known(self, task_ids: Iterable[str]) -> set[str]:
         """Which of these task ids have a record (in batches, so the cost follows the input, not history)."""
-        ids = list(dict.fromkeys(task_ids))
+        return self._known(list(dict.fromkeys(task_ids)))  # a list: a retry must see the ids again
+
+    @retried
+    def _known(self, ids: list[str]) -> set[str]:
+        """`known` for a list of distinct ids."""
         found: set[str] = set()
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
