@@ -177,6 +177,7 @@ class Stack:
     store: Store
     process: subprocess.Popen[bytes]
     log_path: Path
+    announced: list[str] = field(default_factory=list)
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30, trust_env=False))
 
     def post_signed(self, body: bytes, content_type: str, client: httpx.Client | None = None) -> httpx.Response:
@@ -218,6 +219,23 @@ def _register_webhook(sandbox: Sandbox) -> tuple[str, str]:
     return str(hook["id"]), str(hook["secret"])
 
 
+def _announce(sandbox: Sandbox, slack: SlackStandIn, store: Store, count: int) -> list[str]:
+    """Add `count` tasks to the sandbox and announce them with the bot's Announcer, pacing off; their ids."""
+    from bot.announcer import Announcer
+    from bot.lexi.models import Task
+    from bot.messenger import Messenger, make_web_client
+
+    messenger = Messenger(make_web_client("xoxb-test-token", slack.api_url), store, post_interval=0.0)
+    announcer = Announcer(store, messenger, CHANNEL)
+    ids = []
+    for _ in range(count):
+        task = Task.from_api(sandbox.add_task())
+        assert task is not None
+        announcer.announce(task)
+        ids.append(task.id)
+    return ids
+
+
 def _free_port() -> int:
     """A loopback port that is free now."""
     with socket.socket() as probe:
@@ -247,14 +265,18 @@ def running_bot(
     sandbox_options: dict[str, Any] | None = None,
     database_url: str | None = None,
     before_start: Callable[[Sandbox], None] | None = None,
+    announced: int = 0,
+    sandbox_class: type[Sandbox] = Sandbox,
 ) -> Iterator[Stack]:
     """Start a sandbox, a stand-in and the bot process with its poller (SQLite in a temp dir unless given).
 
-    `before_start` may add tasks to the sandbox before the bot's first poll; the context is entered once the
-    bot is ready (its first poll cycle succeeded).
+    `before_start` may add tasks to the sandbox before the bot's first poll; `announced` tasks are added and
+    announced before the bot starts, by the bot's own Announcer in this process with pacing off (their ids in
+    `Stack.announced`), so a benchmark can click them without waiting for Slack's pacing. The context is entered
+    once the bot is ready (its first poll cycle succeeded).
     """
     workdir = Path(tempfile.mkdtemp(prefix="lexi-bench-"))
-    sandbox = Sandbox(**{"seed": False, **UNLIMITED, **(sandbox_options or {})}).start()
+    sandbox = sandbox_class(**{"seed": False, **UNLIMITED, **(sandbox_options or {})}).start()
     slack = SlackStandIn().start()
     stack: Stack | None = None
     try:
@@ -273,6 +295,7 @@ def running_bot(
             hook_id, env["LEXI_WEBHOOK_SECRET"] = _register_webhook(sandbox)
         if before_start is not None:
             before_start(sandbox)
+        ids = _announce(sandbox, slack, store, announced) if announced else []
         port = _free_port()
         log_path = workdir / "bot.log"
         process = subprocess.Popen(
@@ -280,7 +303,7 @@ def running_bot(
             env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"),
             cwd=Path(__file__).resolve().parent.parent,
         )
-        stack = Stack(sandbox, slack, f"http://127.0.0.1:{port}", store, process, log_path)
+        stack = Stack(sandbox, slack, f"http://127.0.0.1:{port}", store, process, log_path, announced=ids)
         if not _wait_http(f"{stack.url}/healthz", process, 60):
             raise RuntimeError(f"the bot did not start: {log_path.read_text(errors='replace')[-2000:]}")
         if hook_id is not None:

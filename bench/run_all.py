@@ -1,6 +1,7 @@
 """Run every benchmark, one process each, writing its output and chart to a results folder.
 
-`python -m bench.run_all [--quick] [--out bench/results] [--only NAME ...]`; a full run takes about 17 minutes.
+`python -m bench.run_all [--quick] [--out bench/results] [--only NAME ...]`; a full run takes about 45 minutes
+(the soak alone 10–14, side_by_side about 15).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from bench.common import machine
 
-BENCHMARKS = ("announce_latency", "ack_latency", "simulated_day", "poll_cost", "burst")
+BENCHMARKS = ("announce_latency", "ack_latency", "simulated_day", "poll_cost", "burst", "side_by_side", "soak")
 #: The longest one benchmark may take before it is stopped.
 TIMEOUT = 1_800
 

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.announcer import AnnounceError, Announcer
 from bot.budget import BudgetPolicy
-from bot.db.store import Store, TaskRow
+from bot.db.store import CommitUncertain, Store, TaskRow, is_connection_error
 from bot.decisions import Decider
 from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 DECIDING_TIMEOUT = timedelta(minutes=3)
 #: The longest the poller backs off after repeated failures.
 MAX_BACKOFF = 900.0
+#: While the database is unreachable, how often (at most) the poller asks whether it is back.
+DATABASE_RETRY_MAX = 10.0
+#: Why polling is paused while the database does not answer (also what /readyz reports).
+DATABASE_DOWN = "database unreachable"
 
 
 class Poller:
@@ -79,6 +84,9 @@ class Poller:
         self._polling_spent = 0
         self.last_success: float | None = None
         self.last_delay: float = interval
+        #: Why polling (and with it announcing) is paused, or None while it runs.
+        self.paused: str | None = None
+        self._database_failures = 0
 
     @property
     def problem(self) -> str | None:
@@ -112,14 +120,49 @@ class Poller:
 
     def _turn(self, stop: threading.Event, leadership: Leadership | None) -> float | None:
         """One turn of the loop: a cycle and its planned delay, or None after waiting as a standby."""
+        if not self._database_answers():
+            return self._database_backoff()  # asked again soon: polling resumes by itself when it answers
         if leadership is not None and not leadership.hold():
             stop.wait(min(self.interval, 30.0))
             return None
         started = time.monotonic()
-        delay = self.cycle()
+        try:
+            delay = self.cycle()
+        except SQLAlchemyError as exc:
+            if not (is_connection_error(exc) or isinstance(exc, CommitUncertain)):
+                raise  # a query the database refuses is a bug: logged in full by run(), with its backoff
+            # The database went away mid-cycle: nothing is lost, since what was not recorded is found again by
+            # the next cycle (claims left half-way are recovered), so pause instead of backing off for minutes.
+            self._database_lost(exc)
+            return self._database_backoff()
         if self._metrics is not None:
             self._metrics.poll_duration.observe(time.monotonic() - started)
         return delay
+
+    def _database_answers(self) -> bool:
+        """Whether the database answers now; resumes polling (and says so) when it is back after an outage."""
+        try:
+            self._store.ping()
+        except SQLAlchemyError as exc:
+            self._database_lost(exc)
+            return False
+        if self.paused == DATABASE_DOWN:
+            log.info("the database answers again; polling and announcing resume")
+            self.paused = None
+            self._database_failures = 0
+        return True
+
+    def _database_lost(self, exc: SQLAlchemyError) -> None:
+        """Pause polling because the database does not answer (logged once per outage, by error type only)."""
+        if self.paused != DATABASE_DOWN:
+            log.warning("the database is unreachable (%s); polling and announcing pause until it answers",
+                        type(exc).__name__)
+        self.paused = DATABASE_DOWN
+
+    def _database_backoff(self) -> float:
+        """The wait before asking the database again: 1 s, doubling up to DATABASE_RETRY_MAX, with jitter."""
+        self._database_failures += 1
+        return min(2.0 ** (self._database_failures - 1), DATABASE_RETRY_MAX) * random.uniform(0.75, 1.0)
 
     def wake(self) -> None:
         """Re-plan the current wait: something changed in Slack (an approval now waits for completion)."""

@@ -259,7 +259,9 @@ class Runtime:
         checks["slack"] = self.slack_health.problem or self._announce_problem() or "ok"
         age = self.poller.last_poll_age()
         checks["last_poll_age"] = None if age is None else round(age, 1)
-        if self.leadership is not None and self.leadership.is_leader is False:
+        if self.poller.paused is not None:
+            checks["poll"] = f"paused: {self.poller.paused}"  # it resumes by itself; say why it waits
+        elif self.leadership is not None and self.leadership.is_leader is False:
             checks["poll"] = "standby"  # another replica polls; this one serves clicks and webhooks
         elif age is None or age > self.poller.overdue_after():
             checks["poll"] = "no successful poll yet" if age is None else "overdue"

@@ -38,6 +38,7 @@ _SCAN = _SecretScan()
 def pytest_configure(config: pytest.Config) -> None:
     """Watch the bot's and the libraries' logs for the whole session."""
     logging.getLogger().addHandler(_SCAN)
+    config.addinivalue_line("markers", "soak: a soak test (faults, kills and restarts for a minute or more)")
     logging.getLogger("bot").setLevel(logging.DEBUG)
 
 

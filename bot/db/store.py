@@ -2,19 +2,88 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, or_, select, text, update
+import tenacity
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.db.models import (
     OPEN_DECISIONS, STATES, UNREPLIED, AuditEvent, Conversation, Decision, SeenRequest, TaskRecord,
 )
 from bot.lexi.models import Task
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: How long one store operation keeps retrying a lost connection (short: a click's ack may be waiting on it).
+RETRY_FOR = 1.0
+#: How long a new PostgreSQL connection may take before the database counts as unreachable (psycopg: at least 2).
+CONNECT_TIMEOUT = 2
+
+
+class CommitUncertain(SQLAlchemyError):
+    """Raised when the connection broke while COMMIT was under way: the transaction may or may not have landed."""
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether `exc` says the database could not be reached or the connection broke (worth retrying).
+
+    That is a failure to connect (no statement was sent) or one SQLAlchemy recognised as a disconnect. Other
+    driver errors are not, even OperationalError: SQLite raises it for a missing table too.
+    """
+    if not isinstance(exc, DBAPIError) or isinstance(exc, CommitUncertain):
+        return False
+    return exc.connection_invalidated or exc.statement is None
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A connection error on PostgreSQL; SQLite's errors are its file lock, which its busy timeout already waits on."""
+    return is_connection_error(exc) and not _is_sqlite(exc)
+
+
+def _is_sqlite(exc: BaseException) -> bool:
+    """Whether the error comes from the sqlite3 driver."""
+    orig = getattr(exc, "orig", None)
+    return type(orig).__module__.startswith("sqlite3")
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    """Log one retry of a store operation (the error's type only: its text may hold the URL)."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.info("database connection lost (%s); retrying %s", type(error).__name__,
+             getattr(state.fn, "__name__", "a store operation"))
+
+
+def retried(fn: Callable[P, R]) -> Callable[P, R]:
+    """Re-run a store operation after a connection error, with backoff, for at most RETRY_FOR seconds.
+
+    Only for operations that are safe to re-run: reads, and transactions whose failure came before COMMIT
+    (PostgreSQL rolled them back). A failure during COMMIT is CommitUncertain and is never retried here.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_retryable),
+            stop=tenacity.stop_after_delay(RETRY_FOR) | tenacity.stop_after_attempt(5),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=0.4) + tenacity.wait_random(0, 0.05),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        return retrying(fn, *args, **kwargs)
+
+    return run
 
 
 #: States a decision (in Slack or in LeadLex) has led to.
@@ -134,7 +203,7 @@ def not_newer_than(signed_at: datetime | None) -> tuple[Any, ...]:
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and cross-thread use."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -145,7 +214,10 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # Pre-ping: a connection PostgreSQL dropped (a restart, a failover) is replaced at checkout, not used.
+    # The connect timeout keeps an unreachable server from holding a caller (or /readyz) for minutes.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
 
 
 class Store:
@@ -165,12 +237,26 @@ class Store:
         self.engine.dispose()
 
     def ping(self) -> None:
-        """Raise unless the database answers."""
+        """Raise (an SQLAlchemyError) unless the database answers now; never retries, so it answers quickly."""
         with self.engine.connect() as conn:
             conn.execute(select(1))
 
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A transaction like `engine.begin()`, whose COMMIT failing on a broken connection is CommitUncertain."""
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            yield conn  # an error in the body propagates; closing the connection rolls the transaction back
+            try:
+                transaction.commit()
+            except DBAPIError as exc:
+                if not is_connection_error(exc):
+                    raise
+                raise CommitUncertain(f"the connection broke during COMMIT ({type(exc).__name__})") from exc
+
     # --- reading ---------------------------------------------------------------------------------
 
+    @retried
     def get(self, task_id: str) -> TaskRow | None:
         """One task record, or None."""
         with Session(self.engine) as session:
@@ -179,7 +265,11 @@ class Store:
 
     def known(self, task_ids: Iterable[str]) -> set[str]:
         """Which of these task ids have a record (in batches, so the cost follows the input, not history)."""
-        ids = list(dict.fromkeys(task_ids))
+        return self._known(list(dict.fromkeys(task_ids)))  # a list: a retry must see the ids again
+
+    @retried
+    def _known(self, ids: list[str]) -> set[str]:
+        """`known` for a list of distinct ids."""
         found: set[str] = set()
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
@@ -236,6 +326,7 @@ class Store:
             .limit(limit)
         )
 
+    @retried
     def is_empty(self) -> bool:
         """Whether no task was ever recorded (a new or lost database)."""
         with self.engine.connect() as conn:
@@ -254,11 +345,13 @@ class Store:
             self.audit("restored", task_id, actor=actor, detail=f"{state} {channel} {ts}")
         return inserted
 
+    @retried
     def count_in_state(self, state: str) -> int:
         """How many records are in one state (an index lookup: it does not grow with history)."""
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).where(TaskRecord.state == state)).scalar() or 0)
 
+    @retried
     def _select(self, query: Any) -> list[TaskRow]:
         """Run a select of TaskRecord and snapshot the rows."""
         with Session(self.engine) as session:
@@ -266,6 +359,7 @@ class Store:
 
     # --- conversations with Lexi -----------------------------------------------------------------
 
+    @retried
     def conversation_for(self, user: str, channel: str) -> str | None:
         """The Lexi conversation `user` continues in `channel`, or None when they have none yet."""
         with self.engine.connect() as conn:
@@ -275,10 +369,11 @@ class Store:
                 )
             )
 
+    @retried
     def remember_conversation(self, user: str, channel: str, conversation_id: str) -> None:
         """Make `conversation_id` the one `user` continues in `channel` (replacing any earlier one)."""
         now = self._now()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             statement = builder(Conversation).values(
                 user_id=user, channel=channel, conversation_id=conversation_id, updated_at=now
@@ -321,6 +416,7 @@ class Store:
         )
         return self.get(task.id) if changed else None
 
+    @retried
     def _insert(self, task: Task, channel: str, state: str, *, signed_at: datetime | None = None) -> bool:
         """Insert a record unless one exists (atomic on both databases); True when this call inserted it."""
         now = self._now()
@@ -338,7 +434,7 @@ class Store:
             updated_at=now,
             content_signed_at=signed_at,
         )
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             statement = builder(TaskRecord).values(**values).on_conflict_do_nothing()
             # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
@@ -353,10 +449,11 @@ class Store:
             bump=False,
         )
 
+    @retried
     def record_message(self, task_id: str, channel: str, ts: str, *, rendered_version: int) -> None:
         """Record the message that announces a task; the task becomes `pending` if nothing moved it on."""
         now = self._now()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(TaskRecord)
                 .where(TaskRecord.task_id == task_id)
@@ -376,9 +473,10 @@ class Store:
             if announced == 1:
                 self._write_audit(conn, Audit("announced", detail=f"{channel} {ts}"), task_id)
 
+    @retried
     def release_announcement(self, task_id: str) -> None:
         """Forget a claim whose post Slack definitely refused, so a later poll tries again."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 delete(TaskRecord).where(
                     TaskRecord.task_id == task_id,
@@ -660,15 +758,17 @@ class Store:
             task_id, (TaskRecord.replied_state.is_(None),), replied_state=state, bump=False
         )
 
+    @retried
     def mark_rendered(self, task_id: str, version: int) -> None:
         """Record that the Slack message now shows `version` (never moves backwards)."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(TaskRecord)
                 .where(TaskRecord.task_id == task_id, TaskRecord.rendered_version < version)
                 .values(rendered_version=version, needs_render=TaskRecord.version > version)
             )
 
+    @retried
     def _update(
         self,
         task_id: str,
@@ -683,7 +783,7 @@ class Store:
         if bump:
             values["version"] = TaskRecord.version + 1
             values["needs_render"] = True
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             result = conn.execute(
                 update(TaskRecord).where(TaskRecord.task_id == task_id, *conditions).values(**values)
             )
@@ -694,30 +794,34 @@ class Store:
 
     # --- replay protection ------------------------------------------------------------------------
 
+    @retried
     def first_sighting(self, key: str, expires_at: datetime) -> bool:
         """Remember a signed request by `key` until `expires_at`; False when it was already seen (a replay).
 
         Shared by every replica through the database; expired keys are dropped in the same transaction.
         """
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(delete(SeenRequest).where(SeenRequest.expires_at < self._now()))
             builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             statement = builder(SeenRequest).values(key=key[:100], expires_at=expires_at).on_conflict_do_nothing()
             return conn.execute(statement.returning(SeenRequest.key)).first() is not None
 
+    @retried
     def forget_sighting(self, key: str) -> None:
         """Forget a request recorded by first_sighting that could not be acted on, so its retry is not a replay."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(delete(SeenRequest).where(SeenRequest.key == key[:100]))
 
     # --- the audit trail (append-only: nothing updates or deletes it) ----------------------------
 
+    @retried
     def audit(self, event: str, task_id: str | None = None, *, actor: str | None = None,
               surface: str | None = None, detail: str | None = None) -> None:
         """Append one event that is not part of a state transition (a refusal, a reminder, a LeadLex answer)."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             self._write_audit(conn, Audit(event, actor=actor, surface=surface, detail=detail), task_id)
 
+    @retried
     def audit_events(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """The audit trail, oldest first, from `since` on."""
         query = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
@@ -730,6 +834,7 @@ class Store:
                 for e in session.scalars(query.limit(limit))
             ]
 
+    @retried
     def count_audit(
         self, event: str, *, surface: str | None = None, since: datetime | None = None, task_id: str | None = None
     ) -> int:

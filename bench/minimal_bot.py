@@ -1,0 +1,91 @@
+"""The simplest Bolt bot a newcomer would write, for `bench.side_by_side` to compare lexi-bot with.
+
+One listener: the Approve button acknowledges, then calls LeadLex's approve endpoint, on Bolt's own listener
+executor (no database, no claim, no card update, no retries). It is served by the same waitress front as
+lexi-bot (`bot.server.HttpFront` with `make_wsgi`, so the same signature gate runs before Bolt).
+
+`python -m bench.minimal_bot --port N` with LEXI_API_URL, LEXI_API_KEY, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and
+SLACK_API_URL in the environment; prints `ready` once it listens; stops on SIGTERM.
+
+The executor: Bolt runs each listener, `ack()` included, on `listener_executor` (by default 5 threads). A
+listener that then waits 5 s on LeadLex holds its thread, so with the default pool the sixth click's ack waits
+for a free thread; a newcomer who measures that sizes the pool for the load (`--executor-threads`, default 256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.blocks import APPROVE_ACTION
+from bot.server import HttpFront, make_wsgi
+
+#: The pool a newcomer would size for 200 clicks that each hold a thread for 5 s (Bolt's default is 5).
+EXECUTOR_THREADS = 256
+
+
+def build_app(signing_secret: str, lexi_url: str, api_key: str, slack_url: str, token: str,
+              executor_threads: int) -> App:
+    """The Bolt app: Approve acks, then calls LeadLex on the listener's executor thread."""
+    leadlex = httpx.Client(base_url=lexi_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30,
+                           limits=httpx.Limits(max_connections=executor_threads), trust_env=False)
+    app = App(
+        client=WebClient(token=token, base_url=slack_url),
+        signing_secret=signing_secret,
+        token_verification_enabled=False,
+        listener_executor=ThreadPoolExecutor(max_workers=executor_threads, thread_name_prefix="bolt"),
+        logger=logging.getLogger("minimal.bolt"),
+    )
+
+    @app.action(APPROVE_ACTION)
+    def handle_approve(ack: Ack, action: dict[str, Any]) -> None:
+        """Acknowledge, then approve the task in LeadLex (this thread waits for LeadLex's answer)."""
+        ack()
+        leadlex.post(f"/v1/lexi/tasks/{action['value']}/approve")
+
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--http-threads", type=int, default=16, help="waitress threads (lexi-bot's default: 16)")
+    parser.add_argument("--executor-threads", type=int, default=EXECUTOR_THREADS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = build_app(os.environ["SLACK_SIGNING_SECRET"], os.environ["LEXI_API_URL"], os.environ["LEXI_API_KEY"],
+                    os.environ.get("SLACK_API_URL", "https://slack.com/api/"), os.environ["SLACK_BOT_TOKEN"],
+                    args.executor_threads)
+    front = HttpFront(make_wsgi(app, health=lambda: {"mode": "minimal"}), "127.0.0.1", args.port,
+                      threads=args.http_threads)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        """Stop serving."""
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    front.start()
+    print("ready", flush=True)
+    while not stop.wait(0.5):
+        pass
+    front.stop(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Side by side: lexi-bot against the simplest Bolt bot (bench/minimal_bot.py) on the same loopback harness.
+
+200 signed Approve clicks, 20 in flight, LeadLex (the sandbox) taking 5 s per approval. For each bot: the ack
+(the HTTP answer time of /slack/events, the sender's clock) and click → LeadLex approve call (the sandbox's
+receive time of the approve call minus the send time of the click; one clock, one process). lexi-bot is measured
+twice: alone, and while 100 new tasks are being announced through webhooks (Slack's pacing: one post a second).
+The minimal bot announces nothing, so its one measurement is the reference for both. Each batch runs ROUNDS
+times on fresh, already announced tasks; tables give medians over rounds and the ratio lexi / minimal.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import httpx
+
+from bench.common import (
+    CHANNEL,
+    SIGNING_SECRET,
+    UNLIMITED,
+    _free_port,
+    _wait_http,
+    ms,
+    parse_args,
+    percentile,
+    print_table,
+    pyplot,
+    running_bot,
+    save_chart,
+    wait_until,
+)
+from bot import blocks
+from bot.lexi.sandbox import Reply, Sandbox
+from bot.standin import payloads
+from bot.standin.slack import SlackStandIn
+
+#: Seconds LeadLex takes to answer an approval.
+APPROVE_DELAY = 5.0
+CONCURRENCY = 20
+CLICKS = 200
+NEW_TASKS = 100
+ROUNDS = 3
+
+
+class TimedSandbox(Sandbox):
+    """The sandbox, slow on approvals only, noting when each approve call arrived (before it waits)."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.approve_delay = APPROVE_DELAY
+        self.received: dict[str, list[float]] = {}
+        self._received_lock = threading.Lock()
+
+    def _respond(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Note an approve call's arrival, wait `approve_delay`, then answer as the sandbox does."""
+        if method == "POST" and target.rstrip("/").endswith("/approve"):
+            arrived = time.time()
+            task_id = target.rstrip("/").split("/")[-2]
+            with self._received_lock:
+                self.received.setdefault(task_id, []).append(arrived)
+            self._stopping.wait(self.approve_delay)
+        return super()._respond(method, target, headers, body)
+
+
+@dataclass
+class Batch:
+    """One round of clicks on one bot: ack times, click → approve-call times, statuses, duplicates."""
+
+    label: str
+    acks: list[float] = field(default_factory=list)
+    to_call: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    missing: int = 0
+    duplicates: int = 0
+
+
+def _click(task_id: str, slack: SlackStandIn, ts: str | None) -> tuple[bytes, str]:
+    """A signed-when-sent Approve click on a task's card."""
+    payload = payloads.build_block_action(
+        action_id=blocks.APPROVE_ACTION, value=task_id, user="UALICE", channel=CHANNEL, message_ts=ts,
+        trigger_id=slack.new_trigger_id("UALICE"), response_url=slack.new_response_url(),
+    )
+    return payloads.encode_interactive(payload)
+
+
+def fire(url: str, sandbox: TimedSandbox, slack: SlackStandIn, task_ids: list[str], cards: dict[str, str],
+         label: str) -> Batch:
+    """Send one Approve click per task, CONCURRENCY at a time; wait (bounded) for every approve call."""
+    batch = Batch(label)
+    sent: dict[str, float] = {}
+    limits = httpx.Limits(max_connections=CONCURRENCY * 2, max_keepalive_connections=CONCURRENCY * 2)
+    with httpx.Client(timeout=30, limits=limits, trust_env=False) as client:
+
+        def send(task_id: str) -> tuple[float, int]:
+            body, content_type = _click(task_id, slack, cards.get(task_id))
+            headers = payloads.signed_request(SIGNING_SECRET, body, content_type)
+            sent[task_id] = time.time()
+            started = time.perf_counter()
+            try:
+                status = client.post(f"{url}/slack/events", content=body, headers=headers).status_code
+            except httpx.HTTPError:
+                status = 0
+            return time.perf_counter() - started, status
+
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            answers = list(pool.map(send, task_ids))
+    batch.acks = [a[0] for a in answers]
+    batch.statuses = Counter(a[1] for a in answers)
+    wait_until(lambda: all(t in sandbox.received for t in task_ids), 120, interval=0.1)
+    for task_id in task_ids:
+        arrivals = sandbox.received.get(task_id, [])
+        if not arrivals:
+            batch.missing += 1
+            continue
+        batch.duplicates += len(arrivals) - 1
+        batch.to_call.append(arrivals[0] - sent[task_id])
+    return batch
+
+
+def _cards(slack: SlackStandIn) -> dict[str, str]:
+    """The ts of each task's card."""
+    return {m.metadata["event_payload"]["task_id"]: m.ts for m in slack.messages(CHANNEL)
+            if m.thread_ts is None and m.metadata}
+
+
+def _posted_more(slack: SlackStandIn, than: int) -> bool:
+    """Whether the channel holds more than `than` cards."""
+    return len(_cards(slack)) > than
+
+
+def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int) -> list[Batch]:
+    """lexi-bot in its own process (SQLite), 1 post/s pacing; with webhooks, `new_tasks` arrive before each round."""
+    label = f"lexi-bot, {new_tasks} tasks being announced" if webhooks else "lexi-bot"
+    batches = []
+    with running_bot(post_interval=1.0, poll_interval=60, webhooks=webhooks, announced=count * rounds,
+                     sandbox_class=TimedSandbox) as stack:
+        sandbox = stack.sandbox
+        assert isinstance(sandbox, TimedSandbox)
+        cards = _cards(stack.slack)
+        for round_ in range(rounds):
+            posted = len(_cards(stack.slack))
+            if webhooks:
+                for _ in range(new_tasks):
+                    sandbox.add_task()
+                wait_until(partial(_posted_more, stack.slack, posted), 30)  # the announcing has begun
+            task_ids = stack.announced[round_ * count : (round_ + 1) * count]
+            batches.append(fire(stack.url, sandbox, stack.slack, task_ids, cards, label))
+            wait_until(lambda: stack.store.count_in_state("deciding") == 0, 300, interval=0.2)
+            if webhooks:  # let the announcing finish before the next round's tasks arrive
+                wait_until(partial(_posted_more, stack.slack, posted + new_tasks - 1), 300, interval=0.5)
+    return batches
+
+
+def run_minimal(count: int, rounds: int, executor_threads: int | None = None) -> list[Batch]:
+    """The minimal Bolt bot in its own process; its clicks need no cards."""
+    sandbox = TimedSandbox(seed=False, **UNLIMITED).start()  # type: ignore[arg-type]
+    slack = SlackStandIn().start()
+    port = _free_port()
+    env = {**os.environ, "LEXI_API_URL": sandbox.url, "LEXI_API_KEY": sandbox.api_key,
+           "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": "xoxb-test-token"}
+    command = [sys.executable, "-m", "bench.minimal_bot", "--port", str(port)]
+    label = "minimal Bolt bot"
+    if executor_threads is not None:
+        command += ["--executor-threads", str(executor_threads)]
+        label += f" ({executor_threads} executor threads)"
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                               cwd=Path(__file__).resolve().parent.parent)
+    batches = []
+    try:
+        if not _wait_http(f"http://127.0.0.1:{port}/healthz", process, 60):
+            raise RuntimeError("the minimal bot did not start")
+        for _ in range(rounds):
+            task_ids = [sandbox.add_task()["id"] for _ in range(count)]
+            batches.append(fire(f"http://127.0.0.1:{port}", sandbox, slack, task_ids, {}, label))
+            wait_until(lambda: not sandbox.tasks("pending"), 120, interval=0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+        sandbox.stop()
+        slack.stop()
+    return batches
+
+
+def _median(batches: Sequence[Batch], values: str, q: float) -> float:
+    """The median over rounds of one percentile of one measure."""
+    return statistics.median(percentile(getattr(b, values), q) for b in batches)
+
+
+def rows(groups: dict[str, list[Batch]], reference: str) -> list[list[object]]:
+    """One row per bot (and load): medians over rounds, with ratios to the reference bot."""
+    ref = groups[reference]
+    out: list[list[object]] = []
+    for label, batches in groups.items():
+        ack99, call50, call99 = (_median(batches, "acks", 99), _median(batches, "to_call", 50),
+                                 _median(batches, "to_call", 99))
+        statuses: Counter[int] = sum((b.statuses for b in batches), Counter())
+        out.append([
+            label, len(batches), ms(_median(batches, "acks", 50)), ms(ack99),
+            f"{ack99 / _median(ref, 'acks', 99):.2f}×", ms(call50), f"{call50 / _median(ref, 'to_call', 50):.2f}×",
+            ms(call99), ms(max(max(b.to_call, default=float("nan")) for b in batches)),
+            sum(b.missing for b in batches), sum(b.duplicates for b in batches),
+            ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items())),
+        ])
+    return out
+
+
+def _chart(groups: dict[str, list[Batch]], path: str) -> None:
+    """CDFs of ack and click → call for every bot, log scale."""
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, values, title in ((axes[0], "acks", "ack (HTTP answer)"), (axes[1], "to_call", "click → approve call")):
+        for label, batches in groups.items():
+            ordered = sorted(v for b in batches for v in getattr(b, values))
+            ax.plot([v * 1000 for v in ordered], [100 * (i + 1) / len(ordered) for i in range(len(ordered))],
+                    label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{title} (ms, log scale)")
+        ax.set_ylabel("percent of clicks")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{CLICKS} Approve clicks, {CONCURRENCY} in flight, LeadLex {APPROVE_DELAY:g} s per approval")
+    save_chart(fig, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure both bots, print the side-by-side table, optionally chart it."""
+    args = parse_args(__doc__ or "", argv)
+    count = 40 if args.quick else CLICKS
+    rounds = 1 if args.quick else ROUNDS
+    new_tasks = 20 if args.quick else NEW_TASKS
+    groups: dict[str, list[Batch]] = {}
+    for batches in (run_minimal(count, rounds), run_lexi(count, rounds, webhooks=False, new_tasks=0),
+                    run_lexi(count, rounds, webhooks=True, new_tasks=new_tasks)):
+        groups[batches[0].label] = batches
+    if not args.quick:
+        default = run_minimal(count, 1, executor_threads=5)  # Bolt's default pool, for the record
+        groups[default[0].label] = default
+    print_table(
+        f"Side by side: {count} Approve clicks, {CONCURRENCY} in flight, LeadLex {APPROVE_DELAY:g} s per approval "
+        f"(medians over rounds; ratios to the minimal bot)",
+        ["bot", "rounds", "ack p50", "ack p99", "ack p99 ratio", "click→call p50", "p50 ratio", "click→call p99",
+         "click→call max", "calls missing", "duplicate calls", "HTTP status"],
+        rows(groups, "minimal Bolt bot"),
+    )
+    if args.chart:
+        _chart(groups, args.chart)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
