@@ -182,7 +182,9 @@ def measure_cycles(kind: str, history: int, repeats: int, workdir: Path) -> Cycl
                 statements.append(counter.statements - before)
             calls = (runtime.lexi.sent - sent) // repeats
         finally:
-            runtime.workers.shutdown(wait=True)
+            runtime.drain(60)  # announcements queued by the cycles finish before the queues stop
+            for queue in runtime.queues.values():
+                queue.shutdown()
             runtime.lexi.close()
     where, seconds = counter.slowest()
     return CycleCost(kind, history, times, statements, calls, where, seconds / repeats)
@@ -231,7 +233,9 @@ def retained_per_task(history: int, workdir: Path) -> tuple[int, float, float]:
             pairs = list(locks.items()) if isinstance(locks, dict) else [("", lock) for lock in locks]
             size = sys.getsizeof(locks) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in pairs)
         finally:
-            runtime.workers.shutdown(wait=True)
+            runtime.drain(60)  # announcements queued by the cycles finish before the queues stop
+            for queue in runtime.queues.values():
+                queue.shutdown()
             runtime.lexi.close()
     return len(locks), grown, size / 2**20
 

@@ -34,8 +34,6 @@ def test_soak_loses_and_doubles_no_task(soak: Report) -> None:
     assert soak.decided_twice == []
 
 
-@pytest.mark.xfail(strict=False, reason="needs durable decisions (issue 12): a bot killed right after the ack "
-                                        "hands the decision back or leaves it 'deciding' instead of finishing it")
 def test_soak_carries_out_every_acknowledged_decision(soak: Report) -> None:
     """Every click the bot acknowledged reaches LeadLex (or is refused by LeadLex), and no claim is left open."""
     assert soak.acknowledged_lost == []
