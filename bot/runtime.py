@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 #: and the reminders' runs.
 #: Announcements have a queue of their own per channel (bot.announcer.Backlog), paced as Slack wants.
 QUEUES = {
-    "decisions": (32, 2_000),
+    # Threads start only when needed; each decision holds one for LeadLex's answer (seconds when it is slow), so
+    # as many as the clicks that may arrive at once: 32 made the 200th of a burst wait 30 s for its call.
+    "decisions": (256, 2_000),
     "rules": (1, 2_000),  # auto-approvals, one at a time: the daily cap is counted, then spent
     "work": (8, 1_000),
     "cards": (4, 20_000),
