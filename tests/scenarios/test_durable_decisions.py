@@ -6,7 +6,8 @@ import json
 import socket
 import threading
 from datetime import timedelta
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -265,17 +266,24 @@ def test_a_command_or_dismiss_form_the_database_cannot_record_says_so(
 # --- resumed after a crash ---------------------------------------------------------------------------
 
 
-def test_killed_right_after_the_ack_the_restarted_bot_approves_once(
-    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
-) -> None:
-    """SIGKILLed while its approve call was on the way, the restarted bot sends it again: one approval, card approved."""
+@contextmanager
+def _killed_after_the_ack(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A `lexi-bot run` process SIGKILLed right after acknowledging an Approve whose LeadLex call never arrived.
+
+    Yields the task id and a function that starts the restarted bot (on the same database) and waits until it serves.
+    """
     proxy = HoldingProxy(sandbox.url)
     port = free_port()
     env = clean_env(**bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", LEXI_API_URL=proxy.url,
                               PORT=str(port)))
     task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
     crashed = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
-    restarted = None
+    restarted: list[BotProcess] = []
+
+    def restart() -> None:
+        restarted.append(BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path))
+        restarted[0].wait_healthy(port)
+
     try:
         crashed.wait_healthy(port)
         slack.wait_for(lambda: _card_text(slack, task_id), timeout=20)
@@ -284,17 +292,24 @@ def test_killed_right_after_the_ack_the_restarted_bot_approves_once(
         proxy.wait_arrived()
         crashed.kill()
         proxy.drop()  # the call never reached LeadLex
+        yield task_id, restart
+    finally:
+        crashed.stop()
+        for process in restarted:
+            process.stop()
+        proxy.close()
+
+
+def test_killed_right_after_the_ack_the_restarted_bot_approves_once(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """SIGKILLed while its approve call was on the way, the restarted bot sends it again: one approval, card approved."""
+    with _killed_after_the_ack(sandbox, slack, tmp_path) as (task_id, restart):
         assert _approvals(sandbox, task_id) == 0
-        restarted = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
-        restarted.wait_healthy(port)
+        restart()
         slack.wait_for(lambda: "Approved by <@UALICE>" in _card_text(slack, task_id), timeout=30)
         assert _approvals(sandbox, task_id, 200) == 1 and _approvals(sandbox, task_id) == 1
         assert any("resumed after a restart" in json.dumps(call.args) for call in slack.calls_to("chat.update"))
-    finally:
-        crashed.stop()
-        if restarted is not None:
-            restarted.stop()
-        proxy.close()
 
 
 @pytest.mark.parametrize("runs_for", [None, 0.2], ids=["stays-approved", "completes-at-once"])
@@ -366,32 +381,12 @@ def test_restart_hands_back_only_what_leadlex_refuses(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
 ) -> None:
     """A resumed approval that LeadLex refuses (the task is still pending there) gets its buttons back, with why."""
-    proxy = HoldingProxy(sandbox.url)
-    port = free_port()
-    env = clean_env(**bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", LEXI_API_URL=proxy.url,
-                              PORT=str(port)))
-    task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
-    crashed = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
-    restarted = None
-    try:
-        crashed.wait_healthy(port)
-        slack.wait_for(lambda: _card_text(slack, task_id), timeout=20)
-        proxy.hold("/approve")
-        assert _click(port, slack, task_id, None).status_code == 200
-        proxy.wait_arrived()
-        crashed.kill()
-        proxy.drop()
+    with _killed_after_the_ack(sandbox, slack, tmp_path) as (task_id, restart):
         sandbox.fail_next("POST", f"/v1/lexi/tasks/{task_id}/approve", status=403, code="permission_denied")
-        restarted = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
-        restarted.wait_healthy(port)
+        restart()
         slack.wait_for(lambda: "Could not approve" in _card_text(slack, task_id), timeout=30)
         assert '"Approve"' in _card_text(slack, task_id)  # the buttons are back
         assert _approvals(sandbox, task_id, 200) == 0
-    finally:
-        crashed.stop()
-        if restarted is not None:
-            restarted.stop()
-        proxy.close()
 
 
 def test_the_journal_is_not_left_open_by_a_decision_carried_out(
