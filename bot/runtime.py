@@ -303,9 +303,12 @@ class Runtime:
             return None
 
     def submit_home(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
-        """Publish Home tabs on their own queue; when it is full the refresh is skipped (the next change redoes it)."""
+        """Publish Home tabs on their own queue; when it is full the refresh is skipped (the next change redoes it).
+
+        A refresh already waiting for the same arguments stands for this one (ten decisions, one Home update).
+        """
         try:
-            return self.queues["home"].submit(fn, *args)
+            return self.queues["home"].submit(fn, *args, key=(getattr(fn, "__name__", fn), *args))
         except RuntimeError:  # full (QueueFull), or shut down
             log.warning("skipped a Home refresh: the home queue is full")
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -12,7 +13,7 @@ from alembic.migration import MigrationContext
 
 from bot.db import migrate
 from bot.db.models import Base
-from bot.db.store import Store
+from bot.db.store import Store, WriterLock
 from bot.lexi.models import Task
 
 
@@ -261,3 +262,48 @@ def test_first_sighting_has_one_winner_across_threads(store: Store) -> None:
     for thread in threads:
         thread.join(10)
     assert sorted(results) == [False] * 9 + [True]
+
+
+def test_sqlite_writer_lock_serves_urgent_writes_before_queued_ordinary_ones() -> None:
+    """A click's journal write (urgent) waiting on SQLite's writer lock goes before the card updates queued earlier."""
+    lock = WriterLock()
+    order: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with lock.hold():
+            holding.set()
+            release.wait(5)
+
+    def writer(name: str, urgent: bool) -> None:
+        with lock.hold(urgent):
+            order.append(name)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert holding.wait(5)
+    for name, urgent in (("ordinary-1", False), ("ordinary-2", False), ("urgent", True)):
+        thread = threading.Thread(target=writer, args=(name, urgent))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)  # queued in this order
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert order[0] == "urgent"
+    assert sorted(order[1:]) == ["ordinary-1", "ordinary-2"]
+
+
+def test_sqlite_writer_lock_is_reentrant_for_its_holder() -> None:
+    """A write that runs another write on the same thread (an audit inside a transition) does not deadlock."""
+    lock = WriterLock()
+    with lock.hold(), lock.hold(urgent=True):
+        pass
+    done = threading.Event()
+
+    def other() -> None:
+        with lock.hold():
+            done.set()
+
+    threading.Thread(target=other).start()
+    assert done.wait(5), "the lock was not released by its holder"

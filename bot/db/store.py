@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
@@ -200,10 +201,47 @@ def not_newer_than(signed_at: datetime | None) -> tuple[Any, ...]:
     return (or_(TaskRecord.content_signed_at.is_(None), TaskRecord.content_signed_at <= signed_at),)
 
 
+class WriterLock:
+    """A re-entrant lock for SQLite's single writer, where urgent holders go before ordinary waiters."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._owner: int | None = None
+        self._depth = 0
+        self._urgent = 0
+
+    @contextmanager
+    def hold(self, urgent: bool = False) -> Iterator[None]:
+        """Hold the lock for the block; `urgent`: before every ordinary waiter."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner != me:
+                self._urgent += urgent
+                try:
+                    while self._owner is not None or (self._urgent and not urgent):
+                        self._cond.wait()
+                finally:
+                    self._urgent -= urgent
+                self._owner = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
+                    self._cond.notify_all()
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and cross-thread use."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True)
+        # Threads wait for the store's writer lock, not for a pooled connection: enough connections for every
+        # listener and decision thread that reads at once (WAL readers never block one another).
+        # No pre-ping: a file does not drop connections, and the ping would cost every checkout a statement.
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=32, max_overflow=96)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -226,6 +264,11 @@ class Store:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self._now = clock
+        # SQLite has one writer at a time. Left to itself, a writer that finds the file locked sleeps in SQLite's
+        # busy handler (up to 100 ms a try), so with 20 clicks in flight some wait a second; queued on a lock in
+        # this process (the only one using the file: bot.db.guard) each starts the moment the previous commits.
+        # Writes a person waits on (the journal of a click before its ack) go first.
+        self._writer: WriterLock | None = WriterLock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -242,9 +285,12 @@ class Store:
             conn.execute(select(1))
 
     @contextmanager
-    def _begin(self) -> Iterator[Connection]:
-        """A transaction like `engine.begin()`, whose COMMIT failing on a broken connection is CommitUncertain."""
-        with self.engine.connect() as conn:
+    def _begin(self, *, urgent: bool = False) -> Iterator[Connection]:
+        """A transaction like `engine.begin()`, whose COMMIT failing on a broken connection is CommitUncertain.
+
+        `urgent`: on SQLite, this write goes before queued ordinary ones (someone waits for it).
+        """
+        with self._writer.hold(urgent) if self._writer is not None else nullcontext(), self.engine.connect() as conn:
             transaction = conn.begin()
             yield conn  # an error in the body propagates; closing the connection rolls the transaction back
             try:
@@ -504,7 +550,7 @@ class Store:
         takes it over later knows whether the task's claim is its own.
         """
         now = self._now()
-        with self.engine.begin() as conn:
+        with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
             won = conn.execute(
                 update(TaskRecord)
                 .where(TaskRecord.task_id == task_id, TaskRecord.state == "pending")
@@ -575,7 +621,7 @@ class Store:
             note=note, reply=reply, stage="accepted", owner=owner, lease_until=now + lease, attempts=1,
             accepted_at=now,
         )
-        with self.engine.begin() as conn:
+        with self._begin(urgent=True) as conn:
             decision_id = conn.execute(insert(Decision).values(**values).returning(Decision.id)).scalar_one()
         return DecisionRow(id=int(decision_id), **{k: values[k] for k in (
             "task_id", "actor", "action", "surface", "reason", "note", "reply", "stage", "owner", "attempts")})
@@ -591,7 +637,7 @@ class Store:
 
         Its way of answering (a response_url, valid for a while) is forgotten: nobody needs it any more.
         """
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(Decision).where(Decision.id == decision_id)
                 .values(stage="done", owner=None, lease_until=None, done_at=self._now(), reply=None)
@@ -602,7 +648,7 @@ class Store:
         ids = list(decision_ids)
         if not ids:
             return
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             for start in range(0, len(ids), 500):
                 conn.execute(
                     update(Decision)
@@ -633,7 +679,7 @@ class Store:
         for decision_id, old_owner, old_lease in seen:
             if decision_id in busy:
                 continue
-            with self.engine.begin() as conn:
+            with self._begin() as conn:
                 owned = Decision.owner.is_(None) if old_owner is None else Decision.owner == old_owner
                 leased = Decision.lease_until.is_(None) if old_lease is None else Decision.lease_until == old_lease
                 won = conn.execute(
@@ -668,7 +714,7 @@ class Store:
         )
         adopted = 0
         for row in rows:
-            with self.engine.begin() as conn:
+            with self._begin() as conn:
                 decision_id = conn.execute(insert(Decision).values(
                     task_id=row.task_id, actor=row.actor or "unknown", action=row.action or "approve",
                     surface=(row.surface or "button")[:16], reason=row.reason, note=row.note, reply={},
@@ -688,7 +734,7 @@ class Store:
 
     def prune_decisions(self, older_than: timedelta) -> None:
         """Forget decisions carried out longer ago than `older_than` (the audit trail keeps what happened)."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(delete(Decision).where(Decision.done_at < self._now() - older_than))
 
     def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
@@ -800,7 +846,7 @@ class Store:
 
         Shared by every replica through the database; expired keys are dropped in the same transaction.
         """
-        with self._begin() as conn:
+        with self._begin(urgent=True) as conn:
             conn.execute(delete(SeenRequest).where(SeenRequest.expires_at < self._now()))
             builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             statement = builder(SeenRequest).values(key=key[:100], expires_at=expires_at).on_conflict_do_nothing()
