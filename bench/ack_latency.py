@@ -32,8 +32,8 @@ from bench.common import (
     save_chart,
     wait_until,
 )
-from bot import blocks
-from bot.standin import payloads
+from bot.slack import blocks
+from bot.dev.standin import payloads
 
 SLOW = 5.0
 CONCURRENCY = 20

@@ -15,10 +15,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from bot.app import create_app
+from bot.slack.app import create_app
 from bot.config import load_settings
 from bot.runtime import Runtime
-from bot.server import HttpFront, make_wsgi
+from bot.ops.server import HttpFront, make_wsgi
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,9 +26,9 @@ import httpx
 from bot.db import migrate
 from bot.db.store import Store
 from bot.lexi.client import LexiClient
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 
 SIGNING_SECRET = "bench-signing-secret-0123456789"
 CHANNEL = "C0LEXI"
@@ -221,9 +221,9 @@ def _register_webhook(sandbox: Sandbox) -> tuple[str, str]:
 
 def _announce(sandbox: Sandbox, slack: SlackStandIn, store: Store, count: int) -> list[str]:
     """Add `count` tasks to the sandbox and announce them with the bot's Announcer, pacing off; their ids."""
-    from bot.announcer import Announcer
+    from bot.core.announcer import Announcer
     from bot.lexi.models import Task
-    from bot.messenger import Messenger, make_web_client
+    from bot.slack.messenger import Messenger, make_web_client
 
     messenger = Messenger(make_web_client("xoxb-test-token", slack.api_url), store, post_interval=0.0)
     announcer = Announcer(store, messenger, CHANNEL)

@@ -2,7 +2,7 @@
 
 One listener: the Approve button acknowledges, then calls LeadLex's approve endpoint, on Bolt's own listener
 executor (no database, no claim, no card update, no retries). It is served by the same waitress front as
-lexi-bot (`bot.server.HttpFront` with `make_wsgi`, so the same signature gate runs before Bolt).
+lexi-bot (`bot.ops.server.HttpFront` with `make_wsgi`, so the same signature gate runs before Bolt).
 
 `python -m bench.minimal_bot --port N` with LEXI_API_URL, LEXI_API_KEY, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and
 SLACK_API_URL in the environment; prints `ready` once it listens; stops on SIGTERM.
@@ -28,8 +28,8 @@ import httpx
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.blocks import APPROVE_ACTION
-from bot.server import HttpFront, make_wsgi
+from bot.slack.blocks import APPROVE_ACTION
+from bot.ops.server import HttpFront, make_wsgi
 
 #: The pool a newcomer would size for 200 clicks that each hold a thread for 5 s (Bolt's default is 5).
 EXECUTOR_THREADS = 256

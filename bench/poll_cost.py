@@ -45,9 +45,9 @@ from bot.config import load_settings, normalize_database_url
 from bot.db import migrate
 from bot.db.models import TaskRecord
 from bot.db.store import Store, utcnow
-from bot.lexi.sandbox import Sandbox
+from bot.dev.sandbox import Sandbox
 from bot.runtime import Runtime
-from bot.standin.slack import SlackStandIn
+from bot.dev.standin.slack import SlackStandIn
 
 PENDING = 100
 PG_SCHEMA = "lexi_bench"

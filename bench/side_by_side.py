@@ -41,10 +41,10 @@ from bench.common import (
     save_chart,
     wait_until,
 )
-from bot import blocks
-from bot.lexi.sandbox import Reply, Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.sandbox import Reply, Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 
 #: Seconds LeadLex takes to answer an approval.
 APPROVE_DELAY = 5.0

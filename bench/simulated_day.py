@@ -23,19 +23,19 @@ from pathlib import Path
 import httpx
 
 from bench.common import CHANNEL, parse_args, percentile, print_table, pyplot, save_chart
-from bot.announcer import Announcer
-from bot.budget import BudgetPolicy
+from bot.core.announcer import Announcer
+from bot.core.budget import BudgetPolicy
 from bot.db import migrate
 from bot.db.store import Store, utcnow
-from bot.decisions import Decider
+from bot.core.decisions import Decider
 from bot.lexi.client import LexiClient
 from bot.lexi.models import Task
-from bot.lexi.sandbox import Sandbox
-from bot.lexi.sandbox_webhooks import iso
-from bot.messenger import Messenger, make_web_client
-from bot.poller import Poller
-from bot.standin.slack import SlackStandIn
-from bot.webhooks import WebhookReceiver
+from bot.dev.sandbox import Sandbox
+from bot.dev.sandbox_webhooks import iso
+from bot.slack.messenger import Messenger, make_web_client
+from bot.core.poller import Poller
+from bot.dev.standin.slack import SlackStandIn
+from bot.core.webhooks import WebhookReceiver
 
 DAY = 86_400.0
 START = float(1_800_000_000 // 86_400 * 86_400)  # a midnight UTC, so the day matches LeadLex's daily reset

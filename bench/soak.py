@@ -47,12 +47,12 @@ from bench.common import (
     save_chart,
     wait_until,
 )
-from bot import blocks
+from bot.slack import blocks
 from bot.db import migrate
 from bot.db.store import Store
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 

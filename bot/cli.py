@@ -16,7 +16,9 @@ from typing import Any
 from dotenv import load_dotenv
 from slack_sdk.errors import SlackApiError
 
-from bot import __version__, checks
+from bot import __version__
+
+from bot.ops import checks
 from bot.config import Settings, load_settings
 from bot.db import migrate
 from bot.db.guard import lock_sqlite, require_usable_database_url, sqlite_missing
@@ -24,8 +26,8 @@ from bot.db.reach import database_errors
 from bot.db.store import make_engine
 from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied
 from bot.lexi.client import LexiClient
-from bot.logs import setup_logging
-from bot.reach import UNREACHABLE
+from bot.ops.logs import setup_logging
+from bot.ops.reach import UNREACHABLE
 
 log = logging.getLogger("bot")
 
@@ -135,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
         settings = load_settings(os.environ, require=require, **overrides)
 
-    from bot.app import create_app
+    from bot.slack.app import create_app
     from bot.runtime import Runtime
 
     with database_errors(settings.database_url):
@@ -165,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         poller = runtime.start_poller(stop)
         dead = _wait_for_signal(stop, runtime)
     else:
-        from bot.server import HttpFront, make_wsgi
+        from bot.ops.server import HttpFront, make_wsgi
 
         wsgi = make_wsgi(
             app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
@@ -220,7 +222,7 @@ def _wait_for_signal(stop: threading.Event, runtime: Any) -> list[str]:
 
 def _start_sandbox() -> Any:
     """Start an in-process LeadLex sandbox with sample tasks that complete a while after approval."""
-    from bot.lexi.sandbox import Sandbox
+    from bot.dev.sandbox import Sandbox
 
     sandbox = Sandbox(complete_after=15.0).start()
     print(f"lexi-bot: using a local LeadLex sandbox at {sandbox.url} (sample tasks, no real data)", file=sys.stderr)
@@ -343,7 +345,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """Register, list or delete LeadLex webhooks."""
-    from bot.webhooks import TASK_EVENTS
+    from bot.core.webhooks import TASK_EVENTS
 
     settings = load_settings(os.environ, require=("lexi",))
     assert settings.lexi_api_key is not None
@@ -380,7 +382,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 def cmd_policy(args: argparse.Namespace) -> int:
     """Validate the policy file and print, per task type, what will happen."""
-    from bot.policy import describe, load_policy
+    from bot.core.policy import describe, load_policy
 
     overrides = {"policy_file": args.file} if args.file else {}
     settings = load_settings(os.environ, require=(), **overrides)
@@ -469,7 +471,7 @@ def csv_cell(value: Any) -> Any:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Serve the LeadLex sandbox in the foreground."""
-    from bot.lexi import sandbox
+    from bot.dev import sandbox
 
     argv = ["--host", args.host, "--port", str(args.port), "--complete-after", str(args.complete_after)]
     if args.generate_every:
@@ -479,7 +481,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the sandbox, a Slack stand-in and the bot in one process, and serve a Slack-like page for them."""
-    from bot.demo import run_demo
+    from bot.dev.demo import run_demo
 
     return run_demo(args.host, args.port, open_browser=args.open, allow_remote=args.allow_remote)
 

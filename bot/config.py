@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.errors import ConfigError
-from bot.policy import Policy, from_settings, load_policy
+from bot.core.policy import Policy, from_settings, load_policy
 
 DEFAULT_LEXI_API_URL = "https://data.leadlex.com/functions/v1/api-gateway"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"

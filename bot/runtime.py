@@ -13,24 +13,24 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.announcer import AnnounceError, Announcer, Backlog
-from bot.approvers import Approvers
-from bot.app_home import HomePublisher
-from bot.budget import BudgetPolicy
+from bot.core.announcer import AnnounceError, Announcer, Backlog
+from bot.core.approvers import Approvers
+from bot.slack.home_publisher import HomePublisher
+from bot.core.budget import BudgetPolicy
 from bot.config import Settings
 from bot.db.store import DecisionRow, Store, utcnow
-from bot.decisions import Decider
-from bot.keeper import Keeper, Leases
-from bot.leader import Leadership
+from bot.core.decisions import Decider
+from bot.core.keeper import Keeper, Leases
+from bot.ops.leader import Leadership
 from bot.lexi.client import LexiClient
-from bot.messenger import AUTH_ERRORS, Messenger, make_web_client
-from bot.metrics import Metrics
-from bot.poller import Poller
-from bot.reminders import Reminders
-from bot.rules import AutoApprover
-from bot.replies import BotStatus
-from bot.webhooks import WebhookReceiver
-from bot.workqueue import WorkQueue
+from bot.slack.messenger import AUTH_ERRORS, Messenger, make_web_client
+from bot.ops.metrics import Metrics
+from bot.core.poller import Poller
+from bot.core.reminders import Reminders
+from bot.core.rules import AutoApprover
+from bot.slack.replies import BotStatus
+from bot.core.webhooks import WebhookReceiver
+from bot.core.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 #: behind another: people's decisions (sized for many slow LeadLex calls at once), the rules' auto-approvals,
 #: slash commands and private answers, card updates and thread replies (webhook deliveries too), Home refreshes,
 #: and the reminders' runs.
-#: Announcements have a queue of their own per channel (bot.announcer.Backlog), paced as Slack wants.
+#: Announcements have a queue of their own per channel (bot.core.announcer.Backlog), paced as Slack wants.
 QUEUES = {
     # Threads start only when needed; each decision holds one for LeadLex's answer (seconds when it is slow), so
     # as many as the clicks that may arrive at once: 32 made the 200th of a burst wait 30 s for its call.

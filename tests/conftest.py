@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from bot.config import normalize_database_url
-from bot.lexi.sandbox import Sandbox
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import SECRETS_GIVEN, WEBHOOK_SECRET, BotHarness, start_bot
 from tests.support.process import CHILD_OUTPUT, CHILD_SECRETS
 

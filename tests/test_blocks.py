@@ -1,4 +1,4 @@
-"""Unit tests for bot.blocks: every card state, escaping, truncation and Slack's Block Kit limits."""
+"""Unit tests for bot.slack.blocks: every card state, escaping, truncation and Slack's Block Kit limits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.blocks import (
+from bot.slack.blocks import (
     APPROVE_ACTION,
     DISMISS_ACTION,
     METADATA_EVENT,

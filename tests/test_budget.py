@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.budget import DAY, Budget, BudgetPolicy, minute_limit
+from bot.core.budget import DAY, Budget, BudgetPolicy, minute_limit
 
 NOW = 1_800_000_000.0
 POLICY = BudgetPolicy()

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.db import migrate
-from bot.lexi.sandbox import Sandbox
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import SIGNING_SECRET, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 from tests.support.socket_mode import SocketModeServer

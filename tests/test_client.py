@@ -14,7 +14,7 @@ from bot.errors import (
     TransientError,
 )
 from bot.lexi.client import LexiClient
-from bot.lexi.sandbox import Sandbox
+from bot.dev.sandbox import Sandbox
 
 
 def _client(sandbox: Sandbox, key: str | None = None, sleeps: list[float] | None = None, **kw: object) -> LexiClient:

@@ -1,10 +1,10 @@
-"""Unit tests for bot.command: the /lexi grammar, without doubles."""
+"""Unit tests for bot.slack.command_parser: the /lexi grammar, without doubles."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.command import MESSAGE_MAX, NOTE_MAX, Command, parse_command
+from bot.slack.command_parser import MESSAGE_MAX, NOTE_MAX, Command, parse_command
 from bot.lexi.models import DISMISS_REASONS, STATUSES
 
 

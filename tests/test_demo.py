@@ -15,10 +15,10 @@ import httpx
 import pytest
 from slack_sdk import WebClient
 
-from bot import blocks
-from bot.demo import Demo
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.demo import Demo
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import SECRETS_GIVEN
 from tests.support.process import BotProcess, clean_env
 

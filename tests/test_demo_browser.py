@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.demo import Demo
+from bot.dev.demo import Demo
 from tests.support.browser import WAIT_MS, chromium
 from tests.support.harness import SECRETS_GIVEN
 

@@ -9,19 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import bot.demo
-from bot import blocks
-from bot.blocks import Card, render_card, thread_reply
-from bot.demo.elements import with_ids
+import bot.dev.demo
+from bot.slack import blocks
+from bot.slack.blocks import Card, render_card, thread_reply
+from bot.dev.demo.elements import with_ids
 from bot.lexi.models import DISMISS_REASONS, Task
-from bot.lexi.sandbox_data import seed_proposals
-from bot.modals import dismiss_modal
+from bot.dev.sandbox_data import seed_proposals
+from bot.slack.modals import dismiss_modal
 from tests.support.browser import chromium
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
-STATIC = Path(bot.demo.__file__).parent / "static"
+STATIC = Path(bot.dev.demo.__file__).parent / "static"
 AT = datetime(2024, 5, 1, 14, 3, 9, tzinfo=timezone.utc)
 NOW_MS = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
 HOSTILE = ('<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> <!channel> <@UALICE> '

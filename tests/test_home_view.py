@@ -1,4 +1,4 @@
-"""Unit tests for bot.home and bot.replies: task lists, the Home view and command replies, without doubles."""
+"""Unit tests for bot.slack.home_view and bot.slack.replies: task lists, the Home view and command replies, without doubles."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bot import home, replies
-from bot.blocks import APPROVE_ACTION, DISMISS_ACTION
+from bot.slack import home_view as home, replies
+from bot.slack.blocks import APPROVE_ACTION, DISMISS_ACTION
 from bot.db.store import TaskRow
 from bot.errors import (
     InvalidKey,
@@ -23,7 +23,7 @@ from bot.errors import (
     TransientError,
 )
 from bot.lexi.models import Task
-from bot.standin.blockkit import validate_blocks, validate_view
+from bot.dev.standin.blockkit import validate_blocks, validate_view
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 HOSTILE = "<!channel> <@U123> <https://evil.example|click> & more"

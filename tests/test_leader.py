@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bot.db.store import make_engine
-from bot.leader import Leadership
+from bot.ops.leader import Leadership
 
 
 def test_sqlite_process_always_leads(tmp_path) -> None:  # type: ignore[no-untyped-def]

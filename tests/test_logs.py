@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from bot.logs import JsonFormatter, RedactingFormatter
+from bot.ops.logs import JsonFormatter, RedactingFormatter
 
 SECRETS = ["xoxb-real-bot-token-123", "wbk_live_key_456789", "signing-secret-abcdef"]
 
@@ -58,8 +58,8 @@ def test_exceptions_are_redacted_too() -> None:
 
 def test_bot_log_lines_carry_the_task_id(caplog) -> None:  # type: ignore[no-untyped-def]
     """The bot's own task log lines (here a decision made in LeadLex) carry task_id for JSON logs."""
-    from bot.lexi.sandbox import Sandbox
-    from bot.standin.slack import SlackStandIn
+    from bot.dev.sandbox import Sandbox
+    from bot.dev.standin.slack import SlackStandIn
     from tests.support.harness import start_bot
 
     with Sandbox(seed=False, daily_limit=10_000_000, minute_limit=100_000) as sandbox, SlackStandIn() as slack:
@@ -81,7 +81,7 @@ def test_bot_log_lines_carry_the_task_id(caplog) -> None:  # type: ignore[no-unt
 
 def test_messages_and_fields_stay_on_one_bounded_line_in_both_formats() -> None:
     """Newlines, terminal escapes and 200 kB values in a message or a context field become one bounded line."""
-    hostile = "t1\nERROR   bot.poller: fake\r\x1b[2J\u2028line" + "z" * 200_000
+    hostile = "t1\nERROR   bot.core.poller: fake\r\x1b[2J\u2028line" + "z" * 200_000
     record = _record("task %s failed", hostile, task_id=hostile)
     text = RedactingFormatter("%(levelname)s %(task_id)s %(message)s", []).format(record)
     assert "\n" not in text and "\r" not in text and "\x1b" not in text and "\u2028" not in text
@@ -95,7 +95,7 @@ def test_tracebacks_are_indented_and_bounded() -> None:
     """A traceback whose message holds a forged line stays indented under its record, and bounded."""
     import sys
 
-    from bot.logs import MAX_TRACEBACK, TRACEBACK_INDENT
+    from bot.ops.logs import MAX_TRACEBACK, TRACEBACK_INDENT
 
     try:
         raise RuntimeError("boom\nERROR   bot.x: fake line" + "z" * 200_000)
@@ -111,7 +111,7 @@ def test_tracebacks_are_indented_and_bounded() -> None:
 
 def test_secrets_are_redacted_before_a_message_is_cut() -> None:
     """A secret that straddles the cut is redacted whole, never left half visible."""
-    from bot.logs import MAX_MESSAGE
+    from bot.ops.logs import MAX_MESSAGE
 
     record = _record("%s%s", "x" * (MAX_MESSAGE - 10), SECRETS[0])
     text = RedactingFormatter("%(message)s", SECRETS).format(record)

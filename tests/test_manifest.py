@@ -14,9 +14,9 @@ import yaml
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.app import create_app
-from bot.lexi.sandbox import Sandbox
-from bot.standin.slack import SlackStandIn
+from bot.slack.app import create_app
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import BotHarness, start_bot
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.lexi.models import Task
-from bot.policy import CHANNEL_MEMBERS, PolicyError, describe, from_settings, load_policy, parse_duration
+from bot.core.policy import CHANNEL_MEMBERS, PolicyError, describe, from_settings, load_policy, parse_duration
 
 FULL = """\
 auto_approve_daily_cap: 20
@@ -146,7 +146,7 @@ def test_durations(text: str, seconds: float | None) -> None:
 
 def test_counts_come_from_the_task_metadata() -> None:
     """The size a rule compares is the search's result count or the contacts/records affected."""
-    from bot.blocks import affected_count
+    from bot.slack.blocks import affected_count
 
     assert affected_count(Task(id="1", type="prospect_search", metadata={"per_page": 25})) == 25
     assert affected_count(Task(id="2", type="campaign_start", metadata={"contact_count": 1500})) == 1500
@@ -187,7 +187,7 @@ def test_the_readme_example_policy_is_valid(tmp_path: Path) -> None:
 ])
 def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
     """The largest unit that writes a duration exactly (one decimal for hours and days); else rounded to it."""
-    from bot.policy import human_duration
+    from bot.core.policy import human_duration
 
     assert human_duration(seconds) == text
 
@@ -195,7 +195,7 @@ def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
 @pytest.mark.parametrize("given", ["2s", "45s", "90s", "1m", "30m", "1.5h", "4h", "26.5h", "2d", "1.5d"])
 def test_durations_are_shown_as_given(given: str) -> None:
     """Every duration a policy file may say is displayed back exactly as written."""
-    from bot.policy import human_duration
+    from bot.core.policy import human_duration
 
     seconds = parse_duration(given)
     assert seconds is not None and human_duration(seconds) == given

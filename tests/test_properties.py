@@ -9,12 +9,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import blocks, home, modals
+from bot.slack import blocks, home_view as home, modals
 from bot.db.store import TaskRow
 from bot.lexi import tolerant_json
 from bot.lexi.models import Task, read_task
-from bot.replies import BotStatus
-from bot.standin.blockkit import validate_blocks, validate_view
+from bot.slack.replies import BotStatus
+from bot.dev.standin.blockkit import validate_blocks, validate_view
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 #: Slack refuses a message whose JSON nears 13k characters (msg_blocks_too_long).

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import blocks
+from bot.slack import blocks
 from bot.db import migrate
 from bot.db.store import Store
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, SIGNING_SECRET, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 

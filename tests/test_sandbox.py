@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from bot.lexi.models import KNOWN_TYPES, Task, parse_time
-from bot.lexi.sandbox import GATEWAY_PREFIX, Sandbox
+from bot.dev.sandbox import GATEWAY_PREFIX, Sandbox
 
 KEY = "wbk_sandbox"
 ROOT = Path(__file__).resolve().parent.parent
@@ -623,9 +623,9 @@ def test_context_manager_starts_and_stop_is_idempotent() -> None:
 
 
 def test_command_line_serves_until_ctrl_c() -> None:
-    """`python -m bot.lexi.sandbox --port 0` prints its URL and key, serves, and exits 0 on Ctrl-C."""
+    """`python -m bot.dev.sandbox --port 0` prints its URL and key, serves, and exits 0 on Ctrl-C."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.lexi.sandbox", "--port", "0"], cwd=ROOT, text=True,
+        [sys.executable, "-m", "bot.dev.sandbox", "--port", "0"], cwd=ROOT, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
@@ -654,7 +654,7 @@ def test_the_default_plan_lets_run_sandbox_poll_every_5_seconds(start_sandbox: C
     """Against the sandbox's own default plan, the budget planner keeps `run --sandbox`'s 5 s polling unstretched."""
     import time
 
-    from bot.budget import BudgetPolicy
+    from bot.core.budget import BudgetPolicy
     from bot.lexi.client import LexiClient
 
     sandbox = start_sandbox()  # the defaults `lexi-bot run --sandbox` and `lexi-bot sandbox` use

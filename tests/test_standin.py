@@ -17,7 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from bot.standin.payloads import (
+from bot.dev.standin.payloads import (
     build_app_home_opened,
     build_block_action,
     build_slash_command,
@@ -28,7 +28,7 @@ from bot.standin.payloads import (
     sign,
     signed_request,
 )
-from bot.standin.slack import SlackStandIn, validate_blocks
+from bot.dev.standin.slack import SlackStandIn, validate_blocks
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 
-from bot.standin.slack import SlackStandIn
+from bot.dev.standin.slack import SlackStandIn
 
 CHANNEL = "C0LEXI"
 

@@ -9,6 +9,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, MetaDat
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from bot.lexi.models import TaskState
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -17,12 +19,8 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-#: Our states of a task. `announcing` is claimed for posting but has no message yet; `deciding` is claimed
-#: by a click while LeadLex is asked; the rest mirror LeadLex (`gone`: LeadLex no longer knows the task).
-STATES = ("announcing", "pending", "deciding", "approved", "dismissed", "completed", "failed", "gone", "expired")
-#: States in which LeadLex may still change the task without us.
-OPEN_STATES = ("pending", "deciding", "approved")
-FINAL_STATES = ("dismissed", "completed", "failed", "gone", "expired")
+#: Every state a task record may be in (bot.lexi.models.TaskState); a CHECK constraint holds the column to them.
+STATES = tuple(TaskState)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

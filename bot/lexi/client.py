@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 import tenacity
 
-from bot.budget import Budget, minute_limit
+from bot.core.budget import Budget, minute_limit
 
 from bot.errors import (
     InvalidKey,
@@ -29,7 +29,7 @@ from bot.errors import (
 )
 from bot.lexi import tolerant_json
 from bot.lexi.models import PLAIN_DESCRIPTION, STATUSES, Task, read_task
-from bot.logs import clip, safe_repr
+from bot.ops.logs import clip, safe_repr
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
+
+class TaskState(StrEnum):
+    """Every state a task has, in LeadLex and in the bot's record of it.
+
+    LeadLex's statuses are PENDING, APPROVED, DISMISSED, COMPLETED and FAILED. The bot adds ANNOUNCING (claimed
+    for posting, no message yet), DECIDING (claimed by a decision while LeadLex is asked), GONE (LeadLex no longer
+    knows the task) and EXPIRED (nobody decided it in time). A StrEnum: each member equals its string, as stored.
+    """
+
+    ANNOUNCING = "announcing"
+    PENDING = "pending"
+    DECIDING = "deciding"
+    APPROVED = "approved"
+    DISMISSED = "dismissed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    GONE = "gone"
+    EXPIRED = "expired"
+
+
 #: Statuses a task can have in LeadLex, in lifecycle order.
-STATUSES = ("pending", "approved", "dismissed", "completed", "failed")
+STATUSES = (TaskState.PENDING, TaskState.APPROVED, TaskState.DISMISSED, TaskState.COMPLETED, TaskState.FAILED)
 
 #: Task types the bot renders specially; any other type is rendered generically.
 KNOWN_TYPES = ("prospect_search", "campaign_start", "contact_update", "list_operation")

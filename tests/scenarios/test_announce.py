@@ -6,9 +6,9 @@ import json
 import threading
 from datetime import timedelta
 
-from bot import blocks
-from bot.lexi.sandbox import Sandbox
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import blocks
+from bot.slack import blocks
 from bot.cli import main
-from bot.lexi.sandbox import Sandbox
+from bot.dev.sandbox import Sandbox
 from tests.support.harness import BotHarness
 from tests.support.process import clean_env
 

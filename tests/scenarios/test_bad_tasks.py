@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot.lexi.sandbox import Sandbox
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, BotHarness
 
 #: Deeper than Python's JSON decoder (and its recursion limit) can follow.

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot import blocks
+from bot.slack import blocks
 from bot.lexi.client import LexiClient
-from bot.lexi.sandbox import Sandbox
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import start_bot
 
 
@@ -28,7 +28,7 @@ def test_starter_plan_stretches_polling_and_says_so_once(
     """On a Starter plan a 60 s POLL_INTERVAL becomes about 29 minutes, logged once with the reason."""
     harness = start_bot(starter, slack, database_url, POLL_INTERVAL="60")
     try:
-        with caplog.at_level(logging.INFO, logger="bot.poller"):
+        with caplog.at_level(logging.INFO, logger="bot.core.poller"):
             delays = [harness.poll() for _ in range(3)]
     finally:
         harness.close()

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from bot import blocks, modals
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks, modals
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from bot import blocks
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from tests.conftest import PG_URL, _reset_postgres
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 from tests.support.tcp_proxy import TcpProxy

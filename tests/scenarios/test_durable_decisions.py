@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot import blocks, modals
+from bot.slack import blocks, modals
 from bot.db import migrate
 from bot.db.store import Store
-from bot.keeper import Leases
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.core.keeper import Leases
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness, bot_env, start_bot
 from tests.support.lexi_hold import HoldingProxy
 from tests.support.process import BotProcess, clean_env, free_port

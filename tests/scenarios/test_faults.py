@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from bot import blocks
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness
 
 

@@ -13,14 +13,14 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pytest
 
-from bot import blocks
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import bot_env
 from tests.support.process import BotProcess, clean_env, free_port
-from bot.app import create_app
-from bot.server import MAX_BODY, make_wsgi
+from bot.slack.app import create_app
+from bot.ops.server import MAX_BODY, make_wsgi
 from tests.support.harness import BotHarness
 
 FORM = "application/x-www-form-urlencoded"

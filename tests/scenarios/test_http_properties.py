@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.standin import payloads
+from bot.dev.standin import payloads
 from tests.support.harness import SIGNING_SECRET, WEBHOOK_SECRET, BotHarness
 
 ENDPOINTS = ("/slack/events", "/lexi/webhooks")

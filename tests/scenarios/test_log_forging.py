@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.lexi.sandbox import Sandbox
-from bot.logs import MAX_MESSAGE, MAX_TRACEBACK, TRACEBACK_INDENT
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.ops.logs import MAX_MESSAGE, MAX_TRACEBACK, TRACEBACK_INDENT
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 
-FORGED = "\nERROR   bot.poller: fake line"
+FORGED = "\nERROR   bot.core.poller: fake line"
 HUGE = "z" * 200_000
 #: How every line the bot writes begins: its timestamp, level and logger (or a traceback's indent).
 PREFIX = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) *[\w.]+: ")

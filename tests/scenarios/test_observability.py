@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot import blocks
-from bot.lexi.sandbox import Sandbox
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import BotHarness
 
 

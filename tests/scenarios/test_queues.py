@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import blocks
+from bot.slack import blocks
 from bot.db.store import Store
-from bot.lexi.sandbox import Sandbox
-from bot.lexi.sandbox_webhooks import sign
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.sandbox_webhooks import sign
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 SECRET = "whsec-test-queues-0123456789"

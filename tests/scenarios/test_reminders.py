@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import blocks
-from bot.lexi.sandbox import Sandbox
-from bot.reminders import reminder_due
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.sandbox import Sandbox
+from bot.core.reminders import reminder_due
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 POLICY = """\

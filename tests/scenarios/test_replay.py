@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from bot import blocks
-from bot.lexi.sandbox import Sandbox
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.slack import blocks
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from bot.runtime import Runtime
 from tests.scenarios.test_socket_mode import socket_bot  # noqa: F401 - the Socket Mode bot fixture
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bot import blocks
+from bot.slack import blocks
 from bot.db import migrate
 from bot.db.store import Store
 from bot.lexi.models import Task
-from bot.lexi.sandbox import Sandbox
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, start_bot
 
 

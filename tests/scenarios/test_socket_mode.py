@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from bot import blocks
-from bot.app import create_app
+from bot.slack import blocks
+from bot.slack.app import create_app
 from bot.config import load_settings
 from bot.db import migrate
 from bot.db.store import Store
-from bot.lexi.sandbox import Sandbox
+from bot.dev.sandbox import Sandbox
 from bot.runtime import Runtime
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, SECRETS_GIVEN, bot_env
 from tests.support.socket_mode import SocketModeServer
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.lexi.models import KNOWN_TYPES, STATUSES
-from bot.lexi.sandbox_webhooks import sign
-from bot.webhooks import TASK_EVENTS
+from bot.dev.sandbox_webhooks import sign
+from bot.core.webhooks import TASK_EVENTS
 from tests.support.harness import WEBHOOK_SECRET, BotHarness
 
 EXAMPLES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from bot import blocks
+from bot.slack import blocks
 from bot.cli import main
 from bot.lexi.client import LexiClient
-from bot.lexi.sandbox import Sandbox
-from bot.lexi.sandbox_webhooks import sign
-from bot.standin.slack import SlackStandIn
+from bot.dev.sandbox import Sandbox
+from bot.dev.sandbox_webhooks import sign
+from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 
@@ -464,6 +464,6 @@ def test_logged_delivery_text_is_quoted_and_truncated(hooked: tuple[BotHarness, 
     harness.http.post(f"{harness.url}/lexi/webhooks", content=body, headers={
         "X-LeadLex-Signature": "sha256=" + "0" * 64, "X-LeadLex-Delivery-ID": long_id})
     harness.settle()
-    messages = [r.getMessage() for r in caplog.records if r.name.startswith("bot.webhooks")]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("bot.core.webhooks")]
     assert any("now approved" in m for m in messages) and any("refused" in m for m in messages)
     assert all("\n" not in m and len(m) < 500 for m in messages)

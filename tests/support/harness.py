@@ -10,15 +10,15 @@ from typing import Any
 
 import httpx
 
-from bot.app import create_app
+from bot.slack.app import create_app
 from bot.config import Settings, load_settings
 from bot.db import migrate
 from bot.db.store import Store
-from bot.lexi.sandbox import Sandbox
+from bot.dev.sandbox import Sandbox
 from bot.runtime import Runtime
-from bot.server import HttpFront, make_wsgi
-from bot.standin import payloads
-from bot.standin.slack import SlackStandIn
+from bot.ops.server import HttpFront, make_wsgi
+from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 #: The LeadLex webhook secret of the `hooked` fixture's bot.

@@ -1,0 +1,204 @@
+"""Who may approve or dismiss, per task type: user IDs, user groups and channel members, checked at click time.
+
+With no approvers named (no LEXI_APPROVERS, no policy entry) the people who may decide a task are the members of
+the channel its card was announced in, never the whole workspace. User-group and channel memberships come from
+Slack and are cached briefly (and dropped when Slack says they changed). When Slack cannot answer, the check fails
+closed: nobody outside the named users may decide, and the person is told that Slack could not say.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.slack.messenger import slack_error_text
+from bot.core.policy import CHANNEL_MEMBERS, Policy, TypePolicy
+
+log = logging.getLogger(__name__)
+
+#: The type of a task whose content is not known (a card restored from the channel before LeadLex answered).
+UNKNOWN_TYPE = "unknown"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """May this person decide? `unknown` says which membership Slack could not list (the answer is then no)."""
+
+    allowed: bool
+    unknown: str | None = None
+
+
+class _Unlisted(Exception):
+    """Slack did not list a user group's or channel's members."""
+
+    def __init__(self, key: str, error: str) -> None:
+        super().__init__(key, error)
+        self.key = key
+        self.error = error
+
+
+class Approvers:
+    """Answers 'may this person decide this task?' from the policy and Slack's memberships."""
+
+    def __init__(
+        self, policy: Policy, client: WebClient, *, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy
+        self._client = client
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def allowed(self, user: str, task_type: str | None = None, action: str | None = None,
+                channel: str | None = None) -> bool:
+        """Whether `user` may take `action` on tasks of `task_type` announced in `channel` (see `check`)."""
+        return self.check(user, task_type, action, channel).allowed
+
+    def check(self, user: str, task_type: str | None = None, action: str | None = None,
+              channel: str | None = None) -> Verdict:
+        """May `user` take `action` (None: either) on a task of `task_type` announced in `channel`?
+
+        `channel` is the channel on the task's record (None: where its type is announced). `task_type` None asks
+        about some type, in its own channel.
+        """
+        actions = [action] if action else ["approve", "dismiss"]
+        if task_type == UNKNOWN_TYPE and self.policy.types:
+            # A card restored without its content: its real type is not known yet, so only someone who may
+            # decide it under every type's rules may decide it.
+            for section in (self.policy.default, *self.policy.types.values()):
+                verdict = self._check(user, [section], actions, channel or section.channel)
+                if not verdict.allowed:
+                    return verdict
+            return Verdict(True)
+        if task_type:
+            section = self.policy.for_type(task_type)
+            return self._check(user, [section], actions, channel or section.channel)
+        return self._check(user, [self.policy.default, *self.policy.types.values()], actions, None)
+
+    def _check(self, user: str, sections: list[TypePolicy], actions: list[str], channel: str | None) -> Verdict:
+        """Whether any of `actions` under any of `sections` admits the user (channel None: each section's own)."""
+        unknown = None
+        for section in sections:
+            for act in actions:
+                try:
+                    if self._in(user, _people(section, act), channel or section.channel):
+                        return Verdict(True)
+                except _Unlisted as exc:
+                    unknown = unknown or _unlisted_text(exc)
+        return Verdict(False, unknown)
+
+    def describe(self, task_type: str | None = None, action: str = "approve", channel: str | None = None) -> str:
+        """Who may decide, in words with Slack mentions ('<@U1>, members of <!subteam^S1>')."""
+        section = self.policy.for_type(task_type) if task_type else self.policy.default
+        where = channel or section.channel
+        names = []
+        for entry in _people(section, action):
+            if entry == CHANNEL_MEMBERS:
+                names.append(f"members of <#{where}>")
+            elif entry.startswith("S"):
+                names.append(f"members of <!subteam^{entry}>")
+            else:
+                names.append(f"<@{entry}>")
+        return ", ".join(names)
+
+    def refusal(self, task_type: str | None = None, action: str = "approve", channel: str | None = None,
+                verdict: Verdict | None = None) -> str:
+        """What someone who may not decide is told (or, when Slack could not say, that it could not)."""
+        if verdict is not None and verdict.unknown:
+            return f"I could not check who may decide: {verdict.unknown}. Try again in a moment."
+        verb = "approve" if action == "approve" else "dismiss"
+        if task_type == UNKNOWN_TYPE and self.policy.types:
+            return (f"I do not know this task's type yet, so only people who may {verb} tasks of every type "
+                    "may decide it. Try again in a minute, once LeadLex has said what it is.")
+        what = f"{task_type.replace('_', ' ')} tasks" if task_type else "Lexi's tasks"
+        return f"Only {self.describe(task_type, action, channel)} can {verb} {what}. Ask one of them."
+
+    def forget(self, key: str | None = None) -> None:
+        """Drop cached memberships (all, or one user group / channel) after Slack said they changed."""
+        with self._lock:
+            if key is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(key, None)
+
+    def forget_for(self, task_type: str | None, action: str, channel: str | None = None) -> None:
+        """Drop the cached memberships that decide `action` on a task, so the next check asks Slack afresh."""
+        section = self.policy.for_type(task_type) if task_type else self.policy.default
+        for entry in _people(section, action):
+            if entry.startswith("S"):
+                self.forget(entry)
+            elif entry == CHANNEL_MEMBERS:
+                self.forget(channel or section.channel)
+
+    def _in(self, user: str, people: tuple[str, ...], channel: str) -> bool:
+        """Whether the user is one of `people`; _Unlisted when only a membership Slack did not list could say."""
+        unlisted = None
+        for entry in people:
+            if entry == user:
+                return True
+            key = entry if entry.startswith("S") else channel if entry == CHANNEL_MEMBERS else None
+            if key is None:
+                continue
+            try:
+                if user in self._members(key):
+                    return True
+            except _Unlisted as exc:
+                unlisted = unlisted or exc  # a later entry may still admit them
+        if unlisted is not None:
+            raise unlisted
+        return False
+
+    def _members(self, key: str) -> frozenset[str]:
+        """Members of a user group (S…) or channel (C…/G…), cached for `ttl` seconds; _Unlisted when Slack fails."""
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and now - cached[0] < self._ttl:
+                return cached[1]
+        try:
+            members = self._fetch(key)
+        except SlackApiError as exc:
+            log.warning("could not read the members of %s (%s); only named users may decide", key,
+                        slack_error_text(exc))
+            error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
+            raise _Unlisted(key, error) from None
+        except Exception as exc:  # noqa: BLE001 - a network failure must fail closed too, never admit anyone
+            log.warning("could not read the members of %s (%s); only named users may decide", key,
+                        type(exc).__name__)
+            raise _Unlisted(key, "no answer") from None
+        with self._lock:
+            self._cache[key] = (now, members)
+        return members
+
+    def _fetch(self, key: str) -> frozenset[str]:
+        """Ask Slack for the members of a user group or a channel (bounded paging)."""
+        if key.startswith("S"):
+            return frozenset(self._client.usergroups_users_list(usergroup=key).get("users", []))
+        members: set[str] = set()
+        cursor = None
+        for _page in range(50):
+            response = self._client.conversations_members(channel=key, limit=1000, cursor=cursor)
+            members.update(response.get("members", []))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return frozenset(members)
+
+
+def _people(section: TypePolicy, action: str) -> tuple[str, ...]:
+    """The entries that may take `action` under a type's policy (none named: the task's channel members)."""
+    people = section.approvers if action == "approve" else section.may_dismiss()
+    return people or (CHANNEL_MEMBERS,)
+
+
+def _unlisted_text(exc: _Unlisted) -> str:
+    """Which membership Slack did not list, and why, for the person who was refused."""
+    what = f"<!subteam^{exc.key}>" if exc.key.startswith("S") else f"<#{exc.key}>"
+    return f"Slack did not list the members of {what} ({exc.error})"

@@ -1,0 +1,491 @@
+"""The one decision path: buttons, the modal, slash commands and rules all decide through `Decider`.
+
+A decision is journaled first (`Decider.accept`, one short write before Slack is acknowledged), then carried out
+(`Decider.carry`): checked, claimed atomically in the database (pending → deciding) and sent to LeadLex, so however
+many people, clicks, surfaces or processes act at once, LeadLex gets one call per decision. If the process dies on
+the way, another takes the decision over (bot.core.keeper) and resumes it; only a decision LeadLex refuses is handed back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot.slack import blocks
+from bot.slack.answers import teller
+from bot.core.approvers import Approvers, Verdict
+from bot.db.store import DecisionRow, Store, TaskRow, utcnow
+from bot.errors import InvalidKey, LexiError, NotFound, NotPending, PermissionDenied, RateLimited
+from bot.lexi.client import LexiClient
+from bot.core.keeper import Leases, NotRecorded
+from bot.lexi.models import DISMISS_REASONS, Task
+from bot.slack.messenger import Messenger, slack_error_text
+from bot.ops.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Tell = Callable[[str], None]
+
+#: What a person is told when their decision could not be journaled (nothing was sent to LeadLex).
+NOT_RECORDED = ("Your decision could not be recorded: the bot cannot reach its database right now. "
+                "Nothing was sent to LeadLex. Please try again in a moment.")
+#: Takeovers after which a decision that keeps failing inside the bot is handed back rather than retried again.
+MAX_ATTEMPTS = 5
+
+_TARGET = {"approve": "approved", "dismiss": "dismissed"}
+_PAST = {
+    "approved": "approved",
+    "dismissed": "dismissed",
+    "completed": "approved (and it has completed)",
+    "failed": "approved (and it has failed)",
+    "gone": "removed from LeadLex",
+    "expired": "expired: nobody decided it in time",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a decision attempt came to."""
+
+    decided: bool
+    state: str | None
+    message: str
+
+
+def who_decided(row: TaskRow) -> str:
+    """A sentence saying who decided a task (or is deciding it), for the people who were too late."""
+    by = f"<@{row.actor}>" if row.actor else "someone in LeadLex"
+    if row.state == "deciding":
+        verb = "approving" if row.action == "approve" else "dismissing"
+        return f"{by} is already {verb} this task."
+    if row.state in ("announcing", "pending"):
+        return "This task is still waiting for a decision."
+    return f"This task was already {_PAST.get(row.state, row.state)}" + (
+        f" by {by}." if row.state in ("approved", "dismissed", "completed", "failed") else "."
+    )
+
+
+def _failure_note(action: str, exc: LexiError) -> str:
+    """Why a decision failed, in words a person can act on."""
+    verb = action
+    if isinstance(exc, RateLimited):
+        return f"Could not {verb}: LeadLex's API limit is reached for now. Try again later."
+    if isinstance(exc, InvalidKey):
+        return f"Could not {verb}: LeadLex refused the bot's API key. Ask an admin to update LEXI_API_KEY."
+    if isinstance(exc, PermissionDenied):
+        return f"Could not {verb}: the bot's API key lacks the Lexi permission in LeadLex."
+    return f"Could not {verb}: LeadLex is not answering right now. Try again."
+
+
+def reason_text(reason: str | None, note: str | None) -> str | None:
+    """The dismiss reason sent to LeadLex: a documented code, then the free-text note."""
+    note = (note or "").strip()
+    if reason and note:
+        return f"{reason}: {note}"
+    return reason or (note or None)
+
+
+class Decider:
+    """Decides tasks: claim, call LeadLex once, record, update the card, tell the person."""
+
+    def __init__(
+        self,
+        store: Store,
+        lexi: LexiClient,
+        messenger: Messenger,
+        *,
+        approvers: Approvers | None = None,
+        orphaned_before: datetime | None = None,
+        on_decided: Callable[[str], None] | None = None,
+        metrics: Metrics | None = None,
+        leases: Leases | None = None,
+    ) -> None:
+        #: Called with the deciding user after each decision this process claimed has its outcome recorded.
+        self.on_decided = on_decided
+        #: Runs a card update beside the LeadLex call (set by the runtime); None: the card is updated after it.
+        self.background: Callable[..., object] | None = None
+        #: Carries out a decision taken over from a dead process (the runtime queues it on its workers).
+        self.resume: Callable[[DecisionRow], object] = self.carry
+        self.leases = leases or Leases(store)
+        self._store = store
+        self._lexi = lexi
+        self._messenger = messenger
+        self.approvers = approvers
+        self._orphaned_before = orphaned_before
+        self._metrics = metrics
+
+    def permission(self, user: str, task_type: str | None = None, action: str | None = None,
+                   channel: str | None = None) -> Verdict:
+        """May `user` decide tasks of `task_type` (None: some type) announced in `channel` by `action`?"""
+        if self.approvers is None:
+            return Verdict(True)
+        return self.approvers.check(user, task_type, action, channel)
+
+    def may_decide(self, user: str, task_type: str | None = None, action: str | None = None,
+                   channel: str | None = None) -> bool:
+        """Whether `user` may decide tasks of `task_type` (None: some type) by `action` (None: either)."""
+        return self.permission(user, task_type, action, channel).allowed
+
+    def may_decide_row(self, user: str, row: TaskRow, action: str | None = None) -> Verdict:
+        """May `user` decide this recorded task (its type, in the channel its card is in)?"""
+        return self.permission(user, row.task.type, action, row.channel)
+
+    def refusal(self, task_type: str | None = None, action: str = "approve", channel: str | None = None,
+                verdict: Verdict | None = None) -> str:
+        """What a person who may not decide is told, naming who may (or saying Slack could not tell)."""
+        if self.approvers is None:
+            return "You may not decide this task."
+        return self.approvers.refusal(task_type, action, channel, verdict)
+
+    def decidable(self, user: str, tasks: list[tuple[Task, str]]) -> tuple[set[str], str | None]:
+        """Of these (task, channel) pairs, the ids `user` may decide, and what to tell them about the others."""
+        allowed: set[str] = set()
+        refusal = unknown = None
+        for task, channel in tasks:
+            verdict = self.permission(user, task.type, None, channel)
+            if verdict.allowed:
+                allowed.add(task.id)
+            elif verdict.unknown:
+                unknown = unknown or self.refusal(task.type, "approve", channel, verdict)
+            else:
+                refusal = refusal or self.refusal(task.type, "approve", channel, verdict)
+        if unknown is not None:
+            return allowed, unknown  # Slack could not say: that is what the person needs to know first
+        if refusal is not None and allowed:
+            return allowed, "Buttons are shown only on the tasks you may decide."
+        return allowed, refusal
+
+    def accept(
+        self,
+        task_id: str,
+        *,
+        action: str,
+        user: str,
+        surface: str,
+        reason: str | None = None,
+        note: str | None = None,
+        reply: dict[str, Any] | None = None,
+    ) -> DecisionRow:
+        """Journal a decision before Slack is acknowledged (one short write); NotRecorded when the database cannot.
+
+        `reply` says how to answer the person (bot.slack.answers), from this process or one that takes the decision over.
+        """
+        if action not in _TARGET:
+            raise ValueError(f"unknown action {action!r}")
+        if reason is not None and reason not in DISMISS_REASONS:
+            reason = None
+        return self.leases.accept(task_id, actor=user, action=action, surface=surface, reason=reason, note=note,
+                                  reply=reply)
+
+    def decide(
+        self,
+        task_id: str,
+        *,
+        action: str,
+        user: str,
+        surface: str,
+        tell: Tell,
+        reason: str | None = None,
+        note: str | None = None,
+        by_rule: bool = False,
+    ) -> Outcome:
+        """Approve or dismiss a task for `user` now (journaled, then carried out); `tell` answers them privately.
+
+        `by_rule`: a policy rule decides (auto-approval, surface "rule"), so no approver check and no quorum apply.
+        """
+        try:
+            decision = self.accept(task_id, action=action, user=user, surface="rule" if by_rule else surface,
+                                   reason=reason, note=note)
+        except NotRecorded:
+            return self._say(tell, False, None, NOT_RECORDED)
+        return self.carry(decision, tell)
+
+    def carry(self, decision: DecisionRow, tell: Tell | None = None) -> Outcome:
+        """Carry out a journaled decision (fresh, or taken over from a process that died), then close it.
+
+        An unexpected failure (the database went away) leaves it open: its lease runs out and it is resumed.
+        """
+        tell = tell or self._teller(decision)
+        self.leases.hold(decision.id)
+        try:
+            if decision.attempts > MAX_ATTEMPTS:
+                outcome = self._give_up(decision, tell)
+            elif decision.stage == "claimed":
+                outcome = self._resume(decision, tell)
+            else:
+                outcome = self._decide(decision, tell)
+            self._store.close_decision(decision.id)
+            return outcome
+        finally:
+            self.leases.drop(decision.id)
+
+    def close(self, decision: DecisionRow) -> None:
+        """Close a journaled decision that was answered without being carried out (nobody resumes it)."""
+        try:
+            self._store.close_decision(decision.id)
+        finally:
+            self.leases.drop(decision.id)
+
+    def _decide(self, decision: DecisionRow, tell: Tell) -> Outcome:
+        """Check, count and claim an accepted decision, then carry it out."""
+        task_id, action, user, surface = decision.task_id, decision.action, decision.actor, decision.surface
+        by_rule = surface == "rule"
+        current = self._store.get(task_id)
+        if current is None:
+            # Nothing to check a permission against: never guess "some type" and claim what appears meanwhile.
+            return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
+        if not by_rule:
+            refused = self._refuse(current, user, action, surface, tell)
+            if refused is not None:
+                return refused
+        if action == "approve" and not by_rule and current.state == "pending":
+            waiting = self._count_approval(current, user, surface, tell, decision.resumed)
+            if waiting is not None:
+                return waiting
+        won, row = self._store.claim_decision(
+            task_id, actor=user, action=action, surface=surface, reason=decision.reason, note=decision.note,
+            decision_id=decision.id,
+        )
+        if row is None:
+            return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
+        if not won:
+            return self._say(tell, False, row.state, who_decided(row))
+        if not by_rule and (row.task.type, row.channel) != (current.task.type, current.channel):
+            # The record changed between the check and the claim: the task actually claimed decides.
+            refused = self._refuse(row, user, action, surface, tell)
+            if refused is not None:
+                self._store.release_decision(task_id, None)
+                self._sync(task_id)
+                return refused
+        try:
+            return self._carry_out(task_id, action, user, surface, tell, decision.reason, decision.note)
+        finally:
+            self._after_decision(user)
+
+    def _resume(self, decision: DecisionRow, tell: Tell) -> Outcome:
+        """Send again the LeadLex call of a claimed decision whose process died; the card says it resumed."""
+        row = self._store.get(decision.task_id)
+        if row is None or row.state != "deciding" or row.decision_id != decision.id:
+            state = row.state if row is not None else None
+            return Outcome(state in _PAST, state, "This decision was already carried out.")  # its outcome stands
+        self._store.mark_resumed(row.task_id, decision.id)
+        log.info("task %s: resuming the %s by %s", row.task_id, row.action, row.actor,
+                 extra={"task_id": row.task_id, "slack_user": row.actor, "surface": row.surface})
+        try:
+            outcome = self._carry_out(row.task_id, row.action or decision.action, row.actor or decision.actor,
+                                      row.surface or decision.surface, tell, row.reason, row.note, resumed=True)
+        finally:
+            self._after_decision(row.actor or decision.actor)
+        if outcome.decided and decision.surface == "command":
+            self._say(tell, True, outcome.state, f"Task `{blocks.escape(row.task_id)}` {outcome.state}.")
+        return outcome
+
+    def _give_up(self, decision: DecisionRow, tell: Tell) -> Outcome:
+        """A decision that failed inside the bot on every takeover: hand the task back and say so."""
+        log.error("task %s: giving up the %s after %d attempts", decision.task_id, decision.action,
+                  decision.attempts, extra={"task_id": decision.task_id})
+        note = "The last attempt could not be completed. Try again."
+        row = self._store.get(decision.task_id)
+        if row is not None and row.state == "deciding" and row.decision_id == decision.id:
+            self._store.release_decision(decision.task_id, note)
+            self._sync(decision.task_id)
+        return self._say(tell, False, "pending", f"Your decision could not be carried out. {note}")
+
+    def _teller(self, decision: DecisionRow) -> Tell:
+        """How to answer the person behind a journaled decision (the task's channel when the reply names none)."""
+
+        def channel() -> str | None:
+            row = self._store.get(decision.task_id)
+            return row.channel if row is not None else None
+
+        return teller(decision.reply, decision.actor, self._messenger, channel)
+
+    def _refuse(self, row: TaskRow, user: str, action: str, surface: str, tell: Tell) -> Outcome | None:
+        """Refuse (audited, told privately) when `user` may not take `action` on this task; None when they may."""
+        verdict = self.may_decide_row(user, row, action)
+        if verdict.allowed:
+            return None
+        why = "membership unknown" if verdict.unknown else "not allowed"
+        log.info("task %s: %s refused for %s (%s)", row.task_id, action, user, why,
+                 extra={"task_id": row.task_id, "slack_user": user, "surface": surface})
+        self._store.audit("refused", row.task_id, actor=user, surface=surface, detail=f"{action}: {why}")
+        return self._say(tell, False, None, self.refusal(row.task.type, action, row.channel, verdict))
+
+    def _carry_out(
+        self, task_id: str, action: str, user: str, surface: str, tell: Tell, reason: str | None,
+        note: str | None, *, resumed: bool = False,
+    ) -> Outcome:
+        """Call LeadLex once for a decision this process holds, and record what came of it.
+
+        The card shows "Approving…" beside the call, never before it: a slow Slack must not delay LeadLex.
+        """
+        if self.background is not None:
+            try:
+                self.background(self._sync, task_id)
+            except RuntimeError:  # the workers are shutting down: the card is updated after the call instead
+                log.debug("task %s: no worker for the card update beside the call", task_id)
+        context = {"task_id": task_id, "slack_user": user, "surface": surface}
+        started = time.monotonic()
+        try:
+            if action == "approve":
+                self._lexi.approve(task_id)
+            else:
+                self._lexi.dismiss(task_id, reason_text(reason, note))
+        except (NotPending, NotFound) as exc:
+            self._answered(task_id, action, started, exc)
+            return self._resolve_refusal(task_id, action, user, exc, tell, resumed=resumed)
+        except LexiError as exc:
+            self._answered(task_id, action, started, exc)
+            log.warning("task %s: %s failed: %s", task_id, action, exc, extra={**context, "request_id": exc.request_id})
+            self._store.release_decision(task_id, _failure_note(action, exc))
+            self._sync(task_id)
+            return self._say(tell, False, "pending", _failure_note(action, exc))
+        self._answered(task_id, action, started, None)
+        row = self._store.finish_decision(task_id, _TARGET[action])
+        if self._metrics is not None:
+            self._metrics.decided.labels(_TARGET[action], surface).inc()
+        self._sync(task_id)
+        log.info("task %s %s by %s via %s", task_id, _TARGET[action], user, surface, extra=context)
+        return Outcome(True, row.state if row else _TARGET[action], f"Task {_TARGET[action]}.")
+
+    def _answered(self, task_id: str, action: str, started: float, error: LexiError | None) -> None:
+        """Record LeadLex's answer to a decision: its latency, and an audit event."""
+        if self._metrics is not None:
+            self._metrics.decision_latency.observe(time.monotonic() - started)
+        answer = "ok" if error is None else f"{error.status or '-'} {error.code or type(error).__name__}"
+        self._store.audit("leadlex_answer", task_id, actor="leadlex", detail=f"{action}: {answer}")
+
+    def _count_approval(self, row: TaskRow, user: str, surface: str, tell: Tell,
+                        resumed: bool = False) -> Outcome | None:
+        """With a quorum, record this approval; an Outcome while more are needed, None when it is time to act."""
+        needed = self.approvals_needed(row.task)
+        if needed <= 1:
+            return None
+        result, by = self._store.add_approval(row.task_id, user, needed, surface)
+        if result == "not_pending":
+            return None  # decided meanwhile: the claim says by whom
+        if len(by) >= needed:
+            by, unknown = self._still_approvers(row, by, needed)
+            if unknown is not None:
+                self._sync(row.task_id)
+                return self._say(tell, False, "pending",
+                                 f"Your approval is recorded, but the task waits: {unknown}.")
+            if len(by) >= needed:
+                return None  # the quorum is complete, counting only people who may still approve: act
+            self._sync(row.task_id)
+            return self._say(tell, False, "pending",
+                             f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
+                             "who may no longer approve do not count. "
+                             f"The task starts when {needed - len(by)} more approver(s) agree.")
+        if result == "duplicate" and not resumed:  # resumed: this very approval was counted before the crash
+            return self._say(tell, False, "pending",
+                             f"You already approved this task: {len(by)} of {needed} approvals. "
+                             "Another approver is needed.")
+        self._sync(row.task_id)
+        return self._say(tell, False, "pending",
+                         f"Your approval is recorded: {len(by)} of {needed}. "
+                         f"The task starts when {needed - len(by)} more approver(s) agree.")
+
+    def _still_approvers(self, row: TaskRow, by: list[str], needed: int) -> tuple[list[str], str | None]:
+        """The counted approvers who may still approve, asked of Slack afresh (the others' approvals are withdrawn),
+        and, when Slack could not say for someone, why (their approval is kept, but the quorum is not complete).
+        """
+        if self.approvers is None:
+            return by, None
+        self.approvers.forget_for(row.task.type, "approve", row.channel)
+        verdicts = {user: self.may_decide_row(user, row, "approve") for user in by}
+        unknown = next((f"I could not check who may approve: {v.unknown}. Try again in a moment"
+                        for v in verdicts.values() if v.unknown), None)
+        gone = [user for user, v in verdicts.items() if not v.allowed and not v.unknown]
+        if gone:
+            log.info("task %s: approvals by %s no longer count (they may no longer approve)", row.task_id,
+                     ", ".join(gone), extra={"task_id": row.task_id})
+            by = self._store.withdraw_approvals(row.task_id, gone, needed)
+        return by, unknown
+
+    def approvals_needed(self, task: Task) -> int:
+        """Distinct approvals a task needs under the policy (1 without one)."""
+        if self.approvers is None:
+            return 1
+        return self.approvers.policy.for_type(task.type).approvals_needed(blocks.affected_count(task))
+
+    def _after_decision(self, user: str) -> None:
+        """Run the `on_decided` hook for the deciding user; a failure is logged, never raised."""
+        if self.on_decided is None:
+            return
+        try:
+            self.on_decided(user)
+        except Exception:  # noqa: BLE001 - the decision is recorded whatever the hook does
+            log.exception("the after-decision hook failed for %s", user)
+
+    def recover(self, _still_pending: object = None, older_than: timedelta = timedelta(minutes=3)) -> None:
+        """Resume decisions whose process died: journal claims left without one, then take over expired leases.
+
+        Nothing is handed back here: a resumed decision is sent to LeadLex again, and only LeadLex's refusal
+        returns the buttons. On SQLite, claims made before this process started are orphans whatever their age.
+        """
+        if self._orphaned_before is not None:
+            older_than = min(older_than, max(utcnow() - self._orphaned_before, timedelta(0)))
+        self._store.adopt_stale_decisions(older_than)
+        for decision in self.leases.take_over():
+            self.resume(decision)
+
+    def _resolve_refusal(self, task_id: str, action: str, user: str, exc: LexiError, tell: Tell, *,
+                         resumed: bool = False) -> Outcome:
+        """LeadLex says the task is not pending (or gone): learn its real state and show that."""
+        target = _TARGET[action]
+        try:
+            real = None if isinstance(exc, NotFound) else self._lexi.find_task(task_id)
+        except LexiError as lookup_error:
+            log.warning("task %s: could not read its real state: %s", task_id, lookup_error)
+            self._store.release_decision(task_id, f"Could not {action}: LeadLex refused and its state is unknown.")
+            self._sync(task_id)
+            return self._say(tell, False, "pending", "LeadLex refused the decision; please try again later.")
+        state = real.status if real is not None else "gone"
+        if state == "pending":
+            note = f"Could not {action}: LeadLex refused ({exc})."
+            self._store.release_decision(task_id, note)
+            self._sync(task_id)
+            return self._say(tell, False, "pending", note)
+        ran_on = target == "approved" and state in ("completed", "failed")  # approved, then it already ran
+        if (state == target or ran_on) and (exc.attempts > 1 or resumed):
+            # An earlier attempt of this very decision (a retry, or the call of a process that died) landed
+            # before its answer was lost: it stays this person's decision.
+            row = self._store.finish_decision(task_id, target)
+            if ran_on:
+                row = self._store.apply_lexi_state(task_id, state, from_states=(target,))
+                if row is not None:
+                    self._messenger.reply_final(row)
+            self._sync(task_id)
+            return Outcome(True, target, f"Task {target}.")
+        row = self._store.apply_lexi_state(task_id, state, from_states=("deciding",))
+        self._sync(task_id)
+        if row is not None and state in ("completed", "failed"):
+            self._messenger.reply_final(row)
+        return self._say(
+            tell, False, state, f"This task was already {_PAST.get(state, state)} in LeadLex; its card now says so."
+        )
+
+    def _sync(self, task_id: str) -> None:
+        """Update the card; a Slack failure here is logged and repaired by the poller later."""
+        try:
+            self._messenger.sync_card(task_id)
+        except SlackApiError as exc:
+            log.warning("task %s: could not update its card: %s", task_id, slack_error_text(exc))
+        except Exception:  # noqa: BLE001 - a network failure must not lose the decision; the poller retries
+            log.exception("task %s: could not update its card", task_id)
+
+    @staticmethod
+    def _say(tell: Tell, decided: bool, state: str | None, message: str) -> Outcome:
+        """Tell the person and return the outcome."""
+        try:
+            tell(message)
+        except Exception:  # noqa: BLE001 - telling is best effort; the decision stands either way
+            log.exception("could not tell the user: %s", message)
+        return Outcome(decided, state, message)

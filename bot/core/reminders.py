@@ -1,0 +1,97 @@
+"""Reminders and expiry for tasks left waiting: thread replies that mention the approvers, with growing gaps,
+and, past the policy's expiry, a card that says "expired — not decided" (never "dismissed")."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from slack_sdk.errors import SlackApiError
+
+from bot.core.approvers import Approvers
+from bot.db.store import Store, TaskRow
+from bot.errors import LexiError
+from bot.lexi.client import LexiClient
+from bot.slack.messenger import Messenger, slack_error_text
+from bot.core.policy import Policy, human_duration
+
+log = logging.getLogger(__name__)
+
+
+def reminder_due(remind_after: float, sent: int) -> float:
+    """Age at which reminder number `sent + 1` is due: T, 3T, 7T, … (each gap twice the one before)."""
+    return remind_after * (2 ** (sent + 1) - 1)
+
+
+class Reminders:
+    """Checks pending tasks against the policy's reminder and expiry times, once per poll cycle."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: Store,
+        messenger: Messenger,
+        lexi: LexiClient,
+        approvers: Approvers | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._policy = policy
+        self._store = store
+        self._messenger = messenger
+        self._lexi = lexi
+        self._approvers = approvers
+        self.clock = clock
+
+    def run(self) -> None:
+        """Expire what is overdue and remind about what waits (only pending tasks are looked at)."""
+        if not any(p.remind_after or p.expire_after for p in (self._policy.default, *self._policy.types.values())):
+            return
+        now = self.clock()
+        for row in self._store.in_states(("pending",)):
+            section = self._policy.for_type(row.task.type)
+            age = now - row.announced_at.timestamp()
+            if section.expire_after is not None and age >= section.expire_after:
+                self._expire(row, section.expire_after, section.dismiss_on_expiry)
+            elif section.remind_after is not None:
+                self._remind(row, age, section.remind_after, section.remind_max)
+
+    def _remind(self, row: TaskRow, age: float, remind_after: float, remind_max: int) -> None:
+        """Post the next reminder in the card's thread when it is due."""
+        sent = self._store.count_audit("reminder", task_id=row.task_id)
+        if sent >= remind_max or age < reminder_due(remind_after, sent) or row.message_ts is None:
+            return
+        who = self._approvers.describe(row.task.type, "approve") if self._approvers else "anyone in the channel"
+        # Whole multiples of the policy's own duration read as the policy wrote it ("after 2s", "after 12h"),
+        # where the measured age would carry the poll's jitter.
+        waited = human_duration(remind_after * (age // remind_after))
+        text = f"⏰ Still waiting for a decision after {waited} — {who}, please approve or dismiss it."
+        try:
+            self._messenger.client.chat_postMessage(channel=row.channel, thread_ts=row.message_ts, text=text)
+        except SlackApiError as exc:
+            log.warning("task %s: could not post a reminder: %s", row.task_id, slack_error_text(exc))
+            return
+        self._store.audit("reminder", row.task_id, actor="rule:reminder", surface="rule",
+                          detail=f"{sent + 1} of {remind_max} after {waited}")
+
+    def _expire(self, row: TaskRow, expire_after: float, dismiss: bool) -> None:
+        """Mark the task expired; dismiss it in LeadLex only when the policy says so."""
+        note = f"Nobody decided within {human_duration(expire_after)}."
+        if dismiss:
+            note += " It was dismissed in LeadLex."
+        expired = self._store.expire(row.task_id, note)
+        if expired is None:
+            return  # decided at the last moment
+        if dismiss:
+            reason = f"not_relevant: expired — not decided within {human_duration(expire_after)}"
+            try:
+                self._lexi.dismiss(row.task_id, reason)
+                answer = "ok"
+            except LexiError as exc:
+                answer = f"{exc.status or '-'} {exc.code or type(exc).__name__}"
+                log.warning("task %s: could not dismiss it on expiry: %s", row.task_id, exc)
+            self._store.audit("leadlex_answer", row.task_id, actor="leadlex", detail=f"dismiss on expiry: {answer}")
+        log.info("task %s expired at %s", row.task_id, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self._messenger.sync_card(row.task_id)

@@ -1,0 +1,256 @@
+"""What Slack sends *to* an app (clicks, modal submissions, slash commands, events), signed as Slack signs.
+
+Build a payload with a `build_*` function, encode it with the matching `encode_*`, and send the body with the
+headers from `signed_request`; Bolt's signature check accepts them like real Slack traffic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+#: The ids the stand-in's app uses (see `bot.dev.standin.webapi.Workspace`).
+API_APP_ID = "A0LEXI"
+BOT_ID = "B0LEXI"
+#: Slack's deprecated verification token, still present in every payload.
+VERIFICATION_TOKEN = "verification-token"
+#: Placeholders for a trigger_id and a response URL when a test does not need working ones; the URL points at
+#: a closed loopback port so that a stray post fails fast instead of leaving the machine.
+DEFAULT_TRIGGER_ID = "13345224609.738474920.8088930838d88f008e0"
+DEFAULT_RESPONSE_URL = "http://127.0.0.1:9/response/placeholder"
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+def sign(signing_secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Return the X-Slack-Request-Timestamp and X-Slack-Signature headers Slack would send with `body`."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    base = f"v0:{stamp}:".encode() + body
+    digest = hmac.new(signing_secret.encode("utf-8"), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
+
+
+def signed_request(
+    signing_secret: str, body: bytes, content_type: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """Return every header to send with `body`: its Content-Type and Slack's signature headers."""
+    return {"Content-Type": content_type, **sign(signing_secret, body, timestamp)}
+
+
+def encode_interactive(payload: dict[str, Any]) -> tuple[bytes, str]:
+    """Encode an interactivity payload as Slack does: a form with one `payload` field holding JSON."""
+    return urlencode({"payload": json.dumps(payload)}).encode("utf-8"), _FORM
+
+
+def encode_command(fields: dict[str, str]) -> tuple[bytes, str]:
+    """Encode slash-command fields as Slack does: a plain form."""
+    return urlencode(fields).encode("utf-8"), _FORM
+
+
+def encode_event(envelope: dict[str, Any]) -> tuple[bytes, str]:
+    """Encode an Events API envelope as Slack does: JSON."""
+    return json.dumps(envelope).encode("utf-8"), "application/json"
+
+
+def _user(user: str, team_id: str) -> dict[str, str]:
+    """The `user` object of an interactivity payload (name guessed from ids like UALICE → alice)."""
+    name = user.removeprefix("U").lower()
+    return {"id": user, "username": name, "name": name, "team_id": team_id}
+
+
+def _team(team_id: str) -> dict[str, str]:
+    """The `team` object of an interactivity payload."""
+    return {"id": team_id, "domain": "lexi-test"}
+
+
+def build_block_action(
+    *,
+    action_id: str,
+    value: str,
+    user: str = "UALICE",
+    channel: str = "C0LEXI",
+    channel_name: str = "lexi-approvals",
+    message_ts: str | None = None,
+    message: dict[str, Any] | None = None,
+    trigger_id: str = DEFAULT_TRIGGER_ID,
+    response_url: str = DEFAULT_RESPONSE_URL,
+    team_id: str = "T0001",
+    block_id: str = "b",
+    container: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the block_actions payload Slack sends when `user` clicks a button in a channel message."""
+    ts = message_ts or (message or {}).get("ts") or "1763900000.000100"
+    if message is None:
+        message = {"type": "message", "user": "UBOT", "bot_id": BOT_ID, "text": "", "ts": ts, "blocks": []}
+    return {
+        "type": "block_actions",
+        "user": _user(user, team_id),
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": container
+        or {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": trigger_id,
+        "team": _team(team_id),
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": channel_name},
+        "message": message,
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": block_id,
+                "text": {"type": "plain_text", "text": action_id, "emoji": True},
+                "value": value,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def _state_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Expand `{block_id: {action_id: "text"}}` into Slack's state values; dict entries pass through."""
+    return {
+        block_id: {
+            action_id: entry if isinstance(entry, dict) else {"type": "plain_text_input", "value": entry}
+            for action_id, entry in actions.items()
+        }
+        for block_id, actions in values.items()
+    }
+
+
+def _modal(
+    view_id: str, callback_id: str, private_metadata: str, values: dict[str, Any], team_id: str
+) -> dict[str, Any]:
+    """The `view` object of a view_submission or view_closed payload."""
+    return {
+        "id": view_id,
+        "team_id": team_id,
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": private_metadata,
+        "title": {"type": "plain_text", "text": "Lexi"},
+        "blocks": [],
+        "state": {"values": _state_values(values)},
+        "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+        "root_view_id": view_id,
+        "previous_view_id": None,
+        "external_id": "",
+        "app_id": API_APP_ID,
+        "bot_id": BOT_ID,
+    }
+
+
+def build_view_submission(
+    *,
+    callback_id: str,
+    values: dict[str, Any],
+    private_metadata: str = "",
+    user: str = "UALICE",
+    view_id: str = "V1",
+    trigger_id: str = DEFAULT_TRIGGER_ID,
+    team_id: str = "T0001",
+) -> dict[str, Any]:
+    """Build the view_submission payload for `user` submitting a modal (values: block→action→text)."""
+    return {
+        "type": "view_submission",
+        "team": _team(team_id),
+        "user": _user(user, team_id),
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": trigger_id,
+        "view": _modal(view_id, callback_id, private_metadata, values, team_id),
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+
+
+def build_view_closed(
+    *,
+    callback_id: str,
+    private_metadata: str = "",
+    user: str = "UALICE",
+    view_id: str = "V1",
+    team_id: str = "T0001",
+) -> dict[str, Any]:
+    """Build the view_closed payload Slack sends when `user` cancels a modal that asked to be notified."""
+    return {
+        "type": "view_closed",
+        "team": _team(team_id),
+        "user": _user(user, team_id),
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "view": _modal(view_id, callback_id, private_metadata, {}, team_id),
+        "is_cleared": False,
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+
+
+def build_slash_command(
+    *,
+    command: str = "/lexi",
+    text: str = "",
+    user: str = "UALICE",
+    channel: str = "C0LEXI",
+    channel_name: str = "lexi-approvals",
+    response_url: str = DEFAULT_RESPONSE_URL,
+    trigger_id: str = DEFAULT_TRIGGER_ID,
+    team_id: str = "T0001",
+) -> dict[str, str]:
+    """Build the form fields Slack posts when `user` runs a slash command in a channel."""
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": team_id,
+        "team_domain": "lexi-test",
+        "channel_id": channel,
+        "channel_name": channel_name,
+        "user_id": user,
+        "user_name": user.removeprefix("U").lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": API_APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }
+
+
+def build_app_home_opened(
+    *, user: str = "UALICE", tab: str = "home", team_id: str = "T0001", bot_user_id: str = "UBOT"
+) -> dict[str, Any]:
+    """Build the Events API envelope Slack sends when `user` opens the app's Home (or Messages) tab."""
+    now = time.time()
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": team_id,
+        "api_app_id": API_APP_ID,
+        "event": {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": "D" + user.removeprefix("U"),
+            "tab": tab,
+            "event_ts": f"{now:.6f}",
+        },
+        "type": "event_callback",
+        "event_id": f"Ev{secrets.token_hex(5).upper()}",
+        "event_time": int(now),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team_id,
+                "user_id": bot_user_id,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+    }

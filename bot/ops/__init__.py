@@ -1,0 +1,1 @@
+"""Running it: the HTTP front, metrics, logs, the polling leader, start-up checks."""

@@ -1,0 +1,1 @@
+"""Everything Slack: the Bolt app, its listeners, what the bot says and shows, and how requests are checked."""

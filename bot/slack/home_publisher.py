@@ -1,0 +1,120 @@
+"""Publish a person's App Home: gather what it shows from the store and the bot's status, then publish it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.slack import home_view as home
+from bot.db.store import Store, TaskRow, utcnow
+from bot.core.decisions import Decider
+from bot.slack.messenger import confirm_above_for, slack_error_text
+from bot.slack.replies import BotStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """The part of the Home that is the same for everyone."""
+
+    pending: list[TaskRow]
+    decisions: list[TaskRow]
+    status: BotStatus
+
+
+class HomePublisher:
+    """Builds and publishes Home tabs from the database alone: opening the Home costs no LeadLex call."""
+
+    #: Homes re-published after a change: those opened in the last VIEWER_TTL seconds, at most MAX_VIEWERS.
+    VIEWER_TTL = 8 * 3600.0
+    MAX_VIEWERS = 50
+
+    def __init__(
+        self,
+        store: Store,
+        client: WebClient,
+        decider: Decider,
+        status: Callable[[], BotStatus],
+        *,
+        submit: Callable[..., object] | None = None,
+        debounce: float = 2.0,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._decider = decider
+        self._status = status
+        self._submit = submit
+        self._debounce = debounce
+        self._viewers: dict[str, float] = {}
+        self._refresh_queued = False
+        self._lock = threading.Lock()
+
+    def opened(self, user: str) -> None:
+        """Someone opened their Home: publish it, and keep it fresh after later changes."""
+        with self._lock:
+            self._viewers[user] = time.monotonic()
+            if len(self._viewers) > self.MAX_VIEWERS:
+                oldest = min(self._viewers, key=self._viewers.__getitem__)
+                del self._viewers[oldest]
+        self.publish(user)
+
+    def changed(self) -> None:
+        """A task changed: re-publish recent viewers' Homes once, shortly (many changes, one refresh)."""
+        if self._submit is None:
+            return
+        with self._lock:
+            if self._refresh_queued or not self._viewers:
+                return
+            self._refresh_queued = True
+        self._submit(self._refresh)
+
+    def _refresh(self) -> None:
+        """Publish every recent viewer's Home (after a short pause that gathers a burst of changes)."""
+        time.sleep(self._debounce)
+        cutoff = time.monotonic() - self.VIEWER_TTL
+        with self._lock:
+            self._refresh_queued = False
+            self._viewers = {user: at for user, at in self._viewers.items() if at >= cutoff}
+            viewers = list(self._viewers)
+        shown = self._gather()
+        for user in viewers:
+            self._publish(user, shown)
+
+    def publish(self, user: str) -> None:
+        """Show `user` their Home tab as it stands now; a Slack refusal is logged, never raised."""
+        self._publish(user, self._gather())
+
+    def _gather(self) -> _Shown:
+        """What every Home shows at this moment (read once, however many Homes are published from it)."""
+        status = self._status()
+        return _Shown(
+            pending=self._store.in_states(("pending",), limit=home.HOME_TASKS),
+            decisions=self._store.recent_decisions(home.HOME_DECISIONS),
+            status=status,
+        )
+
+    def _publish(self, user: str, shown: _Shown) -> None:
+        """Publish one person's Home from what is shown: only the buttons depend on who they are."""
+        decidable, notice = self._decider.decidable(user, [(row.task, row.channel) for row in shown.pending])
+        policy = self._decider.approvers.policy if self._decider.approvers is not None else None
+        view = home.home_view(
+            pending=shown.pending,
+            pending_total=shown.status.pending,
+            decisions=shown.decisions,
+            status=shown.status,
+            now=utcnow(),
+            buttons=lambda task: task.id in decidable,
+            notice=notice,
+            confirm_above=lambda task: confirm_above_for(task, policy),
+        )
+        try:
+            self._client.views_publish(user_id=user, view=view)
+        except SlackApiError as exc:
+            log.warning("could not publish the Home tab of %s: %s", user, slack_error_text(exc))

@@ -1,0 +1,256 @@
+"""Everything the bot says in Slack about tasks: paced posts, card updates, thread replies, ephemerals."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot.slack import blocks
+from bot.db.store import Store, TaskRow
+from bot.lexi.models import Task
+from bot.core.policy import Policy
+
+log = logging.getLogger(__name__)
+
+#: What to tell a person for Slack errors that mean the setup is wrong.
+SLACK_HINTS = {
+    "not_in_channel": "the bot is not a member of the channel: invite it with /invite @lexi-bot",
+    "channel_not_found": "SLACK_CHANNEL does not name a channel this bot can see: use the channel ID (C…)",
+    "invalid_auth": "SLACK_BOT_TOKEN is not valid: copy the Bot User OAuth Token (xoxb-…) again",
+    "not_authed": "SLACK_BOT_TOKEN is missing",
+    "account_inactive": "the Slack app was uninstalled or its token revoked: reinstall the app",
+    "token_revoked": "the Slack token was revoked: reinstall the app and update SLACK_BOT_TOKEN",
+    "missing_scope": "the Slack app lacks a scope: recreate it from manifest.yml and reinstall it",
+}
+
+
+def slack_error_text(exc: SlackApiError) -> str:
+    """A one-line explanation of a Slack API error, with what to do when we know."""
+    error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
+    hint = SLACK_HINTS.get(error)
+    return f"Slack said {error}: {hint}" if hint else f"Slack said {error}"
+
+
+#: Slack errors that mean the bot's credentials no longer work.
+AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+
+
+class CountingWebClient(WebClient):
+    """A WebClient that reports every Slack API error to `on_error` (for metrics and readiness)."""
+
+    on_error: Callable[[str], None] | None = None
+
+    def api_call(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Call Slack; report an error answer before raising it."""
+        try:
+            return super().api_call(*args, **kwargs)
+        except SlackApiError as exc:
+            if self.on_error is not None and exc.response is not None:
+                self.on_error(str(exc.response.get("error", "unknown_error")))
+            raise
+
+
+def make_web_client(
+    token: str, base_url: str, *, timeout: int = 15, on_error: Callable[[str], None] | None = None
+) -> WebClient:
+    """A WebClient that waits out `ratelimited` answers (safe: a 429 means Slack applied nothing)."""
+    client = CountingWebClient(token=token, base_url=base_url, timeout=timeout)
+    client.on_error = on_error
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
+    return client
+
+
+class Pacer:
+    """Spaces calls per key (a channel) at least `interval` seconds apart, across threads."""
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._next: dict[str, float] = defaultdict(float)
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        """Hold the key's slot: wait for its turn, run the body, and push the next turn `interval` later."""
+        with self._guard:
+            lock = self._locks[key]
+        with lock:
+            delay = self._next[key] - self._clock()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                yield
+            finally:
+                self._next[key] = self._clock() + self.interval
+
+
+def card_for(row: TaskRow, policy: Policy | None = None) -> blocks.Card:
+    """What the card of a task record should show (the policy sets the bulk-safety confirmation size)."""
+    at: datetime | None = row.decided_at
+    if row.state == "deciding":
+        at = row.claimed_at
+    quorum = row.approvals or {}
+    return blocks.Card(
+        state="pending" if row.state == "announcing" else row.state,
+        actor=row.actor,
+        action=row.action,
+        at=at,
+        reason=row.reason,
+        note=row.note,
+        approvals=tuple(quorum.get("by", [])),
+        needed=int(quorum.get("needed", 1)),
+        confirm_above=confirm_above_for(row.task, policy),
+        resumed=row.state == "deciding" and row.resumed_at is not None,
+    )
+
+
+def confirm_above_for(task: Task, policy: Policy | None) -> int | None:
+    """The size above which approving the task asks for confirmation (None: the built-in rule)."""
+    return policy.for_type(task.type).confirm_above if policy is not None else None
+
+
+def card_metadata(row: TaskRow) -> dict[str, Any]:
+    """The card's message metadata: the task id, plus the state it shows and who decided (ids only).
+
+    With these, a bot whose database was lost rebuilds its records from the channel (Announcer.restore).
+    """
+    metadata = blocks.message_metadata(row.task_id)
+    state = "pending" if row.state in ("announcing", "deciding") else row.state
+    metadata["event_payload"].update({"state": state, **({"actor": row.actor} if row.actor else {})})
+    return metadata
+
+
+class Messenger:
+    """Posts and updates the task messages; the only module that calls Slack's chat API for tasks."""
+
+    def __init__(self, client: WebClient, store: Store, *, post_interval: float = 1.0) -> None:
+        self.client = client
+        self._store = store
+        self._pacer = Pacer(post_interval)
+        self.policy: Policy | None = None  # set by the runtime: per-type bulk-safety sizes
+        self.on_card_change: Callable[[], object] | None = None  # set by the runtime: refresh open Home tabs
+        # A fixed pool of locks, striped by task id: renders of one task never interleave, and memory stays
+        # constant however many tasks the bot has ever seen.
+        self._render_locks = [threading.Lock() for _ in range(64)]
+        self._identity: tuple[str | None, str | None] | None = None  # (user_id, bot_id), from auth.test once
+
+    def identity(self) -> tuple[str | None, str | None]:
+        """This bot's (user id, bot id) from auth.test, asked once; SlackApiError when Slack cannot say."""
+        if self._identity is None:
+            auth = self.client.auth_test()
+            user_id, bot_id = auth.get("user_id"), auth.get("bot_id")
+            self._identity = (user_id if isinstance(user_id, str) and user_id else None,
+                              bot_id if isinstance(bot_id, str) and bot_id else None)
+        return self._identity
+
+    def posted_by_me(self, message: dict[str, Any]) -> bool:
+        """Whether Slack says this bot posted `message`: its `user` and `bot_id`, where present, are the bot's own.
+
+        Slack sets both from the token that posted, so no one else can claim them; message metadata, by contrast,
+        is whatever its poster attached.
+        """
+        user_id, bot_id = self.identity()
+        user, bot = message.get("user"), message.get("bot_id")
+        if not user and not bot:
+            return False
+        return (not user or user == user_id) and (not bot or bot == bot_id)
+
+    def post_task(self, task: Task, channel: str) -> str:
+        """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
+        message = blocks.render_card(task, blocks.Card(state="pending", confirm_above=confirm_above_for(task, self.policy)))
+        with self._pacer.slot(channel):
+            response = self.client.chat_postMessage(
+                channel=channel,
+                text=message["text"],
+                blocks=message["blocks"],
+                metadata=blocks.message_metadata(task.id),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        return str(response["ts"])
+
+    def find_announcement(self, channel: str, task_id: str, oldest: float) -> str | None:
+        """Find a message the bot posted for a task since `oldest` (from its metadata); its ts or None."""
+        for ts, payload in self.announcements(channel, oldest):
+            if payload.get("task_id") == task_id:
+                return ts
+        return None
+
+    def announcements(self, channel: str, oldest: float) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every card this bot posted in a channel since `oldest`, newest first: (ts, metadata payload).
+
+        Only the bot's own messages count (anyone can attach the cards' metadata type to a message); the payload
+        is returned unchecked for the caller to validate. Paging is bounded.
+        """
+        self.identity()  # before reading anything: without it, no message can be told to be ours
+        cursor: str | None = None
+        for _page in range(50):  # at most 50 pages of 200 messages
+            response = self.client.conversations_history(
+                channel=channel, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True, cursor=cursor
+            )
+            for message in response.get("messages") or []:
+                if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
+                    continue
+                metadata = message.get("metadata")
+                payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+                if (isinstance(payload, dict) and metadata.get("event_type") == blocks.METADATA_EVENT
+                        and self.posted_by_me(message)):
+                    yield message["ts"], payload
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not response.get("has_more") or not cursor:
+                return
+
+    def sync_card(self, task_id: str) -> None:
+        """Make the task's message show its current state (no-op when it already does)."""
+        with self._render_locks[zlib.crc32(task_id.encode()) % len(self._render_locks)]:
+            row = self._store.get(task_id)
+            if row is None or row.message_ts is None or row.rendered_version >= row.version:
+                return
+            message = blocks.render_card(row.task, card_for(row, self.policy))
+            self.client.chat_update(
+                channel=row.channel,
+                ts=row.message_ts,
+                text=message["text"],
+                blocks=message["blocks"],
+                metadata=card_metadata(row),
+            )
+            self._store.mark_rendered(task_id, row.version)
+        if self.on_card_change is not None:
+            self.on_card_change()
+
+    def reply_final(self, row: TaskRow) -> None:
+        """Post the one thread reply for a completed or failed task."""
+        if row.message_ts is None or not self._store.claim_reply(row.task_id, row.state):
+            return
+        message = blocks.thread_reply(row.task, row.state, row.decided_at)
+        self.client.chat_postMessage(
+            channel=row.channel, thread_ts=row.message_ts, text=message["text"], blocks=message["blocks"]
+        )
+
+    def tell(self, channel: str, user: str, text: str) -> bool:
+        """Say something privately to one person in a channel; False (logged, never raised) when Slack refused."""
+        try:
+            self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+            return True
+        except SlackApiError as exc:
+            log.warning("could not send an ephemeral message to %s: %s", user, slack_error_text(exc))
+            return False
+
+    def say(self, channel: str, text: str, **kwargs: Any) -> None:
+        """Post a plain notice to a channel; failures are logged, never raised."""
+        try:
+            self.client.chat_postMessage(channel=channel, text=text, **kwargs)
+        except SlackApiError as exc:
+            log.warning("could not post to %s: %s", channel, slack_error_text(exc))
