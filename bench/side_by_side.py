@@ -84,6 +84,13 @@ class Batch:
     statuses: Counter[int] = field(default_factory=Counter)
     missing: int = 0
     duplicates: int = 0
+    cpu: float = 0.0  # CPU seconds the bot's process spent on the round, until every decision settled
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _click(task_id: str, slack: SlackStandIn, ts: str | None) -> tuple[bytes, str]:
@@ -156,8 +163,10 @@ def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int) -> list
                     sandbox.add_task()
                 wait_until(partial(_posted_more, stack.slack, posted), 30)  # the announcing has begun
             task_ids = stack.announced[round_ * count : (round_ + 1) * count]
+            cpu = cpu_seconds(stack.process.pid)
             batches.append(fire(stack.url, sandbox, stack.slack, task_ids, cards, label))
             wait_until(lambda: stack.store.count_in_state("deciding") == 0, 300, interval=0.2)
+            batches[-1].cpu = cpu_seconds(stack.process.pid) - cpu
             if webhooks:  # let the announcing finish before the next round's tasks arrive
                 wait_until(partial(_posted_more, stack.slack, posted + new_tasks - 1), 300, interval=0.5)
     return batches
@@ -184,8 +193,10 @@ def run_minimal(count: int, rounds: int, executor_threads: int | None = None) ->
             raise RuntimeError("the minimal bot did not start")
         for _ in range(rounds):
             task_ids = [sandbox.add_task()["id"] for _ in range(count)]
+            cpu = cpu_seconds(process.pid)
             batches.append(fire(f"http://127.0.0.1:{port}", sandbox, slack, task_ids, {}, label))
             wait_until(lambda: not sandbox.tasks("pending"), 120, interval=0.2)
+            batches[-1].cpu = cpu_seconds(process.pid) - cpu
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -214,6 +225,7 @@ def rows(groups: dict[str, list[Batch]], reference: str) -> list[list[object]]:
             ms(call99), ms(max(max(b.to_call, default=float("nan")) for b in batches)),
             sum(b.missing for b in batches), sum(b.duplicates for b in batches),
             ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items())),
+            ms(statistics.median(b.cpu / max(len(b.acks), 1) for b in batches)),
         ])
     return out
 
@@ -254,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Side by side: {count} Approve clicks, {CONCURRENCY} in flight, LeadLex {APPROVE_DELAY:g} s per approval "
         f"(medians over rounds; ratios to the minimal bot)",
         ["bot", "rounds", "ack p50", "ack p99", "ack p99 ratio", "click→call p50", "p50 ratio", "click→call p99",
-         "click→call max", "calls missing", "duplicate calls", "HTTP status"],
+         "click→call max", "calls missing", "duplicate calls", "HTTP status", "bot CPU per click"],
         rows(groups, "minimal Bolt bot"),
     )
     if args.chart:
