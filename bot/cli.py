@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,66 +137,54 @@ def cmd_run(args: argparse.Namespace) -> int:
             overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
         settings = load_settings(os.environ, require=require, **overrides)
 
-    from bot.slack.app import create_app
+    try:
+        return _serve(settings, args.host)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def _serve(settings: Settings, host: str) -> int:
+    """Build the bot, check its credentials, and serve until a signal (0) or until a part of it stopped (1)."""
     from bot.runtime import Runtime
+    from bot.service import Service
+    from bot.slack.app import create_app
 
     with database_errors(settings.database_url):
         runtime = Runtime.build(settings)
-    _preflight(runtime)
-    app = create_app(runtime)
-    stop = threading.Event()
-    _stop_on_signal(stop)  # from here on: a SIGTERM while connecting still drains and exits 0
-
-    if settings.mode == "socket":
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        assert settings.slack_app_token is not None
-        handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
-        log.warning("Socket Mode: run only one process with this app token (Slack spreads events across them)")
-        try:
-            handler.connect()
-        except SlackApiError as exc:  # refused after the preflight accepted it (revoked in between)
-            error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
-            raise LexiBotError(checks.app_token_refused(error)) from None
-        except UNREACHABLE as exc:
-            raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
-        shutdown: Callable[[], None] = handler.close
-        client = handler.client
-        runtime.watch("socket mode client", lambda: not client.closed and client.message_processor.is_alive())
-        log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
-        poller = runtime.start_poller(stop)
-        dead = _wait_for_signal(stop, runtime)
-    else:
-        from bot.ops.server import HttpFront, make_wsgi
-
-        wsgi = make_wsgi(
-            app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
-        )
-        try:
-            front = HttpFront(wsgi, args.host, settings.port)
-        except OSError as exc:  # the port is taken, or --host is not an address of this machine
-            raise LexiBotError(
-                f"cannot listen on {args.host}:{settings.port} ({exc.strerror or exc}): stop what uses that port "
-                "or set PORT to a free one (and --host to an address of this machine)"
-            ) from None
-        shutdown = front.stop
-        log.info(
-            "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
-            __version__, args.host, front.port, settings.slack_channel,
-        )
-        poller = runtime.start_poller(stop)
-        front.start()
-        runtime.watch("http front", front._thread)  # noqa: SLF001 - its serving thread, to notice it ending
-        dead = _wait_for_signal(stop, runtime)
-    if dead:  # exit non-zero so that the platform restarts the bot
-        log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
-    log.info("stopping: finishing decisions in flight")
-    stop.set()
-    shutdown()
-    poller.join(timeout=10)
-    runtime.close()
-    if sandbox is not None:
-        sandbox.stop()
+    with Service(runtime) as service:
+        _preflight(runtime)
+        app = create_app(runtime)
+        _stop_on_signal(service.stop)  # from here on: a SIGTERM while connecting still drains and exits 0
+        if settings.mode == "socket":
+            assert settings.slack_app_token is not None
+            log.warning("Socket Mode: run only one process with this app token (Slack spreads events across them)")
+            try:
+                service.connect_socket(app, settings.slack_app_token.get_secret_value())
+            except SlackApiError as exc:  # refused after the preflight accepted it (revoked in between)
+                error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
+                raise LexiBotError(checks.app_token_refused(error)) from None
+            except UNREACHABLE as exc:
+                raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
+            log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
+            service.start_poller()
+        else:
+            try:
+                front = service.serve_http(app, host, settings.port)
+            except OSError as exc:  # the port is taken, or --host is not an address of this machine
+                raise LexiBotError(
+                    f"cannot listen on {host}:{settings.port} ({exc.strerror or exc}): stop what uses that port "
+                    "or set PORT to a free one (and --host to an address of this machine)"
+                ) from None
+            log.info(
+                "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
+                __version__, host, front.port, settings.slack_channel,
+            )
+            service.start_poller()
+        dead = service.wait()
+        if dead:  # exit non-zero so that the platform restarts the bot
+            log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
+        log.info("stopping: finishing decisions in flight")
     log.info("stopped")
     return 1 if dead else 0
 
@@ -209,15 +197,6 @@ def _stop_on_signal(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-
-
-def _wait_for_signal(stop: threading.Event, runtime: Any) -> list[str]:
-    """Block until SIGTERM or SIGINT ([]), or until parts the bot needs have stopped (their names)."""
-    while not stop.wait(0.5):
-        dead: list[str] = runtime.dead()
-        if dead:
-            return dead
-    return []
 
 
 def _start_sandbox() -> Any:

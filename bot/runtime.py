@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.core.announcer import AnnounceError, Announcer, Backlog
+from bot.core.announcer import AnnounceError, Announcer
 from bot.core.approvers import Approvers
 from bot.slack.home_publisher import HomePublisher
 from bot.core.budget import BudgetPolicy
@@ -53,6 +53,18 @@ QUEUES = {
 ANNOUNCE_BACKLOG = 10_000
 #: What a person is told when the decisions queue is full.
 BUSY = "The bot has too many decisions in progress right now; please try again in a minute."
+
+
+def announce_failed(messenger: Messenger, channel: str) -> Callable[[AnnounceError], None]:
+    """What to do when Slack refused an announcement because of the setup: say so once, in the log and in the
+    channel."""
+
+    def failed(exc: AnnounceError) -> None:
+        """Log the refusal and post it to the channel."""
+        log.error("%s", exc)
+        messenger.say(channel, f":warning: lexi-bot cannot work right now: {exc}.")
+
+    return failed
 
 
 class SlackHealth:
@@ -118,16 +130,32 @@ class Runtime:
         slack = make_web_client(
             settings.slack_bot_token.get_secret_value(), settings.slack_api_url, on_error=slack_health.note
         )
-        messenger = Messenger(slack, store, post_interval=post_interval)
+        queues = {name: WorkQueue(name, workers, limit) for name, (workers, limit) in QUEUES.items()}
+        runtime: Runtime | None = None  # built last; the parts below that call back into it are handed a callable
+
+        def card_changed() -> None:
+            """Any card change refreshes the open Home tabs."""
+            if runtime is not None and runtime.home is not None:
+                runtime.home.changed()
+
+        messenger = Messenger(slack, store, post_interval=post_interval, policy=policy, on_card_change=card_changed)
         # One process per SQLite file (bot.db.guard), so claims older than this process are orphans.
         orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
-        announcer = Announcer(
-            store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before,
-            metrics=metrics, policy=policy,
-        )
         decider = Decider(
             store, lexi, messenger, approvers=Approvers(policy, slack), orphaned_before=orphaned_before,
             metrics=metrics, leases=Leases(store, orphans=orphaned_before is not None),
+            on_decided=lambda user: runtime.after_decision(user) if runtime is not None else None,
+            # "Approving…" goes to Slack beside the LeadLex call, on the general queue.
+            background=lambda fn, *args: runtime.submit(fn, *args) if runtime is not None else None,
+            resume=lambda decision: runtime.submit_decision(decision) if runtime is not None else None,
+        )
+        auto = AutoApprover(policy, store, decider)
+        announcer = Announcer(
+            store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before,
+            metrics=metrics, policy=policy,
+            # A rule's approval waits in a queue of its own, never in a channel's paced posts nor before a click.
+            on_announced=lambda task: queues["rules"].submit(auto.after_announce, task),
+            backlog_limit=ANNOUNCE_BACKLOG, on_backlog_error=announce_failed(messenger, settings.slack_channel),
         )
         poller = Poller(
             store, lexi, messenger, announcer, decider,
@@ -136,35 +164,26 @@ class Runtime:
             webhooks=settings.lexi_webhook_secret is not None,
             reconcile_interval=settings.reconcile_interval,
             metrics=metrics,
+            reminders=Reminders(policy, store, messenger, lexi, decider.approvers),
+            cards=queues["cards"], chores=queues["chores"],
         )
-        queues = {name: WorkQueue(name, workers, limit) for name, (workers, limit) in QUEUES.items()}
-        runtime = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, queues,
-                      metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
-        for name, queue in queues.items():
-            runtime.watch(f"{name} queue", queue.alive)
-            metrics.queue_backlog.labels(name).set_function(lambda q=queue: float(q.backlog))
-            metrics.queue_running.labels(name).set_function(lambda q=queue: float(q.running))
-        announcer.backlog = Backlog(announcer.announce_or_update, limit=ANNOUNCE_BACKLOG,
-                                    on_error=runtime._announce_failed)
-        metrics.queue_backlog.labels("announce").set_function(lambda: float(len(announcer.backlog or ())))
-        auto = AutoApprover(policy, store, decider)
-        # A rule's approval waits in a queue of its own, never in a channel's paced posts nor before a click.
-        announcer.on_announced = lambda task: runtime.queues["rules"].submit(auto.after_announce, task)
-        messenger.policy = policy
-        poller.reminders = Reminders(policy, store, messenger, lexi, decider.approvers)
-        poller.cards, poller.chores = queues["cards"], queues["chores"]
-        runtime.home = HomePublisher(
-            store, slack, decider, runtime.status, submit=runtime.submit_home, debounce=home_debounce
-        )
-        messenger.on_card_change = runtime.home.changed  # any card change refreshes the open Home tabs
-        decider.on_decided = runtime.after_decision
-        decider.background = runtime.submit  # "Approving…" goes to Slack beside the LeadLex call
-        decider.resume = runtime.submit_decision
+        webhooks = None
         if settings.lexi_webhook_secret is not None:
-            runtime.webhooks = WebhookReceiver(
+            webhooks = WebhookReceiver(
                 settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
                 submit=queues["cards"].submit, clock=utcnow, metrics=metrics,
             )
+        built = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, queues, webhooks=webhooks,
+                    metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
+        built.home = HomePublisher(
+            store, slack, decider, built.status, submit=built.submit_home, debounce=home_debounce
+        )
+        for name, queue in queues.items():
+            built.watch(f"{name} queue", queue.alive)
+            metrics.queue_backlog.labels(name).set_function(lambda q=queue: float(q.backlog))
+            metrics.queue_running.labels(name).set_function(lambda q=queue: float(q.running))
+        metrics.queue_backlog.labels("announce").set_function(lambda: float(len(announcer.backlog or ())))
+        runtime = built
         return runtime
 
     def after_decision(self, user: str) -> None:
@@ -216,11 +235,6 @@ class Runtime:
         self.watch("decision keeper", thread)
         thread.start()
         return thread
-
-    def _announce_failed(self, exc: AnnounceError) -> None:
-        """Slack refused an announcement because of the setup: say so once, in the log and in the channel."""
-        log.error("%s", exc)
-        self.messenger.say(self.settings.slack_channel or "", f":warning: lexi-bot cannot work right now: {exc}.")
 
     def _announce_problem(self) -> str | None:
         """The setup problem that stopped the last announcement (until one succeeds), or None."""
