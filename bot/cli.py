@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
 from slack_sdk.errors import SlackApiError
 
 from bot import __version__
 
 from bot.ops import checks
-from bot.config import Settings, load_settings
+from bot.config import Settings, load_settings, read_environment
 from bot.db import migrate
 from bot.db.guard import lock_sqlite, require_usable_database_url, sqlite_missing
 from bot.db.reach import database_errors
@@ -39,9 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    load_dotenv(os.environ.get("LEXI_ENV_FILE", ".env"), override=False)
+    environ = read_environment()
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args, environ) or 0)
     except (ConfigError, LexiBotError) as exc:
         print(f"lexi-bot: {exc}", file=sys.stderr)
         return 2
@@ -121,11 +119,11 @@ def _seconds(text: str) -> float:
 # --- run ------------------------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run the bot until SIGTERM / Ctrl-C; exit 0 after draining."""
     # Settings and the database first: a sandbox started before a configuration error only adds noise.
     require = ("slack",) if args.sandbox else ("lexi", "slack")
-    settings = load_settings(os.environ, require=require)
+    settings = load_settings(environ, require=require)
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
     with database_errors(settings.database_url):
@@ -133,9 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     sandbox = _start_sandbox() if args.sandbox else None
     if sandbox is not None:
         overrides: dict[str, object] = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key}
-        if not os.environ.get("POLL_INTERVAL"):
+        if "poll_interval" not in settings.model_fields_set:
             overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
-        settings = load_settings(os.environ, require=require, **overrides)
+        settings = load_settings(environ, require=require, **overrides)
 
     try:
         return _serve(settings, args.host)
@@ -272,7 +270,7 @@ def _preflight_slack(runtime: Any) -> None:
         accepted, line = checks.check_app_token(settings, checks.DEFAULT_TIMEOUT)
         if not accepted:
             raise LexiBotError(line)
-    for channel, source in checks.channel_sources(settings, runtime.announcer.policy).items():
+    for channel, source in checks.channel_sources(settings, runtime.policy).items():
         accepted, line = checks.check_channel(runtime.slack, channel, source)
         if not accepted:
             raise LexiBotError(f"announcement {line}" if line.startswith("channel ") else line)
@@ -281,14 +279,14 @@ def _preflight_slack(runtime: Any) -> None:
 # --- check, migrate, sandbox ----------------------------------------------------------------------
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Check each credential against the real service and print what to fix."""
     if args.sandbox:  # configuration errors first: a sandbox started for nothing only adds noise
-        load_settings(os.environ, require=("slack",))
+        load_settings(environ, require=("slack",))
     sandbox = _start_sandbox() if args.sandbox else None
     overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key} if sandbox else {}
     try:
-        settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
+        settings = load_settings(environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
         with _quiet(_SLACK_SDK_LOGGER):  # a line per check says it; slack_sdk's own errors would repeat it
             results = checks.run_checks(settings, args.timeout)
     finally:
@@ -301,9 +299,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if not failed else 1
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
+def cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Upgrade the database to the latest revision."""
-    settings = load_settings(os.environ, require=())
+    settings = load_settings(environ, require=())
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     require_usable_database_url(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -322,11 +320,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_webhooks(args: argparse.Namespace) -> int:
+def cmd_webhooks(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Register, list or delete LeadLex webhooks."""
     from bot.core.webhooks import TASK_EVENTS
 
-    settings = load_settings(os.environ, require=("lexi",))
+    settings = load_settings(environ, require=("lexi",))
     assert settings.lexi_api_key is not None
     lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), attempts=2, max_wait=5)
     try:
@@ -359,12 +357,12 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_policy(args: argparse.Namespace) -> int:
+def cmd_policy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Validate the policy file and print, per task type, what will happen."""
     from bot.core.policy import describe, load_policy
 
     overrides = {"policy_file": args.file} if args.file else {}
-    settings = load_settings(os.environ, require=(), **overrides)
+    settings = load_settings(environ, require=(), **overrides)
     if not settings.policy_file:
         if settings.slack_channel is None:
             raise ConfigError("no policy file to check: give one (lexi-bot policy check FILE) or set LEXI_POLICY_FILE")
@@ -391,7 +389,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 _UNSET_CHANNEL = "SLACK_CHANNEL"
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Write the audit trail to standard output as CSV or JSON."""
     import csv
     import json
@@ -405,7 +403,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         since = parse_time(text)
         if since is None:
             raise ConfigError(f"--since {args.since!r} is not a date such as 2026-11-01 or 2026-11-01T09:00Z")
-    settings = load_settings(os.environ, require=())
+    settings = load_settings(environ, require=())
     require_usable_database_url(settings.database_url)
     missing = sqlite_missing(settings.database_url)
     if missing is not None:  # opening it would leave an empty file behind
@@ -448,7 +446,7 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
+def cmd_sandbox(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve the LeadLex sandbox in the foreground."""
     from bot.dev import sandbox
 
@@ -458,7 +456,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return int(sandbox.main(argv) or 0)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run the sandbox, a Slack stand-in and the bot in one process, and serve a Slack-like page for them."""
     from bot.dev.demo import run_demo
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Literal
 
+from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.errors import ConfigError
@@ -199,6 +201,15 @@ class Settings(BaseModel):
         found = [self.lexi_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
                  self.lexi_webhook_secret]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+
+
+def read_environment() -> dict[str, str]:
+    """The process's environment, with `.env` (or the file LEXI_ENV_FILE names) beneath it: read once, at start.
+
+    Variables already set win over the file's. Everything else gets its configuration from what this returns.
+    """
+    load_dotenv(os.environ.get("LEXI_ENV_FILE", ".env"), override=False)
+    return dict(os.environ)
 
 
 def load_settings(

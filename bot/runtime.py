@@ -25,6 +25,7 @@ from bot.ops.leader import Leadership
 from bot.lexi.client import LexiClient
 from bot.slack.messenger import AUTH_ERRORS, Messenger, make_web_client
 from bot.ops.metrics import Metrics
+from bot.core.policy import Policy
 from bot.core.poller import Poller
 from bot.core.reminders import Reminders
 from bot.core.rules import AutoApprover
@@ -95,6 +96,8 @@ class Runtime:
     decider: Decider
     poller: Poller
     queues: dict[str, WorkQueue]
+    #: The approval policy, parsed once per process (here, from the settings) and shared by every part.
+    policy: Policy
     webhooks: WebhookReceiver | None = None
     leadership: Leadership | None = None
     home: HomePublisher | None = None
@@ -113,11 +116,13 @@ class Runtime:
         claim_timeout: timedelta = timedelta(seconds=90),
         lexi_options: dict[str, Any] | None = None,
         home_debounce: float = 2.0,
+        policy: Policy | None = None,
     ) -> Runtime:
-        """Wire the parts together from settings (the store may be passed in, already migrated)."""
+        """Wire the parts together from settings (the store, already migrated, and the policy, already parsed, may be
+        passed in)."""
         assert settings.slack_bot_token is not None and settings.slack_channel is not None
         assert settings.lexi_api_key is not None
-        policy = settings.policy()  # validated completely: a misunderstood policy stops the bot here
+        policy = policy or settings.policy()  # validated completely: a misunderstood policy stops the bot here
         store = store or Store.from_url(settings.database_url)
         metrics = Metrics()
         lexi = LexiClient(
@@ -173,7 +178,7 @@ class Runtime:
                 settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
                 submit=queues["cards"].submit, clock=utcnow, metrics=metrics,
             )
-        built = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, queues, webhooks=webhooks,
+        built = cls(settings, store, lexi, slack, messenger, announcer, decider, poller, queues, policy, webhooks=webhooks,
                     metrics=metrics, slack_health=slack_health, leadership=Leadership(store.engine))
         built.home = HomePublisher(
             store, slack, decider, built.status, submit=built.submit_home, debounce=home_debounce
