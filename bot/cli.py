@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from bot import __version__
 
 from bot.ops import checks
-from bot.config import Settings, load_settings, read_environment
+from bot.config import HttpSettings, Settings, SocketSettings, load_settings, read_environment, run_settings
 from bot.db import migrate
 from bot.db.guard import lock_sqlite, require_usable_database_url, sqlite_missing
 from bot.db.reach import database_errors
@@ -136,13 +136,13 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         settings = load_settings(environ, require=require, **overrides)
 
     try:
-        return _serve(settings, args.host)
+        return _serve(run_settings(settings), args.host)
     finally:
         if sandbox is not None:
             sandbox.stop()
 
 
-def _serve(settings: Settings, host: str) -> int:
+def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
     """Build the bot, check its credentials, and serve until a signal (0) or until a part of it stopped (1)."""
     from bot.runtime import Runtime
     from bot.service import Service
@@ -154,8 +154,7 @@ def _serve(settings: Settings, host: str) -> int:
         _preflight(runtime)
         app = create_app(runtime)
         _stop_on_signal(service.stop)  # from here on: a SIGTERM while connecting still drains and exits 0
-        if settings.mode == "socket":
-            assert settings.slack_app_token is not None
+        if isinstance(settings, SocketSettings):
             log.warning("Socket Mode: run only one process with this app token (Slack spreads events across them)")
             try:
                 service.connect_socket(app, settings.slack_app_token.get_secret_value())

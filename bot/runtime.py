@@ -17,7 +17,7 @@ from bot.core.announcer import AnnounceError, Announcer
 from bot.core.approvers import Approvers
 from bot.slack.home_publisher import HomePublisher
 from bot.core.budget import BudgetPolicy
-from bot.config import Settings
+from bot.config import RunSettings, Settings, run_settings
 from bot.db.store import DecisionRow, Store, utcnow
 from bot.core.decisions import Decider
 from bot.core.keeper import Keeper, Leases
@@ -87,7 +87,7 @@ class SlackHealth:
 class Runtime:
     """The bot's collaborators and its own work queues for slow work that must not hold Bolt's threads."""
 
-    settings: Settings
+    settings: RunSettings
     store: Store
     lexi: LexiClient
     slack: WebClient
@@ -120,8 +120,7 @@ class Runtime:
     ) -> Runtime:
         """Wire the parts together from settings (the store, already migrated, and the policy, already parsed, may be
         passed in)."""
-        assert settings.slack_bot_token is not None and settings.slack_channel is not None
-        assert settings.lexi_api_key is not None
+        settings = run_settings(settings)  # what running needs is there (ConfigError otherwise)
         policy = policy or settings.policy()  # validated completely: a misunderstood policy stops the bot here
         store = store or Store.from_url(settings.database_url)
         metrics = Metrics()
