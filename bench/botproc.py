@@ -11,14 +11,13 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 from bot.slack.app import create_app
 from bot.config import load_settings
 from bot.runtime import Runtime
-from bot.ops.server import HttpFront, make_wsgi
+from bot.service import Service
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,26 +31,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings(os.environ)
     runtime = Runtime.build(settings, post_interval=args.post_interval)
-    app = create_app(runtime)
-    wsgi = make_wsgi(app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics,
-                     webhooks=runtime.webhooks)
-    front = HttpFront(wsgi, "127.0.0.1", args.port, threads=args.http_threads)
-    stop = threading.Event()
+    with Service(runtime, drain_timeout=20) as service:
 
-    def on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
+        def on_signal(_signum: int, _frame: Any) -> None:
+            service.stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    poller = threading.Thread(target=runtime.poller.run, args=(stop,), name="lexi-poller", daemon=True)
-    front.start()
-    poller.start()
-    print("ready", flush=True)
-    while not stop.wait(0.5):
-        pass
-    front.stop(timeout=5)
-    poller.join(timeout=10)
-    runtime.close(drain_timeout=20)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        service.start_poller()
+        service.serve_http(create_app(runtime), "127.0.0.1", args.port, threads=args.http_threads, stop_timeout=5)
+        print("ready", flush=True)
+        while not service.stop.wait(0.5):
+            pass
     return 0
 
 

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
 from slack_sdk.errors import SlackApiError
 
 from bot import __version__
 
 from bot.ops import checks
-from bot.config import Settings, load_settings
+from bot.config import HttpSettings, Settings, SocketSettings, load_settings, read_environment, run_settings
 from bot.db import migrate
 from bot.db.guard import lock_sqlite, require_usable_database_url, sqlite_missing
 from bot.db.reach import database_errors
@@ -39,9 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    load_dotenv(os.environ.get("LEXI_ENV_FILE", ".env"), override=False)
+    environ = read_environment()
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args, environ) or 0)
     except (ConfigError, LexiBotError) as exc:
         print(f"lexi-bot: {exc}", file=sys.stderr)
         return 2
@@ -121,11 +119,11 @@ def _seconds(text: str) -> float:
 # --- run ------------------------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run the bot until SIGTERM / Ctrl-C; exit 0 after draining."""
     # Settings and the database first: a sandbox started before a configuration error only adds noise.
     require = ("slack",) if args.sandbox else ("lexi", "slack")
-    settings = load_settings(os.environ, require=require)
+    settings = load_settings(environ, require=require)
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
     with database_errors(settings.database_url):
@@ -133,70 +131,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     sandbox = _start_sandbox() if args.sandbox else None
     if sandbox is not None:
         overrides: dict[str, object] = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key}
-        if not os.environ.get("POLL_INTERVAL"):
+        if "poll_interval" not in settings.model_fields_set:
             overrides["poll_interval"] = 5.0  # the sandbox has no daily budget to protect
-        settings = load_settings(os.environ, require=require, **overrides)
+        settings = load_settings(environ, require=require, **overrides)
 
-    from bot.slack.app import create_app
+    try:
+        return _serve(run_settings(settings), args.host)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
+    """Build the bot, check its credentials, and serve until a signal (0) or until a part of it stopped (1)."""
     from bot.runtime import Runtime
+    from bot.service import Service
+    from bot.slack.app import create_app
 
     with database_errors(settings.database_url):
         runtime = Runtime.build(settings)
-    _preflight(runtime)
-    app = create_app(runtime)
-    stop = threading.Event()
-    _stop_on_signal(stop)  # from here on: a SIGTERM while connecting still drains and exits 0
-
-    if settings.mode == "socket":
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        assert settings.slack_app_token is not None
-        handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
-        log.warning("Socket Mode: run only one process with this app token (Slack spreads events across them)")
-        try:
-            handler.connect()
-        except SlackApiError as exc:  # refused after the preflight accepted it (revoked in between)
-            error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
-            raise LexiBotError(checks.app_token_refused(error)) from None
-        except UNREACHABLE as exc:
-            raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
-        shutdown: Callable[[], None] = handler.close
-        client = handler.client
-        runtime.watch("socket mode client", lambda: not client.closed and client.message_processor.is_alive())
-        log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
-        poller = runtime.start_poller(stop)
-        dead = _wait_for_signal(stop, runtime)
-    else:
-        from bot.ops.server import HttpFront, make_wsgi
-
-        wsgi = make_wsgi(
-            app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
-        )
-        try:
-            front = HttpFront(wsgi, args.host, settings.port)
-        except OSError as exc:  # the port is taken, or --host is not an address of this machine
-            raise LexiBotError(
-                f"cannot listen on {args.host}:{settings.port} ({exc.strerror or exc}): stop what uses that port "
-                "or set PORT to a free one (and --host to an address of this machine)"
-            ) from None
-        shutdown = front.stop
-        log.info(
-            "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
-            __version__, args.host, front.port, settings.slack_channel,
-        )
-        poller = runtime.start_poller(stop)
-        front.start()
-        runtime.watch("http front", front._thread)  # noqa: SLF001 - its serving thread, to notice it ending
-        dead = _wait_for_signal(stop, runtime)
-    if dead:  # exit non-zero so that the platform restarts the bot
-        log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
-    log.info("stopping: finishing decisions in flight")
-    stop.set()
-    shutdown()
-    poller.join(timeout=10)
-    runtime.close()
-    if sandbox is not None:
-        sandbox.stop()
+    with Service(runtime) as service:
+        _preflight(runtime)
+        app = create_app(runtime)
+        _stop_on_signal(service.stop)  # from here on: a SIGTERM while connecting still drains and exits 0
+        if isinstance(settings, SocketSettings):
+            log.warning("Socket Mode: run only one process with this app token (Slack spreads events across them)")
+            try:
+                service.connect_socket(app, settings.slack_app_token.get_secret_value())
+            except SlackApiError as exc:  # refused after the preflight accepted it (revoked in between)
+                error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
+                raise LexiBotError(checks.app_token_refused(error)) from None
+            except UNREACHABLE as exc:
+                raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
+            log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
+            service.start_poller()
+        else:
+            try:
+                front = service.serve_http(app, host, settings.port)
+            except OSError as exc:  # the port is taken, or --host is not an address of this machine
+                raise LexiBotError(
+                    f"cannot listen on {host}:{settings.port} ({exc.strerror or exc}): stop what uses that port "
+                    "or set PORT to a free one (and --host to an address of this machine)"
+                ) from None
+            log.info(
+                "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
+                __version__, host, front.port, settings.slack_channel,
+            )
+            service.start_poller()
+        dead = service.wait()
+        if dead:  # exit non-zero so that the platform restarts the bot
+            log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
+        log.info("stopping: finishing decisions in flight")
     log.info("stopped")
     return 1 if dead else 0
 
@@ -209,15 +194,6 @@ def _stop_on_signal(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-
-
-def _wait_for_signal(stop: threading.Event, runtime: Any) -> list[str]:
-    """Block until SIGTERM or SIGINT ([]), or until parts the bot needs have stopped (their names)."""
-    while not stop.wait(0.5):
-        dead: list[str] = runtime.dead()
-        if dead:
-            return dead
-    return []
 
 
 def _start_sandbox() -> Any:
@@ -293,7 +269,7 @@ def _preflight_slack(runtime: Any) -> None:
         accepted, line = checks.check_app_token(settings, checks.DEFAULT_TIMEOUT)
         if not accepted:
             raise LexiBotError(line)
-    for channel, source in checks.channel_sources(settings, runtime.announcer.policy).items():
+    for channel, source in checks.channel_sources(settings, runtime.policy).items():
         accepted, line = checks.check_channel(runtime.slack, channel, source)
         if not accepted:
             raise LexiBotError(f"announcement {line}" if line.startswith("channel ") else line)
@@ -302,14 +278,14 @@ def _preflight_slack(runtime: Any) -> None:
 # --- check, migrate, sandbox ----------------------------------------------------------------------
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Check each credential against the real service and print what to fix."""
     if args.sandbox:  # configuration errors first: a sandbox started for nothing only adds noise
-        load_settings(os.environ, require=("slack",))
+        load_settings(environ, require=("slack",))
     sandbox = _start_sandbox() if args.sandbox else None
     overrides = {"lexi_api_url": sandbox.url, "lexi_api_key": sandbox.api_key} if sandbox else {}
     try:
-        settings = load_settings(os.environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
+        settings = load_settings(environ, require=("slack",) if sandbox else ("lexi", "slack"), **overrides)
         with _quiet(_SLACK_SDK_LOGGER):  # a line per check says it; slack_sdk's own errors would repeat it
             results = checks.run_checks(settings, args.timeout)
     finally:
@@ -322,9 +298,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if not failed else 1
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
+def cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Upgrade the database to the latest revision."""
-    settings = load_settings(os.environ, require=())
+    settings = load_settings(environ, require=())
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     require_usable_database_url(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -343,11 +319,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_webhooks(args: argparse.Namespace) -> int:
+def cmd_webhooks(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Register, list or delete LeadLex webhooks."""
     from bot.core.webhooks import TASK_EVENTS
 
-    settings = load_settings(os.environ, require=("lexi",))
+    settings = load_settings(environ, require=("lexi",))
     assert settings.lexi_api_key is not None
     lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), attempts=2, max_wait=5)
     try:
@@ -380,12 +356,12 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_policy(args: argparse.Namespace) -> int:
+def cmd_policy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Validate the policy file and print, per task type, what will happen."""
     from bot.core.policy import describe, load_policy
 
     overrides = {"policy_file": args.file} if args.file else {}
-    settings = load_settings(os.environ, require=(), **overrides)
+    settings = load_settings(environ, require=(), **overrides)
     if not settings.policy_file:
         if settings.slack_channel is None:
             raise ConfigError("no policy file to check: give one (lexi-bot policy check FILE) or set LEXI_POLICY_FILE")
@@ -412,7 +388,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 _UNSET_CHANNEL = "SLACK_CHANNEL"
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Write the audit trail to standard output as CSV or JSON."""
     import csv
     import json
@@ -426,7 +402,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         since = parse_time(text)
         if since is None:
             raise ConfigError(f"--since {args.since!r} is not a date such as 2026-11-01 or 2026-11-01T09:00Z")
-    settings = load_settings(os.environ, require=())
+    settings = load_settings(environ, require=())
     require_usable_database_url(settings.database_url)
     missing = sqlite_missing(settings.database_url)
     if missing is not None:  # opening it would leave an empty file behind
@@ -469,7 +445,7 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
+def cmd_sandbox(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Serve the LeadLex sandbox in the foreground."""
     from bot.dev import sandbox
 
@@ -479,7 +455,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return int(sandbox.main(argv) or 0)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run the sandbox, a Slack stand-in and the bot in one process, and serve a Slack-like page for them."""
     from bot.dev.demo import run_demo
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Literal
 
+from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.errors import ConfigError
@@ -199,6 +201,57 @@ class Settings(BaseModel):
         found = [self.lexi_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
                  self.lexi_webhook_secret]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+
+
+class RunSettings(Settings):
+    """Settings validated for running the bot: the LeadLex key, the bot token and the channel are there."""
+
+    lexi_api_key: SecretStr
+    slack_bot_token: SecretStr
+    slack_channel: str
+
+    def policy(self) -> Policy:
+        """The approval policy: the policy file when one is configured, else SLACK_CHANNEL and LEXI_APPROVERS."""
+        if self.policy_file:
+            return load_policy(self.policy_file, channel=self.slack_channel, approvers=self.lexi_approvers)
+        return from_settings(self.slack_channel, self.lexi_approvers)
+
+
+class HttpSettings(RunSettings):
+    """Settings for HTTP mode: Slack's requests are checked with the signing secret."""
+
+    slack_signing_secret: SecretStr
+    slack_app_token: None = None
+
+
+class SocketSettings(RunSettings):
+    """Settings for Socket Mode: the bot connects to Slack with the app-level token."""
+
+    slack_app_token: SecretStr
+
+
+def run_settings(settings: Settings) -> HttpSettings | SocketSettings:
+    """The same settings, narrowed to what running the bot needs; ConfigError naming what is missing otherwise."""
+    missing = [variable for field, variable in _FIELDS.items()
+               if field in ("lexi_api_key", "slack_bot_token", "slack_channel") and getattr(settings, field) is None]
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        missing.append("SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)")
+    if missing:
+        problems = [f"{name} is not set" for name in missing]
+        raise ConfigError("Configuration problems — fix these and start again:\n  - " + "\n  - ".join(problems))
+    values = dict(settings)  # the validated values as they are (a second validation keeps them)
+    if settings.slack_app_token is not None:
+        return SocketSettings(**values)
+    return HttpSettings(**values)
+
+
+def read_environment() -> dict[str, str]:
+    """The process's environment, with `.env` (or the file LEXI_ENV_FILE names) beneath it: read once, at start.
+
+    Variables already set win over the file's. Everything else gets its configuration from what this returns.
+    """
+    load_dotenv(os.environ.get("LEXI_ENV_FILE", ".env"), override=False)
+    return dict(os.environ)
 
 
 def load_settings(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bot.config import load_settings, normalize_database_url
+from bot.config import HttpSettings, SocketSettings, load_settings, normalize_database_url, read_environment, run_settings
 from bot.errors import ConfigError
 
 GOOD = {
@@ -134,3 +136,42 @@ def test_budget_reserve_out_of_range_or_malformed_is_refused_with_a_hint(given: 
         load_settings({**GOOD, "LEXI_BUDGET_RESERVE": given})
     message = str(caught.value)
     assert "LEXI_BUDGET_RESERVE" in message and "such as 20% or 0.2" in message, message
+
+
+def test_run_settings_narrow_to_the_connection_mode_with_the_same_values() -> None:
+    """Settings complete for running become HTTP- or Socket Mode settings holding the same validated values."""
+    http = run_settings(load_settings(GOOD))
+    assert isinstance(http, HttpSettings)
+    assert http.slack_signing_secret.get_secret_value() == "signing-secret-value"
+    assert http.slack_channel == "C0123ABCD" and http.policy().default.channel == "C0123ABCD"
+    socket = run_settings(load_settings({**GOOD, "SLACK_APP_TOKEN": "xapp-1-abc"}))
+    assert isinstance(socket, SocketSettings)
+    assert socket.slack_app_token.get_secret_value() == "xapp-1-abc" and socket.mode == "socket"
+    assert socket.lexi_api_key.get_secret_value() == GOOD["LEXI_API_KEY"]
+
+
+def test_run_settings_name_every_missing_variable() -> None:
+    """Settings loaded for another command (nothing required) are refused for running, naming what is missing."""
+    with pytest.raises(ConfigError) as caught:
+        run_settings(load_settings({"SLACK_CHANNEL": "C0123ABCD"}, require=()))
+    message = str(caught.value)
+    for name in ("LEXI_API_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN"):
+        assert name in message
+    assert "SLACK_CHANNEL" not in message
+
+
+def test_read_environment_puts_the_env_file_beneath_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file LEXI_ENV_FILE names fills in what the environment lacks; a variable already set wins."""
+    env_file = tmp_path / "bot.env"
+    env_file.write_text("LEXI_TEST_ONLY_IN_FILE=from-file\nLEXI_TEST_IN_BOTH=from-file\n")
+    monkeypatch.setenv("LEXI_ENV_FILE", str(env_file))
+    monkeypatch.setenv("LEXI_TEST_IN_BOTH", "from-environment")
+    monkeypatch.delenv("LEXI_TEST_ONLY_IN_FILE", raising=False)
+    try:
+        environ = read_environment()
+    finally:
+        monkeypatch.delenv("LEXI_TEST_ONLY_IN_FILE", raising=False)  # load_dotenv wrote it into os.environ
+    assert environ["LEXI_TEST_ONLY_IN_FILE"] == "from-file"
+    assert environ["LEXI_TEST_IN_BOTH"] == "from-environment"

@@ -201,3 +201,13 @@ def test_dependencies_have_upper_bounds_at_the_next_major() -> None:
         upper = [spec for spec in requirement.specifier if spec.operator == "<"]
         assert lower and upper, f"{text} needs a lower and an upper bound"
         assert Version(upper[0].version) > Version(lower[0].version)
+
+
+def test_the_version_is_written_once_in_the_package() -> None:
+    """pyproject.toml reads the version from bot/__init__.py, so the installed package and `--version` agree."""
+    import bot
+
+    project = _pyproject()["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert _pyproject()["tool"]["hatch"]["version"]["path"] == "bot/__init__.py"
+    assert metadata.version("lexi-bot") == bot.__version__

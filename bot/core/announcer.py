@@ -210,6 +210,9 @@ class Announcer:
         orphaned_before: datetime | None = None,
         metrics: Metrics | None = None,
         policy: Policy | None = None,
+        on_announced: Callable[[Task], object] | None = None,
+        backlog_limit: int | None = None,
+        on_backlog_error: Callable[[AnnounceError], object] | None = None,
     ) -> None:
         self._metrics = metrics
         self.policy = policy or from_settings(channel, ())
@@ -219,10 +222,13 @@ class Announcer:
         self._claim_timeout = claim_timeout
         self._orphaned_before = orphaned_before
         #: Called with each task this process announced (the auto-approval rules).
-        self.on_announced: Callable[[Task], object] | None = None
+        self.on_announced = on_announced
         self.restored: set[str] = set()  # tasks rebuilt from the channel whose content is still to be fetched
-        #: Where new tasks wait for their post (set by the runtime); without one, `enqueue` posts at once.
-        self.backlog: Backlog | None = None
+        #: Where new tasks wait for their post, at most `backlog_limit` of them (the runtime sets one); without one,
+        #: `enqueue` posts at once.
+        self.backlog = None if backlog_limit is None else Backlog(
+            self.announce_or_update, limit=backlog_limit, on_error=on_backlog_error
+        )
 
     def enqueue(self, task: Task, *, signed_at: datetime | None = None) -> bool:
         """Queue a new task for announcement in its channel; False when the backlog is full (try again later).

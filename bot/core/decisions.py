@@ -105,13 +105,16 @@ class Decider:
         on_decided: Callable[[str], None] | None = None,
         metrics: Metrics | None = None,
         leases: Leases | None = None,
+        background: Callable[..., object] | None = None,
+        resume: Callable[[DecisionRow], object] | None = None,
     ) -> None:
         #: Called with the deciding user after each decision this process claimed has its outcome recorded.
         self.on_decided = on_decided
-        #: Runs a card update beside the LeadLex call (set by the runtime); None: the card is updated after it.
-        self.background: Callable[..., object] | None = None
-        #: Carries out a decision taken over from a dead process (the runtime queues it on its workers).
-        self.resume: Callable[[DecisionRow], object] = self.carry
+        #: Runs a card update beside the LeadLex call (the runtime's workers); None: the card is updated after it.
+        self.background = background
+        #: Carries out a decision taken over from a dead process (the runtime queues it on its workers); by default
+        #: at once, here.
+        self.resume: Callable[[DecisionRow], object] = resume or self.carry
         self.leases = leases or Leases(store)
         self._store = store
         self._lexi = lexi

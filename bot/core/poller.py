@@ -55,6 +55,9 @@ class Poller:
         reconcile_interval: float = 3600.0,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        reminders: Reminders | None = None,
+        cards: WorkQueue | None = None,
+        chores: WorkQueue | None = None,
     ) -> None:
         self._metrics = metrics
         self._store = store
@@ -71,12 +74,12 @@ class Poller:
         self.reconcile_interval = reconcile_interval
         self._next_reconcile = 0.0
         self._restore_checked = False
-        self.reminders: Reminders | None = None
-        #: Where card updates and thread replies go (set by the runtime), so that Slack's pace never holds a cycle;
+        self.reminders = reminders
+        #: Where card updates and thread replies go (the runtime's queue), so that Slack's pace never holds a cycle;
         #: without one they are done in the cycle.
-        self.cards: WorkQueue | None = None
-        #: Where the reminders' run goes (set by the runtime); without one it runs in the cycle.
-        self.chores: WorkQueue | None = None
+        self.cards = cards
+        #: Where the reminders' run goes (the runtime's queue); without one it runs in the cycle.
+        self.chores = chores
         self._woken = threading.Event()
         self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
         self._stretched: str | None = None

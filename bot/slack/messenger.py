@@ -135,12 +135,13 @@ def card_metadata(row: TaskRow) -> dict[str, Any]:
 class Messenger:
     """Posts and updates the task messages; the only module that calls Slack's chat API for tasks."""
 
-    def __init__(self, client: WebClient, store: Store, *, post_interval: float = 1.0) -> None:
+    def __init__(self, client: WebClient, store: Store, *, post_interval: float = 1.0, policy: Policy | None = None,
+                 on_card_change: Callable[[], object] | None = None) -> None:
         self.client = client
         self._store = store
         self._pacer = Pacer(post_interval)
-        self.policy: Policy | None = None  # set by the runtime: per-type bulk-safety sizes
-        self.on_card_change: Callable[[], object] | None = None  # set by the runtime: refresh open Home tabs
+        self.policy = policy  # per-type bulk-safety sizes
+        self.on_card_change = on_card_change  # called on any card change: refresh open Home tabs
         # A fixed pool of locks, striped by task id: renders of one task never interleave, and memory stays
         # constant however many tasks the bot has ever seen.
         self._render_locks = [threading.Lock() for _ in range(64)]

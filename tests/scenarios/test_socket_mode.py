@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.slack import blocks
 from bot.slack.app import create_app
@@ -15,6 +14,7 @@ from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.runtime import Runtime
+from bot.service import Service
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, SECRETS_GIVEN, bot_env
@@ -34,15 +34,12 @@ def socket_bot(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> Iterato
     store = Store.from_url(settings.database_url)
     migrate.upgrade(store.engine)
     runtime = Runtime.build(settings, store=store, post_interval=0.0)
-    handler = SocketModeHandler(create_app(runtime), slack.app_token)
-    handler.connect()
+    service = Service(runtime)
+    service.own(server.stop)
+    service.connect_socket(create_app(runtime), slack.app_token)
     server.wait_connected()
-    try:
+    with service:
         yield runtime, server
-    finally:
-        handler.close()
-        server.stop()
-        runtime.close()
 
 
 def test_clicks_and_commands_arrive_over_socket_mode(socket_bot: tuple[Runtime, SocketModeServer],

@@ -16,7 +16,7 @@ from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.runtime import Runtime
-from bot.ops.server import HttpFront, make_wsgi
+from bot.service import Service
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
 
@@ -52,12 +52,16 @@ def bot_settings(sandbox: Sandbox, slack: SlackStandIn, database_url: str, **ext
 class BotHarness:
     """The bot under test, reachable over HTTP, plus helpers to act on it as Slack would."""
 
-    runtime: Runtime
+    service: Service
     url: str
     slack: SlackStandIn
     sandbox: Sandbox
-    _front: HttpFront
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
+
+    @property
+    def runtime(self) -> Runtime:
+        """The bot's runtime."""
+        return self.service.runtime
 
     @property
     def store(self) -> Store:
@@ -115,8 +119,7 @@ class BotHarness:
 
     def close(self) -> None:
         """Stop the server and the runtime."""
-        self._front.stop(timeout=5)
-        self.runtime.close()
+        self.service.close()
         self.http.close()
 
 
@@ -141,8 +144,6 @@ def start_bot(
         settings, store=store, post_interval=post_interval, claim_timeout=claim_timeout, lexi_options=options,
         home_debounce=0.05,
     )
-    app = create_app(runtime)
-    front = HttpFront(make_wsgi(
-        app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
-    ), "127.0.0.1", 0).start()
-    return BotHarness(runtime, f"http://127.0.0.1:{front.port}", slack, sandbox, front)
+    service = Service(runtime)
+    front = service.serve_http(create_app(runtime), "127.0.0.1", 0, stop_timeout=5)
+    return BotHarness(service, f"http://127.0.0.1:{front.port}", slack, sandbox)

@@ -31,7 +31,7 @@ from bot.dev.demo.snapshot import Person, Sources
 from bot.dev.sandbox import Sandbox
 from bot.ops.logs import setup_logging
 from bot.runtime import Runtime
-from bot.ops.server import HttpFront, make_wsgi
+from bot.service import Service
 from bot.dev.standin.slack import SlackStandIn
 
 log = logging.getLogger(__name__)
@@ -133,16 +133,10 @@ class Demo:
         store = Store.from_url(settings.database_url)
         migrate.upgrade(store.engine)
         runtime = self.runtime = Runtime.build(settings, store=store, post_interval=self._post_interval)
-        stack.callback(runtime.close, 5.0)
-        front = HttpFront(make_wsgi(create_app(runtime), health=runtime.health, ready=runtime.readiness,
-                                    metrics=runtime.metrics), "127.0.0.1", 0)
-        stack.callback(front.stop, 5.0)
-        front.start()
-        stop_polling = threading.Event()
-        poller = threading.Thread(target=runtime.poller.run, args=(stop_polling,), name="lexi-poller", daemon=True)
-        stack.callback(poller.join, 10.0)
-        stack.callback(stop_polling.set)
-        poller.start()
+        service = Service(runtime, drain_timeout=5.0)
+        stack.callback(service.close)
+        front = service.serve_http(create_app(runtime), "127.0.0.1", 0, stop_timeout=5.0)
+        service.start_poller()
 
         self.bot_url = f"http://127.0.0.1:{front.port}"
         session = Session(self.standin, self.bot_url, self.signing_secret, CHANNEL, CHANNEL_NAME)

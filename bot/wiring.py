@@ -1,0 +1,134 @@
+"""Wiring: the bot's parts built from settings, each given what it calls at construction (bot.runtime.Runtime)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from bot.config import Settings, run_settings
+from bot.core.announcer import AnnounceError, Announcer
+from bot.core.approvers import Approvers
+from bot.core.budget import BudgetPolicy
+from bot.core.decisions import Decider
+from bot.core.keeper import Leases
+from bot.core.poller import Poller
+from bot.core.policy import Policy
+from bot.core.reminders import Reminders
+from bot.core.rules import AutoApprover
+from bot.core.webhooks import WebhookReceiver
+from bot.db.store import DecisionRow, Store, utcnow
+from bot.health import Health, SlackHealth
+from bot.lexi.client import LexiClient
+from bot.ops.leader import Leadership
+from bot.ops.metrics import Metrics
+from bot.runtime import ANNOUNCE_BACKLOG, Runtime
+from bot.slack.home_publisher import HomePublisher
+from bot.slack.messenger import Messenger, make_web_client
+from bot.workers import Workers
+
+log = logging.getLogger("bot.runtime")
+
+
+def announce_failed(messenger: Messenger, channel: str) -> Callable[[AnnounceError], None]:
+    """What to do when Slack refused an announcement because of the setup: say so once, in the log and in the
+    channel."""
+
+    def failed(exc: AnnounceError) -> None:
+        """Log the refusal and post it to the channel."""
+        log.error("%s", exc)
+        messenger.say(channel, f":warning: lexi-bot cannot work right now: {exc}.")
+
+    return failed
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    post_interval: float = 1.0,
+    claim_timeout: timedelta = timedelta(seconds=90),
+    lexi_options: dict[str, Any] | None = None,
+    home_debounce: float = 2.0,
+    policy: Policy | None = None,
+) -> Runtime:
+    """Wire the parts together from settings (the store, already migrated, and the policy, already parsed, may be
+    passed in)."""
+    settings = run_settings(settings)  # what running needs is there (ConfigError otherwise)
+    policy = policy or settings.policy()  # validated completely: a misunderstood policy stops the bot here
+    store = store or Store.from_url(settings.database_url)
+    metrics = Metrics()
+    lexi = LexiClient(
+        settings.lexi_api_url, settings.lexi_api_key.get_secret_value(),
+        on_response=metrics.leadlex_call, on_unparseable=lambda kind: metrics.unparseable.labels(kind).inc(),
+        **(lexi_options or {}),
+    )
+    metrics.budget_remaining.set_function(lambda: float(lexi.budget.remaining or 0))
+    slack_health = SlackHealth(metrics)
+    slack = make_web_client(
+        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, on_error=slack_health.note
+    )
+    workers = Workers(metrics)
+    # Earlier parts call later ones, a cycle (messenger → Home → decider → messenger): they are handed these
+    # callables, which reach `home` and `runtime` (built last, below) when called, never during the build.
+
+    def card_changed() -> None:
+        """Any card change refreshes the open Home tabs."""
+        home.changed()
+
+    def decided(user: str) -> None:
+        """After a decision: the decider's Home shows it at once, and the poller re-plans (a completion to watch)."""
+        runtime.after_decision(user)
+
+    def resume(decision: DecisionRow) -> object:
+        """A decision taken over from a dead process goes to the decisions queue like a click's."""
+        return runtime.submit_decision(decision)
+
+    messenger = Messenger(slack, store, post_interval=post_interval, policy=policy, on_card_change=card_changed)
+    # One process per SQLite file (bot.db.guard), so claims older than this process are orphans.
+    orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
+    decider = Decider(
+        store, lexi, messenger, approvers=Approvers(policy, slack), orphaned_before=orphaned_before,
+        metrics=metrics, leases=Leases(store, orphans=orphaned_before is not None), on_decided=decided,
+        background=workers.submit,  # "Approving…" goes to Slack beside the LeadLex call
+        resume=resume,
+    )
+    auto = AutoApprover(policy, store, decider)
+    announcer = Announcer(
+        store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before,
+        metrics=metrics, policy=policy,
+        # A rule's approval waits in a queue of its own, never in a channel's paced posts nor before a click.
+        on_announced=lambda task: workers["rules"].submit(auto.after_announce, task),
+        backlog_limit=ANNOUNCE_BACKLOG, on_backlog_error=announce_failed(messenger, settings.slack_channel),
+    )
+    metrics.queue_backlog.labels("announce").set_function(lambda: float(len(announcer.backlog or ())))
+    poller = Poller(
+        store, lexi, messenger, announcer, decider,
+        interval=settings.poll_interval,
+        policy=BudgetPolicy(reserve_percent=settings.budget_reserve),
+        webhooks=settings.lexi_webhook_secret is not None,
+        reconcile_interval=settings.reconcile_interval,
+        metrics=metrics,
+        reminders=Reminders(policy, store, messenger, lexi, decider.approvers),
+        cards=workers["cards"], chores=workers["chores"],
+    )
+    webhooks = None
+    if settings.lexi_webhook_secret is not None:
+        webhooks = WebhookReceiver(
+            settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
+            submit=workers["cards"].submit, clock=utcnow, metrics=metrics,
+        )
+    leadership = Leadership(store.engine)
+    health = Health(settings, store, lexi, poller, announcer, slack_health, lambda: runtime.backlog(),
+                    leadership=leadership)
+    for name, queue in workers.queues.items():
+        health.watch(f"{name} queue", queue.alive)
+    home = HomePublisher(
+        store, slack, decider, health.status, submit=workers.submit_home, debounce=home_debounce
+    )
+    runtime = Runtime(
+        settings, store, lexi, slack, messenger, announcer, decider, poller, workers, policy, health,
+        home=home, webhooks=webhooks, leadership=leadership, metrics=metrics,
+    )
+    return runtime
