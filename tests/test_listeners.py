@@ -6,6 +6,7 @@ from typing import Any
 
 from slack_bolt import BoltContext
 
+from bot.core.decisions import Check
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
@@ -110,3 +111,20 @@ def test_lexi_help_is_answered_in_the_ack(bot: BotHarness) -> None:
     ack = RecordingAck()
     handle_lexi(ack=ack, command=fields, context=_context(bot))
     assert ack.calls == [{"response_type": "ephemeral", "text": replies.USAGE}]
+
+
+def test_decider_check_refuses_with_an_audit_and_allows_a_member(bot: BotHarness, sandbox: Sandbox,
+                                                                 slack: SlackStandIn) -> None:
+    """Decider.check: an unknown task, a refusal (audited once) and a permitted person, each with its message."""
+    slack.set_members(CHANNEL, ["UBOT", "UALICE"])
+    task_id = _announce(bot, sandbox)
+    decider = bot.runtime.decider
+    assert decider.check("no-such-task", "UALICE", "dismiss", "button") == Check(
+        False, None, "I have no record of this task.")
+    refused = decider.check(task_id, "UDAVE", "dismiss", "button")
+    assert not refused.allowed and refused.row is not None and refused.row.task_id == task_id
+    assert refused.message is not None and "can dismiss" in refused.message
+    allowed = decider.check(task_id, "UALICE", "dismiss", "button")
+    assert allowed.allowed and allowed.message is None and allowed.row is not None
+    audits = [(e["actor"], e["surface"], e["detail"]) for e in bot.store.audit_events() if e["event"] == "refused"]
+    assert audits == [("UDAVE", "button", "dismiss form: not allowed")]

@@ -489,3 +489,30 @@ class Decider:
         except Exception:  # noqa: BLE001 - telling is best effort; the decision stands either way
             log.exception("could not tell the user: %s", message)
         return Outcome(decided, state, message)
+
+    def check(self, task_id: str, user: str, action: str, surface: str) -> Check:
+        """May `user` take `action` on this recorded task now, and what to tell them when not.
+
+        For a form opened before the decision (it is checked again when carried out). A refusal is audited;
+        a database failure is raised for the caller to answer.
+        """
+        row = self._store.get(task_id)
+        if row is None:
+            return Check(False, None, "I have no record of this task.")
+        verdict = self.may_decide_row(user, row, action)
+        if not verdict.allowed:
+            why = "membership unknown" if verdict.unknown else "not allowed"
+            self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action} form: {why}")
+            return Check(False, row, self.refusal(row.task.type, action, row.channel, verdict))
+        if row.state != "pending":
+            return Check(False, row, who_decided(row))
+        return Check(True, row, None)
+
+
+@dataclass(frozen=True)
+class Check:
+    """Whether someone may decide a task now (`Decider.check`): its record, and what to tell them when not."""
+
+    allowed: bool
+    row: TaskRow | None
+    message: str | None

@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.slack import answers, blocks, modals
-from bot.core.decisions import NOT_RECORDED, Tell, who_decided
+from bot.core.decisions import NOT_RECORDED, Tell
 from bot.core.keeper import NotRecorded
 from bot.slack.listeners import runtime_of
 from bot.slack.messenger import slack_error_text
@@ -57,25 +57,16 @@ def handle_dismiss(ack: Ack, body: dict[str, Any], action: dict[str, Any], clien
     runtime = runtime_of(context)
     task_id = str(action.get("value", ""))
     tell = teller(runtime, body)
-    try:
-        row = runtime.store.get(task_id)
+    try:  # checked here, and again when the form is submitted
+        check = runtime.decider.check(task_id, body["user"]["id"], "dismiss", "button")
     except Exception as exc:  # noqa: BLE001 - the database is unreachable: say so, never fail silently
         log.warning("could not read task %s for the dismiss form: %s", task_id[:100], type(exc).__name__)
         runtime.submit(tell, NO_DATABASE)
         return
-    if row is None:
-        runtime.submit(tell, "I have no record of this task.")
+    if not check.allowed or check.row is None:
+        runtime.submit(tell, check.message)
         return
-    user = body["user"]["id"]
-    verdict = runtime.decider.may_decide_row(user, row, "dismiss")
-    if not verdict.allowed:  # checked here, and again when the form is submitted
-        why = "membership unknown" if verdict.unknown else "not allowed"
-        runtime.store.audit("refused", task_id, actor=user, surface="button", detail=f"dismiss form: {why}")
-        runtime.submit(tell, runtime.decider.refusal(row.task.type, "dismiss", row.channel, verdict))
-        return
-    if row.state != "pending":
-        runtime.submit(tell, who_decided(row))
-        return
+    row = check.row
     channel = (body.get("channel") or {}).get("id") or row.channel
     try:
         client.views_open(trigger_id=body["trigger_id"], view=modals.dismiss_modal(row.task, channel))
