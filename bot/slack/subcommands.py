@@ -12,11 +12,11 @@ from bot.slack import home_view as home, replies
 from bot.slack.answers import Answer
 from bot.slack.command_parser import Command
 from bot.db.store import DecisionRow, utcnow
-from bot.core.decisions import NOT_RECORDED
 from bot.core.keeper import NotRecorded
 from bot.errors import LexiError, RateLimited, TransientError
 from bot.lexi.models import STATUSES, Task
 from bot.slack.messenger import confirm_above_for, slack_error_text
+from bot.slack.texts import NOT_RECORDED
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -10,16 +10,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.slack import answers, blocks, modals
-from bot.core.decisions import NOT_RECORDED, Tell
+from bot.core.decisions import Tell
 from bot.core.keeper import NotRecorded
 from bot.slack.listeners import runtime_of
 from bot.slack.messenger import slack_error_text
+from bot.slack.texts import FORM_NOT_OPENED, NO_DATABASE, NOT_RECORDED
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-#: What someone who clicked Dismiss is told when the bot cannot read the task (its database is unreachable).
-NO_DATABASE = "I cannot reach my database right now, so I cannot open the dismiss form. Please try again in a moment."
 
 
 def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
@@ -72,4 +70,4 @@ def handle_dismiss(ack: Ack, body: dict[str, Any], action: dict[str, Any], clien
         client.views_open(trigger_id=body["trigger_id"], view=modals.dismiss_modal(row.task, channel))
     except SlackApiError as exc:
         log.warning("could not open the dismiss modal: %s", slack_error_text(exc))
-        runtime.submit(tell, "Slack did not open the dismiss form in time; please click Dismiss again.")
+        runtime.submit(tell, FORM_NOT_OPENED)

@@ -8,14 +8,10 @@ from slack_bolt import Ack, App, BoltContext
 
 from bot.slack import replies, subcommands
 from bot.slack.command_parser import parse_command
-from bot.core.decisions import NOT_RECORDED
 from bot.core.keeper import NotRecorded
 from bot.runtime import BUSY
 from bot.slack.listeners import runtime_of
-
-
-#: What a person is told when their decision is journaled but the bot is too busy to start it at once.
-QUEUED = "Your decision is recorded; the bot is busy, so it will be carried out within a minute."
+from bot.slack.texts import NOT_RECORDED, QUEUED
 
 
 def register(app: App) -> None:

@@ -10,10 +10,7 @@ from slack_bolt import Ack, App, BoltContext
 from bot.slack import modals
 from bot.core.keeper import NotRecorded
 from bot.slack.listeners import runtime_of
-
-#: Shown on the dismiss form when the decision could not be recorded (the form stays open to submit again).
-NOT_SUBMITTED = ("Your decision could not be recorded: the bot cannot reach its database right now. "
-                 "Nothing was sent to LeadLex. Please submit again in a moment.")
+from bot.slack.texts import NOT_SUBMITTED
 
 
 def register(app: App) -> None:
