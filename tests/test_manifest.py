@@ -137,3 +137,10 @@ def test_building_the_app_logs_no_warning(built: BotHarness, monkeypatch: pytest
         create_app(built.runtime)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [], [r.getMessage() for r in warnings]
+
+
+def test_only_the_messenger_calls_slacks_chat_api() -> None:
+    """Messages are posted, updated and linked in one place (bot.slack.messenger), never beside it."""
+    chat = {method: files for method, files in _called_methods().items() if method.startswith("chat.")}
+    assert {"chat.postMessage", "chat.update", "chat.postEphemeral", "chat.getPermalink"} <= set(chat)
+    assert {file for files in chat.values() for file in files} == {"messenger.py"}

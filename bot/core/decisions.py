@@ -19,9 +19,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.slack import blocks
 from bot.slack.answers import teller
+from bot.slack.texts import NO_RECORD, NOT_RECORDED, PAST, failure_note, who_decided
 from bot.core.approvers import Approvers, Verdict
 from bot.db.store import DecisionRow, Store, TaskRow, utcnow
-from bot.errors import InvalidKey, LexiError, NotFound, NotPending, PermissionDenied, RateLimited
+from bot.errors import LexiError, NotFound, NotPending
 from bot.lexi.client import LexiClient
 from bot.core.keeper import Leases, NotRecorded
 from bot.lexi.models import DISMISS_REASONS, Task
@@ -32,21 +33,10 @@ log = logging.getLogger(__name__)
 
 Tell = Callable[[str], None]
 
-#: What a person is told when their decision could not be journaled (nothing was sent to LeadLex).
-NOT_RECORDED = ("Your decision could not be recorded: the bot cannot reach its database right now. "
-                "Nothing was sent to LeadLex. Please try again in a moment.")
 #: Takeovers after which a decision that keeps failing inside the bot is handed back rather than retried again.
 MAX_ATTEMPTS = 5
 
 _TARGET = {"approve": "approved", "dismiss": "dismissed"}
-_PAST = {
-    "approved": "approved",
-    "dismissed": "dismissed",
-    "completed": "approved (and it has completed)",
-    "failed": "approved (and it has failed)",
-    "gone": "removed from LeadLex",
-    "expired": "expired: nobody decided it in time",
-}
 
 
 @dataclass(frozen=True)
@@ -56,31 +46,6 @@ class Outcome:
     decided: bool
     state: str | None
     message: str
-
-
-def who_decided(row: TaskRow) -> str:
-    """A sentence saying who decided a task (or is deciding it), for the people who were too late."""
-    by = f"<@{row.actor}>" if row.actor else "someone in LeadLex"
-    if row.state == "deciding":
-        verb = "approving" if row.action == "approve" else "dismissing"
-        return f"{by} is already {verb} this task."
-    if row.state in ("announcing", "pending"):
-        return "This task is still waiting for a decision."
-    return f"This task was already {_PAST.get(row.state, row.state)}" + (
-        f" by {by}." if row.state in ("approved", "dismissed", "completed", "failed") else "."
-    )
-
-
-def _failure_note(action: str, exc: LexiError) -> str:
-    """Why a decision failed, in words a person can act on."""
-    verb = action
-    if isinstance(exc, RateLimited):
-        return f"Could not {verb}: LeadLex's API limit is reached for now. Try again later."
-    if isinstance(exc, InvalidKey):
-        return f"Could not {verb}: LeadLex refused the bot's API key. Ask an admin to update LEXI_API_KEY."
-    if isinstance(exc, PermissionDenied):
-        return f"Could not {verb}: the bot's API key lacks the Lexi permission in LeadLex."
-    return f"Could not {verb}: LeadLex is not answering right now. Try again."
 
 
 def reason_text(reason: str | None, note: str | None) -> str | None:
@@ -276,7 +241,7 @@ class Decider:
         row = self._store.get(decision.task_id)
         if row is None or row.state != "deciding" or row.decision_id != decision.id:
             state = row.state if row is not None else None
-            return Outcome(state in _PAST, state, "This decision was already carried out.")  # its outcome stands
+            return Outcome(state in PAST, state, "This decision was already carried out.")  # its outcome stands
         self._store.mark_resumed(row.task_id, decision.id)
         log.info("task %s: resuming the %s by %s", row.task_id, row.action, row.actor,
                  extra={"task_id": row.task_id, "slack_user": row.actor, "surface": row.surface})
@@ -346,9 +311,9 @@ class Decider:
         except LexiError as exc:
             self._answered(task_id, action, started, exc)
             log.warning("task %s: %s failed: %s", task_id, action, exc, extra={**context, "request_id": exc.request_id})
-            self._store.release_decision(task_id, _failure_note(action, exc))
+            self._store.release_decision(task_id, failure_note(action, exc))
             self._sync(task_id)
-            return self._say(tell, False, "pending", _failure_note(action, exc))
+            return self._say(tell, False, "pending", failure_note(action, exc))
         self._answered(task_id, action, started, None)
         row = self._store.finish_decision(task_id, _TARGET[action])
         if self._metrics is not None:
@@ -472,7 +437,7 @@ class Decider:
         if row is not None and state in ("completed", "failed"):
             self._messenger.reply_final(row)
         return self._say(
-            tell, False, state, f"This task was already {_PAST.get(state, state)} in LeadLex; its card now says so."
+            tell, False, state, f"This task was already {PAST.get(state, state)} in LeadLex; its card now says so."
         )
 
     def _sync(self, task_id: str) -> None:
@@ -492,3 +457,30 @@ class Decider:
         except Exception:  # noqa: BLE001 - telling is best effort; the decision stands either way
             log.exception("could not tell the user: %s", message)
         return Outcome(decided, state, message)
+
+    def check(self, task_id: str, user: str, action: str, surface: str) -> Check:
+        """May `user` take `action` on this recorded task now, and what to tell them when not.
+
+        For a form opened before the decision (it is checked again when carried out). A refusal is audited;
+        a database failure is raised for the caller to answer.
+        """
+        row = self._store.get(task_id)
+        if row is None:
+            return Check(False, None, NO_RECORD)
+        verdict = self.may_decide_row(user, row, action)
+        if not verdict.allowed:
+            why = "membership unknown" if verdict.unknown else "not allowed"
+            self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action} form: {why}")
+            return Check(False, row, self.refusal(row.task.type, action, row.channel, verdict))
+        if row.state != "pending":
+            return Check(False, row, who_decided(row))
+        return Check(True, row, None)
+
+
+@dataclass(frozen=True)
+class Check:
+    """Whether someone may decide a task now (`Decider.check`): its record, and what to tell them when not."""
+
+    allowed: bool
+    row: TaskRow | None
+    message: str | None

@@ -69,7 +69,7 @@ class Reminders:
         waited = human_duration(remind_after * (age // remind_after))
         text = f"⏰ Still waiting for a decision after {waited} — {who}, please approve or dismiss it."
         try:
-            self._messenger.client.chat_postMessage(channel=row.channel, thread_ts=row.message_ts, text=text)
+            self._messenger.reply_in_thread(row, text)
         except SlackApiError as exc:
             log.warning("task %s: could not post a reminder: %s", row.task_id, slack_error_text(exc))
             return

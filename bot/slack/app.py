@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.response import BoltResponse
 
 from bot.slack import replay
-from bot.slack.listeners import actions, events, slash_command as commands, views
+from bot.slack.listeners import RUNTIME, actions, events, slash_command as commands, views
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,17 @@ def create_app(runtime: Runtime) -> App:
     finally:
         bolt_log.removeFilter(quiet)
     replay.register(app, runtime.store)  # before any listener: a replay or a retried event does nothing
-    actions.register(app, runtime)
-    views.register(app, runtime)
-    commands.register(app, runtime)
-    events.register(app, runtime)
+
+    @app.middleware
+    def give_runtime(context: BoltContext, next: Callable[[], None]) -> None:  # noqa: A002
+        """Put the runtime in every request's context, where the listeners find it (bot.slack.listeners)."""
+        context[RUNTIME] = runtime
+        next()
+
+    actions.register(app)
+    views.register(app)
+    commands.register(app)
+    events.register(app)
 
     @app.error
     def handle_error(error: Exception, body: dict[str, Any]) -> BoltResponse:

@@ -240,6 +240,14 @@ class Messenger:
             channel=row.channel, thread_ts=row.message_ts, text=message["text"], blocks=message["blocks"]
         )
 
+    def reply_in_thread(self, row: TaskRow, text: str) -> None:
+        """Post a plain reply in the thread of a task's card (a reminder); SlackApiError when Slack refuses it."""
+        self.client.chat_postMessage(channel=row.channel, thread_ts=row.message_ts, text=text)
+
+    def permalink(self, row: TaskRow) -> str:
+        """A link to a task's card; SlackApiError when Slack cannot give one."""
+        return str(self.client.chat_getPermalink(channel=row.channel, message_ts=row.message_ts)["permalink"])
+
     def tell(self, channel: str, user: str, text: str) -> bool:
         """Say something privately to one person in a channel; False (logged, never raised) when Slack refused."""
         try:

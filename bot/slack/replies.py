@@ -17,6 +17,7 @@ from bot.errors import (
     TransientError,
 )
 from bot.lexi.models import DISMISS_REASONS, STATUSES, Task
+from bot.slack.texts import KEY_REFUSED, LIMIT_REACHED
 
 WORKING = "Working on it…"
 #: The most of Lexi's answer shown, before escaping (a message's text holds 40,000 characters).
@@ -135,9 +136,9 @@ def trouble(exc: LexiError) -> str:
     if isinstance(exc, OutOfCredits):
         return "LeadLex has no credits left for Lexi. Add credits to the LeadLex workspace, then ask again."
     if isinstance(exc, RateLimited):
-        return "LeadLex's API limit is reached for now. Try again later."
+        return LIMIT_REACHED
     if isinstance(exc, InvalidKey):
-        return "LeadLex refused the bot's API key. Ask an admin to update LEXI_API_KEY."
+        return KEY_REFUSED
     if isinstance(exc, PermissionDenied):
         return "The bot's LeadLex API key lacks the Lexi permission. Ask an admin to grant it in LeadLex."
     if isinstance(exc, NotFound):

@@ -12,11 +12,11 @@ from bot.slack import home_view as home, replies
 from bot.slack.answers import Answer
 from bot.slack.command_parser import Command
 from bot.db.store import DecisionRow, utcnow
-from bot.core.decisions import NOT_RECORDED
 from bot.core.keeper import NotRecorded
 from bot.errors import LexiError, RateLimited, TransientError
 from bot.lexi.models import STATUSES, Task
 from bot.slack.messenger import confirm_above_for, slack_error_text
+from bot.slack.texts import NOT_RECORDED
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def _announce_by_id(runtime: Runtime, task_id: str) -> str:
     """Announce a task Lexi just created (no wait for the next poll) and say where its card is."""
     channel = runtime.announcer.channel
     try:
-        task = next((t for t in runtime.lexi.list_tasks("pending") if t.id == task_id), None)
+        task = runtime.lexi.find_task(task_id, ("pending",))
     except LexiError as exc:
         log.warning("could not fetch task %s to announce it: %s", task_id, exc)
         task = None
@@ -159,7 +159,7 @@ def _announce_by_id(runtime: Runtime, task_id: str) -> str:
     if row is None or row.message_ts is None:
         return f"its card will appear in <#{channel}> shortly."
     try:
-        link = runtime.slack.chat_getPermalink(channel=row.channel, message_ts=row.message_ts)["permalink"]
+        link = runtime.messenger.permalink(row)
     except SlackApiError as exc:
         log.warning("no permalink for task %s: %s", task_id, slack_error_text(exc))
         return f"its card is in <#{row.channel}>."

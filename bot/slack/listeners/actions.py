@@ -5,20 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.slack import answers, blocks, modals
-from bot.core.decisions import NOT_RECORDED, Tell, who_decided
+from bot.core.decisions import Tell
 from bot.core.keeper import NotRecorded
+from bot.slack.listeners import runtime_of
 from bot.slack.messenger import slack_error_text
+from bot.slack.texts import FORM_NOT_OPENED, NO_DATABASE, NOT_RECORDED
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-#: What someone who clicked Dismiss is told when the bot cannot read the task (its database is unreachable).
-NO_DATABASE = "I cannot reach my database right now, so I cannot open the dismiss form. Please try again in a moment."
 
 
 def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
@@ -27,52 +26,48 @@ def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
                           lambda: runtime.settings.slack_channel)
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(app: App) -> None:
     """Register the card buttons."""
+    app.action(blocks.APPROVE_ACTION)(handle_approve)
+    app.action(blocks.DISMISS_ACTION)(handle_dismiss)
 
-    @app.action(blocks.APPROVE_ACTION)
-    def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        """Journal the approval (one short write) and queue it, then acknowledge; say so if it was not recorded."""
-        try:
-            decision = runtime.decider.accept(
-                str(action.get("value", "")), action="approve", user=body["user"]["id"], surface="button",
-                reply=answers.reply_for(body),
-            )
-        except NotRecorded:
-            ack()
-            runtime.submit(teller(runtime, body), NOT_RECORDED)  # answering calls Slack: after the ack
-            return
-        runtime.submit_decision(decision)
-        ack()
 
-    @app.action(blocks.DISMISS_ACTION)
-    def handle_dismiss(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        """Acknowledge, then open the reason modal while the trigger is fresh (nothing slow comes first)."""
+def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
+    """Journal the approval (one short write) and queue it, then acknowledge; say so if it was not recorded."""
+    runtime = runtime_of(context)
+    try:
+        decision = runtime.decider.accept(
+            str(action.get("value", "")), action="approve", user=body["user"]["id"], surface="button",
+            reply=answers.reply_for(body),
+        )
+    except NotRecorded:
         ack()
-        task_id = str(action.get("value", ""))
-        tell = teller(runtime, body)
-        try:
-            row = runtime.store.get(task_id)
-        except Exception as exc:  # noqa: BLE001 - the database is unreachable: say so, never fail silently
-            log.warning("could not read task %s for the dismiss form: %s", task_id[:100], type(exc).__name__)
-            runtime.submit(tell, NO_DATABASE)
-            return
-        if row is None:
-            runtime.submit(tell, "I have no record of this task.")
-            return
-        user = body["user"]["id"]
-        verdict = runtime.decider.may_decide_row(user, row, "dismiss")
-        if not verdict.allowed:  # checked here, and again when the form is submitted
-            why = "membership unknown" if verdict.unknown else "not allowed"
-            runtime.store.audit("refused", task_id, actor=user, surface="button", detail=f"dismiss form: {why}")
-            runtime.submit(tell, runtime.decider.refusal(row.task.type, "dismiss", row.channel, verdict))
-            return
-        if row.state != "pending":
-            runtime.submit(tell, who_decided(row))
-            return
-        channel = (body.get("channel") or {}).get("id") or row.channel
-        try:
-            client.views_open(trigger_id=body["trigger_id"], view=modals.dismiss_modal(row.task, channel))
-        except SlackApiError as exc:
-            log.warning("could not open the dismiss modal: %s", slack_error_text(exc))
-            runtime.submit(tell, "Slack did not open the dismiss form in time; please click Dismiss again.")
+        runtime.submit(teller(runtime, body), NOT_RECORDED)  # answering calls Slack: after the ack
+        return
+    runtime.submit_decision(decision)
+    ack()
+
+
+def handle_dismiss(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient,
+                   context: BoltContext) -> None:
+    """Acknowledge, then open the reason modal while the trigger is fresh (nothing slow comes first)."""
+    ack()
+    runtime = runtime_of(context)
+    task_id = str(action.get("value", ""))
+    tell = teller(runtime, body)
+    try:  # checked here, and again when the form is submitted
+        check = runtime.decider.check(task_id, body["user"]["id"], "dismiss", "button")
+    except Exception as exc:  # noqa: BLE001 - the database is unreachable: say so, never fail silently
+        log.warning("could not read task %s for the dismiss form: %s", task_id[:100], type(exc).__name__)
+        runtime.submit(tell, NO_DATABASE)
+        return
+    if not check.allowed or check.row is None:
+        runtime.submit(tell, check.message)
+        return
+    row = check.row
+    channel = (body.get("channel") or {}).get("id") or row.channel
+    try:
+        client.views_open(trigger_id=body["trigger_id"], view=modals.dismiss_modal(row.task, channel))
+    except SlackApiError as exc:
+        log.warning("could not open the dismiss modal: %s", slack_error_text(exc))
+        runtime.submit(tell, FORM_NOT_OPENED)
