@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.slack import blocks
 from bot.slack.answers import teller
+from bot.core.apply import StateApplier
 from bot.core.approvers import Approvers, Verdict
 from bot.db.store import DecisionRow, Store, TaskRow, utcnow
 from bot.errors import InvalidKey, LexiError, NotFound, NotPending, PermissionDenied, RateLimited
@@ -119,6 +120,8 @@ class Decider:
         self.approvers = approvers
         self._orphaned_before = orphaned_before
         self._metrics = metrics
+        #: Records a state LeadLex reports instead of this decision's outcome, and shows it.
+        self._applier = StateApplier(store, messenger, sync_card=self._sync)
 
     def permission(self, user: str, task_type: str | None = None, action: str | None = None,
                    channel: str | None = None) -> Verdict:
@@ -457,17 +460,13 @@ class Decider:
         if (state == target or ran_on) and (exc.attempts > 1 or resumed):
             # An earlier attempt of this very decision (a retry, or the call of a process that died) landed
             # before its answer was lost: it stays this person's decision.
-            row = self._store.finish_decision(task_id, target)
+            self._store.finish_decision(task_id, target)
             if ran_on:
-                row = self._store.apply_lexi_state(task_id, state, from_states=(target,))
-                if row is not None:
-                    self._messenger.reply_final(row)
+                self._applier.apply(task_id, state, from_states=(target,))
             self._sync(task_id)
             return Outcome(True, target, f"Task {target}.")
-        row = self._store.apply_lexi_state(task_id, state, from_states=("deciding",))
-        self._sync(task_id)
-        if row is not None and state in ("completed", "failed"):
-            self._messenger.reply_final(row)
+        if self._applier.apply(task_id, state, from_states=("deciding",)) is None:
+            self._sync(task_id)  # moved on meanwhile: the card still shows what it is
         return self._say(
             tell, False, state, f"This task was already {_PAST.get(state, state)} in LeadLex; its card now says so."
         )

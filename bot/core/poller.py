@@ -13,12 +13,13 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.announcer import AnnounceError, Announcer
+from bot.core.apply import StateApplier
 from bot.core.budget import BudgetPolicy
 from bot.db.store import CommitUncertain, Store, TaskRow, is_connection_error
 from bot.core.decisions import Decider
 from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
-from bot.lexi.models import STATUSES, Task
+from bot.lexi.models import Task
 from bot.ops.leader import Leadership
 from bot.ops.logs import clip
 from bot.slack.messenger import Messenger, slack_error_text
@@ -77,6 +78,8 @@ class Poller:
         self.cards: WorkQueue | None = None
         #: Where the reminders' run goes (set by the runtime); without one it runs in the cycle.
         self.chores: WorkQueue | None = None
+        #: Records what LeadLex reports and shows it, its Slack jobs on the cards queue (see `_later`).
+        self._applier = StateApplier(store, messenger, later=self._later, logger=log)
         self._woken = threading.Event()
         self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
         self._stretched: str | None = None
@@ -348,14 +351,7 @@ class Poller:
         status = task.status if task is not None else "gone"
         if status == row.state:
             return
-        changed = self._store.apply_lexi_state(row.task_id, status, from_states=from_states, task=task)
-        if changed is None:
-            return
-        shown = status if status in (*STATUSES, "gone") else repr(clip(status, 40))  # LeadLex's word, quoted
-        log.info("task %r is now %s in LeadLex", clip(row.task_id), shown, extra={"task_id": row.task_id})
-        self._later(f"card:{row.task_id}", self._messenger.sync_card, row.task_id)
-        if status in ("completed", "failed"):
-            self._later(f"reply:{row.task_id}", self._messenger.reply_final, changed)
+        self._applier.apply(row.task_id, status, from_states=from_states, task=task, said="in LeadLex")
 
     def _repair(self) -> None:
         """Re-render cards whose last update failed, and post thread replies a crash skipped."""
