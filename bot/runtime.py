@@ -151,7 +151,7 @@ class Runtime:
         # A rule's approval waits in a queue of its own, never in a channel's paced posts nor before a click.
         announcer.on_announced = lambda task: runtime.queues["rules"].submit(auto.after_announce, task)
         messenger.policy = policy
-        poller.reminders = Reminders(policy, store, messenger, lexi, decider.approvers)
+        poller.reminders = Reminders(policy, store, messenger, decider, decider.approvers)
         poller.cards, poller.chores = queues["cards"], queues["chores"]
         runtime.home = HomePublisher(
             store, slack, decider, runtime.status, submit=runtime.submit_home, debounce=home_debounce

@@ -827,11 +827,17 @@ class Store:
         conditions = (TaskRecord.state.in_(list(from_states)), *not_newer_than(signed_at))
         return self._change(task_id, conditions, audit=audit, **values)
 
-    def expire(self, task_id: str, note: str | None) -> TaskRow | None:
-        """Mark a task still pending past its expiry as expired (not decided); None when it was decided first."""
+    def expire(self, task_id: str, note: str | None, *, deciding: bool = False) -> TaskRow | None:
+        """Mark a task still pending past its expiry as expired (not decided); None when it was decided first.
+
+        `deciding`: the task is claimed by the expiry's own decision (it dismissed the task in LeadLex), whose
+        claim is cleared: an expired task was decided by nobody.
+        """
+        claim = dict(actor=None, action=None, surface=None, reason=None) if deciding else {}
         return self._change(
-            task_id, (TaskRecord.state == "pending",), state="expired", note=note, decided_at=self._now(),
-            audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
+            task_id, (TaskRecord.state == ("deciding" if deciding else "pending"),), state="expired", note=note,
+            decided_at=self._now(), audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
+            **claim,
         )
 
     def claim_reply(self, task_id: str, state: str) -> bool:
