@@ -1,4 +1,4 @@
-"""The one decision path: buttons, the modal, slash commands and rules all decide through `Decider`.
+"""The one decision path: buttons, the modal, slash commands, rules and expiry all decide through `Decider`.
 
 A decision is journaled first (`Decider.accept`, one short write before Slack is acknowledged), then carried out
 (`Decider.carry`): checked, claimed atomically in the database (pending → deciding) and sent to LeadLex, so however
@@ -397,8 +397,8 @@ class Decider:
         return Outcome(True, row.state if row else _TARGET[action], f"Task {_TARGET[action]}.")
 
     def _answered(self, task_id: str, action: str, started: float, error: LexiError | None) -> None:
-        """Record LeadLex's answer to a decision: its latency, and an audit event."""
-        if self._metrics is not None:
+        """Record LeadLex's answer to a decision: its latency (not an expiry's, as before), and an audit event."""
+        if self._metrics is not None and action != "dismiss on expiry":
             self._metrics.decision_latency.observe(time.monotonic() - started)
         answer = "ok" if error is None else f"{error.status or '-'} {error.code or type(error).__name__}"
         self._store.audit("leadlex_answer", task_id, actor="leadlex", detail=f"{action}: {answer}")
