@@ -110,7 +110,7 @@ def build_runtime(
         webhooks=settings.lexi_webhook_secret is not None,
         reconcile_interval=settings.reconcile_interval,
         metrics=metrics,
-        reminders=Reminders(policy, store, messenger, lexi, decider.approvers),
+        reminders=Reminders(policy, store, messenger, decider, decider.approvers),
         cards=workers["cards"], chores=workers["chores"],
     )
     webhooks = None

@@ -1,4 +1,4 @@
-"""The one decision path: buttons, the modal, slash commands and rules all decide through `Decider`.
+"""The one decision path: buttons, the modal, slash commands, rules and expiry all decide through `Decider`.
 
 A decision is journaled first (`Decider.accept`, one short write before Slack is acknowledged), then carried out
 (`Decider.carry`): checked, claimed atomically in the database (pending → deciding) and sent to LeadLex, so however
@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from bot.slack import blocks
 from bot.slack.answers import teller
 from bot.slack.texts import NO_RECORD, NOT_RECORDED, PAST, failure_note, who_decided
+from bot.core.apply import StateApplier
 from bot.core.approvers import Approvers, Verdict
 from bot.db.store import DecisionRow, Store, TaskRow, utcnow
 from bot.errors import LexiError, NotFound, NotPending
@@ -36,6 +37,11 @@ Tell = Callable[[str], None]
 #: Takeovers after which a decision that keeps failing inside the bot is handed back rather than retried again.
 MAX_ATTEMPTS = 5
 
+#: Who decides a task nobody decided in time (bot.core.reminders): the actor of its journaled decision.
+EXPIRY_ACTOR = "rule:expiry"
+#: The start of the dismiss note LeadLex gets for an expired task; the policy's expiry follows.
+EXPIRY_DISMISS_NOTE = "expired — not decided within "
+
 _TARGET = {"approve": "approved", "dismiss": "dismissed"}
 
 
@@ -46,6 +52,11 @@ class Outcome:
     decided: bool
     state: str | None
     message: str
+
+
+def expiry_note(within: str, dismissed: bool) -> str:
+    """What an expired task's card says under "Expired — not decided" (`within`: the policy's expiry, in words)."""
+    return f"Nobody decided within {within}." + (" It was dismissed in LeadLex." if dismissed else "")
 
 
 def reason_text(reason: str | None, note: str | None) -> str | None:
@@ -87,6 +98,8 @@ class Decider:
         self.approvers = approvers
         self._orphaned_before = orphaned_before
         self._metrics = metrics
+        #: Records a state LeadLex reports instead of this decision's outcome, and shows it.
+        self._applier = StateApplier(store, messenger, sync_card=self._sync)
 
     def permission(self, user: str, task_type: str | None = None, action: str | None = None,
                    channel: str | None = None) -> Verdict:
@@ -174,6 +187,26 @@ class Decider:
             return self._say(tell, False, None, NOT_RECORDED)
         return self.carry(decision, tell)
 
+    def expire(self, task_id: str, within: str, *, dismiss: bool = False) -> Outcome:
+        """Expire a task nobody decided within `within` (the policy's expiry, in words): its card says
+        "expired — not decided", never "dismissed".
+
+        `dismiss`: also dismiss it in LeadLex, as a decision of EXPIRY_ACTOR through the one decision path
+        (journaled, claimed, one LeadLex call, recorded), so a click at the same moment or a second process
+        never makes LeadLex get two calls. Without it, the record alone changes (one conditional UPDATE).
+        """
+        if not dismiss:
+            row = self._store.expire(task_id, expiry_note(within, False))
+            if row is None:
+                return Outcome(False, None, "Decided at the last moment.")
+            self._sync(task_id)
+            return Outcome(True, "expired", "Task expired.")
+        return self.decide(
+            task_id, action="dismiss", user=EXPIRY_ACTOR, surface="rule", by_rule=True,
+            reason="not_relevant", note=f"{EXPIRY_DISMISS_NOTE}{within}",
+            tell=lambda text: log.info("expiry of %s: %s", task_id, text),
+        )
+
     def carry(self, decision: DecisionRow, tell: Tell | None = None) -> Outcome:
         """Carry out a journaled decision (fresh, or taken over from a process that died), then close it.
 
@@ -234,7 +267,8 @@ class Decider:
         try:
             return self._carry_out(task_id, action, user, surface, tell, decision.reason, decision.note)
         finally:
-            self._after_decision(user)
+            if user != EXPIRY_ACTOR:  # an expiry is nobody's decision: no Home to refresh
+                self._after_decision(user)
 
     def _resume(self, decision: DecisionRow, tell: Tell) -> Outcome:
         """Send again the LeadLex call of a claimed decision whose process died; the card says it resumed."""
@@ -249,7 +283,8 @@ class Decider:
             outcome = self._carry_out(row.task_id, row.action or decision.action, row.actor or decision.actor,
                                       row.surface or decision.surface, tell, row.reason, row.note, resumed=True)
         finally:
-            self._after_decision(row.actor or decision.actor)
+            if (row.actor or decision.actor) != EXPIRY_ACTOR:
+                self._after_decision(row.actor or decision.actor)
         if outcome.decided and decision.surface == "command":
             self._say(tell, True, outcome.state, f"Task `{blocks.escape(row.task_id)}` {outcome.state}.")
         return outcome
@@ -299,6 +334,8 @@ class Decider:
             except RuntimeError:  # the workers are shutting down: the card is updated after the call instead
                 log.debug("task %s: no worker for the card update beside the call", task_id)
         context = {"task_id": task_id, "slack_user": user, "surface": surface}
+        expiry = user == EXPIRY_ACTOR
+        asked = "dismiss on expiry" if expiry else action
         started = time.monotonic()
         try:
             if action == "approve":
@@ -306,15 +343,20 @@ class Decider:
             else:
                 self._lexi.dismiss(task_id, reason_text(reason, note))
         except (NotPending, NotFound) as exc:
-            self._answered(task_id, action, started, exc)
-            return self._resolve_refusal(task_id, action, user, exc, tell, resumed=resumed)
+            self._answered(task_id, asked, started, exc)
+            return self._resolve_refusal(task_id, action, user, exc, tell, resumed=resumed, note=note)
         except LexiError as exc:
-            self._answered(task_id, action, started, exc)
+            self._answered(task_id, asked, started, exc)
+            if expiry:  # the task expired all the same: its card says so, and nobody is asked to decide it now
+                log.warning("task %s: could not dismiss it on expiry: %s", task_id, exc)
+                return self._expired(task_id, note)
             log.warning("task %s: %s failed: %s", task_id, action, exc, extra={**context, "request_id": exc.request_id})
             self._store.release_decision(task_id, failure_note(action, exc))
             self._sync(task_id)
             return self._say(tell, False, "pending", failure_note(action, exc))
-        self._answered(task_id, action, started, None)
+        self._answered(task_id, asked, started, None)
+        if expiry:
+            return self._expired(task_id, note)
         row = self._store.finish_decision(task_id, _TARGET[action])
         if self._metrics is not None:
             self._metrics.decided.labels(_TARGET[action], surface).inc()
@@ -323,11 +365,20 @@ class Decider:
         return Outcome(True, row.state if row else _TARGET[action], f"Task {_TARGET[action]}.")
 
     def _answered(self, task_id: str, action: str, started: float, error: LexiError | None) -> None:
-        """Record LeadLex's answer to a decision: its latency, and an audit event."""
-        if self._metrics is not None:
+        """Record LeadLex's answer to a decision: its latency (not an expiry's, as before), and an audit event."""
+        if self._metrics is not None and action != "dismiss on expiry":
             self._metrics.decision_latency.observe(time.monotonic() - started)
         answer = "ok" if error is None else f"{error.status or '-'} {error.code or type(error).__name__}"
         self._store.audit("leadlex_answer", task_id, actor="leadlex", detail=f"{action}: {answer}")
+
+    def _expired(self, task_id: str, note: str | None) -> Outcome:
+        """Record the outcome of an expiry's decision: the task expired (whatever LeadLex answered the dismissal)."""
+        within = (note or "").removeprefix(EXPIRY_DISMISS_NOTE)
+        row = self._store.expire(task_id, expiry_note(within, True), deciding=True)
+        self._sync(task_id)
+        if row is None:
+            return Outcome(False, None, "The expiry was already carried out.")
+        return Outcome(True, "expired", "Task expired.")
 
     def _count_approval(self, row: TaskRow, user: str, surface: str, tell: Tell,
                         resumed: bool = False) -> Outcome | None:
@@ -405,17 +456,25 @@ class Decider:
             self.resume(decision)
 
     def _resolve_refusal(self, task_id: str, action: str, user: str, exc: LexiError, tell: Tell, *,
-                         resumed: bool = False) -> Outcome:
-        """LeadLex says the task is not pending (or gone): learn its real state and show that."""
+                         resumed: bool = False, note: str | None = None) -> Outcome:
+        """LeadLex says the task is not pending (or gone): learn its real state and show that.
+
+        An expiry whose dismissal LeadLex refused expires all the same, unless LeadLex holds another outcome.
+        """
         target = _TARGET[action]
+        expiry = user == EXPIRY_ACTOR
         try:
             real = None if isinstance(exc, NotFound) else self._lexi.find_task(task_id)
         except LexiError as lookup_error:
             log.warning("task %s: could not read its real state: %s", task_id, lookup_error)
+            if expiry:
+                return self._expired(task_id, note)
             self._store.release_decision(task_id, f"Could not {action}: LeadLex refused and its state is unknown.")
             self._sync(task_id)
             return self._say(tell, False, "pending", "LeadLex refused the decision; please try again later.")
         state = real.status if real is not None else "gone"
+        if expiry and (state == "pending" or (state == target and (exc.attempts > 1 or resumed))):
+            return self._expired(task_id, note)  # not dismissed (or this very dismissal landed): it expired
         if state == "pending":
             note = f"Could not {action}: LeadLex refused ({exc})."
             self._store.release_decision(task_id, note)
@@ -425,17 +484,13 @@ class Decider:
         if (state == target or ran_on) and (exc.attempts > 1 or resumed):
             # An earlier attempt of this very decision (a retry, or the call of a process that died) landed
             # before its answer was lost: it stays this person's decision.
-            row = self._store.finish_decision(task_id, target)
+            self._store.finish_decision(task_id, target)
             if ran_on:
-                row = self._store.apply_lexi_state(task_id, state, from_states=(target,))
-                if row is not None:
-                    self._messenger.reply_final(row)
+                self._applier.apply(task_id, state, from_states=(target,))
             self._sync(task_id)
             return Outcome(True, target, f"Task {target}.")
-        row = self._store.apply_lexi_state(task_id, state, from_states=("deciding",))
-        self._sync(task_id)
-        if row is not None and state in ("completed", "failed"):
-            self._messenger.reply_final(row)
+        if self._applier.apply(task_id, state, from_states=("deciding",)) is None:
+            self._sync(task_id)  # moved on meanwhile: the card still shows what it is
         return self._say(
             tell, False, state, f"This task was already {PAST.get(state, state)} in LeadLex; its card now says so."
         )

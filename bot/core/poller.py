@@ -1,4 +1,8 @@
-"""The poller: announce new pending tasks, follow announced tasks to their final state, repair what failed."""
+"""The poller: the loop that runs poll cycles — sleeping, backing off, pausing while the database is away, waking.
+
+What to poll when is the planner's (bot.core.planner); what a poll's answer means is the reconciler's
+(bot.core.reconciler: announce new pending tasks, follow announced tasks to their final state, repair what failed).
+"""
 
 from __future__ import annotations
 
@@ -7,29 +11,27 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.announcer import AnnounceError, Announcer
 from bot.core.budget import BudgetPolicy
-from bot.db.store import CommitUncertain, Store, TaskRow, is_connection_error
 from bot.core.decisions import Decider
+from bot.core.planner import Planner
+from bot.core.reconciler import Reconciler
+from bot.core.reminders import Reminders
+from bot.core.workqueue import WorkQueue
+from bot.db.store import CommitUncertain, Store, is_connection_error
 from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
 from bot.lexi.client import LexiClient
-from bot.lexi.models import STATUSES, Task
 from bot.ops.leader import Leadership
 from bot.ops.logs import clip
-from bot.slack.messenger import Messenger, slack_error_text
-from bot.core.reminders import Reminders
 from bot.ops.metrics import Metrics
-from bot.core.workqueue import QueueFull, WorkQueue
+from bot.slack.messenger import Messenger, slack_error_text
 
 log = logging.getLogger(__name__)
 
-#: A decision claim older than this is considered abandoned (its process died).
-DECIDING_TIMEOUT = timedelta(minutes=3)
 #: The longest the poller backs off after repeated failures.
 MAX_BACKOFF = 900.0
 #: While the database is unreachable, how often (at most) the poller asks whether it is back.
@@ -64,32 +66,66 @@ class Poller:
         self._lexi = lexi
         self._messenger = messenger
         self._announcer = announcer
-        self._decider = decider
-        self.interval = interval
         self._clock = clock
         self._failures = 0
         self._reported: str | None = None
-        self._policy = policy or BudgetPolicy()
-        self.webhooks = webhooks
-        self.reconcile_interval = reconcile_interval
-        self._next_reconcile = 0.0
-        self._restore_checked = False
-        self.reminders = reminders
-        #: Where card updates and thread replies go (the runtime's queue), so that Slack's pace never holds a cycle;
-        #: without one they are done in the cycle.
-        self.cards = cards
-        #: Where the reminders' run goes (the runtime's queue); without one it runs in the cycle.
-        self.chores = chores
+        #: What to poll when (within LeadLex's budget).
+        self.planner = Planner(store, lexi, interval=interval, policy=policy, webhooks=webhooks,
+                               reconcile_interval=reconcile_interval, clock=clock)
+        #: What a poll's answer means (with the reminders it runs, and the queues its Slack work goes to).
+        self.reconciler = Reconciler(store, lexi, messenger, announcer, decider, clock=clock, reminders=reminders,
+                                     cards=cards, chores=chores)
         self._woken = threading.Event()
-        self._cost = {"full": 1.0, "sync": 2.0}  # LeadLex calls per cycle, a moving average
-        self._stretched: str | None = None
-        self._polling_day = 0
-        self._polling_spent = 0
         self.last_success: float | None = None
         self.last_delay: float = interval
         #: Why polling (and with it announcing) is paused, or None while it runs.
         self.paused: str | None = None
         self._database_failures = 0
+
+    @property
+    def interval(self) -> float:
+        """The poll interval (POLL_INTERVAL), as planned by the planner."""
+        return self.planner.interval
+
+    @interval.setter
+    def interval(self, value: float) -> None:
+        self.planner.interval = value
+
+    @property
+    def webhooks(self) -> bool:
+        """Whether webhooks are on (then a full reconcile runs only once per reconcile interval)."""
+        return self.planner.webhooks
+
+    @webhooks.setter
+    def webhooks(self, value: bool) -> None:
+        self.planner.webhooks = value
+
+    @property
+    def reminders(self) -> Reminders | None:
+        """The reminders and expiry the reconciler runs each cycle (set by the runtime)."""
+        return self.reconciler.reminders
+
+    @reminders.setter
+    def reminders(self, value: Reminders | None) -> None:
+        self.reconciler.reminders = value
+
+    @property
+    def cards(self) -> WorkQueue | None:
+        """Where card updates and thread replies go (set by the runtime); None: done in the cycle."""
+        return self.reconciler.cards
+
+    @cards.setter
+    def cards(self, value: WorkQueue | None) -> None:
+        self.reconciler.cards = value
+
+    @property
+    def chores(self) -> WorkQueue | None:
+        """Where the reminders' run goes (set by the runtime); None: it runs in the cycle."""
+        return self.reconciler.chores
+
+    @chores.setter
+    def chores(self, value: WorkQueue | None) -> None:
+        self.reconciler.chores = value
 
     @property
     def problem(self) -> str | None:
@@ -180,19 +216,19 @@ class Poller:
                 return
             if self._woken.wait(min(remaining, 1.0)):
                 self._woken.clear()
-                deadline = min(deadline, time.monotonic() + self._plan())
+                deadline = min(deadline, time.monotonic() + self.planner.plan())
 
     def cycle(self) -> float:
         """Run one cycle — a full reconcile, or with webhooks only the status sync — and plan the next."""
         now = self._clock()
-        full = not self.webhooks or now >= self._next_reconcile
+        full = self.planner.full_due(now)
         sent = self._lexi.sent
         try:
             if full:
-                self._reconcile()
-                self._next_reconcile = now + self.reconcile_interval
+                self.reconciler.full()
+                self.planner.reconciled(now)
             else:
-                self._sync_waiting()
+                self.reconciler.sync()
         except (InvalidKey, PermissionDenied) as exc:
             self._report(str(exc), _access_hint(exc))
             return self._backoff()
@@ -214,165 +250,12 @@ class Poller:
         if self._reported is not None:
             log.info("LeadLex and Slack answer again; polling resumes")
             self._reported = None
-        kind = "full" if full else "sync"
-        spent = self._lexi.sent - sent
-        self._cost[kind] = 0.7 * self._cost[kind] + 0.3 * spent
-        self._count_polling(spent)
-        return self._plan()
-
-    def _count_polling(self, calls: int) -> None:
-        """Add to the calls polling made in the current UTC day (LeadLex's budget resets at 00:00 UTC)."""
-        day = int(self._clock() // 86_400)
-        if day != self._polling_day:
-            self._polling_day, self._polling_spent = day, 0
-        self._polling_spent += calls
-
-    def _reconcile(self) -> None:
-        """List pending tasks, announce new ones, follow the others, and recover what crashes left."""
-        if not self._restore_checked:
-            self._announcer.restore(self._announcer.policy.channels())
-            self._restore_checked = True
-        # The listed content is as of this moment, to the whole second (LeadLex may sign deliveries to the
-        # second only): a webhook signed before it is older content and is dropped (bot/core/webhooks.py).
-        listed_at = datetime.fromtimestamp(int(self._clock()), timezone.utc)
-        pending = self._lexi.list_tasks("pending")
-        self._announce_new(pending, listed_at)
-        self._follow(pending)
-        self._announcer.recover()
-        self._decider.recover({t.id for t in pending}, DECIDING_TIMEOUT)
-        self._remind()
-        self._repair()
-
-    def _sync_waiting(self) -> None:
-        """Between reconciles (webhooks on): follow approved tasks to completion, the one thing webhooks omit."""
-        self._follow(None)
-        self._announcer.recover()
-        self._remind()
-        self._repair()
-
-    def _remind(self) -> None:
-        """Send due reminders and expire overdue tasks: on the chores queue when there is one (at most one run
-        waits there), else now."""
-        if self.reminders is None:
-            return
-        if self.chores is None:
-            self.reminders.run()
-            return
-        try:
-            self.chores.submit(self.reminders.run, key="reminders")
-        except QueueFull:
-            log.debug("reminders wait for the next cycle: their queue is full")
-
-    def _later(self, key: str, fn: Callable[..., object], *args: object) -> None:
-        """Update a card or post a thread reply on the cards queue (each at most once in waiting), else now.
-
-        A full queue drops nothing for good: the card stays marked unrendered and the reply unposted, and the
-        next cycle's repair queues them again.
-        """
-        if self.cards is None:
-            fn(*args)
-            return
-        try:
-            self.cards.submit(fn, *args, key=key)
-        except QueueFull:
-            log.debug("%s waits for the next cycle: the cards queue is full", key)
+        self.planner.spent(full, self._lexi.sent - sent)
+        return self.planner.plan()
 
     def _plan(self) -> float:
-        """The next interval: POLL_INTERVAL, or until the next reconcile when nothing waits, budget permitting."""
-        now = self._clock()
-        wanted = self.interval
-        kind = "full"
-        if self.webhooks:
-            until_reconcile = max(self._next_reconcile - now, 1.0)
-            if self._store.in_states(("approved",), limit=1):
-                wanted, kind = min(self.interval, until_reconcile), "sync"
-            else:
-                wanted = until_reconcile
-        self._count_polling(0)  # a new day starts with nothing spent
-        plan = self._policy.plan(self._lexi.budget, self._cost[kind], now, wanted, self._polling_spent)
-        if plan.reason != self._stretched:
-            if plan.reason:
-                log.warning("polling every %.1fs instead of %.1fs %s", plan.interval, wanted, plan.reason)
-            else:
-                log.info("the LeadLex budget allows polling every %.1fs again", wanted)
-            self._stretched = plan.reason
-        return plan.interval
-
-    def _announce_new(self, pending: list[Task], listed_at: datetime | None = None) -> None:
-        """Announce every pending task without a record, oldest first; one bad task never stops the others."""
-        known = self._store.known(t.id for t in pending)
-        for task in pending:
-            if task.id in self._announcer.restored and task.id in known:
-                self._announcer.restored.discard(task.id)
-                if self._store.update_payload(task, signed_at=listed_at) is not None:  # restored: content back
-                    self._messenger.sync_card(task.id)
-        fresh = [t for t in pending if t.id not in known]
-        fresh.sort(key=lambda t: (t.created_at is None, t.created_at or 0))
-        left = 0
-        for task in fresh:  # queued for their paced posts: the cycle never waits for Slack's pace
-            try:
-                if not self._announcer.enqueue(task, signed_at=listed_at):
-                    left += 1
-            except AnnounceError:
-                raise
-            except Exception:  # noqa: BLE001 - one bad task must not stop the others
-                log.exception("could not announce task %r", clip(task.id))
-        if left:
-            log.warning("%d new tasks wait for the next poll: the announcement backlog is full", left)
-
-    def _follow(self, pending: list[Task] | None) -> None:
-        """Bring the records of tasks that left `pending` in LeadLex to their real state.
-
-        Only the statuses some record is waiting for are listed, each at most once per cycle; with
-        `pending` None (no fresh pending list) only approved tasks are followed to completion.
-        """
-        records = self._store.in_states(("pending", "approved") if pending is not None else ("approved",))
-        pending_ids = {t.id for t in pending or []}
-        vanished = [r for r in records if r.state == "pending" and r.task_id not in pending_ids]
-        waiting = [r for r in records if r.state == "approved" and r.message_ts is not None]
-        if not vanished and not waiting:
-            return
-        statuses = ["approved", "dismissed", "completed", "failed"] if vanished else ["completed", "failed"]
-        where: dict[str, Task] = {}
-        for status in statuses:
-            for task in self._lexi.list_tasks(status):
-                where.setdefault(task.id, task)
-        for row in vanished:
-            self._apply(row, where.get(row.task_id), ("pending",))
-        for row in waiting:
-            task = where.get(row.task_id)
-            if task is not None and task.status in ("completed", "failed"):
-                self._apply(row, task, ("approved",))
-            elif task is None and "approved" in statuses:
-                self._apply(row, None, ("approved",))  # listed nowhere: LeadLex no longer has it
-
-    def _apply(self, row: TaskRow, task: Task | None, from_states: tuple[str, ...]) -> None:
-        """Record the state LeadLex reports (None: it no longer has the task) and show it in Slack."""
-        status = task.status if task is not None else "gone"
-        if status == row.state:
-            return
-        changed = self._store.apply_lexi_state(row.task_id, status, from_states=from_states, task=task)
-        if changed is None:
-            return
-        shown = status if status in (*STATUSES, "gone") else repr(clip(status, 40))  # LeadLex's word, quoted
-        log.info("task %r is now %s in LeadLex", clip(row.task_id), shown, extra={"task_id": row.task_id})
-        self._later(f"card:{row.task_id}", self._messenger.sync_card, row.task_id)
-        if status in ("completed", "failed"):
-            self._later(f"reply:{row.task_id}", self._messenger.reply_final, changed)
-
-    def _repair(self) -> None:
-        """Re-render cards whose last update failed, and post thread replies a crash skipped."""
-        for row in self._store.unrendered():
-            self._later(f"card:{row.task_id}", self._resync, row.task_id)
-        for row in self._store.unreplied():
-            self._later(f"reply:{row.task_id}", self._messenger.reply_final, row)
-
-    def _resync(self, task_id: str) -> None:
-        """Re-render a card whose last update failed; another failure is logged and left for the next repair."""
-        try:
-            self._messenger.sync_card(task_id)
-        except SlackApiError as exc:
-            log.warning("task %r: card update failed again: %r", clip(task_id), clip(slack_error_text(exc), 500))
+        """The next interval, as the planner plans it."""
+        return self.planner.plan()
 
     def _report(self, problem: str, hint: str) -> None:
         """Log a setup problem once, and post it once to the channel, until things work again."""

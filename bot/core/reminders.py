@@ -12,8 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.core.approvers import Approvers
 from bot.db.store import Store, TaskRow
-from bot.errors import LexiError
-from bot.lexi.client import LexiClient
+from bot.core.decisions import Decider
 from bot.slack.messenger import Messenger, slack_error_text
 from bot.core.policy import Policy, human_duration
 
@@ -33,7 +32,7 @@ class Reminders:
         policy: Policy,
         store: Store,
         messenger: Messenger,
-        lexi: LexiClient,
+        decider: Decider,
         approvers: Approvers | None,
         *,
         clock: Callable[[], float] = time.time,
@@ -41,7 +40,7 @@ class Reminders:
         self._policy = policy
         self._store = store
         self._messenger = messenger
-        self._lexi = lexi
+        self._decider = decider
         self._approvers = approvers
         self.clock = clock
 
@@ -77,21 +76,8 @@ class Reminders:
                           detail=f"{sent + 1} of {remind_max} after {waited}")
 
     def _expire(self, row: TaskRow, expire_after: float, dismiss: bool) -> None:
-        """Mark the task expired; dismiss it in LeadLex only when the policy says so."""
-        note = f"Nobody decided within {human_duration(expire_after)}."
-        if dismiss:
-            note += " It was dismissed in LeadLex."
-        expired = self._store.expire(row.task_id, note)
-        if expired is None:
-            return  # decided at the last moment
-        if dismiss:
-            reason = f"not_relevant: expired — not decided within {human_duration(expire_after)}"
-            try:
-                self._lexi.dismiss(row.task_id, reason)
-                answer = "ok"
-            except LexiError as exc:
-                answer = f"{exc.status or '-'} {exc.code or type(exc).__name__}"
-                log.warning("task %s: could not dismiss it on expiry: %s", row.task_id, exc)
-            self._store.audit("leadlex_answer", row.task_id, actor="leadlex", detail=f"dismiss on expiry: {answer}")
+        """Expire the task through the decider; it is dismissed in LeadLex only when the policy says so."""
+        outcome = self._decider.expire(row.task_id, human_duration(expire_after), dismiss=dismiss)
+        if outcome.state != "expired":
+            return  # decided at the last moment (in Slack or in LeadLex)
         log.info("task %s expired at %s", row.task_id, datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        self._messenger.sync_card(row.task_id)

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.announcer import Announcer
+from bot.core.apply import StateApplier
 from bot.db.store import Store
 from bot.lexi.models import Task, parse_time
 from bot.slack.messenger import Messenger
@@ -265,6 +266,7 @@ class WebhookReceiver:
         self._store = store
         self._announcer = announcer
         self._messenger = messenger
+        self._applier = StateApplier(store, messenger, logger=log)
         self._serial = PerKeySerial(submit)
         self._clock = clock
         self.accepted = 0
@@ -361,11 +363,5 @@ class WebhookReceiver:
         if row is None:
             self._store.remember_unannounced(task, self._announcer.channel, task.status, signed_at=signed_at)
             return
-        changed = self._store.apply_lexi_state(task.id, task.status, from_states=from_states, signed_at=signed_at)
-        if changed is not None:
-            log.info("task %r is now %s (webhook %r)", clip(task.id), task.status, clip(event),
-                     extra={"task_id": clip(task.id)})
-            self._messenger.sync_card(task.id)
-            if task.status in ("completed", "failed"):
-                self._messenger.reply_final(changed)
-
+        self._applier.apply(task.id, task.status, from_states=from_states, signed_at=signed_at,
+                            said=f"(webhook {clip(event)!r})", shown_id=clip(task.id))

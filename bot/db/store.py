@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any, ParamSpec, TypeVar
 
 import tenacity
@@ -188,6 +189,21 @@ def _row(record: TaskRecord) -> TaskRow:
         decision_id=record.decision_id,
         resumed_at=record.resumed_at,
     )
+
+
+def _read(conn: Connection, task_id: str, *, lock: bool = False) -> TaskRow | None:
+    """One task record read on `conn` (inside its transaction); `lock`: hold the row until it ends (PostgreSQL)."""
+    query = select(TaskRecord.__table__).where(TaskRecord.task_id == task_id)
+    if lock:
+        query = query.with_for_update()
+    found = conn.execute(query).mappings().first()
+    return _row(SimpleNamespace(**found)) if found is not None else None  # type: ignore[arg-type]
+
+
+def _read_decision(conn: Connection, decision_id: int) -> DecisionRow | None:
+    """One accepted decision read on `conn` (inside its transaction)."""
+    found = conn.execute(select(Decision.__table__).where(Decision.id == decision_id)).mappings().first()
+    return _decision(SimpleNamespace(**found)) if found is not None else None  # type: ignore[arg-type]
 
 
 def not_newer_than(signed_at: datetime | None) -> tuple[Any, ...]:
@@ -378,18 +394,20 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(TaskRecord.task_id).limit(1)).first() is None
 
+    @retried
     def restore_announcement(self, task_id: str, channel: str, ts: str, state: str, actor: str | None) -> bool:
         """Record a card found in the channel after the database was lost; the card already shows `state`."""
         if state not in STATES:
             raise ValueError(f"unknown state {state[:40]!r}")  # the caller validates what the card says
-        inserted = self._insert(Task(id=task_id), channel, state)
-        if inserted:
-            self._update(
-                task_id, (), bump=False, message_ts=ts, actor=actor, rendered_version=1,
-                decided_at=self._now() if state not in ("pending", "announcing") else None,
-            )
-            self.audit("restored", task_id, actor=actor, detail=f"{state} {channel} {ts}")
-        return inserted
+        with self._begin() as conn:
+            inserted = self._insert_on(conn, Task(id=task_id), channel, state)
+            if inserted:
+                self._update_on(
+                    conn, task_id, (), bump=False, message_ts=ts, actor=actor, rendered_version=1,
+                    decided_at=self._now() if state not in ("pending", "announcing") else None,
+                    audit=Audit("restored", actor=actor, detail=f"{state} {channel} {ts}"),
+                )
+            return inserted
 
     @retried
     def count_in_state(self, state: str) -> int:
@@ -440,15 +458,18 @@ class Store:
         """
         return self._insert(task, channel, "announcing", signed_at=signed_at)
 
+    @retried
     def remember_unannounced(self, task: Task, channel: str, state: str, *, signed_at: datetime | None = None) -> bool:
         """Record a task LeadLex reports as already decided before we announced it, so it never is.
 
         A late or replayed `task.created` then finds the record and posts nothing.
         """
-        inserted = self._insert(task, channel, state, signed_at=signed_at)
-        if inserted:
-            self.audit("seen_decided", task.id, actor="leadlex", surface="webhook", detail=state)
-        return inserted
+        with self._begin() as conn:
+            inserted = self._insert_on(conn, task, channel, state, signed_at=signed_at)
+            if inserted:
+                self._write_audit(conn, Audit("seen_decided", actor="leadlex", surface="webhook", detail=state),
+                                  task.id)
+            return inserted
 
     def update_payload(self, task: Task, *, signed_at: datetime | None = None) -> TaskRow | None:
         """Store a pending task's new content (LeadLex edited it) so the card shows it.
@@ -456,15 +477,21 @@ class Store:
         None when the task is not pending, or when the record holds content signed after `signed_at`.
         """
         signed = {"content_signed_at": signed_at} if signed_at is not None else {}
-        changed = self._update(
+        return self._change(
             task.id, (TaskRecord.state.in_(("announcing", "pending")), *not_newer_than(signed_at)),
             payload=task.to_api(), **signed,
         )
-        return self.get(task.id) if changed else None
 
     @retried
     def _insert(self, task: Task, channel: str, state: str, *, signed_at: datetime | None = None) -> bool:
         """Insert a record unless one exists (atomic on both databases); True when this call inserted it."""
+        with self._begin() as conn:
+            return self._insert_on(conn, task, channel, state, signed_at=signed_at)
+
+    def _insert_on(
+        self, conn: Connection, task: Task, channel: str, state: str, *, signed_at: datetime | None = None
+    ) -> bool:
+        """`_insert` inside the caller's transaction."""
         now = self._now()
         values = dict(
             task_id=task.id,
@@ -480,11 +507,10 @@ class Store:
             updated_at=now,
             content_signed_at=signed_at,
         )
-        with self._begin() as conn:
-            builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            statement = builder(TaskRecord).values(**values).on_conflict_do_nothing()
-            # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
-            return conn.execute(statement.returning(TaskRecord.task_id)).first() is not None
+        builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = builder(TaskRecord).values(**values).on_conflict_do_nothing()
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
+        return conn.execute(statement.returning(TaskRecord.task_id)).first() is not None
 
     def take_over_announcement(self, task_id: str, seen_claimed_at: datetime) -> bool:
         """Renew a stale announcement claim; False when another process renewed or finished it first."""
@@ -564,15 +590,17 @@ class Store:
                 self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
                 if decision_id is not None:
                     conn.execute(update(Decision).where(Decision.id == decision_id).values(stage="claimed"))
-        return won, self.get(task_id)
+            return won, _read(conn, task_id)  # as this transaction left it
 
+    @retried
     def add_approval(self, task_id: str, user: str, needed: int, surface: str) -> tuple[str, list[str]]:
         """Count one person's approval towards a quorum: ("added" | "duplicate" | "not_pending", approvers so far).
 
-        A compare-and-set on the record's version, so concurrent approvals are never lost and nobody counts twice.
+        One transaction holding the record (locked on PostgreSQL; SQLite's one writer is this store's lock), so
+        concurrent approvals are never lost and nobody counts twice.
         """
-        for _attempt in range(20):
-            row = self.get(task_id)
+        with self._begin() as conn:
+            row = _read(conn, task_id, lock=True)
             if row is None or row.state != "pending":
                 return "not_pending", []
             by = list((row.approvals or {}).get("by", []))
@@ -580,33 +608,33 @@ class Store:
                 return "duplicate", by
             by.append(user)
             audit = Audit("approval", actor=user, surface=surface, detail=f"{len(by)} of {needed}")
-            if self._update(
-                task_id,
-                (TaskRecord.version == row.version, TaskRecord.state == "pending"),
-                approvals={"needed": needed, "by": by},
-                audit=audit,
+            if not self._update_on(
+                conn, task_id, (TaskRecord.version == row.version, TaskRecord.state == "pending"),
+                approvals={"needed": needed, "by": by}, audit=audit,
             ):
-                return "added", by
-        raise RuntimeError(f"task {task_id}: approvals kept changing under us")
+                raise RuntimeError(f"task {task_id}: approvals changed under a held record")
+            return "added", by
 
+    @retried
     def withdraw_approvals(self, task_id: str, users: list[str], needed: int) -> list[str]:
-        """Stop counting these people's approvals (they may no longer approve); the approvers still counted."""
-        for _attempt in range(20):
-            row = self.get(task_id)
+        """Stop counting these people's approvals (they may no longer approve); the approvers still counted.
+
+        One transaction holding the record, like `add_approval`.
+        """
+        with self._begin() as conn:
+            row = _read(conn, task_id, lock=True)
             by = list((row.approvals or {}).get("by", [])) if row is not None else []
             kept = [u for u in by if u not in users]
             if row is None or row.state != "pending" or kept == by:
                 return kept
             audit = Audit("approval_withdrawn", actor=None, surface="policy",
                           detail=f"{', '.join(u for u in by if u in users)} may no longer approve")
-            if self._update(
-                task_id,
-                (TaskRecord.version == row.version, TaskRecord.state == "pending"),
-                approvals={"needed": needed, "by": kept},
-                audit=audit,
+            if not self._update_on(
+                conn, task_id, (TaskRecord.version == row.version, TaskRecord.state == "pending"),
+                approvals={"needed": needed, "by": kept}, audit=audit,
             ):
-                return kept
-        raise RuntimeError(f"task {task_id}: approvals kept changing under us")
+                raise RuntimeError(f"task {task_id}: approvals changed under a held record")
+            return kept
 
     # --- accepted decisions (the journal written before Slack is acknowledged) ------------------------
 
@@ -656,6 +684,7 @@ class Store:
                     .values(lease_until=self._now() + lease)
                 )
 
+    @retried
     def take_over_decisions(
         self, owner: str, lease: timedelta, *, orphans: bool = False, exclude: Iterable[int] = (), limit: int = 50
     ) -> list[DecisionRow]:
@@ -663,23 +692,22 @@ class Store:
 
         `orphans`: also every open decision another owner holds (on SQLite, where one process alone may use
         the file, they belong to a process that died). `exclude`: decisions `owner` is carrying out right now.
-        Each take is a compare-and-set, so one process wins.
+        Each take is a compare-and-set, so one process wins; all of them are one transaction.
         """
         now = self._now()
         expired = or_(Decision.lease_until.is_(None), Decision.lease_until < now)
         if orphans:
             expired = or_(expired, Decision.owner.is_(None), Decision.owner != owner)
-        with self.engine.connect() as conn:
+        taken = []
+        busy = set(exclude)
+        with self._begin() as conn:
             seen = conn.execute(
                 select(Decision.id, Decision.owner, Decision.lease_until)
                 .where(text(OPEN_DECISIONS), expired).order_by(Decision.id).limit(limit)
             ).all()
-        taken = []
-        busy = set(exclude)
-        for decision_id, old_owner, old_lease in seen:
-            if decision_id in busy:
-                continue
-            with self._begin() as conn:
+            for decision_id, old_owner, old_lease in seen:
+                if decision_id in busy:
+                    continue
                 owned = Decision.owner.is_(None) if old_owner is None else Decision.owner == old_owner
                 leased = Decision.lease_until.is_(None) if old_lease is None else Decision.lease_until == old_lease
                 won = conn.execute(
@@ -687,10 +715,10 @@ class Store:
                     .where(Decision.id == decision_id, owned, leased, text(OPEN_DECISIONS))
                     .values(owner=owner, lease_until=now + lease, attempts=Decision.attempts + 1)
                 ).rowcount == 1
-            if won:
-                row = self.decision(decision_id)
-                if row is not None:
-                    taken.append(row)
+                if won:
+                    row = _read_decision(conn, decision_id)
+                    if row is not None:
+                        taken.append(row)
         return taken
 
     def mark_resumed(self, task_id: str, decision_id: int) -> bool:
@@ -700,21 +728,25 @@ class Store:
             resumed_at=self._now(),
         )
 
+    @retried
     def adopt_stale_decisions(self, older_than: timedelta) -> int:
         """Journal claims left `deciding` with no open decision behind them (written before decisions were
         journaled, or whose decision ended without an outcome), so that they are resumed, not handed back.
+
+        One transaction; each adoption is still conditional on the claim being the one read.
         """
         cutoff = self._now() - older_than
         open_ids = select(Decision.id).where(text(OPEN_DECISIONS))
-        rows = self._select(
-            select(TaskRecord).where(
-                TaskRecord.state == "deciding", TaskRecord.claimed_at < cutoff,
-                or_(TaskRecord.decision_id.is_(None), TaskRecord.decision_id.not_in(open_ids)),
-            ).limit(200)
-        )
         adopted = 0
-        for row in rows:
-            with self._begin() as conn:
+        with self._begin() as conn:
+            rows = conn.execute(
+                select(TaskRecord.task_id, TaskRecord.actor, TaskRecord.action, TaskRecord.surface,
+                       TaskRecord.reason, TaskRecord.note, TaskRecord.decision_id).where(
+                    TaskRecord.state == "deciding", TaskRecord.claimed_at < cutoff,
+                    or_(TaskRecord.decision_id.is_(None), TaskRecord.decision_id.not_in(open_ids)),
+                ).limit(200)
+            ).all()
+            for row in rows:
                 decision_id = conn.execute(insert(Decision).values(
                     task_id=row.task_id, actor=row.actor or "unknown", action=row.action or "approve",
                     surface=(row.surface or "button")[:16], reason=row.reason, note=row.note, reply={},
@@ -737,30 +769,36 @@ class Store:
         with self._begin() as conn:
             conn.execute(delete(Decision).where(Decision.done_at < self._now() - older_than))
 
+    @retried
     def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
         """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
         values: dict[str, Any] = {"state": state, "decided_at": self._now()}
         if actor is not None:
             values["actor"] = actor
-        self._update(task_id, (TaskRecord.state == "deciding",), audit=Audit("decided", detail=state), **values)
-        return self.get(task_id)
+        with self._begin() as conn:
+            self._update_on(conn, task_id, (TaskRecord.state == "deciding",), audit=Audit("decided", detail=state),
+                            **values)
+            return _read(conn, task_id)  # as this transaction left it (someone else's outcome if not ours)
 
+    @retried
     def release_decision(self, task_id: str, note: str | None) -> TaskRow | None:
         """Return a task whose decision failed to `pending`, with the reason shown on the card."""
-        before = self.get(task_id)
-        self._update(
-            task_id,
-            (TaskRecord.state == "deciding",),
-            audit=Audit("decision_failed", actor=before.actor if before else None,
-                        surface=before.surface if before else None, detail=note),
-            state="pending",
-            note=note,
-            actor=None,
-            action=None,
-            surface=None,
-            reason=None,
-        )
-        return self.get(task_id)
+        with self._begin() as conn:
+            before = _read(conn, task_id, lock=True)  # who was deciding, for the audit
+            self._update_on(
+                conn,
+                task_id,
+                (TaskRecord.state == "deciding",),
+                audit=Audit("decision_failed", actor=before.actor if before else None,
+                            surface=before.surface if before else None, detail=note),
+                state="pending",
+                note=note,
+                actor=None,
+                action=None,
+                surface=None,
+                reason=None,
+            )
+            return _read(conn, task_id)
 
     def apply_lexi_state(
         self,
@@ -787,16 +825,20 @@ class Store:
             values.update(actor=None, surface=surface, reason=None, decided_at=self._now())
         audit = Audit("state_changed", actor="leadlex", surface=surface, detail=state)
         conditions = (TaskRecord.state.in_(list(from_states)), *not_newer_than(signed_at))
-        changed = self._update(task_id, conditions, audit=audit, **values)
-        return self.get(task_id) if changed else None
+        return self._change(task_id, conditions, audit=audit, **values)
 
-    def expire(self, task_id: str, note: str | None) -> TaskRow | None:
-        """Mark a task still pending past its expiry as expired (not decided); None when it was decided first."""
-        changed = self._update(
-            task_id, (TaskRecord.state == "pending",), state="expired", note=note, decided_at=self._now(),
-            audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
+    def expire(self, task_id: str, note: str | None, *, deciding: bool = False) -> TaskRow | None:
+        """Mark a task still pending past its expiry as expired (not decided); None when it was decided first.
+
+        `deciding`: the task is claimed by the expiry's own decision (it dismissed the task in LeadLex), whose
+        claim is cleared: an expired task was decided by nobody.
+        """
+        claim = dict(actor=None, action=None, surface=None, reason=None) if deciding else {}
+        return self._change(
+            task_id, (TaskRecord.state == ("deciding" if deciding else "pending"),), state="expired", note=note,
+            decided_at=self._now(), audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
+            **claim,
         )
-        return self.get(task_id) if changed else None
 
     def claim_reply(self, task_id: str, state: str) -> bool:
         """Take the right to post the one thread reply for a final state; False when it was already taken."""
@@ -825,18 +867,45 @@ class Store:
         **values: Any,
     ) -> bool:
         """One conditional UPDATE of one task, audited in the same transaction; True when it matched."""
+        with self._begin() as conn:
+            return self._update_on(conn, task_id, conditions, bump=bump, audit=audit, **values)
+
+    @retried
+    def _change(
+        self,
+        task_id: str,
+        conditions: tuple[Any, ...],
+        *,
+        bump: bool = True,
+        audit: Audit | None = None,
+        **values: Any,
+    ) -> TaskRow | None:
+        """`_update`, returning the record as the same transaction left it; None when the UPDATE did not match."""
+        with self._begin() as conn:
+            if not self._update_on(conn, task_id, conditions, bump=bump, audit=audit, **values):
+                return None
+            return _read(conn, task_id)
+
+    def _update_on(
+        self,
+        conn: Connection,
+        task_id: str,
+        conditions: tuple[Any, ...],
+        *,
+        bump: bool = True,
+        audit: Audit | None = None,
+        **values: Any,
+    ) -> bool:
+        """`_update` inside the caller's transaction."""
         values["updated_at"] = self._now()
         if bump:
             values["version"] = TaskRecord.version + 1
             values["needs_render"] = True
-        with self._begin() as conn:
-            result = conn.execute(
-                update(TaskRecord).where(TaskRecord.task_id == task_id, *conditions).values(**values)
-            )
-            matched = result.rowcount == 1
-            if matched and audit is not None:
-                self._write_audit(conn, audit, task_id)
-            return matched
+        result = conn.execute(update(TaskRecord).where(TaskRecord.task_id == task_id, *conditions).values(**values))
+        matched = result.rowcount == 1
+        if matched and audit is not None:
+            self._write_audit(conn, audit, task_id)
+        return matched
 
     # --- replay protection ------------------------------------------------------------------------
 
