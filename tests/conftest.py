@@ -37,7 +37,7 @@ class _SecretScan(logging.Handler):
 _SCAN = _SecretScan()
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def pytest_configure() -> None:
     """Watch the bot's and the libraries' logs for the whole session (the markers are in pyproject.toml)."""
     logging.getLogger().addHandler(_SCAN)
     logging.getLogger("bot").setLevel(logging.DEBUG)
@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     """Fail the session if any log line of any test contained a secret the bots under test were given."""
     secrets = sorted(s for s in SECRETS_GIVEN | CHILD_SECRETS if len(s) >= 8)
     lines = _SCAN.lines + CHILD_OUTPUT
