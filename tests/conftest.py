@@ -18,6 +18,8 @@ from tests.support.harness import SECRETS_GIVEN, WEBHOOK_SECRET, BotHarness, sta
 from tests.support.process import CHILD_OUTPUT, CHILD_SECRETS
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+#: Why a test marked `postgres` did not run.
+POSTGRES_SKIP = "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
 
 
 class _SecretScan(logging.Handler):
@@ -35,14 +37,23 @@ class _SecretScan(logging.Handler):
 _SCAN = _SecretScan()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Watch the bot's and the libraries' logs for the whole session."""
+def pytest_configure() -> None:
+    """Watch the bot's and the libraries' logs for the whole session (the markers are in pyproject.toml)."""
     logging.getLogger().addHandler(_SCAN)
-    config.addinivalue_line("markers", "soak: a soak test (faults, kills and restarts for a minute or more)")
     logging.getLogger("bot").setLevel(logging.DEBUG)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip the tests marked `postgres` (pyproject.toml → markers) when TEST_DATABASE_URL names no server."""
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason=POSTGRES_SKIP)
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
     """Fail the session if any log line of any test contained a secret the bots under test were given."""
     secrets = sorted(s for s in SECRETS_GIVEN | CHILD_SECRETS if len(s) >= 8)
     lines = _SCAN.lines + CHILD_OUTPUT
@@ -94,12 +105,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(
     params=[
         "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(
-                not PG_URL, reason="PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-            ),
-        ),
+        pytest.param("postgresql", marks=pytest.mark.postgres),
     ]
 )
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:

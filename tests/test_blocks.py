@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.dev.standin.blockkit import validate_blocks
 from bot.slack.blocks import (
     APPROVE_ACTION,
     DISMISS_ACTION,
@@ -31,63 +32,30 @@ HOSTILE = "<!channel> <!here> <@U123> <https://evil.example|click> & more"
 STATES = ("pending", "deciding", "approved", "dismissed", "completed", "failed", "gone", "expired")
 
 
-# --- a small checker of Slack's Block Kit limits ----------------------------------------------------------
+# --- Slack's Block Kit limits (the stand-in's checker, shared) and what every card keeps to besides ----------
 
-
-def check_text(obj: Any, limit: int, *, plain: bool = False) -> None:
-    """Assert that obj is a text object (plain_text when asked) of 1..limit characters."""
-    assert obj["type"] in (("plain_text",) if plain else ("plain_text", "mrkdwn"))
-    assert isinstance(obj["text"], str) and 0 < len(obj["text"]) <= limit, obj
-
-
-def check_confirm(confirm: dict[str, Any]) -> None:
-    """Assert that a confirm dialog respects Slack's field limits."""
-    check_text(confirm["title"], 100, plain=True)
-    check_text(confirm["text"], 300)
-    check_text(confirm["confirm"], 30, plain=True)
-    check_text(confirm["deny"], 30, plain=True)
-    assert confirm.get("style", "primary") in ("primary", "danger")
-
-
-def check_block(block: dict[str, Any]) -> None:
-    """Assert that one block respects the limits of its type."""
-    assert len(block.get("block_id", "")) <= 255
-    kind = block["type"]
-    if kind == "header":
-        check_text(block["text"], 150, plain=True)
-    elif kind == "section":
-        assert "text" in block or "fields" in block
-        if "text" in block:
-            check_text(block["text"], 3000)
-        fields = block.get("fields", [])
-        assert len(fields) <= 10 and ("text" in block or fields)
-        for field in fields:
-            check_text(field, 2000)
-    elif kind == "context":
-        assert 1 <= len(block["elements"]) <= 10
-        for element in block["elements"]:
-            check_text(element, 3000)
-    elif kind == "actions":
-        assert 1 <= len(block["elements"]) <= 25
-        for button in block["elements"]:
-            assert button["type"] == "button"
-            check_text(button["text"], 75, plain=True)
-            assert 0 < len(button["action_id"]) <= 255
-            assert 0 < len(button["value"]) <= 2000
-            assert button.get("style", "primary") in ("primary", "danger")
-            if "confirm" in button:
-                check_confirm(button["confirm"])
-    else:
-        pytest.fail(f"unexpected block type {kind}")
+#: The blocks a card is made of.
+CARD_BLOCKS = ("header", "section", "context", "actions")
 
 
 def check_message(message: dict[str, Any]) -> None:
-    """Assert that a message has fallback text and blocks within every Block Kit limit and the size budget."""
+    """Assert that a message is within every Block Kit limit (bot.dev.standin.blockkit) and the card's own rules.
+
+    The card's own: fallback text of 1 to 3000 characters, only header/section/context/actions blocks, text-only
+    context, buttons that each carry an action id and a value, and the bot's size budget.
+    """
     assert set(message) == {"text", "blocks"}
     assert isinstance(message["text"], str) and 0 < len(message["text"]) <= 3000
-    assert 1 <= len(message["blocks"]) <= 50
+    problem = validate_blocks(message["blocks"])
+    assert problem is None, problem
+    assert message["blocks"]
     for block in message["blocks"]:
-        check_block(block)
+        assert block["type"] in CARD_BLOCKS, block
+        if block["type"] == "context":
+            assert all(element["type"] in ("plain_text", "mrkdwn") for element in block["elements"]), block
+        if block["type"] == "actions":
+            for button in block["elements"]:
+                assert button["type"] == "button" and button["action_id"] and button["value"], button
     assert len(json.dumps(message, ensure_ascii=False)) <= 12_000
 
 

@@ -104,6 +104,7 @@ def test_second_process_on_one_sqlite_file_is_refused(
     assert "another lexi-bot process" in second.output and "PostgreSQL" in second.output
 
 
+@pytest.mark.slow
 def test_kill_between_post_and_record_never_duplicates(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, processes: list[BotProcess]
 ) -> None:
@@ -182,6 +183,7 @@ def test_procfile_runs_migrations_in_release_and_the_bot_on_web() -> None:
     assert lines["web"].strip() == "lexi-bot run"
 
 
+@pytest.mark.slow
 def test_run_with_sandbox_announces_sample_tasks_that_can_be_approved(
     slack: SlackStandIn, tmp_path: Path, processes: list[BotProcess]
 ) -> None:
@@ -208,6 +210,7 @@ def test_run_with_sandbox_announces_sample_tasks_that_can_be_approved(
     assert proc.wait() == 0
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_decisions_in_flight_then_exits_0(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, processes: list[BotProcess]
 ) -> None:

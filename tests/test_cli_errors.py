@@ -26,8 +26,6 @@ PG_URL = os.environ.get("TEST_DATABASE_URL")
 #: A password that must never be printed, whatever fails.
 PASSWORD = "s3cret-Pa55word"
 
-needs_postgres = pytest.mark.skipif(not PG_URL, reason="needs TEST_DATABASE_URL (a PostgreSQL server)")
-
 
 def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60.0) -> tuple[int, str]:
     """Run `lexi-bot ARGS` to its end (bounded); its exit status and everything it printed."""
@@ -104,6 +102,7 @@ def test_run_names_an_unreachable_slack_in_one_line(
     assert len(output.strip().splitlines()) == 1, output
 
 
+@pytest.mark.slow
 def test_run_with_leadlex_out_of_reach_names_it_and_keeps_trying(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
 ) -> None:
@@ -205,7 +204,7 @@ def test_unreachable_postgres_is_one_line_naming_host_port_database_and_user(
     assert len(output.strip().splitlines()) == 1, output
 
 
-@needs_postgres
+@pytest.mark.postgres
 @pytest.mark.parametrize("command", [["run"], ["migrate"], ["audit"]])
 def test_missing_postgres_database_is_one_line_saying_to_create_it(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, command: list[str]
@@ -218,7 +217,7 @@ def test_missing_postgres_database_is_one_line_saying_to_create_it(
     assert len(output.strip().splitlines()) == 1, output
 
 
-@needs_postgres
+@pytest.mark.postgres
 @pytest.mark.parametrize("command", [["run"], ["migrate"], ["audit"]])
 def test_unknown_postgres_user_is_one_line_naming_the_user(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, command: list[str]

@@ -19,6 +19,8 @@ from tests.support.harness import SECRETS_GIVEN
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Locator, Page
 
+pytestmark = pytest.mark.browser
+
 HOSTILE = '<img src=x onerror="window.__pwned=1"> <!channel> wants <https://evil.example|a link>'
 
 

@@ -21,6 +21,8 @@ from tests.support.browser import chromium
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
+pytestmark = pytest.mark.browser
+
 STATIC = Path(bot.dev.demo.__file__).parent / "static"
 AT = datetime(2024, 5, 1, 14, 3, 9, tzinfo=timezone.utc)
 NOW_MS = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)

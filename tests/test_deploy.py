@@ -130,13 +130,17 @@ def test_dockerfile_installs_only_hashed_locked_dependencies() -> None:
 
 
 def test_ci_installs_from_the_hashed_lock_then_runs_the_readme_test_command() -> None:
-    """.ci/run installs the test lock with hashes and the bot without resolving, lints, then runs `.venv/bin/pytest`."""
+    """.ci/run installs the hashed test lock and the bot without resolving, lints, checks imports, then runs pytest."""
     lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     commands = [line for line in lines if line and not line.startswith("#")]
     assert f".venv/bin/pip install -q --require-hashes -r {TEST_LOCK}" in commands
     assert ".venv/bin/pip install -q --no-deps --no-build-isolation -e ." in commands
     assert not any("pip install" in line and "-e '.[test]'" in line for line in commands)
-    assert commands[-2:] == [".venv/bin/ruff check bot tests bench", ".venv/bin/pytest"]
+    assert commands[-3:] == [
+        ".venv/bin/ruff check --select F,E9,B --ignore B905 bot tests bench migrations",
+        ".venv/bin/lint-imports --no-cache --no-logo",
+        ".venv/bin/pytest",
+    ]
 
 
 def test_every_locked_requirement_is_pinned_and_carries_a_hash() -> None:

@@ -32,6 +32,7 @@ def _role(port: int) -> str:
         return "down"
 
 
+@pytest.mark.slow
 def test_three_replicas_announce_and_decide_exactly_once(
     sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
 ) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from bench.soak import Report, run
 
-pytestmark = [pytest.mark.soak, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.timeout(400)]
 
 log = logging.getLogger(__name__)
 

@@ -293,6 +293,9 @@ OVER_LIMIT: dict[str, list[dict[str, Any]]] = {
     "confirm text over 300": [{"type": "actions", "elements": [_button(confirm=_confirm(text="t" * 301))]}],
     "confirm over 30": [{"type": "actions", "elements": [_button(confirm=_confirm(confirm="c" * 31))]}],
     "deny button over 30": [{"type": "actions", "elements": [_button(confirm=_confirm(deny="d" * 31))]}],
+    "confirm style not primary or danger": [
+        {"type": "actions", "elements": [_button(confirm={**_confirm(), "style": "loud"})]}
+    ],
     "block without type": [{"text": _mrkdwn("no type")}],
 }
 
@@ -323,7 +326,8 @@ def test_blocks_exactly_at_the_limits_are_accepted() -> None:
                     value="v" * 2000,
                     action_id="a" * 255,
                     url="https://x/" + "u" * 2990,
-                    confirm=_confirm(title="t" * 100, text="t" * 300, confirm="c" * 30, deny="d" * 30),
+                    confirm={**_confirm(title="t" * 100, text="t" * 300, confirm="c" * 30, deny="d" * 30),
+                             "style": "danger"},
                 )
             ],
         },

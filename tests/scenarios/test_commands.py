@@ -383,7 +383,9 @@ def test_status_reports_poll_pending_budget_mode_and_database(
     assert f"• Database: {kind}" in text
 
 
-@pytest.mark.parametrize("text", ["tasks", "ask find CFOs in Germany", "approve {task_id}"])
+@pytest.mark.parametrize(
+    "text", ["tasks", pytest.param("ask find CFOs in Germany", marks=pytest.mark.slow), "approve {task_id}"]
+)
 def test_commands_are_acknowledged_before_slow_leadlex_answers(
     bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn, text: str
 ) -> None:

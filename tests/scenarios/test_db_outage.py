@@ -16,13 +16,12 @@ from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
-from tests.conftest import PG_URL, _reset_postgres
+from tests.conftest import _reset_postgres
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 from tests.support.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.skipif(
-    not PG_URL, reason="the database outage test puts PostgreSQL behind a proxy: it needs TEST_DATABASE_URL"
-)
+#: The outage puts PostgreSQL behind a proxy: without a server the whole module is skipped (tests/conftest.py).
+pytestmark = pytest.mark.postgres
 
 #: How long the database stays away.
 OUTAGE = 10.0
@@ -72,6 +71,7 @@ def _probe(bot: BotHarness, path: str) -> tuple[int, dict]:
     return response.status_code, response.json()
 
 
+@pytest.mark.slow
 def test_database_outage_pauses_polling_and_loses_nothing(
     polling_bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn, proxied: tuple[TcpProxy, str]
 ) -> None:

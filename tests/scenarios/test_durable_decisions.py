@@ -300,6 +300,7 @@ def _killed_after_the_ack(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path)
         proxy.close()
 
 
+@pytest.mark.slow
 def test_killed_right_after_the_ack_the_restarted_bot_approves_once(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
 ) -> None:
@@ -313,6 +314,7 @@ def test_killed_right_after_the_ack_the_restarted_bot_approves_once(
 
 
 @pytest.mark.parametrize("runs_for", [None, 0.2], ids=["stays-approved", "completes-at-once"])
+@pytest.mark.slow
 def test_a_resumed_approval_that_had_landed_ends_approved(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, runs_for: float | None
 ) -> None:
@@ -345,6 +347,7 @@ def test_a_resumed_approval_that_had_landed_ends_approved(
         proxy.close()
 
 
+@pytest.mark.slow
 def test_a_decision_acked_by_a_killed_replica_is_finished_by_another(
     sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
 ) -> None:
@@ -377,6 +380,7 @@ def test_a_decision_acked_by_a_killed_replica_is_finished_by_another(
         store.close()
 
 
+@pytest.mark.slow
 def test_restart_hands_back_only_what_leadlex_refuses(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
 ) -> None:

@@ -195,13 +195,15 @@ def _check_element(element: Any, pointer: str) -> None:
 
 
 def _check_confirm(confirm: Any, pointer: str) -> None:
-    """A confirm dialog has title (100), text (300), confirm (30) and deny (30)."""
+    """A confirm dialog has title (100), text (300), confirm (30) and deny (30), and a primary or danger style."""
     if not isinstance(confirm, dict):
         raise _Invalid(pointer, "must be an object")
     _check_text(confirm.get("title"), f"{pointer}/title", 100, plain=True)
     _check_text(confirm.get("text"), f"{pointer}/text", 300)
     _check_text(confirm.get("confirm"), f"{pointer}/confirm", 30, plain=True)
     _check_text(confirm.get("deny"), f"{pointer}/deny", 30, plain=True)
+    if confirm.get("style") not in (None, "primary", "danger"):
+        raise _Invalid(f"{pointer}/style", "must be one of: primary, danger")
 
 
 def _check_text(obj: Any, pointer: str, limit: int, *, plain: bool = False) -> None:
