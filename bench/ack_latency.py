@@ -32,8 +32,8 @@ from bench.common import (
     save_chart,
     wait_until,
 )
-from bot.slack import blocks
 from bot.dev.standin import payloads
+from bot.slack import blocks
 
 SLOW = 5.0
 CONCURRENCY = 20
@@ -70,8 +70,11 @@ def _fire(stack: Stack, bodies: list[tuple[bytes, str]], label: str) -> Result:
 
 def _cards(stack: Stack) -> dict[str, str]:
     """The ts of each task's card, from the messages the bot posted."""
-    return {m.metadata["event_payload"]["task_id"]: m.ts for m in stack.slack.messages(CHANNEL)
-            if m.thread_ts is None and m.metadata}
+    return {
+        m.metadata["event_payload"]["task_id"]: m.ts
+        for m in stack.slack.messages(CHANNEL)
+        if m.thread_ts is None and m.metadata
+    }
 
 
 def _clicks(stack: Stack, task_ids: list[str]) -> list[tuple[bytes, str]]:
@@ -80,8 +83,12 @@ def _clicks(stack: Stack, task_ids: list[str]) -> list[tuple[bytes, str]]:
     bodies = []
     for task_id in task_ids:
         payload = payloads.build_block_action(
-            action_id=blocks.APPROVE_ACTION, value=task_id, user="UALICE", channel=CHANNEL,
-            message_ts=cards.get(task_id), trigger_id=stack.slack.new_trigger_id("UALICE"),
+            action_id=blocks.APPROVE_ACTION,
+            value=task_id,
+            user="UALICE",
+            channel=CHANNEL,
+            message_ts=cards.get(task_id),
+            trigger_id=stack.slack.new_trigger_id("UALICE"),
             response_url=stack.slack.new_response_url(),
         )
         bodies.append(payloads.encode_interactive(payload))
@@ -91,10 +98,14 @@ def _clicks(stack: Stack, task_ids: list[str]) -> list[tuple[bytes, str]]:
 def _commands(stack: Stack, count: int) -> list[tuple[bytes, str]]:
     """`/lexi help` commands."""
     return [
-        payloads.encode_command(payloads.build_slash_command(
-            text="help", user="UBOB", response_url=stack.slack.new_response_url(),
-            trigger_id=stack.slack.new_trigger_id("UBOB"),
-        ))
+        payloads.encode_command(
+            payloads.build_slash_command(
+                text="help",
+                user="UBOB",
+                response_url=stack.slack.new_response_url(),
+                trigger_id=stack.slack.new_trigger_id("UBOB"),
+            )
+        )
         for _ in range(count)
     ]
 
@@ -117,8 +128,7 @@ def _chart(results: Sequence[Result], path: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.8))
     for label in dict.fromkeys(r.label for r in results):
         ordered = sorted(v for r in results if r.label == label for v in r.latencies)
-        ax.plot([v * 1000 for v in ordered], [100 * (i + 1) / len(ordered) for i in range(len(ordered))],
-                label=label)
+        ax.plot([v * 1000 for v in ordered], [100 * (i + 1) / len(ordered) for i in range(len(ordered))], label=label)
     ax.axvline(100, color="red", linestyle="--", linewidth=1, label="target: p99 < 100 ms")
     ax.axvline(3000, color="black", linestyle=":", linewidth=1, label="Slack's 3 s deadline")
     ax.set_xscale("log")
@@ -136,11 +146,18 @@ def _rows(results: Sequence[Result]) -> list[list[object]]:
         rounds = [r for r in results if r.label == label]
         p99s = [percentile(r.latencies, 99) for r in rounds]
         statuses: Counter[int] = sum((r.statuses for r in rounds), Counter())
-        rows.append([label, len(rounds), sum(len(r.latencies) for r in rounds),
-                     ms(statistics.median(percentile(r.latencies, 50) for r in rounds)),
-                     ms(statistics.median(p99s)), f"{ms(min(p99s))} – {ms(max(p99s))}",
-                     ms(max(max(r.latencies) for r in rounds)),
-                     ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items()))])
+        rows.append(
+            [
+                label,
+                len(rounds),
+                sum(len(r.latencies) for r in rounds),
+                ms(statistics.median(percentile(r.latencies, 50) for r in rounds)),
+                ms(statistics.median(p99s)),
+                f"{ms(min(p99s))} – {ms(max(p99s))}",
+                ms(max(max(r.latencies) for r in rounds)),
+                ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items())),
+            ]
+        )
     return rows
 
 
@@ -155,9 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids: list[str] = []
     # Tasks exist before the bot starts, so its first cycle announces them all (pacing off: cards only need
     # to exist); POLL_INTERVAL=60, the default, so the poller runs in the background as in production.
-    with running_bot(post_interval=0.0, poll_interval=60,
-                     before_start=lambda box: ids.extend(box.add_task()["id"]
-                                                         for _ in range(len(phases) * count))) as stack:
+    with running_bot(
+        post_interval=0.0,
+        poll_interval=60,
+        before_start=lambda box: ids.extend(box.add_task()["id"] for _ in range(len(phases) * count)),
+    ) as stack:
         wait_until(lambda: len(_cards(stack)) >= len(ids), 300, interval=0.2)
         for phase, latency in enumerate(phases, start=1):
             task_ids = ids[(phase - 1) * count : phase * count]
@@ -166,25 +185,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.monotonic()
             results.append(_fire(stack, _clicks(stack, task_ids), f"{count} approve clicks · {tag}"))
             results.append(_fire(stack, _commands(stack, count), f"{count} /lexi help · {tag}"))
-            drained = wait_until(partial(_approved_at_least, stack, phase * count),
-                                 count * (latency + 1) / 8 + 60, interval=0.1)
+            drained = wait_until(
+                partial(_approved_at_least, stack, phase * count), count * (latency + 1) / 8 + 60, interval=0.1
+            )
             elapsed = time.monotonic() - started
             wanted = set(task_ids)
-            approve_calls = Counter(c.path.split("/")[4] for c in stack.sandbox.calls_to("POST", "/v1/lexi/tasks/")
-                                    if c.path.endswith("/approve") and c.path.split("/")[4] in wanted)
-            notes.append([tag, phase, f"{elapsed:.1f} s" + ("" if drained else " (not drained: bounded wait ended)"),
-                          f"{_approved(stack) - (phase - 1) * count}/{count}", sum(approve_calls.values()),
-                          sum(n - 1 for n in approve_calls.values())])
-    print_table(f"Acknowledgement latency, {CONCURRENCY} concurrent senders (medians over rounds)",
-                ["requests", "rounds", "n", "p50", "p99", "p99 range", "max", "HTTP status"], _rows(results))
-    print_table("Decisions after the clicks (bounded drain)",
-                ["LeadLex latency", "round", "clicks → all decided", "approved", "approve calls", "duplicate calls"],
-                notes)
+            approve_calls = Counter(
+                c.path.split("/")[4]
+                for c in stack.sandbox.calls_to("POST", "/v1/lexi/tasks/")
+                if c.path.endswith("/approve") and c.path.split("/")[4] in wanted
+            )
+            notes.append(
+                [
+                    tag,
+                    phase,
+                    f"{elapsed:.1f} s" + ("" if drained else " (not drained: bounded wait ended)"),
+                    f"{_approved(stack) - (phase - 1) * count}/{count}",
+                    sum(approve_calls.values()),
+                    sum(n - 1 for n in approve_calls.values()),
+                ]
+            )
+    print_table(
+        f"Acknowledgement latency, {CONCURRENCY} concurrent senders (medians over rounds)",
+        ["requests", "rounds", "n", "p50", "p99", "p99 range", "max", "HTTP status"],
+        _rows(results),
+    )
+    print_table(
+        "Decisions after the clicks (bounded drain)",
+        ["LeadLex latency", "round", "clicks → all decided", "approved", "approve calls", "duplicate calls"],
+        notes,
+    )
     slow = [r for r in results if f"LeadLex {SLOW:g} s" in r.label]
-    worst = max(statistics.median(percentile(r.latencies, 99) for r in slow if r.label == label)
-                for label in {r.label for r in slow})
-    print(f"target ack p99 < 100 ms while LeadLex is slow: median p99 of the worst kind {ms(worst)} → "
-          f"{'met' if worst < 0.1 else 'MISSED'}")
+    worst = max(
+        statistics.median(percentile(r.latencies, 99) for r in slow if r.label == label)
+        for label in {r.label for r in slow}
+    )
+    print(
+        f"target ack p99 < 100 ms while LeadLex is slow: median p99 of the worst kind {ms(worst)} → "
+        f"{'met' if worst < 0.1 else 'MISSED'}"
+    )
     if args.chart:
         _chart(results, args.chart)
     return 0

@@ -70,8 +70,16 @@ def _single(path: str, samples: int) -> Result:
             time.sleep(1.1 + (rng.uniform(0, POLL_INTERVAL) if path == "poll" else 0.0))
         posts = posts_by_task(stack.slack)
     duplicates = sum(len(times) - 1 for times in posts.values())
-    return Result(path, 1, "1 post/s", latencies, percentile(latencies, 0), max(latencies, default=float("nan")),
-                  duplicates, samples - len(latencies))
+    return Result(
+        path,
+        1,
+        "1 post/s",
+        latencies,
+        percentile(latencies, 0),
+        max(latencies, default=float("nan")),
+        duplicates,
+        samples - len(latencies),
+    )
 
 
 def _batch(path: str, count: int, post_interval: float) -> Result:
@@ -81,16 +89,27 @@ def _batch(path: str, count: int, post_interval: float) -> Result:
         for _ in range(count):
             now = time.time()
             added[stack.sandbox.add_task()["id"]] = now
-        wait_until(lambda: len(posts_by_task(stack.slack)) >= count, count * post_interval + 3 * POLL_INTERVAL + 30,
-                   interval=0.05)
+        wait_until(
+            lambda: len(posts_by_task(stack.slack)) >= count,
+            count * post_interval + 3 * POLL_INTERVAL + 30,
+            interval=0.05,
+        )
         posts = posts_by_task(stack.slack)
     start = min(added.values())
     latencies = [posts[t][0] - added[t] for t in added if t in posts]
     firsts = [posts[t][0] for t in added if t in posts]
     duplicates = sum(len(times) - 1 for times in posts.values())
     pacing = "1 post/s" if post_interval else "pacing off"
-    return Result(path, count, pacing, latencies, min(firsts, default=start) - start,
-                  max(firsts, default=start) - start, duplicates, count - len(latencies))
+    return Result(
+        path,
+        count,
+        pacing,
+        latencies,
+        min(firsts, default=start) - start,
+        max(firsts, default=start) - start,
+        duplicates,
+        count - len(latencies),
+    )
 
 
 def _chart(results: Sequence[Result], path: str) -> None:
@@ -126,15 +145,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         _batch("poll", batch, 0.0),
     ]
     rows = [
-        [r.path, r.tasks, r.pacing, len(r.latencies), secs(r.first) if r.tasks > 1 else "—",
-         secs(percentile(r.latencies, 50)), secs(percentile(r.latencies, 99)), secs(max(r.latencies, default=float("nan"))),
-         secs(r.last) if r.tasks > 1 else "—", r.duplicates, r.missing]
+        [
+            r.path,
+            r.tasks,
+            r.pacing,
+            len(r.latencies),
+            secs(r.first) if r.tasks > 1 else "—",
+            secs(percentile(r.latencies, 50)),
+            secs(percentile(r.latencies, 99)),
+            secs(max(r.latencies, default=float("nan"))),
+            secs(r.last) if r.tasks > 1 else "—",
+            r.duplicates,
+            r.missing,
+        ]
         for r in results
     ]
     print_table(
         f"Announcement latency, task created → chat.postMessage (poll path: POLL_INTERVAL={POLL_INTERVAL:g} s)",
-        ["path", "new tasks", "Slack pacing", "samples", "first post", "p50", "p99", "max", "last post",
-         "duplicates", "never posted"],
+        [
+            "path",
+            "new tasks",
+            "Slack pacing",
+            "samples",
+            "first post",
+            "p50",
+            "p99",
+            "max",
+            "last post",
+            "duplicates",
+            "never posted",
+        ],
         rows,
     )
     webhook_p50 = percentile(results[0].latencies, 50)

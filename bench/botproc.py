@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot.slack.app import create_app
 from bot.config import load_settings
 from bot.runtime import Runtime
 from bot.service import Service
+from bot.slack.app import create_app
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,8 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--post-interval", type=float, default=1.0)
     parser.add_argument("--http-threads", type=int, default=16)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     settings = load_settings(os.environ)
     runtime = Runtime.build(settings, post_interval=args.post_interval)
     with Service(runtime, drain_timeout=20) as service:

@@ -71,8 +71,11 @@ def _chart(results: Sequence[Result], path: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.8))
     for result in results:
         first = min(result.posted)
-        ax.plot([t - first for t in result.posted], range(1, len(result.posted) + 1),
-                label=f"{result.path} path ({secs(result.spread)} first→last)")
+        ax.plot(
+            [t - first for t in result.posted],
+            range(1, len(result.posted) + 1),
+            label=f"{result.path} path ({secs(result.spread)} first→last)",
+        )
     n = max(r.tasks for r in results)
     ax.plot([0, n - 1], [1, n], color="black", linestyle=":", label="ideal: 1 post/s")
     ax.set_xlabel("seconds since the burst's first post")
@@ -90,12 +93,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for r in results:
         ideal = r.tasks - 1.0
-        rows.append([r.path, r.tasks, f"{len(r.posted)}/{r.tasks}", secs(min(r.posted) - r.started),
-                     secs(r.spread), secs(ideal), f"{100 * (r.spread / ideal - 1):+.1f} %", secs(r.total),
-                     r.duplicates, r.rate_limited])
-    print_table(f"Burst of {count} new tasks at 1 post/s per channel (poll path: POLL_INTERVAL={POLL_INTERVAL:g} s)",
-                ["path", "tasks", "posted", "first post", "first → last post", "ideal (n−1)·1 s", "vs ideal",
-                 "added → last post", "duplicates", "429s"], rows)
+        rows.append(
+            [
+                r.path,
+                r.tasks,
+                f"{len(r.posted)}/{r.tasks}",
+                secs(min(r.posted) - r.started),
+                secs(r.spread),
+                secs(ideal),
+                f"{100 * (r.spread / ideal - 1):+.1f} %",
+                secs(r.total),
+                r.duplicates,
+                r.rate_limited,
+            ]
+        )
+    print_table(
+        f"Burst of {count} new tasks at 1 post/s per channel (poll path: POLL_INTERVAL={POLL_INTERVAL:g} s)",
+        [
+            "path",
+            "tasks",
+            "posted",
+            "first post",
+            "first → last post",
+            "ideal (n−1)·1 s",
+            "vs ideal",
+            "added → last post",
+            "duplicates",
+            "429s",
+        ],
+        rows,
+    )
     ok = all(r.spread <= 1.1 * (r.tasks - 1) and r.duplicates == 0 and len(r.posted) == r.tasks for r in results)
     print(f"target: all posted within 10 % of the pacing limit, 0 duplicates → {'met' if ok else 'MISSED'}")
     if args.chart:

@@ -25,10 +25,10 @@ import httpx
 
 from bot.db import migrate
 from bot.db.store import Store
-from bot.lexi.client import LexiClient
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.lexi.client import LexiClient
 
 SIGNING_SECRET = "bench-signing-secret-0123456789"
 CHANNEL = "C0LEXI"
@@ -50,8 +50,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} cores (nproc), {model}, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{os.cpu_count()} cores (nproc), {model}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def rss_mb(pid: int | str = "self") -> float:
@@ -106,7 +108,7 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
 
 
 def pyplot() -> Any | None:
-    """matplotlib's pyplot (headless), or None with a message saying how to install it."""
+    """Matplotlib's pyplot (headless), or None with a message saying how to install it."""
     try:
         import matplotlib
 
@@ -136,8 +138,10 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     parser.add_argument("--quick", action="store_true", help="a small, fast run (a smoke test)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the bot's warnings")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.verbose else logging.ERROR,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     print(f"machine: {machine()}", flush=True)
     return args
 
@@ -202,8 +206,11 @@ class Stack:
         self.http.close()
         self.sandbox.stop()
         self.slack.stop()
-        errors = [line for line in self.log_path.read_text(errors="replace").splitlines()
-                  if " ERROR " in line or "Traceback" in line]
+        errors = [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if " ERROR " in line or "Traceback" in line
+        ]
         if errors:
             print(f"the bot logged {len(errors)} error line(s), e.g.: {errors[0][:300]}", flush=True)
 
@@ -284,9 +291,15 @@ def running_bot(
         store = Store.from_url(url)
         migrate.upgrade(store.engine)
         env = {
-            **os.environ, "LEXI_API_KEY": sandbox.api_key, "LEXI_API_URL": sandbox.url,
-            "SLACK_BOT_TOKEN": "xoxb-test-token", "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_CHANNEL": CHANNEL,
-            "SLACK_API_URL": slack.api_url, "DATABASE_URL": url, "POLL_INTERVAL": str(poll_interval),
+            **os.environ,
+            "LEXI_API_KEY": sandbox.api_key,
+            "LEXI_API_URL": sandbox.url,
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_CHANNEL": CHANNEL,
+            "SLACK_API_URL": slack.api_url,
+            "DATABASE_URL": url,
+            "POLL_INTERVAL": str(poll_interval),
             "LEXI_ENV_FILE": "/nonexistent",
         }
         env.pop("LEXI_WEBHOOK_SECRET", None)
@@ -300,16 +313,20 @@ def running_bot(
         log_path = workdir / "bot.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.botproc", "--port", str(port), "--post-interval", str(post_interval)],
-            env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("wb"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_path.open("wb"),
             cwd=Path(__file__).resolve().parent.parent,
         )
         stack = Stack(sandbox, slack, f"http://127.0.0.1:{port}", store, process, log_path, announced=ids)
         if not _wait_http(f"{stack.url}/healthz", process, 60):
             raise RuntimeError(f"the bot did not start: {log_path.read_text(errors='replace')[-2000:]}")
         if hook_id is not None:
-            answer = stack.http.patch(f"{sandbox.url}/v1/webhooks/{hook_id}",
-                                      json={"url": f"{stack.url}/lexi/webhooks"},
-                                      headers={"Authorization": f"Bearer {sandbox.api_key}"})
+            answer = stack.http.patch(
+                f"{sandbox.url}/v1/webhooks/{hook_id}",
+                json={"url": f"{stack.url}/lexi/webhooks"},
+                headers={"Authorization": f"Bearer {sandbox.api_key}"},
+            )
             answer.raise_for_status()
         if not _wait_http(f"{stack.url}/readyz", process, 120):
             raise RuntimeError("the bot's first poll cycle did not succeed in time")

@@ -43,8 +43,11 @@ def slope_per_10_min(points: Sequence[tuple[float, float]]) -> float:
 def _cards(stack: object) -> dict[str, str]:
     """The ts of each task's card in the channel."""
     slack = stack.slack  # type: ignore[attr-defined]
-    return {m.metadata["event_payload"]["task_id"]: m.ts for m in slack.messages(CHANNEL)
-            if m.thread_ts is None and m.metadata}
+    return {
+        m.metadata["event_payload"]["task_id"]: m.ts
+        for m in slack.messages(CHANNEL)
+        if m.thread_ts is None and m.metadata
+    }
 
 
 def run(minutes: float) -> dict[str, float]:
@@ -73,33 +76,51 @@ def run(minutes: float) -> dict[str, float]:
                 task_id, ts = open_cards[0]
                 decided.add(task_id)
                 if tick % 3:  # two in three approved with the button, one dismissed with /lexi
-                    body, content_type = payloads.encode_interactive(payloads.build_block_action(
-                        action_id=blocks.APPROVE_ACTION, value=task_id, user="UALICE", channel=CHANNEL,
-                        message_ts=ts, trigger_id=stack.slack.new_trigger_id("UALICE"),
-                        response_url=stack.slack.new_response_url(),
-                    ))
+                    body, content_type = payloads.encode_interactive(
+                        payloads.build_block_action(
+                            action_id=blocks.APPROVE_ACTION,
+                            value=task_id,
+                            user="UALICE",
+                            channel=CHANNEL,
+                            message_ts=ts,
+                            trigger_id=stack.slack.new_trigger_id("UALICE"),
+                            response_url=stack.slack.new_response_url(),
+                        )
+                    )
                 else:
-                    body, content_type = payloads.encode_command(payloads.build_slash_command(
-                        text=f"dismiss {task_id} not_relevant", channel=CHANNEL,
-                        response_url=stack.slack.new_response_url(),
-                    ))
+                    body, content_type = payloads.encode_command(
+                        payloads.build_slash_command(
+                            text=f"dismiss {task_id} not_relevant",
+                            channel=CHANNEL,
+                            response_url=stack.slack.new_response_url(),
+                        )
+                    )
                 stack.post_signed(body, content_type)
                 clicks += 1
             if tick % 10 == 0:
-                body, content_type = payloads.encode_command(payloads.build_slash_command(
-                    text="tasks", channel=CHANNEL, response_url=stack.slack.new_response_url(),
-                ))
+                body, content_type = payloads.encode_command(
+                    payloads.build_slash_command(
+                        text="tasks",
+                        channel=CHANNEL,
+                        response_url=stack.slack.new_response_url(),
+                    )
+                )
                 stack.post_signed(body, content_type)
                 commands += 1
             time.sleep(max(0.0, started + tick - time.monotonic()))
         stop.set()
         sampler.join(SAMPLE * 2)
     counted = [(t, mib) for t, mib in samples if t >= WARM_UP] or samples
-    half = counted[len(counted) // 2:]
+    half = counted[len(counted) // 2 :]
     return {
-        "minutes": minutes, "tasks": created, "clicks": clicks, "commands": commands,
-        "first": counted[0][1] if counted else 0.0, "middle": counted[len(counted) // 2][1] if counted else 0.0,
-        "last": counted[-1][1] if counted else 0.0, "max": max((m for _t, m in counted), default=0.0),
+        "minutes": minutes,
+        "tasks": created,
+        "clicks": clicks,
+        "commands": commands,
+        "first": counted[0][1] if counted else 0.0,
+        "middle": counted[len(counted) // 2][1] if counted else 0.0,
+        "last": counted[-1][1] if counted else 0.0,
+        "max": max((m for _t, m in counted), default=0.0),
         "slope": slope_per_10_min(half),
     }
 
@@ -116,11 +137,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run(minutes)
     print_table(
         f"Memory over {minutes:g} minutes of steady work (SQLite; webhooks on; VmRSS of the bot's process)",
-        ["tasks created", "clicks", "/lexi tasks", "RSS after warm-up", "middle", "end", "max",
-         "growth over the second half"],
-        [[result["tasks"], result["clicks"], result["commands"], f"{result['first']:.1f} MiB",
-          f"{result['middle']:.1f} MiB", f"{result['last']:.1f} MiB", f"{result['max']:.1f} MiB",
-          f"{result['slope']:+.2f} MiB / 10 min"]],
+        [
+            "tasks created",
+            "clicks",
+            "/lexi tasks",
+            "RSS after warm-up",
+            "middle",
+            "end",
+            "max",
+            "growth over the second half",
+        ],
+        [
+            [
+                result["tasks"],
+                result["clicks"],
+                result["commands"],
+                f"{result['first']:.1f} MiB",
+                f"{result['middle']:.1f} MiB",
+                f"{result['last']:.1f} MiB",
+                f"{result['max']:.1f} MiB",
+                f"{result['slope']:+.2f} MiB / 10 min",
+            ]
+        ],
     )
     return 0
 

@@ -28,18 +28,24 @@ import httpx
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.slack.blocks import APPROVE_ACTION
 from bot.ops.server import HttpFront, make_wsgi
+from bot.slack.blocks import APPROVE_ACTION
 
 #: The pool a newcomer would size for 200 clicks that each hold a thread for 5 s (Bolt's default is 5).
 EXECUTOR_THREADS = 256
 
 
-def build_app(signing_secret: str, lexi_url: str, api_key: str, slack_url: str, token: str,
-              executor_threads: int) -> App:
+def build_app(
+    signing_secret: str, lexi_url: str, api_key: str, slack_url: str, token: str, executor_threads: int
+) -> App:
     """The Bolt app: Approve acks, then calls LeadLex on the listener's executor thread."""
-    leadlex = httpx.Client(base_url=lexi_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30,
-                           limits=httpx.Limits(max_connections=executor_threads), trust_env=False)
+    leadlex = httpx.Client(
+        base_url=lexi_url,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=30,
+        limits=httpx.Limits(max_connections=executor_threads),
+        trust_env=False,
+    )
     app = App(
         client=WebClient(token=token, base_url=slack_url),
         signing_secret=signing_secret,
@@ -64,13 +70,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-threads", type=int, default=16, help="waitress threads (lexi-bot's default: 16)")
     parser.add_argument("--executor-threads", type=int, default=EXECUTOR_THREADS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = build_app(os.environ["SLACK_SIGNING_SECRET"], os.environ["LEXI_API_URL"], os.environ["LEXI_API_KEY"],
-                    os.environ.get("SLACK_API_URL", "https://slack.com/api/"), os.environ["SLACK_BOT_TOKEN"],
-                    args.executor_threads)
-    front = HttpFront(make_wsgi(app, health=lambda: {"mode": "minimal"}), "127.0.0.1", args.port,
-                      threads=args.http_threads)
+    logging.basicConfig(
+        level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    app = build_app(
+        os.environ["SLACK_SIGNING_SECRET"],
+        os.environ["LEXI_API_URL"],
+        os.environ["LEXI_API_KEY"],
+        os.environ.get("SLACK_API_URL", "https://slack.com/api/"),
+        os.environ["SLACK_BOT_TOKEN"],
+        args.executor_threads,
+    )
+    front = HttpFront(
+        make_wsgi(app, health=lambda: {"mode": "minimal"}), "127.0.0.1", args.port, threads=args.http_threads
+    )
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: Any) -> None:

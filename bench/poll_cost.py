@@ -46,8 +46,8 @@ from bot.db import migrate
 from bot.db.models import TaskRecord
 from bot.db.store import Store, utcnow
 from bot.dev.sandbox import Sandbox
-from bot.runtime import Runtime
 from bot.dev.standin.slack import SlackStandIn
+from bot.runtime import Runtime
 
 PENDING = 100
 PG_SCHEMA = "lexi_bench"
@@ -63,16 +63,36 @@ def history_rows(start: int, count: int) -> list[dict[str, Any]]:
         state = rng.choices([s for s, _ in FINAL], [w for _, w in FINAL])[0]
         at = now - timedelta(minutes=i)
         task_id = f"hist-{i:07d}"
-        rows.append({
-            "task_id": task_id, "task_type": "prospect_search", "state": state, "channel": CHANNEL,
-            "payload": {"id": task_id, "type": "prospect_search", "status": state, "description": "Find CFOs",
-                        "created_at": at.isoformat(), "metadata": {"per_page": 20}},
-            "message_ts": f"{1_700_000_000 + i}.000100", "claimed_at": at, "actor": "UALICE",
-            "action": "dismiss" if state == "dismissed" else "approve", "surface": "button", "reason": None,
-            "note": None, "decided_at": at, "version": 3, "rendered_version": 3, "needs_render": False,
-            "replied_state": state if state in ("completed", "failed") else None, "announced_at": at,
-            "updated_at": at,
-        })
+        rows.append(
+            {
+                "task_id": task_id,
+                "task_type": "prospect_search",
+                "state": state,
+                "channel": CHANNEL,
+                "payload": {
+                    "id": task_id,
+                    "type": "prospect_search",
+                    "status": state,
+                    "description": "Find CFOs",
+                    "created_at": at.isoformat(),
+                    "metadata": {"per_page": 20},
+                },
+                "message_ts": f"{1_700_000_000 + i}.000100",
+                "claimed_at": at,
+                "actor": "UALICE",
+                "action": "dismiss" if state == "dismissed" else "approve",
+                "surface": "button",
+                "reason": None,
+                "note": None,
+                "decided_at": at,
+                "version": 3,
+                "rendered_version": 3,
+                "needs_render": False,
+                "replied_state": state if state in ("completed", "failed") else None,
+                "announced_at": at,
+                "updated_at": at,
+            }
+        )
     return rows
 
 
@@ -101,8 +121,9 @@ def database(kind: str, workdir: Path) -> Iterator[tuple[str, Engine]]:
         conn.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
         conn.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
     # The bot's own engine settings (bot.db.store.make_engine), confined to the benchmark's schema.
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                           connect_args={"options": f"-csearch_path={PG_SCHEMA}"})
+    engine = create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args={"options": f"-csearch_path={PG_SCHEMA}"}
+    )
     migrate.upgrade(engine)
     try:
         yield url, engine
@@ -154,19 +175,25 @@ class _SqlCounter:
 
 def measure_cycles(kind: str, history: int, repeats: int, workdir: Path) -> CycleCost:
     """Time `repeats` poll cycles over `history` final records and PENDING announced pending tasks."""
-    with database(kind, workdir) as (url, engine), \
-            Sandbox(seed=False, **UNLIMITED) as sandbox, SlackStandIn() as slack:
+    with database(kind, workdir) as (url, engine), Sandbox(seed=False, **UNLIMITED) as sandbox, SlackStandIn() as slack:
         populate(engine, history)
         if engine.dialect.name == "postgresql":
             with engine.begin() as conn:  # as autovacuum would after such growth: the planner sees the table
                 conn.execute(text("ANALYZE tasks"))
         for _ in range(PENDING):
             sandbox.add_task()
-        settings = load_settings({
-            "LEXI_API_KEY": sandbox.api_key, "LEXI_API_URL": sandbox.url, "SLACK_BOT_TOKEN": "xoxb-test-token",
-            "SLACK_SIGNING_SECRET": "bench-signing-secret-0123456789", "SLACK_CHANNEL": CHANNEL,
-            "SLACK_API_URL": slack.api_url, "DATABASE_URL": url, "POLL_INTERVAL": "60",
-        })
+        settings = load_settings(
+            {
+                "LEXI_API_KEY": sandbox.api_key,
+                "LEXI_API_URL": sandbox.url,
+                "SLACK_BOT_TOKEN": "xoxb-test-token",
+                "SLACK_SIGNING_SECRET": "bench-signing-secret-0123456789",
+                "SLACK_CHANNEL": CHANNEL,
+                "SLACK_API_URL": slack.api_url,
+                "DATABASE_URL": url,
+                "POLL_INTERVAL": "60",
+            }
+        )
         runtime = Runtime.build(settings, store=Store(engine), post_interval=0.0)
         try:
             runtime.poller.cycle()  # announces the pending tasks; not measured
@@ -216,11 +243,17 @@ def retained_per_task(history: int, workdir: Path) -> tuple[int, float, float]:
     """Entries kept, RSS growth and their sys.getsizeof size (MiB) after syncing `history` distinct cards."""
     with database("sqlite", workdir) as (url, engine), Sandbox(seed=False) as sandbox, SlackStandIn() as slack:
         populate(engine, history)
-        settings = load_settings({
-            "LEXI_API_KEY": sandbox.api_key, "LEXI_API_URL": sandbox.url, "SLACK_BOT_TOKEN": "xoxb-test-token",
-            "SLACK_SIGNING_SECRET": "bench-signing-secret-0123456789", "SLACK_CHANNEL": CHANNEL,
-            "SLACK_API_URL": slack.api_url, "DATABASE_URL": url,
-        })
+        settings = load_settings(
+            {
+                "LEXI_API_KEY": sandbox.api_key,
+                "LEXI_API_URL": sandbox.url,
+                "SLACK_BOT_TOKEN": "xoxb-test-token",
+                "SLACK_SIGNING_SECRET": "bench-signing-secret-0123456789",
+                "SLACK_CHANNEL": CHANNEL,
+                "SLACK_API_URL": slack.api_url,
+                "DATABASE_URL": url,
+            }
+        )
         runtime = Runtime.build(settings, store=Store(engine), post_interval=0.0)
         try:
             gc.collect()
@@ -279,23 +312,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for c in costs:
         base = next(b for b in costs if b.kind == c.kind)
-        rows.append([c.kind, f"{c.history:,}", len(c.times), f"{statistics.median(c.times) * 1000:.1f} ms",
-                     f"{max(c.times) * 1000:.1f} ms", statistics.median(c.statements), c.lexi_calls,
-                     f"{statistics.median(c.times) / statistics.median(base.times):.2f}×",
-                     f"{c.slowest_seconds * 1000:.1f} ms: WHERE {c.slowest[:95]}"])
-    print_table(f"One poll cycle (full reconcile) with {PENDING} pending tasks, by recorded history",
-                ["database", "history", "cycles", "median", "max", "SQL statements",
-                 "LeadLex calls", "vs smallest", "slowest statement (mean per cycle)"], rows)
-    print_table("Memory", ["what", "VmRSS / growth"], [
-        ["bot process, idle (empty database, polling every 1 s)", f"{idle:.1f} MiB"],
-        [f"bot process, polling {sizes[-1]:,} recorded + {PENDING} pending tasks", f"{loaded:.1f} MiB"],
-        [f"retained after the messenger synced {sizes[-1]:,} distinct tasks' cards",
-         (f"{grown:+.1f} MiB RSS; Messenger._render_locks holds {kept:,} locks "
-          f"(≈ {size:.2f} MiB by sys.getsizeof)")],
-    ])
+        rows.append(
+            [
+                c.kind,
+                f"{c.history:,}",
+                len(c.times),
+                f"{statistics.median(c.times) * 1000:.1f} ms",
+                f"{max(c.times) * 1000:.1f} ms",
+                statistics.median(c.statements),
+                c.lexi_calls,
+                f"{statistics.median(c.times) / statistics.median(base.times):.2f}×",
+                f"{c.slowest_seconds * 1000:.1f} ms: WHERE {c.slowest[:95]}",
+            ]
+        )
+    print_table(
+        f"One poll cycle (full reconcile) with {PENDING} pending tasks, by recorded history",
+        [
+            "database",
+            "history",
+            "cycles",
+            "median",
+            "max",
+            "SQL statements",
+            "LeadLex calls",
+            "vs smallest",
+            "slowest statement (mean per cycle)",
+        ],
+        rows,
+    )
+    print_table(
+        "Memory",
+        ["what", "VmRSS / growth"],
+        [
+            ["bot process, idle (empty database, polling every 1 s)", f"{idle:.1f} MiB"],
+            [f"bot process, polling {sizes[-1]:,} recorded + {PENDING} pending tasks", f"{loaded:.1f} MiB"],
+            [
+                f"retained after the messenger synced {sizes[-1]:,} distinct tasks' cards",
+                (
+                    f"{grown:+.1f} MiB RSS; Messenger._render_locks holds {kept:,} locks "
+                    f"(≈ {size:.2f} MiB by sys.getsizeof)"
+                ),
+            ],
+        ],
+    )
     flat = all(
         statistics.median(c.times) <= 1.5 * statistics.median(next(b for b in costs if b.kind == c.kind).times)
-        and statistics.median(c.statements) == statistics.median(costs[0].statements) for c in costs
+        and statistics.median(c.statements) == statistics.median(costs[0].statements)
+        for c in costs
     )
     print(f"target: poll-cycle cost flat as history grows → {'met' if flat else 'MISSED'}")
     if args.chart:

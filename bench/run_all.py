@@ -24,10 +24,16 @@ def _revision() -> str:
     """The commit measured, and whether the bot's code differed from it (others edit the tree too)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=root, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bot", "migrations"], capture_output=True,
-                               text=True, cwd=root, check=True).stdout.split("\n")
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bot", "migrations"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            check=True,
+        ).stdout.split("\n")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     changed = [line[3:] for line in dirty if line.strip()]
@@ -53,8 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n## {name}", flush=True)
         started = time.monotonic()
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False,
-                                  cwd=Path(__file__).resolve().parent.parent)
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
             output, code = done.stdout + done.stderr, done.returncode
         except subprocess.TimeoutExpired as exc:
             partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""

@@ -41,10 +41,10 @@ from bench.common import (
     save_chart,
     wait_until,
 )
-from bot.slack import blocks
 from bot.dev.sandbox import Reply, Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 
 #: Seconds LeadLex takes to answer an approval.
 APPROVE_DELAY = 5.0
@@ -96,14 +96,20 @@ def cpu_seconds(pid: int) -> float:
 def _click(task_id: str, slack: SlackStandIn, ts: str | None) -> tuple[bytes, str]:
     """A signed-when-sent Approve click on a task's card."""
     payload = payloads.build_block_action(
-        action_id=blocks.APPROVE_ACTION, value=task_id, user="UALICE", channel=CHANNEL, message_ts=ts,
-        trigger_id=slack.new_trigger_id("UALICE"), response_url=slack.new_response_url(),
+        action_id=blocks.APPROVE_ACTION,
+        value=task_id,
+        user="UALICE",
+        channel=CHANNEL,
+        message_ts=ts,
+        trigger_id=slack.new_trigger_id("UALICE"),
+        response_url=slack.new_response_url(),
     )
     return payloads.encode_interactive(payload)
 
 
-def fire(url: str, sandbox: TimedSandbox, slack: SlackStandIn, task_ids: list[str], cards: dict[str, str],
-         label: str) -> Batch:
+def fire(
+    url: str, sandbox: TimedSandbox, slack: SlackStandIn, task_ids: list[str], cards: dict[str, str], label: str
+) -> Batch:
     """Send one Approve click per task, CONCURRENCY at a time; wait (bounded) for every approve call."""
     batch = Batch(label)
     sent: dict[str, float] = {}
@@ -138,8 +144,11 @@ def fire(url: str, sandbox: TimedSandbox, slack: SlackStandIn, task_ids: list[st
 
 def _cards(slack: SlackStandIn) -> dict[str, str]:
     """The ts of each task's card."""
-    return {m.metadata["event_payload"]["task_id"]: m.ts for m in slack.messages(CHANNEL)
-            if m.thread_ts is None and m.metadata}
+    return {
+        m.metadata["event_payload"]["task_id"]: m.ts
+        for m in slack.messages(CHANNEL)
+        if m.thread_ts is None and m.metadata
+    }
 
 
 def _posted_more(slack: SlackStandIn, than: int) -> bool:
@@ -151,8 +160,9 @@ def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int) -> list
     """lexi-bot in its own process (SQLite), 1 post/s pacing; with webhooks, `new_tasks` arrive before each round."""
     label = f"lexi-bot, {new_tasks} tasks being announced" if webhooks else "lexi-bot"
     batches = []
-    with running_bot(post_interval=1.0, poll_interval=60, webhooks=webhooks, announced=count * rounds,
-                     sandbox_class=TimedSandbox) as stack:
+    with running_bot(
+        post_interval=1.0, poll_interval=60, webhooks=webhooks, announced=count * rounds, sandbox_class=TimedSandbox
+    ) as stack:
         sandbox = stack.sandbox
         assert isinstance(sandbox, TimedSandbox)
         cards = _cards(stack.slack)
@@ -177,16 +187,23 @@ def run_minimal(count: int, rounds: int, executor_threads: int | None = None) ->
     sandbox = TimedSandbox(seed=False, **UNLIMITED).start()  # type: ignore[arg-type]
     slack = SlackStandIn().start()
     port = _free_port()
-    env = {**os.environ, "LEXI_API_URL": sandbox.url, "LEXI_API_KEY": sandbox.api_key,
-           "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": "xoxb-test-token"}
+    env = {
+        **os.environ,
+        "LEXI_API_URL": sandbox.url,
+        "LEXI_API_KEY": sandbox.api_key,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+    }
     command = [sys.executable, "-m", "bench.minimal_bot", "--port", str(port)]
     label = "minimal Bolt bot"
     if executor_threads is not None:
         command += ["--executor-threads", str(executor_threads)]
         label += f" ({executor_threads} executor threads)"
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log,
-                               cwd=Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=Path(__file__).resolve().parent.parent
+    )
     batches = []
     try:
         if not _wait_http(f"http://127.0.0.1:{port}/healthz", process, 60):
@@ -216,17 +233,29 @@ def rows(groups: dict[str, list[Batch]], reference: str) -> list[list[object]]:
     ref = groups[reference]
     out: list[list[object]] = []
     for label, batches in groups.items():
-        ack99, call50, call99 = (_median(batches, "acks", 99), _median(batches, "to_call", 50),
-                                 _median(batches, "to_call", 99))
+        ack99, call50, call99 = (
+            _median(batches, "acks", 99),
+            _median(batches, "to_call", 50),
+            _median(batches, "to_call", 99),
+        )
         statuses: Counter[int] = sum((b.statuses for b in batches), Counter())
-        out.append([
-            label, len(batches), ms(_median(batches, "acks", 50)), ms(ack99),
-            f"{ack99 / _median(ref, 'acks', 99):.2f}×", ms(call50), f"{call50 / _median(ref, 'to_call', 50):.2f}×",
-            ms(call99), ms(max(max(b.to_call, default=float("nan")) for b in batches)),
-            sum(b.missing for b in batches), sum(b.duplicates for b in batches),
-            ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items())),
-            ms(statistics.median(b.cpu / max(len(b.acks), 1) for b in batches)),
-        ])
+        out.append(
+            [
+                label,
+                len(batches),
+                ms(_median(batches, "acks", 50)),
+                ms(ack99),
+                f"{ack99 / _median(ref, 'acks', 99):.2f}×",
+                ms(call50),
+                f"{call50 / _median(ref, 'to_call', 50):.2f}×",
+                ms(call99),
+                ms(max(max(b.to_call, default=float("nan")) for b in batches)),
+                sum(b.missing for b in batches),
+                sum(b.duplicates for b in batches),
+                ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items())),
+                ms(statistics.median(b.cpu / max(len(b.acks), 1) for b in batches)),
+            ]
+        )
     return out
 
 
@@ -239,8 +268,9 @@ def _chart(groups: dict[str, list[Batch]], path: str) -> None:
     for ax, values, title in ((axes[0], "acks", "ack (HTTP answer)"), (axes[1], "to_call", "click → approve call")):
         for label, batches in groups.items():
             ordered = sorted(v for b in batches for v in getattr(b, values))
-            ax.plot([v * 1000 for v in ordered], [100 * (i + 1) / len(ordered) for i in range(len(ordered))],
-                    label=label)
+            ax.plot(
+                [v * 1000 for v in ordered], [100 * (i + 1) / len(ordered) for i in range(len(ordered))], label=label
+            )
         ax.set_xscale("log")
         ax.set_xlabel(f"{title} (ms, log scale)")
         ax.set_ylabel("percent of clicks")
@@ -256,8 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = 1 if args.quick else ROUNDS
     new_tasks = 20 if args.quick else NEW_TASKS
     groups: dict[str, list[Batch]] = {}
-    for batches in (run_minimal(count, rounds), run_lexi(count, rounds, webhooks=False, new_tasks=0),
-                    run_lexi(count, rounds, webhooks=True, new_tasks=new_tasks)):
+    for batches in (
+        run_minimal(count, rounds),
+        run_lexi(count, rounds, webhooks=False, new_tasks=0),
+        run_lexi(count, rounds, webhooks=True, new_tasks=new_tasks),
+    ):
         groups[batches[0].label] = batches
     if not args.quick:
         default = run_minimal(count, 1, executor_threads=5)  # Bolt's default pool, for the record
@@ -265,8 +298,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(
         f"Side by side: {count} Approve clicks, {CONCURRENCY} in flight, LeadLex {APPROVE_DELAY:g} s per approval "
         f"(medians over rounds; ratios to the minimal bot)",
-        ["bot", "rounds", "ack p50", "ack p99", "ack p99 ratio", "click→call p50", "p50 ratio", "click→call p99",
-         "click→call max", "calls missing", "duplicate calls", "HTTP status", "bot CPU per click"],
+        [
+            "bot",
+            "rounds",
+            "ack p50",
+            "ack p99",
+            "ack p99 ratio",
+            "click→call p50",
+            "p50 ratio",
+            "click→call p99",
+            "click→call max",
+            "calls missing",
+            "duplicate calls",
+            "HTTP status",
+            "bot CPU per click",
+        ],
         rows(groups, "minimal Bolt bot"),
     )
     if args.chart:

@@ -25,17 +25,17 @@ import httpx
 from bench.common import CHANNEL, parse_args, percentile, print_table, pyplot, save_chart
 from bot.core.announcer import Announcer
 from bot.core.budget import BudgetPolicy
+from bot.core.decisions import Decider
+from bot.core.poller import Poller
+from bot.core.webhooks import WebhookReceiver
 from bot.db import migrate
 from bot.db.store import Store, utcnow
-from bot.core.decisions import Decider
-from bot.lexi.client import LexiClient
-from bot.lexi.models import Task
 from bot.dev.sandbox import Sandbox
 from bot.dev.sandbox_webhooks import iso
-from bot.slack.messenger import Messenger, make_web_client
-from bot.core.poller import Poller
 from bot.dev.standin.slack import SlackStandIn
-from bot.core.webhooks import WebhookReceiver
+from bot.lexi.client import LexiClient
+from bot.lexi.models import Task
+from bot.slack.messenger import Messenger, make_web_client
 
 DAY = 86_400.0
 START = float(1_800_000_000 // 86_400 * 86_400)  # a midnight UTC, so the day matches LeadLex's daily reset
@@ -72,8 +72,16 @@ class Plan:
 def schedule(tasks: int, seed: int = 3) -> list[Plan]:
     """The day's tasks, at seeded random times."""
     rng = random.Random(seed)
-    plans = [Plan(rng.uniform(0, DAY), rng.uniform(60, 3600), rng.choices(["approve", "dismiss", "ignore"],
-                  [70, 20, 10])[0], rng.uniform(300, 3600), rng.random() > 0.1) for _ in range(tasks)]
+    plans = [
+        Plan(
+            rng.uniform(0, DAY),
+            rng.uniform(60, 3600),
+            rng.choices(["approve", "dismiss", "ignore"], [70, 20, 10])[0],
+            rng.uniform(300, 3600),
+            rng.random() > 0.1,
+        )
+        for _ in range(tasks)
+    ]
     return sorted(plans, key=lambda p: p.arrive)
 
 
@@ -109,10 +117,29 @@ class _Day:
         messenger = Messenger(make_web_client("xoxb-test-token", self.slack.api_url), self.store, post_interval=0.0)
         self.announcer = Announcer(self.store, messenger, CHANNEL)
         self.decider = Decider(self.store, self.lexi, messenger)
-        self.poller = Poller(self.store, self.lexi, messenger, self.announcer, self.decider, interval=POLL_INTERVAL,
-                             policy=BudgetPolicy(), webhooks=webhooks, clock=self.clock)
-        self.receiver = WebhookReceiver("whsec_" + "b" * 40, self.store, self.announcer, messenger,
-                                        submit=lambda fn, *a, **k: fn(*a, **k), clock=utcnow) if webhooks else None
+        self.poller = Poller(
+            self.store,
+            self.lexi,
+            messenger,
+            self.announcer,
+            self.decider,
+            interval=POLL_INTERVAL,
+            policy=BudgetPolicy(),
+            webhooks=webhooks,
+            clock=self.clock,
+        )
+        self.receiver = (
+            WebhookReceiver(
+                "whsec_" + "b" * 40,
+                self.store,
+                self.announcer,
+                messenger,
+                submit=lambda fn, *a, **k: fn(*a, **k),
+                clock=utcnow,
+            )
+            if webhooks
+            else None
+        )
         self.result = DayResult(plan, f"{tasks} tasks/day" if tasks else "idle", "on" if webhooks else "off")
         self.events: list[tuple[float, int, str, str, Plan | None]] = []
         self.unannounced: dict[str, tuple[float, Plan]] = {}
@@ -177,9 +204,17 @@ class _Day:
                 assert parsed is not None
                 self.receiver.apply("task.created", parsed)
         elif kind == "decide":
-            outcome = self._counted(lambda: self.decider.decide(
-                task_id, action=item.action, user="UALICE", surface="button", tell=lambda _text: None,
-                reason="not_relevant" if item.action == "dismiss" else None), "deciding")
+            outcome = self._counted(
+                lambda: self.decider.decide(
+                    task_id,
+                    action=item.action,
+                    user="UALICE",
+                    surface="button",
+                    tell=lambda _text: None,
+                    reason="not_relevant" if item.action == "dismiss" else None,
+                ),
+                "deciding",
+            )
             if getattr(outcome, "decided", False):
                 self.result.decided += 1
                 if item.action == "approve":
@@ -234,13 +269,21 @@ def fixed_poller(plan: str, tasks: int) -> FixedResult:
     """A fixed 60-second poller (1,440 calls a day) and the same decisions, against the plan's limits."""
     daily, minute = PLANS[plan]
     clock = SimClock(START)
-    events = sorted([(START + i * POLL_INTERVAL, "poll") for i in range(int(DAY // POLL_INTERVAL))]
-                    + [(START + (p.arrive // POLL_INTERVAL + 1) * POLL_INTERVAL + p.reaction, "decide")
-                       for p in schedule(tasks) if p.action != "ignore"])
+    events = sorted(
+        [(START + i * POLL_INTERVAL, "poll") for i in range(int(DAY // POLL_INTERVAL))]
+        + [
+            (START + (p.arrive // POLL_INTERVAL + 1) * POLL_INTERVAL + p.reaction, "decide")
+            for p in schedule(tasks)
+            if p.action != "ignore"
+        ]
+    )
     statuses: list[tuple[str, int, float]] = []
-    with Sandbox(seed=False, daily_limit=daily, minute_limit=minute, clock=clock) as sandbox, \
-            httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.api_key}"},
-                         trust_env=False) as client:
+    with (
+        Sandbox(seed=False, daily_limit=daily, minute_limit=minute, clock=clock) as sandbox,
+        httpx.Client(
+            base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.api_key}"}, trust_env=False
+        ) as client,
+    ):
         for when, kind in events:
             if when >= START + DAY:
                 continue
@@ -253,9 +296,13 @@ def fixed_poller(plan: str, tasks: int) -> FixedResult:
             statuses.append((kind, status, when))
     limited = [s for s in statuses if s[1] == 429]
     return FixedResult(
-        plan, f"{tasks} tasks/day" if tasks else "idle", sum(1 for s in statuses if s[0] == "poll"),
-        sum(1 for s in limited if s[0] == "poll"), min((s[2] for s in limited), default=None),
-        sum(1 for s in statuses if s[0] == "decide"), sum(1 for s in limited if s[0] == "decide"),
+        plan,
+        f"{tasks} tasks/day" if tasks else "idle",
+        sum(1 for s in statuses if s[0] == "poll"),
+        sum(1 for s in limited if s[0] == "poll"),
+        min((s[2] for s in limited), default=None),
+        sum(1 for s in statuses if s[0] == "decide"),
+        sum(1 for s in limited if s[0] == "decide"),
     )
 
 
@@ -291,8 +338,15 @@ def _chart(days: Sequence[DayResult], fixed: Sequence[FixedResult], path: str) -
         refused = [d.polling_429 + d.deciding_429 for d in mine] + [naive.limited]
         ax.bar(labels, polling, label="polling calls")
         ax.bar(labels, deciding, bottom=polling, label="decision calls")
-        ax.bar(labels, refused, bottom=[p + d for p, d in zip(polling, deciding)], color="red", hatch="//",
-               alpha=0.5, label="answered 429")
+        ax.bar(
+            labels,
+            refused,
+            bottom=[p + d for p, d in zip(polling, deciding)],
+            color="red",
+            hatch="//",
+            alpha=0.5,
+            label="answered 429",
+        )
         for x, total in enumerate(p + d + r for p, d, r in zip(polling, deciding, refused)):
             ax.text(x, total * 1.08, f"{total:,}", ha="center", fontsize=8)
         limit = PLANS[plan][0]
@@ -314,25 +368,75 @@ def main(argv: Sequence[str] | None = None) -> int:
     loads = [0, 50]
     days = [simulate(plan, load, webhooks) for plan in plans for load in loads for webhooks in (False, True)]
     fixed = [fixed_poller(plan, load) for plan in plans for load in loads]
-    rows = [[d.plan, d.load, d.mode, d.cycles, d.polling, d.deciding, d.polling + d.deciding,
-             f"{100 * d.polling / PLANS[d.plan][0]:.0f} %", d.polling_429 + d.deciding_429,
-             f"{d.decided}/{d.decided + d.refused}", _minutes(d.announce_delays), _minutes(d.completion_delays)]
-            for d in days]
-    print_table(f"The bot in one simulated day (POLL_INTERVAL={POLL_INTERVAL:g} s, 20 % reserve)",
-                ["plan", "load", "webhooks", "cycles", "polling calls", "decision calls", "total",
-                 "polling / daily limit", "429s", "decisions done", "announced after (min, p50 / max)",
-                 "completion seen after (min, p50 / max)"], rows)
-    print_table("A fixed 60-second poller (one pending list a minute) and the same decisions",
-                ["plan", "load", "poll calls", "429s", "first 429 at", "decisions", "decisions refused (429)",
-                 "attempted / daily limit"],
-                [[f.plan, f.load, f.sent, f.limited, _clock_time(f.first_429), f.decisions, f.decisions_limited,
-                  f"{100 * (f.sent + f.decisions) / PLANS[f.plan][0]:.0f} %"] for f in fixed])
+    rows = [
+        [
+            d.plan,
+            d.load,
+            d.mode,
+            d.cycles,
+            d.polling,
+            d.deciding,
+            d.polling + d.deciding,
+            f"{100 * d.polling / PLANS[d.plan][0]:.0f} %",
+            d.polling_429 + d.deciding_429,
+            f"{d.decided}/{d.decided + d.refused}",
+            _minutes(d.announce_delays),
+            _minutes(d.completion_delays),
+        ]
+        for d in days
+    ]
+    print_table(
+        f"The bot in one simulated day (POLL_INTERVAL={POLL_INTERVAL:g} s, 20 % reserve)",
+        [
+            "plan",
+            "load",
+            "webhooks",
+            "cycles",
+            "polling calls",
+            "decision calls",
+            "total",
+            "polling / daily limit",
+            "429s",
+            "decisions done",
+            "announced after (min, p50 / max)",
+            "completion seen after (min, p50 / max)",
+        ],
+        rows,
+    )
+    print_table(
+        "A fixed 60-second poller (one pending list a minute) and the same decisions",
+        [
+            "plan",
+            "load",
+            "poll calls",
+            "429s",
+            "first 429 at",
+            "decisions",
+            "decisions refused (429)",
+            "attempted / daily limit",
+        ],
+        [
+            [
+                f.plan,
+                f.load,
+                f.sent,
+                f.limited,
+                _clock_time(f.first_429),
+                f.decisions,
+                f.decisions_limited,
+                f"{100 * (f.sent + f.decisions) / PLANS[f.plan][0]:.0f} %",
+            ]
+            for f in fixed
+        ],
+    )
     no_429 = all(d.polling_429 + d.deciding_429 == 0 for d in days)
     share = all(d.polling <= PLANS[d.plan][0] / 2 for d in days)
     idle_hooks = [d.polling + d.deciding for d in days if d.load == "idle" and d.mode == "on"]
-    print(f"targets: zero 429s → {'met' if no_429 else 'MISSED'}; polling ≤ 50 % of the daily limit → "
-          f"{'met' if share else 'MISSED'}; webhooks on and idle ≤ 24 calls/day → "
-          f"{'met' if all(n <= 24 for n in idle_hooks) else 'MISSED'} ({', '.join(map(str, idle_hooks))})")
+    print(
+        f"targets: zero 429s → {'met' if no_429 else 'MISSED'}; polling ≤ 50 % of the daily limit → "
+        f"{'met' if share else 'MISSED'}; webhooks on and idle ≤ 24 calls/day → "
+        f"{'met' if all(n <= 24 for n in idle_hooks) else 'MISSED'} ({', '.join(map(str, idle_hooks))})"
+    )
     if args.chart:
         _chart(days, fixed, args.chart)
     return 0

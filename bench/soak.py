@@ -47,12 +47,12 @@ from bench.common import (
     save_chart,
     wait_until,
 )
-from bot.slack import blocks
 from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,8 +77,12 @@ class Report:
 
     def zero_counts(self) -> dict[str, int]:
         """The counts that must be zero."""
-        return {"tasks lost": len(self.lost), "posted twice": len(self.posted_twice),
-                "decided twice": len(self.decided_twice), "acknowledged decisions lost": len(self.acknowledged_lost)}
+        return {
+            "tasks lost": len(self.lost),
+            "posted twice": len(self.posted_twice),
+            "decided twice": len(self.decided_twice),
+            "acknowledged decisions lost": len(self.acknowledged_lost),
+        }
 
 
 class BotProcess:
@@ -97,7 +101,10 @@ class BotProcess:
         log = (self._workdir / f"bot-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.botproc", "--port", str(port), "--post-interval", "1"],
-            env=self._env, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT,
+            env=self._env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=ROOT,
         )
         log.close()
         self.url = f"http://127.0.0.1:{port}"
@@ -119,8 +126,11 @@ class BotProcess:
         """Error lines of every start's log."""
         lines = []
         for path in sorted(self._workdir.glob("bot-*.log")):
-            lines += [line for line in path.read_text(errors="replace").splitlines()
-                      if " ERROR " in line or "Traceback" in line]
+            lines += [
+                line
+                for line in path.read_text(errors="replace").splitlines()
+                if " ERROR " in line or "Traceback" in line
+            ]
         return lines
 
 
@@ -142,27 +152,44 @@ class DecisionLedger(Sandbox):
 
 def _cards(slack: SlackStandIn) -> Counter[str]:
     """How many top-level cards each task has in the channel."""
-    return Counter(m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL)
-                   if m.thread_ts is None and m.metadata and "event_payload" in m.metadata)
+    return Counter(
+        m.metadata["event_payload"]["task_id"]
+        for m in slack.messages(CHANNEL)
+        if m.thread_ts is None and m.metadata and "event_payload" in m.metadata
+    )
 
 
 def _click(url: str, slack: SlackStandIn, task_id: str, ts: str, client: httpx.Client) -> int:
     """A signed Approve click on a card; the HTTP status (0 when the bot did not answer)."""
     payload = payloads.build_block_action(
-        action_id=blocks.APPROVE_ACTION, value=task_id, user="UALICE", channel=CHANNEL, message_ts=ts,
-        trigger_id=slack.new_trigger_id("UALICE"), response_url=slack.new_response_url(),
+        action_id=blocks.APPROVE_ACTION,
+        value=task_id,
+        user="UALICE",
+        channel=CHANNEL,
+        message_ts=ts,
+        trigger_id=slack.new_trigger_id("UALICE"),
+        response_url=slack.new_response_url(),
     )
     body, content_type = payloads.encode_interactive(payload)
     try:
-        answer = client.post(f"{url}/slack/events", content=body,
-                             headers=payloads.signed_request(SIGNING_SECRET, body, content_type))
+        answer = client.post(
+            f"{url}/slack/events", content=body, headers=payloads.signed_request(SIGNING_SECRET, body, content_type)
+        )
     except httpx.HTTPError:
         return 0
     return answer.status_code
 
 
-def run(seconds: float, *, database_url: str | None = None, seed: int = 0, lifetime: tuple[float, float] = (10, 40),
-        kill_after_ack: float = 0.05, settle: float = 240.0, say: Callable[[str], None] = print) -> Report:
+def run(
+    seconds: float,
+    *,
+    database_url: str | None = None,
+    seed: int = 0,
+    lifetime: tuple[float, float] = (10, 40),
+    kill_after_ack: float = 0.05,
+    settle: float = 240.0,
+    say: Callable[[str], None] = print,
+) -> Report:
     """Run one soak for `seconds` and count what went wrong.
 
     `lifetime`: how long each bot process lives (seconds, a random value in the range) unless a click asks for a
@@ -176,9 +203,17 @@ def run(seconds: float, *, database_url: str | None = None, seed: int = 0, lifet
     store = Store.from_url(url)
     migrate.upgrade(store.engine)
     env = {
-        **os.environ, "LEXI_API_KEY": sandbox.api_key, "LEXI_API_URL": sandbox.url, "SLACK_BOT_TOKEN": "xoxb-test-token",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_CHANNEL": CHANNEL, "SLACK_API_URL": slack.api_url,
-        "DATABASE_URL": url, "POLL_INTERVAL": "1", "LEXI_ENV_FILE": "/nonexistent", "BENCH_BOT_LOG_LEVEL": "WARNING",
+        **os.environ,
+        "LEXI_API_KEY": sandbox.api_key,
+        "LEXI_API_URL": sandbox.url,
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_CHANNEL": CHANNEL,
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": url,
+        "POLL_INTERVAL": "1",
+        "LEXI_ENV_FILE": "/nonexistent",
+        "BENCH_BOT_LOG_LEVEL": "WARNING",
     }
     env.pop("LEXI_WEBHOOK_SECRET", None)
     bot = BotProcess(env, workdir)
@@ -200,8 +235,11 @@ def run(seconds: float, *, database_url: str | None = None, seed: int = 0, lifet
         with httpx.Client(timeout=10, trust_env=False) as client:
             while not stop.wait(rng.uniform(0.2, 1.0)):
                 pending = {t["id"] for t in sandbox.tasks("pending")}
-                cards = {m.metadata["event_payload"]["task_id"]: m.ts for m in slack.messages(CHANNEL)
-                         if m.thread_ts is None and m.metadata and "event_payload" in m.metadata}
+                cards = {
+                    m.metadata["event_payload"]["task_id"]: m.ts
+                    for m in slack.messages(CHANNEL)
+                    if m.thread_ts is None and m.metadata and "event_payload" in m.metadata
+                }
                 choices = sorted(t for t in cards if t in pending and t not in clicked)
                 if not choices or not bot.url:
                     continue
@@ -298,8 +336,9 @@ def _count(report: Report, sandbox: DecisionLedger, slack: SlackStandIn, store: 
     report.lost = sorted(t["id"] for t in tasks if t["id"] not in cards)
     report.posted_twice = sorted(t for t, n in cards.items() if n > 1)
     decided_rows = Counter(e["task_id"] for e in store.audit_events() if e["event"] == "decided")
-    report.decided_twice = sorted({t for t, n in sandbox.decisions.items() if n > 1}
-                                  | {t for t, n in decided_rows.items() if n > 1})
+    report.decided_twice = sorted(
+        {t for t, n in sandbox.decisions.items() if n > 1} | {t for t, n in decided_rows.items() if n > 1}
+    )
     status = {t["id"]: t.get("status") for t in tasks}
     for task_id in acked:
         if status.get(task_id) == "pending":
@@ -322,8 +361,17 @@ def rss_summary(report: Report) -> list[list[object]]:
         warm = [sample for sample in all_samples if sample[0] >= t0 + 4] or all_samples[-1:]  # after start-up
         samples = [(t0, warm[0][1]), *warm]
         first = warm[0][1]
-        rows.append([n, f"{t0:.0f} s", f"{t1 - t0:.0f} s", f"{first:.1f}", f"{last:.1f}", f"{last - first:+.1f}",
-                     f"{max(mb for _, mb in samples):.1f}"])
+        rows.append(
+            [
+                n,
+                f"{t0:.0f} s",
+                f"{t1 - t0:.0f} s",
+                f"{first:.1f}",
+                f"{last:.1f}",
+                f"{last - first:+.1f}",
+                f"{max(mb for _, mb in samples):.1f}",
+            ]
+        )
     return rows
 
 
@@ -353,10 +401,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the soak (default 10)")
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kill-after-ack", type=float, default=0.05, metavar="P",
-                        help="probability that an acknowledged click is followed at once by a SIGKILL (default 0.05)")
-    parser.add_argument("--lifetime", type=float, nargs=2, default=(20.0, 60.0), metavar=("MIN", "MAX"),
-                        help="seconds each bot process lives before a SIGKILL or SIGTERM (default 20 60)")
+    parser.add_argument(
+        "--kill-after-ack",
+        type=float,
+        default=0.05,
+        metavar="P",
+        help="probability that an acknowledged click is followed at once by a SIGKILL (default 0.05)",
+    )
+    parser.add_argument(
+        "--lifetime",
+        type=float,
+        nargs=2,
+        default=(20.0, 60.0),
+        metavar=("MIN", "MAX"),
+        help="seconds each bot process lives before a SIGKILL or SIGTERM (default 20 60)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--chart", metavar="PNG", help="chart the bot's RSS over time (needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="one minute (a smoke test)")
@@ -364,29 +423,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.minutes = 1.0
     print(f"machine: {machine()}", flush=True)
-    report = run(args.minutes * 60, database_url=args.database_url, seed=args.seed, lifetime=tuple(args.lifetime),
-                 kill_after_ack=args.kill_after_ack,
-                 say=lambda text: print(text, flush=True))
-    print_table(f"Soak of {args.minutes:g} min ({'PostgreSQL' if args.database_url else 'SQLite'}, seed {args.seed})",
-                ["measure", "count"],
-                [["tasks created", report.tasks], ["clicks acknowledged", report.clicks_acknowledged],
-                 *[[name, count] for name, count in report.zero_counts().items()],
-                 ["acknowledged, then handed back with a note", len(report.handed_back)],
-                 ["stops", ", ".join(f"{k} ×{v}" for k, v in sorted(report.stops.items()))],
-                 ["faults injected", ", ".join(f"{k} ×{v}" for k, v in sorted(report.faults.items()))],
-                 ["settled at the end", "yes" if report.settled else f"NO, claims left open: {report.stuck}"]])
-    print_table("Bot RSS per process (MiB; first = first sample ≥ 4 s after start)",
-                ["process", "started", "lived", "first", "last", "growth", "max"],
-                rss_summary(report))
+    report = run(
+        args.minutes * 60,
+        database_url=args.database_url,
+        seed=args.seed,
+        lifetime=tuple(args.lifetime),
+        kill_after_ack=args.kill_after_ack,
+        say=lambda text: print(text, flush=True),
+    )
+    print_table(
+        f"Soak of {args.minutes:g} min ({'PostgreSQL' if args.database_url else 'SQLite'}, seed {args.seed})",
+        ["measure", "count"],
+        [
+            ["tasks created", report.tasks],
+            ["clicks acknowledged", report.clicks_acknowledged],
+            *[[name, count] for name, count in report.zero_counts().items()],
+            ["acknowledged, then handed back with a note", len(report.handed_back)],
+            ["stops", ", ".join(f"{k} ×{v}" for k, v in sorted(report.stops.items()))],
+            ["faults injected", ", ".join(f"{k} ×{v}" for k, v in sorted(report.faults.items()))],
+            ["settled at the end", "yes" if report.settled else f"NO, claims left open: {report.stuck}"],
+        ],
+    )
+    print_table(
+        "Bot RSS per process (MiB; first = first sample ≥ 4 s after start)",
+        ["process", "started", "lived", "first", "last", "growth", "max"],
+        rss_summary(report),
+    )
     if args.chart:
         _chart(report, args.chart)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "seconds": report.seconds, "counts": report.zero_counts(), "lost": report.lost,
-            "posted_twice": report.posted_twice, "decided_twice": report.decided_twice,
-            "acknowledged_lost": report.acknowledged_lost, "handed_back": report.handed_back,
-            "stops": report.stops, "faults": report.faults, "rss": report.rss, "stuck": report.stuck,
-        }, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "seconds": report.seconds,
+                    "counts": report.zero_counts(),
+                    "lost": report.lost,
+                    "posted_twice": report.posted_twice,
+                    "decided_twice": report.decided_twice,
+                    "acknowledged_lost": report.acknowledged_lost,
+                    "handed_back": report.handed_back,
+                    "stops": report.stops,
+                    "faults": report.faults,
+                    "rss": report.rss,
+                    "stuck": report.stuck,
+                },
+                indent=1,
+            )
+        )
     return 0 if not any(report.zero_counts().values()) else 1
 
 

@@ -15,8 +15,6 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot import __version__
-
-from bot.ops import checks
 from bot.config import HttpSettings, Settings, SocketSettings, load_settings, read_environment, run_settings
 from bot.db import migrate
 from bot.db.guard import lock_sqlite, require_usable_database_url, sqlite_missing
@@ -24,6 +22,7 @@ from bot.db.reach import database_errors
 from bot.db.store import make_engine
 from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied
 from bot.lexi.client import LexiClient
+from bot.ops import checks
 from bot.ops.logs import setup_logging
 from bot.ops.reach import UNREACHABLE
 
@@ -60,8 +59,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check the configuration against LeadLex and Slack")
     check.add_argument("--sandbox", action="store_true", help="check against a local sandbox instead of LeadLex")
-    check.add_argument("--timeout", type=_seconds, default=checks.DEFAULT_TIMEOUT,
-                       help=f"seconds to wait for each service (default {checks.DEFAULT_TIMEOUT:g})")
+    check.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=checks.DEFAULT_TIMEOUT,
+        help=f"seconds to wait for each service (default {checks.DEFAULT_TIMEOUT:g})",
+    )
     check.set_defaults(func=cmd_check)
 
     mig = sub.add_parser("migrate", help="bring the database schema to the latest revision")
@@ -99,8 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address for the demo page (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8000, help="port for the demo page, 0 for any (default 8000)")
     demo.add_argument("--open", action="store_true", help="open the page in the default browser")
-    demo.add_argument("--allow-remote", action="store_true",
-                      help="allow a --host beyond loopback (anyone who can reach it can drive the demo)")
+    demo.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host beyond loopback (anyone who can reach it can drive the demo)",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -175,7 +181,10 @@ def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
                 ) from None
             log.info(
                 "lexi-bot %s is listening on http://%s:%s/slack/events; announcing in %s",
-                __version__, host, front.port, settings.slack_channel,
+                __version__,
+                host,
+                front.port,
+                settings.slack_channel,
             )
             service.start_poller()
         dead = service.wait()
@@ -294,7 +303,9 @@ def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     for ok, line in results:
         print(f"{'✓' if ok else '✗'} {line}")
     failed = sum(1 for ok, _ in results if not ok)
-    print("All checks passed." if not failed else f"{failed} check(s) failed — fix them and run `lexi-bot check` again.")
+    print(
+        "All checks passed." if not failed else f"{failed} check(s) failed — fix them and run `lexi-bot check` again."
+    )
     return 0 if not failed else 1
 
 
@@ -374,13 +385,17 @@ def cmd_policy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     for line in describe(policy):
         print(line)
     if policy.default.channel != default:
-        print(f"Types without a channel of their own are announced in the default channel {policy.default.channel} "
-              f"(policy file {Path(policy.source).name}, defaults.channel).")
+        print(
+            f"Types without a channel of their own are announced in the default channel {policy.default.channel} "
+            f"(policy file {Path(policy.source).name}, defaults.channel)."
+        )
     elif settings.slack_channel:
         print(f"Types without a channel of their own are announced in the default channel {default} (SLACK_CHANNEL).")
     else:
-        print("SLACK_CHANNEL is not set here: types without a channel of their own will use SLACK_CHANNEL "
-              "(shown as SLACK_CHANNEL above), which the bot needs to run.")
+        print(
+            "SLACK_CHANNEL is not set here: types without a channel of their own will use SLACK_CHANNEL "
+            "(shown as SLACK_CHANNEL above), which the bot needs to run."
+        )
     return 0
 
 

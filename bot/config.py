@@ -10,8 +10,8 @@ from typing import Literal
 from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from bot.errors import ConfigError
 from bot.core.policy import Policy, from_settings, load_policy
+from bot.errors import ConfigError
 
 DEFAULT_LEXI_API_URL = "https://data.leadlex.com/functions/v1/api-gateway"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -198,8 +198,13 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for log redaction."""
-        found = [self.lexi_api_key, self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
-                 self.lexi_webhook_secret]
+        found = [
+            self.lexi_api_key,
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.lexi_webhook_secret,
+        ]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
 
@@ -232,8 +237,11 @@ class SocketSettings(RunSettings):
 
 def run_settings(settings: Settings) -> HttpSettings | SocketSettings:
     """The same settings, narrowed to what running the bot needs; ConfigError naming what is missing otherwise."""
-    missing = [variable for field, variable in _FIELDS.items()
-               if field in ("lexi_api_key", "slack_bot_token", "slack_channel") and getattr(settings, field) is None]
+    missing = [
+        variable
+        for field, variable in _FIELDS.items()
+        if field in ("lexi_api_key", "slack_bot_token", "slack_channel") and getattr(settings, field) is None
+    ]
     if settings.slack_app_token is None and settings.slack_signing_secret is None:
         missing.append("SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)")
     if missing:

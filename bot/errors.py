@@ -1,17 +1,17 @@
 """The bot's exceptions, one family.
 
-    LexiBotError                 anything the bot raises on purpose
-    ├── ConfigError              settings are missing or malformed
-    ├── StoreBusyError           the database refuses a second process on one SQLite file
-    └── LexiError                LeadLex answered with an error (or did not answer)
-        ├── TransientError       worth retrying: 5xx, timeout, connection, non-JSON body
-        │   └── RateLimited      429 rate_limited; carries the wait LeadLex asked for
-        ├── InvalidKey           401 invalid_key
-        ├── PermissionDenied     403 insufficient_permissions
-        ├── InvalidRequest       400 / 409: LeadLex refused the request as made (invalid_url, duplicate_webhook…)
-        │   └── NotPending       400 validation_error (on approve/dismiss: the task is no longer pending)
-        ├── NotFound             404 not_found
-        └── OutOfCredits         402 insufficient_credits
+LexiBotError                 anything the bot raises on purpose
+├── ConfigError              settings are missing or malformed
+├── StoreBusyError           the database refuses a second process on one SQLite file
+└── LexiError                LeadLex answered with an error (or did not answer)
+    ├── TransientError       worth retrying: 5xx, timeout, connection, non-JSON body
+    │   └── RateLimited      429 rate_limited; carries the wait LeadLex asked for
+    ├── InvalidKey           401 invalid_key
+    ├── PermissionDenied     403 insufficient_permissions
+    ├── InvalidRequest       400 / 409: LeadLex refused the request as made (invalid_url, duplicate_webhook…)
+    │   └── NotPending       400 validation_error (on approve/dismiss: the task is no longer pending)
+    ├── NotFound             404 not_found
+    └── OutOfCredits         402 insufficient_credits
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import RunSettings
@@ -96,7 +96,7 @@ class Health:
         last = self._poller.last_success
         budget = self._lexi.budget
         return BotStatus(
-            last_poll=None if last is None else datetime.fromtimestamp(last, timezone.utc),
+            last_poll=None if last is None else datetime.fromtimestamp(last, UTC),
             pending=self._store.count_in_state("pending"),
             calls_left=budget.remaining,
             calls_limit=budget.limit,

@@ -1,5 +1,6 @@
 """The running bot's parts, built once from settings (bot.wiring) and shared by the listeners, the poller and the
-server; its work queues are bot.workers', its health bot.health's."""
+server; its work queues are bot.workers', its health bot.health's.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from bot.config import RunSettings, Settings
 from bot.core.announcer import Announcer
 from bot.core.decisions import Decider
 from bot.core.keeper import Keeper
-from bot.core.poller import Poller
 from bot.core.policy import Policy
+from bot.core.poller import Poller
 from bot.core.webhooks import WebhookReceiver
 from bot.core.workqueue import WorkQueue
 from bot.db.store import DecisionRow, Store
@@ -96,8 +97,15 @@ class Runtime:
         """Wire the parts together from settings (bot.wiring.build_runtime)."""
         from bot.wiring import build_runtime
 
-        return build_runtime(settings, store=store, post_interval=post_interval, claim_timeout=claim_timeout,
-                             lexi_options=lexi_options, home_debounce=home_debounce, policy=policy)
+        return build_runtime(
+            settings,
+            store=store,
+            post_interval=post_interval,
+            claim_timeout=claim_timeout,
+            lexi_options=lexi_options,
+            home_debounce=home_debounce,
+            policy=policy,
+        )
 
     @property
     def queues(self) -> dict[str, WorkQueue]:
@@ -143,9 +151,7 @@ class Runtime:
     def start_poller(self, stop: threading.Event) -> threading.Thread:
         """Start the poller on its own thread, watched by /healthz (and the decision keeper beside it)."""
         self.start_keeper(stop)
-        thread = threading.Thread(
-            target=self.poller.run, args=(stop, self.leadership), name="lexi-poller", daemon=True
-        )
+        thread = threading.Thread(target=self.poller.run, args=(stop, self.leadership), name="lexi-poller", daemon=True)
         self.watch("poller", thread)
         thread.start()
         return thread
@@ -181,8 +187,9 @@ class Runtime:
         try:
             return self.queues["decisions"].submit(self.decider.carry, decision, tell)
         except RuntimeError:  # full (QueueFull), or shut down
-            log.warning("task %r: the decisions queue is full; the decision waits in the journal",
-                        decision.task_id[:100])
+            log.warning(
+                "task %r: the decisions queue is full; the decision waits in the journal", decision.task_id[:100]
+            )
             self.decider.leases.drop(decision.id)
             return None
 

@@ -39,8 +39,9 @@ class Service:
         """The service itself; it is closed on leaving the block."""
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         """Close the service."""
         self.close()
 
@@ -55,8 +56,7 @@ class Service:
         self._stack.callback(self.stop.set)
         return thread
 
-    def serve_http(self, app: App, host: str, port: int, *, threads: int = 16,
-                   stop_timeout: float = 10.0) -> HttpFront:
+    def serve_http(self, app: App, host: str, port: int, *, threads: int = 16, stop_timeout: float = 10.0) -> HttpFront:
         """Serve the Bolt app, /healthz, /readyz, /metrics and the webhooks on `host:port` (0: any free port)."""
         runtime = self.runtime
         wsgi = make_wsgi(

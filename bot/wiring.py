@@ -13,8 +13,8 @@ from bot.core.approvers import Approvers
 from bot.core.budget import BudgetPolicy
 from bot.core.decisions import Decider
 from bot.core.keeper import Leases
-from bot.core.poller import Poller
 from bot.core.policy import Policy
+from bot.core.poller import Poller
 from bot.core.reminders import Reminders
 from bot.core.rules import AutoApprover
 from bot.core.webhooks import WebhookReceiver
@@ -33,7 +33,8 @@ log = logging.getLogger("bot.runtime")
 
 def announce_failed(messenger: Messenger, channel: str) -> Callable[[AnnounceError], None]:
     """What to do when Slack refused an announcement because of the setup: say so once, in the log and in the
-    channel."""
+    channel.
+    """
 
     def failed(exc: AnnounceError) -> None:
         """Log the refusal and post it to the channel."""
@@ -54,14 +55,17 @@ def build_runtime(
     policy: Policy | None = None,
 ) -> Runtime:
     """Wire the parts together from settings (the store, already migrated, and the policy, already parsed, may be
-    passed in)."""
+    passed in).
+    """
     settings = run_settings(settings)  # what running needs is there (ConfigError otherwise)
     policy = policy or settings.policy()  # validated completely: a misunderstood policy stops the bot here
     store = store or Store.from_url(settings.database_url)
     metrics = Metrics()
     lexi = LexiClient(
-        settings.lexi_api_url, settings.lexi_api_key.get_secret_value(),
-        on_response=metrics.leadlex_call, on_unparseable=lambda kind: metrics.unparseable.labels(kind).inc(),
+        settings.lexi_api_url,
+        settings.lexi_api_key.get_secret_value(),
+        on_response=metrics.leadlex_call,
+        on_unparseable=lambda kind: metrics.unparseable.labels(kind).inc(),
         **(lexi_options or {}),
     )
     metrics.budget_remaining.set_function(lambda: float(lexi.budget.remaining or 0))
@@ -89,46 +93,80 @@ def build_runtime(
     # One process per SQLite file (bot.db.guard), so claims older than this process are orphans.
     orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
     decider = Decider(
-        store, lexi, messenger, approvers=Approvers(policy, slack), orphaned_before=orphaned_before,
-        metrics=metrics, leases=Leases(store, orphans=orphaned_before is not None), on_decided=decided,
+        store,
+        lexi,
+        messenger,
+        approvers=Approvers(policy, slack),
+        orphaned_before=orphaned_before,
+        metrics=metrics,
+        leases=Leases(store, orphans=orphaned_before is not None),
+        on_decided=decided,
         background=workers.submit,  # "Approving…" goes to Slack beside the LeadLex call
         resume=resume,
     )
     auto = AutoApprover(policy, store, decider)
     announcer = Announcer(
-        store, messenger, settings.slack_channel, claim_timeout=claim_timeout, orphaned_before=orphaned_before,
-        metrics=metrics, policy=policy,
+        store,
+        messenger,
+        settings.slack_channel,
+        claim_timeout=claim_timeout,
+        orphaned_before=orphaned_before,
+        metrics=metrics,
+        policy=policy,
         # A rule's approval waits in a queue of its own, never in a channel's paced posts nor before a click.
         on_announced=lambda task: workers["rules"].submit(auto.after_announce, task),
-        backlog_limit=ANNOUNCE_BACKLOG, on_backlog_error=announce_failed(messenger, settings.slack_channel),
+        backlog_limit=ANNOUNCE_BACKLOG,
+        on_backlog_error=announce_failed(messenger, settings.slack_channel),
     )
     metrics.queue_backlog.labels("announce").set_function(lambda: float(len(announcer.backlog or ())))
     poller = Poller(
-        store, lexi, messenger, announcer, decider,
+        store,
+        lexi,
+        messenger,
+        announcer,
+        decider,
         interval=settings.poll_interval,
         policy=BudgetPolicy(reserve_percent=settings.budget_reserve),
         webhooks=settings.lexi_webhook_secret is not None,
         reconcile_interval=settings.reconcile_interval,
         metrics=metrics,
         reminders=Reminders(policy, store, messenger, decider, decider.approvers),
-        cards=workers["cards"], chores=workers["chores"],
+        cards=workers["cards"],
+        chores=workers["chores"],
     )
     webhooks = None
     if settings.lexi_webhook_secret is not None:
         webhooks = WebhookReceiver(
-            settings.lexi_webhook_secret.get_secret_value(), store, announcer, messenger,
-            submit=workers["cards"].submit, clock=utcnow, metrics=metrics,
+            settings.lexi_webhook_secret.get_secret_value(),
+            store,
+            announcer,
+            messenger,
+            submit=workers["cards"].submit,
+            clock=utcnow,
+            metrics=metrics,
         )
     leadership = Leadership(store.engine)
-    health = Health(settings, store, lexi, poller, announcer, slack_health, lambda: runtime.backlog(),
-                    leadership=leadership)
+    health = Health(
+        settings, store, lexi, poller, announcer, slack_health, lambda: runtime.backlog(), leadership=leadership
+    )
     for name, queue in workers.queues.items():
         health.watch(f"{name} queue", queue.alive)
-    home = HomePublisher(
-        store, slack, decider, health.status, submit=workers.submit_home, debounce=home_debounce
-    )
+    home = HomePublisher(store, slack, decider, health.status, submit=workers.submit_home, debounce=home_debounce)
     runtime = Runtime(
-        settings, store, lexi, slack, messenger, announcer, decider, poller, workers, policy, health,
-        home=home, webhooks=webhooks, leadership=leadership, metrics=metrics,
+        settings,
+        store,
+        lexi,
+        slack,
+        messenger,
+        announcer,
+        decider,
+        poller,
+        workers,
+        policy,
+        health,
+        home=home,
+        webhooks=webhooks,
+        leadership=leadership,
+        metrics=metrics,
     )
     return runtime

@@ -88,8 +88,11 @@ class Workers:
             idle = all(queue.drain(deadline) for queue in self.queues.values())
             if announcements is not None:
                 idle = announcements.drain(deadline) and idle
-            if (idle and all(queue.backlog == 0 and queue.running == 0 for queue in self.queues.values())
-                    and (announcements is None or announcements.idle)):
+            if (
+                idle
+                and all(queue.backlog == 0 and queue.running == 0 for queue in self.queues.values())
+                and (announcements is None or announcements.idle)
+            ):
                 return True
             if time.monotonic() >= deadline:
                 return False

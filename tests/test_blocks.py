@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from bot.dev.standin.blockkit import validate_blocks
+from bot.lexi.models import DISMISS_REASONS, Task
 from bot.slack.blocks import (
     APPROVE_ACTION,
     DISMISS_ACTION,
@@ -25,9 +26,8 @@ from bot.slack.blocks import (
     thread_reply,
     truncate,
 )
-from bot.lexi.models import DISMISS_REASONS, Task
 
-AT = datetime(2024, 5, 1, 14, 3, 9, tzinfo=timezone.utc)
+AT = datetime(2024, 5, 1, 14, 3, 9, tzinfo=UTC)
 HOSTILE = "<!channel> <!here> <@U123> <https://evil.example|click> & more"
 STATES = ("pending", "deciding", "approved", "dismissed", "completed", "failed", "gone", "expired")
 
@@ -124,7 +124,9 @@ def build_task(**overrides: Any) -> Task:
 def build_campaign(count: Any = 150) -> Task:
     """Build a campaign start task for count contacts."""
     return build_task(
-        id="task_c", type="campaign_start", description="Start Q3 outreach",
+        id="task_c",
+        type="campaign_start",
+        description="Start Q3 outreach",
         metadata={"campaign_id": "cmp_42", "contact_count": count},
     )
 
@@ -138,16 +140,22 @@ def any_card(state: str) -> Card:
 
 
 def test_escape_replaces_ampersand_first() -> None:
-    """escape turns &, < and > into entities without double-escaping its own output."""
+    """Escape turns &, < and > into entities without double-escaping its own output."""
     assert escape("a & <b> &lt;") == "a &amp; &lt;b&gt; &amp;lt;"
 
 
-@pytest.mark.parametrize(("text", "limit", "expected"), [
-    ("hello", 5, "hello"), ("hello world", 5, "hell…"), ("hello", 1, "…"),
-    ("hello", 0, ""), ("", 3, ""),
-])
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("hello", 5, "hello"),
+        ("hello world", 5, "hell…"),
+        ("hello", 1, "…"),
+        ("hello", 0, ""),
+        ("", 3, ""),
+    ],
+)
 def test_truncate_is_visible_and_within_limit(text: str, limit: int, expected: str) -> None:
-    """truncate keeps short text and ends cut text with "…", never exceeding the limit."""
+    """Truncate keeps short text and ends cut text with "…", never exceeding the limit."""
     assert truncate(text, limit) == expected
     assert len(truncate(text, limit)) <= max(limit, 0)
 
@@ -186,7 +194,8 @@ def test_pending_card_has_approve_and_dismiss_buttons_carrying_the_task_id() -> 
     assert (dismiss["action_id"], dismiss["style"], dismiss["value"]) == (DISMISS_ACTION, "danger", "task_1")
     assert "confirm" not in approve
     assert message["blocks"][0] == {
-        "type": "header", "text": {"type": "plain_text", "text": "🔎 Prospect search", "emoji": True},
+        "type": "header",
+        "text": {"type": "plain_text", "text": "🔎 Prospect search", "emoji": True},
     }
     assert message["text"].startswith("Lexi needs approval: Prospect search — Find VP of Sales")
 
@@ -271,7 +280,10 @@ def test_every_state_renders_the_header_description_and_context(state: str) -> N
 def test_hostile_text_everywhere_comes_out_inert(state: str) -> None:
     """Mentions and links in the description, type, id, metadata and note are escaped in every state."""
     task = Task(
-        id=HOSTILE, type=HOSTILE, description=HOSTILE, created_at=AT,
+        id=HOSTILE,
+        type=HOSTILE,
+        description=HOSTILE,
+        created_at=AT,
         metadata={HOSTILE: HOSTILE, "list": [HOSTILE], "nested": {"x": HOSTILE}},
     )
     message = render(task, Card(state=state, actor=HOSTILE, at=AT, reason=HOSTILE, note=HOSTILE))
@@ -295,9 +307,7 @@ def test_valid_actor_becomes_a_mention(actor: str) -> None:
     assert f"<@{actor}>" in joined(render(build_task(), Card(state="approved", actor=actor)))
 
 
-@pytest.mark.parametrize(
-    "actor", ["u0abc", "U1", "B0ABC123", "U0ABC123\n", "U0ABC>", "<!channel>", "Ann Smith"]
-)
+@pytest.mark.parametrize("actor", ["u0abc", "U1", "B0ABC123", "U0ABC123\n", "U0ABC>", "<!channel>", "Ann Smith"])
 def test_invalid_actor_is_escaped_plain_text(actor: str) -> None:
     """Anything that does not look like a Slack user id is shown as escaped text, never as a mention."""
     message = render(build_task(), Card(state="approved", actor=actor, at=AT))
@@ -311,8 +321,16 @@ def test_invalid_actor_is_escaped_plain_text(actor: str) -> None:
 def test_prospect_search_fields_summarise_the_query() -> None:
     """A prospect search shows titles, industries, locations and results; long lists are capped."""
     titles = [f"Title {n}" for n in range(14)]
-    task = build_task(metadata={"query": {"person_titles": titles, "organization_industries": ["Software"],
-                                          "person_locations": ["Berlin", "Paris"]}, "per_page": 2500})
+    task = build_task(
+        metadata={
+            "query": {
+                "person_titles": titles,
+                "organization_industries": ["Software"],
+                "person_locations": ["Berlin", "Paris"],
+            },
+            "per_page": 2500,
+        }
+    )
     fields = [f["text"] for f in render(task, Card(state="pending"))["blocks"][2]["fields"]]
     assert fields[0] == "*Titles*\n" + ", ".join(titles[:10]) + " and 4 more"
     assert fields[1:] == ["*Industries*\nSoftware", "*Locations*\nBerlin, Paris", "*Results*\n2,500"]
@@ -327,11 +345,14 @@ def test_campaign_start_fields_show_campaign_and_contact_count() -> None:
 
 def test_contact_update_fields_show_count_and_changes() -> None:
     """A contact update shows how many contacts and each field being changed."""
-    task = build_task(type="contact_update", metadata={
-        "contacts": ["c1", "c2", "c3"],
-        "fields": {"lifecycle_stage": "customer", "owner": None},
-        "source": "ai",
-    })
+    task = build_task(
+        type="contact_update",
+        metadata={
+            "contacts": ["c1", "c2", "c3"],
+            "fields": {"lifecycle_stage": "customer", "owner": None},
+            "source": "ai",
+        },
+    )
     fields = [f["text"] for f in render(task, Card(state="pending"))["blocks"][2]["fields"]]
     assert fields == ["*Contacts*\n3", "*Changes*\nlifecycle_stage → customer\nowner → ", "*Source*\nai"]
     assert impact(task) == "This will update 3 contacts."
@@ -339,9 +360,15 @@ def test_contact_update_fields_show_count_and_changes() -> None:
 
 def test_list_operation_fields_show_operation_list_and_records() -> None:
     """A list operation shows the operation, the list by name and id, and the record count."""
-    task = build_task(type="list_operation", metadata={
-        "operation": "merge", "list_name": "Hot leads", "list_id": "l_7", "record_count": "310",
-    })
+    task = build_task(
+        type="list_operation",
+        metadata={
+            "operation": "merge",
+            "list_name": "Hot leads",
+            "list_id": "l_7",
+            "record_count": "310",
+        },
+    )
     fields = [f["text"] for f in render(task, Card(state="pending"))["blocks"][2]["fields"]]
     assert fields == ["*Operation*\nmerge", "*List*\nHot leads (l_7)", "*Records*\n310"]
     assert impact(task) == "This will change 310 records."
@@ -349,9 +376,17 @@ def test_list_operation_fields_show_operation_list_and_records() -> None:
 
 def test_unknown_type_renders_generically() -> None:
     """An unknown type gets a header from its name and its metadata as key/value fields."""
-    task = build_task(type="lead_enrichment", description="", metadata={
-        "provider_name": "Acme", "enabled": True, "sizes": [1, 2], "filter": {"a": [1, "b"]}, "empty": None,
-    })
+    task = build_task(
+        type="lead_enrichment",
+        description="",
+        metadata={
+            "provider_name": "Acme",
+            "enabled": True,
+            "sizes": [1, 2],
+            "filter": {"a": [1, "b"]},
+            "empty": None,
+        },
+    )
     message = render(task, Card(state="pending"))
     assert message["blocks"][0]["text"]["text"] == "🧩 Lead enrichment"
     assert message["blocks"][1]["text"]["text"] == "_No description_"
@@ -360,15 +395,24 @@ def test_unknown_type_renders_generically() -> None:
     assert describe_task(task) == "Lead enrichment"
 
 
-@pytest.mark.parametrize("metadata", [
-    None, [], ["a", {"b": 1}], "just text", 42, {}, {"query": None, "per_page": None},
-    {"query": ["not", "a", "dict"], "per_page": "many"}, {"query": {"person_titles": "CTO"}},
-    {"contact_count": True, "fields": ["a", "b"]}, {"contact_count": -5, "count": 10**5000},
-    {"nested": {"a": [{"b": [None, {"c": set()}]}]}, 7: object(), None: float("nan")},
-])
 @pytest.mark.parametrize(
-    "kind", ["prospect_search", "campaign_start", "contact_update", "list_operation", "x"]
+    "metadata",
+    [
+        None,
+        [],
+        ["a", {"b": 1}],
+        "just text",
+        42,
+        {},
+        {"query": None, "per_page": None},
+        {"query": ["not", "a", "dict"], "per_page": "many"},
+        {"query": {"person_titles": "CTO"}},
+        {"contact_count": True, "fields": ["a", "b"]},
+        {"contact_count": -5, "count": 10**5000},
+        {"nested": {"a": [{"b": [None, {"c": set()}]}]}, 7: object(), None: float("nan")},
+    ],
 )
+@pytest.mark.parametrize("kind", ["prospect_search", "campaign_start", "contact_update", "list_operation", "x"])
 def test_odd_metadata_never_raises(metadata: Any, kind: str) -> None:
     """Missing, None, wrongly typed or junk metadata renders without error for every type."""
     task = build_task(type=kind, metadata=metadata)

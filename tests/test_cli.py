@@ -10,13 +10,13 @@ import httpx
 import pytest
 import yaml
 
-from bot.slack import blocks
 from bot.cli import main
 from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import CHANNEL, SIGNING_SECRET, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 
@@ -37,8 +37,7 @@ def processes() -> Iterator[list[BotProcess]]:
         proc.stop()
 
 
-def test_missing_settings_stop_with_one_message_and_no_traceback(tmp_path: Path,
-                                                                 processes: list[BotProcess]) -> None:
+def test_missing_settings_stop_with_one_message_and_no_traceback(tmp_path: Path, processes: list[BotProcess]) -> None:
     """`lexi-bot run` with nothing configured exits 2 naming every missing variable, without a traceback."""
     proc = BotProcess(["run"], clean_env(), tmp_path)
     processes.append(proc)
@@ -62,8 +61,9 @@ def test_refused_key_at_start_stops_with_what_to_fix(
     assert api_key not in proc.output  # the key itself is never printed
 
 
-def test_invalid_slack_token_at_start_is_explained(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path,
-                                                   processes: list[BotProcess]) -> None:
+def test_invalid_slack_token_at_start_is_explained(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, processes: list[BotProcess]
+) -> None:
     """A Slack token Slack refuses stops the bot with invalid_auth and what to do."""
     env = _bot_env(sandbox, slack, tmp_path, SLACK_BOT_TOKEN="xoxb-wrong-token", PORT="0")
     proc = BotProcess(["run"], env, tmp_path)
@@ -125,8 +125,9 @@ def test_kill_between_post_and_record_never_duplicates(
         restarted = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
         processes.append(restarted)
         restarted.wait_healthy(port)
-        slack.wait_for(lambda: store.get(task_id).message_ts and store.get(other_id)
-                       and store.get(other_id).message_ts, timeout=15)
+        slack.wait_for(
+            lambda: store.get(task_id).message_ts and store.get(other_id) and store.get(other_id).message_ts, timeout=15
+        )
         restarted.proc.send_signal(signal.SIGTERM)
         assert restarted.wait() == 0
         posted = [m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL) if m.metadata]
@@ -136,8 +137,13 @@ def test_kill_between_post_and_record_never_duplicates(
         store.close()
 
 
-def test_check_reports_each_credential(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_reports_each_credential(
+    sandbox: Sandbox,
+    slack: SlackStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`lexi-bot check` passes with good credentials and names what to fix when the bot is not in the channel."""
     for key, value in _bot_env(sandbox, slack, tmp_path).items():
         monkeypatch.setenv(key, value)
@@ -151,8 +157,9 @@ def test_check_reports_each_credential(sandbox: Sandbox, slack: SlackStandIn, tm
     assert "Lexi permission" in out and "/invite" in out and out.count("✗") == 2
 
 
-def test_migrate_brings_the_database_to_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_brings_the_database_to_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`lexi-bot migrate` upgrades an empty database and is a no-op the second time."""
     url = f"sqlite:///{tmp_path / 'm.db'}"
     monkeypatch.setenv("DATABASE_URL", url)
@@ -190,8 +197,12 @@ def test_run_with_sandbox_announces_sample_tasks_that_can_be_approved(
     """`lexi-bot run --sandbox` needs no LeadLex key, announces sample tasks, and a click approves one."""
     port = free_port()
     env = clean_env(
-        SLACK_BOT_TOKEN="xoxb-test-token", SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_CHANNEL=CHANNEL,
-        SLACK_API_URL=slack.api_url, DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}", PORT=str(port),
+        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_CHANNEL=CHANNEL,
+        SLACK_API_URL=slack.api_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+        PORT=str(port),
     )
     proc = BotProcess(["run", "--sandbox", "--host", "127.0.0.1"], env, tmp_path)
     processes.append(proc)
@@ -199,11 +210,15 @@ def test_run_with_sandbox_announces_sample_tasks_that_can_be_approved(
     slack.wait_for(lambda: len(slack.messages(CHANNEL)) >= 4, timeout=20)
     card = slack.messages(CHANNEL)[0]
     task_id = card.metadata["event_payload"]["task_id"]
-    click = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=card.ts,
-                                        response_url=slack.new_response_url())
+    click = payloads.build_block_action(
+        action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=card.ts, response_url=slack.new_response_url()
+    )
     body, content_type = payloads.encode_interactive(click)
-    response = httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body,
-                          headers=payloads.signed_request(SIGNING_SECRET, body, content_type))
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/slack/events",
+        content=body,
+        headers=payloads.signed_request(SIGNING_SECRET, body, content_type),
+    )
     assert response.status_code == 200
     slack.wait_for(lambda: "Approved by <@UALICE>" in str(slack.message(CHANNEL, card.ts).blocks), timeout=15)
     proc.proc.send_signal(signal.SIGTERM)
@@ -217,17 +232,22 @@ def test_sigterm_finishes_decisions_in_flight_then_exits_0(
     """SIGTERM while LeadLex is still answering an approval: the approval completes, the card says so, exit 0."""
     task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
     port = free_port()
-    proc = BotProcess(["run", "--host", "127.0.0.1"], _bot_env(sandbox, slack, tmp_path, PORT=str(port),
-                                                               POLL_INTERVAL="30"), tmp_path)
+    proc = BotProcess(
+        ["run", "--host", "127.0.0.1"], _bot_env(sandbox, slack, tmp_path, PORT=str(port), POLL_INTERVAL="30"), tmp_path
+    )
     processes.append(proc)
     proc.wait_healthy(port)
     card = slack.wait_for(lambda: slack.messages(CHANNEL) and slack.messages(CHANNEL)[0], timeout=15)
     sandbox.latency = 2.0
-    click = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=card.ts,
-                                        response_url=slack.new_response_url())
+    click = payloads.build_block_action(
+        action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=card.ts, response_url=slack.new_response_url()
+    )
     body, content_type = payloads.encode_interactive(click)
-    response = httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body,
-                          headers=payloads.signed_request(SIGNING_SECRET, body, content_type))
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/slack/events",
+        content=body,
+        headers=payloads.signed_request(SIGNING_SECRET, body, content_type),
+    )
     assert response.status_code == 200
     slack.wait_for(lambda: "Approving" in str(slack.message(CHANNEL, card.ts).blocks), timeout=10)
     assert sandbox.task(task_id)["status"] == "pending"  # LeadLex is still working on it
@@ -241,9 +261,11 @@ def test_sigterm_finishes_decisions_in_flight_then_exits_0(
 @pytest.mark.parametrize(
     ("policy", "words"),
     [
-        ("types:\n  campaign_start:\n    channel: C0NOPE\n",
-         "announcement channel C0NOPE (policy file lexi-bot.yml, types.campaign_start.channel): "
-         "Slack said channel_not_found"),
+        (
+            "types:\n  campaign_start:\n    channel: C0NOPE\n",
+            "announcement channel C0NOPE (policy file lexi-bot.yml, types.campaign_start.channel): "
+            "Slack said channel_not_found",
+        ),
         ("types:\n  campaign_start:\n    quorom: 2\n", "lexi-bot.yml line 3: unknown key 'quorom'"),
     ],
 )
@@ -260,9 +282,13 @@ def test_a_policy_the_bot_does_not_understand_stops_it(
     assert words in proc.output and "Traceback" not in proc.output
 
 
-def test_check_covers_every_policy_channel(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_covers_every_policy_channel(
+    sandbox: Sandbox,
+    slack: SlackStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`lexi-bot check` checks each channel the policy announces in, and names the one Slack does not know."""
     policy = tmp_path / "lexi-bot.yml"
     policy.write_text("types:\n  campaign_start:\n    channel: C0NOPE\n")
@@ -271,4 +297,6 @@ def test_check_covers_every_policy_channel(sandbox: Sandbox, slack: SlackStandIn
     assert main(["check"]) == 1
     out = capsys.readouterr().out
     assert "member of #lexi-approvals (C0LEXI, SLACK_CHANNEL)" in out
-    assert "channel C0NOPE (policy file lexi-bot.yml, types.campaign_start.channel): Slack said channel_not_found" in out
+    assert (
+        "channel C0NOPE (policy file lexi-bot.yml, types.campaign_start.channel): Slack said channel_not_found" in out
+    )

@@ -109,8 +109,9 @@ def test_run_with_leadlex_out_of_reach_names_it_and_keeps_trying(
     """LeadLex out of reach at start is a warning naming its URL and why; the bot runs and its poller keeps trying."""
     url, words = _unreachable("refused", 0)
     port = free_port()
-    proc = BotProcess(["run", "--host", "127.0.0.1"], _env(sandbox, slack, tmp_path, LEXI_API_URL=url,
-                                                            PORT=str(port)), tmp_path)
+    proc = BotProcess(
+        ["run", "--host", "127.0.0.1"], _env(sandbox, slack, tmp_path, LEXI_API_URL=url, PORT=str(port)), tmp_path
+    )
     try:
         proc.wait_healthy(port)
         assert f"could not reach LeadLex at {url}: {words}" in proc.output
@@ -121,8 +122,9 @@ def test_run_with_leadlex_out_of_reach_names_it_and_keeps_trying(
         proc.stop()
 
 
-def test_run_on_a_port_in_use_says_so_in_one_line(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path,
-                                                  silent_port: int) -> None:
+def test_run_on_a_port_in_use_says_so_in_one_line(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, silent_port: int
+) -> None:
     """`lexi-bot run` whose PORT is taken stops with one line naming the address, not a traceback."""
     env = _env(sandbox, slack, tmp_path, PORT=str(silent_port))
     status, output = _run(["run", "--host", "127.0.0.1"], env, tmp_path)
@@ -134,7 +136,7 @@ def test_run_on_a_port_in_use_says_so_in_one_line(sandbox: Sandbox, slack: Slack
 class _NotSlack(BaseHTTPRequestHandler):
     """A web server that is not Slack: every request gets an HTML error page."""
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server naming
+    def do_POST(self) -> None:
         """Answer any API call with HTML."""
         body = b"<!DOCTYPE html><html><body>Not here</body></html>"
         self.send_response(404)
@@ -336,7 +338,7 @@ def test_run_names_the_source_of_an_unknown_channel(sandbox: Sandbox, slack: Sla
 def _readme_policy() -> str:
     """The example policy file of the README."""
     readme = (ROOT / "README.md").read_text()
-    match = re.search(r"```yaml\n(auto_approve_daily_cap.*?)```", readme, re.S)
+    match = re.search(r"```yaml\n(auto_approve_daily_cap.*?)```", readme, re.DOTALL)
     assert match is not None
     return match.group(1)
 
@@ -386,8 +388,12 @@ def test_run_sandbox_reports_configuration_errors_before_starting_the_sandbox(tm
         status, output = _run(command, env, tmp_path)
         assert status == 2, output
         assert "SLACK_BOT_TOKEN is not set" in output and "local LeadLex sandbox" not in output
-    env = clean_env(SLACK_BOT_TOKEN="xoxb-test-token", SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_CHANNEL="C0LEXI",
-                    DATABASE_URL=f"sqlite:///{tmp_path / 'missing' / 'bot.db'}")
+    env = clean_env(
+        SLACK_BOT_TOKEN="xoxb-test-token",
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_CHANNEL="C0LEXI",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'missing' / 'bot.db'}",
+    )
     status, output = _run(["run", "--sandbox"], env, tmp_path)
     assert status == 2, output
     assert "does not exist" in output and "local LeadLex sandbox" not in output

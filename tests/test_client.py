@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.dev.sandbox import Sandbox
 from bot.errors import (
     InvalidKey,
     NotFound,
@@ -14,7 +15,6 @@ from bot.errors import (
     TransientError,
 )
 from bot.lexi.client import LexiClient
-from bot.dev.sandbox import Sandbox
 
 
 def _client(sandbox: Sandbox, key: str | None = None, sleeps: list[float] | None = None, **kw: object) -> LexiClient:
@@ -49,8 +49,7 @@ def test_lists_decides_and_tracks_the_budget(sandbox: Sandbox) -> None:
         (404, "not_found", NotFound),
     ],
 )
-def test_error_codes_map_to_typed_errors_without_retry(sandbox: Sandbox, status: int, code: str,
-                                                       error: type) -> None:
+def test_error_codes_map_to_typed_errors_without_retry(sandbox: Sandbox, status: int, code: str, error: type) -> None:
     """Each documented 4xx becomes its own error at once, without retries."""
     sandbox.fail_next("GET", "/v1/lexi/tasks", status=status, code=code)
     with pytest.raises(error) as caught:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.slack.command_parser import MESSAGE_MAX, NOTE_MAX, Command, parse_command
 from bot.lexi.models import DISMISS_REASONS, STATUSES
+from bot.slack.command_parser import MESSAGE_MAX, NOTE_MAX, Command, parse_command
 
 
 @pytest.mark.parametrize("text", ["", "   ", "help", "HELP", " help  "])

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import HttpSettings, SocketSettings, load_settings, normalize_database_url, read_environment, run_settings
+from bot.config import (
+    HttpSettings,
+    SocketSettings,
+    load_settings,
+    normalize_database_url,
+    read_environment,
+    run_settings,
+)
 from bot.errors import ConfigError
 
 GOOD = {
@@ -113,17 +120,27 @@ def test_log_level_is_case_insensitive_and_checked() -> None:
 
 def test_approvers_are_slack_user_ids() -> None:
     """LEXI_APPROVERS takes user IDs separated by commas or spaces; anything else is named as a problem."""
-    assert load_settings({**GOOD, "LEXI_APPROVERS": "U01AB, W02CD U03EF"}).lexi_approvers == ("U01AB", "W02CD",
-                                                                                              "U03EF")
+    assert load_settings({**GOOD, "LEXI_APPROVERS": "U01AB, W02CD U03EF"}).lexi_approvers == ("U01AB", "W02CD", "U03EF")
     assert load_settings(GOOD).lexi_approvers == ()
     with pytest.raises(ConfigError, match="LEXI_APPROVERS"):
         load_settings({**GOOD, "LEXI_APPROVERS": "@alice"})
 
 
-@pytest.mark.parametrize(("given", "percent"), [
-    ("20", 20.0), ("20%", 20.0), (" 35 % ", 35.0), ("0.2", 20.0), ("0.05", 5.0), ("0.5%", 0.5), ("0", 0.0),
-    ("1", 1.0), ("12.5", 12.5), ("90%", 90.0),
-])
+@pytest.mark.parametrize(
+    ("given", "percent"),
+    [
+        ("20", 20.0),
+        ("20%", 20.0),
+        (" 35 % ", 35.0),
+        ("0.2", 20.0),
+        ("0.05", 5.0),
+        ("0.5%", 0.5),
+        ("0", 0.0),
+        ("1", 1.0),
+        ("12.5", 12.5),
+        ("90%", 90.0),
+    ],
+)
 def test_budget_reserve_reads_percentages_and_fractions(given: str, percent: float) -> None:
     """LEXI_BUDGET_RESERVE is a percentage (`20`, `20%`) or a fraction below one (`0.2` is 20 %, not 0.2 %)."""
     assert load_settings({**GOOD, "LEXI_BUDGET_RESERVE": given}).budget_reserve == percent

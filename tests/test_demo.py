@@ -15,10 +15,10 @@ import httpx
 import pytest
 from slack_sdk import WebClient
 
-from bot.slack import blocks
 from bot.dev.demo import Demo
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import SECRETS_GIVEN
 from tests.support.process import BotProcess, clean_env
 
@@ -70,8 +70,10 @@ def click(api: httpx.Client, user: str, message: dict[str, Any], action_id: str)
     """Click the card button with `action_id` as `user`."""
     block = next(i for i, b in enumerate(message["blocks"]) if b["type"] == "actions")
     element = [e["action_id"] for e in message["blocks"][block]["elements"]].index(action_id)
-    return api.post("/api/click", json={"user": user, "where": {"surface": "message", "ts": message["ts"]},
-                                        "block": block, "element": element})
+    return api.post(
+        "/api/click",
+        json={"user": user, "where": {"surface": "message", "ts": message["ts"]}, "block": block, "element": element},
+    )
 
 
 def test_people_see_only_their_own_ephemerals(api: httpx.Client) -> None:
@@ -95,8 +97,13 @@ def test_modal_submission_goes_through_the_bot(demo: Demo, api: httpx.Client) ->
     assert modal["view"]["title"]["text"] == "Dismiss task" and state(api, "UALICE")["modal"] is None
     api.post("/api/submit", json={"user": "UBOB", "values": {}})
     assert state(api, "UBOB")["modal"]["errors"] == {"reason": "Choose a reason."}
-    answer = api.post("/api/submit", json={"user": "UBOB", "values": {
-        "reason": {"reason_choice": "incorrect_params"}, "note": {"note_text": "wrong list"}}})
+    answer = api.post(
+        "/api/submit",
+        json={
+            "user": "UBOB",
+            "values": {"reason": {"reason_choice": "incorrect_params"}, "note": {"note_text": "wrong list"}},
+        },
+    )
     assert answer.json()["ok"] and state(api, "UBOB")["modal"] is None
     assert wait_for(lambda: "Dismissed by <@UBOB>" in card(api, "UBOB", "Merge 'Webinar")["text"])
     assert demo.sandbox is not None
@@ -125,8 +132,10 @@ def test_requests_are_refused_unless_they_make_sense(demo: Demo, api: httpx.Clie
     """Unknown people, elements and foreign Host headers are refused; the bot itself checks Slack signatures."""
     assert api.get("/api/state", params={"user": "UEVE"}).status_code == 400
     message = card(api, "UALICE", "Find VPs")
-    bad = api.post("/api/click", json={"user": "UALICE", "where": {"surface": "message", "ts": message["ts"]},
-                                       "block": 99, "element": 0})
+    bad = api.post(
+        "/api/click",
+        json={"user": "UALICE", "where": {"surface": "message", "ts": message["ts"]}, "block": 99, "element": 0},
+    )
     assert bad.status_code == 400 and bad.json()["error"] == "no such element"
     assert api.get("/", headers={"Host": "evil.example"}).status_code == 403
     body, content_type = payloads.encode_command(payloads.build_slash_command(text="help"))
@@ -139,15 +148,19 @@ def _slack_requests(api: httpx.Client) -> int:
     return len(api.get("/api/panel").json()["slack"]["requests"])
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "http://evil.example"},
-    {"Origin": "null"},
-    {"Origin": ""},
-    {"Origin": "http://127.0.0.1:1"},
-    {"Origin": "https://127.0.0.1"},
-    {"Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "same-site"},
-], ids=["other-site", "null", "missing", "other-port", "other-scheme", "fetch-cross-site", "fetch-same-site"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": ""},
+        {"Origin": "http://127.0.0.1:1"},
+        {"Origin": "https://127.0.0.1"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+    ids=["other-site", "null", "missing", "other-port", "other-scheme", "fetch-cross-site", "fetch-same-site"],
+)
 def test_actions_from_another_origin_are_refused(demo: Demo, api: httpx.Client, headers: dict[str, str]) -> None:
     """A page elsewhere (or a request without the page's own Origin) cannot make anyone act in the demo."""
     before = _slack_requests(api)
@@ -162,9 +175,15 @@ def test_actions_from_another_origin_are_refused(demo: Demo, api: httpx.Client, 
     assert _slack_requests(api) == before  # nothing reached the bot
 
 
-@pytest.mark.parametrize("content_type", [
-    "application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x", None,
-])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data; boundary=x",
+        None,
+    ],
+)
 def test_actions_accept_only_json(api: httpx.Client, content_type: str | None) -> None:
     """Bodies a cross-site form could send without a preflight are refused with 415, before anything happens."""
     before = _slack_requests(api)
@@ -174,8 +193,14 @@ def test_actions_accept_only_json(api: httpx.Client, content_type: str | None) -
     else:
         request.headers["Content-Type"] = content_type
     assert api.send(request).status_code == 415
-    assert api.post("/api/type", content=b'{"user": "UALICE", "text": "/lexi help"}',
-                    headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    assert (
+        api.post(
+            "/api/type",
+            content=b'{"user": "UALICE", "text": "/lexi help"}',
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        ).status_code
+        == 200
+    )
     assert _slack_requests(api) == before + 1
 
 
@@ -206,7 +231,8 @@ def test_panel_shows_calls_budget_and_log(api: httpx.Client) -> None:
     assert any(c["path"].startswith("/v1/lexi/tasks") and c["status"] == 200 for c in panel["leadlex"]["calls"])
     assert panel["leadlex"]["budget"]["remaining"] < panel["leadlex"]["budget"]["limit"]
     assert {"kind": "slash_command", "summary": "/lexi help", "status": 200} in [
-        {k: r[k] for k in ("kind", "summary", "status")} for r in panel["slack"]["requests"]]
+        {k: r[k] for k in ("kind", "summary", "status")} for r in panel["slack"]["requests"]
+    ]
     assert any(c["method"] == "chat.postMessage" and c["ok"] for c in panel["slack"]["api"])
     assert any("demo ready" in line for line in panel["log"])
 

@@ -217,7 +217,8 @@ def test_hostile_task_text_is_shown_as_text(demo: Demo, page: Page) -> None:
 
 def test_a_headless_capture_of_the_page_finishes(demo: Demo, tmp_path: Path) -> None:
     """`chromium --headless --virtual-time-budget=3000 --screenshot` reaches `load`, runs out its budget and writes
-    the picture: nothing the page holds open keeps the headless browser waiting (a held-open event stream did)."""
+    the picture: nothing the page holds open keeps the headless browser waiting (a held-open event stream did).
+    """
     import subprocess
 
     from tests.support.browser import ARGS, CHROMIUM, skip_reason
@@ -226,8 +227,16 @@ def test_a_headless_capture_of_the_page_finishes(demo: Demo, tmp_path: Path) -> 
     if reason:
         pytest.skip(reason)
     picture = tmp_path / "capture.png"
-    command = [CHROMIUM, "--headless", *ARGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,800",
-               "--virtual-time-budget=3000", f"--screenshot={picture}", demo.url]
+    command = [
+        CHROMIUM,
+        "--headless",
+        *ARGS,
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,800",
+        "--virtual-time-budget=3000",
+        f"--screenshot={picture}",
+        demo.url,
+    ]
     try:
         # A bound on the wait, not a speed requirement: the capture takes a second or two; a stream held it for minutes.
         subprocess.run(command, capture_output=True, timeout=3 * WAIT_MS / 1000, check=True)

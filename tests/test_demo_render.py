@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import bot.dev.demo
+from bot.dev.demo.elements import with_ids
+from bot.dev.sandbox_data import seed_proposals
+from bot.lexi.models import DISMISS_REASONS, Task
 from bot.slack import blocks
 from bot.slack.blocks import Card, render_card, thread_reply
-from bot.dev.demo.elements import with_ids
-from bot.lexi.models import DISMISS_REASONS, Task
-from bot.dev.sandbox_data import seed_proposals
 from bot.slack.modals import dismiss_modal
 from tests.support.browser import chromium
 
@@ -24,18 +24,21 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 
 STATIC = Path(bot.dev.demo.__file__).parent / "static"
-AT = datetime(2024, 5, 1, 14, 3, 9, tzinfo=timezone.utc)
-NOW_MS = int(datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
-HOSTILE = ('<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> <!channel> <@UALICE> '
-           '<https://evil.example|click here> &amp; more')
+AT = datetime(2024, 5, 1, 14, 3, 9, tzinfo=UTC)
+NOW_MS = int(datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
+HOSTILE = (
+    '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> <!channel> <@UALICE> '
+    "<https://evil.example|click here> &amp; more"
+)
 
 
 def _tasks() -> dict[str, Task]:
     """One sample task of each type, from the sandbox's seed data."""
     tasks: dict[str, Task] = {}
     for index, (_, proposal) in enumerate(seed_proposals()):
-        tasks.setdefault(proposal.type, Task(f"task-{index}", proposal.type, "pending", proposal.description,
-                                             AT, proposal.metadata))
+        tasks.setdefault(
+            proposal.type, Task(f"task-{index}", proposal.type, "pending", proposal.description, AT, proposal.metadata)
+        )
     return tasks
 
 
@@ -97,9 +100,14 @@ def test_every_card_renders_each_of_its_blocks_in_order(page: Page, kind: str, s
         if block["type"] == "actions":
             assert node.locator("button").all_inner_texts() == ["Approve", "Dismiss"]
     expected = {
-        "pending": "Approve", "deciding": "Approving… — @Alice", "approved": "Approved by @Alice",
-        "dismissed": "Dismissed by @Alice", "completed": "Completed in LeadLex", "failed": "Failed in LeadLex",
-        "gone": "no longer exists in LeadLex", "expired": "Expired — not decided",
+        "pending": "Approve",
+        "deciding": "Approving… — @Alice",
+        "approved": "Approved by @Alice",
+        "dismissed": "Dismissed by @Alice",
+        "completed": "Completed in LeadLex",
+        "failed": "Failed in LeadLex",
+        "gone": "no longer exists in LeadLex",
+        "expired": "Expired — not decided",
     }[state]
     assert expected in root.inner_text()
     assert root.locator(".bk-context").first.inner_text().startswith("Created May 1, 2024 at 2:03 PM · Task")
@@ -213,8 +221,7 @@ def test_entities_are_unescaped_for_display_only(page: Page) -> None:
 
 def test_hostile_task_text_is_shown_as_text(page: Page) -> None:
     """An AI's description with HTML, a broadcast, a mention and a link renders as the literal text, inert."""
-    card = render_card(Task("t-hostile", "prospect_search", "pending", HOSTILE, AT, {"note": HOSTILE}),
-                       Card("pending"))
+    card = render_card(Task("t-hostile", "prospect_search", "pending", HOSTILE, AT, {"note": HOSTILE}), Card("pending"))
     root = render(page, card["blocks"])
     description = root.locator(".bk-section").first
     assert description.inner_text() == HOSTILE
@@ -222,8 +229,14 @@ def test_hostile_task_text_is_shown_as_text(page: Page) -> None:
     assert page.evaluate("window.__pwned") is None
 
 
-@pytest.mark.parametrize("raw", ["<img src=x onerror=window.__pwned=1>", "<javascript:window.__pwned=1|click>",
-                                 "<script>window.__pwned=1</script>"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "<img src=x onerror=window.__pwned=1>",
+        "<javascript:window.__pwned=1|click>",
+        "<script>window.__pwned=1</script>",
+    ],
+)
 def test_unescaped_markup_never_becomes_html(page: Page, raw: str) -> None:
     """Even text a bot forgot to escape is shown as text: no element, no javascript: link."""
     root = mrkdwn(page, raw)
@@ -234,18 +247,28 @@ def test_unescaped_markup_never_becomes_html(page: Page, raw: str) -> None:
 
 def test_other_blocks_and_elements(page: Page) -> None:
     """Dividers, images (offline: their alt text), selects and unknown blocks render without breaking the rest."""
-    root = render(page, [
-        {"type": "divider"},
-        {"type": "image", "image_url": "https://example.com/x.png", "alt_text": "a chart"},
-        {"type": "actions", "elements": [{"type": "static_select", "action_id": "pick", "options": [
-            {"text": {"type": "plain_text", "text": "One"}, "value": "1"}]}]},
-        {"type": "rich_text", "elements": []},
-        {"type": "context", "elements": [{"type": "plain_text", "text": "after"}]},
-    ])
+    root = render(
+        page,
+        [
+            {"type": "divider"},
+            {"type": "image", "image_url": "https://example.com/x.png", "alt_text": "a chart"},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "static_select",
+                        "action_id": "pick",
+                        "options": [{"text": {"type": "plain_text", "text": "One"}, "value": "1"}],
+                    }
+                ],
+            },
+            {"type": "rich_text", "elements": []},
+            {"type": "context", "elements": [{"type": "plain_text", "text": "after"}]},
+        ],
+    )
     assert root.locator(".bk-divider hr").count() == 1
     assert root.locator(".bk-img").inner_text() == "a chart"
     root.locator("select").select_option("1")
     assert actions(page) == [{"block": 2, "element": 0, "action_id": "pick", "selected": "1"}]
     assert "rich_text" in root.locator(".bk-rich_text").inner_text()
     assert root.locator(".bk-context").inner_text() == "after"
-

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from bot.slack import home_view as home, replies
-from bot.slack.blocks import APPROVE_ACTION, DISMISS_ACTION
 from bot.db.store import TaskRow
+from bot.dev.standin.blockkit import validate_blocks, validate_view
 from bot.errors import (
     InvalidKey,
     InvalidRequest,
@@ -23,12 +22,18 @@ from bot.errors import (
     TransientError,
 )
 from bot.lexi.models import Task
-from bot.dev.standin.blockkit import validate_blocks, validate_view
+from bot.slack import home_view as home
+from bot.slack import replies
+from bot.slack.blocks import APPROVE_ACTION, DISMISS_ACTION
 
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HOSTILE = "<!channel> <@U123> <https://evil.example|click> & more"
 STATUS = replies.BotStatus(
-    last_poll=NOW - timedelta(seconds=30), pending=3, calls_left=950, calls_limit=1000, mode="http",
+    last_poll=NOW - timedelta(seconds=30),
+    pending=3,
+    calls_left=950,
+    calls_limit=1000,
+    mode="http",
     database="sqlite",
 )
 
@@ -36,8 +41,11 @@ STATUS = replies.BotStatus(
 def build_task(i: int = 0, **kwargs: Any) -> Task:
     """A prospect search created `i` hours before NOW, with fields overridable."""
     fields: dict[str, Any] = dict(
-        id=f"task-{i}", type="prospect_search", description=f"Find CFOs {i}",
-        created_at=NOW - timedelta(hours=i), metadata={"per_page": 25},
+        id=f"task-{i}",
+        type="prospect_search",
+        description=f"Find CFOs {i}",
+        created_at=NOW - timedelta(hours=i),
+        metadata={"per_page": 25},
     )
     fields.update(kwargs)
     return Task(**fields)
@@ -46,9 +54,23 @@ def build_task(i: int = 0, **kwargs: Any) -> Task:
 def build_row(task: Task, state: str = "pending", **kwargs: Any) -> TaskRow:
     """A task record in `state`, decided (when decided) by UALICE at NOW."""
     fields: dict[str, Any] = dict(
-        task_id=task.id, task=task, state=state, channel="C0LEXI", message_ts="1.1", claimed_at=NOW,
-        actor=None, action=None, surface=None, reason=None, note=None, decided_at=None, version=1,
-        rendered_version=1, replied_state=None, announced_at=NOW, updated_at=NOW,
+        task_id=task.id,
+        task=task,
+        state=state,
+        channel="C0LEXI",
+        message_ts="1.1",
+        claimed_at=NOW,
+        actor=None,
+        action=None,
+        surface=None,
+        reason=None,
+        note=None,
+        decided_at=None,
+        version=1,
+        rendered_version=1,
+        replied_state=None,
+        announced_at=NOW,
+        updated_at=NOW,
     )
     fields.update(kwargs)
     return TaskRow(**fields)
@@ -71,11 +93,13 @@ def test_pending_list_has_the_channel_buttons_for_each_task() -> None:
 
 def test_list_shows_type_description_age_and_id_newest_first() -> None:
     """Items show the type, the description, the age and the id, newest first."""
-    message = home.task_list([build_task(5), build_task(0), build_task(2, created_at=None)], "pending", NOW,
-                             buttons=False)
+    message = home.task_list(
+        [build_task(5), build_task(0), build_task(2, created_at=None)], "pending", NOW, buttons=False
+    )
     texts = [b["text"]["text"] for b in message["blocks"][1:]]
     assert [t.split("\n")[0] for t in texts] == [
-        "Prospect search — Find CFOs 0 (25 results)", "Prospect search — Find CFOs 5 (25 results)",
+        "Prospect search — Find CFOs 0 (25 results)",
+        "Prospect search — Find CFOs 5 (25 results)",
         "Prospect search — Find CFOs 2 (25 results)",
     ]
     assert "Created just now · Task `task-0`" in texts[0]
@@ -112,8 +136,16 @@ def test_long_list_is_cut_with_a_count_of_the_rest() -> None:
 
 def test_huge_tasks_are_cut_to_fit_slacks_message_size() -> None:
     """Tasks with maximal descriptions and ids are cut by size, still counting the rest."""
-    big = [build_task(i, id=f"{i}-" + "x" * 250, type="campaign_start", description=HOSTILE * 40,
-                      metadata={"contact_count": 10**12}) for i in range(15)]
+    big = [
+        build_task(
+            i,
+            id=f"{i}-" + "x" * 250,
+            type="campaign_start",
+            description=HOSTILE * 40,
+            metadata={"contact_count": 10**12},
+        )
+        for i in range(15)
+    ]
     message = home.task_list(big, "pending", NOW, buttons=True)
     shown = len(_actions(message["blocks"]))
     assert 0 < shown < 15
@@ -145,8 +177,7 @@ def test_home_shows_pending_tasks_decisions_and_status() -> None:
         build_row(build_task(8), "dismissed", actor="UBOB", decided_at=NOW, reason="duplicate"),
         build_row(build_task(9), "completed", decided_at=NOW),
     ]
-    view = home.home_view(pending=pending, pending_total=2, decisions=decided, status=STATUS, now=NOW,
-                          buttons=True)
+    view = home.home_view(pending=pending, pending_total=2, decisions=decided, status=STATUS, now=NOW, buttons=True)
     assert view["type"] == "home" and validate_view(view) is None
     text = json.dumps(view, ensure_ascii=False)
     assert "Waiting for a decision (2)" in text and "Last successful poll: just now" in text
@@ -159,12 +190,12 @@ def test_home_shows_pending_tasks_decisions_and_status() -> None:
 
 def test_home_stays_within_100_blocks_and_cuts_visibly() -> None:
     """With many pending tasks and decisions the Home keeps to 100 blocks and counts what it left out."""
-    campaigns = [build_task(i, type="campaign_start", metadata={"contact_count": 500})
-                 for i in range(home.HOME_TASKS)]
+    campaigns = [build_task(i, type="campaign_start", metadata={"contact_count": 500}) for i in range(home.HOME_TASKS)]
     pending = [build_row(task, note="Could not approve") for task in campaigns]
     decided = [build_row(build_task(i), "approved", actor="UALICE", decided_at=NOW) for i in range(30)]
-    view = home.home_view(pending=pending, pending_total=250, decisions=decided, status=STATUS, now=NOW,
-                          buttons=True, notice=None)
+    view = home.home_view(
+        pending=pending, pending_total=250, decisions=decided, status=STATUS, now=NOW, buttons=True, notice=None
+    )
     assert len(view["blocks"]) <= 100 and validate_view(view) is None
     assert f"…and {250 - home.HOME_TASKS} older not shown here" in json.dumps(view, ensure_ascii=False)
     approvals = [b for b in view["blocks"] if "✅ Approved" in json.dumps(b, ensure_ascii=False)]
@@ -176,19 +207,36 @@ def test_empty_home_and_non_approver_home() -> None:
     empty = home.home_view(pending=[], pending_total=0, decisions=[], status=STATUS, now=NOW, buttons=True)
     text = json.dumps(empty, ensure_ascii=False)
     assert "Nothing is waiting." in text and "No decisions yet." in text
-    view = home.home_view(pending=[build_row(build_task(0))], pending_total=1, decisions=[], status=STATUS,
-                          now=NOW, buttons=False, notice="Only <@UALICE> can decide.")
+    view = home.home_view(
+        pending=[build_row(build_task(0))],
+        pending_total=1,
+        decisions=[],
+        status=STATUS,
+        now=NOW,
+        buttons=False,
+        notice="Only <@UALICE> can decide.",
+    )
     assert _actions(view["blocks"]) == [] and "Only <@UALICE>" in json.dumps(view)
 
 
 def test_status_lines_cover_poll_pending_budget_mode_and_database() -> None:
     """The status names the last poll, pending count, calls left, connection mode and database kind."""
     assert replies.status_lines(STATUS, NOW) == [
-        "Last successful poll: just now", "Pending tasks: 3", "LeadLex calls left today: 950 of 1,000",
-        "Slack connection: HTTP", "Database: SQLite",
+        "Last successful poll: just now",
+        "Pending tasks: 3",
+        "LeadLex calls left today: 950 of 1,000",
+        "Slack connection: HTTP",
+        "Database: SQLite",
     ]
-    fresh = replace(STATUS, last_poll=None, calls_left=None, calls_limit=None, mode="socket",
-                    database="postgresql", problem="Slack said <!channel>")
+    fresh = replace(
+        STATUS,
+        last_poll=None,
+        calls_left=None,
+        calls_limit=None,
+        mode="socket",
+        database="postgresql",
+        problem="Slack said <!channel>",
+    )
     lines = replies.status_lines(fresh, NOW)
     assert lines[0] == "⚠️ Slack said &lt;!channel&gt;"
     assert "Last successful poll: none yet" in lines and "Slack connection: Socket Mode" in lines
@@ -198,8 +246,14 @@ def test_status_lines_cover_poll_pending_budget_mode_and_database() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "words"),
-    [(5, "just now"), (125, "2 min ago"), (3 * 3600 + 5, "3 h ago"), (86_400, "1 day ago"),
-     (3 * 86_400, "3 days ago"), (-50, "just now")],
+    [
+        (5, "just now"),
+        (125, "2 min ago"),
+        (3 * 3600 + 5, "3 h ago"),
+        (86_400, "1 day ago"),
+        (3 * 86_400, "3 days ago"),
+        (-50, "just now"),
+    ],
 )
 def test_ago_in_words(seconds: int, words: str) -> None:
     """Ages read as words a person uses."""

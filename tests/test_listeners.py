@@ -38,8 +38,12 @@ def _click(bot: BotHarness, action_id: str, task_id: str, user: str = "UALICE") 
     """The body of a click on a task's card button."""
     row = bot.store.get(task_id)
     return payloads.build_block_action(
-        action_id=action_id, value=task_id, user=user, channel=CHANNEL,
-        message_ts=row.message_ts if row else None, trigger_id=bot.slack.new_trigger_id(user),
+        action_id=action_id,
+        value=task_id,
+        user=user,
+        channel=CHANNEL,
+        message_ts=row.message_ts if row else None,
+        trigger_id=bot.slack.new_trigger_id(user),
         response_url=bot.slack.new_response_url(),
     )
 
@@ -83,15 +87,17 @@ def test_dismiss_of_a_decided_task_says_who_decided(bot: BotHarness, sandbox: Sa
     handle_approve(ack=RecordingAck(), body=approve, action=approve["actions"][0], context=_context(bot))
     bot.settle()
     body = _click(bot, blocks.DISMISS_ACTION, task_id)
-    handle_dismiss(ack=RecordingAck(), body=body, action=body["actions"][0], client=bot.runtime.slack,
-                   context=_context(bot))
+    handle_dismiss(
+        ack=RecordingAck(), body=body, action=body["actions"][0], client=bot.runtime.slack, context=_context(bot)
+    )
     bot.settle()
     assert [e.text for e in slack.ephemerals_for("UALICE")] == ["This task was already approved by <@UBOB>."]
     assert slack.views == []
 
 
-def test_dismiss_of_a_pending_task_opens_the_reason_form(bot: BotHarness, sandbox: Sandbox,
-                                                          slack: SlackStandIn) -> None:
+def test_dismiss_of_a_pending_task_opens_the_reason_form(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """A Dismiss click on a pending task opens the reason form for it, and says nothing else."""
     task_id = _announce(bot, sandbox)
     body = _click(bot, blocks.DISMISS_ACTION, task_id)
@@ -106,21 +112,27 @@ def test_dismiss_of_a_pending_task_opens_the_reason_form(bot: BotHarness, sandbo
 
 def test_lexi_help_is_answered_in_the_ack(bot: BotHarness) -> None:
     """/lexi help answers with the usage in the ack itself."""
-    fields = payloads.build_slash_command(text="help", user="UALICE", response_url=bot.slack.new_response_url(),
-                                          trigger_id=bot.slack.new_trigger_id("UALICE"))
+    fields = payloads.build_slash_command(
+        text="help",
+        user="UALICE",
+        response_url=bot.slack.new_response_url(),
+        trigger_id=bot.slack.new_trigger_id("UALICE"),
+    )
     ack = RecordingAck()
     handle_lexi(ack=ack, command=fields, context=_context(bot))
     assert ack.calls == [{"response_type": "ephemeral", "text": replies.USAGE}]
 
 
-def test_decider_check_refuses_with_an_audit_and_allows_a_member(bot: BotHarness, sandbox: Sandbox,
-                                                                 slack: SlackStandIn) -> None:
+def test_decider_check_refuses_with_an_audit_and_allows_a_member(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """Decider.check: an unknown task, a refusal (audited once) and a permitted person, each with its message."""
     slack.set_members(CHANNEL, ["UBOT", "UALICE"])
     task_id = _announce(bot, sandbox)
     decider = bot.runtime.decider
     assert decider.check("no-such-task", "UALICE", "dismiss", "button") == Check(
-        False, None, "I have no record of this task.")
+        False, None, "I have no record of this task."
+    )
     refused = decider.check(task_id, "UDAVE", "dismiss", "button")
     assert not refused.allowed and refused.row is not None and refused.row.task_id == task_id
     assert refused.message is not None and "can dismiss" in refused.message

@@ -20,8 +20,9 @@ def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
 
 def test_json_lines_carry_context_fields() -> None:
     """A JSON line has time, level, logger, message and the task, user and request ids when known."""
-    line = JsonFormatter([]).format(_record("task %s approved", "t1", task_id="t1", slack_user="UALICE",
-                                            request_id="req-9"))
+    line = JsonFormatter([]).format(
+        _record("task %s approved", "t1", task_id="t1", slack_user="UALICE", request_id="req-9")
+    )
     entry = json.loads(line)
     assert entry["level"] == "warning" and entry["logger"] == "bot.test"
     assert entry["message"] == "task t1 approved"

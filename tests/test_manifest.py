@@ -1,5 +1,6 @@
 """The Slack app manifest against the built Bolt app: every handled event subscribed, every called method's scope
-asked for, nothing more; and building the app warns about nothing on a correct configuration."""
+asked for, nothing more; and building the app warns about nothing on a correct configuration.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import yaml
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.slack.app import create_app
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack.app import create_app
 from tests.support.harness import BotHarness, start_bot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,9 @@ def _registered(app: App) -> dict[str, set[str]]:
                 continue
             kind = func.__qualname__.split(".", 1)[0]
             cells = dict(zip(func.__code__.co_freevars, (c.cell_contents for c in func.__closure__ or ()), strict=True))
-            value = cells.get("event_type") or cells.get("command") or cells.get("callback_id") or cells.get("constraints")
+            value = (
+                cells.get("event_type") or cells.get("command") or cells.get("callback_id") or cells.get("constraints")
+            )
             if isinstance(value, dict):
                 value = value.get("type") or value.get("action_id") or value.get("callback_id")
             found.setdefault(kind, set()).add(str(value))
@@ -128,8 +131,9 @@ def test_the_manifest_asks_for_exactly_the_scopes_the_code_needs(built: BotHarne
     assert asked - needed == set(), f"scopes nothing uses: {asked - needed}"
 
 
-def test_building_the_app_logs_no_warning(built: BotHarness, monkeypatch: pytest.MonkeyPatch,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_building_the_app_logs_no_warning(
+    built: BotHarness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """With SLACK_BOT_TOKEN set as a user sets it, building the Bolt app warns about nothing (no token/client notice)."""
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "test-signing-secret-0123456789")

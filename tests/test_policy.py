@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.lexi.models import Task
 from bot.core.policy import CHANNEL_MEMBERS, PolicyError, describe, from_settings, load_policy, parse_duration
+from bot.lexi.models import Task
 
 FULL = """\
 auto_approve_daily_cap: 20
@@ -71,8 +71,16 @@ def test_environment_alone_gives_a_simple_policy() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
-        ("types:\n  campaign_start:\n    quorom: 2\n", 3, "unknown key 'quorom' in types.campaign_start (did you mean 'quorum'?)"),
-        ("types:\n  campaign_starts:\n    quorum: 2\n", 2, "unknown task type 'campaign_starts' (did you mean 'campaign_start'?)"),
+        (
+            "types:\n  campaign_start:\n    quorom: 2\n",
+            3,
+            "unknown key 'quorom' in types.campaign_start (did you mean 'quorum'?)",
+        ),
+        (
+            "types:\n  campaign_starts:\n    quorum: 2\n",
+            2,
+            "unknown task type 'campaign_starts' (did you mean 'campaign_start'?)",
+        ),
         ("types:\n  prospect_search:\n    channel: '#sales'\n", 3, "must be a channel ID"),
         ("defaults:\n  approvers: [alice]\n", 2, "'alice' in defaults.approvers is not a user ID"),
         ("defaults:\n  remind_after: soon\n", 2, "duration such as 30m"),
@@ -137,8 +145,10 @@ def test_describe_says_what_happens_per_type(tmp_path: Path) -> None:
     assert "other types: announced in C0LEXI" in text
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30m", 1800), ("4h", 14_400), ("2d", 172_800),
-                                                ("1.5h", 5400), ("soon", None), ("-1h", None)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("30m", 1800), ("4h", 14_400), ("2d", 172_800), ("1.5h", 5400), ("soon", None), ("-1h", None)],
+)
 def test_durations(text: str, seconds: float | None) -> None:
     """Durations are seconds, minutes, hours or days."""
     assert parse_duration(text) == seconds
@@ -154,8 +164,9 @@ def test_counts_come_from_the_task_metadata() -> None:
     assert affected_count(Task(id="4", type="contact_update", metadata={})) is None
 
 
-def test_policy_check_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_policy_check_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`lexi-bot policy check FILE` prints what happens per type, or exits 2 with the line of the mistake."""
     from bot.cli import main
 
@@ -180,11 +191,25 @@ def test_the_readme_example_policy_is_valid(tmp_path: Path) -> None:
     assert policy.default.remind_after == 4 * 3600 and policy.auto_approve_daily_cap == 20
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (2, "2s"), (45, "45s"), (60, "1m"), (90, "90s"), (1800, "30m"), (5400, "1.5h"), (14_400, "4h"),
-    (172_800, "2d"), (129_600, "1.5d"), (95_400, "26.5h"), (3_630, "3630s"), (0.5, "0.5s"),
-    (14_412.3, "4h"), (61.7, "1m"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (2, "2s"),
+        (45, "45s"),
+        (60, "1m"),
+        (90, "90s"),
+        (1800, "30m"),
+        (5400, "1.5h"),
+        (14_400, "4h"),
+        (172_800, "2d"),
+        (129_600, "1.5d"),
+        (95_400, "26.5h"),
+        (3_630, "3630s"),
+        (0.5, "0.5s"),
+        (14_412.3, "4h"),
+        (61.7, "1m"),
+    ],
+)
 def test_durations_read_as_people_write_them(seconds: float, text: str) -> None:
     """The largest unit that writes a duration exactly (one decimal for hours and days); else rounded to it."""
     from bot.core.policy import human_duration
@@ -212,16 +237,16 @@ def test_policy_check_shows_durations_under_a_minute(tmp_path: Path) -> None:
 def test_every_mistake_is_reported_at_once_in_file_order(tmp_path: Path) -> None:
     """A file with several mistakes is refused with all of them, each naming its line, in the order of the file."""
     text = (
-        "colour: blue\n"                       # 1: unknown top-level key
+        "colour: blue\n"  # 1: unknown top-level key
         "defaults:\n"
-        "  approvers: [alice, UBOB, bob]\n"    # 3: two bad approvers on one line
-        "  remind_after: soon\n"               # 4: not a duration
+        "  approvers: [alice, UBOB, bob]\n"  # 3: two bad approvers on one line
+        "  remind_after: soon\n"  # 4: not a duration
         "types:\n"
-        "  campaign_starts: {quorum: 2}\n"     # 6: unknown type
+        "  campaign_starts: {quorum: 2}\n"  # 6: unknown type
         "  list_operation:\n"
-        "    quorom: 2\n"                      # 8: unknown key
-        "    confirm_above: lots\n"            # 9: not a number
-        "auto_approve_daily_cap: many\n"       # 10: not a number
+        "    quorom: 2\n"  # 8: unknown key
+        "    confirm_above: lots\n"  # 9: not a number
+        "auto_approve_daily_cap: many\n"  # 10: not a number
     )
     with pytest.raises(PolicyError) as caught:
         load_policy(_write(tmp_path, text), channel="C0LEXI")
@@ -230,5 +255,7 @@ def test_every_mistake_is_reported_at_once_in_file_order(tmp_path: Path) -> None
     assert lines == [1, 3, 3, 4, 6, 8, 9, 10], problems
     assert all(p.startswith("lexi-bot.yml line ") for p in problems)
     assert "'alice' in defaults.approvers" in problems[1] and "'bob' in defaults.approvers" in problems[2]
-    assert str(caught.value).splitlines() == ["8 problems in the policy file — fix them all:",
-                                              *(f"  - {p}" for p in problems)]
+    assert str(caught.value).splitlines() == [
+        "8 problems in the policy file — fix them all:",
+        *(f"  - {p}" for p in problems),
+    ]

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.slack import blocks
 from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import CHANNEL, SIGNING_SECRET, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 
@@ -58,13 +58,21 @@ def test_three_replicas_announce_and_decide_exactly_once(
         barrier = threading.Barrier(9)
 
         def click(n: int) -> None:
-            action = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=target, message_ts=ts,
-                                                 user=["UALICE", "UBOB", "UCAROL"][n % 3],
-                                                 response_url=slack.new_response_url())
+            action = payloads.build_block_action(
+                action_id=blocks.APPROVE_ACTION,
+                value=target,
+                message_ts=ts,
+                user=["UALICE", "UBOB", "UCAROL"][n % 3],
+                response_url=slack.new_response_url(),
+            )
             body, kind = payloads.encode_interactive(action)
             barrier.wait(timeout=10)
-            response = httpx.post(f"http://127.0.0.1:{ports[n % 3]}/slack/events", content=body,
-                                  headers=payloads.signed_request(SIGNING_SECRET, body, kind), timeout=10)
+            response = httpx.post(
+                f"http://127.0.0.1:{ports[n % 3]}/slack/events",
+                content=body,
+                headers=payloads.signed_request(SIGNING_SECRET, body, kind),
+                timeout=10,
+            )
             assert response.status_code == 200
 
         threads = [threading.Thread(target=click, args=(n,)) for n in range(9)]

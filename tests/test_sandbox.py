@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.lexi.models import KNOWN_TYPES, Task, parse_time
 from bot.dev.sandbox import GATEWAY_PREFIX, Sandbox
+from bot.lexi.models import KNOWN_TYPES, Task, parse_time
 
 KEY = "wbk_sandbox"
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,8 +260,12 @@ def test_dismiss_without_body_is_fine(sandbox: Sandbox, client: httpx.Client) ->
 def test_malformed_json_body_is_400_not_500(sandbox: Sandbox, client: httpx.Client) -> None:
     """Broken or non-object JSON bodies get 400 validation_error from every endpoint that reads a body."""
     task = sandbox.add_task()
-    for path, body in ((f"/v1/lexi/tasks/{task['id']}/dismiss", b"{not json"), ("/v1/lexi/chat", b"[1, 2]"),
-                       ("/v1/lexi/chat", b"\xff\xfe"), ("/v1/webhooks", b"nope")):
+    for path, body in (
+        (f"/v1/lexi/tasks/{task['id']}/dismiss", b"{not json"),
+        ("/v1/lexi/chat", b"[1, 2]"),
+        ("/v1/lexi/chat", b"\xff\xfe"),
+        ("/v1/webhooks", b"nope"),
+    ):
         response = client.post(path, content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 400, path
         assert error_code(response) == "validation_error"
@@ -289,8 +293,10 @@ def test_odd_and_raw_tasks_are_served_verbatim(start_sandbox: Callable[..., Sand
     with build_client(sandbox) as http:
         tasks = http.get("/v1/lexi/tasks").json()["data"]["tasks"]
     assert tasks[0] == odd and odd["metadata"] is None and odd["description"] is None
-    assert tasks[1:] == [{"id": 7, "description": "no type, no status"},
-                         {"type": "prospect_search", "metadata": "not an object"}]
+    assert tasks[1:] == [
+        {"id": 7, "description": "no type, no status"},
+        {"type": "prospect_search", "metadata": "not an object"},
+    ]
     assert sandbox.add_task()["metadata"] == {}
 
 
@@ -371,8 +377,9 @@ def test_chat_requires_a_message(client: httpx.Client) -> None:
 # --- rate limits ---
 
 
-def test_every_response_carries_rate_limit_headers(start_sandbox: Callable[..., Sandbox],
-                                                   fake_clock: FakeClock) -> None:
+def test_every_response_carries_rate_limit_headers(
+    start_sandbox: Callable[..., Sandbox], fake_clock: FakeClock
+) -> None:
     """Success and error answers carry the daily limit, what remains, the next midnight and a request id."""
     sandbox = start_sandbox(daily_limit=100, clock=fake_clock)
     with build_client(sandbox) as http, build_client(sandbox, "wbk_bad") as stranger:
@@ -386,8 +393,9 @@ def test_every_response_carries_rate_limit_headers(start_sandbox: Callable[..., 
     assert len({response.headers["x-request-id"] for response in responses}) == 3
 
 
-def test_spent_daily_budget_is_429_until_utc_midnight(start_sandbox: Callable[..., Sandbox],
-                                                      fake_clock: FakeClock) -> None:
+def test_spent_daily_budget_is_429_until_utc_midnight(
+    start_sandbox: Callable[..., Sandbox], fake_clock: FakeClock
+) -> None:
     """With the daily budget spent every call is 429 rate_limited, until the clock passes 00:00 UTC."""
     sandbox = start_sandbox(clock=fake_clock, daily_limit=10_000)  # an Org plan
     sandbox.set_remaining(1)
@@ -401,8 +409,7 @@ def test_spent_daily_budget_is_429_until_utc_midnight(start_sandbox: Callable[..
         assert fresh.status_code == 200 and fresh.headers["x-ratelimit-remaining"] == "9999"
 
 
-def test_per_minute_limit_is_429_with_retry_after(start_sandbox: Callable[..., Sandbox],
-                                                  fake_clock: FakeClock) -> None:
+def test_per_minute_limit_is_429_with_retry_after(start_sandbox: Callable[..., Sandbox], fake_clock: FakeClock) -> None:
     """Past the per-minute limit calls get 429 with Retry-After up to the next minute, then pass again."""
     sandbox = start_sandbox(minute_limit=3, clock=fake_clock)
     with build_client(sandbox) as http:
@@ -451,9 +458,8 @@ def test_fail_next_repeats_and_sends_retry_after(sandbox: Sandbox, client: httpx
 def test_fail_next_delay_makes_the_client_time_out(sandbox: Sandbox) -> None:
     """A delayed fault outlasts a short client timeout, and the sandbox keeps serving afterwards."""
     sandbox.fail_next("GET", status=504, delay=1.0)
-    with build_client(sandbox, timeout=0.2) as http:
-        with pytest.raises(httpx.ReadTimeout):
-            http.get("/v1/lexi/tasks")
+    with build_client(sandbox, timeout=0.2) as http, pytest.raises(httpx.ReadTimeout):
+        http.get("/v1/lexi/tasks")
     with build_client(sandbox) as http:
         assert http.get("/v1/lexi/tasks").status_code == 200
 
@@ -523,8 +529,9 @@ def test_webhooks_can_be_listed_changed_and_deleted(client: httpx.Client) -> Non
     assert client.get("/v1/webhooks").json()["data"]["webhooks"] == []
 
 
-def test_webhook_delivery_is_signed_and_enveloped(sandbox: Sandbox, client: httpx.Client,
-                                                  fake_receiver: FakeReceiver) -> None:
+def test_webhook_delivery_is_signed_and_enveloped(
+    sandbox: Sandbox, client: httpx.Client, fake_receiver: FakeReceiver
+) -> None:
     """Approving a task POSTs task.approved to the receiver, signed with HMAC-SHA256 of the raw body."""
     sandbox.allow_private_webhooks = True
     registered = client.post("/v1/webhooks", json={"url": fake_receiver.url, "events": ["task.approved"]})
@@ -548,8 +555,9 @@ def test_webhook_delivery_is_signed_and_enveloped(sandbox: Sandbox, client: http
         fake_receiver.next(timeout=0.3)
 
 
-def test_webhook_delivery_is_retried_with_a_new_delivery_id(sandbox: Sandbox, client: httpx.Client,
-                                                            fake_receiver: FakeReceiver) -> None:
+def test_webhook_delivery_is_retried_with_a_new_delivery_id(
+    sandbox: Sandbox, client: httpx.Client, fake_receiver: FakeReceiver
+) -> None:
     """A non-2xx answer is retried after a short backoff, each attempt with a new delivery id."""
     sandbox.allow_private_webhooks = True
     fake_receiver.statuses = [500]
@@ -625,8 +633,12 @@ def test_context_manager_starts_and_stop_is_idempotent() -> None:
 def test_command_line_serves_until_ctrl_c() -> None:
     """`python -m bot.dev.sandbox --port 0` prints its URL and key, serves, and exits 0 on Ctrl-C."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.dev.sandbox", "--port", "0"], cwd=ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [sys.executable, "-m", "bot.dev.sandbox", "--port", "0"],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert process.stdout is not None

@@ -20,9 +20,15 @@ SECONDS = 60
 def soak() -> Report:
     """One short soak on SQLite, shared by the tests below."""
     report = run(SECONDS, seed=12, lifetime=(8.0, 20.0), kill_after_ack=0.1, settle=90.0, say=log.warning)
-    log.warning("soak: %s, %d tasks, %d clicks acknowledged, stops %s, faults %s, claims left %s",
-                report.zero_counts(), report.tasks, report.clicks_acknowledged, dict(report.stops),
-                dict(report.faults), report.stuck)
+    log.warning(
+        "soak: %s, %d tasks, %d clicks acknowledged, stops %s, faults %s, claims left %s",
+        report.zero_counts(),
+        report.tasks,
+        report.clicks_acknowledged,
+        dict(report.stops),
+        dict(report.faults),
+        report.stuck,
+    )
     return report
 
 

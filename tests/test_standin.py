@@ -141,10 +141,15 @@ def test_form_encoded_post_parses_json_strings(standin: SlackStandIn) -> None:
     status, answer = raw_post(standin.api_url + "chat.postMessage", body, content_type)
     assert status == 200 and answer["ok"]
     message = standin.message(CHANNEL, answer["ts"])
-    assert message is not None and message.blocks == post_block() and message.metadata == {
-        "event_type": "e",
-        "event_payload": {"id": 1},
-    }
+    assert (
+        message is not None
+        and message.blocks == post_block()
+        and message.metadata
+        == {
+            "event_type": "e",
+            "event_payload": {"id": 1},
+        }
+    )
 
 
 def test_update_rewrites_message_and_keeps_metadata(client: WebClient, standin: SlackStandIn) -> None:
@@ -326,8 +331,10 @@ def test_blocks_exactly_at_the_limits_are_accepted() -> None:
                     value="v" * 2000,
                     action_id="a" * 255,
                     url="https://x/" + "u" * 2990,
-                    confirm={**_confirm(title="t" * 100, text="t" * 300, confirm="c" * 30, deny="d" * 30),
-                             "style": "danger"},
+                    confirm={
+                        **_confirm(title="t" * 100, text="t" * 300, confirm="c" * 30, deny="d" * 30),
+                        "style": "danger",
+                    },
                 )
             ],
         },
@@ -399,9 +406,7 @@ def test_hold_next_stores_the_message_before_answering(client: WebClient, standi
     """A held post is stored at once while its answer waits for the release event."""
     release = standin.hold_next("chat.postMessage")
     answers: list[Any] = []
-    poster = threading.Thread(
-        target=lambda: answers.append(client.chat_postMessage(channel=CHANNEL, text="held"))
-    )
+    poster = threading.Thread(target=lambda: answers.append(client.chat_postMessage(channel=CHANNEL, text="held")))
     poster.start()
     try:
         held = standin.wait_held(timeout=5)
@@ -481,9 +486,7 @@ def test_get_with_query_string_and_token_param(standin: SlackStandIn) -> None:
 # ----- views, response URLs, people -----
 
 
-def test_trigger_id_is_single_use_and_expires(
-    client: WebClient, standin: SlackStandIn, fake_clock: FakeClock
-) -> None:
+def test_trigger_id_is_single_use_and_expires(client: WebClient, standin: SlackStandIn, fake_clock: FakeClock) -> None:
     """views.open takes a fresh trigger once; reused or unknown is invalid, older than 3 s is expired."""
     trigger = standin.new_trigger_id("UBOB")
     opened = client.views_open(trigger_id=trigger, view=MODAL)["view"]

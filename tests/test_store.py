@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -136,7 +136,7 @@ def test_thread_reply_is_claimed_once(store: Store) -> None:
 
 def test_stale_claims_are_found_and_taken_over_once(database_url: str) -> None:
     """An old announcing claim is stale; only one process can take it over."""
-    now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
     store = Store.from_url(database_url, clock=lambda: now[0])
     migrate.upgrade(store.engine)
     try:
@@ -183,7 +183,7 @@ def test_conversation_is_remembered_per_person_and_channel(store: Store) -> None
 
 def test_recent_decisions_are_latest_first_and_bounded(database_url: str) -> None:
     """recent_decisions lists decided records by decision time, newest first, and skips undecided ones."""
-    now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
     store = Store.from_url(database_url, clock=lambda: now[0])
     migrate.upgrade(store.engine)
     try:
@@ -232,7 +232,7 @@ def test_racing_releases_migrate_once(database_url: str) -> None:
 
 def test_first_sighting_refuses_a_repeat_until_it_expires(database_url: str) -> None:
     """A replay key is accepted once, refused while remembered, and accepted again once it has expired."""
-    now = [datetime(2026, 12, 3, 12, 0, tzinfo=timezone.utc)]
+    now = [datetime(2026, 12, 3, 12, 0, tzinfo=UTC)]
     store = Store.from_url(database_url, clock=lambda: now[0])
     migrate.upgrade(store.engine)
     try:
@@ -248,7 +248,7 @@ def test_first_sighting_refuses_a_repeat_until_it_expires(database_url: str) -> 
 
 def test_first_sighting_has_one_winner_across_threads(store: Store) -> None:
     """Ten threads presenting the same request at once: exactly one is told it is the first."""
-    until = datetime.now(timezone.utc) + timedelta(minutes=5)
+    until = datetime.now(UTC) + timedelta(minutes=5)
     results: list[bool] = []
     barrier = threading.Barrier(10)
 

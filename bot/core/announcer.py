@@ -18,20 +18,28 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.core.policy import Policy, from_settings
 from bot.db.models import STATES
 from bot.db.store import Store
 from bot.errors import LexiBotError
-from bot.ops.logs import clip
 from bot.lexi.models import PLAIN_DESCRIPTION, Task
-from bot.slack.messenger import Messenger, slack_error_text
+from bot.ops.logs import clip
 from bot.ops.metrics import Metrics
-from bot.core.policy import Policy, from_settings
+from bot.slack.messenger import Messenger, slack_error_text
 
 log = logging.getLogger(__name__)
 
 #: Slack errors that say the setup is wrong, not the task: retrying other tasks is pointless.
-SETUP_ERRORS = {"not_in_channel", "channel_not_found", "invalid_auth", "account_inactive", "token_revoked",
-                "not_authed", "missing_scope", "is_archived"}
+SETUP_ERRORS = {
+    "not_in_channel",
+    "channel_not_found",
+    "invalid_auth",
+    "account_inactive",
+    "token_revoked",
+    "not_authed",
+    "missing_scope",
+    "is_archived",
+}
 
 
 #: A LeadLex task id as read back from a card (the docs promise UUIDs; their examples use ids like task-uuid-1).
@@ -75,8 +83,13 @@ class Backlog:
     The backlog is bounded; a task that finds it full is left for the next poll (or LeadLex's retry).
     """
 
-    def __init__(self, announce: Callable[[Task, datetime | None], object], *, limit: int = 10_000,
-                 on_error: Callable[[AnnounceError], object] | None = None) -> None:
+    def __init__(
+        self,
+        announce: Callable[[Task, datetime | None], object],
+        *,
+        limit: int = 10_000,
+        on_error: Callable[[AnnounceError], object] | None = None,
+    ) -> None:
         self.limit = limit
         self._announce = announce
         self._on_error = on_error
@@ -137,8 +150,9 @@ class Backlog:
             self._queues.setdefault(channel, deque()).append(task.id)
             thread = self._threads.get(channel)
             if thread is None or not thread.is_alive():
-                thread = threading.Thread(target=self._drain, args=(channel,), name=f"lexi-announce-{channel}",
-                                          daemon=True)
+                thread = threading.Thread(
+                    target=self._drain, args=(channel,), name=f"lexi-announce-{channel}", daemon=True
+                )
                 self._threads[channel] = thread
                 thread.start()
             return True
@@ -164,7 +178,7 @@ class Backlog:
                     self.problem = str(exc)
                     if self._on_error is not None:
                         self._on_error(exc)
-            except Exception:  # noqa: BLE001 - one bad task must not stop the others
+            except Exception:
                 log.exception("could not announce task %r", clip(task.id))
             finally:
                 with self._lock:
@@ -189,7 +203,8 @@ class Backlog:
 
     def close(self, deadline: float) -> bool:
         """Take nothing more, forget what waits (it has no record: the next poll lists it again), and wait
-        (bounded) for the posts in flight to be recorded; True when none is left in flight."""
+        (bounded) for the posts in flight to be recorded; True when none is left in flight.
+        """
         with self._lock:
             self._closed = True
             self._queues.clear()
@@ -226,8 +241,10 @@ class Announcer:
         self.restored: set[str] = set()  # tasks rebuilt from the channel whose content is still to be fetched
         #: Where new tasks wait for their post, at most `backlog_limit` of them (the runtime sets one); without one,
         #: `enqueue` posts at once.
-        self.backlog = None if backlog_limit is None else Backlog(
-            self.announce_or_update, limit=backlog_limit, on_error=on_backlog_error
+        self.backlog = (
+            None
+            if backlog_limit is None
+            else Backlog(self.announce_or_update, limit=backlog_limit, on_error=on_backlog_error)
         )
 
     def enqueue(self, task: Task, *, signed_at: datetime | None = None) -> bool:
@@ -311,12 +328,20 @@ class Announcer:
             try:
                 ts = self._messenger.find_announcement(row.channel, row.task_id, oldest)
             except SlackApiError as exc:
-                log.warning("could not search %s for task %r: %r", row.channel, clip(row.task_id),
-                            clip(slack_error_text(exc), 300))
+                log.warning(
+                    "could not search %s for task %r: %r",
+                    row.channel,
+                    clip(row.task_id),
+                    clip(slack_error_text(exc), 300),
+                )
                 continue
             if ts is not None:
-                log.info("task %r was posted before a restart (ts %r); recording it", clip(row.task_id), clip(ts, 40),
-                         extra={"task_id": row.task_id})
+                log.info(
+                    "task %r was posted before a restart (ts %r); recording it",
+                    clip(row.task_id),
+                    clip(ts, 40),
+                    extra={"task_id": row.task_id},
+                )
                 self._store.record_message(row.task_id, row.channel, ts, rendered_version=0)
                 self._messenger.sync_card(row.task_id)
             else:
@@ -332,8 +357,12 @@ class Announcer:
         except SlackApiError as exc:
             error = str(exc.response.get("error", "")) if exc.response is not None else ""
             if error in ("invalid_blocks", "msg_blocks_too_long", "invalid_arguments"):
-                log.warning("task %r could not be rendered in full (%s); posting a plain card", clip(task.id),
-                            clip(error, 60), extra={"task_id": task.id})
+                log.warning(
+                    "task %r could not be rendered in full (%s); posting a plain card",
+                    clip(task.id),
+                    clip(error, 60),
+                    extra={"task_id": task.id},
+                )
                 ts = self._post_plain(task, channel)
             else:
                 self._store.release_announcement(task.id)
@@ -351,7 +380,7 @@ class Announcer:
         if self.on_announced is not None:
             try:
                 self.on_announced(task)
-            except Exception:  # noqa: BLE001 - a failing rule never undoes the announcement
+            except Exception:
                 log.exception("the after-announcement rule failed for task %r", clip(task.id))
 
     def _post_plain(self, task: Task, channel: str) -> str:

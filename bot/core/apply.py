@@ -1,5 +1,6 @@
 """Applying LeadLex's state: the one way the poller, the webhook receiver and the decider record a state LeadLex
-reports, update the card, and post the thread reply of a final state (completed / failed)."""
+reports, update the card, and post the thread reply of a final state (completed / failed).
+"""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class StateApplier:
     ) -> None:
         """`later` runs the card update and the thread reply (a keyed queue, or at once); `sync_card` replaces
         the messenger's card update (e.g. one that logs Slack's failure instead of raising it); `logger`: where
-        the change is logged (the caller's own logger, so its lines keep their name)."""
+        the change is logged (the caller's own logger, so its lines keep their name).
+        """
         self._store = store
         self._messenger = messenger
         self._later = later
@@ -64,14 +66,16 @@ class StateApplier:
         "(webhook 'task.updated')"); None logs nothing. `shown_id`: the task id as that line shows it (default: cut
         to 200 characters). The changed record, or None when nothing changed.
         """
-        changed = self._store.apply_lexi_state(task_id, state, from_states=tuple(from_states), task=task,
-                                               signed_at=signed_at)
+        changed = self._store.apply_lexi_state(
+            task_id, state, from_states=tuple(from_states), task=task, signed_at=signed_at
+        )
         if changed is None:
             return None
         if said is not None:
             shown = state if state in (*STATUSES, "gone") else repr(clip(state, 40))  # LeadLex's word, quoted
-            self._log.info("task %r is now %s %s", shown_id or clip(task_id), shown, said,
-                           extra={"task_id": shown_id or task_id})
+            self._log.info(
+                "task %r is now %s %s", shown_id or clip(task_id), shown, said, extra={"task_id": shown_id or task_id}
+            )
         self.show(changed)
         return changed
 

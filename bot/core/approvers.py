@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.messenger import slack_error_text
 from bot.core.policy import CHANNEL_MEMBERS, Policy, TypePolicy
+from bot.slack.messenger import slack_error_text
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,15 @@ class Approvers:
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
-    def allowed(self, user: str, task_type: str | None = None, action: str | None = None,
-                channel: str | None = None) -> bool:
+    def allowed(
+        self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
+    ) -> bool:
         """Whether `user` may take `action` on tasks of `task_type` announced in `channel` (see `check`)."""
         return self.check(user, task_type, action, channel).allowed
 
-    def check(self, user: str, task_type: str | None = None, action: str | None = None,
-              channel: str | None = None) -> Verdict:
+    def check(
+        self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
+    ) -> Verdict:
         """May `user` take `action` (None: either) on a task of `task_type` announced in `channel`?
 
         `channel` is the channel on the task's record (None: where its type is announced). `task_type` None asks
@@ -108,15 +110,22 @@ class Approvers:
                 names.append(f"<@{entry}>")
         return ", ".join(names)
 
-    def refusal(self, task_type: str | None = None, action: str = "approve", channel: str | None = None,
-                verdict: Verdict | None = None) -> str:
+    def refusal(
+        self,
+        task_type: str | None = None,
+        action: str = "approve",
+        channel: str | None = None,
+        verdict: Verdict | None = None,
+    ) -> str:
         """What someone who may not decide is told (or, when Slack could not say, that it could not)."""
         if verdict is not None and verdict.unknown:
             return f"I could not check who may decide: {verdict.unknown}. Try again in a moment."
         verb = "approve" if action == "approve" else "dismiss"
         if task_type == UNKNOWN_TYPE and self.policy.types:
-            return (f"I do not know this task's type yet, so only people who may {verb} tasks of every type "
-                    "may decide it. Try again in a minute, once LeadLex has said what it is.")
+            return (
+                f"I do not know this task's type yet, so only people who may {verb} tasks of every type "
+                "may decide it. Try again in a minute, once LeadLex has said what it is."
+            )
         what = f"{task_type.replace('_', ' ')} tasks" if task_type else "Lexi's tasks"
         return f"Only {self.describe(task_type, action, channel)} can {verb} {what}. Ask one of them."
 
@@ -165,13 +174,13 @@ class Approvers:
         try:
             members = self._fetch(key)
         except SlackApiError as exc:
-            log.warning("could not read the members of %s (%s); only named users may decide", key,
-                        slack_error_text(exc))
+            log.warning(
+                "could not read the members of %s (%s); only named users may decide", key, slack_error_text(exc)
+            )
             error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
             raise _Unlisted(key, error) from None
         except Exception as exc:  # noqa: BLE001 - a network failure must fail closed too, never admit anyone
-            log.warning("could not read the members of %s (%s); only named users may decide", key,
-                        type(exc).__name__)
+            log.warning("could not read the members of %s (%s); only named users may decide", key, type(exc).__name__)
             raise _Unlisted(key, "no answer") from None
         with self._lock:
             self._cache[key] = (now, members)

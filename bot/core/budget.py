@@ -48,9 +48,7 @@ class BudgetPolicy:
         """Calls kept for decisions."""
         return max(self.min_reserve, int(limit * self.reserve_percent / 100))
 
-    def plan(
-        self, budget: Budget, calls_per_cycle: float, now: float, wanted: float, polling_spent: int = 0
-    ) -> Plan:
+    def plan(self, budget: Budget, calls_per_cycle: float, now: float, wanted: float, polling_spent: int = 0) -> Plan:
         """The interval before the next cycle: `wanted`, stretched when the budget demands it.
 
         `polling_spent` is what polling has already spent today; its share of the day's limit is paced over

@@ -17,18 +17,18 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.slack import blocks
-from bot.slack.answers import teller
-from bot.slack.texts import NO_RECORD, NOT_RECORDED, PAST, failure_note, who_decided
 from bot.core.apply import StateApplier
 from bot.core.approvers import Approvers, Verdict
+from bot.core.keeper import Leases, NotRecorded
 from bot.db.store import DecisionRow, Store, TaskRow, utcnow
 from bot.errors import LexiError, NotFound, NotPending
 from bot.lexi.client import LexiClient
-from bot.core.keeper import Leases, NotRecorded
 from bot.lexi.models import DISMISS_REASONS, Task
-from bot.slack.messenger import Messenger, slack_error_text
 from bot.ops.metrics import Metrics
+from bot.slack import blocks
+from bot.slack.answers import teller
+from bot.slack.messenger import Messenger, slack_error_text
+from bot.slack.texts import NO_RECORD, NOT_RECORDED, PAST, failure_note, who_decided
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,17 @@ class Decider:
         #: Records a state LeadLex reports instead of this decision's outcome, and shows it.
         self._applier = StateApplier(store, messenger, sync_card=self._sync)
 
-    def permission(self, user: str, task_type: str | None = None, action: str | None = None,
-                   channel: str | None = None) -> Verdict:
+    def permission(
+        self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
+    ) -> Verdict:
         """May `user` decide tasks of `task_type` (None: some type) announced in `channel` by `action`?"""
         if self.approvers is None:
             return Verdict(True)
         return self.approvers.check(user, task_type, action, channel)
 
-    def may_decide(self, user: str, task_type: str | None = None, action: str | None = None,
-                   channel: str | None = None) -> bool:
+    def may_decide(
+        self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
+    ) -> bool:
         """Whether `user` may decide tasks of `task_type` (None: some type) by `action` (None: either)."""
         return self.permission(user, task_type, action, channel).allowed
 
@@ -117,8 +119,13 @@ class Decider:
         """May `user` decide this recorded task (its type, in the channel its card is in)?"""
         return self.permission(user, row.task.type, action, row.channel)
 
-    def refusal(self, task_type: str | None = None, action: str = "approve", channel: str | None = None,
-                verdict: Verdict | None = None) -> str:
+    def refusal(
+        self,
+        task_type: str | None = None,
+        action: str = "approve",
+        channel: str | None = None,
+        verdict: Verdict | None = None,
+    ) -> str:
         """What a person who may not decide is told, naming who may (or saying Slack could not tell)."""
         if self.approvers is None:
             return "You may not decide this task."
@@ -161,8 +168,9 @@ class Decider:
             raise ValueError(f"unknown action {action!r}")
         if reason is not None and reason not in DISMISS_REASONS:
             reason = None
-        return self.leases.accept(task_id, actor=user, action=action, surface=surface, reason=reason, note=note,
-                                  reply=reply)
+        return self.leases.accept(
+            task_id, actor=user, action=action, surface=surface, reason=reason, note=note, reply=reply
+        )
 
     def decide(
         self,
@@ -181,8 +189,9 @@ class Decider:
         `by_rule`: a policy rule decides (auto-approval, surface "rule"), so no approver check and no quorum apply.
         """
         try:
-            decision = self.accept(task_id, action=action, user=user, surface="rule" if by_rule else surface,
-                                   reason=reason, note=note)
+            decision = self.accept(
+                task_id, action=action, user=user, surface="rule" if by_rule else surface, reason=reason, note=note
+            )
         except NotRecorded:
             return self._say(tell, False, None, NOT_RECORDED)
         return self.carry(decision, tell)
@@ -202,8 +211,13 @@ class Decider:
             self._sync(task_id)
             return Outcome(True, "expired", "Task expired.")
         return self.decide(
-            task_id, action="dismiss", user=EXPIRY_ACTOR, surface="rule", by_rule=True,
-            reason="not_relevant", note=f"{EXPIRY_DISMISS_NOTE}{within}",
+            task_id,
+            action="dismiss",
+            user=EXPIRY_ACTOR,
+            surface="rule",
+            by_rule=True,
+            reason="not_relevant",
+            note=f"{EXPIRY_DISMISS_NOTE}{within}",
             tell=lambda text: log.info("expiry of %s: %s", task_id, text),
         )
 
@@ -250,7 +264,12 @@ class Decider:
             if waiting is not None:
                 return waiting
         won, row = self._store.claim_decision(
-            task_id, actor=user, action=action, surface=surface, reason=decision.reason, note=decision.note,
+            task_id,
+            actor=user,
+            action=action,
+            surface=surface,
+            reason=decision.reason,
+            note=decision.note,
             decision_id=decision.id,
         )
         if row is None:
@@ -277,11 +296,24 @@ class Decider:
             state = row.state if row is not None else None
             return Outcome(state in PAST, state, "This decision was already carried out.")  # its outcome stands
         self._store.mark_resumed(row.task_id, decision.id)
-        log.info("task %s: resuming the %s by %s", row.task_id, row.action, row.actor,
-                 extra={"task_id": row.task_id, "slack_user": row.actor, "surface": row.surface})
+        log.info(
+            "task %s: resuming the %s by %s",
+            row.task_id,
+            row.action,
+            row.actor,
+            extra={"task_id": row.task_id, "slack_user": row.actor, "surface": row.surface},
+        )
         try:
-            outcome = self._carry_out(row.task_id, row.action or decision.action, row.actor or decision.actor,
-                                      row.surface or decision.surface, tell, row.reason, row.note, resumed=True)
+            outcome = self._carry_out(
+                row.task_id,
+                row.action or decision.action,
+                row.actor or decision.actor,
+                row.surface or decision.surface,
+                tell,
+                row.reason,
+                row.note,
+                resumed=True,
+            )
         finally:
             if (row.actor or decision.actor) != EXPIRY_ACTOR:
                 self._after_decision(row.actor or decision.actor)
@@ -291,8 +323,13 @@ class Decider:
 
     def _give_up(self, decision: DecisionRow, tell: Tell) -> Outcome:
         """A decision that failed inside the bot on every takeover: hand the task back and say so."""
-        log.error("task %s: giving up the %s after %d attempts", decision.task_id, decision.action,
-                  decision.attempts, extra={"task_id": decision.task_id})
+        log.error(
+            "task %s: giving up the %s after %d attempts",
+            decision.task_id,
+            decision.action,
+            decision.attempts,
+            extra={"task_id": decision.task_id},
+        )
         note = "The last attempt could not be completed. Try again."
         row = self._store.get(decision.task_id)
         if row is not None and row.state == "deciding" and row.decision_id == decision.id:
@@ -315,14 +352,28 @@ class Decider:
         if verdict.allowed:
             return None
         why = "membership unknown" if verdict.unknown else "not allowed"
-        log.info("task %s: %s refused for %s (%s)", row.task_id, action, user, why,
-                 extra={"task_id": row.task_id, "slack_user": user, "surface": surface})
+        log.info(
+            "task %s: %s refused for %s (%s)",
+            row.task_id,
+            action,
+            user,
+            why,
+            extra={"task_id": row.task_id, "slack_user": user, "surface": surface},
+        )
         self._store.audit("refused", row.task_id, actor=user, surface=surface, detail=f"{action}: {why}")
         return self._say(tell, False, None, self.refusal(row.task.type, action, row.channel, verdict))
 
     def _carry_out(
-        self, task_id: str, action: str, user: str, surface: str, tell: Tell, reason: str | None,
-        note: str | None, *, resumed: bool = False,
+        self,
+        task_id: str,
+        action: str,
+        user: str,
+        surface: str,
+        tell: Tell,
+        reason: str | None,
+        note: str | None,
+        *,
+        resumed: bool = False,
     ) -> Outcome:
         """Call LeadLex once for a decision this process holds, and record what came of it.
 
@@ -380,8 +431,9 @@ class Decider:
             return Outcome(False, None, "The expiry was already carried out.")
         return Outcome(True, "expired", "Task expired.")
 
-    def _count_approval(self, row: TaskRow, user: str, surface: str, tell: Tell,
-                        resumed: bool = False) -> Outcome | None:
+    def _count_approval(
+        self, row: TaskRow, user: str, surface: str, tell: Tell, resumed: bool = False
+    ) -> Outcome | None:
         """With a quorum, record this approval; an Outcome while more are needed, None when it is time to act."""
         needed = self.approvals_needed(row.task)
         if needed <= 1:
@@ -393,23 +445,33 @@ class Decider:
             by, unknown = self._still_approvers(row, by, needed)
             if unknown is not None:
                 self._sync(row.task_id)
-                return self._say(tell, False, "pending",
-                                 f"Your approval is recorded, but the task waits: {unknown}.")
+                return self._say(tell, False, "pending", f"Your approval is recorded, but the task waits: {unknown}.")
             if len(by) >= needed:
                 return None  # the quorum is complete, counting only people who may still approve: act
             self._sync(row.task_id)
-            return self._say(tell, False, "pending",
-                             f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
-                             "who may no longer approve do not count. "
-                             f"The task starts when {needed - len(by)} more approver(s) agree.")
+            return self._say(
+                tell,
+                False,
+                "pending",
+                f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
+                "who may no longer approve do not count. "
+                f"The task starts when {needed - len(by)} more approver(s) agree.",
+            )
         if result == "duplicate" and not resumed:  # resumed: this very approval was counted before the crash
-            return self._say(tell, False, "pending",
-                             f"You already approved this task: {len(by)} of {needed} approvals. "
-                             "Another approver is needed.")
+            return self._say(
+                tell,
+                False,
+                "pending",
+                f"You already approved this task: {len(by)} of {needed} approvals. Another approver is needed.",
+            )
         self._sync(row.task_id)
-        return self._say(tell, False, "pending",
-                         f"Your approval is recorded: {len(by)} of {needed}. "
-                         f"The task starts when {needed - len(by)} more approver(s) agree.")
+        return self._say(
+            tell,
+            False,
+            "pending",
+            f"Your approval is recorded: {len(by)} of {needed}. "
+            f"The task starts when {needed - len(by)} more approver(s) agree.",
+        )
 
     def _still_approvers(self, row: TaskRow, by: list[str], needed: int) -> tuple[list[str], str | None]:
         """The counted approvers who may still approve, asked of Slack afresh (the others' approvals are withdrawn),
@@ -419,12 +481,22 @@ class Decider:
             return by, None
         self.approvers.forget_for(row.task.type, "approve", row.channel)
         verdicts = {user: self.may_decide_row(user, row, "approve") for user in by}
-        unknown = next((f"I could not check who may approve: {v.unknown}. Try again in a moment"
-                        for v in verdicts.values() if v.unknown), None)
+        unknown = next(
+            (
+                f"I could not check who may approve: {v.unknown}. Try again in a moment"
+                for v in verdicts.values()
+                if v.unknown
+            ),
+            None,
+        )
         gone = [user for user, v in verdicts.items() if not v.allowed and not v.unknown]
         if gone:
-            log.info("task %s: approvals by %s no longer count (they may no longer approve)", row.task_id,
-                     ", ".join(gone), extra={"task_id": row.task_id})
+            log.info(
+                "task %s: approvals by %s no longer count (they may no longer approve)",
+                row.task_id,
+                ", ".join(gone),
+                extra={"task_id": row.task_id},
+            )
             by = self._store.withdraw_approvals(row.task_id, gone, needed)
         return by, unknown
 
@@ -440,7 +512,7 @@ class Decider:
             return
         try:
             self.on_decided(user)
-        except Exception:  # noqa: BLE001 - the decision is recorded whatever the hook does
+        except Exception:
             log.exception("the after-decision hook failed for %s", user)
 
     def recover(self, _still_pending: object = None, older_than: timedelta = timedelta(minutes=3)) -> None:
@@ -455,8 +527,17 @@ class Decider:
         for decision in self.leases.take_over():
             self.resume(decision)
 
-    def _resolve_refusal(self, task_id: str, action: str, user: str, exc: LexiError, tell: Tell, *,
-                         resumed: bool = False, note: str | None = None) -> Outcome:
+    def _resolve_refusal(
+        self,
+        task_id: str,
+        action: str,
+        user: str,
+        exc: LexiError,
+        tell: Tell,
+        *,
+        resumed: bool = False,
+        note: str | None = None,
+    ) -> Outcome:
         """LeadLex says the task is not pending (or gone): learn its real state and show that.
 
         An expiry whose dismissal LeadLex refused expires all the same, unless LeadLex holds another outcome.
@@ -501,7 +582,7 @@ class Decider:
             self._messenger.sync_card(task_id)
         except SlackApiError as exc:
             log.warning("task %s: could not update its card: %s", task_id, slack_error_text(exc))
-        except Exception:  # noqa: BLE001 - a network failure must not lose the decision; the poller retries
+        except Exception:
             log.exception("task %s: could not update its card", task_id)
 
     @staticmethod
@@ -509,7 +590,7 @@ class Decider:
         """Tell the person and return the outcome."""
         try:
             tell(message)
-        except Exception:  # noqa: BLE001 - telling is best effort; the decision stands either way
+        except Exception:
             log.exception("could not tell the user: %s", message)
         return Outcome(decided, state, message)
 

@@ -38,8 +38,9 @@ class NotRecorded(Exception):
 class Leases:
     """The decisions this process carries out: journaled under its name, held in memory, renewed by the keeper."""
 
-    def __init__(self, store: Store, *, lease: timedelta = LEASE, orphans: bool = False,
-                 owner: str | None = None) -> None:
+    def __init__(
+        self, store: Store, *, lease: timedelta = LEASE, orphans: bool = False, owner: str | None = None
+    ) -> None:
         #: This process's name on the leases it holds.
         self.owner = owner or f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = lease
@@ -48,15 +49,31 @@ class Leases:
         self._held: set[int] = set()
         self._lock = threading.Lock()
 
-    def accept(self, task_id: str, *, actor: str, action: str, surface: str, reason: str | None = None,
-               note: str | None = None, reply: dict[str, Any] | None = None) -> DecisionRow:
+    def accept(
+        self,
+        task_id: str,
+        *,
+        actor: str,
+        action: str,
+        surface: str,
+        reason: str | None = None,
+        note: str | None = None,
+        reply: dict[str, Any] | None = None,
+    ) -> DecisionRow:
         """Journal a decision under this process's lease; NotRecorded when the database cannot."""
         try:
             decision = self._store.accept_decision(
-                task_id, actor=actor, action=action, surface=surface, reason=reason, note=note, reply=reply or {},
-                owner=self.owner, lease=self.lease,
+                task_id,
+                actor=actor,
+                action=action,
+                surface=surface,
+                reason=reason,
+                note=note,
+                reply=reply or {},
+                owner=self.owner,
+                lease=self.lease,
             )
-        except Exception as exc:  # noqa: BLE001 - whatever the database says, the decision is not recorded
+        except Exception as exc:
             log.warning("could not record a decision on task %s: %s", task_id[:100], type(exc).__name__)
             raise NotRecorded(type(exc).__name__) from exc
         self.hold(decision.id)
@@ -86,16 +103,22 @@ class Leases:
         taken = self._store.take_over_decisions(self.owner, self.lease, orphans=self._orphans, exclude=self.held())
         for decision in taken:
             self.hold(decision.id)
-            log.info("task %s: resuming %s by %s (its process stopped)", decision.task_id, decision.action,
-                     decision.actor, extra={"task_id": decision.task_id, "slack_user": decision.actor})
+            log.info(
+                "task %s: resuming %s by %s (its process stopped)",
+                decision.task_id,
+                decision.action,
+                decision.actor,
+                extra={"task_id": decision.task_id, "slack_user": decision.actor},
+            )
         return taken
 
 
 class Keeper:
     """Renews this process's leases and hands decisions whose process died to `resume`, every `interval`."""
 
-    def __init__(self, leases: Leases, store: Store, resume: Callable[[DecisionRow], object], *,
-                 interval: float = INTERVAL) -> None:
+    def __init__(
+        self, leases: Leases, store: Store, resume: Callable[[DecisionRow], object], *, interval: float = INTERVAL
+    ) -> None:
         self._leases = leases
         self._store = store
         self._resume = resume

@@ -40,8 +40,9 @@ class PolicyError(LexiBotError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         self.problems = problems if problems is not None else [message]
         if len(self.problems) > 1:
-            message = (f"{len(self.problems)} problems in the policy file — fix them all:\n  - "
-                       + "\n  - ".join(self.problems))
+            message = f"{len(self.problems)} problems in the policy file — fix them all:\n  - " + "\n  - ".join(
+                self.problems
+            )
         super().__init__(message if len(self.problems) > 1 else self.problems[0])
 
 
@@ -126,8 +127,18 @@ def from_settings(channel: str, approvers: tuple[str, ...]) -> Policy:
 # --- loading ----------------------------------------------------------------------------------------
 
 _TOP_KEYS = ("defaults", "types", "auto_approve_daily_cap")
-_TYPE_KEYS = ("channel", "approvers", "dismissers", "quorum", "confirm_above", "auto_approve", "remind_after",
-              "remind_max", "expire_after", "dismiss_on_expiry")
+_TYPE_KEYS = (
+    "channel",
+    "approvers",
+    "dismissers",
+    "quorum",
+    "confirm_above",
+    "auto_approve",
+    "remind_after",
+    "remind_max",
+    "expire_after",
+    "dismiss_on_expiry",
+)
 
 
 def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = ()) -> Policy:
@@ -153,9 +164,12 @@ def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = 
         default = reader.attempt(lambda: reader.type_policy(top["defaults"], "defaults", base)) or base
     types: dict[str, TypePolicy] = {}
     if "types" in top:
-        for key_node, value in (reader.attempt(lambda: reader.mapping(top["types"], "types", None, keys_node=True))
-                                or {}).items():
-            section = reader.attempt(lambda key_node=key_node, value=value: reader.type_section(key_node, value, default))
+        for key_node, value in (
+            reader.attempt(lambda: reader.mapping(top["types"], "types", None, keys_node=True)) or {}
+        ).items():
+            section = reader.attempt(
+                lambda key_node=key_node, value=value: reader.type_section(key_node, value, default)
+            )
             if section is not None:
                 types[section[0]] = section[1]
     cap = 50
@@ -210,8 +224,10 @@ class _Reader:
         """One entry of `types`: a known task type and its policy on top of the defaults."""
         name = self.text(key_node, "a task type")
         if name not in KNOWN_TYPES:
-            self.fail(key_node, f"unknown task type '{name}'{_suggest(name, KNOWN_TYPES)}; "
-                                f"known types: {', '.join(KNOWN_TYPES)}")
+            self.fail(
+                key_node,
+                f"unknown task type '{name}'{_suggest(name, KNOWN_TYPES)}; known types: {', '.join(KNOWN_TYPES)}",
+            )
         return name, self.type_policy(value, f"types.{name}", default, task_type=name)
 
     def mapping(self, node: Node, where: str, allowed: tuple[str, ...] | None, *, keys_node: bool = False) -> Any:
@@ -223,8 +239,9 @@ class _Reader:
         for key_node, value in node.value:
             key = self.text(key_node, "a key")
             if allowed is not None and key not in allowed:
-                self.note(key_node, f"unknown key '{key}' in {where}{_suggest(key, allowed)}; "
-                                    f"allowed: {', '.join(allowed)}")
+                self.note(
+                    key_node, f"unknown key '{key}' in {where}{_suggest(key, allowed)}; allowed: {', '.join(allowed)}"
+                )
                 continue
             if key in seen:
                 self.note(key_node, f"'{key}' appears twice in {where}")
@@ -247,7 +264,7 @@ class _Reader:
         return int(value)
 
     def boolean(self, node: Node, where: str) -> bool:
-        """true or false."""
+        """True or false."""
         value = self.text(node, f"true or false for {where}").lower()
         if value not in ("true", "false", "yes", "no"):
             self.fail(node, f"{where} must be true or false, not '{value}'")
@@ -265,17 +282,23 @@ class _Reader:
         items = node.value if isinstance(node, SequenceNode) else [node]
         if not items:
             # An empty list would read as "nobody" to some and "anyone" to others: say who, or leave the key out.
-            self.fail(node, f"{where} is an empty list; name user IDs, user-group IDs or {CHANNEL_MEMBERS}, "
-                            "or leave it out (the task's channel members decide)")
+            self.fail(
+                node,
+                f"{where} is an empty list; name user IDs, user-group IDs or {CHANNEL_MEMBERS}, "
+                "or leave it out (the task's channel members decide)",
+            )
         found = []
         known = len(self.problems)
         for item in items:
-            value = self.attempt(lambda item=item: self.text(item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} "
-                                                                   f"in {where}"))
-            if value is not None and not (_USER.fullmatch(value) or _GROUP.fullmatch(value)
-                                          or value == CHANNEL_MEMBERS):
-                self.note(item, f"'{value}' in {where} is not a user ID (U…), a user-group ID (S…) "
-                                f"or {CHANNEL_MEMBERS}")
+            value = self.attempt(
+                lambda item=item: self.text(item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} in {where}")
+            )
+            if value is not None and not (
+                _USER.fullmatch(value) or _GROUP.fullmatch(value) or value == CHANNEL_MEMBERS
+            ):
+                self.note(
+                    item, f"'{value}' in {where} is not a user ID (U…), a user-group ID (S…) or {CHANNEL_MEMBERS}"
+                )
             found.append(value)
         if len(self.problems) > known:
             raise _Skip  # every bad entry is recorded; the list as a whole is refused
@@ -315,8 +338,11 @@ class _Reader:
         if "allow_campaign_starts" in entry:
             allow = bool(self.attempt(lambda: self.boolean(entry["allow_campaign_starts"], where)))
         if task_type in (None, "campaign_start") and not allow:
-            self.note(node, f"{where} would auto-approve campaign starts, which email real people; "
-                            "set allow_campaign_starts: true if that is really meant")
+            self.note(
+                node,
+                f"{where} would auto-approve campaign starts, which email real people; "
+                "set allow_campaign_starts: true if that is really meant",
+            )
         max_count = None
         if "max_count" in entry:
             max_count = self.attempt(lambda: self.integer(entry["max_count"], f"{where}.max_count"))

@@ -70,11 +70,19 @@ class Poller:
         self._failures = 0
         self._reported: str | None = None
         #: What to poll when (within LeadLex's budget).
-        self.planner = Planner(store, lexi, interval=interval, policy=policy, webhooks=webhooks,
-                               reconcile_interval=reconcile_interval, clock=clock)
+        self.planner = Planner(
+            store,
+            lexi,
+            interval=interval,
+            policy=policy,
+            webhooks=webhooks,
+            reconcile_interval=reconcile_interval,
+            clock=clock,
+        )
         #: What a poll's answer means (with the reminders it runs, and the queues its Slack work goes to).
-        self.reconciler = Reconciler(store, lexi, messenger, announcer, decider, clock=clock, reminders=reminders,
-                                     cards=cards, chores=chores)
+        self.reconciler = Reconciler(
+            store, lexi, messenger, announcer, decider, clock=clock, reminders=reminders, cards=cards, chores=chores
+        )
         self._woken = threading.Event()
         self.last_success: float | None = None
         self.last_delay: float = interval
@@ -148,7 +156,7 @@ class Poller:
         while not stop.is_set():
             try:
                 delay = self._turn(stop, leadership)
-            except Exception:  # noqa: BLE001 - a poller that stops polling is worse than any one error
+            except Exception:
                 log.exception("poll cycle failed unexpectedly; polling carries on")
                 if self._metrics is not None:
                     self._metrics.poll_failures.inc()
@@ -194,8 +202,9 @@ class Poller:
     def _database_lost(self, exc: SQLAlchemyError) -> None:
         """Pause polling because the database does not answer (logged once per outage, by error type only)."""
         if self.paused != DATABASE_DOWN:
-            log.warning("the database is unreachable (%s); polling and announcing pause until it answers",
-                        type(exc).__name__)
+            log.warning(
+                "the database is unreachable (%s); polling and announcing pause until it answers", type(exc).__name__
+            )
         self.paused = DATABASE_DOWN
 
     def _database_backoff(self) -> float:
@@ -239,8 +248,7 @@ class Poller:
             self._report(str(exc), "")
             return self._backoff()
         except LexiError as exc:
-            log.warning("poll cycle stopped early: %r", clip(str(exc), 500),
-                        extra={"request_id": exc.request_id})
+            log.warning("poll cycle stopped early: %r", clip(str(exc), 500), extra={"request_id": exc.request_id})
             return self._backoff()
         except SlackApiError as exc:
             log.warning("poll cycle stopped early: %r", clip(slack_error_text(exc), 500))

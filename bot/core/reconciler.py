@@ -1,11 +1,12 @@
 """The reconciler: what a poll's answer means — announce new pending tasks, follow announced ones to their final
-state, recover claims a crash left, send reminders, and re-render what Slack missed."""
+state, recover claims a crash left, send reminders, and re-render what Slack missed.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from slack_sdk.errors import SlackApiError
 
@@ -65,7 +66,7 @@ class Reconciler:
             self._restore_checked = True
         # The listed content is as of this moment, to the whole second (LeadLex may sign deliveries to the
         # second only): a webhook signed before it is older content and is dropped (bot/core/webhooks.py).
-        listed_at = datetime.fromtimestamp(int(self._clock()), timezone.utc)
+        listed_at = datetime.fromtimestamp(int(self._clock()), UTC)
         pending = self._lexi.list_tasks("pending")
         self._announce_new(pending, listed_at)
         self._follow(pending)
@@ -83,7 +84,8 @@ class Reconciler:
 
     def _remind(self) -> None:
         """Send due reminders and expire overdue tasks: on the chores queue when there is one (at most one run
-        waits there), else now."""
+        waits there), else now.
+        """
         if self.reminders is None:
             return
         if self.chores is None:
@@ -125,7 +127,7 @@ class Reconciler:
                     left += 1
             except AnnounceError:
                 raise
-            except Exception:  # noqa: BLE001 - one bad task must not stop the others
+            except Exception:
                 log.exception("could not announce task %r", clip(task.id))
         if left:
             log.warning("%d new tasks wait for the next poll: the announcement backlog is full", left)

@@ -1,20 +1,21 @@
 """Reminders and expiry for tasks left waiting: thread replies that mention the approvers, with growing gaps,
-and, past the policy's expiry, a card that says "expired — not decided" (never "dismissed")."""
+and, past the policy's expiry, a card that says "expired — not decided" (never "dismissed").
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from slack_sdk.errors import SlackApiError
 
 from bot.core.approvers import Approvers
-from bot.db.store import Store, TaskRow
 from bot.core.decisions import Decider
-from bot.slack.messenger import Messenger, slack_error_text
 from bot.core.policy import Policy, human_duration
+from bot.db.store import Store, TaskRow
+from bot.slack.messenger import Messenger, slack_error_text
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,17 @@ class Reminders:
         except SlackApiError as exc:
             log.warning("task %s: could not post a reminder: %s", row.task_id, slack_error_text(exc))
             return
-        self._store.audit("reminder", row.task_id, actor="rule:reminder", surface="rule",
-                          detail=f"{sent + 1} of {remind_max} after {waited}")
+        self._store.audit(
+            "reminder",
+            row.task_id,
+            actor="rule:reminder",
+            surface="rule",
+            detail=f"{sent + 1} of {remind_max} after {waited}",
+        )
 
     def _expire(self, row: TaskRow, expire_after: float, dismiss: bool) -> None:
         """Expire the task through the decider; it is dismissed in LeadLex only when the policy says so."""
         outcome = self._decider.expire(row.task_id, human_duration(expire_after), dismiss=dismiss)
         if outcome.state != "expired":
             return  # decided at the last moment (in Slack or in LeadLex)
-        log.info("task %s expired at %s", row.task_id, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        log.info("task %s expired at %s", row.task_id, datetime.now(UTC).isoformat(timespec="seconds"))

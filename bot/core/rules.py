@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
-from bot.slack.blocks import affected_count
-from bot.db.store import Store
 from bot.core.decisions import Decider
-from bot.lexi.models import Task
 from bot.core.policy import Policy
+from bot.db.store import Store
+from bot.lexi.models import Task
+from bot.slack.blocks import affected_count
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +34,30 @@ class AutoApprover:
             return False
         if self._decider.approvals_needed(task) > 1:
             return False  # a quorum means people must agree: no rule overrides that
-        midnight = datetime.combine(datetime.now(timezone.utc).date(), time(), tzinfo=timezone.utc)
+        midnight = datetime.combine(datetime.now(UTC).date(), time(), tzinfo=UTC)
         done = self._store.count_audit("decided", surface="rule", since=midnight)
         if done >= self._policy.auto_approve_daily_cap:
             day = midnight.date().isoformat()
             if self._capped_day != day:
-                log.warning("auto-approvals stopped for today: the cap of %d is reached (a runaway loop?)",
-                            self._policy.auto_approve_daily_cap)
+                log.warning(
+                    "auto-approvals stopped for today: the cap of %d is reached (a runaway loop?)",
+                    self._policy.auto_approve_daily_cap,
+                )
                 self._capped_day = day
-            self._store.audit("auto_approve_capped", task.id, actor=f"{RULE_PREFIX}{rule.name}", surface="rule",
-                              detail=f"cap {self._policy.auto_approve_daily_cap} reached")
+            self._store.audit(
+                "auto_approve_capped",
+                task.id,
+                actor=f"{RULE_PREFIX}{rule.name}",
+                surface="rule",
+                detail=f"cap {self._policy.auto_approve_daily_cap} reached",
+            )
             return False
         outcome = self._decider.decide(
-            task.id, action="approve", user=f"{RULE_PREFIX}{rule.name}", surface="rule", by_rule=True,
+            task.id,
+            action="approve",
+            user=f"{RULE_PREFIX}{rule.name}",
+            surface="rule",
+            by_rule=True,
             tell=lambda text: log.info("auto-approval of %s: %s", task.id, text),
         )
         return outcome.decided

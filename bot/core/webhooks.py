@@ -37,8 +37,8 @@ from bot.core.announcer import Announcer
 from bot.core.apply import StateApplier
 from bot.db.store import Store
 from bot.lexi.models import Task, parse_time
-from bot.slack.messenger import Messenger
 from bot.ops.metrics import Metrics
+from bot.slack.messenger import Messenger
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class PerKeySerial:
                 fn, args = queue.popleft()
             try:
                 fn(*args)
-            except Exception:  # noqa: BLE001 - one failed delivery must not block the task's later ones
+            except Exception:
                 log.exception("webhook handling failed for task %r", clip(key))
 
 
@@ -287,7 +287,7 @@ class WebhookReceiver:
             delivery = parse_delivery(body, self._clock())
         except Refused as refused:
             return self._refuse(refused, delivery_id)
-        except Exception:  # noqa: BLE001 - a body nobody foresaw is still the sender's fault, not a 500
+        except Exception:
             log.exception("could not read a signed webhook delivery (delivery %r)", clip(delivery_id))
             return self._refuse(Refused(400, "the body is not a usable delivery"), delivery_id)
         task = delivery.task
@@ -298,8 +298,9 @@ class WebhookReceiver:
         backlog = self._announcer.backlog
         if task.status == "pending" and backlog is not None and backlog.full and task.id not in backlog:
             # Accepting it would leave it unannounced until the next full poll: LeadLex retries it instead.
-            log.warning("answered a webhook delivery 503: the announcement backlog is full (delivery %r)",
-                        clip(delivery_id))
+            log.warning(
+                "answered a webhook delivery 503: the announcement backlog is full (delivery %r)", clip(delivery_id)
+            )
             return Receipt(503, {"ok": False, "error": "the bot is busy; retry later"})
         key = f"webhook:{delivery.digest}"
         try:
@@ -310,8 +311,12 @@ class WebhookReceiver:
             return Receipt(503, {"ok": False, "error": "the bot's database is unavailable; retry later"})
         if not first:
             self._count("duplicate")
-            log.info("webhook delivery %r repeats a body already accepted (%r for task %r); nothing to do",
-                     clip(delivery_id), clip(delivery.event), clip(task.id))
+            log.info(
+                "webhook delivery %r repeats a body already accepted (%r for task %r); nothing to do",
+                clip(delivery_id),
+                clip(delivery.event),
+                clip(task.id),
+            )
             return Receipt(200, {"ok": True, "duplicate": True})
         try:
             self._serial.run(task.id, self.apply, delivery.event, task, delivery.signed_at)  # arrival order per task
@@ -347,15 +352,22 @@ class WebhookReceiver:
         if task.status == "pending":
             if row is None:  # new, or still waiting in the backlog: it is posted (with the newest content) in turn
                 if not self._announcer.enqueue(task, signed_at=signed_at):
-                    log.warning("task %r waits for the next full poll: the announcement backlog is full",
-                                clip(task.id), extra={"task_id": clip(task.id)})
+                    log.warning(
+                        "task %r waits for the next full poll: the announcement backlog is full",
+                        clip(task.id),
+                        extra={"task_id": clip(task.id)},
+                    )
                 return
             if event == "task.updated":
                 if self._store.update_payload(task, signed_at=signed_at) is not None:
                     self._messenger.sync_card(task.id)
                 else:
-                    log.info("task %r: %r not applied (decided, or older than its content)", clip(task.id),
-                             clip(event), extra={"task_id": clip(task.id)})
+                    log.info(
+                        "task %r: %r not applied (decided, or older than its content)",
+                        clip(task.id),
+                        clip(event),
+                        extra={"task_id": clip(task.id)},
+                    )
             return
         from_states = FORWARD.get(task.status)
         if from_states is None:
@@ -363,5 +375,11 @@ class WebhookReceiver:
         if row is None:
             self._store.remember_unannounced(task, self._announcer.channel, task.status, signed_at=signed_at)
             return
-        self._applier.apply(task.id, task.status, from_states=from_states, signed_at=signed_at,
-                            said=f"(webhook {clip(event)!r})", shown_id=clip(task.id))
+        self._applier.apply(
+            task.id,
+            task.status,
+            from_states=from_states,
+            signed_at=signed_at,
+            said=f"(webhook {clip(event)!r})",
+            shown_id=clip(task.id),
+        )

@@ -101,7 +101,7 @@ class WorkQueue:
 
     def alive(self) -> bool:
         """Whether the queue still takes work with every thread it started (a killed thread is lost)."""
-        threads = getattr(self._pool, "_threads", ())  # noqa: SLF001 - the pool has no public liveness
+        threads = getattr(self._pool, "_threads", ())
         return not getattr(self._pool, "_shutdown", False) and all(t.is_alive() for t in threads)
 
     def shutdown(self) -> None:

@@ -38,7 +38,9 @@ def require_usable_database_url(url: str) -> None:
             "postgresql://user:password@host:5432/database (a port is a number)"
         ) from None
     if path is not None and path.is_dir():
-        raise ConfigError(f"DATABASE_URL points SQLite at the folder {path}: name a file in it, e.g. {path / 'lexi-bot.db'}")
+        raise ConfigError(
+            f"DATABASE_URL points SQLite at the folder {path}: name a file in it, e.g. {path / 'lexi-bot.db'}"
+        )
     if path is not None and not path.parent.is_dir():
         raise ConfigError(
             f"the folder {path.parent} does not exist, so the SQLite database {path.name} cannot be created there: "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, MetaData, String, Text, text
@@ -33,14 +33,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         """Store UTC; SQLite gets it without an offset."""
         if value is None:
             return None
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Return an aware UTC datetime."""
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 #: Finished tasks whose thread reply is still owed; one text for the partial index and its query.
@@ -90,8 +90,12 @@ class TaskRecord(Base):
         # Partial: only the few cards waiting for an update are indexed, so the lookup stays flat with history.
         # Each predicate is written as SQLAlchemy renders `.where(needs_render)` for that database, so that
         # the planner can use the index.
-        Index("ix_tasks_needs_render", "needs_render", postgresql_where=text("needs_render"),
-              sqlite_where=text("needs_render = 1")),
+        Index(
+            "ix_tasks_needs_render",
+            "needs_render",
+            postgresql_where=text("needs_render"),
+            sqlite_where=text("needs_render = 1"),
+        ),
         # Partial: only finished tasks whose thread reply is still owed (Store.unreplied uses this very text).
         Index("ix_tasks_unreplied", "task_id", postgresql_where=text(UNREPLIED), sqlite_where=text(UNREPLIED)),
         Index("ix_tasks_decided_at", "decided_at"),
@@ -168,7 +172,8 @@ class Decision(Base):
 
     __table_args__ = (
         # Partial: only open decisions are indexed, so the sweep for expired leases stays flat with history.
-        Index("ix_decisions_open", "lease_until", postgresql_where=text(OPEN_DECISIONS),
-              sqlite_where=text(OPEN_DECISIONS)),
+        Index(
+            "ix_decisions_open", "lease_until", postgresql_where=text(OPEN_DECISIONS), sqlite_where=text(OPEN_DECISIONS)
+        ),
         Index("ix_decisions_done_at", "done_at"),
     )

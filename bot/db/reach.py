@@ -43,20 +43,26 @@ def describe(url: str, exc: DBAPIError) -> str:
     who = f"(database '{database}', user '{user}')"
     lowered = detail.lower()
     if "connection refused" in lowered:
-        return (f"could not connect to {server} {who}: connection refused — is the server running, "
-                "and are DATABASE_URL's host and port right?")
+        return (
+            f"could not connect to {server} {who}: connection refused — is the server running, "
+            "and are DATABASE_URL's host and port right?"
+        )
     if "translate host name" in lowered or "name or service not known" in lowered or "nodename nor servname" in lowered:
         return f"could not connect to {server} {who}: host name {host} not found — check DATABASE_URL's host"
     if "timeout expired" in lowered or "timed out" in lowered:
         return f"could not connect to {server} {who}: no answer — check DATABASE_URL's host and port and any firewall"
     missing = re.search(r'database "([^"]+)" does not exist', detail)
     if missing:
-        return (f"{server} (user '{user}'): the database '{missing.group(1)}' does not exist — create it "
-                f"(createdb -h {host} -p {parsed.port or 5432} -U {user} {missing.group(1)}) or fix DATABASE_URL")
+        return (
+            f"{server} (user '{user}'): the database '{missing.group(1)}' does not exist — create it "
+            f"(createdb -h {host} -p {parsed.port or 5432} -U {user} {missing.group(1)}) or fix DATABASE_URL"
+        )
     role = re.search(r'role "([^"]+)" does not exist', detail)
     if role:
-        return (f"{server} refused user '{role.group(1)}' (database '{database}'): no such role — create it "
-                "or put an existing user in DATABASE_URL")
+        return (
+            f"{server} refused user '{role.group(1)}' (database '{database}'): no such role — create it "
+            "or put an existing user in DATABASE_URL"
+        )
     if "password authentication failed" in lowered:
         return f"{server} refused user '{user}' (database '{database}'): wrong password — fix it in DATABASE_URL"
     if "no pg_hba.conf entry" in lowered:

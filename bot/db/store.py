@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, ParamSpec, TypeVar
 
@@ -19,7 +19,14 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.db.models import (
-    OPEN_DECISIONS, STATES, UNREPLIED, AuditEvent, Conversation, Decision, SeenRequest, TaskRecord,
+    OPEN_DECISIONS,
+    STATES,
+    UNREPLIED,
+    AuditEvent,
+    Conversation,
+    Decision,
+    SeenRequest,
+    TaskRecord,
 )
 from bot.lexi.models import Task
 
@@ -63,8 +70,11 @@ def _is_sqlite(exc: BaseException) -> bool:
 def _log_retry(state: tenacity.RetryCallState) -> None:
     """Log one retry of a store operation (the error's type only: its text may hold the URL)."""
     error = state.outcome.exception() if state.outcome is not None else None
-    log.info("database connection lost (%s); retrying %s", type(error).__name__,
-             getattr(state.fn, "__name__", "a store operation"))
+    log.info(
+        "database connection lost (%s); retrying %s",
+        type(error).__name__,
+        getattr(state.fn, "__name__", "a store operation"),
+    )
 
 
 def retried(fn: Callable[P, R]) -> Callable[P, R]:
@@ -94,7 +104,7 @@ DECIDED_STATES = ("approved", "dismissed", "completed", "failed")
 
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -158,9 +168,17 @@ class DecisionRow:
 def _decision(record: Decision) -> DecisionRow:
     """Snapshot an accepted decision."""
     return DecisionRow(
-        id=record.id, task_id=record.task_id, actor=record.actor, action=record.action, surface=record.surface,
-        reason=record.reason, note=record.note, reply=dict(record.reply or {}), stage=record.stage,
-        owner=record.owner, attempts=record.attempts,
+        id=record.id,
+        task_id=record.task_id,
+        actor=record.actor,
+        action=record.action,
+        surface=record.surface,
+        reason=record.reason,
+        note=record.note,
+        reply=dict(record.reply or {}),
+        stage=record.stage,
+        owner=record.owner,
+        attempts=record.attempts,
     )
 
 
@@ -256,8 +274,9 @@ def make_engine(url: str) -> Engine:
         # Threads wait for the store's writer lock, not for a pooled connection: enough connections for every
         # listener and decision thread that reads at once (WAL readers never block one another).
         # No pre-ping: a file does not drop connections, and the ping would cost every checkout a statement.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=32, max_overflow=96)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=32, max_overflow=96
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -403,7 +422,13 @@ class Store:
             inserted = self._insert_on(conn, Task(id=task_id), channel, state)
             if inserted:
                 self._update_on(
-                    conn, task_id, (), bump=False, message_ts=ts, actor=actor, rendered_version=1,
+                    conn,
+                    task_id,
+                    (),
+                    bump=False,
+                    message_ts=ts,
+                    actor=actor,
+                    rendered_version=1,
                     decided_at=self._now() if state not in ("pending", "announcing") else None,
                     audit=Audit("restored", actor=actor, detail=f"{state} {channel} {ts}"),
                 )
@@ -467,8 +492,9 @@ class Store:
         with self._begin() as conn:
             inserted = self._insert_on(conn, task, channel, state, signed_at=signed_at)
             if inserted:
-                self._write_audit(conn, Audit("seen_decided", actor="leadlex", surface="webhook", detail=state),
-                                  task.id)
+                self._write_audit(
+                    conn, Audit("seen_decided", actor="leadlex", surface="webhook", detail=state), task.id
+                )
             return inserted
 
     def update_payload(self, task: Task, *, signed_at: datetime | None = None) -> TaskRow | None:
@@ -478,8 +504,10 @@ class Store:
         """
         signed = {"content_signed_at": signed_at} if signed_at is not None else {}
         return self._change(
-            task.id, (TaskRecord.state.in_(("announcing", "pending")), *not_newer_than(signed_at)),
-            payload=task.to_api(), **signed,
+            task.id,
+            (TaskRecord.state.in_(("announcing", "pending")), *not_newer_than(signed_at)),
+            payload=task.to_api(),
+            **signed,
         )
 
     @retried
@@ -577,15 +605,28 @@ class Store:
         """
         now = self._now()
         with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
-            won = conn.execute(
-                update(TaskRecord)
-                .where(TaskRecord.task_id == task_id, TaskRecord.state == "pending")
-                .values(
-                    state="deciding", actor=actor, action=action, surface=surface, reason=reason, note=note,
-                    claimed_at=now, decided_at=None, decision_id=decision_id, resumed_at=None, updated_at=now,
-                    version=TaskRecord.version + 1, needs_render=True,
-                )
-            ).rowcount == 1
+            won = (
+                conn.execute(
+                    update(TaskRecord)
+                    .where(TaskRecord.task_id == task_id, TaskRecord.state == "pending")
+                    .values(
+                        state="deciding",
+                        actor=actor,
+                        action=action,
+                        surface=surface,
+                        reason=reason,
+                        note=note,
+                        claimed_at=now,
+                        decided_at=None,
+                        decision_id=decision_id,
+                        resumed_at=None,
+                        updated_at=now,
+                        version=TaskRecord.version + 1,
+                        needs_render=True,
+                    )
+                ).rowcount
+                == 1
+            )
             if won:
                 self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
                 if decision_id is not None:
@@ -609,8 +650,11 @@ class Store:
             by.append(user)
             audit = Audit("approval", actor=user, surface=surface, detail=f"{len(by)} of {needed}")
             if not self._update_on(
-                conn, task_id, (TaskRecord.version == row.version, TaskRecord.state == "pending"),
-                approvals={"needed": needed, "by": by}, audit=audit,
+                conn,
+                task_id,
+                (TaskRecord.version == row.version, TaskRecord.state == "pending"),
+                approvals={"needed": needed, "by": by},
+                audit=audit,
             ):
                 raise RuntimeError(f"task {task_id}: approvals changed under a held record")
             return "added", by
@@ -627,11 +671,18 @@ class Store:
             kept = [u for u in by if u not in users]
             if row is None or row.state != "pending" or kept == by:
                 return kept
-            audit = Audit("approval_withdrawn", actor=None, surface="policy",
-                          detail=f"{', '.join(u for u in by if u in users)} may no longer approve")
+            audit = Audit(
+                "approval_withdrawn",
+                actor=None,
+                surface="policy",
+                detail=f"{', '.join(u for u in by if u in users)} may no longer approve",
+            )
             if not self._update_on(
-                conn, task_id, (TaskRecord.version == row.version, TaskRecord.state == "pending"),
-                approvals={"needed": needed, "by": kept}, audit=audit,
+                conn,
+                task_id,
+                (TaskRecord.version == row.version, TaskRecord.state == "pending"),
+                approvals={"needed": needed, "by": kept},
+                audit=audit,
             ):
                 raise RuntimeError(f"task {task_id}: approvals changed under a held record")
             return kept
@@ -639,20 +690,54 @@ class Store:
     # --- accepted decisions (the journal written before Slack is acknowledged) ------------------------
 
     def accept_decision(
-        self, task_id: str, *, actor: str, action: str, surface: str, reason: str | None, note: str | None,
-        reply: dict[str, Any], owner: str, lease: timedelta,
+        self,
+        task_id: str,
+        *,
+        actor: str,
+        action: str,
+        surface: str,
+        reason: str | None,
+        note: str | None,
+        reply: dict[str, Any],
+        owner: str,
+        lease: timedelta,
     ) -> DecisionRow:
         """Journal a decision Slack is about to be told was accepted, leased to `owner` (one short INSERT)."""
         now = self._now()
         values = dict(
-            task_id=task_id[:255], actor=actor[:100], action=action, surface=surface[:16], reason=reason,
-            note=note, reply=reply, stage="accepted", owner=owner, lease_until=now + lease, attempts=1,
+            task_id=task_id[:255],
+            actor=actor[:100],
+            action=action,
+            surface=surface[:16],
+            reason=reason,
+            note=note,
+            reply=reply,
+            stage="accepted",
+            owner=owner,
+            lease_until=now + lease,
+            attempts=1,
             accepted_at=now,
         )
         with self._begin(urgent=True) as conn:
             decision_id = conn.execute(insert(Decision).values(**values).returning(Decision.id)).scalar_one()
-        return DecisionRow(id=int(decision_id), **{k: values[k] for k in (
-            "task_id", "actor", "action", "surface", "reason", "note", "reply", "stage", "owner", "attempts")})
+        return DecisionRow(
+            id=int(decision_id),
+            **{
+                k: values[k]
+                for k in (
+                    "task_id",
+                    "actor",
+                    "action",
+                    "surface",
+                    "reason",
+                    "note",
+                    "reply",
+                    "stage",
+                    "owner",
+                    "attempts",
+                )
+            },
+        )
 
     def decision(self, decision_id: int) -> DecisionRow | None:
         """One accepted decision, or None."""
@@ -667,7 +752,8 @@ class Store:
         """
         with self._begin() as conn:
             conn.execute(
-                update(Decision).where(Decision.id == decision_id)
+                update(Decision)
+                .where(Decision.id == decision_id)
                 .values(stage="done", owner=None, lease_until=None, done_at=self._now(), reply=None)
             )
 
@@ -703,18 +789,23 @@ class Store:
         with self._begin() as conn:
             seen = conn.execute(
                 select(Decision.id, Decision.owner, Decision.lease_until)
-                .where(text(OPEN_DECISIONS), expired).order_by(Decision.id).limit(limit)
+                .where(text(OPEN_DECISIONS), expired)
+                .order_by(Decision.id)
+                .limit(limit)
             ).all()
             for decision_id, old_owner, old_lease in seen:
                 if decision_id in busy:
                     continue
                 owned = Decision.owner.is_(None) if old_owner is None else Decision.owner == old_owner
                 leased = Decision.lease_until.is_(None) if old_lease is None else Decision.lease_until == old_lease
-                won = conn.execute(
-                    update(Decision)
-                    .where(Decision.id == decision_id, owned, leased, text(OPEN_DECISIONS))
-                    .values(owner=owner, lease_until=now + lease, attempts=Decision.attempts + 1)
-                ).rowcount == 1
+                won = (
+                    conn.execute(
+                        update(Decision)
+                        .where(Decision.id == decision_id, owned, leased, text(OPEN_DECISIONS))
+                        .values(owner=owner, lease_until=now + lease, attempts=Decision.attempts + 1)
+                    ).rowcount
+                    == 1
+                )
                 if won:
                     row = _read_decision(conn, decision_id)
                     if row is not None:
@@ -724,7 +815,8 @@ class Store:
     def mark_resumed(self, task_id: str, decision_id: int) -> bool:
         """Show on the card that this task's decision was resumed; False unless the decision still holds it."""
         return self._update(
-            task_id, (TaskRecord.state == "deciding", TaskRecord.decision_id == decision_id),
+            task_id,
+            (TaskRecord.state == "deciding", TaskRecord.decision_id == decision_id),
             resumed_at=self._now(),
         )
 
@@ -740,25 +832,54 @@ class Store:
         adopted = 0
         with self._begin() as conn:
             rows = conn.execute(
-                select(TaskRecord.task_id, TaskRecord.actor, TaskRecord.action, TaskRecord.surface,
-                       TaskRecord.reason, TaskRecord.note, TaskRecord.decision_id).where(
-                    TaskRecord.state == "deciding", TaskRecord.claimed_at < cutoff,
+                select(
+                    TaskRecord.task_id,
+                    TaskRecord.actor,
+                    TaskRecord.action,
+                    TaskRecord.surface,
+                    TaskRecord.reason,
+                    TaskRecord.note,
+                    TaskRecord.decision_id,
+                )
+                .where(
+                    TaskRecord.state == "deciding",
+                    TaskRecord.claimed_at < cutoff,
                     or_(TaskRecord.decision_id.is_(None), TaskRecord.decision_id.not_in(open_ids)),
-                ).limit(200)
+                )
+                .limit(200)
             ).all()
             for row in rows:
-                decision_id = conn.execute(insert(Decision).values(
-                    task_id=row.task_id, actor=row.actor or "unknown", action=row.action or "approve",
-                    surface=(row.surface or "button")[:16], reason=row.reason, note=row.note, reply={},
-                    stage="claimed", owner=None, lease_until=None, attempts=1, accepted_at=self._now(),
-                ).returning(Decision.id)).scalar_one()
-                same = (TaskRecord.decision_id.is_(None) if row.decision_id is None
-                        else TaskRecord.decision_id == row.decision_id)
-                if conn.execute(
-                    update(TaskRecord)
-                    .where(TaskRecord.task_id == row.task_id, TaskRecord.state == "deciding", same)
-                    .values(decision_id=decision_id)
-                ).rowcount == 1:
+                decision_id = conn.execute(
+                    insert(Decision)
+                    .values(
+                        task_id=row.task_id,
+                        actor=row.actor or "unknown",
+                        action=row.action or "approve",
+                        surface=(row.surface or "button")[:16],
+                        reason=row.reason,
+                        note=row.note,
+                        reply={},
+                        stage="claimed",
+                        owner=None,
+                        lease_until=None,
+                        attempts=1,
+                        accepted_at=self._now(),
+                    )
+                    .returning(Decision.id)
+                ).scalar_one()
+                same = (
+                    TaskRecord.decision_id.is_(None)
+                    if row.decision_id is None
+                    else TaskRecord.decision_id == row.decision_id
+                )
+                if (
+                    conn.execute(
+                        update(TaskRecord)
+                        .where(TaskRecord.task_id == row.task_id, TaskRecord.state == "deciding", same)
+                        .values(decision_id=decision_id)
+                    ).rowcount
+                    == 1
+                ):
                     adopted += 1
                 else:
                     conn.execute(delete(Decision).where(Decision.id == decision_id))
@@ -776,8 +897,9 @@ class Store:
         if actor is not None:
             values["actor"] = actor
         with self._begin() as conn:
-            self._update_on(conn, task_id, (TaskRecord.state == "deciding",), audit=Audit("decided", detail=state),
-                            **values)
+            self._update_on(
+                conn, task_id, (TaskRecord.state == "deciding",), audit=Audit("decided", detail=state), **values
+            )
             return _read(conn, task_id)  # as this transaction left it (someone else's outcome if not ours)
 
     @retried
@@ -789,8 +911,12 @@ class Store:
                 conn,
                 task_id,
                 (TaskRecord.state == "deciding",),
-                audit=Audit("decision_failed", actor=before.actor if before else None,
-                            surface=before.surface if before else None, detail=note),
+                audit=Audit(
+                    "decision_failed",
+                    actor=before.actor if before else None,
+                    surface=before.surface if before else None,
+                    detail=note,
+                ),
                 state="pending",
                 note=note,
                 actor=None,
@@ -835,16 +961,18 @@ class Store:
         """
         claim = dict(actor=None, action=None, surface=None, reason=None) if deciding else {}
         return self._change(
-            task_id, (TaskRecord.state == ("deciding" if deciding else "pending"),), state="expired", note=note,
-            decided_at=self._now(), audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
+            task_id,
+            (TaskRecord.state == ("deciding" if deciding else "pending"),),
+            state="expired",
+            note=note,
+            decided_at=self._now(),
+            audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
             **claim,
         )
 
     def claim_reply(self, task_id: str, state: str) -> bool:
         """Take the right to post the one thread reply for a final state; False when it was already taken."""
-        return self._update(
-            task_id, (TaskRecord.replied_state.is_(None),), replied_state=state, bump=False
-        )
+        return self._update(task_id, (TaskRecord.replied_state.is_(None),), replied_state=state, bump=False)
 
     @retried
     def mark_rendered(self, task_id: str, version: int) -> None:
@@ -930,8 +1058,15 @@ class Store:
     # --- the audit trail (append-only: nothing updates or deletes it) ----------------------------
 
     @retried
-    def audit(self, event: str, task_id: str | None = None, *, actor: str | None = None,
-              surface: str | None = None, detail: str | None = None) -> None:
+    def audit(
+        self,
+        event: str,
+        task_id: str | None = None,
+        *,
+        actor: str | None = None,
+        surface: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         """Append one event that is not part of a state transition (a refusal, a reminder, a LeadLex answer)."""
         with self._begin() as conn:
             self._write_audit(conn, Audit(event, actor=actor, surface=surface, detail=detail), task_id)
@@ -944,8 +1079,14 @@ class Store:
             query = query.where(AuditEvent.at >= since)
         with Session(self.engine) as session:
             return [
-                {"at": e.at.isoformat(), "task_id": e.task_id, "event": e.event, "actor": e.actor,
-                 "surface": e.surface, "detail": e.detail}
+                {
+                    "at": e.at.isoformat(),
+                    "task_id": e.task_id,
+                    "event": e.event,
+                    "actor": e.actor,
+                    "surface": e.surface,
+                    "detail": e.detail,
+                }
                 for e in session.scalars(query.limit(limit))
             ]
 
@@ -975,8 +1116,11 @@ class Store:
                 actor, surface = actor or row.actor, surface or row.surface
         conn.execute(
             insert(AuditEvent).values(
-                at=self._now(), task_id=task_id, event=audit.event, actor=actor, surface=surface,
+                at=self._now(),
+                task_id=task_id,
+                event=audit.event,
+                actor=actor,
+                surface=surface,
                 detail=(audit.detail or None) and audit.detail[:2000],
             )
         )
-

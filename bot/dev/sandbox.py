@@ -8,6 +8,7 @@ state (as the dashboard would), inject faults and observe every call. Run: `pyth
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import math
 import random
@@ -17,16 +18,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-import copy
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from bot.lexi.models import STATUSES, parse_time
 from bot.dev.sandbox_data import plan_chat, random_proposal, seed_proposals
 from bot.dev.sandbox_http import ApiError, Reply, SandboxServer, body_value, dump, object_body, phrase
 from bot.dev.sandbox_webhooks import Delivery, WebhookRegistry, iso
+from bot.lexi.models import STATUSES, parse_time
 
 __all__ = ["GATEWAY_PREFIX", "Call", "Delivery", "Sandbox", "main"]
 
@@ -38,14 +38,21 @@ GATEWAY_PREFIX = "/functions/v1/api-gateway"
 _TICK = 0.05  # seconds between checks of the background thread (completions, generated tasks)
 _STATUS_EVENTS = {"approved": "task.approved", "dismissed": "task.dismissed", "pending": "task.updated"}
 _DEFAULT_CODES = {
-    400: "validation_error", 401: "invalid_key", 402: "insufficient_credits", 403: "insufficient_permissions",
-    404: "not_found", 409: "conflict", 429: "rate_limited", 502: "bad_gateway", 503: "service_unavailable",
+    400: "validation_error",
+    401: "invalid_key",
+    402: "insufficient_credits",
+    403: "insufficient_permissions",
+    404: "not_found",
+    409: "conflict",
+    429: "rate_limited",
+    502: "bad_gateway",
+    503: "service_unavailable",
     504: "gateway_timeout",
 }
 _CORS = {  # lets a browser page (the demo) call the sandbox and read its rate-limit headers
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, "
-                                     "X-Request-ID, Retry-After",
+    "X-Request-ID, Retry-After",
 }
 _UNSET: Any = object()
 
@@ -97,10 +104,20 @@ DEMO_MINUTE_LIMIT = 5_000
 class Sandbox:
     """A LeadLex-compatible API on a loopback port, whose state tests and demos can change and observe."""
 
-    def __init__(self, *, api_key: str = "wbk_sandbox", no_lexi_key: str | None = "wbk_nolexi",
-                 daily_limit: int = DEMO_DAILY_LIMIT, minute_limit: int = DEMO_MINUTE_LIMIT, credits: int = 1000,
-                 seed: bool = True, complete_after: float | None = None, fail_ratio: float = 0.0,
-                 generate_every: float | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "wbk_sandbox",
+        no_lexi_key: str | None = "wbk_nolexi",
+        daily_limit: int = DEMO_DAILY_LIMIT,
+        minute_limit: int = DEMO_MINUTE_LIMIT,
+        credits: int = 1000,
+        seed: bool = True,
+        complete_after: float | None = None,
+        fail_ratio: float = 0.0,
+        generate_every: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.api_key, self.no_lexi_key = api_key, no_lexi_key
         self.daily_limit, self.minute_limit, self.credits = daily_limit, minute_limit, credits
         self.complete_after, self.fail_ratio, self.generate_every = complete_after, fail_ratio, generate_every
@@ -136,8 +153,7 @@ class Sandbox:
         if seed:
             now = clock()
             for seconds_ago, proposal in seed_proposals():
-                self.add_task(proposal.type, proposal.description, proposal.metadata,
-                              created_at=iso(now - seconds_ago))
+                self.add_task(proposal.type, proposal.description, proposal.metadata, created_at=iso(now - seconds_ago))
 
     # --- serving ---
 
@@ -147,8 +163,9 @@ class Sandbox:
             raise RuntimeError("a sandbox can be started only once")
         self._server = SandboxServer((host, port), self._respond)
         self._threads = [
-            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": _TICK},
-                             name="sandbox-http", daemon=True),
+            threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": _TICK}, name="sandbox-http", daemon=True
+            ),
             threading.Thread(target=self._run_background, name="sandbox-lifecycle", daemon=True),
         ]
         for thread in self._threads:
@@ -172,8 +189,9 @@ class Sandbox:
         """Start the sandbox on a free loopback port."""
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         """Stop the sandbox."""
         self.stop()
 
@@ -197,9 +215,15 @@ class Sandbox:
 
     # --- state, as the LeadLex dashboard or Lexi would change it ---
 
-    def add_task(self, type: str = "prospect_search", description: str = "Find prospects in the sandbox",
-                 metadata: Any = _UNSET, status: str = "pending", created_at: str | None = None,
-                 task_id: str | None = None) -> dict[str, Any]:
+    def add_task(
+        self,
+        type: str = "prospect_search",
+        description: str = "Find prospects in the sandbox",
+        metadata: Any = _UNSET,
+        status: str = "pending",
+        created_at: str | None = None,
+        task_id: str | None = None,
+    ) -> dict[str, Any]:
         """Add a task (odd values are stored as given; omitted metadata is {}) and return a copy of it."""
         task = {
             "id": task_id if task_id is not None else str(uuid.uuid4()),
@@ -230,8 +254,7 @@ class Sandbox:
             self._change(task, status)
             return _copy(task)
 
-    def update_task(self, task_id: str, *, description: Any = _UNSET,
-                    metadata: Any = _UNSET) -> dict[str, Any]:
+    def update_task(self, task_id: str, *, description: Any = _UNSET, metadata: Any = _UNSET) -> dict[str, Any]:
         """Change a task's description or metadata (sends task.updated) and return a copy of the task."""
         with self._lock:
             task = self._existing(task_id)
@@ -265,8 +288,9 @@ class Sandbox:
     def tasks(self, status: str | None = None) -> list[dict[str, Any]]:
         """Return copies of all tasks, or of those with `status`, oldest first."""
         with self._lock:
-            return [_copy(task) for task in sorted(self._tasks, key=_age)
-                    if status is None or _status_of(task) == status]
+            return [
+                _copy(task) for task in sorted(self._tasks, key=_age) if status is None or _status_of(task) == status
+            ]
 
     def set_remaining(self, remaining: int) -> None:
         """Set how many requests today's daily budget still allows (for tests of a spent budget)."""
@@ -280,23 +304,40 @@ class Sandbox:
         """Return the calls with this method whose path (gateway prefix removed) starts with `path_prefix`."""
         prefix = _route_path(path_prefix)
         with self._lock:
-            return [call for call in self.calls
-                    if call.method == method.upper() and call.path.startswith(prefix)]
+            return [call for call in self.calls if call.method == method.upper() and call.path.startswith(prefix)]
 
     def reset_calls(self) -> None:
         """Forget the calls received so far."""
         with self._lock:
             self.calls.clear()
 
-    def fail_next(self, method: str | None = None, path_prefix: str | None = None, *, status: int = 500,
-                  code: str | None = None, body: str | None = None, times: int = 1,
-                  retry_after: float | None = None, delay: float = 0.0, headers: dict[str, str] | None = None,
-                  ) -> None:
+    def fail_next(
+        self,
+        method: str | None = None,
+        path_prefix: str | None = None,
+        *,
+        status: int = 500,
+        code: str | None = None,
+        body: str | None = None,
+        times: int = 1,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Answer the next `times` matching requests with this status (a JSON error, or `body` verbatim)."""
         if times < 1:
             raise ValueError("times must be at least 1")
-        fault = _Fault(method.upper() if method else None, _route_path(path_prefix) if path_prefix else None,
-                       status, code, body, times, retry_after, delay, dict(headers or {}))
+        fault = _Fault(
+            method.upper() if method else None,
+            _route_path(path_prefix) if path_prefix else None,
+            status,
+            code,
+            body,
+            times,
+            retry_after,
+            delay,
+            dict(headers or {}),
+        )
         with self._lock:
             self._faults.append(fault)
 
@@ -304,8 +345,11 @@ class Sandbox:
 
     def _find(self, task_id: str) -> dict[str, Any] | None:
         """Return the stored task with this id, or None."""
-        matches = (task for task in self._tasks
-                   if isinstance(task, dict) and task.get("id") is not None and str(task["id"]) == task_id)
+        matches = (
+            task
+            for task in self._tasks
+            if isinstance(task, dict) and task.get("id") is not None and str(task["id"]) == task_id
+        )
         return next(matches, None)
 
     def _existing(self, task_id: str) -> dict[str, Any]:
@@ -346,11 +390,17 @@ class Sandbox:
     def _respond(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """Answer one HTTP request and record it."""
         split = urlsplit(target)
-        request = _Request(method, _route_path(split.path), parse_qs(split.query, keep_blank_values=True),
-                           headers, body)
+        request = _Request(
+            method, _route_path(split.path), parse_qs(split.query, keep_blank_values=True), headers, body
+        )
         if method == "OPTIONS":  # a browser's CORS preflight: no auth, never counted
-            reply = Reply(204, headers={"Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
-                                        "Access-Control-Allow-Headers": "Authorization, Content-Type"})
+            reply = Reply(
+                204,
+                headers={
+                    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+                    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                },
+            )
         else:
             self._stopping.wait(self.latency)
             fault = self._take_fault(method, request.path)
@@ -411,13 +461,21 @@ class Sandbox:
         with self._lock:
             self._roll(now)
             if self._day_used >= self.daily_limit:
-                raise ApiError(429, "rate_limited", "Daily request limit reached; it resets at 00:00 UTC",
-                               {"limit": self.daily_limit, "reset": _next_midnight(now)})
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    "Daily request limit reached; it resets at 00:00 UTC",
+                    {"limit": self.daily_limit, "reset": _next_midnight(now)},
+                )
             if self._minute_used >= self.minute_limit:
                 retry_after = max(1, math.ceil(60 - now % 60))
-                raise ApiError(429, "rate_limited", "Too many requests per minute",
-                               {"per_minute": self.minute_limit, "retry_after": retry_after},
-                               {"Retry-After": str(retry_after)})
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    "Too many requests per minute",
+                    {"per_minute": self.minute_limit, "retry_after": retry_after},
+                    {"Retry-After": str(retry_after)},
+                )
             self._day_used += 1
             self._minute_used += 1
 
@@ -441,8 +499,7 @@ class Sandbox:
         """GET /v1/lexi/tasks?status=S."""
         status = request.query.get("status", ["pending"])[0]
         if status not in STATUSES:
-            raise ApiError(400, "validation_error", f"Invalid status: {status!r}",
-                           {"allowed": list(STATUSES)})
+            raise ApiError(400, "validation_error", f"Invalid status: {status!r}", {"allowed": list(STATUSES)})
         return {"tasks": self.tasks(status)}
 
     def _approve(self, request: _Request, task_id: str) -> dict[str, Any]:
@@ -487,16 +544,24 @@ class Sandbox:
             turn = self._conversations.get(conversation_id, 0) + 1
             plan = plan_chat(message, turn)
             if self.credits < plan.cost:
-                raise ApiError(402, "insufficient_credits", "Not enough credits for this message",
-                               {"required": plan.cost, "available": self.credits})
+                raise ApiError(
+                    402,
+                    "insufficient_credits",
+                    "Not enough credits for this message",
+                    {"required": plan.cost, "available": self.credits},
+                )
             self.credits -= plan.cost
             self._conversations[conversation_id] = turn
             task = None
             if plan.proposal is not None:
                 proposal = plan.proposal
                 task = self.add_task(proposal.type, proposal.description, proposal.metadata)
-        return {"response": plan.response, "task_id": task["id"] if task else None,
-                "requires_approval": task is not None, "conversation_id": conversation_id}
+        return {
+            "response": plan.response,
+            "task_id": task["id"] if task else None,
+            "requires_approval": task is not None,
+            "conversation_id": conversation_id,
+        }
 
     def _list_webhooks(self, request: _Request) -> dict[str, Any]:
         """GET /v1/webhooks, without secrets."""
@@ -563,7 +628,7 @@ def _age(task: Any) -> float:
 def _route_path(path: str) -> str:
     """Remove the gateway prefix and any trailing slash from a path."""
     if path.startswith(GATEWAY_PREFIX + "/"):
-        path = path[len(GATEWAY_PREFIX):]
+        path = path[len(GATEWAY_PREFIX) :]
     return path.rstrip("/") or "/"
 
 
@@ -579,12 +644,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Serve a local LeadLex-compatible API with sample Lexi tasks.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8787,
-                        help="port to listen on, 0 for any free port (default: %(default)s)")
-    parser.add_argument("--complete-after", type=float, default=5.0, metavar="SECONDS",
-                        help="complete approved tasks after SECONDS, 0 for never (default: %(default)s)")
-    parser.add_argument("--generate-every", type=float, default=0.0, metavar="SECONDS",
-                        help="add a new pending task every SECONDS, 0 for never (default: never)")
+    parser.add_argument(
+        "--port", type=int, default=8787, help="port to listen on, 0 for any free port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--complete-after",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="complete approved tasks after SECONDS, 0 for never (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--generate-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="add a new pending task every SECONDS, 0 for never (default: never)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -595,10 +671,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
-    print(f"LeadLex sandbox listening on {sandbox.url}\n"
-          f"  use: LEXI_API_URL={sandbox.url} LEXI_API_KEY={sandbox.api_key}\n"
-          f"  a key without the Lexi permission: {sandbox.no_lexi_key}\n"
-          "Press Ctrl-C to stop.", flush=True)
+    print(
+        f"LeadLex sandbox listening on {sandbox.url}\n"
+        f"  use: LEXI_API_URL={sandbox.url} LEXI_API_KEY={sandbox.api_key}\n"
+        f"  a key without the Lexi permission: {sandbox.no_lexi_key}\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

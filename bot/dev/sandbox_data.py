@@ -16,19 +16,44 @@ CHAT_COST = 1
 SEARCH_COST = 3
 
 _TITLES = (
-    "VP of Sales", "Head of Revenue Operations", "Chief Financial Officer", "Head of Growth",
-    "Director of Marketing", "CTO", "Head of Procurement", "VP of Engineering", "Sales Operations Manager",
+    "VP of Sales",
+    "Head of Revenue Operations",
+    "Chief Financial Officer",
+    "Head of Growth",
+    "Director of Marketing",
+    "CTO",
+    "Head of Procurement",
+    "VP of Engineering",
+    "Sales Operations Manager",
 )
 _INDUSTRIES = (
-    "Computer Software", "SaaS", "Financial Services", "Fintech", "Logistics", "Healthcare",
-    "E-commerce", "Manufacturing", "Marketing & Advertising",
+    "Computer Software",
+    "SaaS",
+    "Financial Services",
+    "Fintech",
+    "Logistics",
+    "Healthcare",
+    "E-commerce",
+    "Manufacturing",
+    "Marketing & Advertising",
 )
 _LOCATIONS = (
-    "United States", "Canada", "United Kingdom", "Germany", "France", "Netherlands", "Nordics", "Australia",
+    "United States",
+    "Canada",
+    "United Kingdom",
+    "Germany",
+    "France",
+    "Netherlands",
+    "Nordics",
+    "Australia",
 )
 _CAMPAIGNS = (
-    "Q1 Outbound — Fintech CFOs", "Webinar follow-up", "RevOps summit invites", "Churned customers win-back",
-    "Product launch — EMEA", "Trial nurture week 2",
+    "Q1 Outbound — Fintech CFOs",
+    "Webinar follow-up",
+    "RevOps summit invites",
+    "Churned customers win-back",
+    "Product launch — EMEA",
+    "Trial nurture week 2",
 )
 _LISTS = ("Webinar attendees", "Trade show leads", "Q4 MQLs", "Partner referrals", "Newsletter subscribers")
 _FIELD_CHANGES: tuple[dict[str, str], ...] = (
@@ -128,8 +153,7 @@ class ChatPlan:
 
 def seed_proposals() -> list[tuple[float, Proposal]]:
     """Return the sample tasks as (seconds ago, proposal), oldest first."""
-    return [(minutes * 60.0, Proposal(kind, text, copy.deepcopy(meta)))
-            for minutes, kind, text, meta in _SEED]
+    return [(minutes * 60.0, Proposal(kind, text, copy.deepcopy(meta))) for minutes, kind, text, meta in _SEED]
 
 
 def random_proposal(rng: random.Random) -> Proposal:
@@ -224,8 +248,9 @@ def _contact_update(count: int, fields: dict[str, str]) -> Proposal:
 def _list_operation(operation: str, list_name: str, count: int) -> Proposal:
     """Build a list-operation proposal."""
     description = _LIST_OPERATIONS[operation].format(name=list_name, count=count)
-    return Proposal("list_operation", description,
-                    {"operation": operation, "list_name": list_name, "record_count": count})
+    return Proposal(
+        "list_operation", description, {"operation": operation, "list_name": list_name, "record_count": count}
+    )
 
 
 def _split(value: str | None) -> list[str]:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +46,7 @@ class Delivery:
 
 def iso(seconds: float) -> str:
     """Format Unix seconds as an ISO-8601 UTC timestamp ending in Z."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def signed_time(seconds: float) -> str:
@@ -54,7 +54,7 @@ def signed_time(seconds: float) -> str:
 
     Finer than whole seconds so that receivers can order two edits made within one second.
     """
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -79,12 +79,18 @@ class WebhookRegistry:
         """Register a webhook from a request body; return it with its secret, the only time it is shown."""
         missing = [name for name in ("url", "events") if body.get(name) is None]
         if missing:
-            raise ApiError(400, "missing_required_field", f"Missing required field: {', '.join(missing)}",
-                           {"fields": missing})
-        hook = {"id": f"wh_{uuid.uuid4().hex[:16]}", "url": self._check_url(body["url"]),
-                "events": _check_events(body["events"]), "active": _check_active(body.get("active", True)),
-                "description": _check_description(body.get("description")),
-                "secret": f"whsec_{secrets.token_hex(24)}", "created_at": iso(self._clock())}
+            raise ApiError(
+                400, "missing_required_field", f"Missing required field: {', '.join(missing)}", {"fields": missing}
+            )
+        hook = {
+            "id": f"wh_{uuid.uuid4().hex[:16]}",
+            "url": self._check_url(body["url"]),
+            "events": _check_events(body["events"]),
+            "active": _check_active(body.get("active", True)),
+            "description": _check_description(body.get("description")),
+            "secret": f"whsec_{secrets.token_hex(24)}",
+            "created_at": iso(self._clock()),
+        }
         with self._lock:
             self._refuse_duplicate(hook["url"], hook["id"])
             self._hooks[hook["id"]] = hook
@@ -97,8 +103,12 @@ class WebhookRegistry:
 
     def update(self, webhook_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Change a webhook's url, events, active flag or description and return it without its secret."""
-        checks: dict[str, Callable[[Any], Any]] = {"url": self._check_url, "events": _check_events,
-                                                   "active": _check_active, "description": _check_description}
+        checks: dict[str, Callable[[Any], Any]] = {
+            "url": self._check_url,
+            "events": _check_events,
+            "active": _check_active,
+            "description": _check_description,
+        }
         changes = {name: check(body[name]) for name, check in checks.items() if name in body}
         with self._lock:
             hook = self._hooks.get(webhook_id)
@@ -118,15 +128,19 @@ class WebhookRegistry:
     def emit(self, event: str, task: dict[str, Any]) -> None:
         """Deliver `event` about `task` to every active subscribed webhook, each in its own thread."""
         with self._lock:
-            hooks = [dict(hook) for hook in self._hooks.values()
-                     if hook["active"] and event in hook["events"]]
+            hooks = [dict(hook) for hook in self._hooks.values() if hook["active"] and event in hook["events"]]
             if not hooks or self._stopping.is_set():
                 return
-            payload = {"event": event, "timestamp": signed_time(self._clock()), "workspace_id": WORKSPACE_ID,
-                       "data": {"task": deepcopy(task)}}
+            payload = {
+                "event": event,
+                "timestamp": signed_time(self._clock()),
+                "workspace_id": WORKSPACE_ID,
+                "data": {"task": deepcopy(task)},
+            }
             for hook in hooks:
-                worker = threading.Thread(target=self._deliver, args=(hook, event, payload),
-                                          name=f"sandbox-webhook-{hook['id']}", daemon=True)
+                worker = threading.Thread(
+                    target=self._deliver, args=(hook, event, payload), name=f"sandbox-webhook-{hook['id']}", daemon=True
+                )
                 self._workers.add(worker)
                 worker.start()
 
@@ -148,17 +162,33 @@ class WebhookRegistry:
                     if self._stopping.wait(pause):
                         return
                     delivery_id = str(uuid.uuid4())
-                    headers = {"Content-Type": "application/json", "User-Agent": "LeadLex-Webhook/1.0",
-                               "X-LeadLex-Signature": signature, "X-LeadLex-Timestamp": iso(self._clock()),
-                               "X-LeadLex-Delivery-ID": delivery_id}
+                    headers = {
+                        "Content-Type": "application/json",
+                        "User-Agent": "LeadLex-Webhook/1.0",
+                        "X-LeadLex-Signature": signature,
+                        "X-LeadLex-Timestamp": iso(self._clock()),
+                        "X-LeadLex-Delivery-ID": delivery_id,
+                    }
                     status, error = None, None
                     try:
                         status = client.post(hook["url"], content=body, headers=headers).status_code
                     except httpx.HTTPError as exc:
                         error = f"{type(exc).__name__}: {exc}"
                     with self._lock:
-                        self.deliveries.append(Delivery(hook["id"], hook["url"], event, delivery_id, attempt,
-                                                        status, error, self._clock(), payload, body))
+                        self.deliveries.append(
+                            Delivery(
+                                hook["id"],
+                                hook["url"],
+                                event,
+                                delivery_id,
+                                attempt,
+                                status,
+                                error,
+                                self._clock(),
+                                payload,
+                                body,
+                            )
+                        )
                     if status is not None and 200 <= status < 300:
                         return
         finally:
@@ -188,8 +218,9 @@ def _check_events(value: Any) -> list[str]:
     """Return a valid, de-duplicated list of events; raise 400 invalid_events otherwise."""
     if not isinstance(value, list) or not value or not all(event in TASK_EVENTS for event in value):
         allowed = ", ".join(TASK_EVENTS)
-        raise ApiError(400, "invalid_events", f"events must be a non-empty subset of: {allowed}",
-                       {"allowed": list(TASK_EVENTS)})
+        raise ApiError(
+            400, "invalid_events", f"events must be a non-empty subset of: {allowed}", {"allowed": list(TASK_EVENTS)}
+        )
     return list(dict.fromkeys(value))
 
 

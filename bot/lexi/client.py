@@ -15,7 +15,6 @@ import httpx
 import tenacity
 
 from bot.core.budget import Budget, minute_limit
-
 from bot.errors import (
     InvalidKey,
     InvalidRequest,
@@ -137,8 +136,12 @@ class LexiClient:
         if task is None:
             log.warning("skipping a task that cannot be shown (%s): %s", problem, safe_repr(item, 200))
         else:
-            log.warning("task %r could not be read in full (%s); it is shown without its details",
-                        clip(task.id), problem, extra={"task_id": clip(task.id)})
+            log.warning(
+                "task %r could not be read in full (%s); it is shown without its details",
+                clip(task.id),
+                problem,
+                extra={"task_id": clip(task.id)},
+            )
         if self._on_unparseable is not None:
             self._on_unparseable(_problem_kind(problem))
 
@@ -309,11 +312,11 @@ class LexiClient:
         message = clip(_str(error.get("message")) or f"HTTP {status}", 500)
         text = f"LeadLex {status} {code}: {message}"
         if request_id:
-            log.info("LeadLex error %s %r (request id %r)", status, code, request_id,
-                     extra={"request_id": request_id})
+            log.info("LeadLex error %s %r (request id %r)", status, code, request_id, extra={"request_id": request_id})
         if status == 429:
-            raise RateLimited(text, retry_after=self._retry_after(response), status=status, code=code,
-                              request_id=request_id)
+            raise RateLimited(
+                text, retry_after=self._retry_after(response), status=status, code=code, request_id=request_id
+            )
         if status >= 500 or status == 408:
             raise TransientError(text, status=status, code=code, request_id=request_id)
         error_class = NotPending if status == 400 and code == "validation_error" else _ERRORS.get(status, LexiError)

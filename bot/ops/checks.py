@@ -11,18 +11,24 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
+from bot.core.policy import Policy
 from bot.errors import InvalidKey, LexiBotError, LexiError, PermissionDenied, TransientError
 from bot.lexi.client import LexiClient
-from bot.slack.messenger import make_web_client, slack_error_text
-from bot.core.policy import Policy
 from bot.ops.reach import UNREACHABLE, unreachable_reason
+from bot.slack.messenger import make_web_client, slack_error_text
 
 #: Seconds `check` waits for each service by default (the bot's own Slack client waits as long).
 DEFAULT_TIMEOUT = 15.0
 
 #: Slack errors about the app-level token that mean it is not (or no longer) a valid token of this app.
-_APP_TOKEN_REFUSED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
-                      "not_allowed_token_type"}
+_APP_TOKEN_REFUSED = {
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "not_allowed_token_type",
+}
 
 Result = tuple[bool, str]
 
@@ -38,8 +44,10 @@ def slack_refusal(settings: Settings, exc: SlackApiError) -> str:
     error = str(response.get("error", "")) if response is not None else ""
     if not re.fullmatch(r"[a-z_]+", error):  # slack_sdk puts "Received a response in a non-JSON format: …" here
         status = getattr(response, "status_code", "?")
-        return (f"the server at {settings.slack_api_url} did not answer as Slack's Web API does (HTTP {status}, "
-                "no JSON): check SLACK_API_URL (normally https://slack.com/api/) or leave it unset")
+        return (
+            f"the server at {settings.slack_api_url} did not answer as Slack's Web API does (HTTP {status}, "
+            "no JSON): check SLACK_API_URL (normally https://slack.com/api/) or leave it unset"
+        )
     return slack_error_text(exc)
 
 
@@ -53,8 +61,10 @@ def lexi_trouble(settings: Settings, exc: LexiError, timeout: float) -> str:
 def app_token_refused(error: str) -> str:
     """The line for an app-level token Slack refused at apps.connections.open."""
     if error in _APP_TOKEN_REFUSED:
-        return (f"Slack refused SLACK_APP_TOKEN ({error}): copy the app-level token (xapp-…) with the "
-                "connections:write scope again (Basic Information → App-Level Tokens)")
+        return (
+            f"Slack refused SLACK_APP_TOKEN ({error}): copy the app-level token (xapp-…) with the "
+            "connections:write scope again (Basic Information → App-Level Tokens)"
+        )
     if error == "missing_scope":
         return "SLACK_APP_TOKEN lacks the connections:write scope: create an app-level token with it"
     return f"Slack refused SLACK_APP_TOKEN ({error}): check that Socket Mode is enabled for the app"
@@ -92,8 +102,10 @@ def channel_problem(channel: str, source: str, exc: SlackApiError) -> str:
     """The line for a channel Slack would not describe, naming where the channel was set."""
     error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown_error"
     if error == "channel_not_found":
-        return (f"channel {channel} ({source}): Slack said channel_not_found: the bot sees no channel with this ID — "
-                "use the channel ID (C…, from the channel's details), not its #name")
+        return (
+            f"channel {channel} ({source}): Slack said channel_not_found: the bot sees no channel with this ID — "
+            "use the channel ID (C…, from the channel's details), not its #name"
+        )
     return f"channel {channel} ({source}): {slack_error_text(exc)}"
 
 
@@ -112,8 +124,9 @@ def check_channel(slack: WebClient, channel: str, source: str) -> Result:
 def check_lexi(settings: Settings, timeout: float) -> Result:
     """Whether LeadLex accepts the key with the Lexi permission."""
     assert settings.lexi_api_key is not None
-    lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), timeout=timeout,
-                      attempts=2, max_wait=5)
+    lexi = LexiClient(
+        settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), timeout=timeout, attempts=2, max_wait=5
+    )
     try:
         pending = lexi.list_tasks("pending")
         return True, f"LeadLex key accepted with the Lexi permission ({len(pending)} pending tasks)"
@@ -131,8 +144,9 @@ def run_checks(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> list[Res
     """Each check as (passed, one line saying what was found or what to fix); every check is run and reported."""
     assert settings.slack_bot_token is not None
     results = [check_lexi(settings, timeout)]
-    slack = make_web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url,
-                            timeout=int(max(timeout, 1)))
+    slack = make_web_client(
+        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, timeout=int(max(timeout, 1))
+    )
     try:
         auth = slack.auth_test()
         results.append((True, f"Slack token accepted (bot @{auth.get('user')} in {auth.get('team')})"))

@@ -16,11 +16,14 @@ class Metrics:
         r = self.registry
         self.announced = Counter("lexi_tasks_announced", "Tasks announced in Slack", registry=r)
         self.unparseable = Counter(
-            "lexi_tasks_unparseable", "Listed tasks that could not be read in full (each counted once), by problem",
-            ["problem"], registry=r,
+            "lexi_tasks_unparseable",
+            "Listed tasks that could not be read in full (each counted once), by problem",
+            ["problem"],
+            registry=r,
         )
         self.poll_failures = Counter(
-            "lexi_poll_cycle_failures", "Poll cycles stopped by an unexpected error (the poller carries on)",
+            "lexi_poll_cycle_failures",
+            "Poll cycles stopped by an unexpected error (the poller carries on)",
             registry=r,
         )
         self.decided = Counter(
@@ -43,15 +46,18 @@ class Metrics:
         )
 
         self.queue_backlog = Gauge(
-            "lexi_queue_backlog", "Work waiting in each of the bot's queues (announce: tasks waiting to be posted)",
-            ["queue"], registry=r,
+            "lexi_queue_backlog",
+            "Work waiting in each of the bot's queues (announce: tasks waiting to be posted)",
+            ["queue"],
+            registry=r,
         )
-        self.queue_running = Gauge("lexi_queue_running", "Work running in each of the bot's queues", ["queue"],
-                                   registry=r)
+        self.queue_running = Gauge(
+            "lexi_queue_running", "Work running in each of the bot's queues", ["queue"], registry=r
+        )
 
     def leadlex_call(self, method: str, path: str, status: int) -> None:
         """Count a LeadLex call, with task ids folded out of the endpoint label."""
-        parts = path.split("?")[0].strip("/").split("/")
+        parts = path.split("?", maxsplit=1)[0].strip("/").split("/")
         if len(parts) >= 4 and parts[:3] == ["v1", "lexi", "tasks"]:
             parts[3] = "{id}"
         if len(parts) >= 3 and parts[:2] == ["v1", "webhooks"]:

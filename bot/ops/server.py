@@ -14,9 +14,9 @@ from typing import Any
 from slack_bolt import App
 from waitress.server import create_server
 
+from bot.core.webhooks import WebhookReceiver
 from bot.ops.metrics import CONTENT_TYPE, Metrics
 from bot.slack.gate import Answer, SlackGate
-from bot.core.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,15 @@ MAX_BODY = 1_000_000
 #: How much of the body is read at a time, so a body without (or lying about) its length stops at the limit.
 CHUNK = 64 * 1024
 #: The reason phrase of every status the front answers.
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-           413: "Payload Too Large", 503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    503: "Service Unavailable",
+}
 
 
 class TooLarge(Exception):
@@ -76,19 +83,25 @@ def read_body(environ: dict[str, Any], limit: int = MAX_BODY) -> bytes:
     return b"".join(parts)
 
 
-def _answer(start_response: Callable[..., Any], status: int, body: bytes,
-            headers: list[tuple[str, str]] | None = None) -> list[bytes]:
+def _answer(
+    start_response: Callable[..., Any], status: int, body: bytes, headers: list[tuple[str, str]] | None = None
+) -> list[bytes]:
     """Start the response with a Content-Length and return its body."""
     headers = [(k, v) for k, v in (headers or [("Content-Type", "application/json")]) if k.lower() != "content-length"]
     start_response(f"{status} {REASONS.get(status, 'Error')}", [*headers, ("Content-Length", str(len(body)))])
     return [body]
 
 
-def _json(start_response: Callable[..., Any], status: int, payload: dict[str, Any],
-          headers: list[tuple[str, str]] | None = None) -> list[bytes]:
+def _json(
+    start_response: Callable[..., Any],
+    status: int,
+    payload: dict[str, Any],
+    headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
     """Answer with a JSON body."""
-    return _answer(start_response, status, json.dumps(payload).encode(),
-                   [("Content-Type", "application/json"), *(headers or [])])
+    return _answer(
+        start_response, status, json.dumps(payload).encode(), [("Content-Type", "application/json"), *(headers or [])]
+    )
 
 
 def make_wsgi(
@@ -108,7 +121,9 @@ def make_wsgi(
     posts: dict[str, Callable[[bytes, dict[str, str], str], Answer]] = {"/slack/events": gate.handle}
     if webhooks is not None:
         posts["/lexi/webhooks"] = _webhook_handler(webhooks)
-    probes = {"/healthz"} | ({"/readyz"} if ready is not None else set()) | ({"/metrics"} if metrics is not None else set())
+    probes = (
+        {"/healthz"} | ({"/readyz"} if ready is not None else set()) | ({"/metrics"} if metrics is not None else set())
+    )
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -148,8 +163,11 @@ def _webhook_handler(webhooks: WebhookReceiver) -> Callable[[bytes, dict[str, st
             receipt = webhooks.receive(body, headers)
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError) as exc:
             log.warning("refused a webhook delivery that could not be read (%s)", type(exc).__name__)
-            return Answer(400, [("Content-Type", "application/json")],
-                          json.dumps({"ok": False, "error": "the body is not a delivery"}).encode())
+            return Answer(
+                400,
+                [("Content-Type", "application/json")],
+                json.dumps({"ok": False, "error": "the body is not a delivery"}).encode(),
+            )
         return Answer(receipt.status, [("Content-Type", "application/json")], json.dumps(receipt.body).encode())
 
     return handle

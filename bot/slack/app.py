@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.response import BoltResponse
 
-from bot.slack import replay
-from bot.slack.listeners import RUNTIME, actions, events, slash_command as commands, views
 from bot.runtime import Runtime
+from bot.slack import replay
+from bot.slack.listeners import RUNTIME, actions, events, views
+from bot.slack.listeners import slash_command as commands
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.lexi.models import DISMISS_REASONS, KNOWN_TYPES, Task
@@ -45,8 +45,16 @@ _TYPE_NAMES = {
     "list_operation": ("🗂️", "List operation"),
 }
 
-_COUNT_KEYS = ("contact_count", "record_count", "count", "total_count", "contacts", "records",
-               "contact_ids", "record_ids")
+_COUNT_KEYS = (
+    "contact_count",
+    "record_count",
+    "count",
+    "total_count",
+    "contacts",
+    "records",
+    "contact_ids",
+    "record_ids",
+)
 _CHANGE_KEYS = ("fields", "changes", "updates", "properties", "set")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -94,8 +102,8 @@ def format_time(at: datetime | None) -> str:
     if not isinstance(at, datetime):
         return "unknown time"
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    utc = at.astimezone(timezone.utc)
+        at = at.replace(tzinfo=UTC)
+    utc = at.astimezone(UTC)
     return f"<!date^{int(utc.timestamp())}^{{date_short_pretty}} at {{time}}|{utc:%Y-%m-%d %H:%M} UTC>"
 
 
@@ -178,8 +186,7 @@ def render_card(task: Task, card: Card) -> dict[str, Any]:
 
 def thread_reply(task: Task, state: str, at: datetime | None = None) -> dict[str, Any]:
     """Return the {"text", "blocks"} of the thread reply posted when a task became "completed" or "failed"."""
-    replies = {"completed": ("🏁 Completed in LeadLex", "Completed"),
-               "failed": ("❌ Failed in LeadLex", "Failed")}
+    replies = {"completed": ("🏁 Completed in LeadLex", "Completed"), "failed": ("❌ Failed in LeadLex", "Failed")}
     if state not in replies:
         raise ValueError(f"thread replies are for completed or failed tasks, not {state!r}")
     (line, prefix), described = replies[state], describe_task(task)
@@ -242,13 +249,23 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
 def task_buttons(task: Task, confirm_above: int | None = None) -> dict[str, Any]:
     """Return the actions block with Approve (confirmed when high-impact) and Dismiss, for any surface."""
     value = truncate(_str(task.id), _VALUE_MAX)
-    approve = {"type": "button", "text": _plain_text("Approve"), "style": "primary",
-               "action_id": APPROVE_ACTION, "value": value}
+    approve = {
+        "type": "button",
+        "text": _plain_text("Approve"),
+        "style": "primary",
+        "action_id": APPROVE_ACTION,
+        "value": value,
+    }
     confirm = approve_confirm(task, confirm_above)
     if confirm is not None:
         approve["confirm"] = confirm
-    dismiss = {"type": "button", "text": _plain_text("Dismiss"), "style": "danger",
-               "action_id": DISMISS_ACTION, "value": value}
+    dismiss = {
+        "type": "button",
+        "text": _plain_text("Dismiss"),
+        "style": "danger",
+        "action_id": DISMISS_ACTION,
+        "value": value,
+    }
     return {"type": "actions", "elements": [approve, dismiss]}
 
 
@@ -257,9 +274,16 @@ def _fallback(task: Task, card: Card) -> str:
     who = _who(card.actor)
     by = f" by {who}" if who else " in LeadLex"
     deciding = "Dismissing" if card.action == "dismiss" else "Approving"
-    prefix = {"pending": "Lexi needs approval", "deciding": deciding,
-              "approved": f"Approved{by}", "dismissed": f"Dismissed{by}", "completed": "Completed",
-              "failed": "Failed", "gone": "No longer in LeadLex", "expired": "Expired — not decided"}[card.state]
+    prefix = {
+        "pending": "Lexi needs approval",
+        "deciding": deciding,
+        "approved": f"Approved{by}",
+        "dismissed": f"Dismissed{by}",
+        "completed": "Completed",
+        "failed": "Failed",
+        "gone": "No longer in LeadLex",
+        "expired": "Expired — not decided",
+    }[card.state]
     return f"{prefix}: {describe_task(task)}"
 
 
@@ -315,8 +339,11 @@ def _summary(task: Task) -> tuple[list[_Pair], list[tuple[Any, Any]]]:
         used.add(key)
     elif task.type == "list_operation":
         key = _first_key(meta, ("operation", "action", "op"))
-        pairs = [("Operation", _plain(meta.get(key))), ("List", _named(meta, "list_name", "list_id")),
-                 ("Records", count)]
+        pairs = [
+            ("Operation", _plain(meta.get(key))),
+            ("List", _named(meta, "list_name", "list_id")),
+            ("Records", count),
+        ]
         used |= {key, "list_name", "list_id"}
     else:
         return [], list(meta.items())
@@ -327,8 +354,7 @@ def _prospect_summary(meta: dict[Any, Any]) -> tuple[list[_Pair], list[tuple[Any
     """Summarise a prospect search: titles, industries, locations and the number of results."""
     query = meta.get("query")
     query = query if isinstance(query, dict) else {}
-    known = {"person_titles": "Titles", "organization_industries": "Industries",
-             "person_locations": "Locations"}
+    known = {"person_titles": "Titles", "organization_industries": "Industries", "person_locations": "Locations"}
     pairs = [(label, _plain(query.get(key, meta.get(key)))) for key, label in known.items()]
     results = _as_count(meta.get("per_page"))
     pairs.append(("Results", f"{results:,}" if results is not None else _plain(meta.get("per_page"))))
@@ -504,4 +530,3 @@ def _section(text: str) -> dict[str, Any]:
 def _context(text: str) -> dict[str, Any]:
     """Build a context block with one mrkdwn element."""
     return {"type": "context", "elements": [_text_object(truncate(text, _TEXT_MAX))]}
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.slack.blocks import escape, truncate
 from bot.lexi.models import DISMISS_REASONS, STATUSES
+from bot.slack.blocks import escape, truncate
 
 #: The longest task id accepted (the database column's size).
 TASK_ID_MAX = 255

@@ -153,8 +153,12 @@ class SlackGate:
                 log.info("refused a Slack request: %s", refused.reason)
             return _refusal(refused)
         response = self._app.dispatch(request)
-        answer_headers = [(name, value) for name, values in response.headers.items() for value in values
-                          if name.lower() != "content-length"]
+        answer_headers = [
+            (name, value)
+            for name, values in response.headers.items()
+            for value in values
+            if name.lower() != "content-length"
+        ]
         payload = response.body.encode("utf-8") if isinstance(response.body, str) else bytes(response.body or b"")
         return Answer(response.status, answer_headers, payload)
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack import home_view as home
-from bot.db.store import Store, TaskRow, utcnow
 from bot.core.decisions import Decider
+from bot.db.store import Store, TaskRow, utcnow
+from bot.slack import home_view as home
 from bot.slack.messenger import confirm_above_for, slack_error_text
 from bot.slack.replies import BotStatus
 

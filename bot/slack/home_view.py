@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.slack.blocks import describe_task, escape, format_time, impact, task_buttons, truncate
 from bot.db.store import TaskRow
 from bot.lexi.models import DISMISS_REASONS, Task
+from bot.slack.blocks import describe_task, escape, format_time, impact, task_buttons, truncate
 from bot.slack.replies import BotStatus, ago, status_lines, task_ref
 
 #: Tasks shown in one `/lexi tasks` answer (two blocks each: a message holds at most 50).
@@ -76,8 +76,15 @@ def _size(confirm_above: ConfirmAbove | None, task: Task) -> int | None:
     return confirm_above(task) if confirm_above is not None else None
 
 
-def task_list(tasks: Sequence[Task], status: str, now: datetime, *, buttons: Buttons,
-              notice: str | None = None, confirm_above: ConfirmAbove | None = None) -> dict[str, Any]:
+def task_list(
+    tasks: Sequence[Task],
+    status: str,
+    now: datetime,
+    *,
+    buttons: Buttons,
+    notice: str | None = None,
+    confirm_above: ConfirmAbove | None = None,
+) -> dict[str, Any]:
     """The `/lexi tasks` answer: newest first, as many as fit (≤ MESSAGE_TASKS), with a count of the rest."""
     newest = newest_first(tasks)
     count = len(newest)
@@ -87,8 +94,12 @@ def task_list(tasks: Sequence[Task], status: str, now: datetime, *, buttons: But
         blocks.append(_context(notice))
     size, shown = len(json.dumps(blocks, ensure_ascii=False)), 0
     for task in newest[:MESSAGE_TASKS]:
-        item = task_blocks(task, now, buttons=status == "pending" and _with_buttons(buttons, task),
-                           confirm_above=_size(confirm_above, task))
+        item = task_blocks(
+            task,
+            now,
+            buttons=status == "pending" and _with_buttons(buttons, task),
+            confirm_above=_size(confirm_above, task),
+        )
         size += len(json.dumps(item, ensure_ascii=False))
         if size > MESSAGE_CHARS:
             break
@@ -120,8 +131,15 @@ def home_view(
     if notice and pending:
         blocks.append(_context(notice))
     for row in pending[:HOME_TASKS]:
-        blocks.extend(task_blocks(row.task, now, buttons=_with_buttons(buttons, row.task), warning=row.note,
-                                  confirm_above=_size(confirm_above, row.task)))
+        blocks.extend(
+            task_blocks(
+                row.task,
+                now,
+                buttons=_with_buttons(buttons, row.task),
+                warning=row.note,
+                confirm_above=_size(confirm_above, row.task),
+            )
+        )
     hidden = pending_total - min(len(pending), HOME_TASKS)
     if hidden > 0:
         blocks.append(_context(f"…and {hidden:,} older not shown here. Each has its card in the channel."))
@@ -143,7 +161,7 @@ def _decision_line(row: TaskRow) -> str:
 
 
 def _plural(count: int, noun: str) -> str:
-    """"1 pending task" or "3 pending tasks"."""
+    """ "1 pending task" or "3 pending tasks"."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import zlib
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,10 +16,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.slack import blocks
+from bot.core.policy import Policy
 from bot.db.store import Store, TaskRow
 from bot.lexi.models import Task
-from bot.core.policy import Policy
+from bot.slack import blocks
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,15 @@ def card_metadata(row: TaskRow) -> dict[str, Any]:
 class Messenger:
     """Posts and updates the task messages; the only module that calls Slack's chat API for tasks."""
 
-    def __init__(self, client: WebClient, store: Store, *, post_interval: float = 1.0, policy: Policy | None = None,
-                 on_card_change: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        store: Store,
+        *,
+        post_interval: float = 1.0,
+        policy: Policy | None = None,
+        on_card_change: Callable[[], object] | None = None,
+    ) -> None:
         self.client = client
         self._store = store
         self._pacer = Pacer(post_interval)
@@ -152,8 +159,10 @@ class Messenger:
         if self._identity is None:
             auth = self.client.auth_test()
             user_id, bot_id = auth.get("user_id"), auth.get("bot_id")
-            self._identity = (user_id if isinstance(user_id, str) and user_id else None,
-                              bot_id if isinstance(bot_id, str) and bot_id else None)
+            self._identity = (
+                user_id if isinstance(user_id, str) and user_id else None,
+                bot_id if isinstance(bot_id, str) and bot_id else None,
+            )
         return self._identity
 
     def posted_by_me(self, message: dict[str, Any]) -> bool:
@@ -170,7 +179,9 @@ class Messenger:
 
     def post_task(self, task: Task, channel: str) -> str:
         """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
-        message = blocks.render_card(task, blocks.Card(state="pending", confirm_above=confirm_above_for(task, self.policy)))
+        message = blocks.render_card(
+            task, blocks.Card(state="pending", confirm_above=confirm_above_for(task, self.policy))
+        )
         with self._pacer.slot(channel):
             response = self.client.chat_postMessage(
                 channel=channel,
@@ -206,8 +217,11 @@ class Messenger:
                     continue
                 metadata = message.get("metadata")
                 payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
-                if (isinstance(payload, dict) and metadata.get("event_type") == blocks.METADATA_EVENT
-                        and self.posted_by_me(message)):
+                if (
+                    isinstance(payload, dict)
+                    and metadata.get("event_type") == blocks.METADATA_EVENT
+                    and self.posted_by_me(message)
+                ):
                     yield message["ts"], payload
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
             if not response.get("has_more") or not cursor:

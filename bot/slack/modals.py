@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.slack.blocks import describe_task, truncate
 from bot.lexi.models import DISMISS_REASONS, Task
+from bot.slack.blocks import describe_task, truncate
 
 DISMISS_MODAL = "lexi_dismiss_modal"
 REASON_BLOCK = "reason"

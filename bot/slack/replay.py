@@ -30,10 +30,17 @@ SIGNED_WINDOW = timedelta(minutes=10)
 #: How long an event id is remembered: Slack retries an event for about an hour.
 EVENT_WINDOW = timedelta(hours=1)
 #: Interactive payloads that act (or open a view that acts); option lookups and the like are not listed.
-ACTING_PAYLOADS = frozenset({
-    "block_actions", "view_submission", "view_closed", "shortcut", "message_action", "interactive_message",
-    "dialog_submission",
-})
+ACTING_PAYLOADS = frozenset(
+    {
+        "block_actions",
+        "view_submission",
+        "view_closed",
+        "shortcut",
+        "message_action",
+        "interactive_message",
+        "dialog_submission",
+    }
+)
 
 
 def replay_key(body: dict[str, Any], headers: dict[str, Any]) -> tuple[str, timedelta] | None:
@@ -62,8 +69,7 @@ def register(app: App, store: Store) -> None:
             try:
                 first = store.first_sighting(key, utcnow() + keep)
             except Exception as exc:  # noqa: BLE001 - fail open: the listener tells the person it cannot record
-                log.warning("could not check for a repeated Slack request (%s); letting it through",
-                            type(exc).__name__)
+                log.warning("could not check for a repeated Slack request (%s); letting it through", type(exc).__name__)
                 first = True
             if not first:
                 log.info("ignored a repeated Slack request (%s)", key.split(":", 1)[0])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.slack.blocks import describe_task, escape, truncate
 from bot.errors import (
     InvalidKey,
     InvalidRequest,
@@ -17,6 +16,7 @@ from bot.errors import (
     TransientError,
 )
 from bot.lexi.models import DISMISS_REASONS, STATUSES, Task
+from bot.slack.blocks import describe_task, escape, truncate
 from bot.slack.texts import KEY_REFUSED, LIMIT_REACHED
 
 WORKING = "Working on it…"

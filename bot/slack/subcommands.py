@@ -8,16 +8,17 @@ from dataclasses import dataclass
 
 from slack_sdk.errors import SlackApiError
 
-from bot.slack import home_view as home, replies
-from bot.slack.answers import Answer
-from bot.slack.command_parser import Command
-from bot.db.store import DecisionRow, utcnow
 from bot.core.keeper import NotRecorded
+from bot.db.store import DecisionRow, utcnow
 from bot.errors import LexiError, RateLimited, TransientError
 from bot.lexi.models import STATUSES, Task
+from bot.runtime import Runtime
+from bot.slack import home_view as home
+from bot.slack import replies
+from bot.slack.answers import Answer
+from bot.slack.command_parser import Command
 from bot.slack.messenger import confirm_above_for, slack_error_text
 from bot.slack.texts import NOT_RECORDED
-from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def run(runtime: Runtime, command: Command, asker: Asker, decision: DecisionRow 
     except LexiError as exc:
         log.warning("/lexi %s failed: %s", command.name, exc)
         answer(replies.trouble(exc))
-    except Exception:  # noqa: BLE001 - the person gets a sentence; the traceback goes to the log only
+    except Exception:
         log.exception("/lexi %s failed", command.name)
         answer(replies.oops())
 
@@ -61,8 +62,14 @@ def _tasks(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> 
         decidable, refusal = _decidable(runtime, asker.user, shown)
         _announce_missing(runtime, [t for t in shown if t.id in decidable])
     policy = runtime.announcer.policy
-    message = home.task_list(tasks, status, utcnow(), buttons=lambda task: task.id in decidable, notice=refusal,
-                             confirm_above=lambda task: confirm_above_for(task, policy))
+    message = home.task_list(
+        tasks,
+        status,
+        utcnow(),
+        buttons=lambda task: task.id in decidable,
+        notice=refusal,
+        confirm_above=lambda task: confirm_above_for(task, policy),
+    )
     answer(message["text"], message["blocks"])
 
 
@@ -84,8 +91,9 @@ def _announce_missing(runtime: Runtime, tasks: list[Task]) -> None:
             _announce(runtime, task)
 
 
-def _decide(runtime: Runtime, command: Command, asker: Asker, answer: Answer,
-            decision: DecisionRow | None = None) -> None:
+def _decide(
+    runtime: Runtime, command: Command, asker: Asker, answer: Answer, decision: DecisionRow | None = None
+) -> None:
     """Approve or dismiss by id through the one decision path; a pending task lacking a card gets one first.
 
     Permission is checked against the task itself (its type, its channel), never against "some type". A decision
@@ -94,9 +102,15 @@ def _decide(runtime: Runtime, command: Command, asker: Asker, answer: Answer,
     task_id = command.task_id or ""
     if decision is None:
         try:
-            decision = runtime.decider.accept(task_id, action=command.name, user=asker.user, surface="command",
-                                              reason=command.reason, note=command.note,
-                                              reply={"response_url": asker.response_url})
+            decision = runtime.decider.accept(
+                task_id,
+                action=command.name,
+                user=asker.user,
+                surface="command",
+                reason=command.reason,
+                note=command.note,
+                reply={"response_url": asker.response_url},
+            )
         except NotRecorded:
             answer(NOT_RECORDED)
             return

@@ -19,11 +19,15 @@ KEY_REFUSED = "LeadLex refused the bot's API key. Ask an admin to update LEXI_AP
 LIMIT_REACHED = "LeadLex's API limit is reached for now. Try again later."
 
 #: What a person is told when their decision could not be journaled (nothing was sent to LeadLex).
-NOT_RECORDED = ("Your decision could not be recorded: the bot cannot reach its database right now. "
-                "Nothing was sent to LeadLex. Please try again in a moment.")
+NOT_RECORDED = (
+    "Your decision could not be recorded: the bot cannot reach its database right now. "
+    "Nothing was sent to LeadLex. Please try again in a moment."
+)
 #: Shown on the dismiss form when the decision could not be recorded (the form stays open to submit again).
-NOT_SUBMITTED = ("Your decision could not be recorded: the bot cannot reach its database right now. "
-                 "Nothing was sent to LeadLex. Please submit again in a moment.")
+NOT_SUBMITTED = (
+    "Your decision could not be recorded: the bot cannot reach its database right now. "
+    "Nothing was sent to LeadLex. Please submit again in a moment."
+)
 #: What someone who clicked Dismiss is told when the bot cannot read the task (its database is unreachable).
 NO_DATABASE = "I cannot reach my database right now, so I cannot open the dismiss form. Please try again in a moment."
 #: What someone who clicked Dismiss is told when Slack did not open the form (its trigger expired).

@@ -45,13 +45,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_tasks_state", "tasks", ["state", "replied_state"])
     op.create_index(
-        "ix_tasks_needs_render", "tasks", ["needs_render"],
-        postgresql_where=sa.text("needs_render"), sqlite_where=sa.text("needs_render = 1"),
+        "ix_tasks_needs_render",
+        "tasks",
+        ["needs_render"],
+        postgresql_where=sa.text("needs_render"),
+        sqlite_where=sa.text("needs_render = 1"),
     )
     unreplied = "replied_state IS NULL AND state IN ('completed', 'failed')"
     op.create_index(
-        "ix_tasks_unreplied", "tasks", ["task_id"],
-        postgresql_where=sa.text(unreplied), sqlite_where=sa.text(unreplied),
+        "ix_tasks_unreplied",
+        "tasks",
+        ["task_id"],
+        postgresql_where=sa.text(unreplied),
+        sqlite_where=sa.text(unreplied),
     )
 
 

@@ -38,8 +38,13 @@ def upgrade() -> None:
         sa.Column("done_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_decisions")),
     )
-    op.create_index("ix_decisions_open", "decisions", ["lease_until"],
-                    postgresql_where=sa.text(OPEN_DECISIONS), sqlite_where=sa.text(OPEN_DECISIONS))
+    op.create_index(
+        "ix_decisions_open",
+        "decisions",
+        ["lease_until"],
+        postgresql_where=sa.text(OPEN_DECISIONS),
+        sqlite_where=sa.text(OPEN_DECISIONS),
+    )
     op.create_index("ix_decisions_done_at", "decisions", ["done_at"])
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("decision_id", sa.Integer(), nullable=True))

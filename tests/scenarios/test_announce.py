@@ -6,9 +6,9 @@ import json
 import threading
 from datetime import timedelta
 
-from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 
@@ -29,10 +29,12 @@ def _text_of(blocks_: list[dict]) -> str:
 def test_each_pending_task_is_announced_once(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
     """Every pending task of every type gets one message with buttons, text fallback and its id as metadata."""
     ids = [
-        sandbox.add_task("prospect_search", "Find VPs of Sales", {"query": {"person_titles": ["VP of Sales"]},
-                                                                  "per_page": 25})["id"],
-        sandbox.add_task("campaign_start", "Start campaign 'Q1 Fintech'", {"campaign_id": "cmp_1",
-                                                                           "contact_count": 150})["id"],
+        sandbox.add_task(
+            "prospect_search", "Find VPs of Sales", {"query": {"person_titles": ["VP of Sales"]}, "per_page": 25}
+        )["id"],
+        sandbox.add_task(
+            "campaign_start", "Start campaign 'Q1 Fintech'", {"campaign_id": "cmp_1", "contact_count": 150}
+        )["id"],
         sandbox.add_task("contact_update", "Mark 42 contacts as customers", {"contact_count": 42})["id"],
         sandbox.add_task("list_operation", "Merge lists", {"operation": "merge", "record_count": 310})["id"],
         sandbox.add_task("meeting_booking", "Book a demo", {"when": "tomorrow"})["id"],

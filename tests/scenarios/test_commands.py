@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from bot.slack import blocks, modals
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks, modals
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 
@@ -43,10 +43,13 @@ def _buttons(answer: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 def _click_ephemeral(bot: BotHarness, action_id: str, task_id: str, user: str = "UALICE") -> None:
     """Click a button in an ephemeral message: Slack sends its container and a response_url, no message."""
     payload = payloads.build_block_action(
-        action_id=action_id, value=task_id, user=user, channel=CHANNEL,
-        trigger_id=bot.slack.new_trigger_id(user), response_url=bot.slack.new_response_url(),
-        container={"type": "message", "message_ts": "1763900000.000200", "channel_id": CHANNEL,
-                   "is_ephemeral": True},
+        action_id=action_id,
+        value=task_id,
+        user=user,
+        channel=CHANNEL,
+        trigger_id=bot.slack.new_trigger_id(user),
+        response_url=bot.slack.new_response_url(),
+        container={"type": "message", "message_ts": "1763900000.000200", "channel_id": CHANNEL, "is_ephemeral": True},
     )
     payload.pop("message")
     assert bot.post(*payloads.encode_interactive(payload)).status_code == 200
@@ -91,11 +94,15 @@ def test_unknown_status_is_answered_with_the_valid_ones(bot: BotHarness, sandbox
 
 def test_tasks_lists_pending_tasks_with_buttons_and_confirmations(bot: BotHarness, sandbox: Sandbox) -> None:
     """`/lexi tasks` lists LeadLex's pending tasks with buttons; a big campaign's Approve asks to confirm."""
-    search = sandbox.add_task("prospect_search", "Find <!channel> CFOs", {"per_page": 20},
-                              created_at="2026-01-01T10:00:00Z")["id"]
-    campaign = sandbox.add_task("campaign_start", "Start campaign 'Win-back'",
-                                {"campaign_id": "c1", "contact_count": 1240},
-                                created_at="2026-01-01T11:00:00Z")["id"]
+    search = sandbox.add_task(
+        "prospect_search", "Find <!channel> CFOs", {"per_page": 20}, created_at="2026-01-01T10:00:00Z"
+    )["id"]
+    campaign = sandbox.add_task(
+        "campaign_start",
+        "Start campaign 'Win-back'",
+        {"campaign_id": "c1", "contact_count": 1240},
+        created_at="2026-01-01T11:00:00Z",
+    )["id"]
     bot.poll()
     (answer,) = _run(bot, "tasks")
     assert answer["text"] == "2 pending tasks in LeadLex"
@@ -128,9 +135,7 @@ def test_buttons_in_the_task_list_decide_like_the_card_buttons(
     assert late.body["text"] == "This task was already approved by <@UBOB>."
 
 
-def test_dismiss_in_the_task_list_opens_the_reason_form(
-    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
-) -> None:
+def test_dismiss_in_the_task_list_opens_the_reason_form(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
     """Dismiss in the list opens the reason modal; submitting it dismisses with the reason and note."""
     task_id = sandbox.add_task("contact_update", "Mark 3 contacts as customers", {"contact_count": 3})["id"]
     bot.poll()
@@ -140,10 +145,15 @@ def test_dismiss_in_the_task_list_opens_the_reason_form(
     (opened,) = slack.views
     assert opened.view["callback_id"] == modals.DISMISS_MODAL and opened.user == "UBOB"
     submission = payloads.build_view_submission(
-        callback_id=modals.DISMISS_MODAL, private_metadata=opened.view["private_metadata"], user="UBOB",
-        values={modals.REASON_BLOCK: {modals.REASON_INPUT: {"type": "radio_buttons",
-                                                             "selected_option": {"value": "testing"}}},
-                modals.NOTE_BLOCK: {modals.NOTE_INPUT: "only a drill"}},
+        callback_id=modals.DISMISS_MODAL,
+        private_metadata=opened.view["private_metadata"],
+        user="UBOB",
+        values={
+            modals.REASON_BLOCK: {
+                modals.REASON_INPUT: {"type": "radio_buttons", "selected_option": {"value": "testing"}}
+            },
+            modals.NOTE_BLOCK: {modals.NOTE_INPUT: "only a drill"},
+        },
     )
     assert bot.post(*payloads.encode_interactive(submission)).status_code == 200
     bot.settle()
@@ -189,9 +199,7 @@ def test_approve_by_id_decides_through_the_one_path(bot: BotHarness, sandbox: Sa
     task_id = sandbox.add_task("prospect_search", "Find VPs of Sales")["id"]
     bot.poll()
     (answer,) = _run(bot, f"approve {task_id}", user="UCAROL")
-    assert answer["text"] == (
-        f"✅ Approved: Prospect search — Find VPs of Sales. Its card in <#{CHANNEL}> shows it."
-    )
+    assert answer["text"] == (f"✅ Approved: Prospect search — Find VPs of Sales. Its card in <#{CHANNEL}> shows it.")
     assert sandbox.task(task_id)["status"] == "approved"
     row = bot.store.get(task_id)
     assert row.actor == "UCAROL" and row.surface == "command"
@@ -302,9 +310,7 @@ def _conversations(sandbox: Sandbox) -> list[str | None]:
     return [call.body["context"].get("conversation_id") for call in sandbox.calls_to("POST", "/v1/lexi/chat")]
 
 
-def test_follow_up_asks_continue_the_conversation_and_new_starts_another(
-    bot: BotHarness, sandbox: Sandbox
-) -> None:
+def test_follow_up_asks_continue_the_conversation_and_new_starts_another(bot: BotHarness, sandbox: Sandbox) -> None:
     """Asks continue the asker's conversation; `--new` starts another; other people have their own."""
     first = _run(bot, "ask hello")[0]["text"]
     assert "(message 1 in this conversation)" in first
@@ -345,9 +351,7 @@ def test_out_of_credits_gets_a_clear_answer_and_no_retry(bot: BotHarness, sandbo
     assert bot.store.conversation_for("UALICE", CHANNEL) is None
 
 
-def test_chat_failure_is_not_retried_and_says_the_message_may_have_arrived(
-    bot: BotHarness, sandbox: Sandbox
-) -> None:
+def test_chat_failure_is_not_retried_and_says_the_message_may_have_arrived(bot: BotHarness, sandbox: Sandbox) -> None:
     """A 503 from chat is not retried; the person is told to check before asking again."""
     sandbox.fail_next("POST", "/v1/lexi/chat", status=503, times=4)
     (answer,) = _run(bot, "ask find CFOs")

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.conftest import _reset_postgres
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 from tests.support.tcp_proxy import TcpProxy
@@ -29,16 +29,22 @@ OUTAGE = 10.0
 
 def _posted_ids(slack: SlackStandIn) -> list[str]:
     """Task ids of the top-level messages in the channel, once per message."""
-    return [m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL)
-            if m.thread_ts is None and m.metadata]
+    return [
+        m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL) if m.thread_ts is None and m.metadata
+    ]
 
 
 def _approve(bot: BotHarness, slack: SlackStandIn, task_id: str) -> httpx.Response:
     """Click Approve on a task's card (found in the channel, not in the store, which may be away)."""
     ts = next(m.ts for m in slack.messages(CHANNEL) if m.metadata and m.metadata["event_payload"]["task_id"] == task_id)
     payload = payloads.build_block_action(
-        action_id=blocks.APPROVE_ACTION, value=task_id, user="UALICE", channel=CHANNEL, message_ts=ts,
-        trigger_id=slack.new_trigger_id("UALICE"), response_url=slack.new_response_url(),
+        action_id=blocks.APPROVE_ACTION,
+        value=task_id,
+        user="UALICE",
+        channel=CHANNEL,
+        message_ts=ts,
+        trigger_id=slack.new_trigger_id("UALICE"),
+        response_url=slack.new_response_url(),
     )
     return bot.post(*payloads.encode_interactive(payload))
 

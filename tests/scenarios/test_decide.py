@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import threading
 
-from bot.slack import blocks, modals
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks, modals
 from tests.support.harness import CHANNEL, BotHarness
 
 
@@ -111,8 +111,9 @@ def test_dismiss_opens_a_reason_modal_and_dismisses_on_submit(
         private_metadata=view["private_metadata"],
         user="UBOB",
         values={
-            modals.REASON_BLOCK: {modals.REASON_INPUT: {"type": "radio_buttons",
-                                                         "selected_option": {"value": "duplicate"}}},
+            modals.REASON_BLOCK: {
+                modals.REASON_INPUT: {"type": "radio_buttons", "selected_option": {"value": "duplicate"}}
+            },
             modals.NOTE_BLOCK: {modals.NOTE_INPUT: {"type": "plain_text_input", "value": "same as yesterday's"}},
         },
     )
@@ -147,8 +148,9 @@ def test_cancelled_modal_changes_nothing(bot: BotHarness, sandbox: Sandbox, slac
     bot.click(blocks.DISMISS_ACTION, task_id)
     bot.wait_for(lambda: slack.views)
     before = _card(bot, slack, task_id)[0]
-    closed = payloads.build_view_closed(callback_id=modals.DISMISS_MODAL,
-                                        private_metadata=json.dumps({"task_id": task_id}))
+    closed = payloads.build_view_closed(
+        callback_id=modals.DISMISS_MODAL, private_metadata=json.dumps({"task_id": task_id})
+    )
     assert bot.post(*payloads.encode_interactive(closed)).status_code in (200, 404)
     bot.settle()
     assert sandbox.task(task_id)["status"] == "pending"

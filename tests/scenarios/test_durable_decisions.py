@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from datetime import timedelta
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bot.slack import blocks, modals
+from bot.core.keeper import Leases
 from bot.db import migrate
 from bot.db.store import Store
-from bot.core.keeper import Leases
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks, modals
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness, bot_env, start_bot
 from tests.support.lexi_hold import HoldingProxy
 from tests.support.process import BotProcess, clean_env, free_port
@@ -51,11 +51,16 @@ def _card_text(slack: SlackStandIn, task_id: str) -> str:
 
 def _click(port: int, slack: SlackStandIn, task_id: str, ts: str | None, user: str = "UALICE") -> httpx.Response:
     """Click Approve on a card as Slack would, at the bot listening on `port`."""
-    action = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=task_id, user=user, message_ts=ts,
-                                         response_url=slack.new_response_url())
+    action = payloads.build_block_action(
+        action_id=blocks.APPROVE_ACTION, value=task_id, user=user, message_ts=ts, response_url=slack.new_response_url()
+    )
     body, kind = payloads.encode_interactive(action)
-    return httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body,
-                      headers=payloads.signed_request(SIGNING_SECRET, body, kind), timeout=10)
+    return httpx.post(
+        f"http://127.0.0.1:{port}/slack/events",
+        content=body,
+        headers=payloads.signed_request(SIGNING_SECRET, body, kind),
+        timeout=10,
+    )
 
 
 # --- click → LeadLex at once ------------------------------------------------------------------------
@@ -155,8 +160,14 @@ class _Outage:
     def __init__(self, database_url: str) -> None:
         url = make_url(database_url)
         self._direct = database_url
-        self.proxy = None if url.get_backend_name() == "sqlite" else _CutProxy(url.host or "127.0.0.1", url.port or 5432)
-        self.url = database_url if self.proxy is None else url.set(host="127.0.0.1", port=self.proxy.port).render_as_string(hide_password=False)
+        self.proxy = (
+            None if url.get_backend_name() == "sqlite" else _CutProxy(url.host or "127.0.0.1", url.port or 5432)
+        )
+        self.url = (
+            database_url
+            if self.proxy is None
+            else url.set(host="127.0.0.1", port=self.proxy.port).render_as_string(hide_password=False)
+        )
         self._path = Path(url.database or "") if self.proxy is None else None
 
     def cut(self, store: Store) -> None:
@@ -193,8 +204,12 @@ class _Outage:
         engine = create_engine(self._direct)
         try:
             with engine.begin() as conn:
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
         finally:
             engine.dispose()
 
@@ -220,8 +235,9 @@ def test_a_click_the_database_cannot_record_is_answered_and_not_sent(
         try:
             response = _click(int(bot.url.rsplit(":", 1)[1]), slack, task_id, None)  # no store read: it is gone
             assert response.status_code == 200
-            told = bot.wait_for(lambda: [e for e in slack.ephemerals_for("UALICE")
-                                         if "could not be recorded" in e.text])
+            told = bot.wait_for(
+                lambda: [e for e in slack.ephemerals_for("UALICE") if "could not be recorded" in e.text]
+            )
             assert "try again" in told[0].text and "Nothing was sent to LeadLex" in told[0].text
             bot.settle()
             assert _approvals(sandbox, task_id) == 0
@@ -247,9 +263,14 @@ def test_a_command_or_dismiss_form_the_database_cannot_record_says_so(
             answer = bot.command(f"approve {task_id}")
             assert answer.status_code == 200 and "could not be recorded" in answer.json()["text"]
             submission = payloads.build_view_submission(
-                callback_id=modals.DISMISS_MODAL, private_metadata=json.dumps({"task_id": task_id}), user="UBOB",
-                values={modals.REASON_BLOCK: {modals.REASON_INPUT: {"type": "radio_buttons",
-                                                                     "selected_option": {"value": "duplicate"}}}},
+                callback_id=modals.DISMISS_MODAL,
+                private_metadata=json.dumps({"task_id": task_id}),
+                user="UBOB",
+                values={
+                    modals.REASON_BLOCK: {
+                        modals.REASON_INPUT: {"type": "radio_buttons", "selected_option": {"value": "duplicate"}}
+                    }
+                },
             )
             form = bot.post(*payloads.encode_interactive(submission))
             assert form.status_code == 200 and form.json()["response_action"] == "errors"
@@ -267,15 +288,18 @@ def test_a_command_or_dismiss_form_the_database_cannot_record_says_so(
 
 
 @contextmanager
-def _killed_after_the_ack(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+def _killed_after_the_ack(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+) -> Iterator[tuple[str, Callable[[], None]]]:
     """A `lexi-bot run` process SIGKILLed right after acknowledging an Approve whose LeadLex call never arrived.
 
     Yields the task id and a function that starts the restarted bot (on the same database) and waits until it serves.
     """
     proxy = HoldingProxy(sandbox.url)
     port = free_port()
-    env = clean_env(**bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", LEXI_API_URL=proxy.url,
-                              PORT=str(port)))
+    env = clean_env(
+        **bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", LEXI_API_URL=proxy.url, PORT=str(port))
+    )
     task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
     crashed = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
     restarted: list[BotProcess] = []
@@ -322,8 +346,9 @@ def test_a_resumed_approval_that_had_landed_ends_approved(
     sandbox.complete_after = runs_for
     proxy = HoldingProxy(sandbox.url)
     port = free_port()
-    env = clean_env(**bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", LEXI_API_URL=proxy.url,
-                              PORT=str(port)))
+    env = clean_env(
+        **bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", LEXI_API_URL=proxy.url, PORT=str(port))
+    )
     task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
     crashed = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
     restarted = None
@@ -381,9 +406,7 @@ def test_a_decision_acked_by_a_killed_replica_is_finished_by_another(
 
 
 @pytest.mark.slow
-def test_restart_hands_back_only_what_leadlex_refuses(
-    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
-) -> None:
+def test_restart_hands_back_only_what_leadlex_refuses(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> None:
     """A resumed approval that LeadLex refuses (the task is still pending there) gets its buttons back, with why."""
     with _killed_after_the_ack(sandbox, slack, tmp_path) as (task_id, restart):
         sandbox.fail_next("POST", f"/v1/lexi/tasks/{task_id}/approve", status=403, code="permission_denied")

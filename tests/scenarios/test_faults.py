@@ -8,17 +8,18 @@ import time
 
 import pytest
 
-from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness
 
 
 def _posted_ids(slack: SlackStandIn) -> list[str]:
     """Task ids of the top-level messages in the channel."""
-    return [m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL)
-            if m.thread_ts is None and m.metadata]
+    return [
+        m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL) if m.thread_ts is None and m.metadata
+    ]
 
 
 @pytest.mark.parametrize(
@@ -32,8 +33,9 @@ def _posted_ids(slack: SlackStandIn) -> list[str]:
     ],
     ids=["500", "gateway-page", "non-json-200", "429-retry-after", "429-bare"],
 )
-def test_transient_leadlex_faults_are_retried(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn,
-                                              fault: dict) -> None:
+def test_transient_leadlex_faults_are_retried(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn, fault: dict
+) -> None:
     """5xx, HTML pages and 429s on the task list are retried; the task is announced exactly once."""
     task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
     sandbox.fail_next("GET", "/v1/lexi/tasks", times=2, **fault)
@@ -56,8 +58,7 @@ def test_timeouts_are_retried(sandbox: Sandbox, slack: SlackStandIn, database_ur
     assert _posted_ids(slack) == [task_id]
 
 
-def test_persistent_outage_backs_off_and_loses_nothing(bot: BotHarness, sandbox: Sandbox,
-                                                       slack: SlackStandIn) -> None:
+def test_persistent_outage_backs_off_and_loses_nothing(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
     """When LeadLex is down for a whole cycle, the poller waits longer, then announces once it is back."""
     task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
     sandbox.fail_next("GET", "/v1/lexi/tasks", status=503, times=4)
@@ -70,8 +71,12 @@ def test_persistent_outage_backs_off_and_loses_nothing(bot: BotHarness, sandbox:
 
 @pytest.mark.parametrize(("key_kind", "words"), [("unknown", "invalid_key"), ("no_lexi", "Lexi permission")])
 def test_key_refused_later_is_reported_once_and_backs_off(
-    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn, caplog: pytest.LogCaptureFixture,
-    key_kind: str, words: str,
+    bot: BotHarness,
+    sandbox: Sandbox,
+    slack: SlackStandIn,
+    caplog: pytest.LogCaptureFixture,
+    key_kind: str,
+    words: str,
 ) -> None:
     """A key revoked while running is logged once, posted to the channel once, and polling backs off."""
     status, code = (401, "invalid_key") if key_kind == "unknown" else (403, "insufficient_permissions")
@@ -100,8 +105,9 @@ def test_slack_setup_errors_are_explained_and_lose_nothing(
     assert task_id in _posted_ids(slack)
 
 
-def test_hostile_text_cannot_ping_mention_or_disguise_links(bot: BotHarness, sandbox: Sandbox,
-                                                            slack: SlackStandIn) -> None:
+def test_hostile_text_cannot_ping_mention_or_disguise_links(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """Mentions, channel pings and link markup in task text arrive escaped, never as live mrkdwn."""
     evil = "Hi <!channel> and <!here> <@U0BOSS> see <https://evil.example|your bank> & more"
     task_id = sandbox.add_task("campaign_start", evil, {"campaign_id": "<!everyone>", "contact_count": 5})["id"]
@@ -114,12 +120,14 @@ def test_hostile_text_cannot_ping_mention_or_disguise_links(bot: BotHarness, san
     assert bot.store.get(task_id).state == "pending"
 
 
-def test_odd_tasks_are_announced_and_never_stop_the_others(bot: BotHarness, sandbox: Sandbox,
-                                                           slack: SlackStandIn) -> None:
+def test_odd_tasks_are_announced_and_never_stop_the_others(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """Tasks with missing or odd fields are announced; an item without an id is skipped; none blocks the rest."""
     sandbox.add_raw_task({"id": "odd-1", "type": None, "metadata": None, "description": None})
-    sandbox.add_raw_task({"id": 12345, "type": "prospect_search", "metadata": ["not", "a", "dict"],
-                          "created_at": "yesterday"})
+    sandbox.add_raw_task(
+        {"id": 12345, "type": "prospect_search", "metadata": ["not", "a", "dict"], "created_at": "yesterday"}
+    )
     sandbox.add_raw_task({"description": "no id at all"})
     sandbox.add_raw_task("not even an object")
     huge = sandbox.add_task("contact_update", "x" * 100_000, {f"field_{i}": "v" * 500 for i in range(300)})["id"]

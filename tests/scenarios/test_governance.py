@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import BotHarness, start_bot
 
 POLICY = """\
@@ -36,8 +36,9 @@ def _approve_calls(sandbox: Sandbox, task_id: str) -> int:
     return len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/approve"))
 
 
-def test_each_type_is_announced_in_its_channel(sandbox: Sandbox, slack: SlackStandIn, database_url: str,
-                                               tmp_path: Path) -> None:
+def test_each_type_is_announced_in_its_channel(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
     """Campaign starts go to their own channel; other types to the default one."""
     harness = _bot(sandbox, slack, database_url, tmp_path)
     try:
@@ -91,8 +92,9 @@ def test_channel_members_may_dismiss_under_their_own_rule(
         harness.close()
 
 
-def test_type_rules_override_the_defaults(sandbox: Sandbox, slack: SlackStandIn, database_url: str,
-                                          tmp_path: Path) -> None:
+def test_type_rules_override_the_defaults(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
     """Only Carol approves campaign starts, even though Alice approves everything else."""
     harness = _bot(sandbox, slack, database_url, tmp_path)
     try:
@@ -109,8 +111,9 @@ def test_type_rules_override_the_defaults(sandbox: Sandbox, slack: SlackStandIn,
         harness.close()
 
 
-def test_group_changes_apply_after_slack_says_so(sandbox: Sandbox, slack: SlackStandIn, database_url: str,
-                                                 tmp_path: Path) -> None:
+def test_group_changes_apply_after_slack_says_so(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
     """Memberships are cached, and a subteam_members_changed event makes the next check ask Slack again."""
     harness = _bot(sandbox, slack, database_url, tmp_path)
     try:
@@ -122,9 +125,15 @@ def test_group_changes_apply_after_slack_says_so(sandbox: Sandbox, slack: SlackS
         harness.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
         harness.settle()
         assert _approve_calls(sandbox, task_id) == 0  # still cached
-        event = {"token": "x", "team_id": "T0001", "api_app_id": "A0LEXI", "type": "event_callback",
-                 "event_id": "Ev1", "event_time": 1, "event": {"type": "subteam_members_changed",
-                                                                "subteam_id": "S0LEADS"}}
+        event = {
+            "token": "x",
+            "team_id": "T0001",
+            "api_app_id": "A0LEXI",
+            "type": "event_callback",
+            "event_id": "Ev1",
+            "event_time": 1,
+            "event": {"type": "subteam_members_changed", "subteam_id": "S0LEADS"},
+        }
         assert harness.post(*payloads.encode_event(event)).status_code == 200
         harness.settle()
         harness.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
@@ -134,8 +143,9 @@ def test_group_changes_apply_after_slack_says_so(sandbox: Sandbox, slack: SlackS
         harness.close()
 
 
-def test_membership_checks_fail_closed(sandbox: Sandbox, slack: SlackStandIn, database_url: str,
-                                       tmp_path: Path) -> None:
+def test_membership_checks_fail_closed(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
     """When Slack cannot say who is in the group, nobody outside the named users may decide."""
     harness = _bot(sandbox, slack, database_url, tmp_path)
     try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.slack import blocks, modals
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks, modals
 from tests.support.harness import BotHarness, start_bot
 
 
@@ -35,7 +35,10 @@ def _click_home(bot: BotHarness, action_id: str, task_id: str, user: str = "UALI
     """Click a button in the Home tab: the payload carries the view, not a channel message or response_url."""
     view = bot.slack.home_views[user]
     payload = payloads.build_block_action(
-        action_id=action_id, value=task_id, user=user, trigger_id=bot.slack.new_trigger_id(user),
+        action_id=action_id,
+        value=task_id,
+        user=user,
+        trigger_id=bot.slack.new_trigger_id(user),
         container={"type": "view", "view_id": view["id"]},
     )
     for key in ("channel", "message", "response_url"):
@@ -51,12 +54,19 @@ def _announce(bot: BotHarness, sandbox: Sandbox, description: str, **kwargs: Any
     return task_id
 
 
-def test_opening_home_publishes_pending_tasks_decisions_and_status(bot: BotHarness, sandbox: Sandbox,
-                                                                   slack: SlackStandIn) -> None:
+def test_opening_home_publishes_pending_tasks_decisions_and_status(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """Opening Home shows the pending tasks newest first with buttons, the latest decisions and the status."""
     older = _announce(bot, sandbox, "Find CFOs", created_at="2026-01-01T10:00:00Z")
-    newer = _announce(bot, sandbox, "Start campaign 'Q1'", type_="campaign_start",
-                      metadata={"contact_count": 1240}, created_at="2026-01-01T11:00:00Z")
+    newer = _announce(
+        bot,
+        sandbox,
+        "Start campaign 'Q1'",
+        type_="campaign_start",
+        metadata={"contact_count": 1240},
+        created_at="2026-01-01T11:00:00Z",
+    )
     decided = _announce(bot, sandbox, "Find <!here> CTOs")
     bot.click(blocks.APPROVE_ACTION, decided, user="UBOB")
     bot.settle()
@@ -90,8 +100,9 @@ def test_opening_the_messages_tab_publishes_nothing(bot: BotHarness, slack: Slac
     assert [c.args["user_id"] for c in slack.calls_to("views.publish")] == ["UBOB"]
 
 
-def test_home_is_refreshed_after_a_decision_by_its_owner(bot: BotHarness, sandbox: Sandbox,
-                                                         slack: SlackStandIn) -> None:
+def test_home_is_refreshed_after_a_decision_by_its_owner(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """After Alice approves on the channel card, her Home no longer offers the task and lists her decision."""
     task_id = _announce(bot, sandbox, "Find CFOs")
     _open_home(bot)
@@ -103,8 +114,7 @@ def test_home_is_refreshed_after_a_decision_by_its_owner(bot: BotHarness, sandbo
     assert "✅ Approved by <@UALICE>" in home
 
 
-def test_home_is_refreshed_after_a_decision_by_command(bot: BotHarness, sandbox: Sandbox,
-                                                       slack: SlackStandIn) -> None:
+def test_home_is_refreshed_after_a_decision_by_command(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
     """A decision made with /lexi dismiss also re-publishes the decider's Home, with the reason."""
     task_id = _announce(bot, sandbox, "Find CFOs")
     bot.command(f"dismiss {task_id} not_relevant", user="UCAROL")
@@ -129,9 +139,13 @@ def test_home_buttons_approve_and_dismiss_through_the_card_listeners(
     bot.wait_for(lambda: slack.views)
     (opened,) = slack.views
     submission = payloads.build_view_submission(
-        callback_id=modals.DISMISS_MODAL, private_metadata=opened.view["private_metadata"],
-        values={modals.REASON_BLOCK: {modals.REASON_INPUT: {"type": "radio_buttons",
-                                                             "selected_option": {"value": "not_relevant"}}}},
+        callback_id=modals.DISMISS_MODAL,
+        private_metadata=opened.view["private_metadata"],
+        values={
+            modals.REASON_BLOCK: {
+                modals.REASON_INPUT: {"type": "radio_buttons", "selected_option": {"value": "not_relevant"}}
+            }
+        },
     )
     assert bot.post(*payloads.encode_interactive(submission)).status_code == 200
     bot.settle()
@@ -139,9 +153,7 @@ def test_home_buttons_approve_and_dismiss_through_the_card_listeners(
     assert _home_buttons(slack) == {} and "🚫 Dismissed by <@UALICE>" in _home(slack)
 
 
-def test_home_of_a_non_approver_has_no_buttons(
-    sandbox: Sandbox, slack: SlackStandIn, database_url: str
-) -> None:
+def test_home_of_a_non_approver_has_no_buttons(sandbox: Sandbox, slack: SlackStandIn, database_url: str) -> None:
     """With LEXI_APPROVERS set, someone else's Home lists the tasks without buttons and names who decides."""
     harness = start_bot(sandbox, slack, database_url, LEXI_APPROVERS="UCAROL")
     try:
@@ -156,11 +168,9 @@ def test_home_of_a_non_approver_has_no_buttons(
         harness.close()
 
 
-def test_home_with_many_tasks_stays_within_slacks_limit(bot: BotHarness, sandbox: Sandbox,
-                                                        slack: SlackStandIn) -> None:
+def test_home_with_many_tasks_stays_within_slacks_limit(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
     """Sixty pending tasks and a dozen decisions fit in 100 blocks, with a visible count of what is cut."""
-    ids = [sandbox.add_task("campaign_start", f"Campaign {i}", {"contact_count": 200 + i})["id"]
-           for i in range(72)]
+    ids = [sandbox.add_task("campaign_start", f"Campaign {i}", {"contact_count": 200 + i})["id"] for i in range(72)]
     bot.poll()
     for task_id in ids[:12]:
         bot.click(blocks.APPROVE_ACTION, task_id, user="UBOB")
@@ -173,8 +183,9 @@ def test_home_with_many_tasks_stays_within_slacks_limit(bot: BotHarness, sandbox
     assert _home(slack).count("✅ Approved by <@UBOB>") == 10
 
 
-def test_open_homes_follow_every_decision_and_change_in_leadlex(bot: BotHarness, sandbox: Sandbox,
-                                                                slack: SlackStandIn) -> None:
+def test_open_homes_follow_every_decision_and_change_in_leadlex(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """Bob's open Home shows Alice's decision, and a decision made in the LeadLex dashboard, without reopening."""
     clicked = _announce(bot, sandbox, "Find CFOs in Lisbon")
     outside = _announce(bot, sandbox, "Find CTOs in Porto")

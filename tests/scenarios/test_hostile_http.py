@@ -13,15 +13,14 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pytest
 
-from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
-from tests.support.harness import bot_env
-from tests.support.process import BotProcess, clean_env, free_port
-from bot.slack.app import create_app
 from bot.ops.server import MAX_BODY, make_wsgi
-from tests.support.harness import BotHarness
+from bot.slack import blocks
+from bot.slack.app import create_app
+from tests.support.harness import BotHarness, bot_env
+from tests.support.process import BotProcess, clean_env, free_port
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -46,7 +45,6 @@ MALFORMED = [
     (b'{"type": "block_actions", "enterprise": 5, "team": []}', "text/plain"),
     (b"\x00\x01\x02", "application/octet-stream"),
 ]
-
 
 
 def _address(bot: BotHarness) -> tuple[str, int]:
@@ -85,24 +83,31 @@ def test_signed_malformed_slack_requests_are_refused_with_400(bot: BotHarness, b
 
 
 @pytest.mark.parametrize(("body", "content_type"), MALFORMED, ids=[f"body{i}" for i in range(len(MALFORMED))])
-def test_unsigned_malformed_slack_requests_are_refused_with_401(bot: BotHarness, body: bytes, content_type: str) -> None:
+def test_unsigned_malformed_slack_requests_are_refused_with_401(
+    bot: BotHarness, body: bytes, content_type: str
+) -> None:
     """Without a valid signature a request is refused with 401 before its body is parsed."""
     response = bot.http.post(f"{bot.url}/slack/events", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 401, response.text
 
 
-@pytest.mark.parametrize("headers", [
-    {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
-    {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=\u00e9\u00e9".encode("latin-1")},
-    {"X-Slack-Request-Timestamp": "9" * 400, "X-Slack-Signature": "v0=00"},
-    {"X-Slack-Signature": "v0=00"},
-    {},
-], ids=["word-timestamp", "latin1-signature", "huge-timestamp", "no-timestamp", "no-headers"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"},
+        {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=\u00e9\u00e9".encode("latin-1")},
+        {"X-Slack-Request-Timestamp": "9" * 400, "X-Slack-Signature": "v0=00"},
+        {"X-Slack-Signature": "v0=00"},
+        {},
+    ],
+    ids=["word-timestamp", "latin1-signature", "huge-timestamp", "no-timestamp", "no-headers"],
+)
 def test_broken_signature_headers_are_refused_with_401(bot: BotHarness, headers: dict[str, str | bytes]) -> None:
     """Missing, non-numeric or non-ASCII signature headers get a 401, never a 5xx."""
     body = json.dumps({"type": "url_verification", "challenge": "c"}).encode()
-    response = bot.http.post(f"{bot.url}/slack/events", content=body,
-                             headers={"Content-Type": "application/json", **headers})
+    response = bot.http.post(
+        f"{bot.url}/slack/events", content=body, headers={"Content-Type": "application/json", **headers}
+    )
     assert response.status_code == 401
 
 
@@ -119,10 +124,15 @@ def test_unknown_paths_get_404_and_wrong_methods_405(hooked: BotHarness) -> None
     http, url = hooked.http, hooked.url
     assert http.get(f"{url}/nope").status_code == 404
     assert http.post(f"{url}/slack/events/extra").status_code == 404
-    for method, path, allowed in [("GET", "/slack/events", "POST"), ("PUT", "/slack/events", "POST"),
-                                  ("GET", "/lexi/webhooks", "POST"), ("DELETE", "/lexi/webhooks", "POST"),
-                                  ("POST", "/healthz", "GET, HEAD"), ("POST", "/metrics", "GET, HEAD"),
-                                  ("PUT", "/readyz", "GET, HEAD")]:
+    for method, path, allowed in [
+        ("GET", "/slack/events", "POST"),
+        ("PUT", "/slack/events", "POST"),
+        ("GET", "/lexi/webhooks", "POST"),
+        ("DELETE", "/lexi/webhooks", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("POST", "/metrics", "GET, HEAD"),
+        ("PUT", "/readyz", "GET, HEAD"),
+    ]:
         response = http.request(method, f"{url}{path}")
         assert response.status_code == 405, (method, path)
         assert response.headers["Allow"] == allowed
@@ -132,8 +142,11 @@ def test_unknown_paths_get_404_and_wrong_methods_405(hooked: BotHarness) -> None
 def test_a_huge_declared_body_is_refused_before_it_is_read(hooked: BotHarness, path: str) -> None:
     """A 100 MiB Content-Length is answered 413 after the headers, without the bot waiting for the body."""
     with socket.create_connection(_address(hooked), timeout=10) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {100 * 1024 * 1024}\r\n\r\n".encode() + b"{" * 65536)
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {100 * 1024 * 1024}\r\n\r\n".encode()
+            + b"{" * 65536
+        )
         assert b" 413 " in _status_line(sock)
     assert hooked.http.get(f"{hooked.url}/healthz").status_code == 200
 
@@ -144,8 +157,10 @@ def test_a_chunked_body_is_cut_off_at_the_limit(hooked: BotHarness, path: str) -
     chunk = b"x" * 65536
     sent = 0
     with socket.create_connection(_address(hooked), timeout=10) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
         try:
             while sent < 16 * MAX_BODY:  # never the final chunk: only the limit can end this request
                 sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -160,12 +175,18 @@ def test_a_chunked_body_is_cut_off_at_the_limit(hooked: BotHarness, path: str) -
 def test_a_body_just_over_the_limit_is_refused_and_one_under_is_read(hooked: BotHarness, path: str) -> None:
     """The limit is about 1 MiB on both endpoints: a larger signed body is refused, a smaller one is judged."""
     big = b'{"pad": "' + b"x" * MAX_BODY + b'"}'
-    response = hooked.post(big, "application/json") if path == "/slack/events" else \
-        hooked.http.post(f"{hooked.url}{path}", content=big)
+    response = (
+        hooked.post(big, "application/json")
+        if path == "/slack/events"
+        else hooked.http.post(f"{hooked.url}{path}", content=big)
+    )
     assert response.status_code == 413
     small = b'{"pad": "' + b"x" * (MAX_BODY - 100) + b'"}'
-    response = hooked.post(small, "application/json") if path == "/slack/events" else \
-        hooked.http.post(f"{hooked.url}{path}", content=small)
+    response = (
+        hooked.post(small, "application/json")
+        if path == "/slack/events"
+        else hooked.http.post(f"{hooked.url}{path}", content=small)
+    )
     assert response.status_code in (400, 401)
 
 
@@ -191,8 +212,13 @@ def test_the_front_itself_stops_reading_at_the_limit(bot: BotHarness, length: st
     """Behind any WSGI server, a body without Content-Length (or longer than it claims) is read only to the limit."""
     wsgi = make_wsgi(create_app(bot.runtime), health=bot.runtime.health)
     stream = _Endless()
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/slack/events", "wsgi.input": stream,
-               "CONTENT_TYPE": "application/json", **({"CONTENT_LENGTH": length} if length else {})}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/slack/events",
+        "wsgi.input": stream,
+        "CONTENT_TYPE": "application/json",
+        **({"CONTENT_LENGTH": length} if length else {}),
+    }
     statuses: list[str] = []
     wsgi(environ, lambda status, headers: statuses.append(status))
     if length is None:
@@ -248,8 +274,10 @@ def test_an_unsigned_100_mib_post_does_not_raise_the_bots_memory(
         before = _peak_rss_kib(proc.proc.pid)
         size, block = 100 * 1024 * 1024, b"{" * (1024 * 1024)
         with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-            sock.sendall(f"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {size}\r\n\r\n".encode())
+            sock.sendall(
+                f"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {size}\r\n\r\n".encode()
+            )
             try:
                 for _ in range(size // len(block)):
                     sock.sendall(block)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.dev.sandbox import Sandbox
-from bot.ops.logs import MAX_MESSAGE, MAX_TRACEBACK, TRACEBACK_INDENT
 from bot.dev.standin.slack import SlackStandIn
+from bot.ops.logs import MAX_MESSAGE, MAX_TRACEBACK, TRACEBACK_INDENT
 from tests.support.harness import CHANNEL, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
 
@@ -31,19 +31,30 @@ def processes() -> Iterator[list[BotProcess]]:
         proc.stop()
 
 
-def test_hostile_text_cannot_forge_or_flood_log_lines(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path,
-                                                      processes: list[BotProcess]) -> None:
+def test_hostile_text_cannot_forge_or_flood_log_lines(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, processes: list[BotProcess]
+) -> None:
     """Ids, types, descriptions and error messages with newlines and 200 kB never start a line or fill the log."""
     forged_id = "t-1" + FORGED
-    sandbox.add_raw_task({"id": forged_id, "type": "prospect_search" + FORGED + HUGE, "status": "pending",
-                          "description": "Find" + FORGED + HUGE, "created_at": "yesterday" + FORGED})
+    sandbox.add_raw_task(
+        {
+            "id": forged_id,
+            "type": "prospect_search" + FORGED + HUGE,
+            "status": "pending",
+            "description": "Find" + FORGED + HUGE,
+            "created_at": "yesterday" + FORGED,
+        }
+    )
     sandbox.add_raw_task({"id": "no id" + FORGED + HUGE, "type": "campaign_start", "status": "pending"})
     error = {"error": {"code": "bad" + FORGED, "message": "refused" + FORGED + HUGE}}
     sandbox.fail_next("GET", "/v1/lexi/tasks", status=400, body=json.dumps(error))
     slack.fail_next("chat.postMessage", "invalid_blocks")  # the forged task then takes the plain-card path
     port = free_port()
-    env = clean_env(**bot_env(sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", POLL_INTERVAL="0.2",
-                              PORT=str(port), LOG_LEVEL="DEBUG"))
+    env = clean_env(
+        **bot_env(
+            sandbox, slack, f"sqlite:///{tmp_path / 'bot.db'}", POLL_INTERVAL="0.2", PORT=str(port), LOG_LEVEL="DEBUG"
+        )
+    )
     proc = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
     processes.append(proc)
     proc.wait_healthy(port)
@@ -55,6 +66,7 @@ def test_hostile_text_cannot_forge_or_flood_log_lines(sandbox: Sandbox, slack: S
     assert "fake line" in output and "\\nERROR" in output  # the hostile text was logged, escaped
     for line in output.splitlines():
         assert PREFIX.match(line) or line.startswith(TRACEBACK_INDENT), f"a line without the prefix: {line[:200]!r}"
-        assert len(line) <= MAX_TRACEBACK + 200 and (line.startswith(TRACEBACK_INDENT) or len(line) <= MAX_MESSAGE
-                                                     + 200), f"an unbounded line of {len(line)} chars"
+        assert len(line) <= MAX_TRACEBACK + 200 and (
+            line.startswith(TRACEBACK_INDENT) or len(line) <= MAX_MESSAGE + 200
+        ), f"an unbounded line of {len(line)} chars"
     assert len(output) < len(HUGE)  # three 200 kB values, several times each, and still less than one of them

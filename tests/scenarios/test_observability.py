@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import BotHarness
 
 
@@ -33,8 +33,7 @@ def test_metrics_count_announcements_decisions_and_calls(bot: BotHarness, sandbo
     assert _metric(text, "lexi_leadlex_budget_remaining") > 0
 
 
-def test_metrics_count_slack_errors(bot: BotHarness, sandbox: Sandbox,
-                                                        slack: SlackStandIn) -> None:
+def test_metrics_count_slack_errors(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
     """Slack errors are counted by code."""
     sandbox.add_task()
     slack.fail_next("chat.postMessage", "channel_not_found")

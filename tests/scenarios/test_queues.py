@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bot.slack import blocks
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.dev.sandbox_webhooks import sign
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 SECRET = "whsec-test-queues-0123456789"
@@ -35,29 +35,45 @@ def paced(sandbox: Sandbox, slack: SlackStandIn, database_url: str) -> Iterator[
 
 def _deliver(harness: BotHarness, task: dict) -> httpx.Response:
     """POST one task.created delivery to the bot, signed as LeadLex signs it."""
-    body = json.dumps({"event": "task.created", "timestamp": datetime.now(timezone.utc).isoformat(),
-                       "workspace_id": "ws", "data": {"task": task}}).encode()
-    headers = {"Content-Type": "application/json", "X-LeadLex-Signature": sign(SECRET, body),
-               "X-LeadLex-Delivery-ID": f"d-{task['id']}"}
+    body = json.dumps(
+        {
+            "event": "task.created",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "workspace_id": "ws",
+            "data": {"task": task},
+        }
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-LeadLex-Signature": sign(SECRET, body),
+        "X-LeadLex-Delivery-ID": f"d-{task['id']}",
+    }
     return harness.http.post(f"{harness.url}/lexi/webhooks", content=body, headers=headers)
 
 
 def _task(task_id: str) -> dict:
     """A pending LeadLex task object."""
-    return {"id": task_id, "type": "prospect_search", "status": "pending", "description": "Find CFOs",
-            "created_at": "2026-11-23T09:00:00Z", "metadata": {"per_page": 10}}
+    return {
+        "id": task_id,
+        "type": "prospect_search",
+        "status": "pending",
+        "description": "Find CFOs",
+        "created_at": "2026-11-23T09:00:00Z",
+        "metadata": {"per_page": 10},
+    }
 
 
 def _posted(slack: SlackStandIn) -> list[str]:
     """Task ids of the channel's top-level cards, in post order (repeats included)."""
-    return [m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL)
-            if m.thread_ts is None and m.metadata]
+    return [
+        m.metadata["event_payload"]["task_id"] for m in slack.messages(CHANNEL) if m.thread_ts is None and m.metadata
+    ]
 
 
 def _metric(text: str, name: str, labels: str) -> float:
     """The value of one sample in a Prometheus exposition."""
     prefix = f"{name}{{{labels}}} "
-    return float(next(line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)))
+    return float(next(line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)))
 
 
 @pytest.mark.parametrize("burst", [60, 100])
@@ -175,8 +191,9 @@ def _cycle_in_thread(harness: BotHarness) -> threading.Thread:
     return cycle
 
 
-def test_a_thread_reply_slack_holds_never_holds_the_poll_cycle(bot: BotHarness, sandbox: Sandbox,
-                                                               slack: SlackStandIn) -> None:
+def test_a_thread_reply_slack_holds_never_holds_the_poll_cycle(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """A completed task's card update and thread reply wait in the cards queue; the cycle finishes without them."""
     task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
     bot.poll()
@@ -197,8 +214,9 @@ def test_a_thread_reply_slack_holds_never_holds_the_poll_cycle(bot: BotHarness, 
     assert len(replies) == 1
 
 
-def test_reminders_slack_holds_never_hold_the_poll_cycle(sandbox: Sandbox, slack: SlackStandIn,
-                                                         database_url: str, tmp_path: Path) -> None:
+def test_reminders_slack_holds_never_hold_the_poll_cycle(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
     """Reminders run on a queue of their own: a reminder Slack is slow to take never holds the poll cycle."""
     policy = tmp_path / "lexi-bot.yml"
     policy.write_text("types:\n  prospect_search:\n    remind_after: 1h\n")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.slack import blocks
-from bot.dev.sandbox import Sandbox
 from bot.core.reminders import reminder_due
+from bot.dev.sandbox import Sandbox
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 POLICY = """\
@@ -32,8 +32,9 @@ HOUR = 3600.0
 
 
 @pytest.fixture
-def timed(sandbox: Sandbox, slack: SlackStandIn, database_url: str,
-          tmp_path: Path) -> Iterator[tuple[BotHarness, list[float]]]:
+def timed(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> Iterator[tuple[BotHarness, list[float]]]:
     """A bot with the policy above whose reminder clock the test moves."""
     path = tmp_path / "lexi-bot.yml"
     path.write_text(POLICY)

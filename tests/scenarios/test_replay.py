@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
 from bot.runtime import Runtime
+from bot.slack import blocks
 from tests.scenarios.test_socket_mode import socket_bot  # noqa: F401 - the Socket Mode bot fixture
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness
 from tests.support.socket_mode import SocketModeServer
@@ -23,8 +23,9 @@ def _send(bot: BotHarness, body: bytes, headers: dict[str, str]) -> tuple[int, s
 
 def test_a_replayed_ask_calls_lexi_once(bot: BotHarness, sandbox: Sandbox) -> None:
     """The same signed `/lexi ask` sent three times makes one LeadLex chat call; the replays get an empty 200."""
-    fields = payloads.build_slash_command(text="ask find CFOs in Berlin", user="UALICE",
-                                          response_url=bot.slack.new_response_url())
+    fields = payloads.build_slash_command(
+        text="ask find CFOs in Berlin", user="UALICE", response_url=bot.slack.new_response_url()
+    )
     body, content_type = payloads.encode_command(fields)
     headers = payloads.signed_request(SIGNING_SECRET, body, content_type)
     first = _send(bot, body, headers)
@@ -42,8 +43,12 @@ def test_a_replayed_approve_click_decides_once_and_answers_nothing(
     task_id = sandbox.add_task("prospect_search", "Find VPs of Sales")["id"]
     bot.poll()
     payload = payloads.build_block_action(
-        action_id=blocks.APPROVE_ACTION, value=task_id, user="UALICE", channel=CHANNEL,
-        message_ts=bot.store.get(task_id).message_ts, trigger_id=slack.new_trigger_id("UALICE"),
+        action_id=blocks.APPROVE_ACTION,
+        value=task_id,
+        user="UALICE",
+        channel=CHANNEL,
+        message_ts=bot.store.get(task_id).message_ts,
+        trigger_id=slack.new_trigger_id("UALICE"),
         response_url=slack.new_response_url(),
     )
     body, content_type = payloads.encode_interactive(payload)
@@ -55,8 +60,11 @@ def test_a_replayed_approve_click_decides_once_and_answers_nothing(
     assert _send(bot, body, headers) == (200, "")
     bot.settle()
     assert len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/approve")) == 1
-    assert (len(bot.store.audit_events()), len(slack.responses), len(slack.ephemerals)) == \
-        (audit, responses, ephemerals)
+    assert (len(bot.store.audit_events()), len(slack.responses), len(slack.ephemerals)) == (
+        audit,
+        responses,
+        ephemerals,
+    )
 
 
 def _publishes(slack: SlackStandIn, user: str) -> int:
@@ -70,8 +78,11 @@ def test_a_retried_event_is_handled_once(bot: BotHarness, slack: SlackStandIn) -
     now = int(time.time())
     assert _send(bot, body, payloads.signed_request(SIGNING_SECRET, body, content_type, now))[0] == 200
     bot.wait_for(lambda: _publishes(slack, "UALICE") == 1)
-    retry = {**payloads.signed_request(SIGNING_SECRET, body, content_type, now + 1),
-             "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    retry = {
+        **payloads.signed_request(SIGNING_SECRET, body, content_type, now + 1),
+        "X-Slack-Retry-Num": "1",
+        "X-Slack-Retry-Reason": "http_timeout",
+    }
     assert _send(bot, body, retry) == (200, "")
     # A later, different event is handled after the retry would have been; then the retry's absence shows.
     marker, _ = payloads.encode_event(payloads.build_app_home_opened(user="UBOB"))
@@ -82,7 +93,8 @@ def test_a_retried_event_is_handled_once(bot: BotHarness, slack: SlackStandIn) -
 
 
 def test_a_retried_event_is_handled_once_in_socket_mode(
-    socket_bot: tuple[Runtime, SocketModeServer], slack: SlackStandIn  # noqa: F811 - the imported fixture
+    socket_bot: tuple[Runtime, SocketModeServer],
+    slack: SlackStandIn,
 ) -> None:
     """Over Socket Mode (no signature) Slack's redelivery of an event_id is acknowledged and not handled again."""
     runtime, server = socket_bot

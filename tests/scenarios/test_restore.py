@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bot.slack import blocks
 from bot.db import migrate
 from bot.db.store import Store
-from bot.lexi.models import Task
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin.slack import SlackStandIn
+from bot.lexi.models import Task
+from bot.slack import blocks
 from tests.support.harness import CHANNEL, start_bot
 
 
@@ -66,11 +66,15 @@ def _card_metadata(**payload: Any) -> dict[str, Any]:
     return {"event_type": blocks.METADATA_EVENT, "event_payload": payload}
 
 
-@pytest.mark.parametrize("poster", [
-    {"user": "UCAROL"},                          # a person in the channel
-    {"user": "UOTHERBOT", "bot_id": "B0OTHER"},  # another app's bot user
-    {"user": "", "bot_id": "B0OTHER"},           # another app's legacy bot message (no user at all)
-], ids=["person", "other-app", "legacy-bot"])
+@pytest.mark.parametrize(
+    "poster",
+    [
+        {"user": "UCAROL"},  # a person in the channel
+        {"user": "UOTHERBOT", "bot_id": "B0OTHER"},  # another app's bot user
+        {"user": "", "bot_id": "B0OTHER"},  # another app's legacy bot message (no user at all)
+    ],
+    ids=["person", "other-app", "legacy-bot"],
+)
 def test_restoring_believes_only_the_bots_own_cards(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture, poster: dict[str, str]
 ) -> None:
@@ -85,18 +89,28 @@ def test_restoring_believes_only_the_bots_own_cards(
         first.close()
     (tmp_path / "lost.db").unlink()
     # Newer than the genuine cards, so they are read first: a forgery that marks the pending task dismissed…
-    slack.add_message(CHANNEL, "Dismissed", metadata=_card_metadata(
-        task_id=target, state="dismissed", actor="<!channel> evil"), **poster)
+    slack.add_message(
+        CHANNEL,
+        "Dismissed",
+        metadata=_card_metadata(task_id=target, state="dismissed", actor="<!channel> evil"),
+        **poster,
+    )
     # …and cards posted by the bot itself (an older or buggy version) whose fields are not what the bot writes.
-    for bad in ({"task_id": other, "state": "approved", "actor": "<!here> someone"},
-                {"task_id": other, "state": "exploded"},
-                {"task_id": f"{other}/../x", "state": "dismissed"},
-                {"task_id": ["a", "list"]}):
+    for bad in (
+        {"task_id": other, "state": "approved", "actor": "<!here> someone"},
+        {"task_id": other, "state": "exploded"},
+        {"task_id": f"{other}/../x", "state": "dismissed"},
+        {"task_id": ["a", "list"]},
+    ):
         slack.add_message(CHANNEL, "card", user=slack.bot_user_id, metadata=_card_metadata(**bad))
     # A genuine card of a task an auto-approval rule approved names the rule, not a person: it is believed.
     ruled = sandbox.add_task(description="Find COOs in Faro", status="approved")["id"]
-    slack.add_message(CHANNEL, "card", user=slack.bot_user_id, metadata=_card_metadata(
-        task_id=ruled, state="approved", actor="rule:small searches"))
+    slack.add_message(
+        CHANNEL,
+        "card",
+        user=slack.bot_user_id,
+        metadata=_card_metadata(task_id=ruled, state="approved", actor="rule:small searches"),
+    )
     posts_before = len(slack.calls_to("chat.postMessage"))
 
     caplog.set_level(logging.WARNING, logger="bot")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.slack import blocks
 from bot.dev.sandbox import Sandbox
-from bot.dev.standin.slack import SlackStandIn
 from bot.dev.standin import payloads
+from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 POLICY = """\
@@ -52,8 +52,9 @@ def _approve_calls(sandbox: Sandbox, task_id: str) -> int:
     return len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/approve"))
 
 
-def test_small_searches_are_auto_approved_and_still_announced(ruled: BotHarness, sandbox: Sandbox,
-                                                              slack: SlackStandIn) -> None:
+def test_small_searches_are_auto_approved_and_still_announced(
+    ruled: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """A search within the rule's limit is announced, then approved by the rule, and the card says so."""
     small = sandbox.add_task("prospect_search", "Find 25 CFOs", {"per_page": 25})["id"]
     large = sandbox.add_task("prospect_search", "Find 200 CFOs", {"per_page": 200})["id"]
@@ -132,8 +133,9 @@ def test_a_dismissal_ends_a_quorum_in_progress(ruled: BotHarness, sandbox: Sandb
     assert sandbox.task(task_id)["status"] == "dismissed" and _approve_calls(sandbox, task_id) == 0
 
 
-def test_bulk_safety_confirms_only_above_the_policy_size(ruled: BotHarness, sandbox: Sandbox,
-                                                         slack: SlackStandIn) -> None:
+def test_bulk_safety_confirms_only_above_the_policy_size(
+    ruled: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """Contact updates within the size approve in one click; larger ones ask first, with the count."""
     small = sandbox.add_task("contact_update", "Tag 40 contacts", {"contact_count": 40})["id"]
     large = sandbox.add_task("contact_update", "Tag 4000 contacts", {"contact_count": 4000})["id"]
@@ -148,8 +150,7 @@ def test_bulk_safety_confirms_only_above_the_policy_size(ruled: BotHarness, sand
     assert "4,000 contacts" in approve_button(large)["confirm"]["text"]["text"]
 
 
-def test_bulk_safety_applies_to_prospect_searches_too(ruled: BotHarness, sandbox: Sandbox,
-                                                      slack: SlackStandIn) -> None:
+def test_bulk_safety_applies_to_prospect_searches_too(ruled: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
     """`confirm_above` works for every type: a search for more results than the size asks first, with the count."""
     within = sandbox.add_task("prospect_search", "Find 80 CFOs", {"per_page": 80})["id"]
     above = sandbox.add_task("prospect_search", "Find 200 CFOs", {"per_page": 200})["id"]
@@ -165,8 +166,9 @@ def test_bulk_safety_applies_to_prospect_searches_too(ruled: BotHarness, sandbox
     assert "200 results" in confirm["text"]["text"] and "100" in confirm["text"]["text"], confirm
 
 
-def test_bulk_safety_is_the_same_in_task_lists_and_the_home_tab(ruled: BotHarness, sandbox: Sandbox,
-                                                                slack: SlackStandIn) -> None:
+def test_bulk_safety_is_the_same_in_task_lists_and_the_home_tab(
+    ruled: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """`/lexi tasks` and the Home tab ask for confirmation exactly where the card does: by the policy's size."""
     small = sandbox.add_task("contact_update", "Tag 40 contacts", {"contact_count": 40})["id"]
     search = sandbox.add_task("prospect_search", "Find 200 CFOs", {"per_page": 200})["id"]
@@ -187,8 +189,7 @@ def test_bulk_safety_is_the_same_in_task_lists_and_the_home_tab(ruled: BotHarnes
         assert "200 results" in approve[search]["confirm"]["text"]["text"]
 
 
-def test_completing_approval_and_a_dismissal_at_once_make_one_leadlex_call(ruled: BotHarness,
-                                                                          sandbox: Sandbox) -> None:
+def test_completing_approval_and_a_dismissal_at_once_make_one_leadlex_call(ruled: BotHarness, sandbox: Sandbox) -> None:
     """The approval that completes a quorum and a dismissal arrive together: exactly one of them reaches LeadLex."""
     task_id = sandbox.add_task("campaign_start", "Start 'Win-back'", {"contact_count": 1200})["id"]
     ruled.poll()

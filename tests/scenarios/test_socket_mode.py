@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from bot.slack import blocks
-from bot.slack.app import create_app
 from bot.config import load_settings
 from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
-from bot.runtime import Runtime
-from bot.service import Service
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.runtime import Runtime
+from bot.service import Service
+from bot.slack import blocks
+from bot.slack.app import create_app
 from tests.support.harness import CHANNEL, SECRETS_GIVEN, bot_env
 from tests.support.socket_mode import SocketModeServer
 
@@ -42,16 +42,18 @@ def socket_bot(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> Iterato
         yield runtime, server
 
 
-def test_clicks_and_commands_arrive_over_socket_mode(socket_bot: tuple[Runtime, SocketModeServer],
-                                                     sandbox: Sandbox, slack: SlackStandIn) -> None:
+def test_clicks_and_commands_arrive_over_socket_mode(
+    socket_bot: tuple[Runtime, SocketModeServer], sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """A button click and a /lexi command delivered over Socket Mode are acked and handled like HTTP ones."""
     runtime, server = socket_bot
     task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
     runtime.poller.cycle()
     assert runtime.drain(10)  # the announcement waits in its channel's queue
     ts = runtime.store.get(task_id).message_ts
-    click = payloads.build_block_action(action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=ts,
-                                        response_url=slack.new_response_url())
+    click = payloads.build_block_action(
+        action_id=blocks.APPROVE_ACTION, value=task_id, message_ts=ts, response_url=slack.new_response_url()
+    )
     server.wait_ack(server.send("interactive", click))
     assert runtime.drain(10)
     assert sandbox.task(task_id)["status"] == "approved"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot.slack import blocks, modals
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import blocks, modals
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 #: Alice, Bob and Carol are in the approval channel; Dave is in the workspace but not in the channel.
@@ -72,11 +72,17 @@ def _buttons(blocks_: list[dict[str, Any]]) -> set[str]:
 
 def _member_event(kind: str, user: str, channel: str = CHANNEL) -> tuple[bytes, str]:
     """A signed-to-be member_joined_channel / member_left_channel event."""
-    return payloads.encode_event({
-        "token": "x", "team_id": "T0001", "api_app_id": "A0LEXI", "type": "event_callback",
-        "event_id": f"Ev{kind}{user}", "event_time": 1,
-        "event": {"type": kind, "user": user, "channel": channel, "channel_type": "C", "team": "T0001"},
-    })
+    return payloads.encode_event(
+        {
+            "token": "x",
+            "team_id": "T0001",
+            "api_app_id": "A0LEXI",
+            "type": "event_callback",
+            "event_id": f"Ev{kind}{user}",
+            "event_time": 1,
+            "event": {"type": kind, "user": user, "channel": channel, "channel_type": "C", "team": "T0001"},
+        }
+    )
 
 
 def _submit_dismiss(bot: BotHarness, task_id: str, user: str, channel: str = CHANNEL) -> None:
@@ -85,8 +91,11 @@ def _submit_dismiss(bot: BotHarness, task_id: str, user: str, channel: str = CHA
         callback_id=modals.DISMISS_MODAL,
         private_metadata=json.dumps({"task_id": task_id, "channel": channel}),
         user=user,
-        values={modals.REASON_BLOCK: {modals.REASON_INPUT: {"type": "radio_buttons",
-                                                             "selected_option": {"value": "duplicate"}}}},
+        values={
+            modals.REASON_BLOCK: {
+                modals.REASON_INPUT: {"type": "radio_buttons", "selected_option": {"value": "duplicate"}}
+            }
+        },
     )
     assert bot.post(*payloads.encode_interactive(submission)).status_code == 200
     bot.settle()
@@ -95,8 +104,9 @@ def _submit_dismiss(bot: BotHarness, task_id: str, user: str, channel: str = CHA
 # --- the default is the channel, not the workspace -------------------------------------------------
 
 
-def test_by_default_only_the_channels_members_may_click_approve(bot: BotHarness, sandbox: Sandbox,
-                                                                  slack: SlackStandIn) -> None:
+def test_by_default_only_the_channels_members_may_click_approve(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """Someone in the workspace but not in the task's channel is refused at the card; a member approves."""
     task_id = _announce(bot, sandbox)
     bot.click(blocks.APPROVE_ACTION, task_id, user="UDAVE")
@@ -119,8 +129,9 @@ def test_by_default_a_non_member_cannot_decide_by_command(bot: BotHarness, sandb
     assert bot.store.get(unannounced) is None  # a refused person does not get it announced either
 
 
-def test_task_lists_and_home_give_buttons_only_to_channel_members(bot: BotHarness, sandbox: Sandbox,
-                                                                  slack: SlackStandIn) -> None:
+def test_task_lists_and_home_give_buttons_only_to_channel_members(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """`/lexi tasks` and the Home tab show a non-member the tasks without buttons, and say who may decide."""
     task_id = _announce(bot, sandbox)
     (outsider,) = _run(bot, "tasks", user="UDAVE")
@@ -136,8 +147,9 @@ def test_task_lists_and_home_give_buttons_only_to_channel_members(bot: BotHarnes
     assert _buttons(slack.home_views["UALICE"]["blocks"]) == {task_id}
 
 
-def test_dismiss_form_is_checked_when_opened_and_when_submitted(bot: BotHarness, sandbox: Sandbox,
-                                                                slack: SlackStandIn) -> None:
+def test_dismiss_form_is_checked_when_opened_and_when_submitted(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """A non-member gets no dismiss form, and a forged submission naming the task dismisses nothing."""
     task_id = _announce(bot, sandbox)
     bot.click(blocks.DISMISS_ACTION, task_id, user="UDAVE")
@@ -149,8 +161,9 @@ def test_dismiss_form_is_checked_when_opened_and_when_submitted(bot: BotHarness,
     assert len(refused) == 2
 
 
-def test_channel_membership_is_cached_and_refreshed_by_member_events(bot: BotHarness, sandbox: Sandbox,
-                                                                     slack: SlackStandIn) -> None:
+def test_channel_membership_is_cached_and_refreshed_by_member_events(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """Joining the channel lets Dave decide once Slack says so (member_joined_channel), not before."""
     task_id = _announce(bot, sandbox)
     bot.click(blocks.APPROVE_ACTION, task_id, user="UDAVE")
@@ -166,8 +179,9 @@ def test_channel_membership_is_cached_and_refreshed_by_member_events(bot: BotHar
     assert sandbox.task(task_id)["status"] == "approved"
 
 
-def test_when_slack_cannot_list_the_channel_nobody_decides_and_is_told_why(bot: BotHarness, sandbox: Sandbox,
-                                                                          slack: SlackStandIn) -> None:
+def test_when_slack_cannot_list_the_channel_nobody_decides_and_is_told_why(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
     """conversations.members failing closes the door, with a private answer distinct from a refusal."""
     task_id = _announce(bot, sandbox)
     slack.fail_next("conversations.members", "missing_scope")
@@ -175,8 +189,10 @@ def test_when_slack_cannot_list_the_channel_nobody_decides_and_is_told_why(bot: 
     bot.settle()
     assert _decisions(sandbox, task_id) == 0
     (told,) = slack.ephemerals_for("UALICE")
-    assert told.text == (f"I could not check who may decide: Slack did not list the members of <#{CHANNEL}> "
-                         "(missing_scope). Try again in a moment.")
+    assert told.text == (
+        f"I could not check who may decide: Slack did not list the members of <#{CHANNEL}> "
+        "(missing_scope). Try again in a moment."
+    )
     bot.click(blocks.APPROVE_ACTION, task_id, user="UALICE")  # Slack answers again: Alice approves
     bot.settle()
     assert sandbox.task(task_id)["status"] == "approved"
@@ -211,7 +227,8 @@ def test_a_quorum_counts_only_people_who_are_still_in_the_channel(
         harness.settle()
         assert sandbox.task(task_id)["status"] == "approved"
         assert "Approved by <@UCAROL> (with <@UBOB>)" in json.dumps(
-            slack.message(CHANNEL, harness.store.get(task_id).message_ts).blocks)
+            slack.message(CHANNEL, harness.store.get(task_id).message_ts).blocks
+        )
     finally:
         harness.close()
 
@@ -282,8 +299,12 @@ def test_a_task_recorded_after_the_check_is_not_claimed_on_a_guess(
         release = slack.hold_next("conversations.members")
         harness.click(blocks.APPROVE_ACTION, task_id, user="UALICE")  # Alice may approve other types only
         # Either the check asks Slack (and is held there), or the bot answers at once that it has no record.
-        harness.wait_for(lambda: any(c.method == "conversations.members" for c in slack.calls)
-                         or "no record" in _said_to(slack, "UALICE"))
+        harness.wait_for(
+            lambda: (
+                any(c.method == "conversations.members" for c in slack.calls)
+                or "no record" in _said_to(slack, "UALICE")
+            )
+        )
         harness.poll()  # meanwhile the task is announced: its record appears, pending
         release.set()
         harness.settle()

@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 CHROMIUM = os.environ.get("LEXI_CHROMIUM", "/usr/bin/chromium")
 #: Quiet, offline, container-friendly flags.
 ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-sync", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
 ]
 #: Milliseconds any single browser wait may take.
 WAIT_MS = 15_000

@@ -10,15 +10,15 @@ from typing import Any
 
 import httpx
 
-from bot.slack.app import create_app
 from bot.config import Settings, load_settings
 from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
-from bot.runtime import Runtime
-from bot.service import Service
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.runtime import Runtime
+from bot.service import Service
+from bot.slack.app import create_app
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 #: The LeadLex webhook secret of the `hooked` fixture's bot.
@@ -70,7 +70,8 @@ class BotHarness:
 
     def poll(self) -> float:
         """Run one poll cycle now, as the poller thread would (taking the poller lock first), and wait until the
-        work it queued (announcements, card updates, reminders) is done."""
+        work it queued (announcements, card updates, reminders) is done.
+        """
         delay = self.cycle()
         self.settle()
         return delay
@@ -80,8 +81,9 @@ class BotHarness:
         assert self.runtime.leadership is None or self.runtime.leadership.hold(), "another bot holds the poller"
         return self.runtime.poller.cycle()
 
-    def post(self, body: bytes, content_type: str, *, secret: str = SIGNING_SECRET,
-             timestamp: int | None = None) -> httpx.Response:
+    def post(
+        self, body: bytes, content_type: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None
+    ) -> httpx.Response:
         """POST a request to /slack/events signed as Slack signs it."""
         headers = payloads.signed_request(secret, body, content_type, timestamp)
         return self.http.post(f"{self.url}/slack/events", content=body, headers=headers)
@@ -104,7 +106,9 @@ class BotHarness:
     def command(self, text: str, user: str = "UALICE") -> httpx.Response:
         """Run /lexi <text> as `user`."""
         fields = payloads.build_slash_command(
-            text=text, user=user, response_url=self.slack.new_response_url(),
+            text=text,
+            user=user,
+            response_url=self.slack.new_response_url(),
             trigger_id=self.slack.new_trigger_id(user),
         )
         return self.post(*payloads.encode_command(fields))
@@ -141,7 +145,11 @@ def start_bot(
     options = {"max_wait": 5.0, "sleep": lambda s: time.sleep(min(s, 0.05))}
     options.update(lexi_options or {})
     runtime = Runtime.build(
-        settings, store=store, post_interval=post_interval, claim_timeout=claim_timeout, lexi_options=options,
+        settings,
+        store=store,
+        post_interval=post_interval,
+        claim_timeout=claim_timeout,
+        lexi_options=options,
         home_debounce=0.05,
     )
     service = Service(runtime)

@@ -106,8 +106,9 @@ class HoldingProxy:
                 return
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
         try:
-            response = self._client.request(handler.command, self.upstream + handler.path, headers=headers,
-                                            content=body)
+            response = self._client.request(
+                handler.command, self.upstream + handler.path, headers=headers, content=body
+            )
         except httpx.HTTPError:
             handler.close_connection = True
             return

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import httpx
 
-
 #: Output of every child process, and the secrets they were configured with, for the session's secret scan.
 CHILD_OUTPUT: list[str] = []
 CHILD_SECRETS: set[str] = set()
-_SECRET_VARIABLES = ("LEXI_API_KEY", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN",
-                     "LEXI_WEBHOOK_SECRET")
+_SECRET_VARIABLES = (
+    "LEXI_API_KEY",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "LEXI_WEBHOOK_SECRET",
+)
 
 
 def free_port() -> int:
@@ -44,7 +48,11 @@ class BotProcess:
         CHILD_SECRETS.update(env[name] for name in _SECRET_VARIABLES if env.get(name))
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", *args], env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "bot.cli", *args],
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
 

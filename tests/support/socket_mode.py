@@ -38,8 +38,16 @@ class SocketModeServer:
 
     def _handle(self, connection: ServerConnection) -> None:
         """Greet the app as Slack does, then record every message it sends (the acks)."""
-        connection.send(json.dumps({"type": "hello", "num_connections": 1,
-                                    "connection_info": {"app_id": "A0LEXI"}, "debug_info": {"host": "test"}}))
+        connection.send(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "num_connections": 1,
+                    "connection_info": {"app_id": "A0LEXI"},
+                    "debug_info": {"host": "test"},
+                }
+            )
+        )
         with self._lock:
             self._connections.append(connection)
         for message in connection:
@@ -59,8 +67,12 @@ class SocketModeServer:
     def send(self, envelope_type: str, payload: dict[str, Any], *, accepts_response_payload: bool = False) -> str:
         """Deliver one envelope to the app; return its id."""
         envelope_id = f"env-{time.monotonic_ns()}"
-        message = {"envelope_id": envelope_id, "type": envelope_type, "payload": payload,
-                   "accepts_response_payload": accepts_response_payload}
+        message = {
+            "envelope_id": envelope_id,
+            "type": envelope_type,
+            "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+        }
         with self._lock:
             connection = self._connections[-1]
         connection.send(json.dumps(message))

@@ -1,10 +1,11 @@
 """Applying LeadLex's state in-process — the one function (bot.core.apply), the reconciler's use of it after a
-poll, and the webhook receiver's apply step — with a real Store on SQLite and in-memory LeadLex and Slack."""
+poll, and the webhook receiver's apply step — with a real Store on SQLite and in-memory LeadLex and Slack.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -87,18 +88,25 @@ def test_reconciler_follows_approved_tasks_to_completion_with_one_reply(parts: P
 
 def _receiver(store: Store, messenger: FakeMessenger) -> WebhookReceiver:
     """A webhook receiver whose deliveries are applied at once."""
-    return WebhookReceiver("secret", store, FakeAnnouncer(), messenger,  # type: ignore[arg-type]
-                           submit=lambda fn, *args: fn(*args), clock=lambda: datetime.now(timezone.utc))
+    return WebhookReceiver(
+        "secret",
+        store,
+        FakeAnnouncer(),
+        messenger,  # type: ignore[arg-type]
+        submit=lambda fn, *args: fn(*args),
+        clock=lambda: datetime.now(UTC),
+    )
 
 
 def test_webhook_apply_moves_forwards_in_signed_order_only(parts: Parts) -> None:
     """The receiver's apply step: a delivery moves the record forwards; one signed before the content it holds,
-    or one about a decision in progress in Slack, changes nothing."""
+    or one about a decision in progress in Slack, changes nothing.
+    """
     store, lexi, messenger = parts
     announced(store, lexi, "t1")
     announced(store, lexi, "t2")
     receiver = _receiver(store, messenger)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     receiver.apply("task.approved", Task(id="t1", status="approved"), now)
     assert store.get("t1").state == "approved" and messenger.cards == [("t1", "approved")]
     receiver.apply("task.updated", Task(id="t1", status="completed"), now - timedelta(seconds=5))  # older

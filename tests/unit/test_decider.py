@@ -34,14 +34,14 @@ def _events(store: Store, task_id: str) -> list[tuple[str, str | None, str | Non
     return [(e["event"], e["actor"], e["detail"]) for e in store.audit_events() if e["task_id"] == task_id]
 
 
-def test_one_leadlex_call_per_decision_however_many_decide(parts: tuple[Store, FakeLeadLex, FakeMessenger,
-                                                                        Decider]) -> None:
+def test_one_leadlex_call_per_decision_however_many_decide(
+    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
+) -> None:
     """Eight people approving at once: LeadLex gets one call, one person decided, the others are told who did."""
     store, lexi, _messenger, decider = parts
     announced(store, lexi, "t1")
     results: list[tuple[Outcome, list[str]]] = []
-    threads = [threading.Thread(target=lambda u=f"U{i}": results.append(_approve(decider, "t1", u)))
-               for i in range(8)]
+    threads = [threading.Thread(target=lambda u=f"U{i}": results.append(_approve(decider, "t1", u))) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -56,8 +56,9 @@ def test_one_leadlex_call_per_decision_however_many_decide(parts: tuple[Store, F
     assert told == [f"This task was already approved by <@{row.actor}>."] and len(lexi.calls) == 1
 
 
-def test_not_pending_answer_is_resolved_to_the_real_state(parts: tuple[Store, FakeLeadLex, FakeMessenger,
-                                                                       Decider]) -> None:
+def test_not_pending_answer_is_resolved_to_the_real_state(
+    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
+) -> None:
     """LeadLex refuses because the task was dismissed there: the record and card say dismissed, not approved."""
     store, lexi, messenger, decider = parts
     announced(store, lexi, "t1", status="dismissed")
@@ -70,7 +71,7 @@ def test_not_pending_answer_is_resolved_to_the_real_state(parts: tuple[Store, Fa
 
 
 def test_not_pending_answer_of_a_completed_task_posts_its_thread_reply(
-    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider]
+    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
 ) -> None:
     """Approved and already completed in LeadLex: the card says completed and the one thread reply is posted."""
     store, lexi, messenger, decider = parts
@@ -80,8 +81,9 @@ def test_not_pending_answer_of_a_completed_task_posts_its_thread_reply(
     assert messenger.replies == [("t1", "completed")]
 
 
-def test_expiry_dismisses_through_the_decider_with_one_call(parts: tuple[Store, FakeLeadLex, FakeMessenger,
-                                                                         Decider]) -> None:
+def test_expiry_dismisses_through_the_decider_with_one_call(
+    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
+) -> None:
     """An expiry that dismisses is a journaled, claimed decision: one LeadLex call, the card says expired."""
     store, lexi, messenger, decider = parts
     announced(store, lexi, "t1")
@@ -114,8 +116,9 @@ def test_expiry_without_dismissal_calls_nobody(parts: tuple[Store, FakeLeadLex, 
     assert messenger.cards[-1] == ("t1", "expired")
 
 
-def test_expiry_stands_when_leadlex_fails_the_dismissal(parts: tuple[Store, FakeLeadLex, FakeMessenger,
-                                                                      Decider]) -> None:
+def test_expiry_stands_when_leadlex_fails_the_dismissal(
+    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
+) -> None:
     """LeadLex unavailable for the dismissal: the task expires all the same (one call, its answer audited)."""
     store, lexi, _messenger, decider = parts
     announced(store, lexi, "t1")
@@ -126,7 +129,7 @@ def test_expiry_stands_when_leadlex_fails_the_dismissal(parts: tuple[Store, Fake
 
 
 def test_expiry_of_a_task_approved_in_leadlex_meanwhile_shows_the_approval(
-    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider]
+    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
 ) -> None:
     """LeadLex refuses the expiry's dismissal because someone approved the task there: the record says approved."""
     store, lexi, _messenger, decider = parts
@@ -136,16 +139,28 @@ def test_expiry_of_a_task_approved_in_leadlex_meanwhile_shows_the_approval(
 
 
 def test_an_expiry_taken_over_from_a_dead_process_ends_expired(
-    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider]
+    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
 ) -> None:
     """An expiry whose process died after its claim is resumed like any decision, and still ends "expired"."""
     store, lexi, _messenger, decider = parts
     announced(store, lexi, "t1")
-    journaled = decider.accept("t1", action="dismiss", user=EXPIRY_ACTOR, surface="rule", reason="not_relevant",
-                               note="expired — not decided within 1d")
-    won, _row = store.claim_decision("t1", actor=EXPIRY_ACTOR, action="dismiss", surface="rule",
-                                     reason="not_relevant", note="expired — not decided within 1d",
-                                     decision_id=journaled.id)
+    journaled = decider.accept(
+        "t1",
+        action="dismiss",
+        user=EXPIRY_ACTOR,
+        surface="rule",
+        reason="not_relevant",
+        note="expired — not decided within 1d",
+    )
+    won, _row = store.claim_decision(
+        "t1",
+        actor=EXPIRY_ACTOR,
+        action="dismiss",
+        surface="rule",
+        reason="not_relevant",
+        note="expired — not decided within 1d",
+        decision_id=journaled.id,
+    )
     assert won
     claimed = store.decision(journaled.id)
     assert claimed is not None and claimed.stage == "claimed"

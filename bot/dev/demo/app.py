@@ -20,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bot.slack.app import create_app
 from bot.config import load_settings
 from bot.db import migrate
 from bot.db.store import Store
@@ -29,10 +28,11 @@ from bot.dev.demo.server import DemoServer
 from bot.dev.demo.session import Session
 from bot.dev.demo.snapshot import Person, Sources
 from bot.dev.sandbox import Sandbox
+from bot.dev.standin.slack import SlackStandIn
 from bot.ops.logs import setup_logging
 from bot.runtime import Runtime
 from bot.service import Service
-from bot.dev.standin.slack import SlackStandIn
+from bot.slack.app import create_app
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,17 @@ DAILY_LIMIT = 500_000
 class Demo:
     """The whole demo: start() brings every part up on loopback, stop() takes them down in reverse order."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: bool = True,
-                 complete_after: float | None = 10.0, generate_every: float | None = 20.0,
-                 poll_interval: float = 2.0, post_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        seed: bool = True,
+        complete_after: float | None = 10.0,
+        generate_every: float | None = 20.0,
+        poll_interval: float = 2.0,
+        post_interval: float = 1.0,
+    ) -> None:
         self._host, self._port = host, port
         self._seed, self._complete_after, self._generate_every = seed, complete_after, generate_every
         self._poll_interval, self._post_interval = poll_interval, post_interval
@@ -94,8 +102,9 @@ class Demo:
         """Start the demo."""
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         """Stop the demo."""
         self.stop()
 
@@ -110,26 +119,35 @@ class Demo:
         logging.getLogger().addHandler(logs)
         stack.callback(logging.getLogger().removeHandler, logs)
 
-        self.sandbox = Sandbox(api_key=self.api_key, seed=self._seed, complete_after=self._complete_after,
-                               generate_every=self._generate_every, daily_limit=DAILY_LIMIT, minute_limit=5_000)
+        self.sandbox = Sandbox(
+            api_key=self.api_key,
+            seed=self._seed,
+            complete_after=self._complete_after,
+            generate_every=self._generate_every,
+            daily_limit=DAILY_LIMIT,
+            minute_limit=5_000,
+        )
         stack.callback(self.sandbox.stop)
         self.sandbox.start()
-        self.standin = SlackStandIn(bot_token=self.bot_token, channels={CHANNEL: CHANNEL_NAME},
-                                    users={p.id: p.name.lower() for p in PEOPLE})
+        self.standin = SlackStandIn(
+            bot_token=self.bot_token, channels={CHANNEL: CHANNEL_NAME}, users={p.id: p.name.lower() for p in PEOPLE}
+        )
         stack.callback(self.standin.stop)
         self.standin.start()
 
-        settings = load_settings({
-            "LEXI_API_KEY": self.sandbox.api_key,
-            "LEXI_API_URL": self.sandbox.url,
-            "SLACK_BOT_TOKEN": self.bot_token,
-            "SLACK_SIGNING_SECRET": self.signing_secret,
-            "SLACK_CHANNEL": CHANNEL,
-            "SLACK_API_URL": self.standin.api_url,
-            "DATABASE_URL": f"sqlite:///{workdir / 'lexi-bot.db'}",
-            "POLL_INTERVAL": str(self._poll_interval),
-            "LEXI_APPROVERS": ",".join(p.id for p in PEOPLE if p.approver),
-        })
+        settings = load_settings(
+            {
+                "LEXI_API_KEY": self.sandbox.api_key,
+                "LEXI_API_URL": self.sandbox.url,
+                "SLACK_BOT_TOKEN": self.bot_token,
+                "SLACK_SIGNING_SECRET": self.signing_secret,
+                "SLACK_CHANNEL": CHANNEL,
+                "SLACK_API_URL": self.standin.api_url,
+                "DATABASE_URL": f"sqlite:///{workdir / 'lexi-bot.db'}",
+                "POLL_INTERVAL": str(self._poll_interval),
+                "LEXI_APPROVERS": ",".join(p.id for p in PEOPLE if p.approver),
+            }
+        )
         store = Store.from_url(settings.database_url)
         migrate.upgrade(store.engine)
         runtime = self.runtime = Runtime.build(settings, store=store, post_interval=self._post_interval)
@@ -156,8 +174,9 @@ def is_loopback(host: str) -> bool:
         return False  # a name other than localhost may resolve anywhere
 
 
-def run_demo(host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = False,
-             allow_remote: bool = False) -> int:
+def run_demo(
+    host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = False, allow_remote: bool = False
+) -> int:
     """Run the demo in the foreground until Ctrl-C or SIGTERM; print the page's URL; return the exit status.
 
     The page lets whoever loads it act as any of the demo's people, so listening beyond loopback needs
@@ -165,11 +184,18 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = 
     """
     if not is_loopback(host):
         if not allow_remote:
-            print(f"lexi-bot demo: --host {host} is not a loopback address and anyone who can reach it could "
-                  "drive the demo; add --allow-remote to listen there anyway", file=sys.stderr)
+            print(
+                f"lexi-bot demo: --host {host} is not a loopback address and anyone who can reach it could "
+                "drive the demo; add --allow-remote to listen there anyway",
+                file=sys.stderr,
+            )
             return 2
-        print(f"lexi-bot demo: warning: listening on {host}: anyone who can reach port {port} can drive the demo "
-              "(act as its people, approve and dismiss its tasks)", file=sys.stderr, flush=True)
+        print(
+            f"lexi-bot demo: warning: listening on {host}: anyone who can reach port {port} can drive the demo "
+            "(act as its people, approve and dismiss its tasks)",
+            file=sys.stderr,
+            flush=True,
+        )
     demo = Demo(host, port)
     setup_logging("INFO", demo.secrets())
     for handler in logging.getLogger().handlers:
@@ -177,8 +203,7 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = 
     try:
         demo.start()
     except OSError as exc:
-        print(f"lexi-bot demo: cannot listen on {host}:{port} ({exc.strerror or exc}); try --port 0",
-              file=sys.stderr)
+        print(f"lexi-bot demo: cannot listen on {host}:{port} ({exc.strerror or exc}); try --port 0", file=sys.stderr)
         return 2
     stop = threading.Event()
 
@@ -187,8 +212,11 @@ def run_demo(host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = 
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print(f"lexi-bot demo: open {demo.url} — approve Lexi's tasks as Alice or Bob, or try as Carol "
-          "(not an approver). Ctrl-C stops it.", flush=True)
+    print(
+        f"lexi-bot demo: open {demo.url} — approve Lexi's tasks as Alice or Bob, or try as Carol "
+        "(not an approver). Ctrl-C stops it.",
+        flush=True,
+    )
     if open_browser:
         webbrowser.open(demo.url)
     while not stop.wait(0.5):

@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 
 _STATIC = resources.files("bot.dev.demo") / "static"
 _STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png)")
-_TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
-          "css": "text/css; charset=utf-8", "svg": "image/svg+xml", "png": "image/png"}
+_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+}
 _MAX_BODY = 64 * 1024
 #: How much of a refused body is read and thrown away so that the client sees the answer, not a reset.
 _DRAIN_MAX = 1024 * 1024
@@ -42,7 +47,7 @@ _FETCH_SITES = {"same-origin", "none"}
 _HEADERS = {
     # The page builds every node from data with textContent: nothing inline, nothing remote, no frames.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-                               "base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -61,8 +66,9 @@ class DemoServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6  # ::1 (or :: with --allow-remote)
         super().__init__((host, port), _Handler)
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="lexi-demo-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="lexi-demo-http", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -117,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/":
             self._static("index.html")
         elif path.startswith("/static/"):
-            self._static(path[len("/static/"):])
+            self._static(path[len("/static/") :])
         elif path == "/api/state":
             user = (query.get("user") or [""])[0]
             if self._person(user):
@@ -143,8 +149,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             if path == "/api/click":
-                answer = session.click(user, dict(body.get("where") or {}), int(body.get("block", -99)),
-                                       int(body.get("element", -99)), body.get("selected"))
+                answer = session.click(
+                    user,
+                    dict(body.get("where") or {}),
+                    int(body.get("block", -99)),
+                    int(body.get("element", -99)),
+                    body.get("selected"),
+                )
             elif path == "/api/submit":
                 answer = session.submit(user, dict(body.get("values") or {}))
             elif path == "/api/close":
@@ -165,8 +176,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_allowed(self) -> None:
         """Answer 405 to a method the demo does not serve (instead of http.server's 501)."""
         self._drain()
-        self._send(405, json.dumps({"ok": False, "error": "method not allowed"}).encode(), "application/json",
-                   {"Allow": "GET, POST"})
+        self._send(
+            405,
+            json.dumps({"ok": False, "error": "method not allowed"}).encode(),
+            "application/json",
+            {"Allow": "GET, POST"},
+        )
 
     do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
@@ -190,8 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
         site = self.headers.get("Sec-Fetch-Site")
         if origin == f"http://{self.headers.get('Host', '')}" and (site is None or site in _FETCH_SITES):
             return True
-        log.warning("demo: refused an action from another origin (Origin %.100r, Sec-Fetch-Site %.40r)",
-                    origin, site)
+        log.warning("demo: refused an action from another origin (Origin %.100r, Sec-Fetch-Site %.40r)", origin, site)
         self._refuse(403, "actions are accepted only from the demo page itself")
         return False
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from bot.slack.blocks import escape
 from bot.dev.demo import elements
 from bot.dev.demo.elements import ActionError
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack.blocks import escape
 
 #: Seconds Slack waits for an app to answer before it gives up (operation_timeout).
 ACK_DEADLINE = 3.0
@@ -71,8 +71,16 @@ class _Modal:
 class Session:
     """Acts for the demo's people: clicks, modal submissions, slash commands, messages and opening Home."""
 
-    def __init__(self, standin: SlackStandIn, bot_url: str, signing_secret: str, channel: str,
-                 channel_name: str, *, bot_user_id: str = "UBOT") -> None:
+    def __init__(
+        self,
+        standin: SlackStandIn,
+        bot_url: str,
+        signing_secret: str,
+        channel: str,
+        channel_name: str,
+        *,
+        bot_user_id: str = "UBOT",
+    ) -> None:
         self._standin = standin
         self._events_url = f"{bot_url}/slack/events"
         self._secret = signing_secret
@@ -118,13 +126,17 @@ class Session:
                 raise ActionError("no modal is open")
             view = modal.view
         payload = payloads.build_view_submission(
-            callback_id=str(view.get("callback_id", "")), values=elements.state_values(view, values),
-            private_metadata=str(view.get("private_metadata", "")), user=user, view_id=str(view.get("id", "V1")),
+            callback_id=str(view.get("callback_id", "")),
+            values=elements.state_values(view, values),
+            private_metadata=str(view.get("private_metadata", "")),
+            user=user,
+            view_id=str(view.get("id", "V1")),
             trigger_id=self._standin.new_trigger_id(user),
         )
         payload["view"].update({k: view[k] for k in ("title", "blocks", "hash", "submit", "close") if k in view})
-        answer, body = self._send(payloads.encode_interactive(payload), "view_submission",
-                                  str(view.get("callback_id", "")))
+        answer, body = self._send(
+            payloads.encode_interactive(payload), "view_submission", str(view.get("callback_id", ""))
+        )
         if answer.error is None:
             self._apply_response_action(user, view, body)
         return answer
@@ -140,7 +152,8 @@ class Session:
         payload = payloads.build_view_closed(
             callback_id=str(modal.view.get("callback_id", "")),
             private_metadata=str(modal.view.get("private_metadata", "")),
-            user=user, view_id=str(modal.view.get("id", "V1")),
+            user=user,
+            view_id=str(modal.view.get("id", "V1")),
         )
         return self._send(payloads.encode_interactive(payload), "view_closed", payload["view"]["callback_id"])[0]
 
@@ -158,7 +171,11 @@ class Session:
         if command != "/lexi":
             return Answer(0, f"{command} is not a valid command. In Slack, messages starting with / are commands.")
         fields = payloads.build_slash_command(
-            command=command, text=text.strip(), user=user, channel=self._channel, channel_name=self._channel_name,
+            command=command,
+            text=text.strip(),
+            user=user,
+            channel=self._channel,
+            channel_name=self._channel_name,
             response_url=self._standin.new_response_url(channel=self._channel, user=user),
             trigger_id=self._standin.new_trigger_id(user),
         )
@@ -189,8 +206,13 @@ class Session:
         if message is None or message.deleted:
             raise ActionError("the message is gone")
         action = elements.block_action(message.blocks, block, element, selected)
-        shown = {"type": "message", "user": message.user, "text": message.text, "ts": message.ts,
-                 "blocks": message.blocks}
+        shown = {
+            "type": "message",
+            "user": message.user,
+            "text": message.text,
+            "ts": message.ts,
+            "blocks": message.blocks,
+        }
         if message.user == self._bot_user_id:
             shown.update(bot_id=payloads.BOT_ID, app_id=payloads.API_APP_ID)
         if message.thread_ts:
@@ -206,9 +228,18 @@ class Session:
         at, shown_blocks = found
         action = elements.block_action(shown_blocks, block, element, selected)
         ts = f"{at:.6f}"
-        payload = self._block_action(user, action, message_ts=None, message=None, container={
-            "type": "message", "message_ts": ts, "channel_id": self._channel, "is_ephemeral": True,
-        })
+        payload = self._block_action(
+            user,
+            action,
+            message_ts=None,
+            message=None,
+            container={
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": self._channel,
+                "is_ephemeral": True,
+            },
+        )
         payload.pop("message", None)
         return self._send_action(payload, action)
 
@@ -220,22 +251,36 @@ class Session:
         if view is None:
             raise ActionError(f"no {surface} is open")
         action = elements.block_action(view.get("blocks") or [], block, element, selected)
-        payload = self._block_action(user, action, message_ts=None, message=None,
-                                     container={"type": "view", "view_id": view.get("id")})
+        payload = self._block_action(
+            user, action, message_ts=None, message=None, container={"type": "view", "view_id": view.get("id")}
+        )
         for key in ("channel", "message", "response_url"):
             payload.pop(key, None)
         payload["view"] = view
         return self._send_action(payload, action)
 
-    def _block_action(self, user: str, action: dict[str, Any], *, message_ts: str | None,
-                      message: dict[str, Any] | None, container: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _block_action(
+        self,
+        user: str,
+        action: dict[str, Any],
+        *,
+        message_ts: str | None,
+        message: dict[str, Any] | None,
+        container: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """A block_actions payload for `action` with a fresh trigger_id and response URL."""
         payload = payloads.build_block_action(
-            action_id=action["action_id"], value=str(action.get("value", "")), user=user, channel=self._channel,
-            channel_name=self._channel_name, message_ts=message_ts, message=message,
+            action_id=action["action_id"],
+            value=str(action.get("value", "")),
+            user=user,
+            channel=self._channel,
+            channel_name=self._channel_name,
+            message_ts=message_ts,
+            message=message,
             trigger_id=self._standin.new_trigger_id(user),
             response_url=self._standin.new_response_url(channel=self._channel, message_ts=message_ts, user=user),
-            block_id=action["block_id"], container=container,
+            block_id=action["block_id"],
+            container=container,
         )
         payload["actions"] = [action]
         return payload
@@ -286,7 +331,7 @@ class Session:
     def _modal(self, user: str) -> _Modal | None:
         """The person's open modal, after taking in the views the bot opened or updated since the last look."""
         views = self._standin.views
-        for shown in views[self._views_seen:]:
+        for shown in views[self._views_seen :]:
             current = self._modals.get(shown.user)
             if shown.kind != "update" or (current and current.view.get("id") == shown.view.get("id")):
                 self._modals[shown.user] = _Modal(elements.with_ids(shown.view), {})
@@ -309,8 +354,9 @@ class Session:
             data = _json_body(response)
             answer = Answer(response.status_code, None if response.status_code == 200 else "dispatch_failed")
         with self._lock:
-            self.deliveries.append(Delivery(kind, summary, answer.status, (time.monotonic() - started) * 1000,
-                                            time.time()))
+            self.deliveries.append(
+                Delivery(kind, summary, answer.status, (time.monotonic() - started) * 1000, time.time())
+            )
             self.delivered += 1
         return answer, data
 

@@ -8,9 +8,9 @@ from typing import Any
 from bot.dev.demo.logbuffer import LogRing
 from bot.dev.demo.session import Session
 from bot.dev.sandbox import Sandbox
-from bot.runtime import Runtime
 from bot.dev.standin.records import Message
 from bot.dev.standin.slack import SlackStandIn
+from bot.runtime import Runtime
 
 #: How many channel items (messages and ephemerals) and panel rows the page receives.
 TIMELINE_ITEMS = 150
@@ -60,14 +60,29 @@ def channel_state(src: Sources, user: str) -> dict[str, Any]:
             replies.setdefault(message.thread_ts, []).append(_message(message))
     timeline: list[tuple[float, dict[str, Any]]] = [
         (float(m.ts), {**_message(m), "kind": "message", "replies": replies.get(m.ts, [])})
-        for m in messages if not m.thread_ts and not m.deleted
+        for m in messages
+        if not m.thread_ts and not m.deleted
     ]
-    shown = [(f"e{n}", e.at, e.text, e.blocks) for n, e in enumerate(src.standin.ephemerals)
-             if e.user == user and e.channel == src.channel]
+    shown = [
+        (f"e{n}", e.at, e.text, e.blocks)
+        for n, e in enumerate(src.standin.ephemerals)
+        if e.user == user and e.channel == src.channel
+    ]
     shown += [(f"c{n}", r.at, r.text, r.blocks) for n, r in enumerate(src.session.replies) if r.user == user]
     for ephemeral_id, at, text, blocks in shown:
-        timeline.append((at, {"kind": "ephemeral", "id": ephemeral_id, "ts": f"{at:.6f}",
-                              "user": src.bot_user_id, "text": text, "blocks": blocks}))
+        timeline.append(
+            (
+                at,
+                {
+                    "kind": "ephemeral",
+                    "id": ephemeral_id,
+                    "ts": f"{at:.6f}",
+                    "user": src.bot_user_id,
+                    "text": text,
+                    "blocks": blocks,
+                },
+            )
+        )
     timeline.sort(key=lambda item: item[0])
     return {
         "versions": versions(src),
@@ -88,16 +103,21 @@ def panel_state(src: Sources) -> dict[str, Any]:
         "versions": versions(src),
         "leadlex": {
             "url": src.sandbox.url,
-            "calls": [{"method": c.method, "path": c.path, "status": c.status, "at": c.at}
-                      for c in src.sandbox.calls[-PANEL_ROWS:]][::-1],
+            "calls": [
+                {"method": c.method, "path": c.path, "status": c.status, "at": c.at}
+                for c in src.sandbox.calls[-PANEL_ROWS:]
+            ][::-1],
             "budget": {"limit": budget.limit, "remaining": budget.remaining, "reset": budget.reset},
             "poll_every": round(src.runtime.poller.last_delay, 1),
         },
         "slack": {
-            "requests": [{"kind": d.kind, "summary": d.summary, "status": d.status, "ms": round(d.ms),
-                          "at": d.at} for d in list(src.session.deliveries)[::-1]],
-            "api": [{"method": c.method, "ok": c.ok, "error": c.error, "at": c.at}
-                    for c in src.standin.calls[-PANEL_ROWS:]][::-1],
+            "requests": [
+                {"kind": d.kind, "summary": d.summary, "status": d.status, "ms": round(d.ms), "at": d.at}
+                for d in list(src.session.deliveries)[::-1]
+            ],
+            "api": [
+                {"method": c.method, "ok": c.ok, "error": c.error, "at": c.at} for c in src.standin.calls[-PANEL_ROWS:]
+            ][::-1],
         },
         "log": src.logs.lines(LOG_LINES),
     }
@@ -105,5 +125,10 @@ def panel_state(src: Sources) -> dict[str, Any]:
 
 def _message(message: Message) -> dict[str, Any]:
     """One message as the page renders it."""
-    return {"ts": message.ts, "user": message.user, "text": message.text, "blocks": message.blocks,
-            "edited": message.edits > 0}
+    return {
+        "ts": message.ts,
+        "user": message.user,
+        "text": message.text,
+        "blocks": message.blocks,
+        "edited": message.edits > 0,
+    }

@@ -11,15 +11,22 @@ from typing import Any
 #: Block types Slack accepts in messages, modals and App Home.
 BLOCK_TYPES = frozenset(
     {
-        "actions", "context", "divider", "file", "header", "image",
-        "input", "markdown", "rich_text", "section", "video",
+        "actions",
+        "context",
+        "divider",
+        "file",
+        "header",
+        "image",
+        "input",
+        "markdown",
+        "rich_text",
+        "section",
+        "video",
     }
 )
 
 #: Interactive element types that may carry options (each option text 75, value 150 characters).
-_OPTION_ELEMENTS = frozenset(
-    {"static_select", "multi_static_select", "overflow", "radio_buttons", "checkboxes"}
-)
+_OPTION_ELEMENTS = frozenset({"static_select", "multi_static_select", "overflow", "radio_buttons", "checkboxes"})
 
 
 class _Invalid(Exception):

@@ -35,9 +35,7 @@ def sign(signing_secret: str, body: bytes, timestamp: int | None = None) -> dict
     return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}
 
 
-def signed_request(
-    signing_secret: str, body: bytes, content_type: str, timestamp: int | None = None
-) -> dict[str, str]:
+def signed_request(signing_secret: str, body: bytes, content_type: str, timestamp: int | None = None) -> dict[str, str]:
     """Return every header to send with `body`: its Content-Type and Slack's signature headers."""
     return {"Content-Type": content_type, **sign(signing_secret, body, timestamp)}
 
@@ -92,8 +90,7 @@ def build_block_action(
         "user": _user(user, team_id),
         "api_app_id": API_APP_ID,
         "token": VERIFICATION_TOKEN,
-        "container": container
-        or {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
+        "container": container or {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": False},
         "trigger_id": trigger_id,
         "team": _team(team_id),
         "enterprise": None,

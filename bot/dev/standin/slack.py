@@ -316,7 +316,13 @@ class SlackStandIn:
                 except InvalidOperation:
                     raise ValueError(f"not a Slack ts: {ts!r}") from None
             message = Message(
-                channel, ts or self._workspace.next_ts(), text, list(blocks or []), metadata, thread_ts, user,
+                channel,
+                ts or self._workspace.next_ts(),
+                text,
+                list(blocks or []),
+                metadata,
+                thread_ts,
+                user,
                 bot_id=bot_id,
             )
             self._workspace.store(message)

@@ -163,9 +163,7 @@ class Workspace:
         self.responses.append(ResponseUrlPost(token, body, self.clock()))
         return 200, {"ok": True}
 
-    def _apply_response(
-        self, entry: _ResponseUrl, body: dict[str, Any], text: str, blocks: list[Any]
-    ) -> None:
+    def _apply_response(self, entry: _ResponseUrl, body: dict[str, Any], text: str, blocks: list[Any]) -> None:
         """Delete, replace or answer the bound message as the post's flags say (no flag: an ephemeral)."""
         original = self.find(entry.channel or "", entry.message_ts)
         if body.get("delete_original") and original and not original.deleted:
@@ -386,9 +384,7 @@ class Workspace:
             below = latest is None or ts < latest or (inclusive and ts == latest)
             return above and below
 
-        top = [
-            m for m in self.messages(channel) if not m.thread_ts and not m.deleted and in_range(Decimal(m.ts))
-        ]
+        top = [m for m in self.messages(channel) if not m.thread_ts and not m.deleted and in_range(Decimal(m.ts))]
         page, next_cursor = self._page(top[::-1], args, newest_first=True)
         return {
             "messages": [self._render(m, with_metadata=with_metadata) for m in page],

@@ -9,21 +9,22 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack import answers, blocks, modals
 from bot.core.decisions import Tell
 from bot.core.keeper import NotRecorded
+from bot.runtime import Runtime
+from bot.slack import answers, blocks, modals
 from bot.slack.listeners import runtime_of
 from bot.slack.messenger import slack_error_text
 from bot.slack.texts import FORM_NOT_OPENED, NO_DATABASE, NOT_RECORDED
-from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
     """How to answer the person behind a request privately: in the card's channel, or through its response_url."""
-    return answers.teller(answers.reply_for(body), body["user"]["id"], runtime.messenger,
-                          lambda: runtime.settings.slack_channel)
+    return answers.teller(
+        answers.reply_for(body), body["user"]["id"], runtime.messenger, lambda: runtime.settings.slack_channel
+    )
 
 
 def register(app: App) -> None:
@@ -37,7 +38,10 @@ def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], conte
     runtime = runtime_of(context)
     try:
         decision = runtime.decider.accept(
-            str(action.get("value", "")), action="approve", user=body["user"]["id"], surface="button",
+            str(action.get("value", "")),
+            action="approve",
+            user=body["user"]["id"],
+            surface="button",
             reply=answers.reply_for(body),
         )
     except NotRecorded:
@@ -48,8 +52,9 @@ def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], conte
     ack()
 
 
-def handle_dismiss(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient,
-                   context: BoltContext) -> None:
+def handle_dismiss(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, context: BoltContext
+) -> None:
     """Acknowledge, then open the reason modal while the trigger is fresh (nothing slow comes first)."""
     ack()
     runtime = runtime_of(context)

@@ -6,10 +6,10 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot.slack import replies, subcommands
-from bot.slack.command_parser import parse_command
 from bot.core.keeper import NotRecorded
 from bot.runtime import BUSY
+from bot.slack import replies, subcommands
+from bot.slack.command_parser import parse_command
 from bot.slack.listeners import runtime_of
 from bot.slack.texts import NOT_RECORDED, QUEUED
 
@@ -35,8 +35,13 @@ def handle_lexi(ack: Ack, command: dict[str, Any], context: BoltContext) -> None
     if parsed.name in ("approve", "dismiss"):  # a decision is journaled before the ack, like a click
         try:
             decision = runtime.decider.accept(
-                parsed.task_id or "", action=parsed.name, user=asker.user, surface="command",
-                reason=parsed.reason, note=parsed.note, reply={"response_url": asker.response_url},
+                parsed.task_id or "",
+                action=parsed.name,
+                user=asker.user,
+                surface="command",
+                reason=parsed.reason,
+                note=parsed.note,
+                reply={"response_url": asker.response_url},
             )
         except NotRecorded:
             ack(response_type="ephemeral", text=NOT_RECORDED)

@@ -7,8 +7,8 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot.slack import modals
 from bot.core.keeper import NotRecorded
+from bot.slack import modals
 from bot.slack.listeners import runtime_of
 from bot.slack.texts import NOT_SUBMITTED
 
@@ -41,8 +41,13 @@ def handle_dismiss_submission(ack: Ack, body: dict[str, Any], view: dict[str, An
     reply = {"channel": None, "in_channel": True, "fallback_channel": runtime.settings.slack_channel}
     try:
         decision = runtime.decider.accept(
-            task_id, action="dismiss", user=user, surface="button", reason=reason,
-            note=note if isinstance(note, str) else None, reply=reply,
+            task_id,
+            action="dismiss",
+            user=user,
+            surface="button",
+            reason=reason,
+            note=note if isinstance(note, str) else None,
+            reply=reply,
         )
     except NotRecorded:
         ack(response_action="errors", errors={modals.REASON_BLOCK: NOT_SUBMITTED})  # the form stays open
