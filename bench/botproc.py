@@ -11,13 +11,38 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
+import tracemalloc
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bot.config import load_settings
 from bot.runtime import Runtime
 from bot.service import Service
 from bot.slack.app import create_app
+
+
+def trace_memory(path: str, runtime: Runtime, stop: threading.Event, every: float = 60.0) -> None:
+    """Every `every` seconds, append to `path` what grew since the first minute (BENCH_MEMORY_TRACE=PATH).
+
+    tracemalloc's biggest growths, the threads and the database pool: how bench/memory.py finds what makes RSS grow.
+    """
+    tracemalloc.start(25)
+    first = None
+    while not stop.wait(every):
+        snapshot = tracemalloc.take_snapshot()
+        if first is None:
+            first = snapshot
+            continue
+        traced = tracemalloc.get_traced_memory()[0] / 2**20
+        pool = runtime.store.engine.pool.status()
+        lines = [f"--- {time.strftime('%H:%M:%S')} threads={threading.active_count()} {pool} traced={traced:.1f} MiB"]
+        for stat in snapshot.compare_to(first, "traceback")[:6]:
+            lines += [str(stat), *("    " + line for line in stat.traceback.format())]
+        with Path(path).open("a", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         service.start_poller()
+        if os.environ.get("BENCH_MEMORY_TRACE"):
+            threading.Thread(
+                target=trace_memory, args=(os.environ["BENCH_MEMORY_TRACE"], runtime, service.stop), daemon=True
+            ).start()
         service.serve_http(create_app(runtime), "127.0.0.1", args.port, threads=args.http_threads, stop_timeout=5)
         print("ready", flush=True)
         while not service.stop.wait(0.5):
