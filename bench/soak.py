@@ -1,4 +1,4 @@
-"""Soak: the bot under random faults, kills and restarts for a while; does anything get lost or doubled?
+"""Soak: the bot under random faults, kills and restarts for a while, checked that nothing is lost or doubled.
 
 `python -m bench.soak [--minutes 10] [--database-url URL] [--seed N]`. The bot runs as a subprocess
 (bench.botproc, polling every second, Slack's 1 post/s pacing), restarted after every stop. Meanwhile:

@@ -126,7 +126,7 @@ def test_unreachable_leadlex_is_transient() -> None:
 
 
 def test_a_list_too_deep_for_the_decoder_loses_only_the_deep_task(sandbox: Sandbox) -> None:
-    """One task nested beyond Python's decoder, or with a 5000-digit number, costs only itself; each is reported once."""
+    """One task nested beyond Python's decoder, or with a 5000-digit number, costs only itself; each is logged once."""
     deep: object = "bottom"
     for _ in range(5000):
         deep = [deep]

@@ -1,4 +1,4 @@
-"""Unit tests for bot.slack.home_view and bot.slack.replies: task lists, the Home view and command replies, without doubles."""
+"""Unit tests of bot.slack.home_view and bot.slack.replies (task lists, the Home view, command replies), no doubles."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Bolt listeners called directly, as Bolt calls them: a recording `ack`, the body, and the runtime in the context."""
+"""The Bolt listeners called directly, as Bolt calls them: a recording `ack`, the body, and the runtime in context."""
 
 from __future__ import annotations
 

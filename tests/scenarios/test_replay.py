@@ -1,4 +1,4 @@
-"""Issue 11: a captured Slack request re-sent within its signing window, or an event Slack retries, does its work once."""
+"""Issue 11: a captured Slack request re-sent within its signing window, or an event Slack retries, works once."""
 
 from __future__ import annotations
 

@@ -356,7 +356,7 @@ def test_sandbox_signs_the_time_of_each_event_in_the_body(hooked: tuple[BotHarne
 def test_captured_update_cannot_roll_back_a_grown_campaign(
     hooked_campaigns: tuple[BotHarness, str], sandbox: Sandbox, slack: SlackStandIn
 ) -> None:
-    """A captured 40-contact task.updated, re-sent with a fresh header after the campaign grew to 50,000, does nothing."""
+    """A captured 40-contact task.updated, re-sent with a fresh header after the campaign grew to 50,000: no effect."""
     harness, secret = hooked_campaigns
     task_id = sandbox.add_task("campaign_start", "Start campaign 'Q1'", {"contact_count": 10})["id"]
     harness.wait_for(lambda: harness.store.get(task_id) and harness.store.get(task_id).message_ts)

@@ -1,5 +1,7 @@
-"""In-memory stand-ins for what bot.core talks to — LeadLex, Slack (the messenger), the announcer — for unit tests
-that need no HTTP: each fake implements the protocol of the calls core makes, and records them.
+"""In-memory stand-ins for what bot.core talks to: LeadLex, Slack (the messenger), the announcer.
+
+They are for unit tests that need no HTTP: each fake implements the protocol of the calls core makes, and records
+them.
 """
 
 from __future__ import annotations
