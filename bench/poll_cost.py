@@ -262,7 +262,7 @@ def retained_per_task(history: int, workdir: Path) -> tuple[int, float, float]:
                 runtime.messenger.sync_card(f"hist-{i:07d}")
             gc.collect()
             grown = rss_mb() - before
-            locks = runtime.messenger._render_locks  # the structure being measured (private on purpose)
+            locks = runtime.messenger._render_locks  # noqa: SLF001 - the structure being measured is private on purpose
             pairs = list(locks.items()) if isinstance(locks, dict) else [("", lock) for lock in locks]
             size = sys.getsizeof(locks) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in pairs)
         finally:

@@ -16,6 +16,7 @@ handed back with a note are shown apart), and the bot's RSS over time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -180,7 +181,7 @@ def _click(url: str, slack: SlackStandIn, task_id: str, ts: str, client: httpx.C
     return answer.status_code
 
 
-def run(
+def run(  # noqa: C901, PLR0915 - one soak's script: its four workers are closures over the run's shared state
     seconds: float,
     *,
     database_url: str | None = None,
@@ -271,10 +272,8 @@ def run(
         while not sampled.wait(2.0):
             process = bot.process
             if process is not None and process.poll() is None:
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     report.rss.append((time.monotonic() - began, process.pid, rss_mb(process.pid)))
-                except (OSError, ValueError):
-                    pass
 
     threads = [threading.Thread(target=f, daemon=True, name=f.__name__) for f in (feed, click, chaos, sample)]
     try:
