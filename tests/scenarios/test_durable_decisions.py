@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -128,20 +129,16 @@ class _CutProxy:
             pass
         finally:
             for sock in (source, target):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         """The database goes away: every connection closes, new ones are refused."""
         self._cut.set()
         with self._lock:
             for sock in self._open:
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             self._open.clear()
 
     def restore(self) -> None:
@@ -416,9 +413,7 @@ def test_restart_hands_back_only_what_leadlex_refuses(sandbox: Sandbox, slack: S
         assert _approvals(sandbox, task_id, 200) == 0
 
 
-def test_the_journal_is_not_left_open_by_a_decision_carried_out(
-    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
-) -> None:
+def test_the_journal_is_not_left_open_by_a_decision_carried_out(bot: BotHarness, sandbox: Sandbox) -> None:
     """After a click is carried out, no decision is left for a keeper to resume (nothing is done twice)."""
     task_id = _announce(bot, sandbox)
     assert bot.click(blocks.APPROVE_ACTION, task_id).status_code == 200

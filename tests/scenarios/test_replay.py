@@ -10,7 +10,6 @@ from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
 from bot.runtime import Runtime
 from bot.slack import blocks
-from tests.scenarios.test_socket_mode import socket_bot  # noqa: F401 - the Socket Mode bot fixture
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness
 from tests.support.socket_mode import SocketModeServer
 
