@@ -120,7 +120,7 @@ def test_chat_is_never_retried(sandbox: Sandbox) -> None:
 
 def test_unreachable_leadlex_is_transient() -> None:
     """A connection refused is a TransientError, not a crash."""
-    client = LexiClient("http://127.0.0.1:9", "wbk_x", sleep=lambda s: None, attempts=2)
+    client = LexiClient("http://127.0.0.1:9", "wbk_x", sleep=lambda _: None, attempts=2)
     with pytest.raises(TransientError):
         client.list_tasks()
 

@@ -47,7 +47,7 @@ def test_apply_runs_slack_jobs_where_it_is_told(parts: Parts) -> None:
     store, lexi, messenger = parts
     announced(store, lexi, "t1")
     queued: list[str] = []
-    applier = StateApplier(store, messenger, later=lambda key, fn, *args: queued.append(key))  # type: ignore[arg-type]
+    applier = StateApplier(store, messenger, later=lambda key, _job, *_args: queued.append(key))  # type: ignore[arg-type]
     applier.apply("t1", "failed", from_states=("pending",))
     assert queued == ["card:t1", "reply:t1"] and messenger.cards == []
 
