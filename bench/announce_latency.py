@@ -1,9 +1,9 @@
 """Benchmark 1: announcement latency, from `sandbox.add_task` to the stand-in receiving chat.postMessage.
 
 The bot runs in its own process (bench.botproc). Paths: webhook (a registered webhook pointing at the bot's
-/lexi/webhooks; the poller runs too, reconciling hourly) and poll (POLL_INTERVAL=5, webhooks off). A batch is
-added right after the bot's first poll cycle, so the poll path waits nearly a whole interval (the worst phase). Sizes: one new
-task at a time (repeated), and 100 new tasks at once — with the bot's default per-channel pacing of one post a
+/lexi/webhooks; the poller runs too, reconciling hourly) and poll (POLL_INTERVAL=5, webhooks off). A batch is added
+right after the bot's first poll cycle, so the poll path waits nearly a whole interval (the worst phase). Sizes: one
+new task at a time (repeated), and 100 new tasks at once — with the bot's default per-channel pacing of one post a
 second, and with pacing off (post_interval=0) to isolate the bot's own latency.
 """
 

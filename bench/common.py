@@ -110,9 +110,9 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
 def pyplot() -> Any | None:
     """Matplotlib's pyplot (headless), or None with a message saying how to install it."""
     try:
-        import matplotlib
+        import matplotlib as mpl
 
-        matplotlib.use("Agg")
+        mpl.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("no chart: matplotlib is not installed (pip install -e '.[bench]')", flush=True)

@@ -1,11 +1,11 @@
 """Memory under steady work: one bot process for `--minutes`, new tasks arriving and being decided all the time.
 
-The bot runs in its own process with webhooks on (bench/common.py); each second a new task is created in the
-sandbox (the webhook announces it, paced at Slack's one post a second) and the oldest undecided card is approved (its
-button) or dismissed (`/lexi dismiss ID not_relevant`), and every ten seconds someone runs `/lexi tasks`. The bot's VmRSS is
-sampled every `SAMPLE` seconds. Reported: RSS after the warm-up (the first minute), at the middle and at the end,
-and the growth per ten minutes over the second half (a least-squares slope): flat memory means that slope stays
-near zero however long the run. A 100k-task history's RSS is measured by `bench.poll_cost`.
+The bot runs in its own process with webhooks on (bench/common.py); each second a new task is created in the sandbox
+(the webhook announces it, paced at Slack's one post a second) and the oldest undecided card is approved (its
+button) or dismissed (`/lexi dismiss ID not_relevant`), and every ten seconds someone runs `/lexi tasks`. The bot's
+VmRSS is sampled every `SAMPLE` seconds. Reported: RSS after the warm-up (the first minute), at the middle and at
+the end, and the growth per ten minutes over the second half (a least-squares slope): flat memory means that slope
+stays near zero however long the run. A 100k-task history's RSS is measured by `bench.poll_cost`.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ EXECUTOR_THREADS = 256
 
 
 def build_app(
-    signing_secret: str, lexi_url: str, api_key: str, slack_url: str, token: str, executor_threads: int
+    *, signing_secret: str, lexi_url: str, api_key: str, slack_url: str, token: str, executor_threads: int
 ) -> App:
     """The Bolt app: Approve acks, then calls LeadLex on the listener's executor thread."""
     leadlex = httpx.Client(
@@ -74,12 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     app = build_app(
-        os.environ["SLACK_SIGNING_SECRET"],
-        os.environ["LEXI_API_URL"],
-        os.environ["LEXI_API_KEY"],
-        os.environ.get("SLACK_API_URL", "https://slack.com/api/"),
-        os.environ["SLACK_BOT_TOKEN"],
-        args.executor_threads,
+        signing_secret=os.environ["SLACK_SIGNING_SECRET"],
+        lexi_url=os.environ["LEXI_API_URL"],
+        api_key=os.environ["LEXI_API_KEY"],
+        slack_url=os.environ.get("SLACK_API_URL", "https://slack.com/api/"),
+        token=os.environ["SLACK_BOT_TOKEN"],
+        executor_threads=args.executor_threads,
     )
     front = HttpFront(
         make_wsgi(app, health=lambda: {"mode": "minimal"}), "127.0.0.1", args.port, threads=args.http_threads

@@ -1,11 +1,11 @@
 """Benchmark 4: the cost of one poll cycle as history grows, and the bot's resident memory.
 
 For N = 1k, 10k and 100k recorded tasks in final states (bulk-inserted) plus 100 pending tasks announced, one
-`Poller.cycle()` (webhooks off: the full reconcile) is timed several times, counting SQL statements (the
-SQLAlchemy `before_cursor_execute` event). SQLite always; PostgreSQL too when TEST_DATABASE_URL is set
-(in a schema of its own, `lexi_bench`, dropped afterwards; ANALYZEd after the bulk insert, as autovacuum would). Memory: the VmRSS of the bot's own process
-(bench.botproc) idle on an empty database, and polling a 100k-task history; and what this process retains
-per task the messenger has handled.
+`Poller.cycle()` (webhooks off: the full reconcile) is timed several times, counting SQL statements (the SQLAlchemy
+`before_cursor_execute` event). SQLite always; PostgreSQL too when TEST_DATABASE_URL is set (in a schema of its own,
+`lexi_bench`, dropped afterwards; ANALYZEd after the bulk insert, as autovacuum would). Memory: the VmRSS of the
+bot's own process (bench.botproc) idle on an empty database, and polling a 100k-task history; and what this process
+retains per task the messenger has handled.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def retained_per_task(history: int, workdir: Path) -> tuple[int, float, float]:
                 runtime.messenger.sync_card(f"hist-{i:07d}")
             gc.collect()
             grown = rss_mb() - before
-            locks = runtime.messenger._render_locks  # the structure being measured (private on purpose)
+            locks = runtime.messenger._render_locks  # noqa: SLF001 - the structure being measured is private on purpose
             pairs = list(locks.items()) if isinstance(locks, dict) else [("", lock) for lock in locks]
             size = sys.getsizeof(locks) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in pairs)
         finally:

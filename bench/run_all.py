@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -23,12 +24,15 @@ TIMEOUT = 1_800
 def _revision() -> str:
     """The commit measured, and whether the bot's code differed from it (others edit the tree too)."""
     root = Path(__file__).resolve().parent.parent
+    git = shutil.which("git")
+    if git is None:
+        return "unknown (not a git checkout)"
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root, check=True
+            [git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "bot", "migrations"],
+            [git, "status", "--porcelain", "--", "bot", "migrations"],
             capture_output=True,
             text=True,
             cwd=root,

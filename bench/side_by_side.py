@@ -108,7 +108,7 @@ def _click(task_id: str, slack: SlackStandIn, ts: str | None) -> tuple[bytes, st
 
 
 def fire(
-    url: str, sandbox: TimedSandbox, slack: SlackStandIn, task_ids: list[str], cards: dict[str, str], label: str
+    url: str, sandbox: TimedSandbox, slack: SlackStandIn, task_ids: list[str], *, cards: dict[str, str], label: str
 ) -> Batch:
     """Send one Approve click per task, CONCURRENCY at a time; wait (bounded) for every approve call."""
     batch = Batch(label)
@@ -174,7 +174,7 @@ def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int) -> list
                 wait_until(partial(_posted_more, stack.slack, posted), 30)  # the announcing has begun
             task_ids = stack.announced[round_ * count : (round_ + 1) * count]
             cpu = cpu_seconds(stack.process.pid)
-            batches.append(fire(stack.url, sandbox, stack.slack, task_ids, cards, label))
+            batches.append(fire(stack.url, sandbox, stack.slack, task_ids, cards=cards, label=label))
             wait_until(lambda: stack.store.count_in_state("deciding") == 0, 300, interval=0.2)
             batches[-1].cpu = cpu_seconds(stack.process.pid) - cpu
             if webhooks:  # let the announcing finish before the next round's tasks arrive
@@ -211,7 +211,7 @@ def run_minimal(count: int, rounds: int, executor_threads: int | None = None) ->
         for _ in range(rounds):
             task_ids = [sandbox.add_task()["id"] for _ in range(count)]
             cpu = cpu_seconds(process.pid)
-            batches.append(fire(f"http://127.0.0.1:{port}", sandbox, slack, task_ids, {}, label))
+            batches.append(fire(f"http://127.0.0.1:{port}", sandbox, slack, task_ids, cards={}, label=label))
             wait_until(lambda: not sandbox.tasks("pending"), 120, interval=0.2)
             batches[-1].cpu = cpu_seconds(process.pid) - cpu
     finally:

@@ -106,7 +106,7 @@ class DayResult:
 class _Day:
     """One simulated day of the real poller, client, store, announcer and decider against one sandbox."""
 
-    def __init__(self, plan: str, tasks: int, webhooks: bool, workdir: Path) -> None:
+    def __init__(self, plan: str, tasks: int, *, webhooks: bool, workdir: Path) -> None:
         daily, minute = PLANS[plan]
         self.clock = SimClock(START)
         self.sandbox = Sandbox(seed=False, daily_limit=daily, minute_limit=minute, clock=self.clock).start()
@@ -241,10 +241,10 @@ class _Day:
                 self.result.completion_delays.append(self.clock.now - finished)
 
 
-def simulate(plan: str, tasks: int, webhooks: bool) -> DayResult:
+def simulate(plan: str, tasks: int, *, webhooks: bool) -> DayResult:
     """Run one simulated day of the bot."""
     workdir = Path(tempfile.mkdtemp(prefix="lexi-day-"))
-    day = _Day(plan, tasks, webhooks, workdir)
+    day = _Day(plan, tasks, webhooks=webhooks, workdir=workdir)
     try:
         return day.run()
     finally:
@@ -366,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(__doc__ or "", argv)
     plans = ["Starter"] if args.quick else list(PLANS)
     loads = [0, 50]
-    days = [simulate(plan, load, webhooks) for plan in plans for load in loads for webhooks in (False, True)]
+    days = [simulate(plan, load, webhooks=webhooks) for plan in plans for load in loads for webhooks in (False, True)]
     fixed = [fixed_poller(plan, load) for plan in plans for load in loads]
     rows = [
         [

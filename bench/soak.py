@@ -1,4 +1,4 @@
-"""Soak: the bot under random faults, kills and restarts for a while; does anything get lost or doubled?
+"""Soak: the bot under random faults, kills and restarts for a while, checked that nothing is lost or doubled.
 
 `python -m bench.soak [--minutes 10] [--database-url URL] [--seed N]`. The bot runs as a subprocess
 (bench.botproc, polling every second, Slack's 1 post/s pacing), restarted after every stop. Meanwhile:
@@ -16,6 +16,7 @@ handed back with a note are shown apart), and the bot's RSS over time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -180,6 +181,130 @@ def _click(url: str, slack: SlackStandIn, task_id: str, ts: str, client: httpx.C
     return answer.status_code
 
 
+class _Soak:
+    """One soak's shared state (the peers, the bot process, the report) and the workers that drive it."""
+
+    def __init__(self, seconds: float, *, database_url: str | None, seed: int, kill_after_ack: float) -> None:
+        """Start LeadLex and Slack stand-ins and migrate the database; the bot itself starts in `run`."""
+        self.rng = random.Random(seed)
+        self.workdir = Path(tempfile.mkdtemp(prefix="lexi-soak-"))
+        self.sandbox = DecisionLedger(seed=False, **UNLIMITED).start()
+        self.slack = SlackStandIn().start()
+        url = database_url or f"sqlite:///{self.workdir / 'soak.db'}"
+        self.store = Store.from_url(url)
+        migrate.upgrade(self.store.engine)
+        env = {
+            **os.environ,
+            "LEXI_API_KEY": self.sandbox.api_key,
+            "LEXI_API_URL": self.sandbox.url,
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_CHANNEL": CHANNEL,
+            "SLACK_API_URL": self.slack.api_url,
+            "DATABASE_URL": url,
+            "POLL_INTERVAL": "1",
+            "LEXI_ENV_FILE": "/nonexistent",
+            "BENCH_BOT_LOG_LEVEL": "WARNING",
+        }
+        env.pop("LEXI_WEBHOOK_SECRET", None)
+        self.bot = BotProcess(env, self.workdir)
+        self.report = Report(seconds)
+        self.kill_after_ack = kill_after_ack
+        self.stopping = threading.Event()
+        self.kill_now = threading.Event()
+        self.sampled = threading.Event()  # set when RSS sampling ends (after the settling)
+        self.acked: dict[str, float] = {}
+        self.began = time.monotonic()
+
+    def feed(self) -> None:
+        """New tasks in LeadLex every 0.5–2 s."""
+        while not self.stopping.wait(self.rng.uniform(0.5, 2.0)):
+            self.sandbox.add_task()
+
+    def click(self) -> None:
+        """Approve announced tasks nobody clicked yet; sometimes ask for a SIGKILL right after the ack."""
+        clicked: set[str] = set()
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            while not self.stopping.wait(self.rng.uniform(0.2, 1.0)):
+                pending = {t["id"] for t in self.sandbox.tasks("pending")}
+                cards = {
+                    m.metadata["event_payload"]["task_id"]: m.ts
+                    for m in self.slack.messages(CHANNEL)
+                    if m.thread_ts is None and m.metadata and "event_payload" in m.metadata
+                }
+                choices = sorted(t for t in cards if t in pending and t not in clicked)
+                if not choices or not self.bot.url:
+                    continue
+                task_id = self.rng.choice(choices)
+                if _click(self.bot.url, self.slack, task_id, cards[task_id], client) == 200:
+                    clicked.add(task_id)
+                    self.acked[task_id] = time.monotonic() - self.began
+                    if self.rng.random() < self.kill_after_ack:
+                        self.kill_now.set()
+
+    def chaos(self) -> None:
+        """Random LeadLex and Slack faults."""
+        rng, sandbox = self.rng, self.sandbox
+        while not self.stopping.wait(rng.uniform(2.0, 6.0)):
+            kind = rng.choice(["leadlex 5xx", "leadlex 429", "leadlex slow", "slack 429"])
+            self.report.faults[kind] += 1
+            if kind == "leadlex 5xx":
+                sandbox.fail_next(None, "/v1/lexi/tasks", status=rng.choice([500, 502, 503]), times=rng.randint(1, 3))
+            elif kind == "leadlex 429":
+                sandbox.fail_next(None, "/v1/lexi/tasks", status=429, retry_after=1, times=rng.randint(1, 2))
+            elif kind == "leadlex slow":
+                sandbox.latency = 3.0
+                self.stopping.wait(rng.uniform(2.0, 6.0))
+                sandbox.latency = 0.0
+            else:
+                self.slack.fail_next(rng.choice(["chat.postMessage", "chat.update"]), times=rng.randint(1, 3))
+
+    def sample(self) -> None:
+        """The bot's RSS every 2 s, until the end of the settling too."""
+        while not self.sampled.wait(2.0):
+            process = self.bot.process
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.report.rss.append((time.monotonic() - self.began, process.pid, rss_mb(process.pid)))
+
+    def stop_and_restart(self, seconds: float, lifetime: tuple[float, float]) -> None:
+        """Until `seconds` have passed, stop the bot after each random lifetime (or a click's kill) and restart it."""
+        while time.monotonic() - self.began < seconds:
+            life_ends = time.monotonic() + self.rng.uniform(*lifetime)
+            while time.monotonic() < min(life_ends, self.began + seconds) and not self.kill_now.is_set():
+                time.sleep(0.05)
+            if time.monotonic() - self.began >= seconds:
+                break
+            how = "kill after an ack" if self.kill_now.is_set() else self.rng.choice(["kill", "term"])
+            self.kill_now.clear()
+            self.report.stops[how] += 1
+            self.bot.stop("term" if how == "term" else "kill")
+            if not self.bot.start():
+                raise RuntimeError("the bot did not restart")
+
+    def settle(self, workers: list[threading.Thread], settle: float, say: Callable[[str], None]) -> None:
+        """Stop the faults and the workers, then wait (bounded) until everything settled; stop the last bot."""
+        self.stopping.set()
+        for thread in workers:
+            thread.join(timeout=15)
+        self.sandbox.latency = 0.0
+        self.report.settled = wait_until(lambda: _settled(self.sandbox, self.slack, self.store), settle, interval=1.0)
+        self.sampled.set()
+        self.bot.stop("term")
+        for line in self.bot.errors()[:3]:
+            say(f"bot error line: {line[:300]}")
+
+    def close(self) -> None:
+        """Stop everything and count what went wrong."""
+        self.stopping.set()
+        self.sampled.set()
+        self.bot.stop("kill")
+        _count(self.report, self.sandbox, self.slack, self.store, self.acked)
+        self.store.close()
+        self.sandbox.stop()
+        self.slack.stop()
+
+
 def run(
     seconds: float,
     *,
@@ -195,127 +320,24 @@ def run(
     `lifetime`: how long each bot process lives (seconds, a random value in the range) unless a click asks for a
     SIGKILL right after its ack, which each acknowledged click does with probability `kill_after_ack`.
     """
-    rng = random.Random(seed)
-    workdir = Path(tempfile.mkdtemp(prefix="lexi-soak-"))
-    sandbox = DecisionLedger(seed=False, **UNLIMITED).start()
-    slack = SlackStandIn().start()
-    url = database_url or f"sqlite:///{workdir / 'soak.db'}"
-    store = Store.from_url(url)
-    migrate.upgrade(store.engine)
-    env = {
-        **os.environ,
-        "LEXI_API_KEY": sandbox.api_key,
-        "LEXI_API_URL": sandbox.url,
-        "SLACK_BOT_TOKEN": "xoxb-test-token",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_CHANNEL": CHANNEL,
-        "SLACK_API_URL": slack.api_url,
-        "DATABASE_URL": url,
-        "POLL_INTERVAL": "1",
-        "LEXI_ENV_FILE": "/nonexistent",
-        "BENCH_BOT_LOG_LEVEL": "WARNING",
-    }
-    env.pop("LEXI_WEBHOOK_SECRET", None)
-    bot = BotProcess(env, workdir)
-    report = Report(seconds)
-    stop = threading.Event()
-    kill_now = threading.Event()
-    sampled = threading.Event()  # set when RSS sampling ends (after the settling)
-    acked: dict[str, float] = {}
-    began = time.monotonic()
-
-    def feed() -> None:
-        """New tasks in LeadLex every 0.5–2 s."""
-        while not stop.wait(rng.uniform(0.5, 2.0)):
-            sandbox.add_task()
-
-    def click() -> None:
-        """Approve announced tasks nobody clicked yet; sometimes ask for a SIGKILL right after the ack."""
-        clicked: set[str] = set()
-        with httpx.Client(timeout=10, trust_env=False) as client:
-            while not stop.wait(rng.uniform(0.2, 1.0)):
-                pending = {t["id"] for t in sandbox.tasks("pending")}
-                cards = {
-                    m.metadata["event_payload"]["task_id"]: m.ts
-                    for m in slack.messages(CHANNEL)
-                    if m.thread_ts is None and m.metadata and "event_payload" in m.metadata
-                }
-                choices = sorted(t for t in cards if t in pending and t not in clicked)
-                if not choices or not bot.url:
-                    continue
-                task_id = rng.choice(choices)
-                if _click(bot.url, slack, task_id, cards[task_id], client) == 200:
-                    clicked.add(task_id)
-                    acked[task_id] = time.monotonic() - began
-                    if rng.random() < kill_after_ack:
-                        kill_now.set()
-
-    def chaos() -> None:
-        """Random LeadLex and Slack faults."""
-        while not stop.wait(rng.uniform(2.0, 6.0)):
-            kind = rng.choice(["leadlex 5xx", "leadlex 429", "leadlex slow", "slack 429"])
-            report.faults[kind] += 1
-            if kind == "leadlex 5xx":
-                sandbox.fail_next(None, "/v1/lexi/tasks", status=rng.choice([500, 502, 503]), times=rng.randint(1, 3))
-            elif kind == "leadlex 429":
-                sandbox.fail_next(None, "/v1/lexi/tasks", status=429, retry_after=1, times=rng.randint(1, 2))
-            elif kind == "leadlex slow":
-                sandbox.latency = 3.0
-                stop.wait(rng.uniform(2.0, 6.0))
-                sandbox.latency = 0.0
-            else:
-                slack.fail_next(rng.choice(["chat.postMessage", "chat.update"]), times=rng.randint(1, 3))
-
-    def sample() -> None:
-        """The bot's RSS every 2 s, until the end of the settling too."""
-        while not sampled.wait(2.0):
-            process = bot.process
-            if process is not None and process.poll() is None:
-                try:
-                    report.rss.append((time.monotonic() - began, process.pid, rss_mb(process.pid)))
-                except (OSError, ValueError):
-                    pass
-
-    threads = [threading.Thread(target=f, daemon=True, name=f.__name__) for f in (feed, click, chaos, sample)]
+    soak = _Soak(seconds, database_url=database_url, seed=seed, kill_after_ack=kill_after_ack)
+    workers = (soak.feed, soak.click, soak.chaos, soak.sample)
+    threads = [threading.Thread(target=f, daemon=True, name=f.__name__) for f in workers]
+    report = soak.report
     try:
-        if not bot.start():
+        if not soak.bot.start():
             raise RuntimeError("the bot did not start")
         for thread in threads:
             thread.start()
-        while time.monotonic() - began < seconds:
-            life_ends = time.monotonic() + rng.uniform(*lifetime)
-            while time.monotonic() < min(life_ends, began + seconds) and not kill_now.is_set():
-                time.sleep(0.05)
-            if time.monotonic() - began >= seconds:
-                break
-            how = "kill after an ack" if kill_now.is_set() else rng.choice(["kill", "term"])
-            kill_now.clear()
-            report.stops[how] += 1
-            bot.stop("term" if how == "term" else "kill")
-            if not bot.start():
-                raise RuntimeError("the bot did not restart")
+        soak.stop_and_restart(seconds, lifetime)
         say(f"soak: {seconds:.0f} s done ({dict(report.stops)} stops); settling with faults off")
-        stop.set()
-        for thread in threads[:-1]:  # all but the sampler
-            thread.join(timeout=15)
-        sandbox.latency = 0.0
-        report.settled = wait_until(lambda: _settled(sandbox, slack, store), settle, interval=1.0)
-        sampled.set()
-        bot.stop("term")
-        for line in bot.errors()[:3]:
-            say(f"bot error line: {line[:300]}")
+        soak.settle(threads[:-1], settle, say)  # all but the sampler
     finally:
-        stop.set()
-        sampled.set()
-        bot.stop("kill")
-        _count(report, sandbox, slack, store, acked)
-        store.close()
-        sandbox.stop()
-        slack.stop()
+        soak.close()
     if not any(report.zero_counts().values()) and report.settled:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(soak.workdir, ignore_errors=True)
     else:
-        say(f"the bot's logs and database are kept in {workdir}")
+        say(f"the bot's logs and database are kept in {soak.workdir}")
     return report
 
 

@@ -1,0 +1,1 @@
+"""The tests of lexi-bot: unit, HTTP scenario, browser and deployment tests, and their support code."""

@@ -58,12 +58,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     secrets = sorted(s for s in SECRETS_GIVEN | CHILD_SECRETS if len(s) >= 8)
     lines = _SCAN.lines + CHILD_OUTPUT
     leaks = [(secret, line) for line in lines for secret in secrets if secret in line]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if leaks:
-        secret, line = leaks[0]
-        print(f"\nSECRET LEAK: {len(leaks)} log line(s) contain a configured secret, e.g. {line[:300]!r}")
+        _, line = leaks[0]
+        message = f"SECRET LEAK: {len(leaks)} log line(s) contain a configured secret, e.g. {line[:300]!r}"
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     else:
-        print(f"\nsecret scan: {len(lines)} log lines checked for {len(secrets)} secrets, none found")
+        message = f"secret scan: {len(lines)} log lines checked for {len(secrets)} secrets, none found"
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_line(message)
 
 
 def _reset_postgres(url: str) -> None:

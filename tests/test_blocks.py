@@ -530,7 +530,7 @@ def test_thread_reply_reports_completion_or_failure(state: str, line: str) -> No
 
 def test_thread_reply_refuses_other_states() -> None:
     """Thread replies exist only for completed and failed tasks."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="thread replies are for completed or failed tasks, not 'approved'"):
         thread_reply(build_task(), "approved")
 
 

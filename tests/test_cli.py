@@ -263,8 +263,10 @@ def test_sigterm_finishes_decisions_in_flight_then_exits_0(
     [
         (
             "types:\n  campaign_start:\n    channel: C0NOPE\n",
-            "announcement channel C0NOPE (policy file lexi-bot.yml, types.campaign_start.channel): "
-            "Slack said channel_not_found",
+            (
+                "announcement channel C0NOPE (policy file lexi-bot.yml, types.campaign_start.channel): "
+                "Slack said channel_not_found"
+            ),
         ),
         ("types:\n  campaign_start:\n    quorom: 2\n", "lexi-bot.yml line 3: unknown key 'quorom'"),
     ],

@@ -1,4 +1,4 @@
-"""The lexi-bot command's error paths, run as a real process: one clear line (or every check line), never a traceback."""
+"""The lexi-bot command's error paths, as a real process: one clear line (or every check line), never a traceback."""
 
 from __future__ import annotations
 

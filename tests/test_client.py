@@ -120,13 +120,13 @@ def test_chat_is_never_retried(sandbox: Sandbox) -> None:
 
 def test_unreachable_leadlex_is_transient() -> None:
     """A connection refused is a TransientError, not a crash."""
-    client = LexiClient("http://127.0.0.1:9", "wbk_x", sleep=lambda s: None, attempts=2)
+    client = LexiClient("http://127.0.0.1:9", "wbk_x", sleep=lambda _: None, attempts=2)
     with pytest.raises(TransientError):
         client.list_tasks()
 
 
 def test_a_list_too_deep_for_the_decoder_loses_only_the_deep_task(sandbox: Sandbox) -> None:
-    """One task nested beyond Python's decoder, or with a 5000-digit number, costs only itself; each is reported once."""
+    """One task nested beyond Python's decoder, or with a 5000-digit number, costs only itself; each is logged once."""
     deep: object = "bottom"
     for _ in range(5000):
         deep = [deep]

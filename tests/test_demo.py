@@ -161,7 +161,7 @@ def _slack_requests(api: httpx.Client) -> int:
     ],
     ids=["other-site", "null", "missing", "other-port", "other-scheme", "fetch-cross-site", "fetch-same-site"],
 )
-def test_actions_from_another_origin_are_refused(demo: Demo, api: httpx.Client, headers: dict[str, str]) -> None:
+def test_actions_from_another_origin_are_refused(api: httpx.Client, headers: dict[str, str]) -> None:
     """A page elsewhere (or a request without the page's own Origin) cannot make anyone act in the demo."""
     before = _slack_requests(api)
     request = api.build_request("POST", "/api/type", json={"user": "UALICE", "text": "/lexi help"})
@@ -290,7 +290,7 @@ def test_demo_port_in_use_is_explained(tmp_path: Path) -> None:
             proc.stop()
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "demo.example"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "demo.example"])  # noqa: S104 - addresses to refuse
 def test_demo_refuses_a_non_loopback_address_without_the_flag(tmp_path: Path, host: str) -> None:
     """Listening beyond loopback lets others drive the demo: without --allow-remote it stops with one line."""
     proc = BotProcess(["demo", "--host", host, "--port", "0"], clean_env(), tmp_path)

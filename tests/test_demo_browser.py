@@ -216,8 +216,10 @@ def test_hostile_task_text_is_shown_as_text(demo: Demo, page: Page) -> None:
 
 
 def test_a_headless_capture_of_the_page_finishes(demo: Demo, tmp_path: Path) -> None:
-    """`chromium --headless --virtual-time-budget=3000 --screenshot` reaches `load`, runs out its budget and writes
-    the picture: nothing the page holds open keeps the headless browser waiting (a held-open event stream did).
+    """A headless capture reaches `load`, runs out its budget and writes the picture.
+
+    The capture is `chromium --headless --virtual-time-budget=3000 --screenshot`: nothing the page holds open keeps
+    the headless browser waiting (a held-open event stream did).
     """
     import subprocess
 

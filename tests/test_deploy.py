@@ -60,8 +60,8 @@ def _pyproject() -> dict:
 def _lock(name: str) -> dict[str, tuple[Requirement, list[str]]]:
     """A lock file as {normalised name: (its requirement, its hashes)}, continuation lines joined, comments dropped."""
     logical, current = [], ""
-    for line in (ROOT / name).read_text().splitlines():
-        line = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+    for raw in (ROOT / name).read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
         if not line:
             continue
         current += " " + line.removesuffix("\\").strip()

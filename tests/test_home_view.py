@@ -1,4 +1,4 @@
-"""Unit tests for bot.slack.home_view and bot.slack.replies: task lists, the Home view and command replies, without doubles."""
+"""Unit tests of bot.slack.home_view and bot.slack.replies (task lists, the Home view, command replies), no doubles."""
 
 from __future__ import annotations
 
@@ -40,38 +40,38 @@ STATUS = replies.BotStatus(
 
 def build_task(i: int = 0, **kwargs: Any) -> Task:
     """A prospect search created `i` hours before NOW, with fields overridable."""
-    fields: dict[str, Any] = dict(
-        id=f"task-{i}",
-        type="prospect_search",
-        description=f"Find CFOs {i}",
-        created_at=NOW - timedelta(hours=i),
-        metadata={"per_page": 25},
-    )
+    fields: dict[str, Any] = {
+        "id": f"task-{i}",
+        "type": "prospect_search",
+        "description": f"Find CFOs {i}",
+        "created_at": NOW - timedelta(hours=i),
+        "metadata": {"per_page": 25},
+    }
     fields.update(kwargs)
     return Task(**fields)
 
 
 def build_row(task: Task, state: str = "pending", **kwargs: Any) -> TaskRow:
     """A task record in `state`, decided (when decided) by UALICE at NOW."""
-    fields: dict[str, Any] = dict(
-        task_id=task.id,
-        task=task,
-        state=state,
-        channel="C0LEXI",
-        message_ts="1.1",
-        claimed_at=NOW,
-        actor=None,
-        action=None,
-        surface=None,
-        reason=None,
-        note=None,
-        decided_at=None,
-        version=1,
-        rendered_version=1,
-        replied_state=None,
-        announced_at=NOW,
-        updated_at=NOW,
-    )
+    fields: dict[str, Any] = {
+        "task_id": task.id,
+        "task": task,
+        "state": state,
+        "channel": "C0LEXI",
+        "message_ts": "1.1",
+        "claimed_at": NOW,
+        "actor": None,
+        "action": None,
+        "surface": None,
+        "reason": None,
+        "note": None,
+        "decided_at": None,
+        "version": 1,
+        "rendered_version": 1,
+        "replied_state": None,
+        "announced_at": NOW,
+        "updated_at": NOW,
+    }
     fields.update(kwargs)
     return TaskRow(**fields)
 

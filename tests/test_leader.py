@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from bot.db.store import make_engine
 from bot.ops.leader import Leadership
 
 
-def test_sqlite_process_always_leads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_process_always_leads(tmp_path: Path) -> None:
     """On SQLite the one process always polls."""
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     assert Leadership(engine).hold() is True

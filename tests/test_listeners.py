@@ -1,4 +1,4 @@
-"""The Bolt listeners called directly, as Bolt calls them: a recording `ack`, the body, and the runtime in the context."""
+"""The Bolt listeners called directly, as Bolt calls them: a recording `ack`, the body, and the runtime in context."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_decider_check_refuses_with_an_audit_and_allows_a_member(
     task_id = _announce(bot, sandbox)
     decider = bot.runtime.decider
     assert decider.check("no-such-task", "UALICE", "dismiss", "button") == Check(
-        False, None, "I have no record of this task."
+        allowed=False, row=None, message="I have no record of this task."
     )
     refused = decider.check(task_id, "UDAVE", "dismiss", "button")
     assert not refused.allowed and refused.row is not None and refused.row.task_id == task_id

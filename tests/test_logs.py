@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import NoReturn
+
+import pytest
 
 from bot.ops.logs import JsonFormatter, RedactingFormatter
 
@@ -16,6 +19,11 @@ def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
     for key, value in extra.items():
         setattr(record, key, value)
     return record
+
+
+def _fail(message: str) -> NoReturn:
+    """Raise a RuntimeError with `message`, for a test to catch and format its traceback."""
+    raise RuntimeError(message)
 
 
 def test_json_lines_carry_context_fields() -> None:
@@ -47,7 +55,7 @@ def test_token_shapes_are_redacted_even_when_not_configured() -> None:
 def test_exceptions_are_redacted_too() -> None:
     """A traceback that mentions a secret is redacted in the JSON line."""
     try:
-        raise RuntimeError(f"refused {SECRETS[1]}")
+        _fail(f"refused {SECRETS[1]}")
     except RuntimeError:
         import sys
 
@@ -57,7 +65,7 @@ def test_exceptions_are_redacted_too() -> None:
     assert "RuntimeError" in entry["exception"] and SECRETS[1] not in entry["exception"]
 
 
-def test_bot_log_lines_carry_the_task_id(caplog) -> None:  # type: ignore[no-untyped-def]
+def test_bot_log_lines_carry_the_task_id(caplog: pytest.LogCaptureFixture) -> None:
     """The bot's own task log lines (here a decision made in LeadLex) carry task_id for JSON logs."""
     from bot.dev.sandbox import Sandbox
     from bot.dev.standin.slack import SlackStandIn
@@ -99,7 +107,7 @@ def test_tracebacks_are_indented_and_bounded() -> None:
     from bot.ops.logs import MAX_TRACEBACK, TRACEBACK_INDENT
 
     try:
-        raise RuntimeError("boom\nERROR   bot.x: fake line" + "z" * 200_000)
+        _fail("boom\nERROR   bot.x: fake line" + "z" * 200_000)
     except RuntimeError:
         record = _record("failed")
         record.exc_info = sys.exc_info()

@@ -1,5 +1,7 @@
-"""The Slack app manifest against the built Bolt app: every handled event subscribed, every called method's scope
-asked for, nothing more; and building the app warns about nothing on a correct configuration.
+"""The Slack app manifest against the built Bolt app, and building the app on a correct configuration.
+
+Every handled event is subscribed, every called method's scope asked for, nothing more; and building the app warns
+about nothing on a correct configuration.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def test_the_manifest_asks_for_exactly_the_scopes_the_code_needs(built: BotHarne
 def test_building_the_app_logs_no_warning(
     built: BotHarness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With SLACK_BOT_TOKEN set as a user sets it, building the Bolt app warns about nothing (no token/client notice)."""
+    """With SLACK_BOT_TOKEN set as a user sets it, building the Bolt app warns of nothing (no token/client notice)."""
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test-token")
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "test-signing-secret-0123456789")
     with caplog.at_level(logging.DEBUG):

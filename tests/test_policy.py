@@ -115,7 +115,7 @@ def test_campaign_auto_approval_needs_explicit_consent(tmp_path: Path) -> None:
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     """A policy file that does not exist is named in the error."""
-    with pytest.raises(PolicyError, match="cannot read the policy file .*nope.yml"):
+    with pytest.raises(PolicyError, match=r"cannot read the policy file .*nope.yml"):
         load_policy(tmp_path / "nope.yml", channel="C0LEXI")
 
 

@@ -138,16 +138,16 @@ def test_thread_replies_fit_block_kit(obj: dict[str, Any], state: str, at: datet
 
 
 @_SETTINGS
-@given(st.lists(_TASKS, max_size=20), st.booleans(), st.none() | _TEXT)
-def test_task_lists_fit_block_kit(objs: list[dict[str, Any]], buttons: bool, notice: str | None) -> None:
+@given(objs=st.lists(_TASKS, max_size=20), buttons=st.booleans(), notice=st.none() | _TEXT)
+def test_task_lists_fit_block_kit(objs: list[dict[str, Any]], *, buttons: bool, notice: str | None) -> None:
     """A `/lexi tasks` answer for any tasks is valid Block Kit within Slack's message size."""
     _fits(home.task_list([_task(o) for o in objs], "pending", NOW, buttons=buttons, notice=notice))
 
 
 @_SETTINGS
 @given(
-    st.lists(st.tuples(_TASKS, st.none() | _TEXT), max_size=25),
-    st.lists(
+    pending=st.lists(st.tuples(_TASKS, st.none() | _TEXT), max_size=25),
+    decided=st.lists(
         st.tuples(
             _TASKS,
             st.sampled_from(["approved", "dismissed", "completed", "failed"]),
@@ -156,11 +156,12 @@ def test_task_lists_fit_block_kit(objs: list[dict[str, Any]], buttons: bool, not
         ),
         max_size=12,
     ),
-    st.booleans(),
+    buttons=st.booleans(),
 )
 def test_home_views_fit_block_kit(
     pending: list[tuple[dict[str, Any], str | None]],
     decided: list[tuple[dict[str, Any], str, str | None, str | None]],
+    *,
     buttons: bool,
 ) -> None:
     """A Home tab with any pending tasks (and their notes) and any decisions is a valid view."""

@@ -104,7 +104,7 @@ def fake_receiver() -> Iterator[FakeReceiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -279,7 +279,7 @@ def test_dashboard_changes_and_removal_are_seen_by_the_api(sandbox: Sandbox, cli
     sandbox.remove_task(removed["id"])
     assert status_of(sandbox, removed["id"]) is None
     assert client.post(f"/v1/lexi/tasks/{removed['id']}/dismiss").status_code == 404
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown status 'archived'"):
         sandbox.set_status(decided["id"], "archived")
 
 
@@ -488,7 +488,7 @@ def test_calls_are_recorded_and_can_be_reset(sandbox: Sandbox, client: httpx.Cli
 # --- webhooks ---
 
 
-def test_webhook_registration_is_validated(sandbox: Sandbox, client: httpx.Client) -> None:
+def test_webhook_registration_is_validated(client: httpx.Client) -> None:
     """Registration refuses non-HTTPS or private URLs, unknown events, missing fields and duplicates."""
     events = ["task.created"]
     cases = [
@@ -600,7 +600,7 @@ def test_complete_finishes_only_approved_tasks(sandbox: Sandbox) -> None:
         sandbox.set_status(task["id"], "approved")
     assert sandbox.complete(done["id"])["status"] == "completed"
     assert sandbox.complete(broken["id"], ok=False)["status"] == "failed"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is pending, not approved"):
         sandbox.complete(pending["id"])
 
 

@@ -29,8 +29,9 @@ def _runtime(sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path) -> Runtime:
 def test_closing_stops_what_it_started_newest_first_then_the_runtime(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
 ) -> None:
-    """On close the front stops, then the poller and keeper end, then the runtime drains; what the caller handed
-    over before them stops last.
+    """On close the front stops, then the poller and keeper end, then the runtime drains.
+
+    What the caller handed over before them stops last.
     """
     runtime = _runtime(sandbox, slack, tmp_path)
     order: list[str] = []

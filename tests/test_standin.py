@@ -91,11 +91,11 @@ def error_of(call: Any) -> str:
 
 def raw_post(url: str, body: bytes, content_type: str | None) -> tuple[int, dict[str, Any]]:
     """POST raw bytes with urllib and return the status and decoded JSON answer, error statuses included."""
-    request = urllib.request.Request(url, data=body, method="POST")
+    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - the stand-in's loopback URL
     if content_type:
         request.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - the stand-in's loopback URL
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -431,7 +431,7 @@ def test_stop_drops_a_held_answer(standin: SlackStandIn) -> None:
         """Post and keep whatever the client raised."""
         try:
             client.chat_postMessage(channel=CHANNEL, text="lost answer")
-        except Exception as error:  # the test inspects whatever the client raised
+        except Exception as error:  # noqa: BLE001 - the test inspects whatever the client raised
             failures.append(error)
 
     poster = threading.Thread(target=post)
@@ -447,7 +447,7 @@ def test_stop_drops_a_held_answer(standin: SlackStandIn) -> None:
 def test_wait_for_gives_up_with_a_helpful_message(standin: SlackStandIn) -> None:
     """wait_for returns a truthy value, and otherwise raises AssertionError naming the last result in time."""
     assert standin.wait_for(lambda: "ready", timeout=0.1) == "ready"
-    with pytest.raises(AssertionError, match="not true within 0.05 s .*IndexError"):
+    with pytest.raises(AssertionError, match=r"not true within 0.05 s .*IndexError"):
         standin.wait_for(lambda: standin.messages(CHANNEL)[0], timeout=0.05)
     with pytest.raises(AssertionError, match="no held call arrived"):
         standin.wait_held(timeout=0.05)
@@ -477,7 +477,7 @@ def test_malformed_requests_are_answered(standin: SlackStandIn, client: WebClien
 def test_get_with_query_string_and_token_param(standin: SlackStandIn) -> None:
     """A GET with the token and arguments in the query string is served like a POST."""
     url = f"{standin.api_url}users.info?token={TOKEN}&user=UBOB"
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - the stand-in's loopback URL
         answer = json.loads(response.read())
     assert answer["ok"] and answer["user"]["profile"]["display_name"] == "bob"
     assert "token" not in standin.calls_to("users.info")[0].args

@@ -10,8 +10,10 @@ CHANNEL = "C0LEXI"
 
 
 def test_history_names_who_posted_each_message(slack: SlackStandIn) -> None:
-    """The bot's messages carry its user and bot ids (as auth.test names them), people's their user id only,
-    another app's its own bot id, and a legacy bot message a bot id and the bot_message subtype without a user.
+    """Each kind of message in a channel's history carries the ids Slack gives it.
+
+    The bot's messages carry its user and bot ids (as auth.test names them), people's their user id only, another
+    app's its own bot id, and a legacy bot message a bot id and the bot_message subtype without a user.
     """
     client = WebClient(token="xoxb-test-token", base_url=slack.api_url, timeout=5)
     me = client.auth_test()

@@ -275,15 +275,15 @@ def test_sqlite_writer_lock_serves_urgent_writes_before_queued_ordinary_ones() -
             holding.set()
             release.wait(5)
 
-    def writer(name: str, urgent: bool) -> None:
-        with lock.hold(urgent):
+    def writer(name: str, *, urgent: bool) -> None:
+        with lock.hold(urgent=urgent):
             order.append(name)
 
     threads = [threading.Thread(target=first)]
     threads[0].start()
     assert holding.wait(5)
     for name, urgent in (("ordinary-1", False), ("ordinary-2", False), ("urgent", True)):
-        thread = threading.Thread(target=writer, args=(name, urgent))
+        thread = threading.Thread(target=writer, args=(name,), kwargs={"urgent": urgent})
         thread.start()
         threads.append(thread)
         time.sleep(0.05)  # queued in this order

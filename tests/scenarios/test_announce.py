@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from datetime import timedelta
@@ -14,11 +15,11 @@ from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 def _task_ids_posted(slack: SlackStandIn) -> list[str]:
     """The task id in the metadata of every top-level message in the channel, in post order."""
-    ids = []
-    for message in slack.messages(CHANNEL):
-        if message.thread_ts is None and message.metadata:
-            ids.append(message.metadata["event_payload"]["task_id"])
-    return ids
+    return [
+        message.metadata["event_payload"]["task_id"]
+        for message in slack.messages(CHANNEL)
+        if message.thread_ts is None and message.metadata
+    ]
 
 
 def _text_of(blocks_: list[dict]) -> str:
@@ -143,7 +144,7 @@ def test_posts_into_one_channel_are_paced(sandbox: Sandbox, slack: SlackStandIn,
         harness.close()
     times = [c.at for c in slack.calls_to("chat.postMessage")]
     assert len(times) == 4
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.2, gaps
 
 

@@ -106,7 +106,7 @@ def test_client_paces_itself_to_the_per_minute_limit() -> None:
 def test_an_approval_wakes_the_poller_to_follow_completion(
     sandbox: Sandbox, slack: SlackStandIn, database_url: str
 ) -> None:
-    """With webhooks on and the poller asleep until the hourly reconcile, an approval brings completion within seconds."""
+    """With webhooks on and the poller asleep until the hourly reconcile, approval brings completion within seconds."""
     import threading
 
     harness = start_bot(sandbox, slack, database_url, LEXI_WEBHOOK_SECRET="whsec_" + "a" * 40, POLL_INTERVAL="1")

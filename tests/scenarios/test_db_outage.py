@@ -81,7 +81,7 @@ def _probe(bot: BotHarness, path: str) -> tuple[int, dict]:
 def test_database_outage_pauses_polling_and_loses_nothing(
     polling_bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn, proxied: tuple[TcpProxy, str]
 ) -> None:
-    """A 10 s database outage during a poll: /readyz says why, /healthz stays up, and afterwards every task is announced once."""
+    """A 10 s database outage during a poll: /readyz says why, /healthz stays up, then every task is announced once."""
     bot, (proxy, _) = polling_bot, proxied
     first = sandbox.add_task("prospect_search", "Before the outage")["id"]
     bot.wait_for(lambda: first in _posted_ids(slack), timeout=15)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -128,20 +129,16 @@ class _CutProxy:
             pass
         finally:
             for sock in (source, target):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         """The database goes away: every connection closes, new ones are refused."""
         self._cut.set()
         with self._lock:
             for sock in self._open:
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             self._open.clear()
 
     def restore(self) -> None:
@@ -328,7 +325,7 @@ def _killed_after_the_ack(
 def test_killed_right_after_the_ack_the_restarted_bot_approves_once(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
 ) -> None:
-    """SIGKILLed while its approve call was on the way, the restarted bot sends it again: one approval, card approved."""
+    """SIGKILLed while its approve call was on the way, the restarted bot resends it: one approval, card approved."""
     with _killed_after_the_ack(sandbox, slack, tmp_path) as (task_id, restart):
         assert _approvals(sandbox, task_id) == 0
         restart()
@@ -342,7 +339,7 @@ def test_killed_right_after_the_ack_the_restarted_bot_approves_once(
 def test_a_resumed_approval_that_had_landed_ends_approved(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path, runs_for: float | None
 ) -> None:
-    """The dead bot's call reached LeadLex after all: the resumed call's 400 means it landed, and stays this person's."""
+    """The dead bot's call reached LeadLex after all: the resumed call's 400 means it landed; it stays this person's."""
     sandbox.complete_after = runs_for
     proxy = HoldingProxy(sandbox.url)
     port = free_port()
@@ -376,7 +373,7 @@ def test_a_resumed_approval_that_had_landed_ends_approved(
 def test_a_decision_acked_by_a_killed_replica_is_finished_by_another(
     sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
 ) -> None:
-    """Three replicas on PostgreSQL: the one that acknowledged the click dies, another approves once, well within a minute."""
+    """Three replicas on PostgreSQL: the one that acked the click dies, another approves once, well within a minute."""
     if not database_url.startswith("postgresql"):
         pytest.skip("several replicas need PostgreSQL; SQLite refuses a second process (tests/test_cli.py)")
     store = Store.from_url(database_url)
@@ -416,9 +413,7 @@ def test_restart_hands_back_only_what_leadlex_refuses(sandbox: Sandbox, slack: S
         assert _approvals(sandbox, task_id, 200) == 0
 
 
-def test_the_journal_is_not_left_open_by_a_decision_carried_out(
-    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
-) -> None:
+def test_the_journal_is_not_left_open_by_a_decision_carried_out(bot: BotHarness, sandbox: Sandbox) -> None:
     """After a click is carried out, no decision is left for a keeper to resume (nothing is done twice)."""
     task_id = _announce(bot, sandbox)
     assert bot.click(blocks.APPROVE_ACTION, task_id).status_code == 200
@@ -430,7 +425,7 @@ def test_the_journal_is_not_left_open_by_a_decision_carried_out(
 
 
 def test_a_dead_process_decision_is_taken_over_by_exactly_one_process(database_url: str) -> None:
-    """Five live processes sweep at once for a decision whose lease ran out: one takes it; a live lease is left alone."""
+    """Five live processes sweep at once for a decision whose lease ran out: one takes it; a live lease is untouched."""
     store = Store.from_url(database_url)
     migrate.upgrade(store.engine)
     try:

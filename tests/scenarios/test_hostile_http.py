@@ -220,7 +220,7 @@ def test_the_front_itself_stops_reading_at_the_limit(bot: BotHarness, length: st
         **({"CONTENT_LENGTH": length} if length else {}),
     }
     statuses: list[str] = []
-    wsgi(environ, lambda status, headers: statuses.append(status))
+    wsgi(environ, lambda status, _headers: statuses.append(status))
     if length is None:
         assert statuses == ["413 Payload Too Large"] and stream.taken <= MAX_BODY + 1
     else:
@@ -234,8 +234,7 @@ def test_idle_and_slow_connections_do_not_starve_the_bot(bot: BotHarness, sandbo
     address = _address(bot)
     sockets: list[socket.socket] = []
     try:
-        for _ in range(150):
-            sockets.append(socket.create_connection(address, timeout=5))
+        sockets.extend(socket.create_connection(address, timeout=5) for _ in range(150))
         for _ in range(50):  # slowloris: a request line and a header, then nothing
             sock = socket.create_connection(address, timeout=5)
             sock.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
@@ -257,7 +256,7 @@ def test_idle_and_slow_connections_do_not_starve_the_bot(bot: BotHarness, sandbo
 
 def _peak_rss_kib(pid: int) -> int:
     """A process's peak resident memory (VmHWM), in KiB."""
-    with open(f"/proc/{pid}/status") as status:
+    with Path(f"/proc/{pid}/status").open() as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 

@@ -92,7 +92,7 @@ _content_types = st.one_of(
 )
 
 
-def _headers(endpoint: str, body: bytes, content_type: str, signed: bool) -> dict[str, Any]:
+def _headers(endpoint: str, body: bytes, content_type: str, *, signed: bool) -> dict[str, Any]:
     """The request's headers: its content type and, when `signed`, a valid signature for the endpoint."""
     headers: dict[str, Any] = {"Content-Type": content_type} if content_type else {}
     if signed and endpoint == "/slack/events":
@@ -106,11 +106,11 @@ def _headers(endpoint: str, body: bytes, content_type: str, signed: bool) -> dic
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(endpoint=st.sampled_from(ENDPOINTS), body=_bodies, content_type=_content_types, signed=st.booleans())
 def test_any_request_is_answered_below_500(
-    hooked: BotHarness, endpoint: str, body: bytes, content_type: str, signed: bool
+    hooked: BotHarness, endpoint: str, body: bytes, content_type: str, *, signed: bool
 ) -> None:
     """Arbitrary bytes, JSON and content types, signed or not: every answer is < 500, unsigned ones are 401."""
     response = hooked.http.post(
-        f"{hooked.url}{endpoint}", content=body, headers=_headers(endpoint, body, content_type, signed)
+        f"{hooked.url}{endpoint}", content=body, headers=_headers(endpoint, body, content_type, signed=signed)
     )
     assert response.status_code < 500, (response.status_code, response.text[:300])
     assert "Traceback" not in response.text

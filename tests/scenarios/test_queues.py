@@ -80,7 +80,7 @@ def _metric(text: str, name: str, labels: str) -> float:
 def test_an_approve_click_reaches_leadlex_before_a_webhook_burst_is_posted(
     paced: BotHarness, sandbox: Sandbox, slack: SlackStandIn, burst: int
 ) -> None:
-    """With many new tasks delivered at once and posts paced at 1/s, a click's approve call comes before a handful of posts."""
+    """With many new tasks at once and posts paced at 1/s, a click's approve call comes before a handful of posts."""
     task_id = sandbox.add_task("prospect_search", "Find CFOs")["id"]
     paced.poll()
     assert paced.store.get(task_id).message_ts is not None

@@ -1,4 +1,4 @@
-"""Issue 11: a captured Slack request re-sent within its signing window, or an event Slack retries, does its work once."""
+"""Issue 11: a captured Slack request re-sent within its signing window, or an event Slack retries, works once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
 from bot.runtime import Runtime
 from bot.slack import blocks
-from tests.scenarios.test_socket_mode import socket_bot  # noqa: F401 - the Socket Mode bot fixture
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotHarness
 from tests.support.socket_mode import SocketModeServer
 

@@ -189,7 +189,7 @@ def test_restore_waits_until_slack_says_who_the_bot_is(sandbox: Sandbox, slack: 
 def test_a_channel_slack_could_not_read_is_restored_later_not_announced_again(
     sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
 ) -> None:
-    """When Slack fails to list a channel's history during a restore, the restore is retried; no card is posted twice."""
+    """When Slack fails to list a channel's history during a restore, the restore is retried; no card posts twice."""
     first_task = sandbox.add_task(description="Find CFOs in Lisbon")["id"]
     second_task = sandbox.add_task(description="Find CTOs in Porto")["id"]
     first = start_bot(sandbox, slack, f"sqlite:///{tmp_path / 'lost.db'}")

@@ -143,7 +143,7 @@ def test_bulk_safety_confirms_only_above_the_policy_size(
 
     def approve_button(task_id: str) -> dict:
         message = slack.message(CHANNEL, ruled.store.get(task_id).message_ts)
-        actions = [b for b in message.blocks if b["type"] == "actions"][0]
+        actions = next(b for b in message.blocks if b["type"] == "actions")
         return actions["elements"][0]
 
     assert "confirm" not in approve_button(small)
@@ -158,7 +158,7 @@ def test_bulk_safety_applies_to_prospect_searches_too(ruled: BotHarness, sandbox
 
     def approve_button(task_id: str) -> dict:
         message = slack.message(CHANNEL, ruled.store.get(task_id).message_ts)
-        actions = [b for b in message.blocks if b["type"] == "actions"][0]
+        actions = next(b for b in message.blocks if b["type"] == "actions")
         return actions["elements"][0]
 
     assert "confirm" not in approve_button(within)

@@ -1,0 +1,1 @@
+"""What the tests share: the harness that starts the bot, stand-in helpers, proxies and process control."""

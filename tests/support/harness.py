@@ -1,4 +1,4 @@
-"""A running bot for integration tests: the real Bolt app behind waitress on loopback, wired to a sandbox and a Slack stand-in."""
+"""A running bot for integration tests: the real Bolt app behind waitress on loopback, a sandbox, a Slack stand-in."""
 
 from __future__ import annotations
 
@@ -69,8 +69,9 @@ class BotHarness:
         return self.runtime.store
 
     def poll(self) -> float:
-        """Run one poll cycle now, as the poller thread would (taking the poller lock first), and wait until the
-        work it queued (announcements, card updates, reminders) is done.
+        """Run one poll cycle now, as the poller thread would, and wait until the work it queued is done.
+
+        The poller lock is taken first; the queued work is announcements, card updates and reminders.
         """
         delay = self.cycle()
         self.settle()

@@ -46,7 +46,7 @@ class HoldingProxy:
                 """Forward a DELETE."""
                 proxy._forward(self)
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, *args: Any) -> None:
                 """Stay quiet."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

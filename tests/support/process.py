@@ -46,7 +46,7 @@ class BotProcess:
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
         self.log_path = cwd / f"lexi-bot-{time.monotonic_ns()}.log"
         CHILD_SECRETS.update(env[name] for name in _SECRET_VARIABLES if env.get(name))
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = self.log_path.open("wb")  # closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", *args],
             env=env,

@@ -18,6 +18,7 @@ import socket
 import struct
 import threading
 from types import TracebackType
+from typing import Self
 
 
 class TcpProxy:
@@ -79,7 +80,7 @@ class TcpProxy:
         with contextlib.suppress(OSError):
             self._listener.close()
 
-    def __enter__(self) -> TcpProxy:
+    def __enter__(self) -> Self:
         """Start on entering a `with` block (if not started yet)."""
         if not self._thread.is_alive() and not self._stopped.is_set():
             self.start()

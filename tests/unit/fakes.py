@@ -1,5 +1,7 @@
-"""In-memory stand-ins for what bot.core talks to — LeadLex, Slack (the messenger), the announcer — for unit tests
-that need no HTTP: each fake implements the protocol of the calls core makes, and records them.
+"""In-memory stand-ins for what bot.core talks to: LeadLex, Slack (the messenger), the announcer.
+
+They are for unit tests that need no HTTP: each fake implements the protocol of the calls core makes, and records
+them.
 """
 
 from __future__ import annotations
@@ -103,7 +105,11 @@ class FakeLeadLex:
         """Dismiss a pending task."""
         return self._decide("dismiss", task_id, reason, "dismissed")
 
-    def find_task(self, task_id: str, statuses: Iterable[str] = STATUSES) -> Task | None:
+    def find_task(
+        self,
+        task_id: str,
+        statuses: Iterable[str] = STATUSES,  # noqa: ARG002 - the protocol's; the fake keeps every task in one place
+    ) -> Task | None:
         """A task's current state, or None when LeadLex no longer has it."""
         self.sent += 1
         return self.tasks.get(task_id)
@@ -133,7 +139,7 @@ class FakeMessenger:
         if row.message_ts is not None and self._store.claim_reply(row.task_id, row.state):
             self.replies.append((row.task_id, row.state))
 
-    def tell(self, channel: str, user: str, text: str) -> bool:
+    def tell(self, channel: str, user: str, text: str) -> bool:  # noqa: ARG002 - the protocol's; one channel here
         """Note a private message."""
         self.told.append((user, text))
         return True
@@ -156,7 +162,7 @@ class FakeAnnouncer:
         self.backlog = None
         self.queued: list[str] = []
 
-    def enqueue(self, task: Task, *, signed_at: datetime | None = None) -> bool:
+    def enqueue(self, task: Task, *, signed_at: datetime | None = None) -> bool:  # noqa: ARG002 - callers pass it; unused here
         """Queue a task for its announcement."""
         self.queued.append(task.id)
         return True

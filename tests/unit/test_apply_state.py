@@ -1,5 +1,7 @@
-"""Applying LeadLex's state in-process — the one function (bot.core.apply), the reconciler's use of it after a
-poll, and the webhook receiver's apply step — with a real Store on SQLite and in-memory LeadLex and Slack.
+"""Applying LeadLex's state in-process, with a real Store on SQLite and in-memory LeadLex and Slack.
+
+Covered: the one function (bot.core.apply), the reconciler's use of it after a poll, and the webhook receiver's
+apply step.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def test_apply_runs_slack_jobs_where_it_is_told(parts: Parts) -> None:
     store, lexi, messenger = parts
     announced(store, lexi, "t1")
     queued: list[str] = []
-    applier = StateApplier(store, messenger, later=lambda key, fn, *args: queued.append(key))  # type: ignore[arg-type]
+    applier = StateApplier(store, messenger, later=lambda key, _job, *_args: queued.append(key))  # type: ignore[arg-type]
     applier.apply("t1", "failed", from_states=("pending",))
     assert queued == ["card:t1", "reply:t1"] and messenger.cards == []
 
@@ -99,8 +101,9 @@ def _receiver(store: Store, messenger: FakeMessenger) -> WebhookReceiver:
 
 
 def test_webhook_apply_moves_forwards_in_signed_order_only(parts: Parts) -> None:
-    """The receiver's apply step: a delivery moves the record forwards; one signed before the content it holds,
-    or one about a decision in progress in Slack, changes nothing.
+    """The receiver's apply step: a delivery moves the record forwards, or changes nothing when it should.
+
+    A delivery signed before the content it holds, or one about a decision in progress in Slack, changes nothing.
     """
     store, lexi, messenger = parts
     announced(store, lexi, "t1")
