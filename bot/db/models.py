@@ -44,7 +44,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 #: Finished tasks whose thread reply is still owed; one text for the partial index and its query.
-UNREPLIED = "replied_state IS NULL AND state IN ('completed', 'failed')"
+UNREPLIED = f"replied_state IS NULL AND state IN ('{TaskState.COMPLETED}', '{TaskState.FAILED}')"
 
 
 class Base(DeclarativeBase):

@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from bot.core.keeper import NotRecorded
 from bot.db.store import DecisionRow, utcnow
 from bot.errors import LexiError, RateLimited, TransientError
-from bot.lexi.models import STATUSES, Task
+from bot.lexi.models import STATUSES, Task, TaskState
 from bot.runtime import Runtime
 from bot.slack import home_view as home
 from bot.slack import replies
@@ -53,12 +53,12 @@ def run(runtime: Runtime, command: Command, asker: Asker, decision: DecisionRow 
 
 def _tasks(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> None:
     """List one status's tasks from LeadLex; pending ones the asker may decide get buttons (and a card if missing)."""
-    status = command.status or "pending"
+    status = command.status or TaskState.PENDING
     tasks = runtime.lexi.list_tasks(status)
     shown = home.newest_first(tasks)[: home.MESSAGE_TASKS]
     decidable: set[str] = set()
     refusal = None
-    if status == "pending":
+    if status == TaskState.PENDING:
         decidable, refusal = _decidable(runtime, asker.user, shown)
         _announce_missing(runtime, [t for t in shown if t.id in decidable])
     policy = runtime.announcer.policy
@@ -117,7 +117,7 @@ def _decide(
     carried = False
     try:
         if runtime.store.get(task_id) is None:
-            task = runtime.lexi.find_task(task_id, ("pending",))
+            task = runtime.lexi.find_task(task_id, (TaskState.PENDING,))
             if task is None:
                 elsewhere = runtime.lexi.find_task(task_id, STATUSES[1:])
                 answer(replies.not_pending(elsewhere) if elsewhere else replies.not_found(task_id))
@@ -163,7 +163,7 @@ def _announce_by_id(runtime: Runtime, task_id: str) -> str:
     """Announce a task Lexi just created (no wait for the next poll) and say where its card is."""
     channel = runtime.announcer.channel
     try:
-        task = runtime.lexi.find_task(task_id, ("pending",))
+        task = runtime.lexi.find_task(task_id, (TaskState.PENDING,))
     except LexiError as exc:
         log.warning("could not fetch task %s to announce it: %s", task_id, exc)
         task = None
