@@ -22,6 +22,7 @@ from bot.db.reach import database_errors
 from bot.db.store import make_engine
 from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied
 from bot.lexi.client import LexiClient
+from bot.lexi.models import TaskState
 from bot.ops import checks
 from bot.ops.logs import setup_logging
 from bot.ops.reach import UNREACHABLE
@@ -238,7 +239,7 @@ def _preflight(runtime: Any) -> None:
     except UNREACHABLE as exc:
         raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
     try:
-        runtime.lexi.list_tasks("pending")
+        runtime.lexi.list_tasks(TaskState.PENDING)
     except InvalidKey:
         raise LexiBotError(
             "LeadLex refused LEXI_API_KEY (401 invalid_key): create a new key in LeadLex and set LEXI_API_KEY"

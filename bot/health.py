@@ -12,6 +12,7 @@ from bot.core.announcer import Announcer
 from bot.core.poller import Poller
 from bot.db.store import Store
 from bot.lexi.client import LexiClient
+from bot.lexi.models import TaskState
 from bot.ops.leader import Leadership
 from bot.ops.metrics import Metrics
 from bot.slack.messenger import AUTH_ERRORS
@@ -97,7 +98,7 @@ class Health:
         budget = self._lexi.budget
         return BotStatus(
             last_poll=None if last is None else datetime.fromtimestamp(last, UTC),
-            pending=self._store.count_in_state("pending"),
+            pending=self._store.count_in_state(TaskState.PENDING),
             calls_left=budget.remaining,
             calls_limit=budget.limit,
             mode=self._settings.mode,

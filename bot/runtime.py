@@ -16,10 +16,12 @@ from slack_sdk import WebClient
 
 from bot.config import RunSettings, Settings
 from bot.core.announcer import Announcer
+from bot.core.conversations import Conversations
 from bot.core.decisions import Decider
 from bot.core.keeper import Keeper
 from bot.core.policy import Policy
 from bot.core.poller import Poller
+from bot.core.tasks import TaskLookup
 from bot.core.webhooks import WebhookReceiver
 from bot.core.workqueue import WorkQueue
 from bot.db.store import DecisionRow, Store
@@ -63,6 +65,8 @@ class Runtime:
         webhooks: WebhookReceiver | None = None,
         leadership: Leadership | None = None,
         metrics: Metrics,
+        tasks: TaskLookup,
+        conversations: Conversations,
     ) -> None:
         """Hold the parts bot.wiring built."""
         self.settings = settings
@@ -81,6 +85,10 @@ class Runtime:
         self.webhooks = webhooks
         self.leadership = leadership
         self.metrics = metrics
+        #: Finds tasks the bot knows or LeadLex lists (the /lexi subcommands' way to them).
+        self.tasks = tasks
+        #: Asks Lexi, continuing each person's conversation (`/lexi ask`).
+        self.conversations = conversations
 
     @classmethod
     def build(

@@ -11,12 +11,14 @@ from bot.config import Settings, run_settings
 from bot.core.announcer import AnnounceError, Announcer
 from bot.core.approvers import Approvers
 from bot.core.budget import BudgetPolicy
+from bot.core.conversations import Conversations
 from bot.core.decisions import Decider
 from bot.core.keeper import Leases
 from bot.core.policy import Policy
 from bot.core.poller import Poller
 from bot.core.reminders import Reminders
 from bot.core.rules import AutoApprover
+from bot.core.tasks import TaskLookup
 from bot.core.webhooks import WebhookReceiver
 from bot.db.store import DecisionRow, Store, utcnow
 from bot.health import Health, SlackHealth
@@ -168,5 +170,7 @@ def build_runtime(
         webhooks=webhooks,
         leadership=leadership,
         metrics=metrics,
+        tasks=TaskLookup(store, lexi),
+        conversations=Conversations(store, lexi),
     )
     return runtime

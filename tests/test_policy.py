@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from bot.core.policy import CHANNEL_MEMBERS, PolicyError, describe, from_settings, load_policy, parse_duration
-from bot.lexi.models import Task
 
 FULL = """\
 auto_approve_daily_cap: 20
@@ -152,16 +151,6 @@ def test_describe_says_what_happens_per_type(tmp_path: Path) -> None:
 def test_durations(text: str, seconds: float | None) -> None:
     """Durations are seconds, minutes, hours or days."""
     assert parse_duration(text) == seconds
-
-
-def test_counts_come_from_the_task_metadata() -> None:
-    """The size a rule compares is the search's result count or the contacts/records affected."""
-    from bot.slack.blocks import affected_count
-
-    assert affected_count(Task(id="1", type="prospect_search", metadata={"per_page": 25})) == 25
-    assert affected_count(Task(id="2", type="campaign_start", metadata={"contact_count": 1500})) == 1500
-    assert affected_count(Task(id="3", type="list_operation", metadata={"record_count": "310"})) == 310
-    assert affected_count(Task(id="4", type="contact_update", metadata={})) is None
 
 
 def test_policy_check_command(

@@ -22,7 +22,7 @@ from bot.core.policy import Policy, from_settings
 from bot.db.models import STATES
 from bot.db.store import Store
 from bot.errors import LexiBotError
-from bot.lexi.models import PLAIN_DESCRIPTION, Task
+from bot.lexi.models import PLAIN_DESCRIPTION, Task, TaskState
 from bot.ops.logs import clip
 from bot.ops.metrics import Metrics
 from bot.slack.messenger import Messenger, slack_error_text
@@ -47,7 +47,9 @@ TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 #: Who a card says decided: a Slack user (U…/W…), or one of the policy's auto-approval rules.
 _ACTOR = re.compile(r"[UW][A-Z0-9]{2,20}|rule:[^\x00-\x1f\x7f]{1,100}")
 #: States a card's metadata may name; a card whose record was mid-announcement or mid-decision shows pending.
-_CARD_STATES = {state: "pending" if state in ("announcing", "deciding") else state for state in STATES}
+_CARD_STATES: dict[str, str] = {
+    state: TaskState.PENDING if state in (TaskState.ANNOUNCING, TaskState.DECIDING) else state for state in STATES
+}
 
 
 def restorable(payload: dict[str, Any]) -> tuple[tuple[str, str, str | None] | None, str]:
@@ -55,7 +57,7 @@ def restorable(payload: dict[str, Any]) -> tuple[tuple[str, str, str | None] | N
 
     A card from before the state was recorded has only the task id: it shows a pending task.
     """
-    task_id, state, actor = payload.get("task_id"), payload.get("state", "pending"), payload.get("actor")
+    task_id, state, actor = payload.get("task_id"), payload.get("state", TaskState.PENDING), payload.get("actor")
     if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
         return None, f"task id {str(task_id)[:80]!r} is not a LeadLex task id"
     if not isinstance(state, str) or state not in _CARD_STATES:
@@ -321,7 +323,7 @@ class Announcer:
     def recover(self) -> int:
         """Finish announcements whose process died mid-way; return how many were finished."""
         finished = 0
-        for row in self._store.stale("announcing", self._claim_timeout, orphaned_before=self._orphaned_before):
+        for row in self._store.stale(TaskState.ANNOUNCING, self._claim_timeout, orphaned_before=self._orphaned_before):
             if not self._store.take_over_announcement(row.task_id, row.claimed_at):
                 continue  # another process took it over first
             oldest = row.announced_at.timestamp() - 60

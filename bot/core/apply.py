@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from bot.db.store import Store, TaskRow
-from bot.lexi.models import STATUSES, Task
+from bot.lexi.models import STATUSES, Task, TaskState
 from bot.ops.logs import clip
 from bot.slack.messenger import Messenger
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 #: Runs a Slack job now or later: (key it waits under, the job, its arguments).
 Later = Callable[..., None]
 #: The states whose thread reply is posted once the record reaches them.
-FINAL = ("completed", "failed")
+FINAL = (TaskState.COMPLETED, TaskState.FAILED)
 
 
 def now(_key: str, fn: Callable[..., object], *args: object) -> None:
@@ -72,7 +72,7 @@ class StateApplier:
         if changed is None:
             return None
         if said is not None:
-            shown = state if state in (*STATUSES, "gone") else repr(clip(state, 40))  # LeadLex's word, quoted
+            shown = state if state in (*STATUSES, TaskState.GONE) else repr(clip(state, 40))  # LeadLex's word, quoted
             self._log.info(
                 "task %r is now %s %s", shown_id or clip(task_id), shown, said, extra={"task_id": shown_id or task_id}
             )

@@ -23,7 +23,7 @@ from bot.core.keeper import Leases, NotRecorded
 from bot.db.store import DecisionRow, Store, TaskRow, utcnow
 from bot.errors import LexiError, NotFound, NotPending
 from bot.lexi.client import LexiClient
-from bot.lexi.models import DISMISS_REASONS, Task
+from bot.lexi.models import DISMISS_REASONS, Task, TaskState
 from bot.ops.metrics import Metrics
 from bot.slack import blocks
 from bot.slack.answers import teller
@@ -42,7 +42,7 @@ EXPIRY_ACTOR = "rule:expiry"
 #: The start of the dismiss note LeadLex gets for an expired task; the policy's expiry follows.
 EXPIRY_DISMISS_NOTE = "expired — not decided within "
 
-_TARGET = {"approve": "approved", "dismiss": "dismissed"}
+_TARGET = {"approve": TaskState.APPROVED, "dismiss": TaskState.DISMISSED}
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ class Decider:
             if row is None:
                 return Outcome(False, None, "Decided at the last moment.")
             self._sync(task_id)
-            return Outcome(True, "expired", "Task expired.")
+            return Outcome(True, TaskState.EXPIRED, "Task expired.")
         return self.decide(
             task_id,
             action="dismiss",
@@ -259,7 +259,7 @@ class Decider:
             refused = self._refuse(current, user, action, surface, tell)
             if refused is not None:
                 return refused
-        if action == "approve" and not by_rule and current.state == "pending":
+        if action == "approve" and not by_rule and current.state == TaskState.PENDING:
             waiting = self._count_approval(current, user, surface, tell, decision.resumed)
             if waiting is not None:
                 return waiting
@@ -292,7 +292,7 @@ class Decider:
     def _resume(self, decision: DecisionRow, tell: Tell) -> Outcome:
         """Send again the LeadLex call of a claimed decision whose process died; the card says it resumed."""
         row = self._store.get(decision.task_id)
-        if row is None or row.state != "deciding" or row.decision_id != decision.id:
+        if row is None or row.state != TaskState.DECIDING or row.decision_id != decision.id:
             state = row.state if row is not None else None
             return Outcome(state in PAST, state, "This decision was already carried out.")  # its outcome stands
         self._store.mark_resumed(row.task_id, decision.id)
@@ -332,10 +332,10 @@ class Decider:
         )
         note = "The last attempt could not be completed. Try again."
         row = self._store.get(decision.task_id)
-        if row is not None and row.state == "deciding" and row.decision_id == decision.id:
+        if row is not None and row.state == TaskState.DECIDING and row.decision_id == decision.id:
             self._store.release_decision(decision.task_id, note)
             self._sync(decision.task_id)
-        return self._say(tell, False, "pending", f"Your decision could not be carried out. {note}")
+        return self._say(tell, False, TaskState.PENDING, f"Your decision could not be carried out. {note}")
 
     def _teller(self, decision: DecisionRow) -> Tell:
         """How to answer the person behind a journaled decision (the task's channel when the reply names none)."""
@@ -404,7 +404,7 @@ class Decider:
             log.warning("task %s: %s failed: %s", task_id, action, exc, extra={**context, "request_id": exc.request_id})
             self._store.release_decision(task_id, failure_note(action, exc))
             self._sync(task_id)
-            return self._say(tell, False, "pending", failure_note(action, exc))
+            return self._say(tell, False, TaskState.PENDING, failure_note(action, exc))
         self._answered(task_id, asked, started, None)
         if expiry:
             return self._expired(task_id, note)
@@ -429,7 +429,7 @@ class Decider:
         self._sync(task_id)
         if row is None:
             return Outcome(False, None, "The expiry was already carried out.")
-        return Outcome(True, "expired", "Task expired.")
+        return Outcome(True, TaskState.EXPIRED, "Task expired.")
 
     def _count_approval(
         self, row: TaskRow, user: str, surface: str, tell: Tell, resumed: bool = False
@@ -445,14 +445,16 @@ class Decider:
             by, unknown = self._still_approvers(row, by, needed)
             if unknown is not None:
                 self._sync(row.task_id)
-                return self._say(tell, False, "pending", f"Your approval is recorded, but the task waits: {unknown}.")
+                return self._say(
+                    tell, False, TaskState.PENDING, f"Your approval is recorded, but the task waits: {unknown}."
+                )
             if len(by) >= needed:
                 return None  # the quorum is complete, counting only people who may still approve: act
             self._sync(row.task_id)
             return self._say(
                 tell,
                 False,
-                "pending",
+                TaskState.PENDING,
                 f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
                 "who may no longer approve do not count. "
                 f"The task starts when {needed - len(by)} more approver(s) agree.",
@@ -461,14 +463,14 @@ class Decider:
             return self._say(
                 tell,
                 False,
-                "pending",
+                TaskState.PENDING,
                 f"You already approved this task: {len(by)} of {needed} approvals. Another approver is needed.",
             )
         self._sync(row.task_id)
         return self._say(
             tell,
             False,
-            "pending",
+            TaskState.PENDING,
             f"Your approval is recorded: {len(by)} of {needed}. "
             f"The task starts when {needed - len(by)} more approver(s) agree.",
         )
@@ -504,7 +506,7 @@ class Decider:
         """Distinct approvals a task needs under the policy (1 without one)."""
         if self.approvers is None:
             return 1
-        return self.approvers.policy.for_type(task.type).approvals_needed(blocks.affected_count(task))
+        return self.approvers.policy.for_type(task.type).approvals_needed(task.affected_count)
 
     def _after_decision(self, user: str) -> None:
         """Run the `on_decided` hook for the deciding user; a failure is logged, never raised."""
@@ -552,16 +554,19 @@ class Decider:
                 return self._expired(task_id, note)
             self._store.release_decision(task_id, f"Could not {action}: LeadLex refused and its state is unknown.")
             self._sync(task_id)
-            return self._say(tell, False, "pending", "LeadLex refused the decision; please try again later.")
-        state = real.status if real is not None else "gone"
-        if expiry and (state == "pending" or (state == target and (exc.attempts > 1 or resumed))):
+            return self._say(tell, False, TaskState.PENDING, "LeadLex refused the decision; please try again later.")
+        state = real.status if real is not None else TaskState.GONE
+        if expiry and (state == TaskState.PENDING or (state == target and (exc.attempts > 1 or resumed))):
             return self._expired(task_id, note)  # not dismissed (or this very dismissal landed): it expired
-        if state == "pending":
+        if state == TaskState.PENDING:
             note = f"Could not {action}: LeadLex refused ({exc})."
             self._store.release_decision(task_id, note)
             self._sync(task_id)
-            return self._say(tell, False, "pending", note)
-        ran_on = target == "approved" and state in ("completed", "failed")  # approved, then it already ran
+            return self._say(tell, False, TaskState.PENDING, note)
+        ran_on = target == TaskState.APPROVED and state in (
+            TaskState.COMPLETED,
+            TaskState.FAILED,
+        )  # approved, then it already ran
         if (state == target or ran_on) and (exc.attempts > 1 or resumed):
             # An earlier attempt of this very decision (a retry, or the call of a process that died) landed
             # before its answer was lost: it stays this person's decision.
@@ -570,7 +575,7 @@ class Decider:
                 self._applier.apply(task_id, state, from_states=(target,))
             self._sync(task_id)
             return Outcome(True, target, f"Task {target}.")
-        if self._applier.apply(task_id, state, from_states=("deciding",)) is None:
+        if self._applier.apply(task_id, state, from_states=(TaskState.DECIDING,)) is None:
             self._sync(task_id)  # moved on meanwhile: the card still shows what it is
         return self._say(
             tell, False, state, f"This task was already {PAST.get(state, state)} in LeadLex; its card now says so."
@@ -608,7 +613,7 @@ class Decider:
             why = "membership unknown" if verdict.unknown else "not allowed"
             self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action} form: {why}")
             return Check(False, row, self.refusal(row.task.type, action, row.channel, verdict))
-        if row.state != "pending":
+        if row.state != TaskState.PENDING:
             return Check(False, row, who_decided(row))
         return Check(True, row, None)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from bot.core.budget import BudgetPolicy
 from bot.db.store import Store
 from bot.lexi.client import LexiClient
+from bot.lexi.models import TaskState
 
 log = logging.getLogger("bot.core.poller")  # its lines are the poller's, as they always were
 
@@ -67,7 +68,7 @@ class Planner:
         kind = "full"
         if self.webhooks:
             until_reconcile = max(self._next_reconcile - now, 1.0)
-            if self._store.in_states(("approved",), limit=1):
+            if self._store.in_states((TaskState.APPROVED,), limit=1):
                 wanted, kind = min(self.interval, until_reconcile), "sync"
             else:
                 wanted = until_reconcile

@@ -17,7 +17,7 @@ from bot.core.reminders import Reminders
 from bot.core.workqueue import QueueFull, WorkQueue
 from bot.db.store import Store, TaskRow
 from bot.lexi.client import LexiClient
-from bot.lexi.models import Task
+from bot.lexi.models import Task, TaskState
 from bot.ops.logs import clip
 from bot.slack.messenger import Messenger, slack_error_text
 
@@ -67,7 +67,7 @@ class Reconciler:
         # The listed content is as of this moment, to the whole second (LeadLex may sign deliveries to the
         # second only): a webhook signed before it is older content and is dropped (bot/core/webhooks.py).
         listed_at = datetime.fromtimestamp(int(self._clock()), UTC)
-        pending = self._lexi.list_tasks("pending")
+        pending = self._lexi.list_tasks(TaskState.PENDING)
         self._announce_new(pending, listed_at)
         self._follow(pending)
         self._announcer.recover()
@@ -138,29 +138,35 @@ class Reconciler:
         Only the statuses some record is waiting for are listed, each at most once per cycle; with
         `pending` None (no fresh pending list) only approved tasks are followed to completion.
         """
-        records = self._store.in_states(("pending", "approved") if pending is not None else ("approved",))
+        records = self._store.in_states(
+            (TaskState.PENDING, TaskState.APPROVED) if pending is not None else (TaskState.APPROVED,)
+        )
         pending_ids = {t.id for t in pending or []}
-        vanished = [r for r in records if r.state == "pending" and r.task_id not in pending_ids]
-        waiting = [r for r in records if r.state == "approved" and r.message_ts is not None]
+        vanished = [r for r in records if r.state == TaskState.PENDING and r.task_id not in pending_ids]
+        waiting = [r for r in records if r.state == TaskState.APPROVED and r.message_ts is not None]
         if not vanished and not waiting:
             return
-        statuses = ["approved", "dismissed", "completed", "failed"] if vanished else ["completed", "failed"]
+        statuses = (
+            [TaskState.APPROVED, TaskState.DISMISSED, TaskState.COMPLETED, TaskState.FAILED]
+            if vanished
+            else [TaskState.COMPLETED, TaskState.FAILED]
+        )
         where: dict[str, Task] = {}
         for status in statuses:
             for task in self._lexi.list_tasks(status):
                 where.setdefault(task.id, task)
         for row in vanished:
-            self._apply(row, where.get(row.task_id), ("pending",))
+            self._apply(row, where.get(row.task_id), (TaskState.PENDING,))
         for row in waiting:
             task = where.get(row.task_id)
-            if task is not None and task.status in ("completed", "failed"):
-                self._apply(row, task, ("approved",))
-            elif task is None and "approved" in statuses:
-                self._apply(row, None, ("approved",))  # listed nowhere: LeadLex no longer has it
+            if task is not None and task.status in (TaskState.COMPLETED, TaskState.FAILED):
+                self._apply(row, task, (TaskState.APPROVED,))
+            elif task is None and TaskState.APPROVED in statuses:
+                self._apply(row, None, (TaskState.APPROVED,))  # listed nowhere: LeadLex no longer has it
 
     def _apply(self, row: TaskRow, task: Task | None, from_states: tuple[str, ...]) -> None:
         """Record the state LeadLex reports (None: it no longer has the task) and show it in Slack."""
-        status = task.status if task is not None else "gone"
+        status = task.status if task is not None else TaskState.GONE
         if status == row.state:
             return
         self._applier.apply(row.task_id, status, from_states=from_states, task=task, said="in LeadLex")

@@ -15,6 +15,7 @@ from bot.core.approvers import Approvers
 from bot.core.decisions import Decider
 from bot.core.policy import Policy, human_duration
 from bot.db.store import Store, TaskRow
+from bot.lexi.models import TaskState
 from bot.slack.messenger import Messenger, slack_error_text
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Reminders:
         if not any(p.remind_after or p.expire_after for p in (self._policy.default, *self._policy.types.values())):
             return
         now = self.clock()
-        for row in self._store.in_states(("pending",)):
+        for row in self._store.in_states((TaskState.PENDING,)):
             section = self._policy.for_type(row.task.type)
             age = now - row.announced_at.timestamp()
             if section.expire_after is not None and age >= section.expire_after:
@@ -84,6 +85,6 @@ class Reminders:
     def _expire(self, row: TaskRow, expire_after: float, dismiss: bool) -> None:
         """Expire the task through the decider; it is dismissed in LeadLex only when the policy says so."""
         outcome = self._decider.expire(row.task_id, human_duration(expire_after), dismiss=dismiss)
-        if outcome.state != "expired":
+        if outcome.state != TaskState.EXPIRED:
             return  # decided at the last moment (in Slack or in LeadLex)
         log.info("task %s expired at %s", row.task_id, datetime.now(UTC).isoformat(timespec="seconds"))

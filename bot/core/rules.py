@@ -9,7 +9,6 @@ from bot.core.decisions import Decider
 from bot.core.policy import Policy
 from bot.db.store import Store
 from bot.lexi.models import Task
-from bot.slack.blocks import affected_count
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class AutoApprover:
         """Approve the task if its type's rule covers it and today's cap allows; True when it was approved."""
         section = self._policy.for_type(task.type)
         rule = section.auto_approve
-        if rule is None or not section.auto_approves(affected_count(task)):
+        if rule is None or not section.auto_approves(task.affected_count):
             return False
         if self._decider.approvals_needed(task) > 1:
             return False  # a quorum means people must agree: no rule overrides that

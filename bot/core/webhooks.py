@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.core.announcer import Announcer
 from bot.core.apply import StateApplier
 from bot.db.store import Store
-from bot.lexi.models import Task, parse_time
+from bot.lexi.models import Task, TaskState, parse_time
 from bot.ops.metrics import Metrics
 from bot.slack.messenger import Messenger
 
@@ -57,10 +57,10 @@ LOG_TEXT = 100
 #: For each state LeadLex can report, the states of ours it may move a record from: only forwards, and
 #: never from `deciding` (a click in progress records its own outcome, with who decided).
 FORWARD: dict[str, tuple[str, ...]] = {
-    "approved": ("announcing", "pending"),
-    "dismissed": ("announcing", "pending"),
-    "completed": ("announcing", "pending", "approved"),
-    "failed": ("announcing", "pending", "approved"),
+    TaskState.APPROVED: (TaskState.ANNOUNCING, TaskState.PENDING),
+    TaskState.DISMISSED: (TaskState.ANNOUNCING, TaskState.PENDING),
+    TaskState.COMPLETED: (TaskState.ANNOUNCING, TaskState.PENDING, TaskState.APPROVED),
+    TaskState.FAILED: (TaskState.ANNOUNCING, TaskState.PENDING, TaskState.APPROVED),
 }
 
 
@@ -296,7 +296,7 @@ class WebhookReceiver:
             log.info("ignoring webhook event %r (delivery %r)", clip(delivery.event), clip(delivery_id))
             return Receipt(200, {"ok": True, "ignored": True})
         backlog = self._announcer.backlog
-        if task.status == "pending" and backlog is not None and backlog.full and task.id not in backlog:
+        if task.status == TaskState.PENDING and backlog is not None and backlog.full and task.id not in backlog:
             # Accepting it would leave it unannounced until the next full poll: LeadLex retries it instead.
             log.warning(
                 "answered a webhook delivery 503: the announcement backlog is full (delivery %r)", clip(delivery_id)
@@ -349,7 +349,7 @@ class WebhookReceiver:
         dropped (None: unknown, nothing to compare).
         """
         row = self._store.get(task.id)
-        if task.status == "pending":
+        if task.status == TaskState.PENDING:
             if row is None:  # new, or still waiting in the backlog: it is posted (with the newest content) in turn
                 if not self._announcer.enqueue(task, signed_at=signed_at):
                     log.warning(

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -21,6 +33,8 @@ NAMING = {
 
 #: Every state a task record may be in (bot.lexi.models.TaskState); a CHECK constraint holds the column to them.
 STATES = tuple(TaskState)
+#: The CHECK that holds tasks.state to STATES (named ck_tasks_state by the naming convention; migration 0007).
+STATE_CHECK = "state IN (" + ", ".join(f"'{state}'" for state in STATES) + ")"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -44,7 +58,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 #: Finished tasks whose thread reply is still owed; one text for the partial index and its query.
-UNREPLIED = "replied_state IS NULL AND state IN ('completed', 'failed')"
+UNREPLIED = f"replied_state IS NULL AND state IN ('{TaskState.COMPLETED}', '{TaskState.FAILED}')"
 
 
 class Base(DeclarativeBase):
@@ -86,6 +100,7 @@ class TaskRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
+        CheckConstraint(STATE_CHECK, name="state"),
         Index("ix_tasks_state", "state", "replied_state"),
         # Partial: only the few cards waiting for an update are indexed, so the lookup stays flat with history.
         # Each predicate is written as SQLAlchemy renders `.where(needs_render)` for that database, so that

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from bot.dev.sandbox_data import plan_chat, random_proposal, seed_proposals
 from bot.dev.sandbox_http import ApiError, Reply, SandboxServer, body_value, dump, object_body, phrase
 from bot.dev.sandbox_webhooks import Delivery, WebhookRegistry, iso
-from bot.lexi.models import STATUSES, parse_time
+from bot.lexi.models import STATUSES, TaskState, parse_time
 
 __all__ = ["GATEWAY_PREFIX", "Call", "Delivery", "Sandbox", "main"]
 
@@ -36,7 +36,11 @@ log = logging.getLogger("bot.sandbox")
 GATEWAY_PREFIX = "/functions/v1/api-gateway"
 
 _TICK = 0.05  # seconds between checks of the background thread (completions, generated tasks)
-_STATUS_EVENTS = {"approved": "task.approved", "dismissed": "task.dismissed", "pending": "task.updated"}
+_STATUS_EVENTS: dict[str, str] = {
+    TaskState.APPROVED: "task.approved",
+    TaskState.DISMISSED: "task.dismissed",
+    TaskState.PENDING: "task.updated",
+}
 _DEFAULT_CODES = {
     400: "validation_error",
     401: "invalid_key",
@@ -220,7 +224,7 @@ class Sandbox:
         type: str = "prospect_search",
         description: str = "Find prospects in the sandbox",
         metadata: Any = _UNSET,
-        status: str = "pending",
+        status: str = TaskState.PENDING,
         created_at: str | None = None,
         task_id: str | None = None,
     ) -> dict[str, Any]:
@@ -269,9 +273,9 @@ class Sandbox:
         """Finish an approved task now, as completed (or failed when not `ok`), and return a copy of it."""
         with self._lock:
             task = self._existing(task_id)
-            if _status_of(task) != "approved":
+            if _status_of(task) != TaskState.APPROVED:
                 raise ValueError(f"task {task_id} is {_status_of(task)}, not approved")
-            self._change(task, "completed" if ok else "failed")
+            self._change(task, TaskState.COMPLETED if ok else TaskState.FAILED)
             return _copy(task)
 
     def remove_task(self, task_id: str) -> None:
@@ -364,7 +368,7 @@ class Sandbox:
         task["status"] = status
         task_id = str(task["id"])
         self._due.pop(task_id, None)
-        if status == "approved" and self.complete_after is not None:
+        if status == TaskState.APPROVED and self.complete_after is not None:
             self._due[task_id] = time.monotonic() + self.complete_after
         event = _STATUS_EVENTS.get(status)  # LeadLex sends no events for completed or failed tasks
         if event:
@@ -378,7 +382,7 @@ class Sandbox:
             now = time.monotonic()
             with self._lock:
                 for task_id in [task_id for task_id, due in self._due.items() if due <= now]:
-                    outcome = "failed" if self._outcomes.random() < self.fail_ratio else "completed"
+                    outcome = TaskState.FAILED if self._outcomes.random() < self.fail_ratio else TaskState.COMPLETED
                     self._change(self._existing(task_id), outcome)
             if now >= next_generation:
                 proposal = random_proposal(self._generator)
@@ -497,7 +501,7 @@ class Sandbox:
 
     def _list_tasks(self, request: _Request) -> dict[str, Any]:
         """GET /v1/lexi/tasks?status=S."""
-        status = request.query.get("status", ["pending"])[0]
+        status = request.query.get("status", [TaskState.PENDING])[0]
         if status not in STATUSES:
             raise ApiError(400, "validation_error", f"Invalid status: {status!r}", {"allowed": list(STATUSES)})
         return {"tasks": self.tasks(status)}
@@ -505,8 +509,8 @@ class Sandbox:
     def _approve(self, request: _Request, task_id: str) -> dict[str, Any]:
         """POST /v1/lexi/tasks/{id}/approve."""
         with self._lock:
-            self._change(self._pending(task_id), "approved")
-        return {"task_id": task_id, "status": "approved", "execution_started": True}
+            self._change(self._pending(task_id), TaskState.APPROVED)
+        return {"task_id": task_id, "status": TaskState.APPROVED, "execution_started": True}
 
     def _dismiss(self, request: _Request, task_id: str) -> dict[str, Any]:
         """POST /v1/lexi/tasks/{id}/dismiss with an optional reason."""
@@ -517,15 +521,15 @@ class Sandbox:
             task = self._pending(task_id)
             if reason is not None:
                 task["dismiss_reason"] = reason
-            self._change(task, "dismissed")
-        return {"task_id": task_id, "status": "dismissed"}
+            self._change(task, TaskState.DISMISSED)
+        return {"task_id": task_id, "status": TaskState.DISMISSED}
 
     def _pending(self, task_id: str) -> dict[str, Any]:
         """Return the stored pending task with this id, or raise the API's 404 or 400."""
         task = self._find(task_id)
         if task is None:
             raise ApiError(404, "not_found", f"Task not found: {task_id}")
-        if _status_of(task) != "pending":
+        if _status_of(task) != TaskState.PENDING:
             raise ApiError(400, "validation_error", f"Task is not pending (status: {_status_of(task)})")
         return task
 
@@ -616,7 +620,7 @@ def _copy(value: Any) -> Any:
 def _status_of(task: Any) -> str:
     """Return a stored task's status; anything without a text status counts as pending, as clients read it."""
     status = task.get("status") if isinstance(task, dict) else None
-    return status if isinstance(status, str) else "pending"
+    return status if isinstance(status, str) else TaskState.PENDING
 
 
 def _age(task: Any) -> float:

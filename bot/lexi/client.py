@@ -27,7 +27,7 @@ from bot.errors import (
     TransientError,
 )
 from bot.lexi import tolerant_json
-from bot.lexi.models import PLAIN_DESCRIPTION, STATUSES, Task, read_task
+from bot.lexi.models import PLAIN_DESCRIPTION, STATUSES, Task, TaskState, read_task
 from bot.ops.logs import clip, safe_repr
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class LexiClient:
 
     # --- endpoints -------------------------------------------------------------------------------
 
-    def list_tasks(self, status: str = "pending") -> list[Task]:
+    def list_tasks(self, status: str = TaskState.PENDING) -> list[Task]:
         """List the tasks in one status, each read on its own: one unreadable task never hides the others.
 
         A task with a usable id but unreadable parts comes back cut down (no metadata, a short

@@ -42,6 +42,22 @@ DISMISS_REASONS: dict[str, str] = {
     "testing": "Testing",
 }
 
+#: Counts this large are no counts (a metadata value gone wrong), and no card should print them.
+_COUNT_MAX = 10**15
+#: Numeric text longer than this is no count either (and int() of it would be slow).
+_COUNT_DIGITS = 20
+#: Metadata keys that say how many contacts or records a task touches, in the order they are looked for.
+COUNT_KEYS = (
+    "contact_count",
+    "record_count",
+    "count",
+    "total_count",
+    "contacts",
+    "records",
+    "contact_ids",
+    "record_ids",
+)
+
 
 def parse_time(value: Any) -> datetime | None:
     """Parse an ISO-8601 timestamp into an aware UTC datetime, or None when it is missing or malformed."""
@@ -112,7 +128,7 @@ class Task:
 
     id: str
     type: str = "unknown"
-    status: str = "pending"
+    status: str = TaskState.PENDING
     description: str = ""
     created_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -132,6 +148,19 @@ class Task:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "metadata": self.metadata,
         }
+
+    @property
+    def affected_count(self) -> int | None:
+        """How many results, contacts or records the task touches, when its metadata says; None otherwise.
+
+        A search's size is the results it asks for (`per_page`); any other task's is its first usable count of
+        contacts or records. The policy's rules and quorums compare this number, and the cards show it.
+        """
+        meta = self.metadata if isinstance(self.metadata, dict) else {}
+        if self.type == "prospect_search":
+            return as_count(meta.get("per_page"))
+        found = find_count(meta)
+        return found[1] if found else None
 
 
 def read_task(obj: Any) -> tuple[Task | None, str | None]:
@@ -158,9 +187,31 @@ def read_task(obj: Any) -> tuple[Task | None, str | None]:
     task = Task(
         id=task_id,
         type=_text(obj.get("type")) or "unknown",
-        status=_text(obj.get("status")) or "pending",
+        status=_text(obj.get("status")) or TaskState.PENDING,
         description=description,
         created_at=created_at,
         metadata=metadata if isinstance(metadata, dict) else {},
     )
     return task, problem
+
+
+def find_count(meta: dict[Any, Any]) -> tuple[str, int] | None:
+    """Return the key and value of the first usable count of contacts or records, or None when unknown."""
+    for key in COUNT_KEYS:
+        count = as_count(meta.get(key))
+        if count is not None:
+            return key, count
+    return None
+
+
+def as_count(value: Any) -> int | None:
+    """Read a count from a number, a numeric string or a list's length; None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().replace(",", "").isdecimal() and len(value) < _COUNT_DIGITS:
+        value = int(value.strip().replace(",", ""))
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    return value if isinstance(value, int) and 0 <= value < _COUNT_MAX else None

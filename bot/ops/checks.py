@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.core.policy import Policy
 from bot.errors import InvalidKey, LexiBotError, LexiError, PermissionDenied, TransientError
 from bot.lexi.client import LexiClient
+from bot.lexi.models import TaskState
 from bot.ops.reach import UNREACHABLE, unreachable_reason
 from bot.slack.messenger import make_web_client, slack_error_text
 
@@ -128,7 +129,7 @@ def check_lexi(settings: Settings, timeout: float) -> Result:
         settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), timeout=timeout, attempts=2, max_wait=5
     )
     try:
-        pending = lexi.list_tasks("pending")
+        pending = lexi.list_tasks(TaskState.PENDING)
         return True, f"LeadLex key accepted with the Lexi permission ({len(pending)} pending tasks)"
     except InvalidKey:
         return False, "LeadLex refused LEXI_API_KEY (invalid_key): create a new key and set LEXI_API_KEY"

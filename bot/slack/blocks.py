@@ -12,14 +12,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.lexi.models import DISMISS_REASONS, KNOWN_TYPES, Task
+from bot.lexi.models import DISMISS_REASONS, KNOWN_TYPES, Task, TaskState, as_count, find_count
 
 APPROVE_ACTION = "lexi_approve"
 DISMISS_ACTION = "lexi_dismiss"
 METADATA_EVENT = "lexi_task"
 
 #: Every state a task's card can show.
-CARD_STATES = ("pending", "deciding", "approved", "dismissed", "completed", "failed", "gone", "expired")
+CARD_STATES = (
+    TaskState.PENDING,
+    TaskState.DECIDING,
+    TaskState.APPROVED,
+    TaskState.DISMISSED,
+    TaskState.COMPLETED,
+    TaskState.FAILED,
+    TaskState.GONE,
+    TaskState.EXPIRED,
+)
 
 # Slack's limits (see slack-notes.md) and this module's own, smaller ones.
 _HEADER_MAX = 150
@@ -33,7 +42,6 @@ _ID_MAX = 100
 _LABEL_MAX = 60
 _LINE_MAX = 200
 _LIST_ITEMS = 10
-_COUNT_MAX = 10**15
 
 # Description and field limits tried in turn until the message fits in _MESSAGE_MAX.
 _BUDGETS = ((_TEXT_MAX, _FIELD_MAX), (2000, 600), (1000, 250), (500, 120), (250, 60))
@@ -45,16 +53,6 @@ _TYPE_NAMES = {
     "list_operation": ("🗂️", "List operation"),
 }
 
-_COUNT_KEYS = (
-    "contact_count",
-    "record_count",
-    "count",
-    "total_count",
-    "contacts",
-    "records",
-    "contact_ids",
-    "record_ids",
-)
 _CHANGE_KEYS = ("fields", "changes", "updates", "properties", "set")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -109,7 +107,7 @@ def format_time(at: datetime | None) -> str:
 
 def impact(task: Task) -> str | None:
     """Return a sentence saying what approving does to how many, or None when unknown or not high-impact."""
-    found = _find_count(_metadata(task))
+    found = find_count(_metadata(task))
     if found is None:
         return None
     count = found[1]
@@ -122,15 +120,6 @@ def impact(task: Task) -> str | None:
     return None
 
 
-def affected_count(task: Task) -> int | None:
-    """How many results, contacts or records the task touches, when its metadata says; None otherwise."""
-    meta = _metadata(task)
-    if task.type == "prospect_search":
-        return _as_count(meta.get("per_page"))
-    found = _find_count(meta)
-    return found[1] if found else None
-
-
 def approve_confirm(task: Task, confirm_above: int | None = None) -> dict[str, Any] | None:
     """Return the confirm dialog for the Approve button of a high-impact task, or None when none is needed.
 
@@ -138,7 +127,7 @@ def approve_confirm(task: Task, confirm_above: int | None = None) -> dict[str, A
     most that many records approve in one click and every other task asks first; a campaign of unknown size is
     always confirmed.
     """
-    count = affected_count(task)
+    count = task.affected_count
     if confirm_above is not None and count is not None and count <= confirm_above:
         return None
     sentence = impact(task)
@@ -175,7 +164,7 @@ def describe_task(task: Task) -> str:
 def render_card(task: Task, card: Card) -> dict[str, Any]:
     """Return the {"text", "blocks"} of a task's channel message in the given state, within Slack's limits."""
     if card.state not in CARD_STATES:
-        raise ValueError(f"unknown card state {card.state!r}; expected one of {CARD_STATES}")
+        raise ValueError(f"unknown card state {card.state!r}; expected one of {tuple(map(str, CARD_STATES))}")
     message: dict[str, Any] = {}
     for description_limit, field_limit in _BUDGETS:
         message = _card(task, card, description_limit, field_limit)
@@ -186,7 +175,10 @@ def render_card(task: Task, card: Card) -> dict[str, Any]:
 
 def thread_reply(task: Task, state: str, at: datetime | None = None) -> dict[str, Any]:
     """Return the {"text", "blocks"} of the thread reply posted when a task became "completed" or "failed"."""
-    replies = {"completed": ("🏁 Completed in LeadLex", "Completed"), "failed": ("❌ Failed in LeadLex", "Failed")}
+    replies: dict[str, tuple[str, str]] = {
+        TaskState.COMPLETED: ("🏁 Completed in LeadLex", "Completed"),
+        TaskState.FAILED: ("❌ Failed in LeadLex", "Failed"),
+    }
     if state not in replies:
         raise ValueError(f"thread replies are for completed or failed tasks, not {state!r}")
     (line, prefix), described = replies[state], describe_task(task)
@@ -210,14 +202,14 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
     who = _who(card.actor)
     when = _when(card.at)
     note = _mrkdwn(_one_line(_str(card.note)), note_limit)
-    if card.state == "pending":
+    if card.state == TaskState.PENDING:
         warning = [_context(f"⚠️ {note}")] if note else []
         quorum = []
         if card.needed > 1:
             names = ", ".join(_who(a) for a in card.approvals[:10]) or "none yet"
             quorum = [_context(f"👍 {len(card.approvals)} of {card.needed} approvals: {names}")]
         return [*warning, *quorum, task_buttons(task, card.confirm_above)]
-    if card.state == "deciding":
+    if card.state == TaskState.DECIDING:
         doing = {"approve": "Approving…", "dismiss": "Dismissing…"}.get(_str(card.action), "Working…")
         if card.resumed:
             doing += " (resumed after a restart)"
@@ -228,19 +220,19 @@ def _state_blocks(task: Task, card: Card, note_limit: int) -> list[dict[str, Any
     others = [_who(a) for a in card.approvals if a != card.actor][:10]
     if others:
         approved += f" (with {', '.join(others)})"
-    if card.state == "approved":
+    if card.state == TaskState.APPROVED:
         return [_section((approved if who else "✅ Approved in LeadLex") + when)]
-    if card.state == "dismissed":
+    if card.state == TaskState.DISMISSED:
         line = (f"🚫 Dismissed by {who}" if who else "🚫 Dismissed in LeadLex") + when
         if card.reason:
             line += f" — Reason: {DISMISS_REASONS.get(card.reason) or _mrkdwn(_str(card.reason), _LABEL_MAX)}"
         return [_section(line + (f"\nNote: {note}" if note else ""))]
-    if card.state == "completed":
+    if card.state == TaskState.COMPLETED:
         return [_section(f"{approved} · 🏁 Completed in LeadLex{when}")]
-    if card.state == "failed":
+    if card.state == TaskState.FAILED:
         failed = (f"{approved} · " if who else "") + f"❌ Failed in LeadLex{when}"
         return [_section(failed + (f"\n{note}" if note else ""))]
-    if card.state == "expired":
+    if card.state == TaskState.EXPIRED:
         line = "⌛ Expired — not decided" + when
         return [_section(line + (f"\n{note}" if note else ""))]
     return [_section("❔ This task no longer exists in LeadLex.")]
@@ -274,17 +266,17 @@ def _fallback(task: Task, card: Card) -> str:
     who = _who(card.actor)
     by = f" by {who}" if who else " in LeadLex"
     deciding = "Dismissing" if card.action == "dismiss" else "Approving"
-    prefix = {
-        "pending": "Lexi needs approval",
-        "deciding": deciding,
-        "approved": f"Approved{by}",
-        "dismissed": f"Dismissed{by}",
-        "completed": "Completed",
-        "failed": "Failed",
-        "gone": "No longer in LeadLex",
-        "expired": "Expired — not decided",
-    }[card.state]
-    return f"{prefix}: {describe_task(task)}"
+    prefixes: dict[str, str] = {
+        TaskState.PENDING: "Lexi needs approval",
+        TaskState.DECIDING: deciding,
+        TaskState.APPROVED: f"Approved{by}",
+        TaskState.DISMISSED: f"Dismissed{by}",
+        TaskState.COMPLETED: "Completed",
+        TaskState.FAILED: "Failed",
+        TaskState.GONE: "No longer in LeadLex",
+        TaskState.EXPIRED: "Expired — not decided",
+    }
+    return f"{prefixes[card.state]}: {describe_task(task)}"
 
 
 def _header_text(task_type: str) -> str:
@@ -328,7 +320,7 @@ def _summary(task: Task) -> tuple[list[_Pair], list[tuple[Any, Any]]]:
     meta = _metadata(task)
     if task.type == "prospect_search":
         return _prospect_summary(meta)
-    found = _find_count(meta)
+    found = find_count(meta)
     count, used = (f"{found[1]:,}", {found[0]}) if found else ("", set())
     if task.type == "campaign_start":
         pairs = [("Campaign", _named(meta, "campaign_name", "campaign_id")), ("Contacts", count)]
@@ -356,7 +348,7 @@ def _prospect_summary(meta: dict[Any, Any]) -> tuple[list[_Pair], list[tuple[Any
     query = query if isinstance(query, dict) else {}
     known = {"person_titles": "Titles", "organization_industries": "Industries", "person_locations": "Locations"}
     pairs = [(label, _plain(query.get(key, meta.get(key)))) for key, label in known.items()]
-    results = _as_count(meta.get("per_page"))
+    results = as_count(meta.get("per_page"))
     pairs.append(("Results", f"{results:,}" if results is not None else _plain(meta.get("per_page"))))
     return pairs, _rest(query, set(known)) + _rest(meta, {*known, "query", "per_page"})
 
@@ -387,35 +379,13 @@ def _changes(value: Any) -> str:
     return "\n".join(lines)
 
 
-def _find_count(meta: dict[Any, Any]) -> tuple[str, int] | None:
-    """Return the key and value of the first usable count of contacts or records, or None when unknown."""
-    for key in _COUNT_KEYS:
-        count = _as_count(meta.get(key))
-        if count is not None:
-            return key, count
-    return None
-
-
-def _as_count(value: Any) -> int | None:
-    """Read a count from a number, a numeric string or a list's length; None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().replace(",", "").isdecimal() and len(value) < 20:
-        value = int(value.strip().replace(",", ""))
-    if isinstance(value, (list, tuple)):
-        return len(value)
-    return value if isinstance(value, int) and 0 <= value < _COUNT_MAX else None
-
-
 def _count_suffix(task: Task) -> str:
     """Return " (25 results)" and the like for describe_task, or "" when the count is unknown."""
     meta = _metadata(task)
     if task.type == "prospect_search":
-        count, noun = _as_count(meta.get("per_page")), "result"
+        count, noun = as_count(meta.get("per_page")), "result"
     elif task.type in KNOWN_TYPES:
-        found = _find_count(meta)
+        found = find_count(meta)
         count, noun = found[1] if found else None, "record" if task.type == "list_operation" else "contact"
     else:
         return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.lexi.models import DISMISS_REASONS, STATUSES
+from bot.lexi.models import DISMISS_REASONS, STATUSES, TaskState
 from bot.slack.blocks import escape, truncate
 
 #: The longest task id accepted (the database column's size).
@@ -57,7 +57,7 @@ def _tasks(rest: str) -> Command:
     words = rest.split()
     if len(words) > 1:
         return _problem("`/lexi tasks` takes at most one status.")
-    status = words[0].lower() if words else "pending"
+    status = words[0].lower() if words else TaskState.PENDING
     if status not in STATUSES:
         return _problem(f"`{_quote(words[0])}` is not a task status. Use one of: {', '.join(STATUSES)}.")
     return Command("tasks", status=status)

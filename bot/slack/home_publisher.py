@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.core.decisions import Decider
 from bot.db.store import Store, TaskRow, utcnow
+from bot.lexi.models import TaskState
 from bot.slack import home_view as home
 from bot.slack.messenger import confirm_above_for, slack_error_text
 from bot.slack.replies import BotStatus
@@ -95,7 +96,7 @@ class HomePublisher:
         """What every Home shows at this moment (read once, however many Homes are published from it)."""
         status = self._status()
         return _Shown(
-            pending=self._store.in_states(("pending",), limit=home.HOME_TASKS),
+            pending=self._store.in_states((TaskState.PENDING,), limit=home.HOME_TASKS),
             decisions=self._store.recent_decisions(home.HOME_DECISIONS),
             status=status,
         )

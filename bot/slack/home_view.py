@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.db.store import TaskRow
-from bot.lexi.models import DISMISS_REASONS, Task
+from bot.lexi.models import DISMISS_REASONS, Task, TaskState
 from bot.slack.blocks import describe_task, escape, format_time, impact, task_buttons, truncate
 from bot.slack.replies import BotStatus, ago, status_lines, task_ref
 
@@ -25,11 +25,11 @@ HOME_TASKS = 20
 #: Recent decisions shown in the Home tab.
 HOME_DECISIONS = 10
 
-_OUTCOMES = {
-    "approved": "✅ Approved",
-    "dismissed": "🚫 Dismissed",
-    "completed": "🏁 Approved and completed",
-    "failed": "❌ Approved, then failed",
+_OUTCOMES: dict[str, str] = {
+    TaskState.APPROVED: "✅ Approved",
+    TaskState.DISMISSED: "🚫 Dismissed",
+    TaskState.COMPLETED: "🏁 Approved and completed",
+    TaskState.FAILED: "❌ Approved, then failed",
 }
 
 
@@ -97,7 +97,7 @@ def task_list(
         item = task_blocks(
             task,
             now,
-            buttons=status == "pending" and _with_buttons(buttons, task),
+            buttons=status == TaskState.PENDING and _with_buttons(buttons, task),
             confirm_above=_size(confirm_above, task),
         )
         size += len(json.dumps(item, ensure_ascii=False))
@@ -155,7 +155,7 @@ def _decision_line(row: TaskRow) -> str:
     by = f" by <@{escape(row.actor)}>" if row.actor else " in LeadLex"
     outcome = _OUTCOMES.get(row.state, escape(row.state))
     line = f"{outcome}{by} · {format_time(row.decided_at)} — {describe_task(row.task)}"
-    if row.state == "dismissed" and row.reason:
+    if row.state == TaskState.DISMISSED and row.reason:
         line += f" · Reason: {DISMISS_REASONS.get(row.reason) or escape(truncate(row.reason, 60))}"
     return line
 

@@ -18,7 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.core.policy import Policy
 from bot.db.store import Store, TaskRow
-from bot.lexi.models import Task
+from bot.lexi.models import Task, TaskState
 from bot.slack import blocks
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,11 @@ class Pacer:
 def card_for(row: TaskRow, policy: Policy | None = None) -> blocks.Card:
     """What the card of a task record should show (the policy sets the bulk-safety confirmation size)."""
     at: datetime | None = row.decided_at
-    if row.state == "deciding":
+    if row.state == TaskState.DECIDING:
         at = row.claimed_at
     quorum = row.approvals or {}
     return blocks.Card(
-        state="pending" if row.state == "announcing" else row.state,
+        state=TaskState.PENDING if row.state == TaskState.ANNOUNCING else row.state,
         actor=row.actor,
         action=row.action,
         at=at,
@@ -112,7 +112,7 @@ def card_for(row: TaskRow, policy: Policy | None = None) -> blocks.Card:
         approvals=tuple(quorum.get("by", [])),
         needed=int(quorum.get("needed", 1)),
         confirm_above=confirm_above_for(row.task, policy),
-        resumed=row.state == "deciding" and row.resumed_at is not None,
+        resumed=row.state == TaskState.DECIDING and row.resumed_at is not None,
     )
 
 
@@ -127,7 +127,7 @@ def card_metadata(row: TaskRow) -> dict[str, Any]:
     With these, a bot whose database was lost rebuilds its records from the channel (Announcer.restore).
     """
     metadata = blocks.message_metadata(row.task_id)
-    state = "pending" if row.state in ("announcing", "deciding") else row.state
+    state = TaskState.PENDING if row.state in (TaskState.ANNOUNCING, TaskState.DECIDING) else row.state
     metadata["event_payload"].update({"state": state, **({"actor": row.actor} if row.actor else {})})
     return metadata
 
@@ -180,7 +180,7 @@ class Messenger:
     def post_task(self, task: Task, channel: str) -> str:
         """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
         message = blocks.render_card(
-            task, blocks.Card(state="pending", confirm_above=confirm_above_for(task, self.policy))
+            task, blocks.Card(state=TaskState.PENDING, confirm_above=confirm_above_for(task, self.policy))
         )
         with self._pacer.slot(channel):
             response = self.client.chat_postMessage(

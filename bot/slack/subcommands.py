@@ -5,22 +5,54 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from slack_sdk.errors import SlackApiError
 
+from bot.core.announcer import Announcer
+from bot.core.conversations import Conversations
+from bot.core.decisions import Decider
 from bot.core.keeper import NotRecorded
+from bot.core.tasks import TaskLookup
 from bot.db.store import DecisionRow, utcnow
 from bot.errors import LexiError, RateLimited, TransientError
-from bot.lexi.models import STATUSES, Task
-from bot.runtime import Runtime
+from bot.lexi.models import Task, TaskState
 from bot.slack import home_view as home
 from bot.slack import replies
 from bot.slack.answers import Answer
 from bot.slack.command_parser import Command
-from bot.slack.messenger import confirm_above_for, slack_error_text
+from bot.slack.messenger import Messenger, confirm_above_for, slack_error_text
+from bot.slack.replies import BotStatus
 from bot.slack.texts import NOT_RECORDED
 
 log = logging.getLogger(__name__)
+
+
+class Parts(Protocol):
+    """What the subcommands use of the running bot (bot.runtime.Runtime has it all): services, not the store."""
+
+    @property
+    def tasks(self) -> TaskLookup:
+        """Finds tasks the bot knows or LeadLex lists."""
+
+    @property
+    def conversations(self) -> Conversations:
+        """Asks Lexi, continuing each person's conversation."""
+
+    @property
+    def announcer(self) -> Announcer:
+        """Posts a task's card."""
+
+    @property
+    def decider(self) -> Decider:
+        """The one decision path."""
+
+    @property
+    def messenger(self) -> Messenger:
+        """Slack's side of the cards (their permalinks)."""
+
+    def status(self) -> BotStatus:
+        """The bot's health."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +64,7 @@ class Asker:
     response_url: str
 
 
-def run(runtime: Runtime, command: Command, asker: Asker, decision: DecisionRow | None = None) -> None:
+def run(runtime: Parts, command: Command, asker: Asker, decision: DecisionRow | None = None) -> None:
     """Carry out a parsed command and answer it; every failure is answered with a plain sentence.
 
     `decision`: the approve or dismiss journaled before the command was acknowledged.
@@ -51,14 +83,14 @@ def run(runtime: Runtime, command: Command, asker: Asker, decision: DecisionRow 
         answer(replies.oops())
 
 
-def _tasks(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> None:
+def _tasks(runtime: Parts, command: Command, asker: Asker, answer: Answer) -> None:
     """List one status's tasks from LeadLex; pending ones the asker may decide get buttons (and a card if missing)."""
-    status = command.status or "pending"
-    tasks = runtime.lexi.list_tasks(status)
+    status = command.status or TaskState.PENDING
+    tasks = runtime.tasks.listed(status)
     shown = home.newest_first(tasks)[: home.MESSAGE_TASKS]
     decidable: set[str] = set()
     refusal = None
-    if status == "pending":
+    if status == TaskState.PENDING:
         decidable, refusal = _decidable(runtime, asker.user, shown)
         _announce_missing(runtime, [t for t in shown if t.id in decidable])
     policy = runtime.announcer.policy
@@ -73,26 +105,26 @@ def _tasks(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> 
     answer(message["text"], message["blocks"])
 
 
-def _decidable(runtime: Runtime, user: str, tasks: list[Task]) -> tuple[set[str], str | None]:
+def _decidable(runtime: Parts, user: str, tasks: list[Task]) -> tuple[set[str], str | None]:
     """The tasks `user` may decide (in the channel each is, or would be, announced in), and a notice for the rest."""
     policy = runtime.announcer.policy
     pairs = []
     for task in tasks:
-        row = runtime.store.get(task.id)
+        row = runtime.tasks.record(task.id)
         pairs.append((task, row.channel if row is not None else policy.for_type(task.type).channel))
     return runtime.decider.decidable(user, pairs)
 
 
-def _announce_missing(runtime: Runtime, tasks: list[Task]) -> None:
+def _announce_missing(runtime: Parts, tasks: list[Task]) -> None:
     """Announce shown tasks the bot has no record of yet, so their buttons find a record and a card."""
-    known = runtime.store.known(t.id for t in tasks)
+    known = runtime.tasks.known(t.id for t in tasks)
     for task in tasks:
         if task.id not in known:
             _announce(runtime, task)
 
 
 def _decide(
-    runtime: Runtime, command: Command, asker: Asker, answer: Answer, decision: DecisionRow | None = None
+    runtime: Parts, command: Command, asker: Asker, answer: Answer, decision: DecisionRow | None = None
 ) -> None:
     """Approve or dismiss by id through the one decision path; a pending task lacking a card gets one first.
 
@@ -116,10 +148,10 @@ def _decide(
             return
     carried = False
     try:
-        if runtime.store.get(task_id) is None:
-            task = runtime.lexi.find_task(task_id, ("pending",))
+        if runtime.tasks.record(task_id) is None:
+            task = runtime.tasks.pending(task_id)
             if task is None:
-                elsewhere = runtime.lexi.find_task(task_id, STATUSES[1:])
+                elsewhere = runtime.tasks.decided(task_id)
                 answer(replies.not_pending(elsewhere) if elsewhere else replies.not_found(task_id))
                 return
             channel = runtime.announcer.policy.for_type(task.type).channel
@@ -135,17 +167,17 @@ def _decide(
     finally:
         if not carried:
             runtime.decider.close(decision)
-    row = runtime.store.get(task_id)
+    row = runtime.tasks.record(task_id)
     if outcome.decided and row is not None:
         answer(replies.decided(command.name, row.task, row.channel))
 
 
-def _ask(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> None:
+def _ask(runtime: Parts, command: Command, asker: Asker, answer: Answer) -> None:
     """Send the message to Lexi in the asker's conversation; a task Lexi prepared is announced at once."""
-    store = runtime.store
-    conversation = None if command.new_conversation else store.conversation_for(asker.user, asker.channel)
     try:
-        reply = runtime.lexi.chat(command.message or "", conversation_id=conversation)
+        reply = runtime.conversations.ask(
+            asker.user, asker.channel, command.message or "", new=command.new_conversation
+        )
     except RateLimited as exc:
         answer(replies.trouble(exc))
         return
@@ -153,23 +185,21 @@ def _ask(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> No
         log.warning("Lexi chat failed: %s", exc)
         answer(replies.chat_lost())
         return
-    if reply.conversation_id:
-        store.remember_conversation(asker.user, asker.channel, reply.conversation_id)
     where = _announce_by_id(runtime, reply.task_id) if reply.requires_approval and reply.task_id else None
     answer(replies.lexi_answer(reply.response, where))
 
 
-def _announce_by_id(runtime: Runtime, task_id: str) -> str:
+def _announce_by_id(runtime: Parts, task_id: str) -> str:
     """Announce a task Lexi just created (no wait for the next poll) and say where its card is."""
     channel = runtime.announcer.channel
     try:
-        task = runtime.lexi.find_task(task_id, ("pending",))
+        task = runtime.tasks.pending(task_id)
     except LexiError as exc:
         log.warning("could not fetch task %s to announce it: %s", task_id, exc)
         task = None
     if task is not None:
         _announce(runtime, task)
-    row = runtime.store.get(task_id)
+    row = runtime.tasks.record(task_id)
     if row is None or row.message_ts is None:
         return f"its card will appear in <#{channel}> shortly."
     try:
@@ -180,22 +210,22 @@ def _announce_by_id(runtime: Runtime, task_id: str) -> str:
     return f"<{link}|see its card> in <#{row.channel}>."
 
 
-def _announce(runtime: Runtime, task: Task) -> bool:
+def _announce(runtime: Parts, task: Task) -> bool:
     """Announce a task now (best effort: the poller tries again); True when it has a card afterwards."""
     try:
         runtime.announcer.announce(task)
     except Exception as exc:  # noqa: BLE001 - best effort: the poller announces it at its next cycle
         log.warning("could not announce task %s now: %s", task.id, exc)
-    row = runtime.store.get(task.id)
+    row = runtime.tasks.record(task.id)
     return row is not None and row.message_ts is not None
 
 
-def _status(runtime: Runtime, command: Command, asker: Asker, answer: Answer) -> None:
+def _status(runtime: Parts, command: Command, asker: Asker, answer: Answer) -> None:
     """The bot's health in one message."""
     answer(replies.status_text(runtime.status(), utcnow()))
 
 
-_HANDLERS: dict[str, Callable[[Runtime, Command, Asker, Answer], None]] = {
+_HANDLERS: dict[str, Callable[[Parts, Command, Asker, Answer], None]] = {
     "tasks": _tasks,
     "approve": _decide,
     "dismiss": _decide,

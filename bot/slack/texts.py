@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.errors import InvalidKey, LexiError, PermissionDenied, RateLimited
+from bot.lexi.models import TaskState
 
 if TYPE_CHECKING:
     from bot.db.store import TaskRow
@@ -38,26 +39,28 @@ NO_RECORD = "I have no record of this task."
 QUEUED = "Your decision is recorded; the bot is busy, so it will be carried out within a minute."
 
 #: How a task's final state reads after "This task was already …".
-PAST = {
-    "approved": "approved",
-    "dismissed": "dismissed",
-    "completed": "approved (and it has completed)",
-    "failed": "approved (and it has failed)",
-    "gone": "removed from LeadLex",
-    "expired": "expired: nobody decided it in time",
+PAST: dict[str, str] = {
+    TaskState.APPROVED: "approved",
+    TaskState.DISMISSED: "dismissed",
+    TaskState.COMPLETED: "approved (and it has completed)",
+    TaskState.FAILED: "approved (and it has failed)",
+    TaskState.GONE: "removed from LeadLex",
+    TaskState.EXPIRED: "expired: nobody decided it in time",
 }
 
 
 def who_decided(row: TaskRow) -> str:
     """A sentence saying who decided a task (or is deciding it), for the people who were too late."""
     by = f"<@{row.actor}>" if row.actor else "someone in LeadLex"
-    if row.state == "deciding":
+    if row.state == TaskState.DECIDING:
         verb = "approving" if row.action == "approve" else "dismissing"
         return f"{by} is already {verb} this task."
-    if row.state in ("announcing", "pending"):
+    if row.state in (TaskState.ANNOUNCING, TaskState.PENDING):
         return "This task is still waiting for a decision."
     return f"This task was already {PAST.get(row.state, row.state)}" + (
-        f" by {by}." if row.state in ("approved", "dismissed", "completed", "failed") else "."
+        f" by {by}."
+        if row.state in (TaskState.APPROVED, TaskState.DISMISSED, TaskState.COMPLETED, TaskState.FAILED)
+        else "."
     )
 
 
