@@ -258,7 +258,7 @@ class Poller:
         if self._reported is not None:
             log.info("LeadLex and Slack answer again; polling resumes")
             self._reported = None
-        self.planner.spent(full, self._lexi.sent - sent)
+        self.planner.spent(self._lexi.sent - sent, full=full)
         return self.planner.plan()
 
     def _plan(self) -> float:

@@ -1,5 +1,7 @@
-"""Reminders and expiry for tasks left waiting: thread replies that mention the approvers, with growing gaps,
-and, past the policy's expiry, a card that says "expired — not decided" (never "dismissed").
+"""Reminders and expiry for tasks left waiting.
+
+Thread replies that mention the approvers, with growing gaps, and, past the policy's expiry, a card that says
+"expired — not decided" (never "dismissed").
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Reminders:
             section = self._policy.for_type(row.task.type)
             age = now - row.announced_at.timestamp()
             if section.expire_after is not None and age >= section.expire_after:
-                self._expire(row, section.expire_after, section.dismiss_on_expiry)
+                self._expire(row, section.expire_after, dismiss=section.dismiss_on_expiry)
             elif section.remind_after is not None:
                 self._remind(row, age, section.remind_after, section.remind_max)
 
@@ -81,7 +83,7 @@ class Reminders:
             detail=f"{sent + 1} of {remind_max} after {waited}",
         )
 
-    def _expire(self, row: TaskRow, expire_after: float, dismiss: bool) -> None:
+    def _expire(self, row: TaskRow, expire_after: float, *, dismiss: bool) -> None:
         """Expire the task through the decider; it is dismissed in LeadLex only when the policy says so."""
         outcome = self._decider.expire(row.task_id, human_duration(expire_after), dismiss=dismiss)
         if outcome.state != "expired":
