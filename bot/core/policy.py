@@ -2,7 +2,8 @@
 
 Read from an optional YAML file (`LEXI_POLICY_FILE`, e.g. lexi-bot.yml) and validated completely at start: an
 unknown key, type, value or channel is a problem naming its line, every problem of the file is reported at once
-(in file order, as the settings check does), and the bot does not start with a policy it misunderstood. Without a file the policy comes from SLACK_CHANNEL and LEXI_APPROVERS alone.
+(in file order, as the settings check does), and the bot does not start with a policy it misunderstood. Without a
+file the policy comes from SLACK_CHANNEL and LEXI_APPROVERS alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _GROUP = re.compile(r"S[A-Z0-9]{2,}")
 _CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+#: How close a duration must be to a whole number of units (or tenths) to be written in them exactly.
+_EXACT = 1e-9
 _T = TypeVar("_T")
 
 
@@ -419,7 +422,7 @@ def human_duration(seconds: float) -> str:
     units = (("d", 86_400, 10), ("h", 3600, 10), ("m", 60, 1), ("s", 1, 1))
     for unit, size, steps in units:
         value = seconds / size
-        if value >= 1 and abs(value * steps - round(value * steps)) < 1e-9:
+        if value >= 1 and abs(value * steps - round(value * steps)) < _EXACT:
             return f"{round(value * steps) / steps:g}{unit}"
     unit, size = next((unit, size) for unit, size, _steps in units if seconds >= size or unit == "s")
     return f"{round(seconds / size, 1):g}{unit}"

@@ -210,7 +210,7 @@ class Poller:
     def _database_backoff(self) -> float:
         """The wait before asking the database again: 1 s, doubling up to DATABASE_RETRY_MAX, with jitter."""
         self._database_failures += 1
-        return min(2.0 ** (self._database_failures - 1), DATABASE_RETRY_MAX) * random.uniform(0.75, 1.0)
+        return min(2.0 ** (self._database_failures - 1), DATABASE_RETRY_MAX) * random.uniform(0.75, 1.0)  # noqa: S311 - backoff jitter, not cryptography
 
     def wake(self) -> None:
         """Re-plan the current wait: something changed in Slack (an approval now waits for completion)."""
@@ -280,7 +280,7 @@ class Poller:
         """Exponential backoff with jitter, from the poll interval up to MAX_BACKOFF."""
         self._failures += 1
         base = min(self.interval * (2 ** min(self._failures, 10)), MAX_BACKOFF)
-        return base * random.uniform(0.5, 1.0)
+        return base * random.uniform(0.5, 1.0)  # noqa: S311 - backoff jitter, not cryptography
 
 
 def _access_hint(exc: LexiError) -> str:
