@@ -47,7 +47,7 @@ TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 #: Who a card says decided: a Slack user (U…/W…), or one of the policy's auto-approval rules.
 _ACTOR = re.compile(r"[UW][A-Z0-9]{2,20}|rule:[^\x00-\x1f\x7f]{1,100}")
 #: States a card's metadata may name; a card whose record was mid-announcement or mid-decision shows pending.
-_CARD_STATES = {state: "pending" if state in ("announcing", "deciding") else state for state in STATES}
+_CARD_STATES: dict[str, str] = {state: "pending" if state in ("announcing", "deciding") else state for state in STATES}
 
 
 def restorable(payload: dict[str, Any]) -> tuple[tuple[str, str, str | None] | None, str]:

@@ -12,6 +12,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -170,9 +171,7 @@ def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = 
         for key_node, value in (
             reader.attempt(lambda: reader.mapping(top["types"], "types", None, keys_node=True)) or {}
         ).items():
-            section = reader.attempt(
-                lambda key_node=key_node, value=value: reader.type_section(key_node, value, default)
-            )
+            section = reader.attempt(partial(reader.type_section, key_node, value, default))
             if section is not None:
                 types[section[0]] = section[1]
     cap = 50
@@ -293,9 +292,7 @@ class _Reader:
         found = []
         known = len(self.problems)
         for item in items:
-            value = self.attempt(
-                lambda item=item: self.text(item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} in {where}")
-            )
+            value = self.attempt(partial(self.text, item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} in {where}"))
             if value is not None and not (
                 _USER.fullmatch(value) or _GROUP.fullmatch(value) or value == CHANNEL_MEMBERS
             ):
@@ -313,7 +310,7 @@ class _Reader:
             return (QuorumRule(above=-1, approvals=self.integer(node, where, minimum=1)),)
         if not isinstance(node, SequenceNode):
             self.fail(node, f"{where} must be a number or a list of {{above: N, approvals: M}}")
-        rules = [self.attempt(lambda item=item: self.quorum_rule(item, where)) for item in node.value]
+        rules = [self.attempt(partial(self.quorum_rule, item, where)) for item in node.value]
         if any(rule is None for rule in rules):
             raise _Skip
         return tuple(rule for rule in rules if rule is not None)
@@ -373,7 +370,7 @@ class _Reader:
         known = len(self.problems)
         for key, value in entry.items():
             read = readers[key]
-            result = self.attempt(lambda read=read, value=value, key=key: (read(value, f"{where}.{key}"),))
+            result = self.attempt(partial(_boxed, read, value, f"{where}.{key}"))
             if result is not None:
                 changes[key] = result[0]
         if len(self.problems) > known:
@@ -411,6 +408,11 @@ def describe(policy: Policy) -> list[str]:
             parts.append(f"{then} after {human_duration(p.expire_after)}")
         lines.append("; ".join(parts) + ".")
     return lines
+
+
+def _boxed(read: Callable[[Node, str], _T], node: Node, where: str) -> tuple[_T]:
+    """`read`'s result in a 1-tuple, so that a None it reads is told apart from `attempt`'s None (refused)."""
+    return (read(node, where),)
 
 
 def human_duration(seconds: float) -> str:

@@ -279,7 +279,8 @@ class Poller:
     def _backoff(self) -> float:
         """Exponential backoff with jitter, from the poll interval up to MAX_BACKOFF."""
         self._failures += 1
-        base = min(self.interval * (2 ** min(self._failures, 10)), MAX_BACKOFF)
+        factor: int = 2 ** min(self._failures, 10)  # typeshed types int ** int as Any (a negative power is a float)
+        base = min(self.interval * factor, MAX_BACKOFF)
         return base * random.uniform(0.5, 1.0)  # noqa: S311 - backoff jitter, not cryptography
 
 

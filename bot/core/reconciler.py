@@ -155,10 +155,10 @@ class Reconciler:
         for row in vanished:
             self._apply(row, where.get(row.task_id), ("pending",))
         for row in waiting:
-            task = where.get(row.task_id)
-            if task is not None and task.status in ("completed", "failed"):
-                self._apply(row, task, ("approved",))
-            elif task is None and "approved" in statuses:
+            found = where.get(row.task_id)
+            if found is not None and found.status in ("completed", "failed"):
+                self._apply(row, found, ("approved",))
+            elif found is None and "approved" in statuses:
                 self._apply(row, None, ("approved",))  # listed nowhere: LeadLex no longer has it
 
     def _apply(self, row: TaskRow, task: Task | None, from_states: tuple[str, ...]) -> None:

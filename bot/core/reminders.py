@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def reminder_due(remind_after: float, sent: int) -> float:
     """Age at which reminder number `sent + 1` is due: T, 3T, 7T, … (each gap twice the one before)."""
-    return remind_after * (2 ** (sent + 1) - 1)
+    gaps: int = 2 ** (sent + 1) - 1  # typeshed types int ** int as Any (a negative power is a float)
+    return remind_after * gaps
 
 
 class Reminders:
