@@ -73,7 +73,7 @@ class Service:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         handler = SocketModeHandler(app, app_token)
-        handler.connect()  # type: ignore[no-untyped-call]
+        handler.connect()
         self._stack.callback(handler.close)
         client = handler.client
         self.runtime.watch("socket mode client", lambda: not client.closed and client.message_processor.is_alive())

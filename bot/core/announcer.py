@@ -204,8 +204,9 @@ class Backlog:
             return True
 
     def close(self, deadline: float) -> bool:
-        """Take nothing more, forget what waits (it has no record: the next poll lists it again), and wait
-        (bounded) for the posts in flight to be recorded; True when none is left in flight.
+        """Take nothing more, and wait (bounded) for the posts in flight to be recorded; True when none is left.
+
+        What waits is forgotten (it has no record: the next poll lists it again).
         """
         with self._lock:
             self._closed = True

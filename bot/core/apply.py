@@ -1,5 +1,7 @@
-"""Applying LeadLex's state: the one way the poller, the webhook receiver and the decider record a state LeadLex
-reports, update the card, and post the thread reply of a final state (completed / failed).
+"""Applying LeadLex's state.
+
+The one way the poller, the webhook receiver and the decider record a state LeadLex reports, update the card, and
+post the thread reply of a final state (completed / failed).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class StateApplier:
         sync_card: Callable[[str], None] | None = None,
         logger: logging.Logger = log,
     ) -> None:
-        """`later` runs the card update and the thread reply (a keyed queue, or at once); `sync_card` replaces
-        the messenger's card update (e.g. one that logs Slack's failure instead of raising it); `logger`: where
-        the change is logged (the caller's own logger, so its lines keep their name).
+        """`later` runs the card update and the thread reply (a keyed queue, or at once).
+
+        `sync_card` replaces the messenger's card update (e.g. one that logs Slack's failure instead of raising
+        it); `logger`: where the change is logged (the caller's own logger, so its lines keep their name).
         """
         self._store = store
         self._messenger = messenger
@@ -59,9 +62,9 @@ class StateApplier:
         said: str | None = None,
         shown_id: str | None = None,
     ) -> TaskRow | None:
-        """Record `state` if the record is in one of `from_states` (and, with `signed_at`, holds no newer
-        content); then update the card and, for completed or failed, post the thread reply.
+        """Record `state` if the record is in one of `from_states`; then update the card and post a final reply.
 
+        With `signed_at`, only when the record holds no newer content; the thread reply is for completed or failed.
         `task` refreshes the stored content too. `said`: where LeadLex said so, for the log line ("in LeadLex",
         "(webhook 'task.updated')"); None logs nothing. `shown_id`: the task id as that line shows it (default: cut
         to 200 characters). The changed record, or None when nothing changed.

@@ -65,7 +65,7 @@ class Approvers:
     def check(
         self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
     ) -> Verdict:
-        """May `user` take `action` (None: either) on a task of `task_type` announced in `channel`?
+        """Say whether `user` may take `action` (None: either) on a task of `task_type` announced in `channel`.
 
         `channel` is the channel on the task's record (None: where its type is announced). `task_type` None asks
         about some type, in its own channel.
@@ -78,7 +78,7 @@ class Approvers:
                 verdict = self._check(user, [section], actions, channel or section.channel)
                 if not verdict.allowed:
                     return verdict
-            return Verdict(True)
+            return Verdict(allowed=True)
         if task_type:
             section = self.policy.for_type(task_type)
             return self._check(user, [section], actions, channel or section.channel)
@@ -91,10 +91,10 @@ class Approvers:
             for act in actions:
                 try:
                     if self._in(user, _people(section, act), channel or section.channel):
-                        return Verdict(True)
+                        return Verdict(allowed=True)
                 except _Unlisted as exc:
                     unknown = unknown or _unlisted_text(exc)
-        return Verdict(False, unknown)
+        return Verdict(allowed=False, unknown=unknown)
 
     def describe(self, task_type: str | None = None, action: str = "approve", channel: str | None = None) -> str:
         """Who may decide, in words with Slack mentions ('<@U1>, members of <!subteam^S1>')."""

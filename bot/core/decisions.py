@@ -3,7 +3,8 @@
 A decision is journaled first (`Decider.accept`, one short write before Slack is acknowledged), then carried out
 (`Decider.carry`): checked, claimed atomically in the database (pending → deciding) and sent to LeadLex, so however
 many people, clicks, surfaces or processes act at once, LeadLex gets one call per decision. If the process dies on
-the way, another takes the decision over (bot.core.keeper) and resumes it; only a decision LeadLex refuses is handed back.
+the way, another takes the decision over (bot.core.keeper) and resumes it; only a decision LeadLex refuses is handed
+back.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Outcome:
     message: str
 
 
-def expiry_note(within: str, dismissed: bool) -> str:
+def expiry_note(within: str, *, dismissed: bool) -> str:
     """What an expired task's card says under "Expired — not decided" (`within`: the policy's expiry, in words)."""
     return f"Nobody decided within {within}." + (" It was dismissed in LeadLex." if dismissed else "")
 
@@ -104,9 +105,9 @@ class Decider:
     def permission(
         self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
     ) -> Verdict:
-        """May `user` decide tasks of `task_type` (None: some type) announced in `channel` by `action`?"""
+        """Say whether `user` may decide tasks of `task_type` (None: some type) announced in `channel` by `action`."""
         if self.approvers is None:
-            return Verdict(True)
+            return Verdict(allowed=True)
         return self.approvers.check(user, task_type, action, channel)
 
     def may_decide(
@@ -116,7 +117,7 @@ class Decider:
         return self.permission(user, task_type, action, channel).allowed
 
     def may_decide_row(self, user: str, row: TaskRow, action: str | None = None) -> Verdict:
-        """May `user` decide this recorded task (its type, in the channel its card is in)?"""
+        """Say whether `user` may decide this recorded task (its type, in the channel its card is in)."""
         return self.permission(user, row.task.type, action, row.channel)
 
     def refusal(
@@ -162,7 +163,8 @@ class Decider:
     ) -> DecisionRow:
         """Journal a decision before Slack is acknowledged (one short write); NotRecorded when the database cannot.
 
-        `reply` says how to answer the person (bot.slack.answers), from this process or one that takes the decision over.
+        `reply` says how to answer the person (bot.slack.answers), from this process or one that takes the decision
+        over.
         """
         if action not in _TARGET:
             raise ValueError(f"unknown action {action!r}")
@@ -193,23 +195,23 @@ class Decider:
                 task_id, action=action, user=user, surface="rule" if by_rule else surface, reason=reason, note=note
             )
         except NotRecorded:
-            return self._say(tell, False, None, NOT_RECORDED)
+            return self._say(tell, None, NOT_RECORDED)
         return self.carry(decision, tell)
 
     def expire(self, task_id: str, within: str, *, dismiss: bool = False) -> Outcome:
-        """Expire a task nobody decided within `within` (the policy's expiry, in words): its card says
-        "expired — not decided", never "dismissed".
+        """Expire a task nobody decided within `within` (the policy's expiry, in words).
 
-        `dismiss`: also dismiss it in LeadLex, as a decision of EXPIRY_ACTOR through the one decision path
-        (journaled, claimed, one LeadLex call, recorded), so a click at the same moment or a second process
-        never makes LeadLex get two calls. Without it, the record alone changes (one conditional UPDATE).
+        Its card says "expired — not decided", never "dismissed". `dismiss`: also dismiss it in LeadLex, as a
+        decision of EXPIRY_ACTOR through the one decision path (journaled, claimed, one LeadLex call, recorded), so
+        a click at the same moment or a second process never makes LeadLex get two calls.
+        Without it, the record alone changes (one conditional UPDATE).
         """
         if not dismiss:
-            row = self._store.expire(task_id, expiry_note(within, False))
+            row = self._store.expire(task_id, expiry_note(within, dismissed=False))
             if row is None:
-                return Outcome(False, None, "Decided at the last moment.")
+                return Outcome(decided=False, state=None, message="Decided at the last moment.")
             self._sync(task_id)
-            return Outcome(True, TaskState.EXPIRED, "Task expired.")
+            return Outcome(decided=True, state=TaskState.EXPIRED, message="Task expired.")
         return self.decide(
             task_id,
             action="dismiss",
@@ -251,18 +253,9 @@ class Decider:
         """Check, count and claim an accepted decision, then carry it out."""
         task_id, action, user, surface = decision.task_id, decision.action, decision.actor, decision.surface
         by_rule = surface == "rule"
-        current = self._store.get(task_id)
-        if current is None:
-            # Nothing to check a permission against: never guess "some type" and claim what appears meanwhile.
-            return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
-        if not by_rule:
-            refused = self._refuse(current, user, action, surface, tell)
-            if refused is not None:
-                return refused
-        if action == "approve" and not by_rule and current.state == TaskState.PENDING:
-            waiting = self._count_approval(current, user, surface, tell, decision.resumed)
-            if waiting is not None:
-                return waiting
+        current = self._before_claim(decision, tell)
+        if isinstance(current, Outcome):
+            return current
         won, row = self._store.claim_decision(
             task_id,
             actor=user,
@@ -273,9 +266,9 @@ class Decider:
             decision_id=decision.id,
         )
         if row is None:
-            return self._say(tell, False, None, f"I have no record of task `{blocks.escape(task_id)}`.")
+            return self._say(tell, None, f"I have no record of task `{blocks.escape(task_id)}`.")
         if not won:
-            return self._say(tell, False, row.state, who_decided(row))
+            return self._say(tell, row.state, who_decided(row))
         if not by_rule and (row.task.type, row.channel) != (current.task.type, current.channel):
             # The record changed between the check and the claim: the task actually claimed decides.
             refused = self._refuse(row, user, action, surface, tell)
@@ -284,17 +277,37 @@ class Decider:
                 self._sync(task_id)
                 return refused
         try:
-            return self._carry_out(task_id, action, user, surface, tell, decision.reason, decision.note)
+            return self._carry_out(task_id, action, user, surface, tell, reason=decision.reason, note=decision.note)
         finally:
             if user != EXPIRY_ACTOR:  # an expiry is nobody's decision: no Home to refresh
                 self._after_decision(user)
+
+    def _before_claim(self, decision: DecisionRow, tell: Tell) -> TaskRow | Outcome:
+        """The task's record to claim, or what stops the decision first (no record, a refusal, a quorum to wait for)."""
+        task_id, action, user, surface = decision.task_id, decision.action, decision.actor, decision.surface
+        by_rule = surface == "rule"
+        current = self._store.get(task_id)
+        if current is None:
+            # Nothing to check a permission against: never guess "some type" and claim what appears meanwhile.
+            return self._say(tell, None, f"I have no record of task `{blocks.escape(task_id)}`.")
+        if not by_rule:
+            refused = self._refuse(current, user, action, surface, tell)
+            if refused is not None:
+                return refused
+        if action == "approve" and not by_rule and current.state == TaskState.PENDING:
+            waiting = self._count_approval(current, user, surface, tell, resumed=decision.resumed)
+            if waiting is not None:
+                return waiting
+        return current
 
     def _resume(self, decision: DecisionRow, tell: Tell) -> Outcome:
         """Send again the LeadLex call of a claimed decision whose process died; the card says it resumed."""
         row = self._store.get(decision.task_id)
         if row is None or row.state != TaskState.DECIDING or row.decision_id != decision.id:
             state = row.state if row is not None else None
-            return Outcome(state in PAST, state, "This decision was already carried out.")  # its outcome stands
+            return Outcome(
+                decided=state in PAST, state=state, message="This decision was already carried out."
+            )  # its outcome stands
         self._store.mark_resumed(row.task_id, decision.id)
         log.info(
             "task %s: resuming the %s by %s",
@@ -310,15 +323,15 @@ class Decider:
                 row.actor or decision.actor,
                 row.surface or decision.surface,
                 tell,
-                row.reason,
-                row.note,
+                reason=row.reason,
+                note=row.note,
                 resumed=True,
             )
         finally:
             if (row.actor or decision.actor) != EXPIRY_ACTOR:
                 self._after_decision(row.actor or decision.actor)
         if outcome.decided and decision.surface == "command":
-            self._say(tell, True, outcome.state, f"Task `{blocks.escape(row.task_id)}` {outcome.state}.")
+            self._say(tell, outcome.state, f"Task `{blocks.escape(row.task_id)}` {outcome.state}.", decided=True)
         return outcome
 
     def _give_up(self, decision: DecisionRow, tell: Tell) -> Outcome:
@@ -335,7 +348,7 @@ class Decider:
         if row is not None and row.state == TaskState.DECIDING and row.decision_id == decision.id:
             self._store.release_decision(decision.task_id, note)
             self._sync(decision.task_id)
-        return self._say(tell, False, TaskState.PENDING, f"Your decision could not be carried out. {note}")
+        return self._say(tell, TaskState.PENDING, f"Your decision could not be carried out. {note}")
 
     def _teller(self, decision: DecisionRow) -> Tell:
         """How to answer the person behind a journaled decision (the task's channel when the reply names none)."""
@@ -361,7 +374,7 @@ class Decider:
             extra={"task_id": row.task_id, "slack_user": user, "surface": surface},
         )
         self._store.audit("refused", row.task_id, actor=user, surface=surface, detail=f"{action}: {why}")
-        return self._say(tell, False, None, self.refusal(row.task.type, action, row.channel, verdict))
+        return self._say(tell, None, self.refusal(row.task.type, action, row.channel, verdict))
 
     def _carry_out(
         self,
@@ -370,9 +383,9 @@ class Decider:
         user: str,
         surface: str,
         tell: Tell,
+        *,
         reason: str | None,
         note: str | None,
-        *,
         resumed: bool = False,
     ) -> Outcome:
         """Call LeadLex once for a decision this process holds, and record what came of it.
@@ -404,7 +417,7 @@ class Decider:
             log.warning("task %s: %s failed: %s", task_id, action, exc, extra={**context, "request_id": exc.request_id})
             self._store.release_decision(task_id, failure_note(action, exc))
             self._sync(task_id)
-            return self._say(tell, False, TaskState.PENDING, failure_note(action, exc))
+            return self._say(tell, TaskState.PENDING, failure_note(action, exc))
         self._answered(task_id, asked, started, None)
         if expiry:
             return self._expired(task_id, note)
@@ -413,7 +426,7 @@ class Decider:
             self._metrics.decided.labels(_TARGET[action], surface).inc()
         self._sync(task_id)
         log.info("task %s %s by %s via %s", task_id, _TARGET[action], user, surface, extra=context)
-        return Outcome(True, row.state if row else _TARGET[action], f"Task {_TARGET[action]}.")
+        return Outcome(decided=True, state=row.state if row else _TARGET[action], message=f"Task {_TARGET[action]}.")
 
     def _answered(self, task_id: str, action: str, started: float, error: LexiError | None) -> None:
         """Record LeadLex's answer to a decision: its latency (not an expiry's, as before), and an audit event."""
@@ -425,14 +438,14 @@ class Decider:
     def _expired(self, task_id: str, note: str | None) -> Outcome:
         """Record the outcome of an expiry's decision: the task expired (whatever LeadLex answered the dismissal)."""
         within = (note or "").removeprefix(EXPIRY_DISMISS_NOTE)
-        row = self._store.expire(task_id, expiry_note(within, True), deciding=True)
+        row = self._store.expire(task_id, expiry_note(within, dismissed=True), deciding=True)
         self._sync(task_id)
         if row is None:
-            return Outcome(False, None, "The expiry was already carried out.")
-        return Outcome(True, TaskState.EXPIRED, "Task expired.")
+            return Outcome(decided=False, state=None, message="The expiry was already carried out.")
+        return Outcome(decided=True, state=TaskState.EXPIRED, message="Task expired.")
 
     def _count_approval(
-        self, row: TaskRow, user: str, surface: str, tell: Tell, resumed: bool = False
+        self, row: TaskRow, user: str, surface: str, tell: Tell, *, resumed: bool = False
     ) -> Outcome | None:
         """With a quorum, record this approval; an Outcome while more are needed, None when it is time to act."""
         needed = self.approvals_needed(row.task)
@@ -443,41 +456,31 @@ class Decider:
             return None  # decided meanwhile: the claim says by whom
         if len(by) >= needed:
             by, unknown = self._still_approvers(row, by, needed)
-            if unknown is not None:
-                self._sync(row.task_id)
-                return self._say(
-                    tell, False, TaskState.PENDING, f"Your approval is recorded, but the task waits: {unknown}."
-                )
-            if len(by) >= needed:
+            if unknown is None and len(by) >= needed:
                 return None  # the quorum is complete, counting only people who may still approve: act
             self._sync(row.task_id)
-            return self._say(
-                tell,
-                False,
-                TaskState.PENDING,
-                f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
-                "who may no longer approve do not count. "
-                f"The task starts when {needed - len(by)} more approver(s) agree.",
+            if unknown is not None:
+                message = f"Your approval is recorded, but the task waits: {unknown}."
+            else:
+                message = (
+                    f"Your approval is recorded: {len(by)} of {needed}; earlier approvals by people "
+                    "who may no longer approve do not count. "
+                    f"The task starts when {needed - len(by)} more approver(s) agree."
+                )
+        elif result == "duplicate" and not resumed:  # resumed: this very approval was counted before the crash
+            message = f"You already approved this task: {len(by)} of {needed} approvals. Another approver is needed."
+        else:
+            self._sync(row.task_id)
+            message = (
+                f"Your approval is recorded: {len(by)} of {needed}. "
+                f"The task starts when {needed - len(by)} more approver(s) agree."
             )
-        if result == "duplicate" and not resumed:  # resumed: this very approval was counted before the crash
-            return self._say(
-                tell,
-                False,
-                TaskState.PENDING,
-                f"You already approved this task: {len(by)} of {needed} approvals. Another approver is needed.",
-            )
-        self._sync(row.task_id)
-        return self._say(
-            tell,
-            False,
-            TaskState.PENDING,
-            f"Your approval is recorded: {len(by)} of {needed}. "
-            f"The task starts when {needed - len(by)} more approver(s) agree.",
-        )
+        return self._say(tell, TaskState.PENDING, message)
 
     def _still_approvers(self, row: TaskRow, by: list[str], needed: int) -> tuple[list[str], str | None]:
-        """The counted approvers who may still approve, asked of Slack afresh (the others' approvals are withdrawn),
-        and, when Slack could not say for someone, why (their approval is kept, but the quorum is not complete).
+        """The counted approvers who may still approve, asked of Slack afresh (the others' approvals are withdrawn).
+
+        And, when Slack could not say for someone, why (their approval is kept, but the quorum is not complete).
         """
         if self.approvers is None:
             return by, None
@@ -554,7 +557,7 @@ class Decider:
                 return self._expired(task_id, note)
             self._store.release_decision(task_id, f"Could not {action}: LeadLex refused and its state is unknown.")
             self._sync(task_id)
-            return self._say(tell, False, TaskState.PENDING, "LeadLex refused the decision; please try again later.")
+            return self._say(tell, TaskState.PENDING, "LeadLex refused the decision; please try again later.")
         state = real.status if real is not None else TaskState.GONE
         if expiry and (state == TaskState.PENDING or (state == target and (exc.attempts > 1 or resumed))):
             return self._expired(task_id, note)  # not dismissed (or this very dismissal landed): it expired
@@ -562,7 +565,7 @@ class Decider:
             note = f"Could not {action}: LeadLex refused ({exc})."
             self._store.release_decision(task_id, note)
             self._sync(task_id)
-            return self._say(tell, False, TaskState.PENDING, note)
+            return self._say(tell, TaskState.PENDING, note)
         ran_on = target == TaskState.APPROVED and state in (
             TaskState.COMPLETED,
             TaskState.FAILED,
@@ -574,11 +577,11 @@ class Decider:
             if ran_on:
                 self._applier.apply(task_id, state, from_states=(target,))
             self._sync(task_id)
-            return Outcome(True, target, f"Task {target}.")
+            return Outcome(decided=True, state=target, message=f"Task {target}.")
         if self._applier.apply(task_id, state, from_states=(TaskState.DECIDING,)) is None:
             self._sync(task_id)  # moved on meanwhile: the card still shows what it is
         return self._say(
-            tell, False, state, f"This task was already {PAST.get(state, state)} in LeadLex; its card now says so."
+            tell, state, f"This task was already {PAST.get(state, state)} in LeadLex; its card now says so."
         )
 
     def _sync(self, task_id: str) -> None:
@@ -591,13 +594,13 @@ class Decider:
             log.exception("task %s: could not update its card", task_id)
 
     @staticmethod
-    def _say(tell: Tell, decided: bool, state: str | None, message: str) -> Outcome:
+    def _say(tell: Tell, state: str | None, message: str, *, decided: bool = False) -> Outcome:
         """Tell the person and return the outcome."""
         try:
             tell(message)
         except Exception:
             log.exception("could not tell the user: %s", message)
-        return Outcome(decided, state, message)
+        return Outcome(decided=decided, state=state, message=message)
 
     def check(self, task_id: str, user: str, action: str, surface: str) -> Check:
         """May `user` take `action` on this recorded task now, and what to tell them when not.
@@ -607,15 +610,15 @@ class Decider:
         """
         row = self._store.get(task_id)
         if row is None:
-            return Check(False, None, NO_RECORD)
+            return Check(allowed=False, row=None, message=NO_RECORD)
         verdict = self.may_decide_row(user, row, action)
         if not verdict.allowed:
             why = "membership unknown" if verdict.unknown else "not allowed"
             self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action} form: {why}")
-            return Check(False, row, self.refusal(row.task.type, action, row.channel, verdict))
+            return Check(allowed=False, row=row, message=self.refusal(row.task.type, action, row.channel, verdict))
         if row.state != TaskState.PENDING:
-            return Check(False, row, who_decided(row))
-        return Check(True, row, None)
+            return Check(allowed=False, row=row, message=who_decided(row))
+        return Check(allowed=True, row=row, message=None)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ class Planner:
         """A full reconcile ran at `now`: the next one is due a reconcile interval later."""
         self._next_reconcile = now + self.reconcile_interval
 
-    def spent(self, full: bool, calls: int) -> None:
+    def spent(self, calls: int, *, full: bool) -> None:
         """A cycle (full or sync) made `calls` LeadLex calls: fold them into its cost and today's spending."""
         kind = "full" if full else "sync"
         self._cost[kind] = 0.7 * self._cost[kind] + 0.3 * calls

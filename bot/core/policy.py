@@ -2,7 +2,8 @@
 
 Read from an optional YAML file (`LEXI_POLICY_FILE`, e.g. lexi-bot.yml) and validated completely at start: an
 unknown key, type, value or channel is a problem naming its line, every problem of the file is reported at once
-(in file order, as the settings check does), and the bot does not start with a policy it misunderstood. Without a file the policy comes from SLACK_CHANNEL and LEXI_APPROVERS alone.
+(in file order, as the settings check does), and the bot does not start with a policy it misunderstood. Without a
+file the policy comes from SLACK_CHANNEL and LEXI_APPROVERS alone.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -27,6 +29,8 @@ _GROUP = re.compile(r"S[A-Z0-9]{2,}")
 _CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+#: How close a duration must be to a whole number of units (or tenths) to be written in them exactly.
+_EXACT = 1e-9
 _T = TypeVar("_T")
 
 
@@ -167,9 +171,7 @@ def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = 
         for key_node, value in (
             reader.attempt(lambda: reader.mapping(top["types"], "types", None, keys_node=True)) or {}
         ).items():
-            section = reader.attempt(
-                lambda key_node=key_node, value=value: reader.type_section(key_node, value, default)
-            )
+            section = reader.attempt(partial(reader.type_section, key_node, value, default))
             if section is not None:
                 types[section[0]] = section[1]
     cap = 50
@@ -290,9 +292,7 @@ class _Reader:
         found = []
         known = len(self.problems)
         for item in items:
-            value = self.attempt(
-                lambda item=item: self.text(item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} in {where}")
-            )
+            value = self.attempt(partial(self.text, item, f"a user ID, user-group ID or {CHANNEL_MEMBERS} in {where}"))
             if value is not None and not (
                 _USER.fullmatch(value) or _GROUP.fullmatch(value) or value == CHANNEL_MEMBERS
             ):
@@ -310,7 +310,7 @@ class _Reader:
             return (QuorumRule(above=-1, approvals=self.integer(node, where, minimum=1)),)
         if not isinstance(node, SequenceNode):
             self.fail(node, f"{where} must be a number or a list of {{above: N, approvals: M}}")
-        rules = [self.attempt(lambda item=item: self.quorum_rule(item, where)) for item in node.value]
+        rules = [self.attempt(partial(self.quorum_rule, item, where)) for item in node.value]
         if any(rule is None for rule in rules):
             raise _Skip
         return tuple(rule for rule in rules if rule is not None)
@@ -370,7 +370,7 @@ class _Reader:
         known = len(self.problems)
         for key, value in entry.items():
             read = readers[key]
-            result = self.attempt(lambda read=read, value=value, key=key: (read(value, f"{where}.{key}"),))
+            result = self.attempt(partial(_boxed, read, value, f"{where}.{key}"))
             if result is not None:
                 changes[key] = result[0]
         if len(self.problems) > known:
@@ -410,6 +410,11 @@ def describe(policy: Policy) -> list[str]:
     return lines
 
 
+def _boxed(read: Callable[[Node, str], _T], node: Node, where: str) -> tuple[_T]:
+    """`read`'s result in a 1-tuple, so that a None it reads is told apart from `attempt`'s None (refused)."""
+    return (read(node, where),)
+
+
 def human_duration(seconds: float) -> str:
     """A duration as people write it, so a policy's `2s`, `90s`, `1.5h` or `2d` reads back as given.
 
@@ -419,7 +424,7 @@ def human_duration(seconds: float) -> str:
     units = (("d", 86_400, 10), ("h", 3600, 10), ("m", 60, 1), ("s", 1, 1))
     for unit, size, steps in units:
         value = seconds / size
-        if value >= 1 and abs(value * steps - round(value * steps)) < 1e-9:
+        if value >= 1 and abs(value * steps - round(value * steps)) < _EXACT:
             return f"{round(value * steps) / steps:g}{unit}"
     unit, size = next((unit, size) for unit, size, _steps in units if seconds >= size or unit == "s")
     return f"{round(seconds / size, 1):g}{unit}"

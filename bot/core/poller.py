@@ -210,7 +210,7 @@ class Poller:
     def _database_backoff(self) -> float:
         """The wait before asking the database again: 1 s, doubling up to DATABASE_RETRY_MAX, with jitter."""
         self._database_failures += 1
-        return min(2.0 ** (self._database_failures - 1), DATABASE_RETRY_MAX) * random.uniform(0.75, 1.0)
+        return min(2.0 ** (self._database_failures - 1), DATABASE_RETRY_MAX) * random.uniform(0.75, 1.0)  # noqa: S311 - backoff jitter, not cryptography
 
     def wake(self) -> None:
         """Re-plan the current wait: something changed in Slack (an approval now waits for completion)."""
@@ -258,7 +258,7 @@ class Poller:
         if self._reported is not None:
             log.info("LeadLex and Slack answer again; polling resumes")
             self._reported = None
-        self.planner.spent(full, self._lexi.sent - sent)
+        self.planner.spent(self._lexi.sent - sent, full=full)
         return self.planner.plan()
 
     def _plan(self) -> float:
@@ -279,8 +279,9 @@ class Poller:
     def _backoff(self) -> float:
         """Exponential backoff with jitter, from the poll interval up to MAX_BACKOFF."""
         self._failures += 1
-        base = min(self.interval * (2 ** min(self._failures, 10)), MAX_BACKOFF)
-        return base * random.uniform(0.5, 1.0)
+        factor: int = 2 ** min(self._failures, 10)  # typeshed types int ** int as Any (a negative power is a float)
+        base = min(self.interval * factor, MAX_BACKOFF)
+        return base * random.uniform(0.5, 1.0)  # noqa: S311 - backoff jitter, not cryptography
 
 
 def _access_hint(exc: LexiError) -> str:

@@ -1,5 +1,7 @@
-"""The reconciler: what a poll's answer means — announce new pending tasks, follow announced ones to their final
-state, recover claims a crash left, send reminders, and re-render what Slack missed.
+"""The reconciler: what a poll's answer means.
+
+It announces new pending tasks, follows announced ones to their final state, recovers claims a crash left, sends
+reminders, and re-renders what Slack missed.
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ class Reconciler:
         self._repair()
 
     def _remind(self) -> None:
-        """Send due reminders and expire overdue tasks: on the chores queue when there is one (at most one run
-        waits there), else now.
+        """Send due reminders and expire overdue tasks.
+
+        On the chores queue when there is one (at most one run waits there), else now.
         """
         if self.reminders is None:
             return
@@ -158,10 +161,10 @@ class Reconciler:
         for row in vanished:
             self._apply(row, where.get(row.task_id), (TaskState.PENDING,))
         for row in waiting:
-            task = where.get(row.task_id)
-            if task is not None and task.status in (TaskState.COMPLETED, TaskState.FAILED):
-                self._apply(row, task, (TaskState.APPROVED,))
-            elif task is None and TaskState.APPROVED in statuses:
+            found = where.get(row.task_id)
+            if found is not None and found.status in (TaskState.COMPLETED, TaskState.FAILED):
+                self._apply(row, found, (TaskState.APPROVED,))
+            elif found is None and TaskState.APPROVED in statuses:
                 self._apply(row, None, (TaskState.APPROVED,))  # listed nowhere: LeadLex no longer has it
 
     def _apply(self, row: TaskRow, task: Task | None, from_states: tuple[str, ...]) -> None:

@@ -1,5 +1,7 @@
-"""Reminders and expiry for tasks left waiting: thread replies that mention the approvers, with growing gaps,
-and, past the policy's expiry, a card that says "expired — not decided" (never "dismissed").
+"""Reminders and expiry for tasks left waiting.
+
+Thread replies that mention the approvers, with growing gaps, and, past the policy's expiry, a card that says
+"expired — not decided" (never "dismissed").
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def reminder_due(remind_after: float, sent: int) -> float:
     """Age at which reminder number `sent + 1` is due: T, 3T, 7T, … (each gap twice the one before)."""
-    return remind_after * (2 ** (sent + 1) - 1)
+    gaps: int = 2 ** (sent + 1) - 1  # typeshed types int ** int as Any (a negative power is a float)
+    return remind_after * gaps
 
 
 class Reminders:
@@ -55,7 +58,7 @@ class Reminders:
             section = self._policy.for_type(row.task.type)
             age = now - row.announced_at.timestamp()
             if section.expire_after is not None and age >= section.expire_after:
-                self._expire(row, section.expire_after, section.dismiss_on_expiry)
+                self._expire(row, section.expire_after, dismiss=section.dismiss_on_expiry)
             elif section.remind_after is not None:
                 self._remind(row, age, section.remind_after, section.remind_max)
 
@@ -82,7 +85,7 @@ class Reminders:
             detail=f"{sent + 1} of {remind_max} after {waited}",
         )
 
-    def _expire(self, row: TaskRow, expire_after: float, dismiss: bool) -> None:
+    def _expire(self, row: TaskRow, expire_after: float, *, dismiss: bool) -> None:
         """Expire the task through the decider; it is dismissed in LeadLex only when the policy says so."""
         outcome = self._decider.expire(row.task_id, human_duration(expire_after), dismiss=dismiss)
         if outcome.state != TaskState.EXPIRED:

@@ -290,6 +290,10 @@ class WebhookReceiver:
         except Exception:
             log.exception("could not read a signed webhook delivery (delivery %r)", clip(delivery_id))
             return self._refuse(Refused(400, "the body is not a usable delivery"), delivery_id)
+        return self._accept(delivery, delivery_id)
+
+    def _accept(self, delivery: Delivery, delivery_id: str) -> Receipt:
+        """Queue the handling of a verified, readable delivery (`receive`), unless it repeats one or cannot wait."""
         task = delivery.task
         if task is None:
             self._count("accepted")

@@ -1,4 +1,7 @@
-"""Named, bounded work queues, each with worker threads of its own, so that one kind of work never waits behind another."""
+"""Named, bounded work queues, each with worker threads of its own.
+
+So one kind of work never waits behind another.
+"""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def lock_sqlite(url: str) -> IO[str] | None:
     if path is None:
         return None
     try:
-        handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held open for the life of the process
+        handle = Path(f"{path}.lock").open("a+")  # noqa: SIM115 - held open for the life of the process
     except OSError as exc:
         raise ConfigError(
             f"cannot create the lock file {path}.lock ({exc.strerror}): the folder must be writable by the bot"

@@ -33,7 +33,8 @@ def _config() -> Config:
 def head() -> str:
     """The newest revision id."""
     head_revision = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head_revision is not None
+    if head_revision is None:
+        raise RuntimeError("the migrations have no head revision")
     return head_revision
 
 

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.dev.sandbox_data import plan_chat, random_proposal, seed_proposals
@@ -31,6 +31,7 @@ from bot.lexi.models import STATUSES, TaskState, parse_time
 __all__ = ["GATEWAY_PREFIX", "Call", "Delivery", "Sandbox", "main"]
 
 log = logging.getLogger("bot.sandbox")
+_T = TypeVar("_T")
 
 #: The path prefix of the real API gateway; every route is also served under it.
 GATEWAY_PREFIX = "/functions/v1/api-gateway"
@@ -609,7 +610,7 @@ def _bearer(header: str) -> str | None:
     return key.strip() or None
 
 
-def _copy(value: Any) -> Any:
+def _copy(value: _T) -> _T:
     """A deep copy, or the value itself when it is nested too deeply to copy (malformed-task tests)."""
     try:
         return copy.deepcopy(value)

@@ -82,7 +82,7 @@ class WebhookRegistry:
             raise ApiError(
                 400, "missing_required_field", f"Missing required field: {', '.join(missing)}", {"fields": missing}
             )
-        hook = {
+        hook: dict[str, Any] = {
             "id": f"wh_{uuid.uuid4().hex[:16]}",
             "url": self._check_url(body["url"]),
             "events": _check_events(body["events"]),

@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +33,8 @@ from bot.ops.logs import clip, safe_repr
 
 log = logging.getLogger(__name__)
 
+#: Tasks that could not be read in full, remembered so each is logged once (the oldest is forgotten first).
+_UNPARSEABLE_REMEMBERED = 10_000
 _ERRORS: dict[int, type[LexiError]] = {
     400: InvalidRequest,
     409: InvalidRequest,
@@ -131,7 +134,7 @@ class LexiClient:
             if key in self._unparseable_seen:
                 return
             self._unparseable_seen[key] = None
-            while len(self._unparseable_seen) > 10_000:  # bounded: forget the oldest first
+            while len(self._unparseable_seen) > _UNPARSEABLE_REMEMBERED:  # bounded: forget the oldest first
                 self._unparseable_seen.pop(next(iter(self._unparseable_seen)))
         if task is None:
             log.warning("skipping a task that cannot be shown (%s): %s", problem, safe_repr(item, 200))
@@ -198,9 +201,10 @@ class LexiClient:
 
     def _call(self, method: str, path: str, *, retry: bool = True, levels: int = 0, **kwargs: Any) -> dict[str, Any]:
         """Send one request, retrying transient failures with backoff, and return the `data` object."""
+        attempts = tenacity.stop_after_attempt(self._attempts if retry else 1)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
-            stop=tenacity.stop_after_attempt(self._attempts if retry else 1) | self._stop_when_wait_too_long,
+            stop=lambda state: attempts(state) or self._stop_when_wait_too_long(state),
             wait=self._wait,
             sleep=self._sleep,
             reraise=True,
@@ -301,25 +305,30 @@ class LexiClient:
             raise TransientError(
                 f"LeadLex answered HTTP {status} without a JSON body", status=status, request_id=request_id
             )
-        if 200 <= status < 300:
+        if HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
             data = body.get("data")
             if not isinstance(data, dict):
                 raise TransientError("LeadLex answered without a data object", status=status, request_id=request_id)
             return data
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        raw_error = body.get("error")
+        error = raw_error if isinstance(raw_error, dict) else {}
         # LeadLex's words end up in logs and in Slack: quoted and cut, so they cannot forge a log line.
         code = clip(_str(error.get("code")) or "unknown", 100)
         message = clip(_str(error.get("message")) or f"HTTP {status}", 500)
         text = f"LeadLex {status} {code}: {message}"
         if request_id:
             log.info("LeadLex error %s %r (request id %r)", status, code, request_id, extra={"request_id": request_id})
-        if status == 429:
+        if status == HTTPStatus.TOO_MANY_REQUESTS:
             raise RateLimited(
                 text, retry_after=self._retry_after(response), status=status, code=code, request_id=request_id
             )
-        if status >= 500 or status == 408:
+        if status >= HTTPStatus.INTERNAL_SERVER_ERROR or status == HTTPStatus.REQUEST_TIMEOUT:
             raise TransientError(text, status=status, code=code, request_id=request_id)
-        error_class = NotPending if status == 400 and code == "validation_error" else _ERRORS.get(status, LexiError)
+        error_class = (
+            NotPending
+            if status == HTTPStatus.BAD_REQUEST and code == "validation_error"
+            else _ERRORS.get(status, LexiError)
+        )
         raise error_class(text, status=status, code=code, request_id=request_id)
 
     def _retry_after(self, response: httpx.Response) -> float | None:

@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol, cast
 
 from slack_bolt import App
 from waitress.server import create_server
@@ -189,11 +189,27 @@ WAITRESS_OPTIONS: dict[str, Any] = {
 }
 
 
+class _Waitress(Protocol):
+    """What HttpFront uses of waitress's one-socket server, which types-waitress leaves out or mistypes.
+
+    (No effective_port or _map; `trigger` typed as an int; `shutdown` taking an int timeout, where it takes seconds.)
+    """
+
+    effective_port: int
+    _map: dict[int, Any]
+    trigger: Any
+    task_dispatcher: Any
+
+    def run(self) -> None:
+        """Serve until closed."""
+
+
 class HttpFront:
     """A waitress server on its own thread, stopped cleanly from any thread."""
 
     def __init__(self, wsgi: WsgiApp, host: str, port: int, *, threads: int = 16) -> None:
-        self._server = create_server(wsgi, host=host, port=port, threads=threads, **WAITRESS_OPTIONS)
+        # One host and port: waitress makes a TcpWSGIServer, not a MultiSocketServer.
+        self._server = cast("_Waitress", create_server(wsgi, host=host, port=port, threads=threads, **WAITRESS_OPTIONS))
         self._thread = threading.Thread(target=self._server.run, name="lexi-http", daemon=True)
 
     @property

@@ -321,7 +321,8 @@ def _summary(task: Task) -> tuple[list[_Pair], list[tuple[Any, Any]]]:
     if task.type == "prospect_search":
         return _prospect_summary(meta)
     found = find_count(meta)
-    count, used = (f"{found[1]:,}", {found[0]}) if found else ("", set())
+    count = f"{found[1]:,}" if found else ""
+    used: set[str | None] = {found[0]} if found else set()  # a key _first_key did not find is None
     if task.type == "campaign_start":
         pairs = [("Campaign", _named(meta, "campaign_name", "campaign_id")), ("Contacts", count)]
         used |= {"campaign_name", "campaign_id"}

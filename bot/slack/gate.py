@@ -144,7 +144,7 @@ class SlackGate:
             text = self.verified(body, headers)
             parse(text, _content_type(headers))
             try:
-                request = BoltRequest(body=text, query=query, headers=headers)
+                request = BoltRequest(body=text, query=query, headers=dict(headers))
             except Exception as exc:  # noqa: BLE001 - whatever Bolt cannot make a request of is malformed
                 log.info("refused a Slack request Bolt cannot read (%s)", type(exc).__name__)
                 raise Refused(400, "the body is not a Slack payload") from None

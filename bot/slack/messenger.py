@@ -51,7 +51,7 @@ class CountingWebClient(WebClient):
 
     on_error: Callable[[str], None] | None = None
 
-    def api_call(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def api_call(self, *args: Any, **kwargs: Any) -> Any:
         """Call Slack; report an error answer before raising it."""
         try:
             return super().api_call(*args, **kwargs)
@@ -219,6 +219,7 @@ class Messenger:
                 payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
                 if (
                     isinstance(payload, dict)
+                    and isinstance(metadata, dict)  # it is when payload is one; said again for mypy
                     and metadata.get("event_type") == blocks.METADATA_EVENT
                     and self.posted_by_me(message)
                 ):
@@ -259,7 +260,9 @@ class Messenger:
         self.client.chat_postMessage(channel=row.channel, thread_ts=row.message_ts, text=text)
 
     def permalink(self, row: TaskRow) -> str:
-        """A link to a task's card; SlackApiError when Slack cannot give one."""
+        """A link to a task's card; SlackApiError when Slack cannot give one (ValueError: the task has no card)."""
+        if row.message_ts is None:
+            raise ValueError(f"task {row.task_id} has no card to link to")
         return str(self.client.chat_getPermalink(channel=row.channel, message_ts=row.message_ts)["permalink"])
 
     def tell(self, channel: str, user: str, text: str) -> bool:

@@ -68,7 +68,7 @@ def _check_view(view: Any) -> None:
         for name in ("submit", "close"):
             if view.get(name) is not None:
                 _check_text(view[name], f"/view/{name}", 24, plain=True)
-        if view.get("submit") is None and any(block.get("type") == "input" for block in blocks):
+        if view.get("submit") is None and any(block.get("type") == "input" for block in blocks or ()):
             raise _Invalid("/view/submit", "must be provided when the view contains input blocks")
     _check_length(view, "private_metadata", "/view", 3000)
     _check_length(view, "callback_id", "/view", 255)
