@@ -38,6 +38,7 @@ class Health:
 
     def __init__(
         self,
+        *,
         settings: RunSettings,
         store: Store,
         lexi: LexiClient,
@@ -45,7 +46,6 @@ class Health:
         announcer: Announcer,
         slack_health: SlackHealth,
         backlog: Callable[[], dict[str, Any]],
-        *,
         leadership: Leadership | None = None,
         stopping: threading.Event | None = None,
     ) -> None:
