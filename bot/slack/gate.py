@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: Deeper JSON than this is not a Slack payload (Slack's own nest about a dozen levels).
 MAX_DEPTH = 64
-#: A Unix timestamp in seconds has 10 digits until the year 2286; longer is not a timestamp Slack sends.
+#: A Unix time in seconds has 10 digits until the year 2286; this leaves room and refuses absurd lengths.
 _MAX_TIMESTAMP_DIGITS = 12
 #: For the fields Bolt and our listeners read without checking, the JSON types Slack sends.
 _SHAPES: dict[str, tuple[type, ...]] = {
