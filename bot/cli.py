@@ -29,6 +29,9 @@ from bot.ops.reach import UNREACHABLE
 
 log = logging.getLogger("bot")
 
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the bot runs in a container or behind a proxy; --host narrows it
+MAX_TIMEOUT = 600  # seconds: the longest --timeout accepted
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
@@ -55,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the bot (poller and Slack listeners)")
     run.add_argument("--sandbox", action="store_true", help="start a local LeadLex sandbox and use it")
-    run.add_argument("--host", default="0.0.0.0", help="address to listen on in HTTP mode (default 0.0.0.0)")
+    run.add_argument("--host", default=ALL_INTERFACES, help="address to listen on in HTTP mode (default 0.0.0.0)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="check the configuration against LeadLex and Slack")
@@ -118,8 +121,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not 0 < value <= 600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 600")
+    if not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and {MAX_TIMEOUT}")
     return value
 
 
@@ -199,7 +202,7 @@ def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
 def _stop_on_signal(stop: threading.Event) -> None:
     """Make SIGTERM and SIGINT set `stop` (a graceful drain) instead of ending the process."""
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal(_signum: int, _frame: Any) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -310,7 +313,7 @@ def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0 if not failed else 1
 
 
-def cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def cmd_migrate(_args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Upgrade the database to the latest revision."""
     settings = load_settings(environ, require=())
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
@@ -336,7 +339,8 @@ def cmd_webhooks(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from bot.core.webhooks import TASK_EVENTS
 
     settings = load_settings(environ, require=("lexi",))
-    assert settings.lexi_api_key is not None
+    if settings.lexi_api_key is None:  # load_settings required it; this tells the type checker
+        raise ConfigError("LEXI_API_KEY is not set")
     lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), attempts=2, max_wait=5)
     try:
         if args.webhooks_command == "register":
@@ -461,7 +465,7 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-def cmd_sandbox(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def cmd_sandbox(args: argparse.Namespace, _environ: Mapping[str, str]) -> int:
     """Serve the LeadLex sandbox in the foreground."""
     from bot.dev import sandbox
 
@@ -471,7 +475,7 @@ def cmd_sandbox(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return int(sandbox.main(argv) or 0)
 
 
-def cmd_demo(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def cmd_demo(args: argparse.Namespace, _environ: Mapping[str, str]) -> int:
     """Run the sandbox, a Slack stand-in and the bot in one process, and serve a Slack-like page for them."""
     from bot.dev.demo import run_demo
 

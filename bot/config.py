@@ -19,6 +19,9 @@ DEFAULT_DATABASE_URL = "sqlite:///lexi-bot.db"
 
 Mode = Literal["http", "socket"]
 
+MIN_WEBHOOK_SECRET = 16  # characters: shorter is not a signing secret LeadLex returned
+MAX_BUDGET_RESERVE = 90  # percent: more kept back would leave polling next to nothing
+
 #: Environment variable → field name; the order is the order problems are reported in.
 _VARIABLES = {
     "LEXI_API_KEY": "lexi_api_key",
@@ -148,7 +151,7 @@ class Settings(BaseModel):
     @classmethod
     def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
         """A signing secret as `lexi-bot webhooks register` printed it."""
-        if value is not None and len(value.get_secret_value()) < 16:
+        if value is not None and len(value.get_secret_value()) < MIN_WEBHOOK_SECRET:
             raise ValueError("is too short to be the signing secret LeadLex returned at registration")
         return value
 
@@ -158,7 +161,7 @@ class Settings(BaseModel):
         """A percentage (`20`, `20%`) or a fraction below one (`0.2`: 20 %, which is what people mean by it)."""
         hint = "must be a percentage of the daily budget from 0 to 90, such as 20% or 0.2 (a fraction: 20 %)"
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ValueError(hint)
+            raise ValueError(hint)  # noqa: TRY004 - pydantic reports a ValueError as a validation error, not a TypeError
         text = str(value).strip()
         marked = text.endswith("%")
         try:
@@ -167,7 +170,7 @@ class Settings(BaseModel):
             raise ValueError(hint) from None
         if not marked and 0 < number < 1:
             number = round(number * 100, 6)  # a fraction: 0.2 is 20 %; a percentage below 1 % needs its sign (0.5%)
-        if not 0 <= number <= 90:  # more than 90 % kept back would leave polling next to nothing
+        if not 0 <= number <= MAX_BUDGET_RESERVE:
             raise ValueError(hint)
         return number
 
@@ -181,7 +184,8 @@ class Settings(BaseModel):
 
     def policy(self) -> Policy:
         """The approval policy: the policy file when one is configured, else SLACK_CHANNEL and LEXI_APPROVERS."""
-        assert self.slack_channel is not None
+        if self.slack_channel is None:  # a policy is asked for only with Slack configured
+            raise ConfigError("SLACK_CHANNEL is not set")
         if self.policy_file:
             return load_policy(self.policy_file, channel=self.slack_channel, approvers=self.lexi_approvers)
         return from_settings(self.slack_channel, self.lexi_approvers)
@@ -262,6 +266,18 @@ def read_environment() -> dict[str, str]:
     return dict(os.environ)
 
 
+def _missing(values: Mapping[str, object], require: tuple[str, ...]) -> list[str]:
+    """The variables `require` asks for that `values` lacks, in the order they are reported."""
+    missing: list[str] = []
+    if "lexi" in require and "lexi_api_key" not in values:
+        missing.append("LEXI_API_KEY")
+    if "slack" in require:
+        missing.extend(_FIELDS[field] for field in ("slack_bot_token", "slack_channel") if field not in values)
+        if "slack_app_token" not in values and "slack_signing_secret" not in values:
+            missing.append("SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)")
+    return missing
+
+
 def load_settings(
     environ: Mapping[str, str], *, require: tuple[str, ...] = ("lexi", "slack"), **overrides: object
 ) -> Settings:
@@ -277,17 +293,7 @@ def load_settings(
             values[field] = raw.strip()
     values.update({k: v for k, v in overrides.items() if v is not None})
 
-    missing: list[str] = []
-    if "lexi" in require and "lexi_api_key" not in values:
-        missing.append("LEXI_API_KEY")
-    if "slack" in require:
-        for field in ("slack_bot_token", "slack_channel"):
-            if field not in values:
-                missing.append(_FIELDS[field])
-        if "slack_app_token" not in values and "slack_signing_secret" not in values:
-            missing.append("SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)")
-
-    problems = [f"{name} is not set" for name in missing]
+    problems = [f"{name} is not set" for name in _missing(values, require)]
     try:
         settings = Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:

@@ -39,6 +39,7 @@ class Health:
 
     def __init__(
         self,
+        *,
         settings: RunSettings,
         store: Store,
         lexi: LexiClient,
@@ -46,7 +47,6 @@ class Health:
         announcer: Announcer,
         slack_health: SlackHealth,
         backlog: Callable[[], dict[str, Any]],
-        *,
         leadership: Leadership | None = None,
         stopping: threading.Event | None = None,
     ) -> None:

@@ -1,5 +1,7 @@
-"""The running bot's parts, built once from settings (bot.wiring) and shared by the listeners, the poller and the
-server; its work queues are bot.workers', its health bot.health's.
+"""The running bot's parts, built once from settings (bot.wiring).
+
+They are shared by the listeners, the poller and the server; its work queues are bot.workers', its health
+bot.health's.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Runtime:
 
     def __init__(
         self,
+        *,
         settings: RunSettings,
         store: Store,
         lexi: LexiClient,
@@ -60,7 +63,6 @@ class Runtime:
         workers: Workers,
         policy: Policy,
         health: Health,
-        *,
         home: HomePublisher | None = None,
         webhooks: WebhookReceiver | None = None,
         leadership: Leadership | None = None,
@@ -103,7 +105,7 @@ class Runtime:
         policy: Policy | None = None,
     ) -> Runtime:
         """Wire the parts together from settings (bot.wiring.build_runtime)."""
-        from bot.wiring import build_runtime
+        from bot.wiring import build_runtime  # noqa: PLC0415 - bot.wiring imports this module
 
         return build_runtime(
             settings,
@@ -186,8 +188,9 @@ class Runtime:
         return self.workers.submit(fn, *args, **kwargs)
 
     def submit_decision(self, decision: DecisionRow, tell: Callable[[str], None] | None = None) -> Future[Any] | None:
-        """Carry out a journaled decision on the decisions queue, which nothing else uses: a click never waits behind
-        other work.
+        """Carry out a journaled decision on the decisions queue, which nothing else uses.
+
+        A click never waits behind other work.
 
         When that queue is full (or shut down) the decision stays in the journal: its lease is let go, and the keeper
         (here or in another replica) resumes it once the lease has run out. None is returned then.

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from bot.ops.server import HttpFront, make_wsgi
 from bot.runtime import Runtime
@@ -35,7 +35,7 @@ class Service:
         self._stack = ExitStack()
         self._stack.callback(runtime.close, drain_timeout)
 
-    def __enter__(self) -> Service:
+    def __enter__(self) -> Self:
         """The service itself; it is closed on leaving the block."""
         return self
 
@@ -70,7 +70,7 @@ class Service:
 
     def connect_socket(self, app: App, app_token: str) -> SocketModeHandler:
         """Connect to Slack in Socket Mode (errors from `connect` are the caller's to explain) and watch the client."""
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+        from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415 - loaded only in Socket Mode
 
         handler = SocketModeHandler(app, app_token)
         handler.connect()

@@ -34,8 +34,9 @@ log = logging.getLogger("bot.runtime")
 
 
 def announce_failed(messenger: Messenger, channel: str) -> Callable[[AnnounceError], None]:
-    """What to do when Slack refused an announcement because of the setup: say so once, in the log and in the
-    channel.
+    """What to do when Slack refused an announcement because of the setup.
+
+    Say so once, in the log and in the channel.
     """
 
     def failed(exc: AnnounceError) -> None:
@@ -56,8 +57,9 @@ def build_runtime(
     home_debounce: float = 2.0,
     policy: Policy | None = None,
 ) -> Runtime:
-    """Wire the parts together from settings (the store, already migrated, and the policy, already parsed, may be
-    passed in).
+    """Wire the parts together from settings.
+
+    The store, already migrated, and the policy, already parsed, may be passed in.
     """
     settings = run_settings(settings)  # what running needs is there (ConfigError otherwise)
     policy = policy or settings.policy()  # validated completely: a misunderstood policy stops the bot here
@@ -149,23 +151,30 @@ def build_runtime(
         )
     leadership = Leadership(store.engine)
     health = Health(
-        settings, store, lexi, poller, announcer, slack_health, lambda: runtime.backlog(), leadership=leadership
+        settings=settings,
+        store=store,
+        lexi=lexi,
+        poller=poller,
+        announcer=announcer,
+        slack_health=slack_health,
+        backlog=lambda: runtime.backlog(),  # noqa: PLW0108 - `runtime` is built below; the lambda reads it later
+        leadership=leadership,
     )
     for name, queue in workers.queues.items():
         health.watch(f"{name} queue", queue.alive)
     home = HomePublisher(store, slack, decider, health.status, submit=workers.submit_home, debounce=home_debounce)
     runtime = Runtime(
-        settings,
-        store,
-        lexi,
-        slack,
-        messenger,
-        announcer,
-        decider,
-        poller,
-        workers,
-        policy,
-        health,
+        settings=settings,
+        store=store,
+        lexi=lexi,
+        slack=slack,
+        messenger=messenger,
+        announcer=announcer,
+        decider=decider,
+        poller=poller,
+        workers=workers,
+        policy=policy,
+        health=health,
         home=home,
         webhooks=webhooks,
         leadership=leadership,

@@ -19,8 +19,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.dev.sandbox_data import plan_chat, random_proposal, seed_proposals
@@ -116,7 +117,7 @@ class Sandbox:
         no_lexi_key: str | None = "wbk_nolexi",
         daily_limit: int = DEMO_DAILY_LIMIT,
         minute_limit: int = DEMO_MINUTE_LIMIT,
-        credits: int = 1000,
+        credits: int = 1000,  # noqa: A002 - LeadLex's word for the workspace balance
         seed: bool = True,
         complete_after: float | None = None,
         fail_ratio: float = 0.0,
@@ -162,7 +163,7 @@ class Sandbox:
 
     # --- serving ---
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> Sandbox:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
         """Start serving on `host:port` (0 picks a free port) in daemon threads, and return self."""
         if self._server is not None:
             raise RuntimeError("a sandbox can be started only once")
@@ -190,7 +191,7 @@ class Sandbox:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._webhooks.join(deadline)
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         """Start the sandbox on a free loopback port."""
         return self.start()
 
@@ -216,15 +217,16 @@ class Sandbox:
             raise RuntimeError("the sandbox is not started")
         host, port = self._server.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else host
-        return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
+        return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"  # noqa: S104 - a comparison
 
     # --- state, as the LeadLex dashboard or Lexi would change it ---
 
     def add_task(
         self,
-        type: str = "prospect_search",
+        type: str = "prospect_search",  # noqa: A002 - the task field it sets
         description: str = "Find prospects in the sandbox",
         metadata: Any = _UNSET,
+        *,
         status: str = TaskState.PENDING,
         created_at: str | None = None,
         task_id: str | None = None,
@@ -270,7 +272,7 @@ class Sandbox:
             self._webhooks.emit("task.updated", task)
             return _copy(task)
 
-    def complete(self, task_id: str, ok: bool = True) -> dict[str, Any]:
+    def complete(self, task_id: str, *, ok: bool = True) -> dict[str, Any]:
         """Finish an approved task now, as completed (or failed when not `ok`), and return a copy of it."""
         with self._lock:
             task = self._existing(task_id)
@@ -507,7 +509,7 @@ class Sandbox:
             raise ApiError(400, "validation_error", f"Invalid status: {status!r}", {"allowed": list(STATUSES)})
         return {"tasks": self.tasks(status)}
 
-    def _approve(self, request: _Request, task_id: str) -> dict[str, Any]:
+    def _approve(self, _request: _Request, task_id: str) -> dict[str, Any]:
         """POST /v1/lexi/tasks/{id}/approve."""
         with self._lock:
             self._change(self._pending(task_id), TaskState.APPROVED)
@@ -568,7 +570,7 @@ class Sandbox:
             "conversation_id": conversation_id,
         }
 
-    def _list_webhooks(self, request: _Request) -> dict[str, Any]:
+    def _list_webhooks(self, _request: _Request) -> dict[str, Any]:
         """GET /v1/webhooks, without secrets."""
         return {"webhooks": self._webhooks.registered()}
 
@@ -580,7 +582,7 @@ class Sandbox:
         """PATCH /v1/webhooks/{id}."""
         return {"webhook": self._webhooks.update(webhook_id, object_body(request.body))}
 
-    def _delete_webhook(self, request: _Request, webhook_id: str) -> dict[str, Any]:
+    def _delete_webhook(self, _request: _Request, webhook_id: str) -> dict[str, Any]:
         """DELETE /v1/webhooks/{id}."""
         self._webhooks.delete(webhook_id)
         return {"id": webhook_id, "deleted": True}
@@ -589,7 +591,7 @@ class Sandbox:
 def _fault_reply(fault: _Fault) -> Reply:
     """Build the reply an injected fault gives: a JSON error envelope, or its body verbatim."""
     if fault.body is None:
-        fallback = "internal_error" if fault.status >= 500 else "error"
+        fallback = "internal_error" if fault.status >= HTTPStatus.INTERNAL_SERVER_ERROR else "error"
         code = fault.code or _DEFAULT_CODES.get(fault.status, fallback)
         reply = ApiError(fault.status, code, phrase(fault.status)).reply()
     else:

@@ -47,6 +47,10 @@ _LOCATIONS = (
     "Nordics",
     "Australia",
 )
+
+#: The share of random campaigns that are large (500 to 2,000 contacts).
+_LARGE_CAMPAIGNS = 0.4
+
 _CAMPAIGNS = (
     "Q1 Outbound — Fintech CFOs",
     "Webinar follow-up",
@@ -165,7 +169,7 @@ def random_proposal(rng: random.Random) -> Proposal:
         locations = rng.sample(_LOCATIONS, rng.randint(1, 2))
         return _search(titles, industries, locations, rng.choice((10, 20, 25, 50, 100)))
     if kind == "campaign_start":
-        count = rng.randint(500, 2000) if rng.random() < 0.4 else rng.randint(20, 400)
+        count = rng.randint(500, 2000) if rng.random() < _LARGE_CAMPAIGNS else rng.randint(20, 400)
         return _campaign(rng.choice(_CAMPAIGNS), count)
     if kind == "contact_update":
         return _contact_update(rng.randint(1, 250), dict(rng.choice(_FIELD_CHANGES)))
@@ -233,7 +237,7 @@ def _search_from_text(text: str, number: int | None) -> Proposal:
 
 def _campaign(name: str, count: int) -> Proposal:
     """Build a campaign-start proposal with a campaign id derived from its name."""
-    campaign_id = "cmp_" + hashlib.sha1(name.encode()).hexdigest()[:10]
+    campaign_id = "cmp_" + hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:10]
     metadata = {"campaign_id": campaign_id, "contact_count": count}
     return Proposal("campaign_start", f"Start campaign '{name}'", metadata)
 

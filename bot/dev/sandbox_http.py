@@ -59,9 +59,9 @@ class SandboxServer(ThreadingHTTPServer):
         self.respond = respond
         super().__init__(address, _RequestHandler)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002 - socketserver's signature
         """Log a connection that failed outside the responder (e.g. a client that hung up) at debug level."""
-        log.debug("connection from %s failed", client_address, exc_info=True)
+        log.debug("connection from %s failed", client_address, exc_info=True)  # noqa: LOG014 - called in an except block
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -89,11 +89,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             log.debug("client hung up before the reply to %s %s", self.command, self.path)
 
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_OPTIONS = _handle
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_OPTIONS = _handle  # noqa: N815 - http.server dispatches on these names
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, fmt: str, *args: Any) -> None:
         """Log requests at debug level instead of printing them."""
-        log.debug("%s - " + format, self.address_string(), *args)
+        log.debug("%s - " + fmt, self.address_string(), *args)  # noqa: G003 - http.server's format string
 
 
 def object_body(body: bytes) -> dict[str, Any]:

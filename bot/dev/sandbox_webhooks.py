@@ -13,6 +13,7 @@ from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -189,7 +190,7 @@ class WebhookRegistry:
                                 body,
                             )
                         )
-                    if status is not None and 200 <= status < 300:
+                    if status is not None and HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
                         return
         finally:
             with self._lock:

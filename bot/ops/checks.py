@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.core.policy import Policy
-from bot.errors import InvalidKey, LexiBotError, LexiError, PermissionDenied, TransientError
+from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied, TransientError
 from bot.lexi.client import LexiClient
 from bot.lexi.models import TaskState
 from bot.ops.reach import UNREACHABLE, unreachable_reason
@@ -73,7 +73,8 @@ def app_token_refused(error: str) -> str:
 
 def check_app_token(settings: Settings, timeout: float) -> Result:
     """Ask Slack for a Socket Mode URL with the app-level token (the URL is left unused and expires)."""
-    assert settings.slack_app_token is not None
+    if settings.slack_app_token is None:  # checked only in Socket Mode, which needs it
+        raise ConfigError("SLACK_APP_TOKEN is not set")
     client = WebClient(base_url=settings.slack_api_url, timeout=int(max(timeout, 1)))
     try:
         client.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
@@ -124,7 +125,8 @@ def check_channel(slack: WebClient, channel: str, source: str) -> Result:
 
 def check_lexi(settings: Settings, timeout: float) -> Result:
     """Whether LeadLex accepts the key with the Lexi permission."""
-    assert settings.lexi_api_key is not None
+    if settings.lexi_api_key is None:  # the command required it
+        raise ConfigError("LEXI_API_KEY is not set")
     lexi = LexiClient(
         settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), timeout=timeout, attempts=2, max_wait=5
     )
@@ -143,7 +145,8 @@ def check_lexi(settings: Settings, timeout: float) -> Result:
 
 def run_checks(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> list[Result]:
     """Each check as (passed, one line saying what was found or what to fix); every check is run and reported."""
-    assert settings.slack_bot_token is not None
+    if settings.slack_bot_token is None:  # the command required it
+        raise ConfigError("SLACK_BOT_TOKEN is not set")
     results = [check_lexi(settings, timeout)]
     slack = make_web_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, timeout=int(max(timeout, 1))

@@ -8,6 +8,7 @@ database whichever replica receives them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -41,21 +42,19 @@ class Leadership:
             connection.commit()
         except Exception as exc:  # noqa: BLE001 - the database may be briefly away; try again next time
             log.warning("could not ask for the poller lock: %s", type(exc).__name__)
-            return self._set(False)
+            return self._set(leader=False)
         if acquired:
             self._connection = connection
-            return self._set(True)
+            return self._set(leader=True)
         connection.close()
-        return self._set(False)
+        return self._set(leader=False)
 
     def release(self) -> None:
         """Give the lock up (on shutdown), so another replica can poll at once."""
         if self._connection is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing the session frees the lock anyway
                 self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": POLLER_LOCK})
                 self._connection.commit()
-            except Exception:  # noqa: BLE001 - closing the session frees the lock anyway
-                pass
         self._drop()
         self.is_leader = True if self._engine.dialect.name != "postgresql" else None
 
@@ -77,13 +76,11 @@ class Leadership:
     def _drop(self) -> None:
         """Forget our lock connection."""
         if self._connection is not None:
-            try:
+            with contextlib.suppress(Exception):  # it may already be broken
                 self._connection.close()
-            except Exception:  # noqa: BLE001 - it may already be broken
-                pass
             self._connection = None
 
-    def _set(self, leader: bool) -> bool:
+    def _set(self, *, leader: bool) -> bool:
         """Record and log a change of leadership."""
         if leader != self.is_leader:
             log.info("this replica %s the poller", "now runs" if leader else "no longer runs")

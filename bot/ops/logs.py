@@ -63,11 +63,15 @@ def _message(record: logging.LogRecord) -> str:
         return f"{record.msg!r} % {safe_repr(record.args, 500)}"
 
 
+#: Shorter configured "secrets" are not redacted: they would blank out ordinary words.
+_MIN_SECRET = 6
+
+
 class _Redactor:
     """Replaces configured secrets and token shapes with [redacted]."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self._secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

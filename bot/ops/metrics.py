@@ -7,6 +7,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+#: Endpoint prefixes whose next path part is an id, folded to "{id}" so a label stays one per endpoint.
+_ID_AFTER = (("v1", "lexi", "tasks"), ("v1", "webhooks"))
+
 
 class Metrics:
     """The bot's counters, gauges and histograms."""
@@ -58,10 +61,9 @@ class Metrics:
     def leadlex_call(self, method: str, path: str, status: int) -> None:
         """Count a LeadLex call, with task ids folded out of the endpoint label."""
         parts = path.split("?", maxsplit=1)[0].strip("/").split("/")
-        if len(parts) >= 4 and parts[:3] == ["v1", "lexi", "tasks"]:
-            parts[3] = "{id}"
-        if len(parts) >= 3 and parts[:2] == ["v1", "webhooks"]:
-            parts[2] = "{id}"
+        for prefix in _ID_AFTER:
+            if len(parts) > len(prefix) and tuple(parts[: len(prefix)]) == prefix:
+                parts[len(prefix)] = "{id}"
         self.leadlex_calls.labels(f"{method} /{'/'.join(parts)}", str(status)).inc()
 
     def render(self) -> bytes:

@@ -13,12 +13,15 @@ import httpx
 #: What the command catches around a call to Slack (urllib) when the service is out of reach.
 UNREACHABLE = (OSError, http.client.HTTPException)
 
+#: How many causes are looked at: a chain is short, and a cycle must not loop.
+_MAX_CHAIN = 20
+
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """`exc` and what caused it (explicit causes, implicit contexts, a URLError's reason), each once."""
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
-    while todo and len(seen) < 20:  # bounded: a chain is short, a cycle must not loop
+    while todo and len(seen) < _MAX_CHAIN:
         current = todo.pop(0)
         if id(current) in seen:
             continue

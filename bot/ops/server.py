@@ -127,37 +127,58 @@ def make_wsgi(
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        method = environ.get("REQUEST_METHOD")
         if path in posts:
-            if method != "POST":
-                return _json(start_response, 405, {"ok": False, "error": "method not allowed"}, [("Allow", "POST")])
-            try:
-                body = read_body(environ)
-            except TooLarge:
-                return _json(start_response, 413, {"ok": False, "error": "body too large"})
-            except ValueError:
-                return _json(start_response, 400, {"ok": False, "error": "malformed Content-Length"})
-            answer = posts[path](body, header_map(environ), environ.get("QUERY_STRING", ""))
-            return _answer(start_response, answer.status, answer.body, answer.headers)
-        if path in probes and method not in ("GET", "HEAD"):
-            return _json(start_response, 405, {"ok": False, "error": "method not allowed"}, [("Allow", "GET, HEAD")])
-        if path == "/healthz":
-            report = {"ok": True, **health()}  # `ok` is False, with the parts named, when one the bot needs died
-            return _json(start_response, 200 if report["ok"] else 503, report)
-        if path == "/readyz" and ready is not None:
-            is_ready, report = ready()
-            return _json(start_response, 200 if is_ready else 503, report)
-        if path == "/metrics" and metrics is not None:
-            return _answer(start_response, 200, metrics.render(), [("Content-Type", CONTENT_TYPE)])
+            return _serve_post(posts[path], environ, start_response)
+        if path in probes:
+            return _serve_probe(path, environ, start_response, health=health, ready=ready, metrics=metrics)
         return _answer(start_response, 404, b"Not Found", [("Content-Type", "text/plain")])
 
     return wsgi
 
 
+def _serve_post(
+    handler: Callable[[bytes, dict[str, str], str], Answer],
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+) -> Iterable[bytes]:
+    """Hand a POST's bounded body to the handler of its path; refuse other methods and unreadable bodies."""
+    if environ.get("REQUEST_METHOD") != "POST":
+        return _json(start_response, 405, {"ok": False, "error": "method not allowed"}, [("Allow", "POST")])
+    try:
+        body = read_body(environ)
+    except TooLarge:
+        return _json(start_response, 413, {"ok": False, "error": "body too large"})
+    except ValueError:
+        return _json(start_response, 400, {"ok": False, "error": "malformed Content-Length"})
+    answer = handler(body, header_map(environ), environ.get("QUERY_STRING", ""))
+    return _answer(start_response, answer.status, answer.body, answer.headers)
+
+
+def _serve_probe(
+    path: str,
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    *,
+    health: Callable[[], dict[str, Any]],
+    ready: Callable[[], tuple[bool, dict[str, Any]]] | None,
+    metrics: Metrics | None,
+) -> Iterable[bytes]:
+    """Answer GET or HEAD on /healthz, /readyz or /metrics (each served only when configured)."""
+    if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        return _json(start_response, 405, {"ok": False, "error": "method not allowed"}, [("Allow", "GET, HEAD")])
+    if path == "/readyz" and ready is not None:
+        is_ready, report = ready()
+        return _json(start_response, 200 if is_ready else 503, report)
+    if path == "/metrics" and metrics is not None:
+        return _answer(start_response, 200, metrics.render(), [("Content-Type", CONTENT_TYPE)])
+    report = {"ok": True, **health()}  # `ok` is False, with the parts named, when one the bot needs died
+    return _json(start_response, 200 if report["ok"] else 503, report)
+
+
 def _webhook_handler(webhooks: WebhookReceiver) -> Callable[[bytes, dict[str, str], str], Answer]:
     """Hand a bounded delivery body to the webhook receiver; a delivery it cannot read is a 400, not a 500."""
 
-    def handle(body: bytes, headers: dict[str, str], query: str) -> Answer:
+    def handle(body: bytes, headers: dict[str, str], _query: str) -> Answer:
         """Answer one POST to /lexi/webhooks."""
         try:
             receipt = webhooks.receive(body, headers)

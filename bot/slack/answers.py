@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from slack_sdk.webhook import WebhookClient
@@ -33,7 +34,7 @@ class Answer:
         except Exception as exc:  # noqa: BLE001 - a lost answer must not fail the work that was done
             log.warning("could not answer through a response_url: %s", type(exc).__name__)
             return
-        if response.status_code != 200:
+        if response.status_code != HTTPStatus.OK:
             log.warning("Slack refused a response_url answer: HTTP %s %s", response.status_code, response.body[:200])
 
 

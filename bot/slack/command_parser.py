@@ -100,7 +100,9 @@ def _problem(problem: str) -> Command:
 def _head(text: str) -> tuple[str, str]:
     """Split off the first word; the rest keeps its inner spacing and line breaks."""
     parts = text.strip().split(None, 1)
-    return (parts[0], parts[1].strip()) if len(parts) == 2 else (parts[0] if parts else "", "")
+    if not parts:
+        return "", ""
+    return parts[0], parts[1].strip() if len(parts) > 1 else ""
 
 
 def _unescape(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Deeper JSON than this is not a Slack payload (Slack's own nest about a dozen levels).
 MAX_DEPTH = 64
+#: A Unix time in seconds has 10 digits until the year 2286; this leaves room and refuses absurd lengths.
+_MAX_TIMESTAMP_DIGITS = 12
 #: For the fields Bolt and our listeners read without checking, the JSON types Slack sends.
 _SHAPES: dict[str, tuple[type, ...]] = {
     "type": (str,),
@@ -88,6 +91,13 @@ def parse(text: str, content_type: str | None) -> dict[str, Any]:
     """The payload Bolt would parse from `text`, checked: an object whose fields have the types Slack sends."""
     if not text:
         raise Refused(400, "the body is empty")
+    payload = _payload(text, content_type)
+    _check_shape(payload)
+    return payload
+
+
+def _payload(text: str, content_type: str | None) -> dict[str, Any]:
+    """The payload in a JSON body, a form's payload field, or a slash command's form; Refused(400) otherwise."""
     if content_type == "application/json" or text.startswith("{"):  # exactly Bolt's rule (parse_body)
         payload = _json_object(text)
         if not isinstance(payload.get("type"), str):
@@ -103,6 +113,11 @@ def parse(text: str, content_type: str | None) -> dict[str, Any]:
         payload = dict(parse_qsl(text, keep_blank_values=True))
         if "command" not in payload and "ssl_check" not in payload:
             raise Refused(400, "the form is not a slash command")
+    return payload
+
+
+def _check_shape(payload: dict[str, Any]) -> None:
+    """Refused(400) unless the fields Bolt and our listeners read have the types Slack sends."""
     for key, types in _SHAPES.items():
         if key in payload and not isinstance(payload[key], types):
             raise Refused(400, f"the field {key} has the wrong type")
@@ -111,7 +126,6 @@ def parse(text: str, content_type: str | None) -> dict[str, Any]:
         raise Refused(400, "the event has no type")
     if any(not isinstance(item, dict) for key in ("authorizations", "actions") for item in payload.get(key) or []):
         raise Refused(400, "a list holds something other than objects")
-    return payload
 
 
 class SlackGate:
@@ -128,7 +142,9 @@ class SlackGate:
         signature = headers.get("x-slack-signature", "")
         # The verifier would raise on a non-numeric timestamp, a non-ASCII signature or bytes that are not UTF-8
         # (Slack signs UTF-8 text, so such a body cannot carry its signature).
-        if self._verifier is None or not (timestamp.isdigit() and len(timestamp) <= 12 and signature.isascii()):
+        if self._verifier is None or not (
+            timestamp.isdigit() and len(timestamp) <= _MAX_TIMESTAMP_DIGITS and signature.isascii()
+        ):
             raise Refused(401, "invalid or missing Slack signature")
         try:
             text = body.decode("utf-8")
@@ -149,7 +165,7 @@ class SlackGate:
                 log.info("refused a Slack request Bolt cannot read (%s)", type(exc).__name__)
                 raise Refused(400, "the body is not a Slack payload") from None
         except Refused as refused:
-            if refused.status == 401:
+            if refused.status == HTTPStatus.UNAUTHORIZED:
                 log.info("refused a Slack request: %s", refused.reason)
             return _refusal(refused)
         response = self._app.dispatch(request)

@@ -161,7 +161,7 @@ def _decision_line(row: TaskRow) -> str:
 
 
 def _plural(count: int, noun: str) -> str:
-    """ "1 pending task" or "3 pending tasks"."""
+    """The count and noun, with an s unless it is one: "1 pending task", "3 pending tasks"."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 

@@ -155,7 +155,7 @@ class Messenger:
         self._identity: tuple[str | None, str | None] | None = None  # (user_id, bot_id), from auth.test once
 
     def identity(self) -> tuple[str | None, str | None]:
-        """This bot's (user id, bot id) from auth.test, asked once; SlackApiError when Slack cannot say."""
+        """The bot's own (user id, bot id) from auth.test, asked once; SlackApiError when Slack cannot say."""
         if self._identity is None:
             auth = self.client.auth_test()
             user_id, bot_id = auth.get("user_id"), auth.get("bot_id")
@@ -269,10 +269,10 @@ class Messenger:
         """Say something privately to one person in a channel; False (logged, never raised) when Slack refused."""
         try:
             self.client.chat_postEphemeral(channel=channel, user=user, text=text)
-            return True
         except SlackApiError as exc:
             log.warning("could not send an ephemeral message to %s: %s", user, slack_error_text(exc))
             return False
+        return True
 
     def say(self, channel: str, text: str, **kwargs: Any) -> None:
         """Post a plain notice to a channel; failures are logged, never raised."""

@@ -57,18 +57,23 @@ def usage(problem: str | None = None) -> str:
     return f"{problem}\n\n{USAGE}" if problem else USAGE
 
 
+_MINUTE = 60  # seconds
+_HOUR = 3600
+_DAY = 86_400
+
+
 def ago(then: datetime | None, now: datetime) -> str:
     """How long ago `then` was, in words: "just now", "5 min ago", "3 h ago", "2 days ago"."""
     if then is None:
         return "at an unknown time"
     seconds = max((now - then).total_seconds(), 0.0)
-    if seconds < 60:
+    if seconds < _MINUTE:
         return "just now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 86_400:
-        return f"{int(seconds // 3600)} h ago"
-    days = int(seconds // 86_400)
+    if seconds < _HOUR:
+        return f"{int(seconds // _MINUTE)} min ago"
+    if seconds < _DAY:
+        return f"{int(seconds // _HOUR)} h ago"
+    days = int(seconds // _DAY)
     return f"{days} day ago" if days == 1 else f"{days} days ago"
 
 
@@ -131,18 +136,21 @@ def chat_lost() -> str:
     )
 
 
+#: The sentence for each LeadLex error that needs no details of it, tried in order.
+_TROUBLES: tuple[tuple[type[LexiError], str], ...] = (
+    (OutOfCredits, "LeadLex has no credits left for Lexi. Add credits to the LeadLex workspace, then ask again."),
+    (RateLimited, LIMIT_REACHED),
+    (InvalidKey, KEY_REFUSED),
+    (PermissionDenied, "The bot's LeadLex API key lacks the Lexi permission. Ask an admin to grant it in LeadLex."),
+    (NotFound, "LeadLex could not find what was asked for."),
+)
+
+
 def trouble(exc: LexiError) -> str:
     """A plain sentence for a LeadLex error."""
-    if isinstance(exc, OutOfCredits):
-        return "LeadLex has no credits left for Lexi. Add credits to the LeadLex workspace, then ask again."
-    if isinstance(exc, RateLimited):
-        return LIMIT_REACHED
-    if isinstance(exc, InvalidKey):
-        return KEY_REFUSED
-    if isinstance(exc, PermissionDenied):
-        return "The bot's LeadLex API key lacks the Lexi permission. Ask an admin to grant it in LeadLex."
-    if isinstance(exc, NotFound):
-        return "LeadLex could not find what was asked for."
+    for kind, sentence in _TROUBLES:
+        if isinstance(exc, kind):
+            return sentence
     if isinstance(exc, InvalidRequest):
         return f"LeadLex refused the request ({escape(exc.code or 'invalid request')})."
     if isinstance(exc, TransientError):

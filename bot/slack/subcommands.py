@@ -220,7 +220,7 @@ def _announce(runtime: Parts, task: Task) -> bool:
     return row is not None and row.message_ts is not None
 
 
-def _status(runtime: Parts, command: Command, asker: Asker, answer: Answer) -> None:
+def _status(runtime: Parts, _command: Command, _asker: Asker, answer: Answer) -> None:
     """The bot's health in one message."""
     answer(replies.status_text(runtime.status(), utcnow()))
 

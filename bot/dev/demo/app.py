@@ -1,7 +1,8 @@
 """`lexi-bot demo`: the LeadLex sandbox, a Slack stand-in and the real bot in one process, and a page to use them.
 
-Everything listens on loopback (the page's server elsewhere only with --allow-remote). The bot is built exactly as `lexi-bot run` builds it; only its configured URLs
-point at the sandbox and the stand-in, and the page's actions reach it as signed Slack requests over HTTP.
+Everything listens on loopback (the page's server elsewhere only with --allow-remote). The bot is built exactly as
+`lexi-bot run` builds it; only its configured URLs point at the sandbox and the stand-in, and the page's actions
+reach it as signed Slack requests over HTTP.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import webbrowser
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from bot.config import load_settings
 from bot.db import migrate
@@ -38,9 +39,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL, CHANNEL_NAME = "C0LEXI", "lexi-approvals"
 PEOPLE = (
-    Person("UALICE", "Alice", "Head of Sales Ops · approver", True),
-    Person("UBOB", "Bob", "RevOps lead · approver", True),
-    Person("UCAROL", "Carol", "Sales rep · not an approver", False),
+    Person("UALICE", "Alice", "Head of Sales Ops · approver", approver=True),
+    Person("UBOB", "Bob", "RevOps lead · approver", approver=True),
+    Person("UCAROL", "Carol", "Sales rep · not an approver", approver=False),
 )
 #: The sandbox's daily budget: large enough that the 2-second polling is never stretched to protect it.
 DAILY_LIMIT = 500_000
@@ -82,10 +83,10 @@ class Demo:
         """The page's address."""
         if self._server is None:
             raise RuntimeError("the demo is not started")
-        host = "127.0.0.1" if self._host in ("0.0.0.0", "::", "") else self._host
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "::", "") else self._host  # noqa: S104 - a comparison
         return f"http://{f'[{host}]' if ':' in host else host}:{self._server.port}/"
 
-    def start(self) -> Demo:
+    def start(self) -> Self:
         """Start the sandbox, the stand-in, the bot, its poller and the page's server; undo all on failure."""
         try:
             self._start()
@@ -98,7 +99,7 @@ class Demo:
         """Stop everything started, newest first; calling it again does nothing."""
         self._stack.close()
 
-    def __enter__(self) -> Demo:
+    def __enter__(self) -> Self:
         """Start the demo."""
         return self.start()
 
@@ -207,7 +208,7 @@ def run_demo(
         return 2
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(_signum: int, _frame: Any) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)

@@ -78,7 +78,7 @@ class DemoServer(ThreadingHTTPServer):
     def allowed_hosts(self) -> set[str] | None:
         """The Host headers accepted (None: any), so that a web page elsewhere cannot rebind a name to us."""
         host = str(self.server_address[0])
-        if host in ("0.0.0.0", "::", ""):
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a comparison, not a binding
             return None
         names = (f"[{host}]" if ":" in host else host, "127.0.0.1", "localhost", "[::1]")
         return {f"{name}:{self.port}" for name in names}
@@ -97,9 +97,9 @@ class DemoServer(ThreadingHTTPServer):
             self._thread.join(timeout=5)
         self.server_close()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002 - socketserver's signature
         """Log a connection that failed outside the handlers (a browser that went away) at debug level."""
-        log.debug("demo connection from %s failed", client_address, exc_info=True)
+        log.debug("demo connection from %s failed", client_address, exc_info=True)  # noqa: LOG014 - called in an except block
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -109,9 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "LexiBotDemo/1.0"
     timeout = 30  # seconds a socket read or write may stall: an idle or slow client cannot hold a thread forever
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, fmt: str, *args: Any) -> None:
         """Log requests at debug level instead of printing them."""
-        log.debug("demo: " + format, *args)
+        log.debug("demo: " + fmt, *args)  # noqa: G003 - http.server's format string, filled in by logging
 
     def do_GET(self) -> None:
         """Serve the page, its files, snapshots and the version counters."""
@@ -183,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
             {"Allow": "GET, POST"},
         )
 
-    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815 - http.server dispatches on these names
 
     # --- helpers ---
 

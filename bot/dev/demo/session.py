@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -352,7 +353,7 @@ class Session:
             answer, data = Answer(0, "dispatch_failed"), None
         else:
             data = _json_body(response)
-            answer = Answer(response.status_code, None if response.status_code == 200 else "dispatch_failed")
+            answer = Answer(response.status_code, None if response.status_code == HTTPStatus.OK else "dispatch_failed")
         with self._lock:
             self.deliveries.append(
                 Delivery(kind, summary, answer.status, (time.monotonic() - started) * 1000, time.time())

@@ -27,6 +27,9 @@ BLOCK_TYPES = frozenset(
 
 #: Interactive element types that may carry options (each option text 75, value 150 characters).
 _OPTION_ELEMENTS = frozenset({"static_select", "multi_static_select", "overflow", "radio_buttons", "checkboxes"})
+#: Slack's limits: fields of a section, options of a menu.
+_MAX_FIELDS = 10
+_MAX_OPTIONS = 100
 
 
 class _Invalid(Exception):
@@ -119,7 +122,7 @@ def _check_section(block: dict[str, Any], pointer: str) -> None:
     if fields is not None:
         if not isinstance(fields, list) or not fields:
             raise _Invalid(f"{pointer}/fields", "must be a non-empty array")
-        if len(fields) > 10:
+        if len(fields) > _MAX_FIELDS:
             raise _Invalid(f"{pointer}/fields", "no more than 10 items allowed")
         for index, field in enumerate(fields):
             _check_text(field, f"{pointer}/fields/{index}", 2000)
@@ -189,7 +192,7 @@ def _check_element(element: Any, pointer: str) -> None:
             raise _Invalid(f"{pointer}/style", "must be one of: primary, danger")
     if kind in _OPTION_ELEMENTS and element.get("options") is not None:
         options = element["options"]
-        if not isinstance(options, list) or len(options) > 100:
+        if not isinstance(options, list) or len(options) > _MAX_OPTIONS:
             raise _Invalid(f"{pointer}/options", "must be an array of no more than 100 items")
         for index, option in enumerate(options):
             where = f"{pointer}/options/{index}"

@@ -15,9 +15,10 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from bot.dev.standin.blockkit import validate_blocks, validate_view
@@ -82,7 +83,7 @@ class SlackStandIn:
     def __init__(
         self,
         *,
-        bot_token: str = "xoxb-test-token",
+        bot_token: str = "xoxb-test-token",  # noqa: S107 - the stand-in's fake token
         bot_user_id: str = "UBOT",
         team_id: str = "T0001",
         channels: dict[str, str] | None = None,
@@ -114,7 +115,7 @@ class SlackStandIn:
 
     # ----- lifecycle -----
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> SlackStandIn:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
         """Start serving on host:port (port 0: a free one) in a daemon thread and return self."""
         if self._server is not None:
             raise RuntimeError("the Slack stand-in is already running")
@@ -144,7 +145,7 @@ class SlackStandIn:
         thread.join(timeout=5)
         self._server = self._thread = None
 
-    def __enter__(self) -> SlackStandIn:
+    def __enter__(self) -> Self:
         """Start (unless already running) and return self."""
         return self if self._server is not None else self.start()
 
@@ -246,7 +247,7 @@ class SlackStandIn:
             error: Exception | None = None
             try:
                 value = predicate()
-            except Exception as exc:  # a predicate that is not ready yet may raise (IndexError, ...)
+            except Exception as exc:  # noqa: BLE001 - a predicate that is not ready yet may raise (IndexError, ...)
                 value, error = None, exc
             if value:
                 return value
@@ -272,10 +273,10 @@ class SlackStandIn:
         with self._lock:
             return self._workspace.issue_response_url(channel, message_ts, user)
 
-    def add_channel(self, id: str, name: str, member: bool = True) -> None:
+    def add_channel(self, channel_id: str, name: str, *, member: bool = True) -> None:
         """Add (or reset) a channel; `member` says whether the bot is in it."""
         with self._lock:
-            self._workspace.add_channel(id, name, member)
+            self._workspace.add_channel(channel_id, name, member=member)
 
     def remove_bot_from(self, channel_id: str) -> None:
         """Take the bot out of a channel: posting and reading there then fail with not_in_channel."""
@@ -341,9 +342,9 @@ class SlackStandIn:
     ) -> None:
         """Make the next `times` calls to `method` fail unapplied (ratelimited: HTTP 429 with Retry-After)."""
         if status is None:
-            status = 429 if error == "ratelimited" else 200
+            status = HTTPStatus.TOO_MANY_REQUESTS.value if error == "ratelimited" else HTTPStatus.OK.value
         headers = {}
-        if status == 429 or retry_after is not None:
+        if status == HTTPStatus.TOO_MANY_REQUESTS or retry_after is not None:
             headers["Retry-After"] = str(1 if retry_after is None else retry_after)
         with self._lock:
             self._faults[method].extend(_Fault(error, status, headers) for _ in range(times))
@@ -371,7 +372,7 @@ class SlackStandIn:
 
     # ----- serving -----
 
-    def _serve_api(self, method: str, args: dict[str, Any] | None, bearer: str | None) -> _Reply | None:
+    def serve_api(self, method: str, args: dict[str, Any] | None, bearer: str | None) -> _Reply | None:
         """Answer one Web API call (args None: the body was malformed); None means drop the connection."""
         hold: _Hold | None = None
         with self._lock:
@@ -393,7 +394,7 @@ class SlackStandIn:
         hold.release.wait()
         return None if hold.dropped else reply
 
-    def _serve_response_url(self, token: str, body: bytes) -> _Reply:
+    def serve_response_url(self, token: str, body: bytes) -> _Reply:
         """Answer a post to a response URL."""
         with self._lock:
             status, answer = self._workspace.post_response(token, body)
@@ -462,7 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Serve a POST."""
         self._route()
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, _fmt: str, *args: Any) -> None:
         """Log requests at debug level instead of printing them to stderr, without query strings (tokens)."""
         _log.debug("slack stand-in: %s %s", self.command, self.path.split("?", 1)[0])
 
@@ -470,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Dispatch by path and send the answer (a 500 answer if the stand-in itself failed)."""
         try:
             reply = self._answer()
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged, and answered with a 500 as Slack would
             _log.exception("slack stand-in failed on %s %s", self.command, self.path)
             reply = _Reply(500, {"ok": False, "error": "internal_error"})
         if reply is None:
@@ -497,9 +498,9 @@ class _Handler(BaseHTTPRequestHandler):
             args = None if body is None else _parse_args(parts.query, body, self.headers.get_content_type())
             bearer = self.headers.get("Authorization", "")
             token = bearer[len("Bearer ") :].strip() if bearer.startswith("Bearer ") else None
-            return standin._serve_api(parts.path[len("/api/") :], args, token)
+            return standin.serve_api(parts.path[len("/api/") :], args, token)
         if parts.path.startswith("/response/") and self.command == "POST":
-            return standin._serve_response_url(parts.path[len("/response/") :], body or b"")
+            return standin.serve_response_url(parts.path[len("/response/") :], body or b"")
         return _Reply(404, {"ok": False, "error": "not_found"})
 
     def _read_body(self) -> bytes | None:

@@ -127,7 +127,7 @@ class Workspace:
         self._response_urls[token] = _ResponseUrl(self.clock(), channel, message_ts, user)
         return f"{self.url}/response/{token}"
 
-    def add_channel(self, cid: str, name: str, member: bool) -> None:
+    def add_channel(self, cid: str, name: str, *, member: bool) -> None:
         """Add or reset a channel (everyone a member) with or without the bot."""
         self.channels[cid] = _Channel(name, bot_member=member)
 
@@ -143,25 +143,27 @@ class Workspace:
         entry = self._response_urls.get(token)
         if entry is None:
             return 404, {"ok": False, "error": "no_such_url"}
-        if self.clock() - entry.issued_at > RESPONSE_URL_TTL:
-            return 404, {"ok": False, "error": "expired_url"}
-        if entry.uses >= RESPONSE_URL_USES:
-            return 404, {"ok": False, "error": "used_url"}
+        problem = self._spent(entry)
+        if problem is not None:
+            return 404, {"ok": False, "error": problem}
         entry.uses += 1
-        try:
-            body = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            return 400, {"ok": False, "error": "invalid_payload"}
-        if not isinstance(body, dict):
+        body = _response_body(raw)
+        if body is None:
             return 400, {"ok": False, "error": "invalid_payload"}
         text, blocks = body.get("text") or "", body.get("blocks") or []
-        if not isinstance(text, str):
-            return 400, {"ok": False, "error": "invalid_payload"}
         if blocks and validate_blocks(blocks):
             return 400, {"ok": False, "error": "invalid_blocks"}
         self._apply_response(entry, body, text, blocks)
         self.responses.append(ResponseUrlPost(token, body, self.clock()))
         return 200, {"ok": True}
+
+    def _spent(self, entry: _ResponseUrl) -> str | None:
+        """Slack's error for a response URL that expired or was used up; None while it can be posted to."""
+        if self.clock() - entry.issued_at > RESPONSE_URL_TTL:
+            return "expired_url"
+        if entry.uses >= RESPONSE_URL_USES:
+            return "used_url"
+        return None
 
     def _apply_response(self, entry: _ResponseUrl, body: dict[str, Any], text: str, blocks: list[Any]) -> None:
         """Delete, replace or answer the bound message as the post's flags say (no flag: an ephemeral)."""
@@ -286,7 +288,7 @@ class Workspace:
 
     # ----- Web API methods -----
 
-    def _auth_test(self, args: Args) -> dict[str, Any]:
+    def _auth_test(self, _args: Args) -> dict[str, Any]:
         """auth.test: who the token belongs to."""
         return {
             "url": f"{self.url}/",
@@ -473,3 +475,14 @@ class Workspace:
         if group not in self.usergroups:
             raise ApiError("no_such_subteam")
         return {"users": list(self.usergroups[group])}
+
+
+def _response_body(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object posted to a response URL; None unless it is an object whose text, if any, is a string."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("text") or "", str):
+        return None
+    return body
