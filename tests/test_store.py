@@ -276,7 +276,7 @@ def test_sqlite_writer_lock_serves_urgent_writes_before_queued_ordinary_ones() -
             release.wait(5)
 
     def writer(name: str, urgent: bool) -> None:
-        with lock.hold(urgent):
+        with lock.hold(urgent=urgent):
             order.append(name)
 
     threads = [threading.Thread(target=first)]
