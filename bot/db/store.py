@@ -16,7 +16,7 @@ import tenacity
 from sqlalchemy import (
     Connection,
     Engine,
-    RowMapping,
+    Row,
     Select,
     Update,
     bindparam,
@@ -182,6 +182,9 @@ SEEN_REQUESTS = Base.metadata.tables["seen_requests"]
 _T = TASKS.c
 _D = DECISIONS.c
 
+#: A row of a statement on the tables (any columns).
+_Found = Row[*tuple[Any, ...]]
+
 #: The columns a TaskRow is made of (the payload becomes its Task), in every read and RETURNING.
 _ROW_COLUMNS = tuple(
     _T[name]
@@ -242,6 +245,16 @@ _SIGHT = tuple(
     builder(SEEN_REQUESTS).on_conflict_do_nothing().returning(SEEN_REQUESTS.c.key)
     for builder in (sqlite.insert, postgresql.insert)
 )
+_IN_STATES = (
+    select(*_ROW_COLUMNS).where(_T.state.in_(bindparam("p_states", expanding=True))).order_by(_T.announced_at.desc())
+)
+_IN_STATES_LIMITED = _IN_STATES.limit(bindparam("p_limit"))
+_FINISH = (
+    update(TASKS)
+    .where(_T.task_id == bindparam("p_task_id"), _T.state == TaskState.DECIDING)
+    .values(version=_T.version + 1, needs_render=True)
+    .returning(*_ROW_COLUMNS)
+)
 _RECENT_DECISIONS = (
     select(*_ROW_COLUMNS)
     .where(_T.state.in_(DECIDED_STATES), _T.decided_at.is_not(None))
@@ -250,59 +263,81 @@ _RECENT_DECISIONS = (
 )
 
 
-def _decision(found: RowMapping) -> DecisionRow:
-    """Snapshot an accepted decision from its columns (_DECISION_COLUMNS)."""
+def _decision(found: _Found) -> DecisionRow:
+    """Snapshot an accepted decision from its _DECISION_COLUMNS."""
+    decision_id, task_id, actor, action, surface, reason, note, reply, stage, owner, attempts = found
     return DecisionRow(
-        id=found["id"],
-        task_id=found["task_id"],
-        actor=found["actor"],
-        action=found["action"],
-        surface=found["surface"],
-        reason=found["reason"],
-        note=found["note"],
-        reply=dict(found["reply"] or {}),
-        stage=found["stage"],
-        owner=found["owner"],
-        attempts=found["attempts"],
+        id=decision_id,
+        task_id=task_id,
+        actor=actor,
+        action=action,
+        surface=surface,
+        reason=reason,
+        note=note,
+        reply=dict(reply or {}),
+        stage=stage,
+        owner=owner,
+        attempts=attempts,
     )
 
 
-def _row(found: RowMapping) -> TaskRow:
-    """Snapshot a record from its columns (_ROW_COLUMNS)."""
-    task = Task.from_api(found["payload"]) or Task(id=found["task_id"])
+def _row(found: _Found) -> TaskRow:
+    """Snapshot a record from its _ROW_COLUMNS (unpacked by position: the cheapest way to read a row)."""
+    (
+        task_id,
+        payload,
+        state,
+        channel,
+        message_ts,
+        claimed_at,
+        actor,
+        action,
+        surface,
+        reason,
+        note,
+        decided_at,
+        version,
+        rendered_version,
+        replied_state,
+        approvals,
+        announced_at,
+        updated_at,
+        decision_id,
+        resumed_at,
+    ) = found
     return TaskRow(
-        task_id=found["task_id"],
-        task=task,
-        state=found["state"],
-        channel=found["channel"],
-        message_ts=found["message_ts"],
-        claimed_at=found["claimed_at"],
-        actor=found["actor"],
-        action=found["action"],
-        surface=found["surface"],
-        reason=found["reason"],
-        note=found["note"],
-        decided_at=found["decided_at"],
-        version=found["version"],
-        rendered_version=found["rendered_version"],
-        replied_state=found["replied_state"],
-        approvals=found["approvals"],
-        announced_at=found["announced_at"],
-        updated_at=found["updated_at"],
-        decision_id=found["decision_id"],
-        resumed_at=found["resumed_at"],
+        task_id=task_id,
+        task=Task.from_api(payload) or Task(id=task_id),
+        state=state,
+        channel=channel,
+        message_ts=message_ts,
+        claimed_at=claimed_at,
+        actor=actor,
+        action=action,
+        surface=surface,
+        reason=reason,
+        note=note,
+        decided_at=decided_at,
+        version=version,
+        rendered_version=rendered_version,
+        replied_state=replied_state,
+        approvals=approvals,
+        announced_at=announced_at,
+        updated_at=updated_at,
+        decision_id=decision_id,
+        resumed_at=resumed_at,
     )
 
 
 def _read(conn: Connection, task_id: str, *, lock: bool = False) -> TaskRow | None:
     """One task record read on `conn` (inside its transaction); `lock`: hold the row until it ends (PostgreSQL)."""
-    found = conn.execute(_READ_LOCKED if lock else _READ, {"p_task_id": task_id}).mappings().first()
+    found = conn.execute(_READ_LOCKED if lock else _READ, {"p_task_id": task_id}).first()
     return _row(found) if found is not None else None
 
 
 def _read_decision(conn: Connection, decision_id: int) -> DecisionRow | None:
     """One accepted decision read on `conn` (inside its transaction)."""
-    found = conn.execute(_READ_DECISION, {"p_id": decision_id}).mappings().first()
+    found = conn.execute(_READ_DECISION, {"p_id": decision_id}).first()
     return _decision(found) if found is not None else None
 
 
@@ -444,9 +479,9 @@ class Store:
 
     def in_states(self, states: Iterable[str], *, limit: int | None = None) -> list[TaskRow]:
         """Records in any of these states, newest announcement first."""
-        return self._select(
-            select(*_ROW_COLUMNS).where(_T.state.in_(list(states))).order_by(_T.announced_at.desc()).limit(limit)
-        )
+        if limit is None:
+            return self._select(_IN_STATES, {"p_states": list(states)})
+        return self._select(_IN_STATES_LIMITED, {"p_states": list(states), "p_limit": limit})
 
     def recent_decisions(self, limit: int = 10) -> list[TaskRow]:
         """The records decided most recently (in Slack or in LeadLex), latest decision first."""
@@ -517,7 +552,7 @@ class Store:
     def _select(self, query: Select[Any], parameters: Mapping[str, Any] | None = None) -> list[TaskRow]:
         """Run a select of the task records' _ROW_COLUMNS and snapshot the rows."""
         with self.engine.connect() as conn:
-            return [_row(found) for found in conn.execute(query, parameters).mappings()]
+            return [_row(found) for found in conn.execute(query, parameters)]
 
     # --- conversations with Lexi -----------------------------------------------------------------
 
@@ -692,7 +727,7 @@ class Store:
             "updated_at": now,
         }
         with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
-            won = conn.execute(_CLAIM, claim).mappings().first()  # the record as this transaction left it
+            won = conn.execute(_CLAIM, claim).first()  # the record as this transaction left it
             if won is None:
                 return False, _read(conn, task_id)
             self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
@@ -947,15 +982,16 @@ class Store:
     @retried
     def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
         """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
-        values: dict[str, Any] = {"state": state, "decided_at": self._now()}
+        values: dict[str, Any] = {"p_task_id": task_id, "state": state, "decided_at": self._now()}
         if actor is not None:
             values["actor"] = actor
         with self._begin() as conn:
-            found = self._change_on(
-                conn, task_id, (_T.state == TaskState.DECIDING,), audit=Audit("decided", detail=state), **values
-            )
-            # As this transaction left it (someone else's outcome if not ours).
-            return _row(found) if found is not None else _read(conn, task_id)
+            values["updated_at"] = self._now()
+            found = conn.execute(_FINISH, values).first()
+            if found is None:
+                return _read(conn, task_id)  # as this transaction left it: someone else's outcome
+            self._write_audit(conn, Audit("decided", detail=state), task_id, found)
+            return _row(found)
 
     @retried
     def release_decision(self, task_id: str, note: str | None) -> TaskRow | None:
@@ -1089,13 +1125,13 @@ class Store:
         bump: bool = True,
         audit: Audit | None = None,
         **values: Any,
-    ) -> RowMapping | None:
+    ) -> _Found | None:
         """`_update_on` that returns the record's _ROW_COLUMNS as the UPDATE left them (RETURNING: no second read).
 
         None when the UPDATE did not match.
         """
         statement = self._update_of(task_id, conditions, bump=bump, values=values).returning(*_ROW_COLUMNS)
-        found = conn.execute(statement).mappings().first()
+        found = conn.execute(statement).first()
         if found is not None and audit is not None:
             self._write_audit(conn, audit, task_id, found)
         return found
@@ -1179,19 +1215,20 @@ class Store:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def _write_audit(
-        self, conn: Connection, audit: Audit, task_id: str | None, record: RowMapping | None = None
-    ) -> None:
+    def _write_audit(self, conn: Connection, audit: Audit, task_id: str | None, record: _Found | None = None) -> None:
         """Insert an audit row on `conn`; a decision's actor and surface come from the task when not given.
 
         `record`: the task's columns as this transaction left them, when the caller has them (saves a read).
         """
         actor, surface = audit.actor, audit.surface
         if task_id is not None and (actor is None or surface is None) and audit.event == "decided":
-            if record is None:
-                record = conn.execute(_READ_DECIDER, {"p_task_id": task_id}).mappings().first()
-            if record is not None:
-                actor, surface = actor or record["actor"], surface or record["surface"]
+            decider = (
+                (record.actor, record.surface)
+                if record is not None
+                else conn.execute(_READ_DECIDER, {"p_task_id": task_id}).first()
+            )
+            if decider is not None:
+                actor, surface = actor or decider[0], surface or decider[1]
         conn.execute(
             _INSERT_AUDIT,
             {
