@@ -1054,7 +1054,7 @@ class Store:
         return self._change(
             task_id,
             (_T.state == (TaskState.DECIDING if deciding else TaskState.PENDING),),
-            state="expired",
+            state=TaskState.EXPIRED,
             note=note,
             decided_at=self._now(),
             audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
