@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import event
 
 from bot.db import migrate
 from bot.db.models import Base
@@ -307,3 +308,30 @@ def test_sqlite_writer_lock_is_reentrant_for_its_holder() -> None:
 
     threading.Thread(target=other).start()
     assert done.wait(5), "the lock was not released by its holder"
+
+
+def test_a_click_s_transitions_do_not_read_back_what_they_wrote(store: Store) -> None:
+    """Claiming and finishing a decision each take one UPDATE (RETURNING the record) and their audit INSERT."""
+    _announced(store)
+    statements: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.split(maxsplit=1)[0].upper())
+
+    event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        won, claimed = store.claim_decision("t1", actor="UALICE", action="approve", surface="button")
+        assert won
+        assert claimed is not None
+        assert (claimed.state, claimed.actor, claimed.version) == ("deciding", "UALICE", 2)
+        assert statements == ["UPDATE", "INSERT"]
+        statements.clear()
+        finished = store.finish_decision("t1", "approved")
+        assert finished is not None
+        assert (finished.state, finished.actor, finished.version) == ("approved", "UALICE", 3)
+        assert statements == ["UPDATE", "INSERT"]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", note)
+    assert store.get("t1") == finished
+    decided = [e for e in store.audit_events() if e["event"] == "decided"]
+    assert [(e["actor"], e["surface"], e["detail"]) for e in decided] == [("UALICE", "button", "approved")]

@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any, ParamSpec, TypeVar
 
 import tenacity
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Update,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
-from bot.db.models import (
-    OPEN_DECISIONS,
-    STATES,
-    UNREPLIED,
-    AuditEvent,
-    Conversation,
-    Decision,
-    SeenRequest,
-    TaskRecord,
-)
-from bot.lexi.models import Task
+from bot.db.models import OPEN_DECISIONS, STATES, UNREPLIED, Base
+from bot.lexi.models import Task, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +106,7 @@ def retried(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 #: States a decision (in Slack or in LeadLex) has led to.
-DECIDED_STATES = ("approved", "dismissed", "completed", "failed")
+DECIDED_STATES = (TaskState.APPROVED, TaskState.DISMISSED, TaskState.COMPLETED, TaskState.FAILED)
 
 
 def utcnow() -> datetime:
@@ -165,66 +172,176 @@ class DecisionRow:
         return self.attempts > 1
 
 
-def _decision(record: Decision) -> DecisionRow:
-    """Snapshot an accepted decision."""
+#: The tables, used directly: Core statements on them cost a fraction of ORM-enabled ones (no identity map,
+#: no ORM compile step), and the store only ever hands out snapshots (TaskRow, DecisionRow).
+TASKS = Base.metadata.tables["tasks"]
+DECISIONS = Base.metadata.tables["decisions"]
+AUDIT_EVENTS = Base.metadata.tables["audit_events"]
+CONVERSATIONS = Base.metadata.tables["conversations"]
+SEEN_REQUESTS = Base.metadata.tables["seen_requests"]
+_T = TASKS.c
+_D = DECISIONS.c
+
+#: A row of a statement on the tables (any columns).
+_Found = Row[*tuple[Any, ...]]
+
+#: The columns a TaskRow is made of (the payload becomes its Task), in every read and RETURNING.
+_ROW_COLUMNS = tuple(
+    _T[name]
+    for name in (
+        "task_id",
+        "payload",
+        "state",
+        "channel",
+        "message_ts",
+        "claimed_at",
+        "actor",
+        "action",
+        "surface",
+        "reason",
+        "note",
+        "decided_at",
+        "version",
+        "rendered_version",
+        "replied_state",
+        "approvals",
+        "announced_at",
+        "updated_at",
+        "decision_id",
+        "resumed_at",
+    )
+)
+_DECISION_COLUMNS = tuple(
+    _D[name]
+    for name in ("id", "task_id", "actor", "action", "surface", "reason", "note", "reply", "stage", "owner", "attempts")
+)
+
+# Statements run on every click, built once: a statement object keeps its cache key, so running it again costs
+# neither the key's generation nor a compilation (the parameters are bound at execution).
+_READ = select(*_ROW_COLUMNS).where(_T.task_id == bindparam("p_task_id"))
+_READ_LOCKED = _READ.with_for_update()
+_READ_DECISION = select(*_DECISION_COLUMNS).where(_D.id == bindparam("p_id"))
+_READ_DECIDER = select(_T.actor, _T.surface).where(_T.task_id == bindparam("p_task_id"))
+_INSERT_AUDIT = insert(AUDIT_EVENTS)
+_INSERT_DECISION = insert(DECISIONS).returning(_D.id)
+_CLAIM = (
+    update(TASKS)
+    .where(_T.task_id == bindparam("p_task_id"), _T.state == TaskState.PENDING)
+    .values(version=_T.version + 1, needs_render=True)
+    .returning(*_ROW_COLUMNS)
+)
+_CLAIM_STAGE = update(DECISIONS).where(_D.id == bindparam("p_id")).values(stage="claimed")
+_CLOSE_DECISION = (
+    update(DECISIONS).where(_D.id == bindparam("p_id")).values(stage="done", owner=None, lease_until=None, reply=None)
+)
+_MARK_RENDERED = (
+    update(TASKS)
+    .where(_T.task_id == bindparam("p_task_id"), _T.rendered_version < bindparam("p_version"))
+    .values(rendered_version=bindparam("p_version"), needs_render=_T.version > bindparam("p_version"))
+)
+_FORGET_EXPIRED = delete(SEEN_REQUESTS).where(SEEN_REQUESTS.c.expires_at < bindparam("p_now"))
+#: Remember a signed request unless it was seen (atomic on both databases): [on SQLite, on PostgreSQL].
+_SIGHT = tuple(
+    builder(SEEN_REQUESTS).on_conflict_do_nothing().returning(SEEN_REQUESTS.c.key)
+    for builder in (sqlite.insert, postgresql.insert)
+)
+_IN_STATES = (
+    select(*_ROW_COLUMNS).where(_T.state.in_(bindparam("p_states", expanding=True))).order_by(_T.announced_at.desc())
+)
+_IN_STATES_LIMITED = _IN_STATES.limit(bindparam("p_limit"))
+_FINISH = (
+    update(TASKS)
+    .where(_T.task_id == bindparam("p_task_id"), _T.state == TaskState.DECIDING)
+    .values(version=_T.version + 1, needs_render=True)
+    .returning(*_ROW_COLUMNS)
+)
+_RECENT_DECISIONS = (
+    select(*_ROW_COLUMNS)
+    .where(_T.state.in_(DECIDED_STATES), _T.decided_at.is_not(None))
+    .order_by(_T.decided_at.desc())
+    .limit(bindparam("p_limit"))
+)
+
+
+def _decision(found: _Found) -> DecisionRow:
+    """Snapshot an accepted decision from its _DECISION_COLUMNS."""
+    decision_id, task_id, actor, action, surface, reason, note, reply, stage, owner, attempts = found
     return DecisionRow(
-        id=record.id,
-        task_id=record.task_id,
-        actor=record.actor,
-        action=record.action,
-        surface=record.surface,
-        reason=record.reason,
-        note=record.note,
-        reply=dict(record.reply or {}),
-        stage=record.stage,
-        owner=record.owner,
-        attempts=record.attempts,
+        id=decision_id,
+        task_id=task_id,
+        actor=actor,
+        action=action,
+        surface=surface,
+        reason=reason,
+        note=note,
+        reply=dict(reply or {}),
+        stage=stage,
+        owner=owner,
+        attempts=attempts,
     )
 
 
-def _row(record: TaskRecord) -> TaskRow:
-    """Snapshot a record."""
-    task = Task.from_api(record.payload) or Task(id=record.task_id)
+def _row(found: _Found) -> TaskRow:
+    """Snapshot a record from its _ROW_COLUMNS (unpacked by position: the cheapest way to read a row)."""
+    (
+        task_id,
+        payload,
+        state,
+        channel,
+        message_ts,
+        claimed_at,
+        actor,
+        action,
+        surface,
+        reason,
+        note,
+        decided_at,
+        version,
+        rendered_version,
+        replied_state,
+        approvals,
+        announced_at,
+        updated_at,
+        decision_id,
+        resumed_at,
+    ) = found
     return TaskRow(
-        task_id=record.task_id,
-        task=task,
-        state=record.state,
-        channel=record.channel,
-        message_ts=record.message_ts,
-        claimed_at=record.claimed_at,
-        actor=record.actor,
-        action=record.action,
-        surface=record.surface,
-        reason=record.reason,
-        note=record.note,
-        decided_at=record.decided_at,
-        version=record.version,
-        rendered_version=record.rendered_version,
-        replied_state=record.replied_state,
-        approvals=record.approvals,
-        announced_at=record.announced_at,
-        updated_at=record.updated_at,
-        decision_id=record.decision_id,
-        resumed_at=record.resumed_at,
+        task_id=task_id,
+        task=Task.from_api(payload) or Task(id=task_id),
+        state=state,
+        channel=channel,
+        message_ts=message_ts,
+        claimed_at=claimed_at,
+        actor=actor,
+        action=action,
+        surface=surface,
+        reason=reason,
+        note=note,
+        decided_at=decided_at,
+        version=version,
+        rendered_version=rendered_version,
+        replied_state=replied_state,
+        approvals=approvals,
+        announced_at=announced_at,
+        updated_at=updated_at,
+        decision_id=decision_id,
+        resumed_at=resumed_at,
     )
 
 
 def _read(conn: Connection, task_id: str, *, lock: bool = False) -> TaskRow | None:
     """One task record read on `conn` (inside its transaction); `lock`: hold the row until it ends (PostgreSQL)."""
-    query = select(TaskRecord.__table__).where(TaskRecord.task_id == task_id)
-    if lock:
-        query = query.with_for_update()
-    found = conn.execute(query).mappings().first()
-    return _row(SimpleNamespace(**found)) if found is not None else None  # type: ignore[arg-type]
+    found = conn.execute(_READ_LOCKED if lock else _READ, {"p_task_id": task_id}).first()
+    return _row(found) if found is not None else None
 
 
 def _read_decision(conn: Connection, decision_id: int) -> DecisionRow | None:
     """One accepted decision read on `conn` (inside its transaction)."""
-    found = conn.execute(select(Decision.__table__).where(Decision.id == decision_id)).mappings().first()
-    return _decision(SimpleNamespace(**found)) if found is not None else None  # type: ignore[arg-type]
+    found = conn.execute(_READ_DECISION, {"p_id": decision_id}).first()
+    return _decision(found) if found is not None else None
 
 
-def not_newer_than(signed_at: datetime | None) -> tuple[Any, ...]:
+def not_newer_than(signed_at: datetime | None) -> tuple[ColumnElement[bool], ...]:
     """The condition that a record's content was signed no later than `signed_at` (None: no condition).
 
     Content is ordered by the time LeadLex signed it, so a late or replayed delivery never overwrites newer
@@ -232,7 +349,7 @@ def not_newer_than(signed_at: datetime | None) -> tuple[Any, ...]:
     """
     if signed_at is None:
         return ()
-    return (or_(TaskRecord.content_signed_at.is_(None), TaskRecord.content_signed_at <= signed_at),)
+    return (or_(_T.content_signed_at.is_(None), _T.content_signed_at <= signed_at),)
 
 
 class WriterLock:
@@ -245,7 +362,7 @@ class WriterLock:
         self._urgent = 0
 
     @contextmanager
-    def hold(self, urgent: bool = False) -> Iterator[None]:
+    def hold(self, *, urgent: bool = False) -> Iterator[None]:
         """Hold the lock for the block; `urgent`: before every ordinary waiter."""
         me = threading.get_ident()
         with self._cond:
@@ -325,7 +442,10 @@ class Store:
 
         `urgent`: on SQLite, this write goes before queued ordinary ones (someone waits for it).
         """
-        with self._writer.hold(urgent) if self._writer is not None else nullcontext(), self.engine.connect() as conn:
+        with (
+            self._writer.hold(urgent=urgent) if self._writer is not None else nullcontext(),
+            self.engine.connect() as conn,
+        ):
             transaction = conn.begin()
             yield conn  # an error in the body propagates; closing the connection rolls the transaction back
             try:
@@ -340,9 +460,8 @@ class Store:
     @retried
     def get(self, task_id: str) -> TaskRow | None:
         """One task record, or None."""
-        with Session(self.engine) as session:
-            record = session.get(TaskRecord, task_id)
-            return _row(record) if record is not None else None
+        with self.engine.connect() as conn:
+            return _read(conn, task_id)
 
     def known(self, task_ids: Iterable[str]) -> set[str]:
         """Which of these task ids have a record (in batches, so the cost follows the input, not history)."""
@@ -355,27 +474,18 @@ class Store:
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
-                found.update(conn.scalars(select(TaskRecord.task_id).where(TaskRecord.task_id.in_(chunk))))
+                found.update(conn.scalars(select(_T.task_id).where(_T.task_id.in_(chunk))))
         return found
 
     def in_states(self, states: Iterable[str], *, limit: int | None = None) -> list[TaskRow]:
         """Records in any of these states, newest announcement first."""
-        query = (
-            select(TaskRecord)
-            .where(TaskRecord.state.in_(list(states)))
-            .order_by(TaskRecord.announced_at.desc())
-            .limit(limit)
-        )
-        return self._select(query)
+        if limit is None:
+            return self._select(_IN_STATES, {"p_states": list(states)})
+        return self._select(_IN_STATES_LIMITED, {"p_states": list(states), "p_limit": limit})
 
     def recent_decisions(self, limit: int = 10) -> list[TaskRow]:
         """The records decided most recently (in Slack or in LeadLex), latest decision first."""
-        return self._select(
-            select(TaskRecord)
-            .where(TaskRecord.state.in_(DECIDED_STATES), TaskRecord.decided_at.is_not(None))
-            .order_by(TaskRecord.decided_at.desc())
-            .limit(limit)
-        )
+        return self._select(_RECENT_DECISIONS, {"p_limit": limit})
 
     def stale(self, state: str, older_than: timedelta, *, orphaned_before: datetime | None = None) -> list[TaskRow]:
         """Records stuck in a claim state (announcing / deciding) for longer than `older_than`.
@@ -386,24 +496,22 @@ class Store:
         cutoff = self._now() - older_than
         if orphaned_before is not None:
             cutoff = max(cutoff, orphaned_before)
-        return self._select(
-            select(TaskRecord).where(TaskRecord.state == state, TaskRecord.claimed_at < cutoff).limit(200)
-        )
+        return self._select(select(*_ROW_COLUMNS).where(_T.state == state, _T.claimed_at < cutoff).limit(200))
 
     def unrendered(self, limit: int = 50) -> list[TaskRow]:
         """Records whose Slack message does not yet show their current version."""
         return self._select(
-            select(TaskRecord)
-            .where(TaskRecord.needs_render, TaskRecord.message_ts.is_not(None))
-            .order_by(TaskRecord.updated_at)
+            select(*_ROW_COLUMNS)
+            .where(_T.needs_render, _T.message_ts.is_not(None))
+            .order_by(_T.updated_at)
             .limit(limit)
         )
 
     def unreplied(self, limit: int = 50) -> list[TaskRow]:
         """Completed or failed records whose thread reply was never claimed (a crash came in between)."""
         return self._select(
-            select(TaskRecord)
-            .where(text(UNREPLIED), TaskRecord.message_ts.is_not(None))  # the partial index's own text
+            select(*_ROW_COLUMNS)
+            .where(text(UNREPLIED), _T.message_ts.is_not(None))  # the partial index's own text
             .limit(limit)
         )
 
@@ -411,7 +519,7 @@ class Store:
     def is_empty(self) -> bool:
         """Whether no task was ever recorded (a new or lost database)."""
         with self.engine.connect() as conn:
-            return conn.execute(select(TaskRecord.task_id).limit(1)).first() is None
+            return conn.execute(select(_T.task_id).limit(1)).first() is None
 
     @retried
     def restore_announcement(self, task_id: str, channel: str, ts: str, state: str, actor: str | None) -> bool:
@@ -429,7 +537,7 @@ class Store:
                     message_ts=ts,
                     actor=actor,
                     rendered_version=1,
-                    decided_at=self._now() if state not in ("pending", "announcing") else None,
+                    decided_at=self._now() if state not in (TaskState.PENDING, TaskState.ANNOUNCING) else None,
                     audit=Audit("restored", actor=actor, detail=f"{state} {channel} {ts}"),
                 )
             return inserted
@@ -438,13 +546,13 @@ class Store:
     def count_in_state(self, state: str) -> int:
         """How many records are in one state (an index lookup: it does not grow with history)."""
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).where(TaskRecord.state == state)).scalar() or 0)
+            return int(conn.execute(select(func.count()).where(_T.state == state)).scalar() or 0)
 
     @retried
-    def _select(self, query: Any) -> list[TaskRow]:
-        """Run a select of TaskRecord and snapshot the rows."""
-        with Session(self.engine) as session:
-            return [_row(record) for record in session.scalars(query)]
+    def _select(self, query: Select[Any], parameters: Mapping[str, Any] | None = None) -> list[TaskRow]:
+        """Run a select of the task records' _ROW_COLUMNS and snapshot the rows."""
+        with self.engine.connect() as conn:
+            return [_row(found) for found in conn.execute(query, parameters)]
 
     # --- conversations with Lexi -----------------------------------------------------------------
 
@@ -453,8 +561,8 @@ class Store:
         """The Lexi conversation `user` continues in `channel`, or None when they have none yet."""
         with self.engine.connect() as conn:
             return conn.scalar(
-                select(Conversation.conversation_id).where(
-                    Conversation.user_id == user, Conversation.channel == channel
+                select(CONVERSATIONS.c.conversation_id).where(
+                    CONVERSATIONS.c.user_id == user, CONVERSATIONS.c.channel == channel
                 )
             )
 
@@ -464,7 +572,7 @@ class Store:
         now = self._now()
         with self._begin() as conn:
             builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            statement = builder(Conversation).values(
+            statement = builder(CONVERSATIONS).values(
                 user_id=user, channel=channel, conversation_id=conversation_id, updated_at=now
             )
             conn.execute(
@@ -481,7 +589,7 @@ class Store:
 
         `signed_at`: when the content was signed (a webhook) or fetched (a poll); later older content is dropped.
         """
-        return self._insert(task, channel, "announcing", signed_at=signed_at)
+        return self._insert(task, channel, TaskState.ANNOUNCING, signed_at=signed_at)
 
     @retried
     def remember_unannounced(self, task: Task, channel: str, state: str, *, signed_at: datetime | None = None) -> bool:
@@ -502,10 +610,10 @@ class Store:
 
         None when the task is not pending, or when the record holds content signed after `signed_at`.
         """
-        signed = {"content_signed_at": signed_at} if signed_at is not None else {}
+        signed: dict[str, Any] = {"content_signed_at": signed_at} if signed_at is not None else {}
         return self._change(
             task.id,
-            (TaskRecord.state.in_(("announcing", "pending")), *not_newer_than(signed_at)),
+            (_T.state.in_((TaskState.ANNOUNCING, TaskState.PENDING)), *not_newer_than(signed_at)),
             payload=task.to_api(),
             **signed,
         )
@@ -521,30 +629,30 @@ class Store:
     ) -> bool:
         """`_insert` inside the caller's transaction."""
         now = self._now()
-        values = dict(
-            task_id=task.id,
-            task_type=task.type[:100],
-            payload=task.to_api(),
-            state=state,
-            channel=channel,
-            claimed_at=now,
-            version=1,
-            rendered_version=0,
-            needs_render=False,
-            announced_at=now,
-            updated_at=now,
-            content_signed_at=signed_at,
-        )
+        values = {
+            "task_id": task.id,
+            "task_type": task.type[:100],
+            "payload": task.to_api(),
+            "state": state,
+            "channel": channel,
+            "claimed_at": now,
+            "version": 1,
+            "rendered_version": 0,
+            "needs_render": False,
+            "announced_at": now,
+            "updated_at": now,
+            "content_signed_at": signed_at,
+        }
         builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = builder(TaskRecord).values(**values).on_conflict_do_nothing()
+        statement = builder(TASKS).values(**values).on_conflict_do_nothing()
         # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
-        return conn.execute(statement.returning(TaskRecord.task_id)).first() is not None
+        return conn.execute(statement.returning(_T.task_id)).first() is not None
 
     def take_over_announcement(self, task_id: str, seen_claimed_at: datetime) -> bool:
         """Renew a stale announcement claim; False when another process renewed or finished it first."""
         return self._update(
             task_id,
-            (TaskRecord.state == "announcing", TaskRecord.claimed_at == seen_claimed_at),
+            (_T.state == TaskState.ANNOUNCING, _T.claimed_at == seen_claimed_at),
             claimed_at=self._now(),
             bump=False,
         )
@@ -555,20 +663,20 @@ class Store:
         now = self._now()
         with self._begin() as conn:
             conn.execute(
-                update(TaskRecord)
-                .where(TaskRecord.task_id == task_id)
+                update(TASKS)
+                .where(_T.task_id == task_id)
                 .values(
                     channel=channel,
                     message_ts=ts,
                     rendered_version=rendered_version,
-                    needs_render=TaskRecord.version > rendered_version,
+                    needs_render=_T.version > rendered_version,
                     updated_at=now,
                 )
             )
             announced = conn.execute(
-                update(TaskRecord)
-                .where(TaskRecord.task_id == task_id, TaskRecord.state == "announcing")
-                .values(state="pending")
+                update(TASKS)
+                .where(_T.task_id == task_id, _T.state == TaskState.ANNOUNCING)
+                .values(state=TaskState.PENDING)
             ).rowcount
             if announced == 1:
                 self._write_audit(conn, Audit("announced", detail=f"{channel} {ts}"), task_id)
@@ -578,10 +686,10 @@ class Store:
         """Forget a claim whose post Slack definitely refused, so a later poll tries again."""
         with self._begin() as conn:
             conn.execute(
-                delete(TaskRecord).where(
-                    TaskRecord.task_id == task_id,
-                    TaskRecord.state == "announcing",
-                    TaskRecord.message_ts.is_(None),
+                delete(TASKS).where(
+                    _T.task_id == task_id,
+                    _T.state == TaskState.ANNOUNCING,
+                    _T.message_ts.is_(None),
                 )
             )
 
@@ -604,34 +712,28 @@ class Store:
         takes it over later knows whether the task's claim is its own.
         """
         now = self._now()
+        claim = {
+            "p_task_id": task_id,
+            "state": TaskState.DECIDING,
+            "actor": actor,
+            "action": action,
+            "surface": surface,
+            "reason": reason,
+            "note": note,
+            "claimed_at": now,
+            "decided_at": None,
+            "decision_id": decision_id,
+            "resumed_at": None,
+            "updated_at": now,
+        }
         with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
-            won = (
-                conn.execute(
-                    update(TaskRecord)
-                    .where(TaskRecord.task_id == task_id, TaskRecord.state == "pending")
-                    .values(
-                        state="deciding",
-                        actor=actor,
-                        action=action,
-                        surface=surface,
-                        reason=reason,
-                        note=note,
-                        claimed_at=now,
-                        decided_at=None,
-                        decision_id=decision_id,
-                        resumed_at=None,
-                        updated_at=now,
-                        version=TaskRecord.version + 1,
-                        needs_render=True,
-                    )
-                ).rowcount
-                == 1
-            )
-            if won:
-                self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
-                if decision_id is not None:
-                    conn.execute(update(Decision).where(Decision.id == decision_id).values(stage="claimed"))
-            return won, _read(conn, task_id)  # as this transaction left it
+            won = conn.execute(_CLAIM, claim).first()  # the record as this transaction left it
+            if won is None:
+                return False, _read(conn, task_id)
+            self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
+            if decision_id is not None:
+                conn.execute(_CLAIM_STAGE, {"p_id": decision_id})
+            return True, _row(won)
 
     @retried
     def add_approval(self, task_id: str, user: str, needed: int, surface: str) -> tuple[str, list[str]]:
@@ -642,7 +744,7 @@ class Store:
         """
         with self._begin() as conn:
             row = _read(conn, task_id, lock=True)
-            if row is None or row.state != "pending":
+            if row is None or row.state != TaskState.PENDING:
                 return "not_pending", []
             by = list((row.approvals or {}).get("by", []))
             if user in by:
@@ -652,7 +754,7 @@ class Store:
             if not self._update_on(
                 conn,
                 task_id,
-                (TaskRecord.version == row.version, TaskRecord.state == "pending"),
+                (_T.version == row.version, _T.state == TaskState.PENDING),
                 approvals={"needed": needed, "by": by},
                 audit=audit,
             ):
@@ -669,7 +771,7 @@ class Store:
             row = _read(conn, task_id, lock=True)
             by = list((row.approvals or {}).get("by", [])) if row is not None else []
             kept = [u for u in by if u not in users]
-            if row is None or row.state != "pending" or kept == by:
+            if row is None or row.state != TaskState.PENDING or kept == by:
                 return kept
             audit = Audit(
                 "approval_withdrawn",
@@ -680,7 +782,7 @@ class Store:
             if not self._update_on(
                 conn,
                 task_id,
-                (TaskRecord.version == row.version, TaskRecord.state == "pending"),
+                (_T.version == row.version, _T.state == TaskState.PENDING),
                 approvals={"needed": needed, "by": kept},
                 audit=audit,
             ):
@@ -704,7 +806,8 @@ class Store:
     ) -> DecisionRow:
         """Journal a decision Slack is about to be told was accepted, leased to `owner` (one short INSERT)."""
         now = self._now()
-        values = dict(
+        row = DecisionRow(
+            id=0,  # the database numbers it
             task_id=task_id[:255],
             actor=actor[:100],
             action=action,
@@ -714,36 +817,30 @@ class Store:
             reply=reply,
             stage="accepted",
             owner=owner,
-            lease_until=now + lease,
             attempts=1,
-            accepted_at=now,
         )
+        values = {
+            "task_id": row.task_id,
+            "actor": row.actor,
+            "action": row.action,
+            "surface": row.surface,
+            "reason": row.reason,
+            "note": row.note,
+            "reply": row.reply,
+            "stage": row.stage,
+            "owner": row.owner,
+            "lease_until": now + lease,
+            "attempts": row.attempts,
+            "accepted_at": now,
+        }
         with self._begin(urgent=True) as conn:
-            decision_id = conn.execute(insert(Decision).values(**values).returning(Decision.id)).scalar_one()
-        return DecisionRow(
-            id=int(decision_id),
-            **{
-                k: values[k]
-                for k in (
-                    "task_id",
-                    "actor",
-                    "action",
-                    "surface",
-                    "reason",
-                    "note",
-                    "reply",
-                    "stage",
-                    "owner",
-                    "attempts",
-                )
-            },
-        )
+            decision_id = conn.execute(_INSERT_DECISION, values).scalar_one()
+        return dataclasses.replace(row, id=int(decision_id))
 
     def decision(self, decision_id: int) -> DecisionRow | None:
         """One accepted decision, or None."""
-        with Session(self.engine) as session:
-            record = session.get(Decision, decision_id)
-            return _decision(record) if record is not None else None
+        with self.engine.connect() as conn:
+            return _read_decision(conn, decision_id)
 
     def close_decision(self, decision_id: int) -> None:
         """Mark an accepted decision carried out to the end (whatever came of it): nobody resumes it.
@@ -751,11 +848,7 @@ class Store:
         Its way of answering (a response_url, valid for a while) is forgotten: nobody needs it any more.
         """
         with self._begin() as conn:
-            conn.execute(
-                update(Decision)
-                .where(Decision.id == decision_id)
-                .values(stage="done", owner=None, lease_until=None, done_at=self._now(), reply=None)
-            )
+            conn.execute(_CLOSE_DECISION, {"p_id": decision_id, "done_at": self._now()})
 
     def renew_leases(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:
         """Extend `owner`'s leases on these open decisions (its heartbeat while they wait or LeadLex works)."""
@@ -765,8 +858,8 @@ class Store:
         with self._begin() as conn:
             for start in range(0, len(ids), 500):
                 conn.execute(
-                    update(Decision)
-                    .where(Decision.id.in_(ids[start : start + 500]), Decision.owner == owner, text(OPEN_DECISIONS))
+                    update(DECISIONS)
+                    .where(_D.id.in_(ids[start : start + 500]), _D.owner == owner, text(OPEN_DECISIONS))
                     .values(lease_until=self._now() + lease)
                 )
 
@@ -781,28 +874,28 @@ class Store:
         Each take is a compare-and-set, so one process wins; all of them are one transaction.
         """
         now = self._now()
-        expired = or_(Decision.lease_until.is_(None), Decision.lease_until < now)
+        expired = or_(_D.lease_until.is_(None), _D.lease_until < now)
         if orphans:
-            expired = or_(expired, Decision.owner.is_(None), Decision.owner != owner)
+            expired = or_(expired, _D.owner.is_(None), _D.owner != owner)
         taken = []
         busy = set(exclude)
         with self._begin() as conn:
             seen = conn.execute(
-                select(Decision.id, Decision.owner, Decision.lease_until)
+                select(_D.id, _D.owner, _D.lease_until)
                 .where(text(OPEN_DECISIONS), expired)
-                .order_by(Decision.id)
+                .order_by(_D.id)
                 .limit(limit)
             ).all()
             for decision_id, old_owner, old_lease in seen:
                 if decision_id in busy:
                     continue
-                owned = Decision.owner.is_(None) if old_owner is None else Decision.owner == old_owner
-                leased = Decision.lease_until.is_(None) if old_lease is None else Decision.lease_until == old_lease
+                owned = _D.owner.is_(None) if old_owner is None else _D.owner == old_owner
+                leased = _D.lease_until.is_(None) if old_lease is None else _D.lease_until == old_lease
                 won = (
                     conn.execute(
-                        update(Decision)
-                        .where(Decision.id == decision_id, owned, leased, text(OPEN_DECISIONS))
-                        .values(owner=owner, lease_until=now + lease, attempts=Decision.attempts + 1)
+                        update(DECISIONS)
+                        .where(_D.id == decision_id, owned, leased, text(OPEN_DECISIONS))
+                        .values(owner=owner, lease_until=now + lease, attempts=_D.attempts + 1)
                     ).rowcount
                     == 1
                 )
@@ -816,41 +909,41 @@ class Store:
         """Show on the card that this task's decision was resumed; False unless the decision still holds it."""
         return self._update(
             task_id,
-            (TaskRecord.state == "deciding", TaskRecord.decision_id == decision_id),
+            (_T.state == TaskState.DECIDING, _T.decision_id == decision_id),
             resumed_at=self._now(),
         )
 
     @retried
     def adopt_stale_decisions(self, older_than: timedelta) -> int:
-        """Journal claims left `deciding` with no open decision behind them (written before decisions were
-        journaled, or whose decision ended without an outcome), so that they are resumed, not handed back.
+        """Journal claims left `deciding` with no open decision behind them, so that they are resumed, not handed back.
 
-        One transaction; each adoption is still conditional on the claim being the one read.
+        Such claims were written before decisions were journaled, or their decision ended without an outcome. One
+        transaction; each adoption is still conditional on the claim being the one read.
         """
         cutoff = self._now() - older_than
-        open_ids = select(Decision.id).where(text(OPEN_DECISIONS))
+        open_ids = select(_D.id).where(text(OPEN_DECISIONS))
         adopted = 0
         with self._begin() as conn:
             rows = conn.execute(
                 select(
-                    TaskRecord.task_id,
-                    TaskRecord.actor,
-                    TaskRecord.action,
-                    TaskRecord.surface,
-                    TaskRecord.reason,
-                    TaskRecord.note,
-                    TaskRecord.decision_id,
+                    _T.task_id,
+                    _T.actor,
+                    _T.action,
+                    _T.surface,
+                    _T.reason,
+                    _T.note,
+                    _T.decision_id,
                 )
                 .where(
-                    TaskRecord.state == "deciding",
-                    TaskRecord.claimed_at < cutoff,
-                    or_(TaskRecord.decision_id.is_(None), TaskRecord.decision_id.not_in(open_ids)),
+                    _T.state == TaskState.DECIDING,
+                    _T.claimed_at < cutoff,
+                    or_(_T.decision_id.is_(None), _T.decision_id.not_in(open_ids)),
                 )
                 .limit(200)
             ).all()
             for row in rows:
                 decision_id = conn.execute(
-                    insert(Decision)
+                    insert(DECISIONS)
                     .values(
                         task_id=row.task_id,
                         actor=row.actor or "unknown",
@@ -865,66 +958,64 @@ class Store:
                         attempts=1,
                         accepted_at=self._now(),
                     )
-                    .returning(Decision.id)
+                    .returning(_D.id)
                 ).scalar_one()
-                same = (
-                    TaskRecord.decision_id.is_(None)
-                    if row.decision_id is None
-                    else TaskRecord.decision_id == row.decision_id
-                )
+                same = _T.decision_id.is_(None) if row.decision_id is None else _T.decision_id == row.decision_id
                 if (
                     conn.execute(
-                        update(TaskRecord)
-                        .where(TaskRecord.task_id == row.task_id, TaskRecord.state == "deciding", same)
+                        update(TASKS)
+                        .where(_T.task_id == row.task_id, _T.state == TaskState.DECIDING, same)
                         .values(decision_id=decision_id)
                     ).rowcount
                     == 1
                 ):
                     adopted += 1
                 else:
-                    conn.execute(delete(Decision).where(Decision.id == decision_id))
+                    conn.execute(delete(DECISIONS).where(_D.id == decision_id))
         return adopted
 
     def prune_decisions(self, older_than: timedelta) -> None:
         """Forget decisions carried out longer ago than `older_than` (the audit trail keeps what happened)."""
         with self._begin() as conn:
-            conn.execute(delete(Decision).where(Decision.done_at < self._now() - older_than))
+            conn.execute(delete(DECISIONS).where(_D.done_at < self._now() - older_than))
 
     @retried
     def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
         """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
-        values: dict[str, Any] = {"state": state, "decided_at": self._now()}
+        values: dict[str, Any] = {"p_task_id": task_id, "state": state, "decided_at": self._now()}
         if actor is not None:
             values["actor"] = actor
         with self._begin() as conn:
-            self._update_on(
-                conn, task_id, (TaskRecord.state == "deciding",), audit=Audit("decided", detail=state), **values
-            )
-            return _read(conn, task_id)  # as this transaction left it (someone else's outcome if not ours)
+            values["updated_at"] = self._now()
+            found = conn.execute(_FINISH, values).first()
+            if found is None:
+                return _read(conn, task_id)  # as this transaction left it: someone else's outcome
+            self._write_audit(conn, Audit("decided", detail=state), task_id, found)
+            return _row(found)
 
     @retried
     def release_decision(self, task_id: str, note: str | None) -> TaskRow | None:
         """Return a task whose decision failed to `pending`, with the reason shown on the card."""
         with self._begin() as conn:
             before = _read(conn, task_id, lock=True)  # who was deciding, for the audit
-            self._update_on(
+            found = self._change_on(
                 conn,
                 task_id,
-                (TaskRecord.state == "deciding",),
+                (_T.state == TaskState.DECIDING,),
                 audit=Audit(
                     "decision_failed",
                     actor=before.actor if before else None,
                     surface=before.surface if before else None,
                     detail=note,
                 ),
-                state="pending",
+                state=TaskState.PENDING,
                 note=note,
                 actor=None,
                 action=None,
                 surface=None,
                 reason=None,
             )
-            return _read(conn, task_id)
+            return _row(found) if found is not None else _read(conn, task_id)
 
     def apply_lexi_state(
         self,
@@ -947,10 +1038,10 @@ class Store:
             values["payload"] = task.to_api()
         if signed_at is not None:
             values["content_signed_at"] = signed_at
-        if state in ("approved", "dismissed", "gone"):
+        if state in (TaskState.APPROVED, TaskState.DISMISSED, TaskState.GONE):
             values.update(actor=None, surface=surface, reason=None, decided_at=self._now())
         audit = Audit("state_changed", actor="leadlex", surface=surface, detail=state)
-        conditions = (TaskRecord.state.in_(list(from_states)), *not_newer_than(signed_at))
+        conditions = (_T.state.in_(list(from_states)), *not_newer_than(signed_at))
         return self._change(task_id, conditions, audit=audit, **values)
 
     def expire(self, task_id: str, note: str | None, *, deciding: bool = False) -> TaskRow | None:
@@ -959,11 +1050,11 @@ class Store:
         `deciding`: the task is claimed by the expiry's own decision (it dismissed the task in LeadLex), whose
         claim is cleared: an expired task was decided by nobody.
         """
-        claim = dict(actor=None, action=None, surface=None, reason=None) if deciding else {}
+        claim: dict[str, Any] = {"actor": None, "action": None, "surface": None, "reason": None} if deciding else {}
         return self._change(
             task_id,
-            (TaskRecord.state == ("deciding" if deciding else "pending"),),
-            state="expired",
+            (_T.state == (TaskState.DECIDING if deciding else TaskState.PENDING),),
+            state=TaskState.EXPIRED,
             note=note,
             decided_at=self._now(),
             audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
@@ -972,23 +1063,19 @@ class Store:
 
     def claim_reply(self, task_id: str, state: str) -> bool:
         """Take the right to post the one thread reply for a final state; False when it was already taken."""
-        return self._update(task_id, (TaskRecord.replied_state.is_(None),), replied_state=state, bump=False)
+        return self._update(task_id, (_T.replied_state.is_(None),), replied_state=state, bump=False)
 
     @retried
     def mark_rendered(self, task_id: str, version: int) -> None:
         """Record that the Slack message now shows `version` (never moves backwards)."""
         with self._begin() as conn:
-            conn.execute(
-                update(TaskRecord)
-                .where(TaskRecord.task_id == task_id, TaskRecord.rendered_version < version)
-                .values(rendered_version=version, needs_render=TaskRecord.version > version)
-            )
+            conn.execute(_MARK_RENDERED, {"p_task_id": task_id, "p_version": version})
 
     @retried
     def _update(
         self,
         task_id: str,
-        conditions: tuple[Any, ...],
+        conditions: tuple[ColumnElement[bool], ...],
         *,
         bump: bool = True,
         audit: Audit | None = None,
@@ -1002,7 +1089,7 @@ class Store:
     def _change(
         self,
         task_id: str,
-        conditions: tuple[Any, ...],
+        conditions: tuple[ColumnElement[bool], ...],
         *,
         bump: bool = True,
         audit: Audit | None = None,
@@ -1010,30 +1097,54 @@ class Store:
     ) -> TaskRow | None:
         """`_update`, returning the record as the same transaction left it; None when the UPDATE did not match."""
         with self._begin() as conn:
-            if not self._update_on(conn, task_id, conditions, bump=bump, audit=audit, **values):
-                return None
-            return _read(conn, task_id)
+            found = self._change_on(conn, task_id, conditions, bump=bump, audit=audit, **values)
+            return _row(found) if found is not None else None
 
     def _update_on(
         self,
         conn: Connection,
         task_id: str,
-        conditions: tuple[Any, ...],
+        conditions: tuple[ColumnElement[bool], ...],
         *,
         bump: bool = True,
         audit: Audit | None = None,
         **values: Any,
     ) -> bool:
         """`_update` inside the caller's transaction."""
-        values["updated_at"] = self._now()
-        if bump:
-            values["version"] = TaskRecord.version + 1
-            values["needs_render"] = True
-        result = conn.execute(update(TaskRecord).where(TaskRecord.task_id == task_id, *conditions).values(**values))
-        matched = result.rowcount == 1
+        matched = conn.execute(self._update_of(task_id, conditions, bump=bump, values=values)).rowcount == 1
         if matched and audit is not None:
             self._write_audit(conn, audit, task_id)
         return matched
+
+    def _change_on(
+        self,
+        conn: Connection,
+        task_id: str,
+        conditions: tuple[ColumnElement[bool], ...],
+        *,
+        bump: bool = True,
+        audit: Audit | None = None,
+        **values: Any,
+    ) -> _Found | None:
+        """`_update_on` that returns the record's _ROW_COLUMNS as the UPDATE left them (RETURNING: no second read).
+
+        None when the UPDATE did not match.
+        """
+        statement = self._update_of(task_id, conditions, bump=bump, values=values).returning(*_ROW_COLUMNS)
+        found = conn.execute(statement).first()
+        if found is not None and audit is not None:
+            self._write_audit(conn, audit, task_id, found)
+        return found
+
+    def _update_of(
+        self, task_id: str, conditions: tuple[ColumnElement[bool], ...], *, bump: bool, values: dict[str, Any]
+    ) -> Update:
+        """The conditional UPDATE of one task setting `values`; `bump`: a new version the card must show."""
+        values["updated_at"] = self._now()
+        if bump:
+            values["version"] = _T.version + 1
+            values["needs_render"] = True
+        return update(TASKS).where(_T.task_id == task_id, *conditions).values(**values)
 
     # --- replay protection ------------------------------------------------------------------------
 
@@ -1044,16 +1155,15 @@ class Store:
         Shared by every replica through the database; expired keys are dropped in the same transaction.
         """
         with self._begin(urgent=True) as conn:
-            conn.execute(delete(SeenRequest).where(SeenRequest.expires_at < self._now()))
-            builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            statement = builder(SeenRequest).values(key=key[:100], expires_at=expires_at).on_conflict_do_nothing()
-            return conn.execute(statement.returning(SeenRequest.key)).first() is not None
+            conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
+            statement = _SIGHT[conn.dialect.name == "postgresql"]
+            return conn.execute(statement, {"key": key[:100], "expires_at": expires_at}).first() is not None
 
     @retried
     def forget_sighting(self, key: str) -> None:
         """Forget a request recorded by first_sighting that could not be acted on, so its retry is not a replay."""
         with self._begin() as conn:
-            conn.execute(delete(SeenRequest).where(SeenRequest.key == key[:100]))
+            conn.execute(delete(SEEN_REQUESTS).where(SEEN_REQUESTS.c.key == key[:100]))
 
     # --- the audit trail (append-only: nothing updates or deletes it) ----------------------------
 
@@ -1074,10 +1184,10 @@ class Store:
     @retried
     def audit_events(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """The audit trail, oldest first, from `since` on."""
-        query = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id)
+        query = select(AUDIT_EVENTS).order_by(AUDIT_EVENTS.c.at, AUDIT_EVENTS.c.id)
         if since is not None:
-            query = query.where(AuditEvent.at >= since)
-        with Session(self.engine) as session:
+            query = query.where(AUDIT_EVENTS.c.at >= since)
+        with self.engine.connect() as conn:
             return [
                 {
                     "at": e.at.isoformat(),
@@ -1087,7 +1197,7 @@ class Store:
                     "surface": e.surface,
                     "detail": e.detail,
                 }
-                for e in session.scalars(query.limit(limit))
+                for e in conn.execute(query.limit(limit))
             ]
 
     @retried
@@ -1095,32 +1205,38 @@ class Store:
         self, event: str, *, surface: str | None = None, since: datetime | None = None, task_id: str | None = None
     ) -> int:
         """How many audit events of one kind (for one task, through one surface) happened since a moment."""
-        query = select(func.count()).select_from(AuditEvent).where(AuditEvent.event == event)
+        query = select(func.count()).select_from(AUDIT_EVENTS).where(AUDIT_EVENTS.c.event == event)
         if task_id is not None:
-            query = query.where(AuditEvent.task_id == task_id)
+            query = query.where(AUDIT_EVENTS.c.task_id == task_id)
         if surface is not None:
-            query = query.where(AuditEvent.surface == surface)
+            query = query.where(AUDIT_EVENTS.c.surface == surface)
         if since is not None:
-            query = query.where(AuditEvent.at >= since)
+            query = query.where(AUDIT_EVENTS.c.at >= since)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def _write_audit(self, conn: Any, audit: Audit, task_id: str | None) -> None:
-        """Insert an audit row on `conn`; a decision's actor and surface come from the task when not given."""
+    def _write_audit(self, conn: Connection, audit: Audit, task_id: str | None, record: _Found | None = None) -> None:
+        """Insert an audit row on `conn`; a decision's actor and surface come from the task when not given.
+
+        `record`: the task's columns as this transaction left them, when the caller has them (saves a read).
+        """
         actor, surface = audit.actor, audit.surface
-        if task_id is not None and (actor is None or surface is None) and audit.event in ("decided",):
-            row = conn.execute(
-                select(TaskRecord.actor, TaskRecord.surface).where(TaskRecord.task_id == task_id)
-            ).first()
-            if row is not None:
-                actor, surface = actor or row.actor, surface or row.surface
-        conn.execute(
-            insert(AuditEvent).values(
-                at=self._now(),
-                task_id=task_id,
-                event=audit.event,
-                actor=actor,
-                surface=surface,
-                detail=(audit.detail or None) and audit.detail[:2000],
+        if task_id is not None and (actor is None or surface is None) and audit.event == "decided":
+            decider = (
+                (record.actor, record.surface)
+                if record is not None
+                else conn.execute(_READ_DECIDER, {"p_task_id": task_id}).first()
             )
+            if decider is not None:
+                actor, surface = actor or decider[0], surface or decider[1]
+        conn.execute(
+            _INSERT_AUDIT,
+            {
+                "at": self._now(),
+                "task_id": task_id,
+                "event": audit.event,
+                "actor": actor,
+                "surface": surface,
+                "detail": (audit.detail or None) and audit.detail[:2000],
+            },
         )
