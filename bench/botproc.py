@@ -32,14 +32,16 @@ def trace_memory(path: str, runtime: Runtime, stop: threading.Event, every: floa
     tracemalloc.start(25)
     first = None
     while not stop.wait(every):
-        snapshot = tracemalloc.take_snapshot()
+        own = tracemalloc.Filter(inclusive=False, filename_pattern=tracemalloc.__file__)
+        snapshot = tracemalloc.take_snapshot().filter_traces([own])
         if first is None:
             first = snapshot
             continue
         traced = tracemalloc.get_traced_memory()[0] / 2**20
         pool = runtime.store.engine.pool.status()
         lines = [f"--- {time.strftime('%H:%M:%S')} threads={threading.active_count()} {pool} traced={traced:.1f} MiB"]
-        for stat in snapshot.compare_to(first, "traceback")[:6]:
+        lines += [str(stat) for stat in snapshot.compare_to(first, "lineno")[:10]]
+        for stat in snapshot.compare_to(first, "traceback")[:3]:
             lines += [str(stat), *("    " + line for line in stat.traceback.format())]
         with Path(path).open("a", encoding="utf-8") as out:
             out.write("\n".join(lines) + "\n")

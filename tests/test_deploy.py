@@ -130,14 +130,16 @@ def test_dockerfile_installs_only_hashed_locked_dependencies() -> None:
 
 
 def test_ci_installs_from_the_hashed_lock_then_runs_the_readme_test_command() -> None:
-    """.ci/run installs the hashed test lock and the bot without resolving, lints, checks imports, then runs pytest."""
+    """.ci/run installs the hashed lock and the bot without resolving, checks format, lint, types and imports, tests."""
     lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     commands = [line for line in lines if line and not line.startswith("#")]
     assert f".venv/bin/pip install -q --require-hashes -r {TEST_LOCK}" in commands
     assert ".venv/bin/pip install -q --no-deps --no-build-isolation -e ." in commands
     assert not any("pip install" in line and "-e '.[test]'" in line for line in commands)
-    assert commands[-3:] == [
-        ".venv/bin/ruff check --select F,E9,B --ignore B905 bot tests bench migrations",
+    assert commands[-5:] == [
+        ".venv/bin/ruff format --check bot tests bench migrations",
+        ".venv/bin/ruff check bot tests bench migrations",
+        ".venv/bin/mypy",
         ".venv/bin/lint-imports --no-cache --no-logo",
         ".venv/bin/pytest",
     ]
