@@ -10,6 +10,7 @@ times on fresh, already announced tasks; tables give medians over rounds and the
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -18,13 +19,15 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, make_url, text
 
 from bench.common import (
     CHANNEL,
@@ -156,13 +159,45 @@ def _posted_more(slack: SlackStandIn, than: int) -> bool:
     return len(_cards(slack)) > than
 
 
-def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int) -> list[Batch]:
-    """lexi-bot in its own process (SQLite), 1 post/s pacing; with webhooks, `new_tasks` arrive before each round."""
+@contextmanager
+def fresh_database(postgres: str | None) -> Iterator[str | None]:
+    """A new, empty PostgreSQL database on the server of `postgres` (dropped afterwards); None: SQLite."""
+    if postgres is None:
+        yield None
+        return
+    url = make_url(postgres)
+    name = f"lexi_sbs_{os.getpid()}_{time.monotonic_ns()}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int, postgres: str | None = None) -> list[Batch]:
+    """lexi-bot in its own process on SQLite (or a fresh PostgreSQL database), announcing at 1 post/s.
+
+    With webhooks, `new_tasks` arrive before each round and are announced while the clicks come.
+    """
     label = f"lexi-bot, {new_tasks} tasks being announced" if webhooks else "lexi-bot"
+    if postgres is not None:
+        label += " (PostgreSQL)"
     batches = []
-    with running_bot(
-        post_interval=1.0, poll_interval=60, webhooks=webhooks, announced=count * rounds, sandbox_class=TimedSandbox
-    ) as stack:
+    with (
+        fresh_database(postgres) as database_url,
+        running_bot(
+            database_url=database_url,
+            post_interval=1.0,
+            poll_interval=60,
+            webhooks=webhooks,
+            announced=count * rounds,
+            sandbox_class=TimedSandbox,
+        ) as stack,
+    ):
         sandbox = stack.sandbox
         assert isinstance(sandbox, TimedSandbox)
         cards = _cards(stack.slack)
@@ -281,7 +316,10 @@ def _chart(groups: dict[str, list[Batch]], path: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure both bots, print the side-by-side table, optionally chart it."""
-    args = parse_args(__doc__ or "", argv)
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--postgres", metavar="URL", help="also measure lexi-bot on a fresh database of this server")
+    known, rest = extra.parse_known_args(argv)
+    args = parse_args(__doc__ or "", rest)
     count = 40 if args.quick else CLICKS
     rounds = 1 if args.quick else ROUNDS
     new_tasks = 20 if args.quick else NEW_TASKS
@@ -290,6 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_minimal(count, rounds),
         run_lexi(count, rounds, webhooks=False, new_tasks=0),
         run_lexi(count, rounds, webhooks=True, new_tasks=new_tasks),
+        *(
+            [
+                run_lexi(count, rounds, webhooks=False, new_tasks=0, postgres=known.postgres),
+                run_lexi(count, rounds, webhooks=True, new_tasks=new_tasks, postgres=known.postgres),
+            ]
+            if known.postgres
+            else []
+        ),
     ):
         groups[batches[0].label] = batches
     if not args.quick:
