@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +75,10 @@ class Card:
     needed: int = 1  # distinct approvals the task needs
     confirm_above: int | None = None  # policy: confirm approvals affecting more records than this (None: always)
     resumed: bool = False  # while deciding: taken over from a process that died
+
+
+#: The policy's confirmation size for a task's type (`confirm_above`), so lists confirm exactly where cards do.
+ConfirmAbove = Callable[[Task], int | None]
 
 
 def escape(text: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.db.store import TaskRow
 from bot.lexi.models import DISMISS_REASONS, Task, TaskState
-from bot.slack.blocks import describe_task, escape, format_time, impact, task_buttons, truncate
+from bot.slack.blocks import ConfirmAbove, describe_task, escape, format_time, impact, task_buttons, truncate
 from bot.slack.replies import BotStatus, ago, status_lines, task_ref
 
 #: Tasks shown in one `/lexi tasks` answer (two blocks each: a message holds at most 50).
@@ -60,10 +60,6 @@ def _created_key(task: Task) -> tuple[bool, float]:
 
 #: Whether a task gets Approve / Dismiss buttons: for all, for none, or per task (those the viewer may decide).
 Buttons = bool | Callable[[Task], bool]
-
-
-#: The policy's confirmation size for a task's type (`confirm_above`), so lists confirm exactly where cards do.
-ConfirmAbove = Callable[[Task], int | None]
 
 
 def _with_buttons(buttons: Buttons, task: Task) -> bool:
