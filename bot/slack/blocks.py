@@ -81,6 +81,11 @@ class Card:
 ConfirmAbove = Callable[[Task], int | None]
 
 
+def confirm_size(confirm_above: ConfirmAbove | None, task: Task) -> int | None:
+    """The confirmation size for this task (None: the built-in rule, which confirms what is high-impact)."""
+    return confirm_above(task) if confirm_above is not None else None
+
+
 def escape(text: str) -> str:
     """Replace &, < and > with Slack's entities so external text can never become a mention or a link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

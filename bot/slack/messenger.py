@@ -110,7 +110,7 @@ def card_for(row: TaskRow, confirm_above: blocks.ConfirmAbove | None = None) -> 
         note=row.note,
         approvals=tuple(quorum.get("by", [])),
         needed=int(quorum.get("needed", 1)),
-        confirm_above=confirm_above(row.task) if confirm_above is not None else None,
+        confirm_above=blocks.confirm_size(confirm_above, row.task),
         resumed=row.state == TaskState.DECIDING and row.resumed_at is not None,
     )
 
@@ -171,14 +171,10 @@ class Messenger:
             return False
         return (not user or user == user_id) and (not bot or bot == bot_id)
 
-    def _confirm_above(self, task: Task) -> int | None:
-        """The confirmation size on this task's card (None: the built-in rule)."""
-        return self.confirm_above(task) if self.confirm_above is not None else None
-
     def post_task(self, task: Task, channel: str) -> str:
         """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
         message = blocks.render_card(
-            task, blocks.Card(state=TaskState.PENDING, confirm_above=self._confirm_above(task))
+            task, blocks.Card(state=TaskState.PENDING, confirm_above=blocks.confirm_size(self.confirm_above, task))
         )
         with self._pacer.slot(channel):
             response = self.client.chat_postMessage(
