@@ -36,14 +36,12 @@ from bot.slack.messenger import Messenger
 from bot.slack.replies import BotStatus
 from bot.workers import QUEUES, Workers
 
-__all__ = ["ANNOUNCE_BACKLOG", "BUSY", "QUEUES", "Runtime", "SlackHealth"]
+__all__ = ["ANNOUNCE_BACKLOG", "QUEUES", "Runtime", "SlackHealth"]
 
 log = logging.getLogger(__name__)
 
 #: The most tasks waiting to be announced (beyond it, new tasks wait in LeadLex for the next poll).
 ANNOUNCE_BACKLOG = 10_000
-#: What a person is told when the decisions queue is full.
-BUSY = "The bot has too many decisions in progress right now; please try again in a minute."
 
 
 class Runtime:

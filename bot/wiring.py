@@ -93,7 +93,9 @@ def build_runtime(
         """A decision taken over from a dead process goes to the decisions queue like a click's."""
         return runtime.submit_decision(decision)
 
-    messenger = Messenger(slack, store, post_interval=post_interval, policy=policy, on_card_change=card_changed)
+    messenger = Messenger(
+        slack, store, post_interval=post_interval, confirm_above=policy.confirm_above, on_card_change=card_changed
+    )
     # One process per SQLite file (bot.db.guard), so claims older than this process are orphans.
     orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
     decider = Decider(

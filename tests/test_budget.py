@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.budget import DAY, Budget, BudgetPolicy, minute_limit
+from bot.core.budget import DAY, BudgetPolicy
+from bot.lexi.ratelimit import Budget
 
 NOW = 1_800_000_000.0
 POLICY = BudgetPolicy()
@@ -60,11 +61,6 @@ def test_expensive_cycles_poll_less_often() -> None:
 def test_unknown_budget_keeps_the_wanted_interval() -> None:
     """Before any rate-limit header was seen, the configured interval stands."""
     assert POLICY.plan(Budget(), 1.0, NOW, 42.0).interval == 42.0
-
-
-def test_per_minute_limits_of_the_plans() -> None:
-    """Starter, Pro and Org allow 10, 50 and 200 calls a minute; unknown plans have no known limit."""
-    assert [minute_limit(n) for n in (100, 1_000, 10_000, 5_000, None)] == [10, 50, 200, None, None]
 
 
 def test_polling_never_exceeds_its_share_whatever_it_spent() -> None:

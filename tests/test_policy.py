@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.policy import CHANNEL_MEMBERS, PolicyError, describe, from_settings, load_policy, parse_duration
+from bot.lexi.models import Task
 
 FULL = """\
 auto_approve_daily_cap: 20
@@ -58,6 +59,13 @@ def test_full_policy_is_understood(tmp_path: Path) -> None:
     assert policy.for_type("list_operation").auto_approves(None)
     assert policy.for_type("meeting_booking") == policy.default
     assert policy.channels() == {"C0LEXI", "C0CAMPAIGNS"}
+
+
+def test_confirmation_size_is_the_task_types(tmp_path: Path) -> None:
+    """A task's confirmation size (what cards and lists confirm above) is its type's; None where none is set."""
+    policy = load_policy(_write(tmp_path, FULL), channel="C0LEXI")
+    assert policy.confirm_above(Task(id="1", type="campaign_start")) == 100
+    assert policy.confirm_above(Task(id="2", type="prospect_search")) is None
 
 
 def test_environment_alone_gives_a_simple_policy() -> None:

@@ -1,27 +1,15 @@
-"""Plan polling against LeadLex's daily API budget, always keeping a reserve for decisions made in Slack."""
+"""Plan polling against LeadLex's daily API budget, always keeping a reserve for decisions made in Slack.
+
+The budget itself, as LeadLex's rate-limit headers report it, is bot.lexi.ratelimit's.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.lexi.ratelimit import Budget
+
 DAY = 86_400.0
-#: Per-minute limits of LeadLex's plans, by their daily limit (leadlex-api.md).
-MINUTE_LIMITS = {100: 10, 1_000: 50, 10_000: 200}
-
-
-def minute_limit(daily_limit: int | None) -> int | None:
-    """The per-minute limit of the plan with this daily limit, when it is a known plan."""
-    return MINUTE_LIMITS.get(daily_limit) if daily_limit is not None else None
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The daily API budget as LeadLex last reported it in its rate-limit headers."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    reset: float | None = None
-    seen_at: float | None = None
 
 
 @dataclass(frozen=True)

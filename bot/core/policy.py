@@ -20,7 +20,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bot.errors import LexiBotError
-from bot.lexi.models import KNOWN_TYPES
+from bot.lexi.models import KNOWN_TYPES, Task
 
 #: The approver entry meaning "the members of the task's channel" (also what no approvers at all means).
 CHANNEL_MEMBERS = "channel_members"
@@ -117,6 +117,10 @@ class Policy:
     def for_type(self, task_type: str) -> TypePolicy:
         """The policy for a task type (the default for types it does not name)."""
         return self.types.get(task_type, self.default)
+
+    def confirm_above(self, task: Task) -> int | None:
+        """The size above which approving the task asks for confirmation (None: the built-in rule)."""
+        return self.for_type(task.type).confirm_above
 
     def channels(self) -> set[str]:
         """Every channel tasks may be announced in."""

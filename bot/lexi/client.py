@@ -15,7 +15,6 @@ from urllib.parse import quote
 import httpx
 import tenacity
 
-from bot.core.budget import Budget, minute_limit
 from bot.errors import (
     InvalidKey,
     InvalidRequest,
@@ -29,6 +28,7 @@ from bot.errors import (
 )
 from bot.lexi import tolerant_json
 from bot.lexi.models import PLAIN_DESCRIPTION, STATUSES, Task, TaskState, read_task
+from bot.lexi.ratelimit import Budget, minute_limit
 from bot.ops.logs import clip, safe_repr
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,8 @@ from slack_bolt import App, BoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.response import BoltResponse
 
-from bot.runtime import Runtime
 from bot.slack import replay
-from bot.slack.listeners import RUNTIME, actions, events, views
+from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
 
 log = logging.getLogger(__name__)
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 LISTENER_THREADS = 16
 
 
-def create_app(runtime: Runtime) -> App:
+def create_app(runtime: Running) -> App:
     """The Bolt app for a runtime; in HTTP mode every request's Slack signature and timestamp are checked."""
     settings = runtime.settings
     http_mode = settings.mode == "http"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +75,15 @@ class Card:
     needed: int = 1  # distinct approvals the task needs
     confirm_above: int | None = None  # policy: confirm approvals affecting more records than this (None: always)
     resumed: bool = False  # while deciding: taken over from a process that died
+
+
+#: The policy's confirmation size for a task's type (`confirm_above`), so lists confirm exactly where cards do.
+ConfirmAbove = Callable[[Task], int | None]
+
+
+def confirm_size(confirm_above: ConfirmAbove | None, task: Task) -> int | None:
+    """The confirmation size for this task (None: the built-in rule, which confirms what is high-impact)."""
+    return confirm_above(task) if confirm_above is not None else None
 
 
 def escape(text: str) -> str:

@@ -15,7 +15,7 @@ from bot.core.decisions import Decider
 from bot.db.store import Store, TaskRow, utcnow
 from bot.lexi.models import TaskState
 from bot.slack import home_view as home
-from bot.slack.messenger import confirm_above_for, slack_error_text
+from bot.slack.messenger import slack_error_text
 from bot.slack.replies import BotStatus
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class HomePublisher:
             now=utcnow(),
             buttons=lambda task: task.id in decidable,
             notice=notice,
-            confirm_above=lambda task: confirm_above_for(task, policy),
+            confirm_above=policy.confirm_above if policy is not None else None,
         )
         try:
             self._client.views_publish(user_id=user, view=view)

@@ -13,7 +13,16 @@ from typing import Any
 
 from bot.db.store import TaskRow
 from bot.lexi.models import DISMISS_REASONS, Task, TaskState
-from bot.slack.blocks import describe_task, escape, format_time, impact, task_buttons, truncate
+from bot.slack.blocks import (
+    ConfirmAbove,
+    confirm_size,
+    describe_task,
+    escape,
+    format_time,
+    impact,
+    task_buttons,
+    truncate,
+)
 from bot.slack.replies import BotStatus, ago, status_lines, task_ref
 
 #: Tasks shown in one `/lexi tasks` answer (two blocks each: a message holds at most 50).
@@ -62,18 +71,9 @@ def _created_key(task: Task) -> tuple[bool, float]:
 Buttons = bool | Callable[[Task], bool]
 
 
-#: The policy's confirmation size for a task's type (`confirm_above`), so lists confirm exactly where cards do.
-ConfirmAbove = Callable[[Task], int | None]
-
-
 def _with_buttons(buttons: Buttons, task: Task) -> bool:
     """Whether this task gets buttons."""
     return buttons(task) if callable(buttons) else buttons
-
-
-def _size(confirm_above: ConfirmAbove | None, task: Task) -> int | None:
-    """The confirmation size for this task (None: the built-in rule, which confirms what is high-impact)."""
-    return confirm_above(task) if confirm_above is not None else None
 
 
 def task_list(
@@ -98,7 +98,7 @@ def task_list(
             task,
             now,
             buttons=status == TaskState.PENDING and _with_buttons(buttons, task),
-            confirm_above=_size(confirm_above, task),
+            confirm_above=confirm_size(confirm_above, task),
         )
         size += len(json.dumps(item, ensure_ascii=False))
         if size > MESSAGE_CHARS:
@@ -137,7 +137,7 @@ def home_view(
                 now,
                 buttons=_with_buttons(buttons, row.task),
                 warning=row.note,
-                confirm_above=_size(confirm_above, row.task),
+                confirm_above=confirm_size(confirm_above, row.task),
             )
         )
     hidden = pending_total - min(len(pending), HOME_TASKS)

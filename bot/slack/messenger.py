@@ -16,7 +16,6 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.core.policy import Policy
 from bot.db.store import Store, TaskRow
 from bot.lexi.models import Task, TaskState
 from bot.slack import blocks
@@ -96,8 +95,8 @@ class Pacer:
                 self._next[key] = self._clock() + self.interval
 
 
-def card_for(row: TaskRow, policy: Policy | None = None) -> blocks.Card:
-    """What the card of a task record should show (the policy sets the bulk-safety confirmation size)."""
+def card_for(row: TaskRow, confirm_above: blocks.ConfirmAbove | None = None) -> blocks.Card:
+    """What the card of a task record should show (`confirm_above`, the policy's, sets the confirmation size)."""
     at: datetime | None = row.decided_at
     if row.state == TaskState.DECIDING:
         at = row.claimed_at
@@ -111,14 +110,9 @@ def card_for(row: TaskRow, policy: Policy | None = None) -> blocks.Card:
         note=row.note,
         approvals=tuple(quorum.get("by", [])),
         needed=int(quorum.get("needed", 1)),
-        confirm_above=confirm_above_for(row.task, policy),
+        confirm_above=blocks.confirm_size(confirm_above, row.task),
         resumed=row.state == TaskState.DECIDING and row.resumed_at is not None,
     )
-
-
-def confirm_above_for(task: Task, policy: Policy | None) -> int | None:
-    """The size above which approving the task asks for confirmation (None: the built-in rule)."""
-    return policy.for_type(task.type).confirm_above if policy is not None else None
 
 
 def card_metadata(row: TaskRow) -> dict[str, Any]:
@@ -141,13 +135,13 @@ class Messenger:
         store: Store,
         *,
         post_interval: float = 1.0,
-        policy: Policy | None = None,
+        confirm_above: blocks.ConfirmAbove | None = None,
         on_card_change: Callable[[], object] | None = None,
     ) -> None:
         self.client = client
         self._store = store
         self._pacer = Pacer(post_interval)
-        self.policy = policy  # per-type bulk-safety sizes
+        self.confirm_above = confirm_above  # per-type bulk-safety sizes (the policy's, bot.wiring)
         self.on_card_change = on_card_change  # called on any card change: refresh open Home tabs
         # A fixed pool of locks, striped by task id: renders of one task never interleave, and memory stays
         # constant however many tasks the bot has ever seen.
@@ -180,7 +174,7 @@ class Messenger:
     def post_task(self, task: Task, channel: str) -> str:
         """Post a task's announcement (paced per channel) with its id as message metadata; return the ts."""
         message = blocks.render_card(
-            task, blocks.Card(state=TaskState.PENDING, confirm_above=confirm_above_for(task, self.policy))
+            task, blocks.Card(state=TaskState.PENDING, confirm_above=blocks.confirm_size(self.confirm_above, task))
         )
         with self._pacer.slot(channel):
             response = self.client.chat_postMessage(
@@ -234,7 +228,7 @@ class Messenger:
             row = self._store.get(task_id)
             if row is None or row.message_ts is None or row.rendered_version >= row.version:
                 return
-            message = blocks.render_card(row.task, card_for(row, self.policy))
+            message = blocks.render_card(row.task, card_for(row, self.confirm_above))
             self.client.chat_update(
                 channel=row.channel,
                 ts=row.message_ts,

@@ -21,7 +21,7 @@ from bot.slack import home_view as home
 from bot.slack import replies
 from bot.slack.answers import Answer
 from bot.slack.command_parser import Command
-from bot.slack.messenger import Messenger, confirm_above_for, slack_error_text
+from bot.slack.messenger import Messenger, slack_error_text
 from bot.slack.replies import BotStatus
 from bot.slack.texts import NOT_RECORDED
 
@@ -93,14 +93,13 @@ def _tasks(runtime: Parts, command: Command, asker: Asker, answer: Answer) -> No
     if status == TaskState.PENDING:
         decidable, refusal = _decidable(runtime, asker.user, shown)
         _announce_missing(runtime, [t for t in shown if t.id in decidable])
-    policy = runtime.announcer.policy
     message = home.task_list(
         tasks,
         status,
         utcnow(),
         buttons=lambda task: task.id in decidable,
         notice=refusal,
-        confirm_above=lambda task: confirm_above_for(task, policy),
+        confirm_above=runtime.announcer.policy.confirm_above,
     )
     answer(message["text"], message["blocks"])
 

@@ -35,6 +35,8 @@ NO_DATABASE = "I cannot reach my database right now, so I cannot open the dismis
 FORM_NOT_OPENED = "Slack did not open the dismiss form in time; please click Dismiss again."
 #: What someone who clicked Dismiss on a task the bot has no record of is told.
 NO_RECORD = "I have no record of this task."
+#: What a person is told when the work queue is full and their /lexi command cannot be taken now.
+BUSY = "The bot has too many decisions in progress right now; please try again in a minute."
 #: What a person is told when their decision is journaled but the bot is too busy to start it at once.
 QUEUED = "Your decision is recorded; the bot is busy, so it will be carried out within a minute."
 

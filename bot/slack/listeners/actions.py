@@ -11,16 +11,15 @@ from slack_sdk.errors import SlackApiError
 
 from bot.core.decisions import Tell
 from bot.core.keeper import NotRecorded
-from bot.runtime import Runtime
 from bot.slack import answers, blocks, modals
-from bot.slack.listeners import runtime_of
+from bot.slack.listeners import Running, runtime_of
 from bot.slack.messenger import slack_error_text
 from bot.slack.texts import FORM_NOT_OPENED, NO_DATABASE, NOT_RECORDED
 
 log = logging.getLogger(__name__)
 
 
-def teller(runtime: Runtime, body: dict[str, Any]) -> Tell:
+def teller(runtime: Running, body: dict[str, Any]) -> Tell:
     """How to answer the person behind a request privately: in the card's channel, or through its response_url."""
     return answers.teller(
         answers.reply_for(body), body["user"]["id"], runtime.messenger, lambda: runtime.settings.slack_channel

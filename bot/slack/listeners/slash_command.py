@@ -7,11 +7,10 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 
 from bot.core.keeper import NotRecorded
-from bot.runtime import BUSY
 from bot.slack import replies, subcommands
 from bot.slack.command_parser import parse_command
 from bot.slack.listeners import runtime_of
-from bot.slack.texts import NOT_RECORDED, QUEUED
+from bot.slack.texts import BUSY, NOT_RECORDED, QUEUED
 
 
 def register(app: App) -> None:
