@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltContext
@@ -39,7 +40,7 @@ def create_app(runtime: Running) -> App:
             request_verification_enabled=http_mode,
             token_verification_enabled=False,
             logger=bolt_log,
-            listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="lexi-listener"),
+            listener_executor=ListenerPool(max_workers=LISTENER_THREADS, thread_name_prefix="lexi-listener"),
         )
     finally:
         bolt_log.removeFilter(quiet)
@@ -75,3 +76,39 @@ class _DropNotice(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep every record but the notice."""
         return record.getMessage() != self._message
+
+
+class ListenerPool(ThreadPoolExecutor):
+    """Bolt's listener threads, counting the listeners still running.
+
+    Bolt acknowledges an event before its listener runs, so the HTTP answer can come before the listener has
+    queued its work; `wait_idle` lets a caller (a test, a shutdown) wait for those listeners too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._idle = threading.Condition()
+        self._running = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run `fn` on a listener thread, counted until it returns."""
+        with self._idle:
+            self._running += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)
+        return future
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until no listener runs or waits; whether none does."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
+
+    def _finished(self, _future: Future[Any] | None) -> None:
+        """One listener returned."""
+        with self._idle:
+            self._running -= 1
+            self._idle.notify_all()

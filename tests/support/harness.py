@@ -18,7 +18,7 @@ from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
 from bot.runtime import Runtime
 from bot.service import Service
-from bot.slack.app import create_app
+from bot.slack.app import ListenerPool, create_app
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 #: The LeadLex webhook secret of the `hooked` fixture's bot.
@@ -56,6 +56,7 @@ class BotHarness:
     url: str
     slack: SlackStandIn
     sandbox: Sandbox
+    listeners: ListenerPool | None = None
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
 
     @property
@@ -115,7 +116,13 @@ class BotHarness:
         return self.post(*payloads.encode_command(fields))
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Wait until the bot's own workers have finished everything submitted (bounded)."""
+        """Wait until Bolt's listeners and then the bot's own workers have finished everything (bounded).
+
+        Bolt answers an event before its listener runs, so the listeners are waited for first: the work they queue
+        is then in the workers' queues.
+        """
+        if self.listeners is not None:
+            assert self.listeners.wait_idle(timeout), "Bolt's listeners did not finish in time"
         assert self.runtime.drain(timeout), "the bot's workers did not settle in time"
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -154,5 +161,8 @@ def start_bot(
         home_debounce=0.05,
     )
     service = Service(runtime)
-    front = service.serve_http(create_app(runtime), "127.0.0.1", 0, stop_timeout=5)
-    return BotHarness(service, f"http://127.0.0.1:{front.port}", slack, sandbox)
+    app = create_app(runtime)
+    front = service.serve_http(app, "127.0.0.1", 0, stop_timeout=5)
+    pool = app.listener_runner.listener_executor
+    listeners = pool if isinstance(pool, ListenerPool) else None
+    return BotHarness(service, f"http://127.0.0.1:{front.port}", slack, sandbox, listeners)
