@@ -10,15 +10,15 @@ stays near zero however long the run. A 100k-task history's RSS is measured by `
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Sequence
 
-from bench.common import CHANNEL, parse_args, print_table, running_bot
+from bench.common import CHANNEL, Stack, parse_args, print_table, running_bot
 from bot.dev.standin import payloads
-from bot.lexi.models import Task
 from bot.slack import blocks
 
 #: Seconds between RSS samples.
@@ -40,9 +40,9 @@ def slope_per_10_min(points: Sequence[tuple[float, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread * 600
 
 
-def _cards(stack: object) -> dict[str, str]:
+def _cards(stack: Stack) -> dict[str, str]:
     """The ts of each task's card in the channel."""
-    slack = stack.slack  # type: ignore[attr-defined]
+    slack = stack.slack
     return {
         m.metadata["event_payload"]["task_id"]: m.ts
         for m in slack.messages(CHANNEL)
@@ -69,7 +69,7 @@ def run(minutes: float) -> dict[str, float]:
         tick = 0
         while time.monotonic() < deadline:
             tick += 1
-            Task.from_api(stack.sandbox.add_task())
+            stack.sandbox.add_task()
             created += 1
             open_cards = [(t, ts) for t, ts in _cards(stack).items() if t not in decided]
             if open_cards:
@@ -127,8 +127,6 @@ def run(minutes: float) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run, print the table."""
-    import argparse
-
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--minutes", type=float, default=10.0)
     known, rest = extra.parse_known_args(argv)
