@@ -78,11 +78,14 @@ class LexiClient:
         sleep: Callable[[float], None] = time.sleep,
         on_response: Callable[[str, str, int], None] | None = None,
         on_unparseable: Callable[[str], None] | None = None,
+        connections: int = 100,
     ) -> None:
+        """`connections`: requests in flight at once (httpx's default is 100); the rest wait for a free connection."""
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "lexi-bot"},
             timeout=timeout,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=min(connections, 20)),
         )
         self._attempts = attempts
         self._max_wait = max_wait

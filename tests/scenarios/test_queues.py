@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -256,3 +258,48 @@ def test_a_refused_announcement_is_reported_once_and_in_readyz_until_a_post_succ
     assert task_id in _posted(slack)
     report = bot.http.get(f"{bot.url}/readyz").json()
     assert report["ready"] is True and report["slack"] == "ok"
+
+
+class HeldApprovals(Sandbox):
+    """The sandbox, holding every approve call until `release` is set, counting those that have arrived."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.release = threading.Event()
+        self.arrived = 0
+        self._count = threading.Lock()
+
+    def _respond(self, method: str, target: str, headers: Any, body: bytes) -> Any:
+        """Count an approve call, then wait for the release before answering as the sandbox does."""
+        if method == "POST" and target.rstrip("/").endswith("/approve"):
+            with self._count:
+                self.arrived += 1
+            self.release.wait(60)
+        return super()._respond(method, target, headers, body)
+
+
+def test_more_clicks_than_http_s_default_pool_all_reach_a_slow_leadlex_at_once(
+    slack: SlackStandIn, database_url: str
+) -> None:
+    """130 approvals while LeadLex answers none: every call is in LeadLex before the first answer comes back.
+
+    httpx allows 100 connections unless told otherwise, so the 101st click's call used to wait for a slow approval
+    to come back (5 s in the side-by-side benchmark) before it was even sent.
+    """
+    clicks = 130
+    with HeldApprovals(seed=False, daily_limit=10_000_000, minute_limit=100_000) as sandbox:
+        harness = start_bot(sandbox, slack, database_url)
+        try:
+            task_ids = [sandbox.add_task("prospect_search", f"Find CFOs {n}")["id"] for n in range(clicks)]
+            harness.poll()
+            with ThreadPoolExecutor(10) as pool:
+                statuses = list(pool.map(lambda t: harness.click(blocks.APPROVE_ACTION, t).status_code, task_ids))
+            assert statuses == [200] * clicks
+            try:
+                harness.wait_for(lambda: sandbox.arrived >= clicks, timeout=30)
+            except AssertionError:
+                pytest.fail(f"only {sandbox.arrived} of {clicks} approve calls reached LeadLex while it held them")
+        finally:
+            sandbox.release.set()
+            harness.close()
+        assert {harness.store.get(t).state for t in task_ids} <= {"approved", "deciding"}
