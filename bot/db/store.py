@@ -423,8 +423,14 @@ def make_engine(url: str) -> Engine:
         # Threads wait for the store's writer lock, not for a pooled connection: enough connections for every
         # listener and decision thread that reads at once (WAL readers never block one another).
         # No pre-ping: a file does not drop connections, and the ping would cost every checkout a statement.
+        # LIFO: the connection used last is used next, so under light load a few connections (and their page caches)
+        # do the work instead of every pooled one in turn filling a cache of its own (slow, steady RSS growth).
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=32, max_overflow=96
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=32,
+            max_overflow=96,
+            pool_use_lifo=True,
         )
 
         @event.listens_for(engine, "connect")
@@ -439,7 +445,9 @@ def make_engine(url: str) -> Engine:
     # Pre-ping: a connection PostgreSQL dropped (a restart, a failover) is replaced at checkout, not used.
     # The connect timeout keeps an unreachable server from holding a caller (or /readyz) for minutes.
     connect_args = {"connect_timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_use_lifo=True, connect_args=connect_args
+    )
 
 
 class Store:
