@@ -28,7 +28,7 @@ from bot.ops.metrics import Metrics
 from bot.runtime import ANNOUNCE_BACKLOG, Runtime
 from bot.slack.home_publisher import HomePublisher
 from bot.slack.messenger import Messenger, make_web_client
-from bot.workers import QUEUES, Workers
+from bot.workers import Workers
 
 log = logging.getLogger("bot.runtime")
 
@@ -70,9 +70,6 @@ def build_runtime(
         settings.lexi_api_key.get_secret_value(),
         on_response=metrics.leadlex_call,
         on_unparseable=lambda kind: metrics.unparseable.labels(kind).inc(),
-        # Every decision thread may wait on LeadLex at once (a slow approval holds its connection for seconds),
-        # with room for the poller and the slash commands: httpx's default of 100 made the 101st click wait 5 s.
-        connections=QUEUES["decisions"][0] + QUEUES["work"][0] + 4,
         **(lexi_options or {}),
     )
     metrics.budget_remaining.set_function(lambda: float(lexi.budget.remaining or 0))

@@ -54,6 +54,9 @@ class SandboxServer(ThreadingHTTPServer):
     """A threaded HTTP server that passes every request to a responder and logs connection errors quietly."""
 
     daemon_threads = True
+    #: Connections waiting to be accepted. socketserver's 5 overflows when a hundred clients connect at once, and a
+    #: dropped SYN is retried after a second: a benchmark's "slow" call that was the stand-in's accept queue.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], respond: Responder) -> None:
         self.respond = respond

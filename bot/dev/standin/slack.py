@@ -441,6 +441,9 @@ class _Server(ThreadingHTTPServer):
     """The HTTP server, one daemon thread per request, knowing the stand-in it serves."""
 
     daemon_threads = True
+    #: Connections waiting to be accepted. socketserver's 5 overflows when a hundred clients connect at once, and a
+    #: dropped SYN is retried after a second: a benchmark's "slow" call that was the stand-in's accept queue.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], standin: SlackStandIn) -> None:
         super().__init__(address, _Handler)
