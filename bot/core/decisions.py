@@ -37,6 +37,10 @@ Tell = Callable[[str], None]
 
 #: Takeovers after which a decision that keeps failing inside the bot is handed back rather than retried again.
 MAX_ATTEMPTS = 5
+#: Seconds a decision waits for its task's announcement to be recorded. A card is visible in Slack a moment before
+#: the bot has recorded its message (the post's answer is on its way back): a click in that moment is carried out
+#: once it is recorded, instead of being told "still waiting for a decision".
+ANNOUNCE_WAIT = 3.0
 
 #: Who decides a task nobody decided in time (bot.core.reminders): the actor of its journaled decision.
 EXPIRY_ACTOR = "rule:expiry"
@@ -286,7 +290,7 @@ class Decider:
         """The task's record to claim, or what stops the decision first (no record, a refusal, a quorum to wait for)."""
         task_id, action, user, surface = decision.task_id, decision.action, decision.actor, decision.surface
         by_rule = surface == "rule"
-        current = self._store.get(task_id)
+        current = self._announced(task_id)
         if current is None:
             # Nothing to check a permission against: never guess "some type" and claim what appears meanwhile.
             return self._say(tell, None, f"I have no record of task `{blocks.escape(task_id)}`.")
@@ -299,6 +303,15 @@ class Decider:
             if waiting is not None:
                 return waiting
         return current
+
+    def _announced(self, task_id: str) -> TaskRow | None:
+        """The task's record, once its announcement is recorded (waited for briefly: see ANNOUNCE_WAIT)."""
+        row = self._store.get(task_id)
+        deadline = time.monotonic() + ANNOUNCE_WAIT
+        while row is not None and row.state == TaskState.ANNOUNCING and time.monotonic() < deadline:
+            time.sleep(0.05)
+            row = self._store.get(task_id)
+        return row
 
     def _resume(self, decision: DecisionRow, tell: Tell) -> Outcome:
         """Send again the LeadLex call of a claimed decision whose process died; the card says it resumed."""
@@ -616,7 +629,7 @@ class Decider:
             why = "membership unknown" if verdict.unknown else "not allowed"
             self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action} form: {why}")
             return Check(allowed=False, row=row, message=self.refusal(row.task.type, action, row.channel, verdict))
-        if row.state != TaskState.PENDING:
+        if row.state not in (TaskState.PENDING, TaskState.ANNOUNCING):  # announcing: its card is out, being recorded
             return Check(allowed=False, row=row, message=who_decided(row))
         return Check(allowed=True, row=row, message=None)
 

@@ -72,6 +72,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     server: SandboxServer
     server_version = "LeadLexSandbox/1.0"
+    #: Connections are kept alive between requests, as LeadLex's are (every reply carries its Content-Length).
+    protocol_version = "HTTP/1.1"
 
     def _handle(self) -> None:
         """Read the body, let the responder answer, and send the reply unless the client has gone."""

@@ -8,6 +8,7 @@ import threading
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.lexi.models import read_task
 from bot.slack import blocks, modals
 from tests.support.harness import CHANNEL, BotHarness
 
@@ -267,3 +268,48 @@ def test_only_approvers_may_decide(sandbox: Sandbox, slack: SlackStandIn, databa
         assert sandbox.task(task_id)["status"] == "approved"
     finally:
         harness.close()
+
+
+def _posted_not_recorded(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> tuple[str, str]:
+    """A task whose card is in the channel while the bot has not recorded it yet (its post's answer is on its way)."""
+    task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
+    task, problem = read_task(sandbox.task(task_id))
+    assert task is not None and problem is None
+    assert bot.store.claim_announcement(task, CHANNEL)
+    message = slack.add_message(CHANNEL, "Lexi needs approval", user=slack.bot_user_id, bot_id=slack.bot_id)
+    return task_id, message.ts
+
+
+def test_a_click_on_a_card_posted_a_moment_before_it_was_recorded_is_carried_out(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """Approve and Dismiss on a card whose post the bot has not recorded yet wait for the record, then decide.
+
+    Slack shows a card as soon as it is posted; the bot records it when the post's answer comes back. A click in
+    between used to be answered "This task is still waiting for a decision." and dropped.
+    """
+    approved, approved_ts = _posted_not_recorded(bot, sandbox, slack)
+    assert bot.click(blocks.APPROVE_ACTION, approved).status_code == 200
+    dismissed, dismissed_ts = _posted_not_recorded(bot, sandbox, slack)
+    assert bot.click(blocks.DISMISS_ACTION, dismissed, user="UBOB").status_code == 200
+    bot.wait_for(lambda: slack.views)  # the dismiss form opens: the card is out, its record on the way
+    (opened,) = slack.views
+    threading.Event().wait(0.3)
+    for task_id, ts in ((approved, approved_ts), (dismissed, dismissed_ts)):
+        bot.store.record_message(task_id, CHANNEL, ts, rendered_version=bot.store.get(task_id).version)
+    submission = payloads.build_view_submission(
+        callback_id=modals.DISMISS_MODAL,
+        private_metadata=opened.view["private_metadata"],
+        user="UBOB",
+        values={
+            modals.REASON_BLOCK: {
+                modals.REASON_INPUT: {"type": "radio_buttons", "selected_option": {"value": "duplicate"}}
+            }
+        },
+    )
+    assert bot.post(*payloads.encode_interactive(submission)).status_code == 200
+    bot.settle()
+    assert sandbox.task(approved)["status"] == "approved"
+    assert _approve_calls(sandbox, approved) == 1
+    assert sandbox.task(dismissed)["status"] == "dismissed"
+    assert not [e for e in slack.ephemerals if "still waiting for a decision" in e.text]

@@ -455,6 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
     server_version = "SlackStandIn/1.0"
+    #: Connections are kept alive between calls, as Slack's are (every answer carries its Content-Length).
+    protocol_version = "HTTP/1.1"
     #: Seconds a client may stall mid-request before its connection is closed.
     timeout = 10
 
