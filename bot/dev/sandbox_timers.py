@@ -21,10 +21,10 @@ _IDLE = 1.0
 
 
 class Timers:
-    """Runs jobs at their due time (time.monotonic()) on `threads` threads, started on the first job or start()."""
+    """Runs jobs at their due time (time.monotonic()) on `threads` threads, from start() (or the first job)."""
 
-    def __init__(self, name: str, threads: int = 1) -> None:
-        self._name, self._size = name, threads
+    def __init__(self, name: str, threads: int = 1, *, autostart: bool = True) -> None:
+        self._name, self._size, self._autostart = name, threads, autostart
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._ready = threading.Condition()
@@ -39,7 +39,8 @@ class Timers:
             heapq.heappush(self._heap, (due, next(self._order), job))
             if self._heap[0][2] is job:
                 self._ready.notify()
-        self.start()
+        if self._autostart:
+            self.start()
 
     def after(self, seconds: float, job: Callable[[], None]) -> None:
         """Run `job` `seconds` from now."""

@@ -106,8 +106,11 @@ class Couriers:
         """The client every delivery shares (created on the first), so that connections are reused."""
         with self._client_lock:
             if self._client is None:
-                # trust_env=False: LeadLex would not go through this machine's proxy to reach the receiver.
-                self._client = httpx.Client(timeout=10.0, trust_env=False)
+                # trust_env=False: LeadLex would not go through this machine's proxy to reach the receiver. No
+                # keep-alive: each delivery opens its connection, so none fails on one the receiver closed while idle.
+                self._client = httpx.Client(
+                    timeout=10.0, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)
+                )
             return self._client
 
     def _attempt(self, parcel: _Parcel, attempt: int) -> None:

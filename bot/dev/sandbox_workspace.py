@@ -105,8 +105,8 @@ class Services:
     stopping: threading.Event = field(default_factory=threading.Event)
     #: Every valid key, and what it opens.
     keys: dict[str, Grant] = field(default_factory=dict)
-    #: Completions of approved tasks and generated tasks, for all workspaces, on one thread.
-    timers: Timers = field(default_factory=lambda: Timers("sandbox-lifecycle"))
+    #: Completions of approved tasks and generated tasks, for all workspaces, on one thread started with the server.
+    timers: Timers = field(default_factory=lambda: Timers("sandbox-lifecycle", autostart=False))
     couriers: Couriers = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

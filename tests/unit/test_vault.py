@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bot.db.vault import SETTING, Vault, generate_key
 from bot.errors import ConfigError, EncryptionKeysError, LexiBotError, UnreadableSecret
+from tests.support.harness import SECRETS_GIVEN
 
 SECRET = "wbk_live_0123456789abcdef"
 
@@ -140,6 +141,7 @@ def test_repr_shows_fingerprints_not_keys() -> None:
 def test_failing_decrypt_never_shows_the_secret_or_a_key(caplog: pytest.LogCaptureFixture) -> None:
     """A decrypt that fails logs nothing secret and raises an error whose text and traceback hold no key or secret."""
     right, wrong, also_wrong = generate_key(), generate_key(), generate_key()
+    SECRETS_GIVEN.update((SECRET, right, wrong, also_wrong))  # the session's log scan looks for them too
     token = Vault([right]).encrypt(SECRET)
     vault = Vault([wrong, also_wrong])
     caplog.set_level(logging.DEBUG)
