@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -291,6 +292,22 @@ def test_faults_latency_and_call_logs_are_per_workspace(sandbox: Sandbox) -> Non
     with build_client(sandbox, "wbk_unknown") as stranger:
         assert stranger.get("/v1/lexi/tasks").status_code == 401
     assert [c.status for c in sandbox.calls] == [401]  # a request naming no workspace is the default's
+
+
+def test_many_workspaces_at_once_each_see_only_their_own(sandbox: Sandbox) -> None:
+    """300 concurrent requests from 100 workspaces' keys: every one answered, each with its workspace's task only."""
+    workspaces = [sandbox.add_workspace(plan="pro") for _ in range(100)]
+    owned = {w.api_key: w.add_task(description=f"task of {w.id}")["id"] for w in workspaces}
+
+    def list_as(key: str) -> tuple[str, int, list[str], str]:
+        response = http.get("/v1/lexi/tasks", headers={"Authorization": f"Bearer {key}"})
+        ids = [task["id"] for task in response.json()["data"]["tasks"]]
+        return key, response.status_code, ids, response.headers["x-ratelimit-remaining"]
+
+    with build_client(sandbox, None) as http, ThreadPoolExecutor(32) as pool:  # one client: each costs an SSL context
+        answers = list(pool.map(list_as, [w.api_key for w in workspaces] * 3))
+    assert all(status == 200 and ids == [owned[key]] for key, status, ids, _ in answers)
+    assert all(w.remaining() == 997 for w in workspaces)
 
 
 # --- the background, at scale ---

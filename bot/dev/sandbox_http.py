@@ -54,6 +54,9 @@ class SandboxServer(ThreadingHTTPServer):
     """A threaded HTTP server that passes every request to a responder and logs connection errors quietly."""
 
     daemon_threads = True
+    #: Connections waiting to be accepted: many workspaces' pollers and clicks arrive together (the default is 5,
+    #: past which the kernel resets connections).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], respond: Responder) -> None:
         self.respond = respond
