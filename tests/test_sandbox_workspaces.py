@@ -248,11 +248,15 @@ def test_each_workspace_has_its_own_plan_budget_and_headers() -> None:
 
 
 def test_limits_override_the_plan_and_an_unknown_plan_is_refused(sandbox: Sandbox) -> None:
-    """daily_limit and minute_limit override a plan's; a plan LeadLex does not have is a ValueError."""
+    """daily_limit and minute_limit override a plan's; an unknown plan or a workspace id in use is a ValueError."""
     workspace = sandbox.add_workspace(plan="org", daily_limit=7)
     assert (workspace.daily_limit, workspace.minute_limit, workspace.plan) == (7, 200, "org")
     with pytest.raises(ValueError, match="unknown plan 'enterprise'"):
         sandbox.add_workspace(plan="enterprise")
+    named = sandbox.add_workspace(workspace_id="ws_acme", no_lexi_key=None)
+    assert (named.id, named.no_lexi_key) == ("ws_acme", None)
+    with pytest.raises(ValueError, match="'ws_acme' already exists"):
+        sandbox.add_workspace(workspace_id="ws_acme")
 
 
 def test_keys_of_a_workspace_can_be_added_revoked_and_lack_lexi(sandbox: Sandbox) -> None:

@@ -57,8 +57,9 @@ log = logging.getLogger("bot.sandbox")
 #: The most extra workspaces the command line serves.
 MAX_WORKSPACES = 100_000
 _TICK = 0.05  # seconds between the HTTP server's checks for a shutdown
-#: "As the default workspace has it" for add_workspace's options whose default is not a plain value.
+#: add_workspace's defaults that are no plain value: "as the default workspace has it", "a key made up for it".
 _INHERIT: Any = object()
+_MADE_UP: Any = object()
 _PREFLIGHT = {
     "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -116,23 +117,26 @@ class Sandbox(SandboxWorkspace):
         fail_ratio: float = 0.0,
         generate_every: float | None = None,
         api_key: str | None = None,
-        no_lexi_key: str | None = _INHERIT,
+        no_lexi_key: str | None = _MADE_UP,
         workspace_id: str | None = None,
     ) -> SandboxWorkspace:
         """Add a LeadLex workspace with keys of its own (made up unless given) and return it.
 
         `plan` ("starter", "pro" or "org") sets LeadLex's limits for it; `daily_limit` and `minute_limit` override
         them; with neither, the sandbox's demo plan applies. Approved tasks complete after the default workspace's
-        `complete_after` unless told otherwise. Without `seed` it starts with no tasks.
+        `complete_after` unless told otherwise. Without `seed` it starts with no tasks. `no_lexi_key=None` gives it
+        no key without the Lexi permission.
         """
         if plan is not None and plan not in PLANS:
             raise ValueError(f"unknown plan {plan!r}; expected one of {', '.join(PLANS)}")
+        if workspace_id is not None and any(w.id == workspace_id for w in self.workspaces):
+            raise ValueError(f"a workspace with id {workspace_id!r} already exists")
         plan_daily, plan_minute = PLANS[plan] if plan else (DEMO_DAILY_LIMIT, DEMO_MINUTE_LIMIT)
         workspace = SandboxWorkspace(
             self._services,
             workspace_id=workspace_id or new_workspace_id(),
             api_key=api_key or new_key(),
-            no_lexi_key=new_key() if no_lexi_key is _INHERIT else no_lexi_key,
+            no_lexi_key=new_key() if no_lexi_key is _MADE_UP else no_lexi_key,
             plan=plan,
             daily_limit=plan_daily if daily_limit is None else daily_limit,
             minute_limit=plan_minute if minute_limit is None else minute_limit,

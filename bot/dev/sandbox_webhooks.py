@@ -103,7 +103,7 @@ class Couriers:
         self._timers.stop(deadline)
 
     def _http(self) -> httpx.Client:
-        """The client every delivery shares (created on the first), so that connections are reused."""
+        """The client every delivery shares (created on the first), so that its SSL context is made once."""
         with self._client_lock:
             if self._client is None:
                 # trust_env=False: LeadLex would not go through this machine's proxy to reach the receiver. No
