@@ -380,10 +380,11 @@ def _sandbox_threads() -> list[str]:
 # --- command line ---
 
 
-def test_command_line_serves_more_workspaces_and_prints_their_keys() -> None:
-    """`python -m bot.dev.sandbox --workspaces 3 --plan pro` prints three lines of keys, each opening its workspace."""
+@pytest.mark.parametrize("command", [["bot.dev.sandbox"], ["bot.cli", "sandbox"]])
+def test_command_line_serves_more_workspaces_and_prints_their_keys(command: list[str]) -> None:
+    """`lexi-bot sandbox --workspaces 3 --plan pro` prints three lines of keys, each opening its own workspace."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.dev.sandbox", "--port", "0", "--workspaces", "3", "--plan", "pro"],
+        [sys.executable, "-m", *command, "--port", "0", "--workspaces", "3", "--plan", "pro"],
         cwd=ROOT,
         text=True,
         stdout=subprocess.PIPE,
