@@ -6,7 +6,8 @@ state (as the dashboard would), inject faults and observe every call. Run: `pyth
 
 It serves any number of LeadLex workspaces, each with its own keys, tasks, budget, webhooks, call log and faults
 (`add_workspace`); a request goes to the workspace its Bearer key belongs to. The `Sandbox` is itself the first,
-default workspace: `add_task`, `calls_to`, `fail_next`, `api_key`… act on it, as they did before there were others.
+default workspace: `add_task`, `calls_to`, `fail_next`, `latency`, `api_key`… act on it, as they did before there
+were others, and on it alone (a fault injected here never reaches a request with another workspace's key).
 Requests that name no workspace (no key, an unknown or revoked key, a browser's preflight) are the default
 workspace's too: in its call log, subject to its faults, answered with its rate-limit headers.
 """

@@ -18,12 +18,12 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from bot.dev.sandbox_data import plan_chat, random_proposal, seed_proposals
-from bot.dev.sandbox_http import ApiError, Reply, dump, object_body, phrase
+from bot.dev.sandbox_faults import Fault, Faults
+from bot.dev.sandbox_http import ApiError, Reply, dump, object_body
 from bot.dev.sandbox_timers import Timers
 from bot.dev.sandbox_webhooks import Couriers, WebhookRegistry, iso
 from bot.lexi.models import STATUSES, TaskState, parse_time
@@ -46,18 +46,6 @@ _STATUS_EVENTS: dict[str, str] = {
     TaskState.APPROVED: "task.approved",
     TaskState.DISMISSED: "task.dismissed",
     TaskState.PENDING: "task.updated",
-}
-_DEFAULT_CODES = {
-    400: "validation_error",
-    401: "invalid_key",
-    402: "insufficient_credits",
-    403: "insufficient_permissions",
-    404: "not_found",
-    409: "conflict",
-    429: "rate_limited",
-    502: "bad_gateway",
-    503: "service_unavailable",
-    504: "gateway_timeout",
 }
 _CORS = {  # lets a browser page (the demo) call the sandbox and read its rate-limit headers
     "Access-Control-Allow-Origin": "*",
@@ -115,21 +103,6 @@ class Services:
         self.couriers = Couriers(self.clock, self.stopping)
 
 
-@dataclass
-class _Fault:
-    """A response to give instead of the normal one to the next `times` matching requests."""
-
-    method: str | None
-    path_prefix: str | None
-    status: int
-    code: str | None
-    body: str | None
-    times: int
-    retry_after: float | None
-    delay: float
-    headers: dict[str, str]
-
-
 class SandboxWorkspace:
     """A LeadLex workspace of the sandbox, whose state tests and demos change and observe as its dashboard would."""
 
@@ -168,7 +141,7 @@ class SandboxWorkspace:
         self._tasks: list[Any] = []
         self._due: dict[str, object] = {}  # task id → the token of its scheduled completion
         self._conversations: dict[str, int] = {}
-        self._faults: list[_Fault] = []
+        self._faults = Faults()
         self._day = self._minute = -1
         self._day_used = self._minute_used = 0
         self._seeds = random_seeds or (f"{workspace_id}:outcomes", f"{workspace_id}:tasks")
@@ -187,7 +160,7 @@ class SandboxWorkspace:
 
     def __repr__(self) -> str:
         """The workspace by its id and plan."""
-        return f"<SandboxWorkspace {self.id} plan={self.plan or 'demo'}>"
+        return f"<{type(self).__name__} {self.id} plan={self.plan or 'demo'}>"
 
     @property
     def allow_private_webhooks(self) -> bool:
@@ -336,29 +309,29 @@ class SandboxWorkspace:
         """Answer the next `times` matching requests to this workspace with this status (a JSON error, or `body`)."""
         if times < 1:
             raise ValueError("times must be at least 1")
-        fault = _Fault(
-            method.upper() if method else None,
-            route_path(path_prefix) if path_prefix else None,
-            status,
-            code,
-            body,
-            times,
-            retry_after,
-            delay,
-            dict(headers or {}),
+        self._faults.add(
+            Fault(
+                method.upper() if method else None,
+                route_path(path_prefix) if path_prefix else None,
+                status,
+                code,
+                body,
+                times,
+                retry_after,
+                delay,
+                dict(headers or {}),
+            )
         )
-        with self._lock:
-            self._faults.append(fault)
 
     # --- answering a request routed here (by its key, or for want of one) ---
 
     def answer(self, request: ApiRequest, grant: Grant | None) -> Reply:
         """Answer a request: latency, an injected fault, or authentication, budget and the endpoint."""
         self._stopping.wait(self.latency)
-        fault = self._take_fault(request.method, request.path)
+        fault = self._faults.take(request.method, request.path)
         if fault is not None:
             self._stopping.wait(fault.delay)
-            return _fault_reply(fault)
+            return fault.reply()
         try:
             return self._dispatch(request, grant)
         except ApiError as error:
@@ -399,17 +372,6 @@ class SandboxWorkspace:
                 data = endpoint(self, request, *(unquote(group) for group in match.groups()))
                 return Reply(success, dump({"data": data}))
         raise ApiError(404, "not_found", f"No endpoint {request.method} {request.path}")
-
-    def _take_fault(self, method: str, path: str) -> _Fault | None:
-        """Return (and use up once) the first fault matching this request, or None."""
-        with self._lock:
-            for fault in self._faults:
-                if fault.method in (None, method) and path.startswith(fault.path_prefix or ""):
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
 
     def _roll(self, now: float) -> None:
         """Start new day and minute counters when the clock has moved past the current ones."""
@@ -620,22 +582,6 @@ def route_path(path: str) -> str:
     if path.startswith(GATEWAY_PREFIX + "/"):
         path = path[len(GATEWAY_PREFIX) :]
     return path.rstrip("/") or "/"
-
-
-def _fault_reply(fault: _Fault) -> Reply:
-    """Build the reply an injected fault gives: a JSON error envelope, or its body verbatim."""
-    if fault.body is None:
-        fallback = "internal_error" if fault.status >= HTTPStatus.INTERNAL_SERVER_ERROR else "error"
-        code = fault.code or _DEFAULT_CODES.get(fault.status, fallback)
-        reply = ApiError(fault.status, code, phrase(fault.status)).reply()
-    else:
-        json_like = fault.body.lstrip().startswith(("{", "["))
-        content_type = "application/json" if json_like else "text/html; charset=utf-8"
-        reply = Reply(fault.status, fault.body.encode(), content_type)
-    if fault.retry_after is not None:
-        reply.headers["Retry-After"] = f"{fault.retry_after:g}"
-    reply.headers.update(fault.headers)
-    return reply
 
 
 def _copy(value: _T) -> _T:
