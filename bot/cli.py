@@ -109,7 +109,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also serve N more LeadLex workspaces, each with its own keys (printed), tasks and budget",
     )
     sandbox.add_argument(
-        "--plan", choices=("starter", "pro", "org"), default=None, help="the LeadLex plan whose limits each one has"
+        "--plan",
+        choices=("starter", "pro", "org"),
+        default=None,
+        help="the LeadLex plan whose rate limits every workspace has, the default one included (default: a demo plan "
+        "too large to matter)",
     )
     sandbox.set_defaults(func=cmd_sandbox)
 

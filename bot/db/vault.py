@@ -29,7 +29,7 @@ _ERRORS = "surrogatepass"
 
 
 def generate_key() -> str:
-    """A new random Fernet key, as text fit for LEXI_ENCRYPTION_KEYS (for `lexi-bot keys generate`)."""
+    """A new random Fernet key, as text fit for LEXI_ENCRYPTION_KEYS (what a `keys generate` command would print)."""
     return Fernet.generate_key().decode("ascii")
 
 
