@@ -31,6 +31,7 @@ log = logging.getLogger("bot")
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the bot runs in a container or behind a proxy; --host narrows it
 MAX_TIMEOUT = 600  # seconds: the longest --timeout accepted
+MAX_SANDBOX_WORKSPACES = 100_000  # the most `sandbox --workspaces` serves (the same bound as the sandbox's own)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8787)
     sandbox.add_argument("--complete-after", type=float, default=15.0, help="seconds until approved tasks complete")
     sandbox.add_argument("--generate-every", type=float, default=None, help="add a new pending task every N seconds")
+    sandbox.add_argument(
+        "--workspaces",
+        type=_workspace_count,
+        default=0,
+        metavar="N",
+        help="also serve N more LeadLex workspaces, each with its own keys (printed), tasks and budget",
+    )
+    sandbox.add_argument(
+        "--plan",
+        choices=("starter", "pro", "org"),
+        default=None,
+        help="the LeadLex plan whose rate limits every workspace has, the default one included (default: a demo plan "
+        "too large to matter)",
+    )
     sandbox.set_defaults(func=cmd_sandbox)
 
     demo = sub.add_parser("demo", help="try the bot in a local Slack-like channel in your browser (no accounts)")
@@ -123,6 +138,17 @@ def _seconds(text: str) -> float:
         value = 0.0
     if not 0 < value <= MAX_TIMEOUT:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and {MAX_TIMEOUT}")
+    return value
+
+
+def _workspace_count(text: str) -> int:
+    """How many more workspaces the sandbox serves (for `sandbox --workspaces`): 0 to MAX_SANDBOX_WORKSPACES."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SANDBOX_WORKSPACES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MAX_SANDBOX_WORKSPACES:,}")
     return value
 
 
@@ -472,6 +498,10 @@ def cmd_sandbox(args: argparse.Namespace, _environ: Mapping[str, str]) -> int:
     argv = ["--host", args.host, "--port", str(args.port), "--complete-after", str(args.complete_after)]
     if args.generate_every:
         argv += ["--generate-every", str(args.generate_every)]
+    if args.workspaces:
+        argv += ["--workspaces", str(args.workspaces)]
+    if args.plan:
+        argv += ["--plan", args.plan]
     return int(sandbox.main(argv) or 0)
 
 

@@ -2,6 +2,8 @@
 
 LexiBotError                 anything the bot raises on purpose
 ├── ConfigError              settings are missing or malformed
+│   └── EncryptionKeysError  LEXI_ENCRYPTION_KEYS is missing or malformed (the message never quotes a key)
+├── UnreadableSecret         a stored secret cannot be decrypted with any configured key, or was altered
 ├── StoreBusyError           the database refuses a second process on one SQLite file
 └── LexiError                LeadLex answered with an error (or did not answer)
     ├── TransientError       worth retrying: 5xx, timeout, connection, non-JSON body
@@ -23,6 +25,14 @@ class LexiBotError(Exception):
 
 class ConfigError(LexiBotError):
     """Raised when settings are missing or malformed; the message names every problem at once."""
+
+
+class EncryptionKeysError(ConfigError):
+    """Raised when LEXI_ENCRYPTION_KEYS is empty or holds something other than Fernet keys; names each by position."""
+
+
+class UnreadableSecret(LexiBotError):
+    """Raised when a stored secret cannot be decrypted: its key is no longer configured, or it was altered."""
 
 
 class StoreBusyError(LexiBotError):

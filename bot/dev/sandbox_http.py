@@ -54,8 +54,9 @@ class SandboxServer(ThreadingHTTPServer):
     """A threaded HTTP server that passes every request to a responder and logs connection errors quietly."""
 
     daemon_threads = True
-    #: Connections waiting to be accepted. socketserver's 5 overflows when a hundred clients connect at once, and a
-    #: dropped SYN is retried after a second: a benchmark's "slow" call that was the stand-in's accept queue.
+    #: Connections waiting to be accepted: many workspaces' pollers and clicks arrive together. socketserver's 5
+    #: overflows when a hundred clients connect at once, and the dropped connection came back a second later (or
+    #: was reset) as a "slow" call in a benchmark.
     request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], respond: Responder) -> None:

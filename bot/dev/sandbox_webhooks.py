@@ -1,4 +1,7 @@
-"""The sandbox's webhooks: registration checked as LeadLex checks it, and signed deliveries with retries."""
+"""The sandbox's webhooks: registration checked as LeadLex checks it, and signed deliveries with retries.
+
+Each workspace has its own registry (webhooks, secrets, deliveries); one set of couriers delivers for all of them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import hmac
 import ipaddress
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from copy import deepcopy
@@ -20,13 +22,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot.dev.sandbox_http import ApiError, dump
+from bot.dev.sandbox_timers import Timers
 
 #: Events a webhook can subscribe to (LeadLex sends none for completed or failed tasks).
 TASK_EVENTS = ("task.created", "task.updated", "task.approved", "task.dismissed")
 #: Pauses before each redelivery: LeadLex's schedule, scaled down to seconds.
 RETRY_DELAYS = (0.5, 2.0, 5.0)
-#: The workspace id sent in every envelope.
+#: The id of the sandbox's default workspace, sent in the envelope of its events.
 WORKSPACE_ID = "ws_sandbox"
+#: Threads that deliver webhook events, shared by every workspace of a sandbox.
+DELIVERY_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -63,18 +68,89 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class WebhookRegistry:
-    """Registered webhooks, and the background threads that deliver events to them."""
+@dataclass(frozen=True)
+class _Parcel:
+    """One event on its way to one webhook: what each attempt sends, and where attempts are recorded."""
 
-    def __init__(self, clock: Callable[[], float], stopping: threading.Event) -> None:
+    hook: dict[str, Any]
+    event: str
+    payload: dict[str, Any]
+    body: bytes
+    record: Callable[[Delivery], None]
+
+
+class Couriers:
+    """Delivers every workspace's webhook events: a few shared threads and one HTTP client, not a thread per event."""
+
+    def __init__(self, clock: Callable[[], float], stopping: threading.Event, threads: int = DELIVERY_THREADS) -> None:
         #: Accept plain-HTTP and private or loopback URLs (LeadLex refuses them; local receivers need them).
         self.allow_private = False
-        self.deliveries: list[Delivery] = []
         self._clock = clock
         self._stopping = stopping
+        self._timers = Timers("sandbox-webhook", threads)
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    def send(
+        self, hook: dict[str, Any], event: str, payload: dict[str, Any], record: Callable[[Delivery], None]
+    ) -> None:
+        """Deliver one event to one webhook now, then retry a failed delivery after each of RETRY_DELAYS."""
+        parcel = _Parcel(hook, event, payload, dump(payload), record)
+        self._timers.after(0.0, lambda: self._attempt(parcel, 1))
+
+    def join(self, deadline: float) -> None:
+        """Drop the retries not yet due and wait, until the time.monotonic() `deadline` at most, for deliveries."""
+        self._timers.stop(deadline)
+
+    def _http(self) -> httpx.Client:
+        """The client every delivery shares (created on the first), so that its SSL context is made once."""
+        with self._client_lock:
+            if self._client is None:
+                # trust_env=False: LeadLex would not go through this machine's proxy to reach the receiver. No
+                # keep-alive: each delivery opens its connection, so none fails on one the receiver closed while idle.
+                self._client = httpx.Client(
+                    timeout=10.0, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)
+                )
+            return self._client
+
+    def _attempt(self, parcel: _Parcel, attempt: int) -> None:
+        """POST one signed attempt, record it, and schedule the next one when it failed and retries remain."""
+        if self._stopping.is_set():
+            return
+        hook, event, payload, body = parcel.hook, parcel.event, parcel.payload, parcel.body
+        delivery_id = str(uuid.uuid4())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "LeadLex-Webhook/1.0",
+            "X-LeadLex-Signature": sign(hook["secret"], body),
+            "X-LeadLex-Timestamp": iso(self._clock()),
+            "X-LeadLex-Delivery-ID": delivery_id,
+        }
+        status, error = None, None
+        try:
+            status = self._http().post(hook["url"], content=body, headers=headers).status_code
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        parcel.record(
+            Delivery(hook["id"], hook["url"], event, delivery_id, attempt, status, error, self._clock(), payload, body)
+        )
+        if status is not None and HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
+            return
+        if attempt <= len(RETRY_DELAYS):
+            self._timers.after(RETRY_DELAYS[attempt - 1], lambda: self._attempt(parcel, attempt + 1))
+
+
+class WebhookRegistry:
+    """One workspace's registered webhooks; its events go out through the sandbox's shared couriers."""
+
+    def __init__(self, couriers: Couriers, workspace_id: str, clock: Callable[[], float]) -> None:
+        #: Every delivery attempt of this workspace's events, in order.
+        self.deliveries: list[Delivery] = []
+        self._couriers = couriers
+        self._workspace_id = workspace_id
+        self._clock = clock
         self._lock = threading.Lock()
         self._hooks: dict[str, dict[str, Any]] = {}
-        self._workers: set[threading.Thread] = set()
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         """Register a webhook from a request body; return it with its secret, the only time it is shown."""
@@ -127,74 +203,24 @@ class WebhookRegistry:
                 raise ApiError(404, "not_found", f"Webhook not found: {webhook_id}")
 
     def emit(self, event: str, task: dict[str, Any]) -> None:
-        """Deliver `event` about `task` to every active subscribed webhook, each in its own thread."""
+        """Deliver `event` about `task` to every active subscribed webhook, without waiting for any delivery."""
         with self._lock:
             hooks = [dict(hook) for hook in self._hooks.values() if hook["active"] and event in hook["events"]]
-            if not hooks or self._stopping.is_set():
-                return
-            payload = {
-                "event": event,
-                "timestamp": signed_time(self._clock()),
-                "workspace_id": WORKSPACE_ID,
-                "data": {"task": deepcopy(task)},
-            }
-            for hook in hooks:
-                worker = threading.Thread(
-                    target=self._deliver, args=(hook, event, payload), name=f"sandbox-webhook-{hook['id']}", daemon=True
-                )
-                self._workers.add(worker)
-                worker.start()
+        if not hooks:
+            return
+        payload = {
+            "event": event,
+            "timestamp": signed_time(self._clock()),
+            "workspace_id": self._workspace_id,
+            "data": {"task": deepcopy(task)},
+        }
+        for hook in hooks:
+            self._couriers.send(hook, event, payload, self._record)
 
-    def join(self, deadline: float) -> None:
-        """Wait, until the time.monotonic() `deadline` at most, for deliveries under way to end."""
+    def _record(self, delivery: Delivery) -> None:
+        """Keep one delivery attempt in this workspace's list."""
         with self._lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(timeout=max(0.0, deadline - time.monotonic()))
-
-    def _deliver(self, hook: dict[str, Any], event: str, payload: dict[str, Any]) -> None:
-        """POST one signed event, retrying a failed or non-2xx delivery after each of RETRY_DELAYS."""
-        body = dump(payload)
-        signature = sign(hook["secret"], body)
-        try:
-            # trust_env=False: LeadLex would not go through this machine's proxy to reach the receiver.
-            with httpx.Client(timeout=10.0, trust_env=False) as client:
-                for attempt, pause in enumerate((0.0, *RETRY_DELAYS), start=1):
-                    if self._stopping.wait(pause):
-                        return
-                    delivery_id = str(uuid.uuid4())
-                    headers = {
-                        "Content-Type": "application/json",
-                        "User-Agent": "LeadLex-Webhook/1.0",
-                        "X-LeadLex-Signature": signature,
-                        "X-LeadLex-Timestamp": iso(self._clock()),
-                        "X-LeadLex-Delivery-ID": delivery_id,
-                    }
-                    status, error = None, None
-                    try:
-                        status = client.post(hook["url"], content=body, headers=headers).status_code
-                    except httpx.HTTPError as exc:
-                        error = f"{type(exc).__name__}: {exc}"
-                    with self._lock:
-                        self.deliveries.append(
-                            Delivery(
-                                hook["id"],
-                                hook["url"],
-                                event,
-                                delivery_id,
-                                attempt,
-                                status,
-                                error,
-                                self._clock(),
-                                payload,
-                                body,
-                            )
-                        )
-                    if status is not None and HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
-                        return
-        finally:
-            with self._lock:
-                self._workers.discard(threading.current_thread())
+            self.deliveries.append(delivery)
 
     def _check_url(self, value: Any) -> str:
         """Return a valid webhook URL (public HTTPS unless `allow_private`), or raise 400 invalid_url."""
@@ -202,10 +228,11 @@ class WebhookRegistry:
             parts = urlsplit(value) if isinstance(value, str) else None
         except ValueError:  # e.g. an unclosed IPv6 bracket
             parts = None
-        schemes = ("https", "http") if self.allow_private else ("https",)
+        allow_private = self._couriers.allow_private
+        schemes = ("https", "http") if allow_private else ("https",)
         if parts is None or parts.scheme not in schemes or not parts.hostname:
             raise ApiError(400, "invalid_url", "The webhook URL must be an absolute HTTPS URL")
-        if not self.allow_private and _is_private(parts.hostname):
+        if not allow_private and _is_private(parts.hostname):
             raise ApiError(400, "invalid_url", "The webhook URL must point to a public address")
         return str(value)
 
