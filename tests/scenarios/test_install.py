@@ -32,7 +32,7 @@ from bot.dev.standin.slack import SlackStandIn
 from bot.ops.server import HttpFront, WsgiApp, make_wsgi
 from bot.slack.app import ListenerPool, create_multi_workspace_app
 from bot.slack.install import BOT_SCOPES, InstallSettings
-from tests.support.harness import SECRETS_GIVEN, SIGNING_SECRET
+from tests.support.harness import SECRETS_GIVEN, SIGNING_SECRET, BotHarness
 
 ROOT = Path(__file__).resolve().parents[2]
 COOKIE = "slack-app-oauth-state"
@@ -335,3 +335,9 @@ def test_installs_from_two_browsers_at_once(installer: Installer) -> None:
         thread.join(10)
     assert results == [302, 302]
     assert installer.installation("TAAA") is not None and installer.installation("TBBB") is not None
+
+
+def test_a_single_workspace_bot_has_no_install_routes(bot: BotHarness) -> None:
+    """With SLACK_BOT_TOKEN (no OAuth flow), /slack/install and /slack/oauth_redirect are not found, as before."""
+    for path in ("/slack/install", "/slack/oauth_redirect"):
+        assert bot.http.get(f"{bot.url}{path}").status_code == 404

@@ -1,0 +1,45 @@
+"""What an installer sees after Slack sends them back: where a finished install leads, and why one failed."""
+
+from __future__ import annotations
+
+from slack_sdk.oauth.installation_store import Installation
+
+from bot.slack.install import failure_page, failure_status, home_url
+
+
+def _installation(**fields: object) -> Installation:
+    """An installation as Bolt's OAuth flow builds it."""
+    base: dict[str, object] = {"app_id": "A0LEXI", "user_id": "UALICE", "bot_token": "xoxb-1", "team_id": "T1"}
+    return Installation(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_a_workspace_install_leads_to_the_home_tab() -> None:
+    """A workspace install opens the app's Home tab in that workspace."""
+    assert home_url(_installation()) == "slack://app?team=T1&id=A0LEXI&tab=home"
+
+
+def test_an_org_wide_install_leads_to_adding_workspaces() -> None:
+    """An org-wide install leads to the organization's page for picking its workspaces, as Bolt's own page does."""
+    org = _installation(
+        team_id=None, enterprise_id="E1", is_enterprise_install=True, enterprise_url="https://org.enterprise.slack.com/"
+    )
+    assert home_url(org) == "https://org.enterprise.slack.com/manage/organization/apps/profile/A0LEXI/workspaces/add"
+    assert home_url(_installation(team_id=None, enterprise_id="E1", is_enterprise_install=True)).startswith(
+        "slack://app?team=E1&"
+    )
+
+
+def test_failures_are_4xx_except_storage() -> None:
+    """Denied consent is 403, a bad or used state or code 400, only the bot's own storage failure a 503."""
+    assert failure_status("access_denied") == 403
+    for reason in ("invalid_browser", "invalid_state", "missing_code", "invalid_code", "bad_redirect_uri"):
+        assert failure_status(reason) == 400
+    assert failure_status("storage_error") == 503
+
+
+def test_failure_page_names_the_reason_escaped() -> None:
+    """A known reason is explained in plain words; an unknown one from Slack is quoted, escaped."""
+    assert "expired or was already used" in failure_page("invalid_state")
+    hostile = failure_page('<img src=x onerror="alert(1)">')
+    assert "<img" not in hostile and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in hostile
+    assert "href='/slack/install'" in hostile
