@@ -10,8 +10,10 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.dev.standin import payloads
 from bot.dev.standin.oauth import CLIENT_ID, CLIENT_SECRET, CODE_TTL
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack.gate import parse
 
 REDIRECT = "https://lexi.example/slack/oauth_redirect"
 
@@ -179,3 +181,15 @@ def test_an_organization_installs_org_wide(slack: SlackStandIn) -> None:
     identity = WebClient(token=str(answer["access_token"]), base_url=slack.api_url).auth_test()
     assert identity["enterprise_id"] == "E0ORG" and identity["is_enterprise_install"] is True
     assert str(identity["url"]).endswith("/enterprise/E0ORG/")
+
+
+def test_uninstall_events_are_built_as_slack_sends_them() -> None:
+    """app_uninstalled and tokens_revoked envelopes pass the gate's shape check and name their team."""
+    uninstalled = payloads.build_app_uninstalled(team_id="TAAA")
+    revoked = payloads.build_tokens_revoked(team_id="TAAA", bot_user_ids=["UBOTAAA"], enterprise_id="E0ORG")
+    for envelope in (uninstalled, revoked):
+        body, content_type = payloads.encode_event(envelope)
+        parsed = parse(body.decode(), content_type)
+        assert parsed["team_id"] == "TAAA" and parsed["authorizations"][0]["team_id"] == "TAAA"
+    assert revoked["event"]["tokens"] == {"oauth": [], "bot": ["UBOTAAA"]}
+    assert revoked["enterprise_id"] == "E0ORG" and "enterprise_id" not in uninstalled

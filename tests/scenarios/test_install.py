@@ -144,11 +144,7 @@ def _publishes(slack: SlackStandIn) -> list[str]:
 
 def _home_opened(team_id: str, *, enterprise_id: str | None = None, org_wide: bool = False) -> dict[str, Any]:
     """app_home_opened as Slack sends it for a workspace (or, org-wide, for a workspace of an organization)."""
-    envelope = payloads.build_app_home_opened(team_id=team_id)
-    if enterprise_id is not None:
-        envelope["enterprise_id"] = enterprise_id
-        envelope["authorizations"][0].update(enterprise_id=enterprise_id, is_enterprise_install=org_wide)
-    return envelope
+    return payloads.build_app_home_opened(team_id=team_id, enterprise_id=enterprise_id, is_enterprise_install=org_wide)
 
 
 def test_install_stores_the_workspace_and_opens_its_home(installer: Installer) -> None:
