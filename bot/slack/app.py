@@ -14,6 +14,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 
 from bot.db.store import Store
+from bot.errors import ConfigError
 from bot.slack import install, replay
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
@@ -35,6 +36,14 @@ def create_app(runtime: Running) -> App:
         signing_secret=secret if http_mode else None,
         request_verification_enabled=http_mode,
     )
+    if app.oauth_flow is not None:
+        # Bolt turns on an OAuth flow of its own (a file installation store; the bot token ignored) whenever
+        # SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are in the environment: every request would be refused as coming
+        # from a workspace that did not install the app. Said at start rather than discovered at the first click.
+        raise ConfigError(
+            "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set, but the bot runs for one workspace with "
+            "SLACK_BOT_TOKEN: unset them, or set everything multi-workspace mode needs"
+        )
     replay.register(app, runtime.store)  # before any listener: a replay or a retried event does nothing
 
     @app.middleware

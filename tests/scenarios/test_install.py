@@ -29,8 +29,9 @@ from bot.db.store import Store
 from bot.dev.standin import payloads
 from bot.dev.standin.oauth import CLIENT_ID, CLIENT_SECRET
 from bot.dev.standin.slack import SlackStandIn
+from bot.errors import ConfigError
 from bot.ops.server import HttpFront, WsgiApp, make_wsgi
-from bot.slack.app import ListenerPool, create_multi_workspace_app
+from bot.slack.app import ListenerPool, create_app, create_multi_workspace_app
 from bot.slack.install import BOT_SCOPES, InstallSettings
 from tests.support.harness import SECRETS_GIVEN, SIGNING_SECRET, BotHarness
 
@@ -337,3 +338,11 @@ def test_a_single_workspace_bot_has_no_install_routes(bot: BotHarness) -> None:
     """With SLACK_BOT_TOKEN (no OAuth flow), /slack/install and /slack/oauth_redirect are not found, as before."""
     for path in ("/slack/install", "/slack/oauth_redirect"):
         assert bot.http.get(f"{bot.url}{path}").status_code == 404
+
+
+def test_a_single_workspace_bot_refuses_bolts_own_oauth(bot: BotHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bolt's own OAuth flow (on with SLACK_CLIENT_ID/SECRET in the environment) is refused in one-workspace mode."""
+    monkeypatch.setenv("SLACK_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", CLIENT_SECRET)
+    with pytest.raises(ConfigError, match="SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set"):
+        create_app(bot.runtime)
