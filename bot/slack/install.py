@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -72,7 +72,7 @@ class InstallSettings:
     """What the OAuth flow needs besides the database: the app's credentials and where Slack sends people back."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)  # never in a log line that prints the settings
     #: The full redirect URL (https://HOST/slack/oauth_redirect); None: the one configured for the app at Slack.
     redirect_uri: str | None = None
     authorization_url: str = AUTHORIZATION_URL

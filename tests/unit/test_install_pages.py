@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_sdk.oauth.installation_store import Installation
 
-from bot.slack.install import failure_page, failure_status, home_url
+from bot.slack.install import InstallSettings, failure_page, failure_status, home_url
 
 
 def _installation(**fields: object) -> Installation:
@@ -43,3 +43,9 @@ def test_failure_page_names_the_reason_escaped() -> None:
     hostile = failure_page('<img src=x onerror="alert(1)">')
     assert "<img" not in hostile and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in hostile
     assert "href='/slack/install'" in hostile
+
+
+def test_settings_never_print_the_client_secret() -> None:
+    """The install settings' repr (what a log line of them shows) leaves the client secret out."""
+    settings = InstallSettings(client_id="111.222", client_secret="very-secret-value")
+    assert "very-secret-value" not in repr(settings) and "111.222" in repr(settings)
