@@ -346,3 +346,23 @@ def test_a_single_workspace_bot_refuses_bolts_own_oauth(bot: BotHarness, monkeyp
     monkeypatch.setenv("SLACK_CLIENT_SECRET", CLIENT_SECRET)
     with pytest.raises(ConfigError, match="SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set"):
         create_app(bot.runtime)
+
+
+@pytest.mark.parametrize(
+    ("query", "cookie"),
+    [
+        ("", None),
+        ("code=abc", None),
+        ("state=&code=", f"{COOKIE}="),
+        ("state=a&state=b&code=c", f"{COOKIE}=a"),
+        ("state=%ff%fe%00&code=%00", f"{COOKIE}=%ff"),
+        ("error=", None),
+        ("state=" + "s" * 4000 + "&code=c", f"{COOKIE}=" + "s" * 4000),
+        ("state=x&code=y", "garbage;;;=;" + "=" * 50),
+    ],
+)
+def test_hostile_redirects_are_4xx(installer: Installer, query: str, cookie: str | None) -> None:
+    """Whatever a browser (or anyone) sends to the redirect, the answer is a 4xx page, never a 5xx."""
+    answer = installer.come_back(f"{installer.url}/slack/oauth_redirect?{query}", cookie)
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:200])
+    assert installer.slack.calls_to("oauth.v2.access") == []
