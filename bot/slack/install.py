@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from slack_bolt import App
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs, SuccessArgs
 from slack_bolt.oauth.oauth_settings import OAuthSettings
@@ -107,7 +110,8 @@ def oauth_settings(settings: InstallSettings, engine: Engine, client: WebClient)
         logger=log,
     )
     # OAuthSettings builds its authorizer with a client of its own, on slack.com: token refreshes must go where
-    # the app's client goes (the same API base as installs).
+    # the app's client goes (the same API base as installs). Without its cache, Bolt asks Slack's auth.test about
+    # the token before every request it authorizes: a round trip to Slack ahead of each ack.
     oauth.authorize = InstallationStoreAuthorize(
         logger=log,
         client_id=settings.client_id,
@@ -115,8 +119,50 @@ def oauth_settings(settings: InstallSettings, engine: Engine, client: WebClient)
         token_rotation_expiration_minutes=settings.token_rotation_expiration_minutes,
         installation_store=installations,
         client=client,
+        cache_enabled=True,
     )
+    oauth.authorize.authorize_result_cache = AuthorizeResults()
     return oauth
+
+
+class AuthorizeResults(dict[str, AuthorizeResult]):
+    """Bolt's authorize results by bot token (what auth.test said of it), bounded and safe across threads.
+
+    Bolt asks `token in cache` and then reads `cache[token]`; an entry looked at in the last GRACE seconds is
+    never dropped, so that read cannot miss. Past `limit` entries, the ones unused for longer are dropped, oldest
+    first (rotated tokens leave one behind every 12 hours per workspace). A result is only looked up for a token
+    the installation store still holds, so an uninstalled workspace's entry is never used.
+    """
+
+    GRACE = 60.0
+
+    def __init__(self, limit: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._limit = limit
+        self._clock = clock
+        self._used: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, token: object) -> bool:
+        """Whether a result is kept for `token` (which then counts as used now)."""
+        with self._lock:
+            found = super().__contains__(token)
+            if found and isinstance(token, str):
+                self._used[token] = self._clock()
+            return found
+
+    def __setitem__(self, token: str, result: AuthorizeResult) -> None:
+        """Keep a result, dropping long-unused ones while there are more than the limit."""
+        with self._lock:
+            now = self._clock()
+            super().__setitem__(token, result)
+            self._used[token] = now
+            if len(self) > self._limit:
+                for old, used in sorted(self._used.items(), key=lambda item: item[1]):
+                    if len(self) <= self._limit or used > now - self.GRACE:
+                        break
+                    super().__delitem__(old)
+                    del self._used[old]
 
 
 def home_url(installation: Installation) -> str:

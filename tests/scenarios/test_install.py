@@ -366,3 +366,13 @@ def test_hostile_redirects_are_4xx(installer: Installer, query: str, cookie: str
     answer = installer.come_back(f"{installer.url}/slack/oauth_redirect?{query}", cookie)
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:200])
     assert installer.slack.calls_to("oauth.v2.access") == []
+
+
+def test_a_workspace_s_token_is_checked_with_slack_once(installer: Installer) -> None:
+    """Bolt's auth.test on a token is asked once, not before every request (a round trip ahead of each ack)."""
+    installer.install(team="TAAA")
+    before = len(installer.slack.calls_to("auth.test"))
+    for _ in range(3):
+        assert installer.post_event(_home_opened("TAAA")).status_code == 200
+    assert len(installer.slack.calls_to("auth.test")) == before + 1
+    assert _publishes(installer.slack) == ["TAAA"] * 3

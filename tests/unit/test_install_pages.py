@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.oauth.installation_store import Installation
 
-from bot.slack.install import InstallSettings, failure_page, failure_status, home_url
+from bot.slack.install import AuthorizeResults, InstallSettings, failure_page, failure_status, home_url
 
 
 def _installation(**fields: object) -> Installation:
@@ -49,3 +50,31 @@ def test_settings_never_print_the_client_secret() -> None:
     """The install settings' repr (what a log line of them shows) leaves the client secret out."""
     settings = InstallSettings(client_id="111.222", client_secret="very-secret-value")
     assert "very-secret-value" not in repr(settings) and "111.222" in repr(settings)
+
+
+class _Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        """The current time."""
+        return self.now
+
+
+def test_authorize_results_stay_bounded_but_keep_what_was_just_looked_at() -> None:
+    """Past the limit, results unused for a while go, oldest first; one looked at in the last minute stays."""
+    clock = _Clock()
+    results = AuthorizeResults(limit=2, clock=clock)
+    for token in ("a", "b"):
+        results[token] = AuthorizeResult(enterprise_id=None, team_id="T1", bot_token=token)
+        clock.now += 100
+    assert "a" in results  # looked at now: it may not go within the grace period
+    results["c"] = AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="c")
+    assert set(results) == {"a", "c"}  # b was the one long unused
+    results["d"] = AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="d")
+    assert set(results) == {"a", "c", "d"}  # all used within the grace period: over the limit for now
+    clock.now += AuthorizeResults.GRACE + 1
+    results["e"] = AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="e")
+    assert set(results) == {"d", "e"}
