@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -32,7 +34,7 @@ from bot.dev.standin.slack import SlackStandIn
 from bot.errors import ConfigError
 from bot.ops.server import HttpFront, WsgiApp, make_wsgi
 from bot.slack.app import ListenerPool, create_app, create_multi_workspace_app
-from bot.slack.install import BOT_SCOPES, InstallSettings
+from bot.slack.install import BOT_SCOPES, InstallSettings, advisory_key, refresh_lock
 from tests.support.harness import SECRETS_GIVEN, SIGNING_SECRET, BotHarness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -376,3 +378,75 @@ def test_a_workspace_s_token_is_checked_with_slack_once(installer: Installer) ->
         assert installer.post_event(_home_opened("TAAA")).status_code == 200
     assert len(installer.slack.calls_to("auth.test")) == before + 1
     assert _publishes(installer.slack) == ["TAAA"] * 3
+
+
+def test_concurrent_requests_refresh_a_token_once_across_replicas(slack: SlackStandIn, database_url: str) -> None:
+    """Requests of one workspace at two replicas as its token expires spend its single-use refresh token once."""
+    slack.oauth.token_rotation = True
+    with contextmanager(_start)(slack, database_url) as one, contextmanager(_start)(slack, database_url) as two:
+        one.install(team="TAAA")
+        first = one.installation("TAAA")
+        assert first is not None
+        slack.expire_tokens("TAAA")
+        past = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=1)
+        with one.store.engine.begin() as conn:
+            for table in ("slack_installations", "slack_bots"):
+                conn.execute(text(f"UPDATE {table} SET bot_token_expires_at = :at"), {"at": past})  # noqa: S608
+        release = slack.hold_next("oauth.v2.access")  # the first refresh waits in Slack while the others arrive
+        statuses: list[int] = []
+
+        def post(replica: Installer) -> None:
+            """Deliver one app_home_opened to a replica."""
+            body, content_type = payloads.encode_event(_home_opened("TAAA"))
+            headers = payloads.signed_request(SIGNING_SECRET, body, content_type)
+            with httpx.Client(timeout=20) as client:
+                statuses.append(client.post(f"{replica.url}/slack/events", content=body, headers=headers).status_code)
+
+        threads = [threading.Thread(target=post, args=(replica,)) for replica in (one, two, one, two)]
+        for thread in threads:
+            thread.start()
+        assert slack.wait_held().args.get("grant_type") == "refresh_token"
+        time.sleep(0.3)  # the other three are now waiting for the refresh
+        release.set()
+        for thread in threads:
+            thread.join(20)
+        assert statuses == [200] * 4
+        assert one.listeners.wait_idle(10) and two.listeners.wait_idle(10)
+        refreshes = [c for c in slack.calls_to("oauth.v2.access") if c.args.get("grant_type") == "refresh_token"]
+        assert [c.ok for c in refreshes] == [True]
+        assert _publishes(slack) == ["TAAA"] * 4
+        assert [c.error for c in slack.calls_to("views.publish")] == [None] * 4
+
+
+@pytest.mark.postgres
+def test_a_refresh_waits_for_another_replica_s_lock(database_url: str) -> None:
+    """On PostgreSQL the refresh lock is an advisory lock: held by another session, it is waited for, boundedly."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the cross-replica lock is PostgreSQL's")
+    store = Store.from_url(database_url)
+    try:
+        with store.engine.connect() as other:
+            other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": advisory_key("None:TAAA:False")})
+            entered: list[float] = []
+
+            def refresh() -> None:
+                """Take the lock as a refresh would, noting when it got it."""
+                with refresh_lock(store.engine, "None:TAAA:False", timeout=5):
+                    entered.append(time.monotonic())
+
+            thread = threading.Thread(target=refresh)
+            started = time.monotonic()
+            thread.start()
+            time.sleep(0.5)
+            assert entered == []  # still waiting for the other replica
+            other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": advisory_key("None:TAAA:False")})
+            thread.join(5)
+            assert entered and entered[0] - started >= 0.4
+            other.execute(text("SELECT pg_advisory_lock(:key)"), {"key": advisory_key("None:TAAA:False")})
+            started = time.monotonic()
+            with refresh_lock(store.engine, "None:TAAA:False", timeout=0.3):
+                waited = time.monotonic() - started  # gave up waiting, and went on
+            assert 0.2 <= waited < 3
+            other.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": advisory_key("None:TAAA:False")})
+    finally:
+        store.close()
