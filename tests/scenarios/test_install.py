@@ -34,7 +34,8 @@ from bot.dev.standin.slack import SlackStandIn
 from bot.errors import ConfigError
 from bot.ops.server import HttpFront, WsgiApp, make_wsgi
 from bot.slack.app import ListenerPool, create_app, create_multi_workspace_app
-from bot.slack.install import BOT_SCOPES, InstallSettings, advisory_key, refresh_lock
+from bot.slack.authorize import advisory_key, refresh_lock
+from bot.slack.install import BOT_SCOPES, InstallSettings
 from tests.support.harness import SECRETS_GIVEN, SIGNING_SECRET, BotHarness
 
 ROOT = Path(__file__).resolve().parents[2]

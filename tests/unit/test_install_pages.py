@@ -5,7 +5,8 @@ from __future__ import annotations
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.oauth.installation_store import Installation
 
-from bot.slack.install import AuthorizeResults, InstallSettings, failure_page, failure_status, home_url
+from bot.slack.authorize import AuthorizeResults
+from bot.slack.install import InstallSettings, failure_page, failure_status, home_url
 
 
 def _installation(**fields: object) -> Installation:
