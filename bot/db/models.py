@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -192,3 +194,11 @@ class Decision(Base):
         ),
         Index("ix_decisions_done_at", "done_at"),
     )
+
+
+# slack_sdk's OAuth tables, for its SQLAlchemy installation and state stores on the bot's own engine
+# (bot.slack.install). slack_sdk describes them itself; they are on our metadata so that migration 0008, which
+# creates them, is checked against slack_sdk's own description like every other table against its model.
+SLACK_INSTALLATIONS = SQLAlchemyInstallationStore.build_installations_table(Base.metadata, "slack_installations")
+SLACK_BOTS = SQLAlchemyInstallationStore.build_bots_table(Base.metadata, "slack_bots")
+SLACK_OAUTH_STATES = SQLAlchemyOAuthStateStore.build_oauth_states_table(Base.metadata, "slack_oauth_states")

@@ -30,8 +30,10 @@ CHUNK = 64 * 1024
 #: The reason phrase of every status the front answers.
 REASONS = {
     200: "OK",
+    302: "Found",
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
@@ -115,12 +117,17 @@ def make_wsgi(
 ) -> WsgiApp:
     """Route /slack/events through the gate to Bolt, /lexi/webhooks to LeadLex deliveries (when enabled), and probes.
 
+    With Bolt's OAuth flow (multi-workspace mode), its install page and redirect (GET /slack/install and
+    /slack/oauth_redirect) go to the flow too, unsigned: they come from the installer's browser, not from Slack.
     The signing secret defaults to the one the Bolt app was built with (bot.slack.app.create_app).
     """
     gate = SlackGate(app, signing_secret or getattr(app, "_signing_secret", None))
     posts: dict[str, Callable[[bytes, dict[str, str], str], Answer]] = {"/slack/events": gate.handle}
     if webhooks is not None:
         posts["/lexi/webhooks"] = _webhook_handler(webhooks)
+    gets: dict[str, Callable[[dict[str, str], str], Answer]] = {}
+    if app.oauth_flow is not None:
+        gets = {app.oauth_flow.install_path: gate.install, app.oauth_flow.redirect_uri_path: gate.oauth_redirect}
     probes = (
         {"/healthz"} | ({"/readyz"} if ready is not None else set()) | ({"/metrics"} if metrics is not None else set())
     )
@@ -129,6 +136,8 @@ def make_wsgi(
         path = environ.get("PATH_INFO", "")
         if path in posts:
             return _serve_post(posts[path], environ, start_response)
+        if path in gets:
+            return _serve_get(gets[path], environ, start_response)
         if path in probes:
             return _serve_probe(path, environ, start_response, health=health, ready=ready, metrics=metrics)
         return _answer(start_response, 404, b"Not Found", [("Content-Type", "text/plain")])
@@ -151,6 +160,18 @@ def _serve_post(
     except ValueError:
         return _json(start_response, 400, {"ok": False, "error": "malformed Content-Length"})
     answer = handler(body, header_map(environ), environ.get("QUERY_STRING", ""))
+    return _answer(start_response, answer.status, answer.body, answer.headers)
+
+
+def _serve_get(
+    handler: Callable[[dict[str, str], str], Answer],
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+) -> Iterable[bytes]:
+    """Hand a browser's GET (headers and query string; any body is not read) to the handler of its path."""
+    if environ.get("REQUEST_METHOD") != "GET":
+        return _json(start_response, 405, {"ok": False, "error": "method not allowed"}, [("Allow", "GET")])
+    answer = handler(header_map(environ), environ.get("QUERY_STRING", ""))
     return _answer(start_response, answer.status, answer.body, answer.headers)
 
 

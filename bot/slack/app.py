@@ -11,8 +11,11 @@ from typing import Any
 from slack_bolt import App, BoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.response import BoltResponse
+from slack_sdk import WebClient
 
-from bot.slack import replay
+from bot.db.store import Store
+from bot.errors import ConfigError
+from bot.slack import install, replay
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
 
@@ -28,22 +31,19 @@ def create_app(runtime: Running) -> App:
     settings = runtime.settings
     http_mode = settings.mode == "http"
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    bolt_log = logging.getLogger("bot.bolt")
-    # Bolt reads SLACK_BOT_TOKEN from the environment even when given a client, then warns that the token it
-    # found will be unused: on a correct configuration that is noise, so exactly that notice is dropped here.
-    quiet = _DropNotice(warning_client_prioritized_and_token_skipped())
-    bolt_log.addFilter(quiet)
-    try:
-        app = App(
-            client=runtime.slack,
-            signing_secret=secret if http_mode else None,
-            request_verification_enabled=http_mode,
-            token_verification_enabled=False,
-            logger=bolt_log,
-            listener_executor=ListenerPool(max_workers=LISTENER_THREADS, thread_name_prefix="lexi-listener"),
+    app = _bolt_app(
+        client=runtime.slack,
+        signing_secret=secret if http_mode else None,
+        request_verification_enabled=http_mode,
+    )
+    if app.oauth_flow is not None:
+        # Bolt turns on an OAuth flow of its own (a file installation store; the bot token ignored) whenever
+        # SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are in the environment: every request would be refused as coming
+        # from a workspace that did not install the app. Said at start rather than discovered at the first click.
+        raise ConfigError(
+            "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set, but the bot runs for one workspace with "
+            "SLACK_BOT_TOKEN: unset them, or set everything multi-workspace mode needs"
         )
-    finally:
-        bolt_log.removeFilter(quiet)
     replay.register(app, runtime.store)  # before any listener: a replay or a retried event does nothing
 
     @app.middleware
@@ -56,14 +56,53 @@ def create_app(runtime: Running) -> App:
     views.register(app)
     commands.register(app)
     events.register(app)
-
-    @app.error
-    def handle_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
-        """Log a listener failure; Slack gets an empty answer, never a traceback."""
-        log.error("listener failed for %s: %s", body.get("type", "request"), error, exc_info=error)
-        return BoltResponse(status=200, body="")
-
+    app.error(handle_error)
     return app
+
+
+def create_multi_workspace_app(
+    settings: install.InstallSettings, store: Store, *, signing_secret: str, client: WebClient
+) -> App:
+    """The Bolt app of multi-workspace mode (HTTP only): no token of its own, installs through Bolt's OAuth flow.
+
+    Bolt authorizes each request from the installations on the store's database and hands listeners a client with
+    that workspace's bot token; `client` (no token) gives those clients, installs and token refreshes their API
+    base. Requests are signature-checked and replays dropped as in single-workspace mode.
+    """
+    app = _bolt_app(
+        client=client,
+        signing_secret=signing_secret,
+        request_verification_enabled=True,
+        oauth_settings=install.oauth_settings(settings, store.engine, client),
+    )
+    replay.register(app, store)
+    install.register(app)
+    app.error(handle_error)
+    return app
+
+
+def _bolt_app(**options: Any) -> App:
+    """A Bolt app with our logger and listener threads, no token check at start, built without a false warning."""
+    bolt_log = logging.getLogger("bot.bolt")
+    # Bolt reads SLACK_BOT_TOKEN from the environment even when given a client, then warns that the token it
+    # found will be unused: on a correct configuration that is noise, so exactly that notice is dropped here.
+    quiet = _DropNotice(warning_client_prioritized_and_token_skipped())
+    bolt_log.addFilter(quiet)
+    try:
+        return App(
+            token_verification_enabled=False,
+            logger=bolt_log,
+            listener_executor=ListenerPool(max_workers=LISTENER_THREADS, thread_name_prefix="lexi-listener"),
+            **options,
+        )
+    finally:
+        bolt_log.removeFilter(quiet)
+
+
+def handle_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+    """Log a listener failure; Slack gets an empty answer, never a traceback."""
+    log.error("listener failed for %s: %s", body.get("type", "request"), error, exc_info=error)
+    return BoltResponse(status=200, body="")
 
 
 class _DropNotice(logging.Filter):

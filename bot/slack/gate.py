@@ -4,19 +4,26 @@ Bolt verifies and parses too, but it decodes the body before verifying, trusts a
 reads nested fields without checking their types, so a hostile body became a 500 with a traceback. Here a
 request that is not provably Slack's answers 401 before anything is parsed, and one that is signed but is not
 a payload Slack sends answers 400; only the rest reaches Bolt (which still verifies, as defence in depth).
+
+In multi-workspace mode the gate also hands Bolt's OAuth flow the installer's browser GETs (the install page and
+Slack's redirect back), which carry no Slack signature: the flow's single-use state, bound to a cookie, is what
+proves them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 
 from slack_bolt import App
 from slack_bolt.request import BoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,9 @@ log = logging.getLogger(__name__)
 MAX_DEPTH = 64
 #: A Unix time in seconds has 10 digits until the year 2286; this leaves room and refuses absurd lengths.
 _MAX_TIMESTAMP_DIGITS = 12
+#: A `team` on the install link preselects a workspace: a Slack team or enterprise id. Bolt pastes it into Slack's
+#: authorize URL unescaped, so anything else (an `&` smuggling in parameters) is refused.
+_TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,30}")
 #: For the fields Bolt and our listeners read without checking, the JSON types Slack sends.
 _SHAPES: dict[str, tuple[type, ...]] = {
     "type": (str,),
@@ -168,15 +178,49 @@ class SlackGate:
             if refused.status == HTTPStatus.UNAUTHORIZED:
                 log.info("refused a Slack request: %s", refused.reason)
             return _refusal(refused)
-        response = self._app.dispatch(request)
-        answer_headers = [
-            (name, value)
-            for name, values in response.headers.items()
-            for value in values
-            if name.lower() != "content-length"
-        ]
-        payload = response.body.encode("utf-8") if isinstance(response.body, str) else bytes(response.body or b"")
-        return Answer(response.status, answer_headers, payload)
+        return _answer_of(self._app.dispatch(request))
+
+    def install(self, headers: dict[str, str], query: str) -> Answer:
+        """Answer GET /slack/install (multi-workspace mode): Bolt's "Add to Slack" page with a new state."""
+        teams = parse_qs(query).get("team", [])
+        if not all(_TEAM_ID.fullmatch(team) for team in teams):
+            return _text(400, "The team parameter is not a Slack workspace id.")
+        return self._oauth(lambda flow, request: flow.handle_installation(request), headers, query)
+
+    def oauth_redirect(self, headers: dict[str, str], query: str) -> Answer:
+        """Answer GET /slack/oauth_redirect (multi-workspace mode): Bolt finishes the install, or says why not."""
+        return self._oauth(lambda flow, request: flow.handle_callback(request), headers, query)
+
+    def _oauth(self, step: Callable[[Any, BoltRequest], BoltResponse], headers: dict[str, str], query: str) -> Answer:
+        """Run one step of Bolt's OAuth flow on a browser GET; 404 without the flow, 503 when it breaks."""
+        flow = self._app.oauth_flow
+        if flow is None:
+            return _text(404, "Not Found")
+        try:
+            response = step(flow, BoltRequest(body="", query=query, headers=dict(headers)))
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the installer gets a 503 page
+            # The database or Slack failed mid-install: no traceback to the browser, and only the error's type to
+            # the log (a database error's text can quote the statement's parameters, a bot token among them).
+            log.warning("an install step failed (%s)", type(exc).__name__)
+            return _text(503, "lexi-bot could not handle this installation step right now. Please try again.")
+        return _answer_of(response)
+
+
+def _answer_of(response: BoltResponse) -> Answer:
+    """Bolt's response as our Answer (every value of a repeated header kept; the length is the front's)."""
+    answer_headers = [
+        (name, value)
+        for name, values in response.headers.items()
+        for value in values
+        if name.lower() != "content-length"
+    ]
+    payload = response.body.encode("utf-8") if isinstance(response.body, str) else bytes(response.body or b"")
+    return Answer(response.status, answer_headers, payload)
+
+
+def _text(status: int, text: str) -> Answer:
+    """A plain-text answer for a person's browser."""
+    return Answer(status, [("Content-Type", "text/plain; charset=utf-8")], text.encode("utf-8"))
 
 
 def _content_type(headers: dict[str, str]) -> str | None:

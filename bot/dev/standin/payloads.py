@@ -222,32 +222,82 @@ def build_slash_command(
 
 
 def build_app_home_opened(
-    *, user: str = "UALICE", tab: str = "home", team_id: str = "T0001", bot_user_id: str = "UBOT"
+    *,
+    user: str = "UALICE",
+    tab: str = "home",
+    team_id: str = "T0001",
+    bot_user_id: str = "UBOT",
+    enterprise_id: str | None = None,
+    is_enterprise_install: bool = False,
 ) -> dict[str, Any]:
-    """Build the Events API envelope Slack sends when `user` opens the app's Home (or Messages) tab."""
+    """Build the Events API envelope Slack sends when `user` opens the app's Home (or Messages) tab.
+
+    On Enterprise Grid, `enterprise_id` names the organization, and `is_enterprise_install` says the app was
+    installed org-wide (Bolt then authorizes the request by the organization, not the workspace).
+    """
     now = time.time()
-    return {
+    event = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": "D" + user.removeprefix("U"),
+        "tab": tab,
+        "event_ts": f"{now:.6f}",
+    }
+    return _event_envelope(event, team_id, bot_user_id, enterprise_id, is_enterprise_install=is_enterprise_install)
+
+
+def build_app_uninstalled(
+    *, team_id: str = "T0001", enterprise_id: str | None = None, is_enterprise_install: bool = False
+) -> dict[str, Any]:
+    """Build the envelope Slack sends when a workspace (or, org-wide, an organization) removes the app."""
+    event = {"type": "app_uninstalled", "event_ts": f"{time.time():.6f}"}
+    return _event_envelope(event, team_id, "UBOT", enterprise_id, is_enterprise_install=is_enterprise_install)
+
+
+def build_tokens_revoked(
+    *,
+    team_id: str = "T0001",
+    bot_user_ids: list[str] | None = None,
+    user_ids: list[str] | None = None,
+    enterprise_id: str | None = None,
+) -> dict[str, Any]:
+    """Build the envelope Slack sends when tokens of the app are revoked: bot tokens by their bot user ids."""
+    event = {
+        "type": "tokens_revoked",
+        "tokens": {"oauth": list(user_ids or []), "bot": list(bot_user_ids or ["UBOT"])},
+        "event_ts": f"{time.time():.6f}",
+    }
+    return _event_envelope(event, team_id, "UBOT", enterprise_id, is_enterprise_install=False)
+
+
+def _event_envelope(
+    event: dict[str, Any],
+    team_id: str,
+    bot_user_id: str,
+    enterprise_id: str | None,
+    *,
+    is_enterprise_install: bool,
+) -> dict[str, Any]:
+    """Wrap an event the way the Events API delivers it, with its authorization for the app's bot."""
+    envelope: dict[str, Any] = {
         "token": VERIFICATION_TOKEN,
         "team_id": team_id,
         "api_app_id": API_APP_ID,
-        "event": {
-            "type": "app_home_opened",
-            "user": user,
-            "channel": "D" + user.removeprefix("U"),
-            "tab": tab,
-            "event_ts": f"{now:.6f}",
-        },
+        "event": event,
         "type": "event_callback",
         "event_id": f"Ev{secrets.token_hex(5).upper()}",
-        "event_time": int(now),
+        "event_time": int(float(event["event_ts"])),
         "authorizations": [
             {
-                "enterprise_id": None,
+                "enterprise_id": enterprise_id,
                 "team_id": team_id,
                 "user_id": bot_user_id,
                 "is_bot": True,
-                "is_enterprise_install": False,
+                "is_enterprise_install": is_enterprise_install,
             }
         ],
         "is_ext_shared_channel": False,
     }
+    if enterprise_id is not None:
+        envelope["enterprise_id"] = enterprise_id
+    return envelope

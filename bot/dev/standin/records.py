@@ -8,13 +8,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ApiCall:
-    """One Web API call as received (token removed) and how it was answered."""
+    """One Web API call as received (token removed) and how it was answered.
+
+    `team` is the workspace (or, for an org-wide install, the organization) whose token authenticated the call,
+    "" when no token did.
+    """
 
     method: str
     args: dict[str, Any]
     at: float
     ok: bool
     error: str | None
+    team: str = ""
 
 
 @dataclass(frozen=True)

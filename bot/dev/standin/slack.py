@@ -7,6 +7,8 @@ snapshots (`calls`, `messages()`, `ephemerals`, `views`, `home_views`, `response
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
@@ -22,6 +24,7 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from bot.dev.standin.blockkit import validate_blocks, validate_view
+from bot.dev.standin.oauth import OAuth, Team
 from bot.dev.standin.protocol import ApiError, Args
 from bot.dev.standin.records import ApiCall, Ephemeral, Message, ResponseUrlPost, View
 from bot.dev.standin.webapi import Workspace
@@ -78,7 +81,12 @@ class _Reply:
 
 
 class SlackStandIn:
-    """A Slack workspace with one bot user, served over loopback HTTP to slack_sdk, Bolt and a browser."""
+    """A Slack workspace with one bot user, served over loopback HTTP to slack_sdk, Bolt and a browser.
+
+    It also installs the app into more workspaces through OAuth v2 (bot.dev.standin.oauth): point Bolt's
+    `OAuthSettings(authorization_url=...)` at `authorize_url` and its WebClient at `api_url`. The workspace given
+    here is the default one; the rest of this class observes and seeds it.
+    """
 
     def __init__(
         self,
@@ -105,11 +113,16 @@ class SlackStandIn:
             users=DEFAULT_USERS if users is None else users,
             clock=clock,
         )
+        #: The app's OAuth side: credentials, token rotation, the teams that installed. Set its options
+        #: (`token_rotation`, `token_lifetime`, `redirect_uri`, `installer`) before the install they concern.
+        self.oauth = OAuth(clock=clock, new_workspace=self._new_workspace)
+        self.oauth.add(Team(team_id, self._workspace.team_name, self._workspace), bot_token)
         self._calls: list[ApiCall] = []
         self._faults: dict[str, deque[_Fault]] = defaultdict(deque)
         self._holds: dict[str, deque[_Hold]] = defaultdict(deque)
         self._held: list[_Hold] = []
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._caller = ""  # the team whose token authenticated the call being served (under the lock)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -166,6 +179,11 @@ class SlackStandIn:
     def api_url(self) -> str:
         """The Web API base URL for `slack_sdk.WebClient(base_url=...)` (with the trailing slash it needs)."""
         return f"{self.url}/api/"
+
+    @property
+    def authorize_url(self) -> str:
+        """The consent page's URL, for Bolt's `OAuthSettings(authorization_url=...)`."""
+        return f"{self.url}/oauth/v2/authorize"
 
     # ----- observation -----
 
@@ -329,6 +347,49 @@ class SlackStandIn:
             self._workspace.store(message)
             return message
 
+    # ----- installs (OAuth v2) -----
+
+    def deny_next_install(self, times: int = 1) -> None:
+        """The next `times` installers click Cancel on the consent page (redirected with error=access_denied)."""
+        with self._lock:
+            self.oauth.deny_next(times)
+
+    def revoke_tokens(self, team_id: str) -> int:
+        """Revoke a team's tokens (as uninstalling the app does): calls with them answer token_revoked."""
+        with self._lock:
+            return self.oauth.revoke(team_id)
+
+    def expire_tokens(self, team_id: str) -> None:
+        """Let a team's tokens expire now: calls with them answer token_expired until a refresh gives a new one."""
+        with self._lock:
+            self.oauth.expire(team_id)
+
+    def team_of(self, token: str) -> str | None:
+        """The team a bot token was issued to, None for one never issued."""
+        with self._lock:
+            return self.oauth.team_of(token)
+
+    def _new_workspace(self, team_id: str, name: str, enterprise_id: str | None) -> Workspace:
+        """A workspace for a team installing for the first time: its own bot user and the default people.
+
+        An organization installing org-wide (its id is the enterprise id) is one workspace here, too.
+        """
+        suffix = team_id.removeprefix("T").removeprefix("E")
+        workspace = Workspace(
+            bot_token="",
+            bot_user_id=f"UBOT{suffix}",
+            team_id=team_id,
+            channels=DEFAULT_CHANNELS,
+            users=DEFAULT_USERS,
+            clock=self._clock,
+            bot_id=f"B{suffix}",
+            team_name=name,
+            enterprise_id=enterprise_id,
+            is_enterprise_install=team_id == enterprise_id,
+        )
+        workspace.url = self._workspace.url
+        return workspace
+
     # ----- fault injection -----
 
     def fail_next(
@@ -372,16 +433,28 @@ class SlackStandIn:
 
     # ----- serving -----
 
-    def serve_api(self, method: str, args: dict[str, Any] | None, bearer: str | None) -> _Reply | None:
-        """Answer one Web API call (args None: the body was malformed); None means drop the connection."""
+    def serve_api(
+        self,
+        method: str,
+        args: dict[str, Any] | None,
+        bearer: str | None,
+        basic: tuple[str, str] | None = None,
+    ) -> _Reply | None:
+        """Answer one Web API call (args None: the body was malformed); None means drop the connection.
+
+        `bearer` is the token of an `Authorization: Bearer` header, `basic` the client id and secret of an
+        `Authorization: Basic` one (oauth.v2.access).
+        """
         hold: _Hold | None = None
         with self._lock:
+            self._caller = ""
             try:
-                reply = _Reply(200, {"ok": True, **self._apply(method, args, bearer)})
+                reply = _Reply(200, {"ok": True, **self._apply(method, args, bearer, basic)})
             except ApiError as error:
                 reply = _Reply(error.status, error.body(), error.headers)
-            recorded = {key: value for key, value in (args or {}).items() if key != "token"}
-            call = ApiCall(method, recorded, self._clock(), reply.body["ok"], reply.body.get("error"))
+            secret = {"token", "client_secret", "code", "refresh_token"}
+            recorded = {key: value for key, value in (args or {}).items() if key not in secret}
+            call = ApiCall(method, recorded, self._clock(), reply.body["ok"], reply.body.get("error"), self._caller)
             self._calls.append(call)
             queue = self._holds.get(method)
             if queue:
@@ -400,24 +473,30 @@ class SlackStandIn:
             status, answer = self._workspace.post_response(token, body)
         return _Reply(status, answer)
 
-    def _apply(self, method: str, args: dict[str, Any] | None, bearer: str | None) -> dict[str, Any]:
+    def serve_authorize(self, query: str) -> _Reply:
+        """Answer the consent page: a 302 back to the app's redirect URL, or a 400 when there is none to go to."""
+        with self._lock:
+            answer = self.oauth.authorize(dict(parse_qsl(query, keep_blank_values=True)))
+        if answer.location is None:
+            return _Reply(400, {"ok": False, "error": answer.error})
+        return _Reply(302, {"ok": True}, {"Location": answer.location})
+
+    def _apply(
+        self, method: str, args: dict[str, Any] | None, bearer: str | None, basic: tuple[str, str] | None
+    ) -> dict[str, Any]:
         """Authenticate, inject faults and rate limits, then run the method; raise ApiError to refuse."""
-        if method == "apps.connections.open":  # Socket Mode: authenticated by the app-level token
-            if (bearer or (args or {}).get("token")) != self.app_token:
-                raise ApiError("invalid_auth")
-            if self.socket_mode_url is None:
-                raise ApiError("internal_error")
-            return {"url": self.socket_mode_url}
-        handler = self._workspace.methods.get(method)
-        if handler is None:
+        if method in ("oauth.v2.access", "apps.connections.open"):
+            return self._apply_app_level(method, args, bearer, basic)
+        if method not in self._workspace.methods:
             raise ApiError("unknown_method")
         if args is None:
             raise ApiError("invalid_arguments")
         token = bearer or args.get("token")
         if not token:
             raise ApiError("not_authed")
-        if token != self._workspace.bot_token:
-            raise ApiError("invalid_auth")
+        team = self.oauth.resolve(str(token))  # the bot token says which workspace's Web API this is
+        self._caller = team.id
+        handler = team.workspace.methods[method]
         faults = self._faults.get(method)
         if faults:
             fault = faults.popleft()
@@ -425,6 +504,21 @@ class SlackStandIn:
         if method == "chat.postMessage" and self.enforce_post_rate:
             self._take_post_token(str(args.get("channel")))
         return handler(Args(args))
+
+    def _apply_app_level(
+        self, method: str, args: dict[str, Any] | None, bearer: str | None, basic: tuple[str, str] | None
+    ) -> dict[str, Any]:
+        """Run a method the app calls as itself, not as a workspace's bot: installs and Socket Mode."""
+        if method == "oauth.v2.access":  # authenticated by the app's client id and secret
+            if args is None:
+                raise ApiError("invalid_arguments")
+            return self.oauth.access(Args(args), basic)
+        # Socket Mode: authenticated by the app-level token
+        if (bearer or (args or {}).get("token")) != self.app_token:
+            raise ApiError("invalid_auth")
+        if self.socket_mode_url is None:
+            raise ApiError("internal_error")
+        return {"url": self.socket_mode_url}
 
     def _take_post_token(self, channel: str) -> None:
         """Spend one of a channel's post tokens (token bucket), or refuse with 429 ratelimited."""
@@ -501,9 +595,11 @@ class _Handler(BaseHTTPRequestHandler):
         standin = self.server.standin
         if parts.path.startswith("/api/") and len(parts.path) > len("/api/"):
             args = None if body is None else _parse_args(parts.query, body, self.headers.get_content_type())
-            bearer = self.headers.get("Authorization", "")
-            token = bearer[len("Bearer ") :].strip() if bearer.startswith("Bearer ") else None
-            return standin.serve_api(parts.path[len("/api/") :], args, token)
+            authorization = self.headers.get("Authorization", "")
+            token = authorization[len("Bearer ") :].strip() if authorization.startswith("Bearer ") else None
+            return standin.serve_api(parts.path[len("/api/") :], args, token, _basic(authorization))
+        if parts.path == "/oauth/v2/authorize" and self.command == "GET":
+            return standin.serve_authorize(parts.query)
         if parts.path.startswith("/response/") and self.command == "POST":
             return standin.serve_response_url(parts.path[len("/response/") :], body or b"")
         return _Reply(404, {"ok": False, "error": "not_found"})
@@ -521,6 +617,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return None
         return self.rfile.read(length)
+
+
+def _basic(authorization: str) -> tuple[str, str] | None:
+    """The user and password of an `Authorization: Basic` header, None without a well-formed one."""
+    if not authorization.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(authorization[len("Basic ") :].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon else None
 
 
 def _parse_args(query: str, body: bytes, content_type: str) -> dict[str, Any] | None:

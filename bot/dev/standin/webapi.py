@@ -58,13 +58,21 @@ class Workspace:
         channels: Mapping[str, str],
         users: Mapping[str, str],
         clock: Callable[[], float],
+        bot_id: str = "B0LEXI",
+        team_name: str = "Lexi Test",
+        enterprise_id: str | None = None,
+        is_enterprise_install: bool = False,
     ) -> None:
         self.bot_token = bot_token
         self.bot_user_id = bot_user_id
-        self.bot_id = "B0LEXI"
+        self.bot_id = bot_id
         self.app_id = "A0LEXI"
         self.bot_name = "lexi"
         self.team_id = team_id
+        self.team_name = team_name
+        #: Enterprise Grid: the organization this workspace belongs to, and whether the app is installed org-wide.
+        self.enterprise_id = enterprise_id
+        self.is_enterprise_install = is_enterprise_install
         self.url = ""
         self.clock = clock
         self.channels = {cid: _Channel(name) for cid, name in channels.items()}
@@ -289,16 +297,20 @@ class Workspace:
     # ----- Web API methods -----
 
     def _auth_test(self, _args: Args) -> dict[str, Any]:
-        """auth.test: who the token belongs to."""
-        return {
-            "url": f"{self.url}/",
-            "team": "Lexi Test",
+        """auth.test: who the token belongs to; on Enterprise Grid also its organization (org-wide: the org's URL)."""
+        org_wide = self.is_enterprise_install
+        answer: dict[str, Any] = {
+            "url": f"{self.url}/enterprise/{self.enterprise_id}/" if org_wide else f"{self.url}/",
+            "team": self.team_name,
             "user": self.bot_name,
             "team_id": self.team_id,
             "user_id": self.bot_user_id,
             "bot_id": self.bot_id,
-            "is_enterprise_install": False,
+            "is_enterprise_install": self.is_enterprise_install,
         }
+        if self.enterprise_id:
+            answer["enterprise_id"] = self.enterprise_id
+        return answer
 
     def _post_message(self, args: Args) -> dict[str, Any]:
         """chat.postMessage: store a bot message (optionally in a thread) with blocks and metadata."""
