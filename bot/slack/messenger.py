@@ -14,7 +14,7 @@ from datetime import datetime
 from http import HTTPStatus
 from http.client import HTTPMessage
 from typing import Any
-from urllib.error import HTTPError
+from urllib.error import HTTPError, URLError
 from urllib.request import Request
 
 import httpx
@@ -78,12 +78,19 @@ class CountingWebClient(WebClient):
         """Send one prepared request on a kept-alive connection; answer as slack_sdk's urllib path does."""
         if self.proxy is not None or not url.lower().startswith("http"):
             return dict(super()._perform_urllib_http_request_internal(url, req))
-        response = self._pool().request(
-            req.get_method(),
-            url,
-            content=req.data if isinstance(req.data, bytes) else None,
-            headers={name: str(value) for name, value in req.header_items()},
-        )
+        try:
+            response = self._pool().request(
+                req.get_method(),
+                url,
+                content=req.data if isinstance(req.data, bytes) else None,
+                headers={name: str(value) for name, value in req.header_items()},
+            )
+        except httpx.ConnectTimeout as exc:  # raised as urlopen raises them, for slack_sdk and our callers alike
+            raise URLError(TimeoutError("timed out")) from exc
+        except httpx.TimeoutException as exc:
+            raise TimeoutError("timed out") from exc
+        except httpx.TransportError as exc:
+            raise URLError(OSError(str(exc) or type(exc).__name__)) from exc
         headers = HTTPMessage()
         for name, value in response.headers.multi_items():
             headers[name] = value
