@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from bot.db import migrate
 from bot.db.models import SINGLE_WORKSPACE, STATES
@@ -376,3 +376,115 @@ def test_rows_written_before_workspaces_belong_to_the_single_workspace(database_
         assert store.get("t1") is not None
     finally:
         store.close()
+
+
+#: The store's calls on every poll cycle and click, each of which must read an index, never a whole table:
+#: {name: (call, the indexes its statements may use)}. SQLite names the key of tasks sqlite_autoindex_tasks_1.
+PK = {"pk_tasks", "sqlite_autoindex_tasks_1"}
+INDEXED: dict[str, tuple[Call, set[str]]] = {
+    "get": (lambda s, _: s.get("h-5"), PK),
+    "known": (lambda s, _: s.known(["h-5", "h-6", "new"]), PK),
+    "unrendered": (lambda s, _: s.unrendered(), {"ix_tasks_needs_render"}),
+    "unreplied": (lambda s, _: s.unreplied(), {"ix_tasks_unreplied", "ix_tasks_state"}),
+    "count_in_state": (lambda s, _: s.count_in_state(TaskState.PENDING), {"ix_tasks_state"}),
+    "in_states": (lambda s, _: s.in_states([TaskState.PENDING], limit=20), {"ix_tasks_state"}),
+    "stale": (lambda s, _: s.stale(TaskState.DECIDING, timedelta(minutes=5)), {"ix_tasks_state"}),
+    "recent_decisions": (lambda s, _: s.recent_decisions(), {"ix_tasks_decided_at"}),
+    "take_over_decisions": (lambda s, _: s.take_over_decisions("me", timedelta(minutes=1)), {"ix_decisions_open"}),
+    "prune_decisions": (lambda s, _: s.prune_decisions(timedelta(days=14)), {"ix_decisions_done_at"}),
+    "claim_decision": (
+        lambda s, _: s.claim_decision("h-5", actor="U", action="approve", surface="button"),
+        {*PK, "ix_tasks_state"},
+    ),
+    "mark_rendered": (lambda s, _: s.mark_rendered("h-5", 3), PK),
+    "count_audit-task": (lambda s, _: s.count_audit("reminder", task_id="h-5"), {"ix_audit_events_task_id"}),
+    "count_audit-since": (lambda s, _: s.count_audit("decided", surface="rule", since=T0), {"ix_audit_events_at"}),
+}
+
+
+def _history(store: Store, workspaces: tuple[str, ...], count: int) -> None:
+    """Bulk-insert `count` finished tasks (replied, rendered), their decisions and audit per workspace."""
+    rows, decisions, audit = [], [], []
+    for workspace in workspaces:
+        for n in range(count):
+            state = (TaskState.COMPLETED, TaskState.DISMISSED, TaskState.FAILED)[n % 3]
+            at = T0 - timedelta(minutes=n)
+            rows.append(
+                {
+                    "workspace": workspace,
+                    "task_id": f"h-{n}",
+                    "task_type": "contact_update",
+                    "payload": {"id": f"h-{n}"},
+                    "state": state,
+                    "channel": "C0LEXI",
+                    "message_ts": f"{n}.1",
+                    "claimed_at": at,
+                    "decided_at": at,
+                    "version": 3,
+                    "rendered_version": 3,
+                    "needs_render": False,
+                    "replied_state": state,
+                    "announced_at": at,
+                    "updated_at": at,
+                }
+            )
+            audit.append({"workspace": workspace, "at": at, "task_id": f"h-{n}", "event": "announced"})
+            decisions.append(
+                {
+                    "workspace": workspace,
+                    "task_id": f"h-{n}",
+                    "actor": "U",
+                    "action": "approve",
+                    "surface": "button",
+                    "stage": "done",
+                    "attempts": 1,
+                    "accepted_at": at,
+                    "done_at": at,
+                }
+            )
+    tables = {table.name: table for table in WORKSPACE_TABLES}
+    with store.engine.begin() as conn:
+        conn.execute(tables["tasks"].insert(), rows)
+        conn.execute(tables["decisions"].insert(), decisions)
+        conn.execute(tables["audit_events"].insert(), audit)
+        if conn.dialect.name == "postgresql":  # as autovacuum would; the bot never runs ANALYZE on SQLite
+            conn.exec_driver_sql("ANALYZE")
+
+
+@pytest.mark.parametrize("name", list(INDEXED))
+def test_the_poll_cycle_s_statements_read_an_index_with_history(database_url: str, name: str) -> None:
+    """With history in two workspaces, each statement of a hot call reads its index, never a whole table."""
+    root = Store.from_url(database_url, clock=lambda: T1)
+    try:
+        migrate.upgrade(root.engine)
+        _history(root, (SINGLE_WORKSPACE, A), 3000)
+        store = root.scoped(A)
+        for n in range(3):  # a little live work: pending, deciding, an open decision, a card to update
+            assert store.claim_announcement(Task(id=f"live-{n}"), "C0LEXI")
+            store.record_message(f"live-{n}", "C0LEXI", "1.1", rendered_version=1)
+        store.claim_decision("live-0", actor="U", action="approve", surface="button")
+        store.accept_decision("live-1", **_CLAIM, reason=None, note=None, reply={}, owner="x", lease=timedelta(0))
+        seen: list[tuple[str, Any]] = []
+
+        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: Any) -> None:
+            seen.append((statement, parameters))
+
+        event.listen(root.engine, "before_cursor_execute", capture)
+        try:
+            call, indexes = INDEXED[name]
+            call(store, Ids("h-"))
+        finally:
+            event.remove(root.engine, "before_cursor_execute", capture)
+        statements = [(s, p) for s, p in seen if s.lstrip().split()[0].upper() in {"SELECT", "UPDATE", "DELETE"}]
+        assert statements
+        with root.engine.connect() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            for statement, parameters in statements:
+                explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+                plan = " / ".join(str(row[-1]) for row in conn.exec_driver_sql(explain + statement, parameters))
+                scanned = "Seq Scan" in plan if postgres else " SCAN " in f" {plan} ".replace("/", " ")
+                assert not scanned, f"{name}: {statement.split()[0]} reads a whole table: {plan}"
+                assert any(index in plan for index in indexes), f"{name}: not the index expected: {plan}"
+            conn.rollback()
+    finally:
+        root.close()

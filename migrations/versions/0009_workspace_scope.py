@@ -6,7 +6,8 @@ single-workspace mode's workspace, so existing rows and that mode need nothing).
 (workspace, task_id), as two Slack workspaces may see the same LeadLex task id; a conversation's becomes
 (workspace, user_id, channel). Every index leads with `workspace`, since every query of the store filters by it;
 the partial indexes keep their predicates (the poll cycle's statements stay index-backed). The needs_render index
-now holds (workspace, updated_at), the order Store.unrendered reads in.
+now holds (workspace, updated_at), the order Store.unrendered reads in; the done_at index of decisions becomes
+partial (done_at IS NOT NULL), so that SQLite never prefers it to ix_decisions_open for the sweep of open ones.
 
 seen_requests stays global: its keys are hashes or signatures of the signed requests themselves (unique without a
 workspace), a replay must be refused whichever workspace it claims or is routed to, and they hold no workspace's
@@ -32,6 +33,7 @@ depends_on = None
 #: The predicates of the partial indexes as of this revision (written out: a later change needs its own migration).
 UNREPLIED = "replied_state IS NULL AND state IN ('completed', 'failed')"
 OPEN_DECISIONS = "stage <> 'done'"
+DONE_DECISIONS = "done_at IS NOT NULL"
 NEEDS_RENDER = {"postgresql_where": sa.text("needs_render"), "sqlite_where": sa.text("needs_render = 1")}
 
 #: The tables of workspace data.
@@ -48,6 +50,7 @@ def _indexes(*, scoped: bool) -> list[tuple[str, str, list[str], dict[str, objec
     lead = ["workspace"] if scoped else []
     partial_unreplied = {"postgresql_where": sa.text(UNREPLIED), "sqlite_where": sa.text(UNREPLIED)}
     partial_open = {"postgresql_where": sa.text(OPEN_DECISIONS), "sqlite_where": sa.text(OPEN_DECISIONS)}
+    partial_done = {"postgresql_where": sa.text(DONE_DECISIONS), "sqlite_where": sa.text(DONE_DECISIONS)}
     return [
         ("ix_tasks_state", "tasks", [*lead, "state", "replied_state"], {}),
         ("ix_tasks_needs_render", "tasks", [*lead, "updated_at"] if scoped else ["needs_render"], NEEDS_RENDER),
@@ -56,7 +59,7 @@ def _indexes(*, scoped: bool) -> list[tuple[str, str, list[str], dict[str, objec
         ("ix_audit_events_at", "audit_events", [*lead, "at"], {}),
         ("ix_audit_events_task_id", "audit_events", [*lead, "task_id"], {}),
         ("ix_decisions_open", "decisions", [*lead, "lease_until"], partial_open),
-        ("ix_decisions_done_at", "decisions", [*lead, "done_at"], {}),
+        ("ix_decisions_done_at", "decisions", [*lead, "done_at"], partial_done if scoped else {}),
     ]
 
 
