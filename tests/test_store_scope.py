@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy import inspect as inspect_schema
 
 from bot.db import migrate
 from bot.db.models import SINGLE_WORKSPACE, STATES
@@ -340,6 +341,19 @@ def test_the_single_workspace_store_sees_only_its_own_rows(world: World) -> None
     assert root.scoped(SINGLE_WORKSPACE).get(world.own.t("pending")) == root.get(world.own.t("pending"))
 
 
+def _schema(store: Store) -> dict[str, list[str]]:
+    """The columns of every key and index of the workspace tables, by name."""
+    found = inspect_schema(store.engine)
+    schema = {}
+    for table in WORKSPACE_TABLES:
+        key = found.get_pk_constraint(table.name)
+        if table.name in {"tasks", "conversations"}:
+            schema[f"pk_{table.name}"] = list(key["constrained_columns"])
+        for index in found.get_indexes(table.name):
+            schema[str(index["name"])] = [str(column) for column in index["column_names"]]
+    return schema
+
+
 def test_rows_written_before_workspaces_belong_to_the_single_workspace(database_url: str) -> None:
     """Upgrading to 0009 puts existing rows in workspace ''; the downgrade keeps them, and refuses other workspaces'."""
     store = Store.from_url(database_url)
@@ -357,7 +371,9 @@ def test_rows_written_before_workspaces_belong_to_the_single_workspace(database_
             conn.execute(
                 text("INSERT INTO conversations VALUES ('U1', 'C1', 'conversation', :now)"), {"now": "2026-01-01"}
             )
+        schema_0007 = _schema(store)
         migrate.upgrade(store.engine)
+        assert all(columns[0] == "workspace" for columns in _schema(store).values())  # every key and index
         assert [row.task_id for row in store.unreplied()] == ["t1"]  # found through the scoped partial index
         assert [row.task_id for row in store.unrendered()] == ["t1"]
         assert store.conversation_for("U1", "C1") == "conversation"
@@ -369,6 +385,7 @@ def test_rows_written_before_workspaces_belong_to_the_single_workspace(database_
         assert migrate.current(store.engine) == migrate.head()
         store.purge_workspace(A)
         migrate.downgrade(store.engine, "0007")
+        assert _schema(store) == schema_0007
         with store.engine.connect() as conn:
             assert conn.execute(text("SELECT task_id, state FROM tasks")).all() == [("t1", "completed")]
             assert conn.execute(text("SELECT conversation_id FROM conversations")).scalar() == "conversation"
