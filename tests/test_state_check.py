@@ -30,6 +30,19 @@ def _announce(store: Store, task_id: str) -> None:
     store.record_message(task_id, "C0LEXI", "100.1", rendered_version=1)
 
 
+def _announce_raw(store: Store, task_id: str) -> None:
+    """Write a pending record as the schema of BEFORE holds it (today's store writes columns it lacks)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tasks (task_id, task_type, payload, state, channel, message_ts, claimed_at, version,"
+                " rendered_version, needs_render, announced_at, updated_at) VALUES (:id, 'x', '{}', 'pending',"
+                " 'C0LEXI', '100.1', :now, 1, 1, false, :now, :now)"
+            ),
+            {"id": task_id, "now": "2026-01-01 00:00:00"},
+        )
+
+
 def _set_state(store: Store, task_id: str, state: str) -> None:
     """Write a state straight into the table, as no store method would."""
     with store.engine.begin() as conn:
@@ -78,7 +91,7 @@ def test_upgrade_and_downgrade_keep_the_records(store: Store) -> None:
     """Records written before the CHECK keep their state through the upgrade and back through the downgrade."""
     migrate.upgrade(store.engine, BEFORE)
     for task_id in ("t1", "t2", "t3"):
-        _announce(store, task_id)
+        _announce_raw(store, task_id)
     _set_state(store, "t2", TaskState.APPROVED)
     _set_state(store, "t3", TaskState.COMPLETED)
     before, indexes = _states(store), _indexes(store)

@@ -59,6 +59,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: The workspace of single-workspace mode: rows written before workspaces existed, and every row a bot serving one
+#: Slack workspace writes (the column's server default). In multi-workspace mode a row's `workspace` is the Slack
+#: team (or Enterprise Grid org) id it belongs to; every statement of the store filters by it (Store.scoped).
+SINGLE_WORKSPACE = ""
+
+
 #: Finished tasks whose thread reply is still owed; one text for the partial index and its query.
 UNREPLIED = f"replied_state IS NULL AND state IN ('{TaskState.COMPLETED}', '{TaskState.FAILED}')"
 
@@ -74,6 +80,8 @@ class TaskRecord(Base):
 
     __tablename__ = "tasks"
 
+    # The key is (workspace, task_id): two Slack workspaces may see the same LeadLex task id.
+    workspace: Mapped[str] = mapped_column(String(64), primary_key=True, server_default=SINGLE_WORKSPACE)
     task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     task_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -103,19 +111,27 @@ class TaskRecord(Base):
 
     __table_args__ = (
         CheckConstraint(STATE_CHECK, name="state"),
-        Index("ix_tasks_state", "state", "replied_state"),
-        # Partial: only the few cards waiting for an update are indexed, so the lookup stays flat with history.
-        # Each predicate is written as SQLAlchemy renders `.where(needs_render)` for that database, so that
-        # the planner can use the index.
+        # Every index leads with the workspace: every query of the store filters by it (migration 0009).
+        Index("ix_tasks_state", "workspace", "state", "replied_state"),
+        # Partial: only the few cards waiting for an update are indexed, so the lookup stays flat with history;
+        # in the order Store.unrendered reads them. Each predicate is written as SQLAlchemy renders
+        # `.where(needs_render)` for that database, so that the planner can use the index.
         Index(
             "ix_tasks_needs_render",
-            "needs_render",
+            "workspace",
+            "updated_at",
             postgresql_where=text("needs_render"),
             sqlite_where=text("needs_render = 1"),
         ),
         # Partial: only finished tasks whose thread reply is still owed (Store.unreplied uses this very text).
-        Index("ix_tasks_unreplied", "task_id", postgresql_where=text(UNREPLIED), sqlite_where=text(UNREPLIED)),
-        Index("ix_tasks_decided_at", "decided_at"),
+        Index(
+            "ix_tasks_unreplied",
+            "workspace",
+            "task_id",
+            postgresql_where=text(UNREPLIED),
+            sqlite_where=text(UNREPLIED),
+        ),
+        Index("ix_tasks_decided_at", "workspace", "decided_at"),
     )
 
 
@@ -124,6 +140,7 @@ class Conversation(Base):
 
     __tablename__ = "conversations"
 
+    workspace: Mapped[str] = mapped_column(String(64), primary_key=True, server_default=SINGLE_WORKSPACE)
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(32), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(String(255))
@@ -136,6 +153,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace: Mapped[str] = mapped_column(String(64), server_default=SINGLE_WORKSPACE)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     task_id: Mapped[str | None] = mapped_column(String(255))
     event: Mapped[str] = mapped_column(String(32))
@@ -143,11 +161,19 @@ class AuditEvent(Base):
     surface: Mapped[str | None] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_audit_events_at", "at"), Index("ix_audit_events_task_id", "task_id"))
+    __table_args__ = (
+        Index("ix_audit_events_at", "workspace", "at"),
+        Index("ix_audit_events_task_id", "workspace", "task_id"),
+    )
 
 
 class SeenRequest(Base):
-    """A signed request already acted on (a webhook body's hash, a Slack signature), kept while it could be replayed."""
+    """A signed request already acted on (a webhook body's hash, a Slack signature), kept while it could be replayed.
+
+    Global, not per workspace: a key is a hash or signature of the request itself (unique without a workspace),
+    and a replay must be refused whichever workspace it claims or is routed to; the keys hold no workspace's
+    data and expire within minutes.
+    """
 
     __tablename__ = "seen_requests"
 
@@ -159,6 +185,8 @@ class SeenRequest(Base):
 
 #: Accepted decisions not yet carried out to the end; one text for the partial index and its query.
 OPEN_DECISIONS = "stage <> 'done'"
+#: Decisions carried out (the ones pruned); implied by Store.prune_decisions' `done_at < ?`.
+DONE_DECISIONS = "done_at IS NOT NULL"
 
 
 class Decision(Base):
@@ -172,6 +200,8 @@ class Decision(Base):
     __tablename__ = "decisions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The workspace of the task it decides (the id stays the key: the database numbers decisions).
+    workspace: Mapped[str] = mapped_column(String(64), server_default=SINGLE_WORKSPACE)
     task_id: Mapped[str] = mapped_column(String(255))
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(16))
@@ -190,9 +220,21 @@ class Decision(Base):
     __table_args__ = (
         # Partial: only open decisions are indexed, so the sweep for expired leases stays flat with history.
         Index(
-            "ix_decisions_open", "lease_until", postgresql_where=text(OPEN_DECISIONS), sqlite_where=text(OPEN_DECISIONS)
+            "ix_decisions_open",
+            "workspace",
+            "lease_until",
+            postgresql_where=text(OPEN_DECISIONS),
+            sqlite_where=text(OPEN_DECISIONS),
         ),
-        Index("ix_decisions_done_at", "done_at"),
+        # Partial: only decisions carried out, so that it never competes with ix_decisions_open for the sweep
+        # (SQLite, without statistics, picked it for `workspace = ?` and read every decision ever made).
+        Index(
+            "ix_decisions_done_at",
+            "workspace",
+            "done_at",
+            postgresql_where=text(DONE_DECISIONS),
+            sqlite_where=text(DONE_DECISIONS),
+        ),
     )
 
 

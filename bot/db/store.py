@@ -1,7 +1,14 @@
-"""The store: the only code that opens transactions. Every state change is one atomic, conditional UPDATE."""
+"""The store: the only code that opens transactions. Every state change is one atomic, conditional UPDATE.
+
+Every row of workspace data belongs to one Slack workspace (models.SINGLE_WORKSPACE, '', in single-workspace mode).
+A Store works on its own workspace's rows only: `Store(engine)` on '', `store.scoped(team_id)` on that team's.
+Each of its statements filters by the workspace (a bound parameter, `p_ws`, in the pre-built ones) and each insert
+writes it. Work that spans workspaces is not implicit: it has methods of its own, named for it (`purge_workspace`).
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import heapq
@@ -37,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from bot.db.models import OPEN_DECISIONS, STATES, UNREPLIED, Base
+from bot.db.models import OPEN_DECISIONS, SINGLE_WORKSPACE, STATES, UNREPLIED, Base
 from bot.lexi.models import Task, TaskState
 
 log = logging.getLogger(__name__)
@@ -194,8 +201,15 @@ DECISIONS = Base.metadata.tables["decisions"]
 AUDIT_EVENTS = Base.metadata.tables["audit_events"]
 CONVERSATIONS = Base.metadata.tables["conversations"]
 SEEN_REQUESTS = Base.metadata.tables["seen_requests"]
+#: The tables holding one workspace's data, each with a `workspace` column (seen_requests is global: models).
+#: Children before parents, the order purge_workspace deletes in.
+WORKSPACE_TABLES = (AUDIT_EVENTS, DECISIONS, CONVERSATIONS, TASKS)
 _T = TASKS.c
 _D = DECISIONS.c
+_A = AUDIT_EVENTS.c
+_C = CONVERSATIONS.c
+#: The longest workspace id a row holds (a Slack team or Enterprise Grid org id is far shorter).
+WORKSPACE_MAX = 64
 
 #: A row of a statement on the tables (any columns).
 _Found = Row[*tuple[Any, ...]]
@@ -233,25 +247,32 @@ _DECISION_COLUMNS = tuple(
 
 # Statements run on every click, built once: a statement object keeps its cache key, so running it again costs
 # neither the key's generation nor a compilation (the parameters are bound at execution).
-_READ = select(*_ROW_COLUMNS).where(_T.task_id == bindparam("p_task_id"))
+# Each statement on workspace data is scoped by the bound parameter `p_ws` (the store's workspace): executing one
+# without it fails, so no statement can forget its workspace and run on every workspace's rows.
+_IN_WS = _T.workspace == bindparam("p_ws")
+_D_IN_WS = _D.workspace == bindparam("p_ws")
+_THE_TASK = (_IN_WS, _T.task_id == bindparam("p_task_id"))
+_READ = select(*_ROW_COLUMNS).where(*_THE_TASK)
 _READ_LOCKED = _READ.with_for_update()
-_READ_DECISION = select(*_DECISION_COLUMNS).where(_D.id == bindparam("p_id"))
-_READ_DECIDER = select(_T.actor, _T.surface).where(_T.task_id == bindparam("p_task_id"))
+_READ_DECISION = select(*_DECISION_COLUMNS).where(_D.id == bindparam("p_id"), _D_IN_WS)
+_READ_DECIDER = select(_T.actor, _T.surface).where(*_THE_TASK)
 _INSERT_AUDIT = insert(AUDIT_EVENTS)
 _INSERT_DECISION = insert(DECISIONS).returning(_D.id)
 _CLAIM = (
     update(TASKS)
-    .where(_T.task_id == bindparam("p_task_id"), _T.state == TaskState.PENDING)
+    .where(*_THE_TASK, _T.state == TaskState.PENDING)
     .values(version=_T.version + 1, needs_render=True)
     .returning(*_ROW_COLUMNS)
 )
-_CLAIM_STAGE = update(DECISIONS).where(_D.id == bindparam("p_id")).values(stage="claimed")
+_CLAIM_STAGE = update(DECISIONS).where(_D.id == bindparam("p_id"), _D_IN_WS).values(stage="claimed")
 _CLOSE_DECISION = (
-    update(DECISIONS).where(_D.id == bindparam("p_id")).values(stage="done", owner=None, lease_until=None, reply=None)
+    update(DECISIONS)
+    .where(_D.id == bindparam("p_id"), _D_IN_WS)
+    .values(stage="done", owner=None, lease_until=None, reply=None)
 )
 _MARK_RENDERED = (
     update(TASKS)
-    .where(_T.task_id == bindparam("p_task_id"), _T.rendered_version < bindparam("p_version"))
+    .where(*_THE_TASK, _T.rendered_version < bindparam("p_version"))
     .values(rendered_version=bindparam("p_version"), needs_render=_T.version > bindparam("p_version"))
 )
 _FORGET_EXPIRED = delete(SEEN_REQUESTS).where(SEEN_REQUESTS.c.expires_at < bindparam("p_now"))
@@ -261,21 +282,58 @@ _SIGHT = tuple(
     for builder in (sqlite.insert, postgresql.insert)
 )
 _IN_STATES = (
-    select(*_ROW_COLUMNS).where(_T.state.in_(bindparam("p_states", expanding=True))).order_by(_T.announced_at.desc())
+    select(*_ROW_COLUMNS)
+    .where(_IN_WS, _T.state.in_(bindparam("p_states", expanding=True)))
+    .order_by(_T.announced_at.desc())
 )
 _IN_STATES_LIMITED = _IN_STATES.limit(bindparam("p_limit"))
 _FINISH = (
     update(TASKS)
-    .where(_T.task_id == bindparam("p_task_id"), _T.state == TaskState.DECIDING)
+    .where(*_THE_TASK, _T.state == TaskState.DECIDING)
     .values(version=_T.version + 1, needs_render=True)
     .returning(*_ROW_COLUMNS)
 )
 _RECENT_DECISIONS = (
     select(*_ROW_COLUMNS)
-    .where(_T.state.in_(DECIDED_STATES), _T.decided_at.is_not(None))
+    .where(_IN_WS, _T.state.in_(DECIDED_STATES), _T.decided_at.is_not(None))
     .order_by(_T.decided_at.desc())
     .limit(bindparam("p_limit"))
 )
+_STALE = (
+    select(*_ROW_COLUMNS)
+    .where(_IN_WS, _T.state == bindparam("p_state"), _T.claimed_at < bindparam("p_cutoff"))
+    .limit(200)
+)
+_UNRENDERED = (
+    select(*_ROW_COLUMNS)
+    .where(_IN_WS, _T.needs_render, _T.message_ts.is_not(None))
+    .order_by(_T.updated_at)
+    .limit(bindparam("p_limit"))
+)
+_UNREPLIED = (
+    select(*_ROW_COLUMNS)
+    .where(_IN_WS, text(UNREPLIED), _T.message_ts.is_not(None))  # the partial index's own text
+    .limit(bindparam("p_limit"))
+)
+_ANY_TASK = select(_T.task_id).where(_IN_WS).limit(1)
+_COUNT_IN_STATE = select(func.count()).select_from(TASKS).where(_IN_WS, _T.state == bindparam("p_state"))
+_KNOWN = select(_T.task_id).where(_IN_WS, _T.task_id.in_(bindparam("p_ids", expanding=True)))
+_CONVERSATION = select(_C.conversation_id).where(
+    _C.workspace == bindparam("p_ws"), _C.user_id == bindparam("p_user"), _C.channel == bindparam("p_channel")
+)
+_RECORD_MESSAGE = (
+    update(TASKS)
+    .where(*_THE_TASK)
+    .values(
+        channel=bindparam("p_channel"),
+        message_ts=bindparam("p_ts"),
+        rendered_version=bindparam("p_rendered"),
+        needs_render=_T.version > bindparam("p_rendered"),
+        updated_at=bindparam("p_now"),
+    )
+)
+_ANNOUNCED = update(TASKS).where(*_THE_TASK, _T.state == TaskState.ANNOUNCING).values(state=TaskState.PENDING)
+_RELEASE_ANNOUNCEMENT = delete(TASKS).where(*_THE_TASK, _T.state == TaskState.ANNOUNCING, _T.message_ts.is_(None))
 
 
 def _decision(found: _Found) -> DecisionRow:
@@ -344,15 +402,15 @@ def _row(found: _Found) -> TaskRow:
     )
 
 
-def _read(conn: Connection, task_id: str, *, lock: bool = False) -> TaskRow | None:
-    """One task record read on `conn` (inside its transaction); `lock`: hold the row until it ends (PostgreSQL)."""
-    found = conn.execute(_READ_LOCKED if lock else _READ, {"p_task_id": task_id}).first()
+def _read(conn: Connection, workspace: str, task_id: str, *, lock: bool = False) -> TaskRow | None:
+    """One task record of `workspace` read on `conn` (inside its transaction); `lock`: hold the row (PostgreSQL)."""
+    found = conn.execute(_READ_LOCKED if lock else _READ, {"p_ws": workspace, "p_task_id": task_id}).first()
     return _row(found) if found is not None else None
 
 
-def _read_decision(conn: Connection, decision_id: int) -> DecisionRow | None:
-    """One accepted decision read on `conn` (inside its transaction)."""
-    found = conn.execute(_READ_DECISION, {"p_id": decision_id}).first()
+def _read_decision(conn: Connection, workspace: str, decision_id: int) -> DecisionRow | None:
+    """One accepted decision of `workspace` read on `conn` (inside its transaction)."""
+    found = conn.execute(_READ_DECISION, {"p_ws": workspace, "p_id": decision_id}).first()
     return _decision(found) if found is not None else None
 
 
@@ -464,10 +522,16 @@ def make_engine(url: str) -> Engine:
 
 
 class Store:
-    """Intention-named operations on the task records and the people's Lexi conversations."""
+    """Intention-named operations on one workspace's task records, decisions, audit trail and Lexi conversations.
+
+    `Store(engine)` works on the single-workspace mode's rows (workspace ''); `scoped(team_id)` gives a view on
+    another workspace's. Every read, write, count and transition of a store touches its own workspace's rows only.
+    """
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
+        #: The workspace whose rows this store reads and writes (see scoped).
+        self.workspace = SINGLE_WORKSPACE
         self._now = clock
         # SQLite has one writer at a time. Left to itself, a writer that finds the file locked sleeps in SQLite's
         # busy handler (up to 100 ms a try), so with 20 clicks in flight some wait a second; queued on a lock in
@@ -480,8 +544,19 @@ class Store:
         """Open a store on a database URL (the schema must already be migrated)."""
         return cls(make_engine(url), **kwargs)
 
+    def scoped(self, workspace: str) -> Store:
+        """A view of this store on `workspace`'s rows alone: the same engine, pool, writer lock and clock (cheap).
+
+        Closing any view releases the pool every view shares: the store's owner closes it once.
+        """
+        if not isinstance(workspace, str) or len(workspace) > WORKSPACE_MAX:
+            raise ValueError(f"a workspace id is a string of at most {WORKSPACE_MAX} characters")
+        view = copy.copy(self)
+        view.workspace = workspace
+        return view
+
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection pool (every view's: see scoped)."""
         self.engine.dispose()
 
     def ping(self) -> None:
@@ -514,7 +589,7 @@ class Store:
     def get(self, task_id: str) -> TaskRow | None:
         """One task record, or None."""
         with self.engine.connect() as conn:
-            return _read(conn, task_id)
+            return _read(conn, self.workspace, task_id)
 
     def known(self, task_ids: Iterable[str]) -> set[str]:
         """Which of these task ids have a record (in batches, so the cost follows the input, not history)."""
@@ -526,8 +601,7 @@ class Store:
         found: set[str] = set()
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                found.update(conn.scalars(select(_T.task_id).where(_T.task_id.in_(chunk))))
+                found.update(conn.scalars(_KNOWN, {"p_ws": self.workspace, "p_ids": ids[start : start + 500]}))
         return found
 
     def in_states(self, states: Iterable[str], *, limit: int | None = None) -> list[TaskRow]:
@@ -549,30 +623,21 @@ class Store:
         cutoff = self._now() - older_than
         if orphaned_before is not None:
             cutoff = max(cutoff, orphaned_before)
-        return self._select(select(*_ROW_COLUMNS).where(_T.state == state, _T.claimed_at < cutoff).limit(200))
+        return self._select(_STALE, {"p_state": state, "p_cutoff": cutoff})
 
     def unrendered(self, limit: int = 50) -> list[TaskRow]:
         """Records whose Slack message does not yet show their current version."""
-        return self._select(
-            select(*_ROW_COLUMNS)
-            .where(_T.needs_render, _T.message_ts.is_not(None))
-            .order_by(_T.updated_at)
-            .limit(limit)
-        )
+        return self._select(_UNRENDERED, {"p_limit": limit})
 
     def unreplied(self, limit: int = 50) -> list[TaskRow]:
         """Completed or failed records whose thread reply was never claimed (a crash came in between)."""
-        return self._select(
-            select(*_ROW_COLUMNS)
-            .where(text(UNREPLIED), _T.message_ts.is_not(None))  # the partial index's own text
-            .limit(limit)
-        )
+        return self._select(_UNREPLIED, {"p_limit": limit})
 
     @retried
     def is_empty(self) -> bool:
-        """Whether no task was ever recorded (a new or lost database)."""
+        """Whether no task of this workspace was ever recorded (a new or lost database, a new workspace)."""
         with self.engine.connect() as conn:
-            return conn.execute(select(_T.task_id).limit(1)).first() is None
+            return conn.execute(_ANY_TASK, {"p_ws": self.workspace}).first() is None
 
     @retried
     def restore_announcement(self, task_id: str, channel: str, ts: str, state: str, actor: str | None) -> bool:
@@ -599,13 +664,13 @@ class Store:
     def count_in_state(self, state: str) -> int:
         """How many records are in one state (an index lookup: it does not grow with history)."""
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).where(_T.state == state)).scalar() or 0)
+            return int(conn.execute(_COUNT_IN_STATE, {"p_ws": self.workspace, "p_state": state}).scalar() or 0)
 
     @retried
-    def _select(self, query: Select[Any], parameters: Mapping[str, Any] | None = None) -> list[TaskRow]:
-        """Run a select of the task records' _ROW_COLUMNS and snapshot the rows."""
+    def _select(self, query: Select[Any], parameters: Mapping[str, Any]) -> list[TaskRow]:
+        """Run a pre-built select of the task records' _ROW_COLUMNS in this workspace and snapshot the rows."""
         with self.engine.connect() as conn:
-            return [_row(found) for found in conn.execute(query, parameters)]
+            return [_row(found) for found in conn.execute(query, {**parameters, "p_ws": self.workspace})]
 
     # --- conversations with Lexi -----------------------------------------------------------------
 
@@ -613,11 +678,7 @@ class Store:
     def conversation_for(self, user: str, channel: str) -> str | None:
         """The Lexi conversation `user` continues in `channel`, or None when they have none yet."""
         with self.engine.connect() as conn:
-            return conn.scalar(
-                select(CONVERSATIONS.c.conversation_id).where(
-                    CONVERSATIONS.c.user_id == user, CONVERSATIONS.c.channel == channel
-                )
-            )
+            return conn.scalar(_CONVERSATION, {"p_ws": self.workspace, "p_user": user, "p_channel": channel})
 
     @retried
     def remember_conversation(self, user: str, channel: str, conversation_id: str) -> None:
@@ -626,11 +687,11 @@ class Store:
         with self._begin() as conn:
             builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             statement = builder(CONVERSATIONS).values(
-                user_id=user, channel=channel, conversation_id=conversation_id, updated_at=now
+                workspace=self.workspace, user_id=user, channel=channel, conversation_id=conversation_id, updated_at=now
             )
             conn.execute(
                 statement.on_conflict_do_update(
-                    index_elements=["user_id", "channel"],
+                    index_elements=["workspace", "user_id", "channel"],
                     set_={"conversation_id": conversation_id, "updated_at": now},
                 )
             )
@@ -683,6 +744,7 @@ class Store:
         """`_insert` inside the caller's transaction."""
         now = self._now()
         values = {
+            "workspace": self.workspace,
             "task_id": task.id,
             "task_type": task.type[:100],
             "payload": task.to_api(),
@@ -713,24 +775,11 @@ class Store:
     @retried
     def record_message(self, task_id: str, channel: str, ts: str, *, rendered_version: int) -> None:
         """Record the message that announces a task; the task becomes `pending` if nothing moved it on."""
-        now = self._now()
+        the_task = {"p_ws": self.workspace, "p_task_id": task_id}
+        message = {"p_channel": channel, "p_ts": ts, "p_rendered": rendered_version, "p_now": self._now()}
         with self._begin() as conn:
-            conn.execute(
-                update(TASKS)
-                .where(_T.task_id == task_id)
-                .values(
-                    channel=channel,
-                    message_ts=ts,
-                    rendered_version=rendered_version,
-                    needs_render=_T.version > rendered_version,
-                    updated_at=now,
-                )
-            )
-            announced = conn.execute(
-                update(TASKS)
-                .where(_T.task_id == task_id, _T.state == TaskState.ANNOUNCING)
-                .values(state=TaskState.PENDING)
-            ).rowcount
+            conn.execute(_RECORD_MESSAGE, {**the_task, **message})
+            announced = conn.execute(_ANNOUNCED, the_task).rowcount
             if announced == 1:
                 self._write_audit(conn, Audit("announced", detail=f"{channel} {ts}"), task_id)
 
@@ -738,13 +787,7 @@ class Store:
     def release_announcement(self, task_id: str) -> None:
         """Forget a claim whose post Slack definitely refused, so a later poll tries again."""
         with self._begin() as conn:
-            conn.execute(
-                delete(TASKS).where(
-                    _T.task_id == task_id,
-                    _T.state == TaskState.ANNOUNCING,
-                    _T.message_ts.is_(None),
-                )
-            )
+            conn.execute(_RELEASE_ANNOUNCEMENT, {"p_ws": self.workspace, "p_task_id": task_id})
 
     # --- deciding --------------------------------------------------------------------------------
 
@@ -766,6 +809,7 @@ class Store:
         """
         now = self._now()
         claim = {
+            "p_ws": self.workspace,
             "p_task_id": task_id,
             "state": TaskState.DECIDING,
             "actor": actor,
@@ -782,10 +826,10 @@ class Store:
         with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
             won = conn.execute(_CLAIM, claim).first()  # the record as this transaction left it
             if won is None:
-                return False, _read(conn, task_id)
+                return False, _read(conn, self.workspace, task_id)
             self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
             if decision_id is not None:
-                conn.execute(_CLAIM_STAGE, {"p_id": decision_id})
+                conn.execute(_CLAIM_STAGE, {"p_ws": self.workspace, "p_id": decision_id})
             return True, _row(won)
 
     @retried
@@ -796,7 +840,7 @@ class Store:
         concurrent approvals are never lost and nobody counts twice.
         """
         with self._begin() as conn:
-            row = _read(conn, task_id, lock=True)
+            row = _read(conn, self.workspace, task_id, lock=True)
             if row is None or row.state != TaskState.PENDING:
                 return "not_pending", []
             by = list((row.approvals or {}).get("by", []))
@@ -821,7 +865,7 @@ class Store:
         One transaction holding the record, like `add_approval`.
         """
         with self._begin() as conn:
-            row = _read(conn, task_id, lock=True)
+            row = _read(conn, self.workspace, task_id, lock=True)
             by = list((row.approvals or {}).get("by", [])) if row is not None else []
             kept = [u for u in by if u not in users]
             if row is None or row.state != TaskState.PENDING or kept == by:
@@ -873,6 +917,7 @@ class Store:
             attempts=1,
         )
         values = {
+            "workspace": self.workspace,
             "task_id": row.task_id,
             "actor": row.actor,
             "action": row.action,
@@ -893,7 +938,7 @@ class Store:
     def decision(self, decision_id: int) -> DecisionRow | None:
         """One accepted decision, or None."""
         with self.engine.connect() as conn:
-            return _read_decision(conn, decision_id)
+            return _read_decision(conn, self.workspace, decision_id)
 
     def close_decision(self, decision_id: int) -> None:
         """Mark an accepted decision carried out to the end (whatever came of it): nobody resumes it.
@@ -901,7 +946,7 @@ class Store:
         Its way of answering (a response_url, valid for a while) is forgotten: nobody needs it any more.
         """
         with self._begin() as conn:
-            conn.execute(_CLOSE_DECISION, {"p_id": decision_id, "done_at": self._now()})
+            conn.execute(_CLOSE_DECISION, {"p_ws": self.workspace, "p_id": decision_id, "done_at": self._now()})
 
     def renew_leases(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:
         """Extend `owner`'s leases on these open decisions (its heartbeat while they wait or LeadLex works)."""
@@ -912,7 +957,12 @@ class Store:
             for start in range(0, len(ids), 500):
                 conn.execute(
                     update(DECISIONS)
-                    .where(_D.id.in_(ids[start : start + 500]), _D.owner == owner, text(OPEN_DECISIONS))
+                    .where(
+                        _D.workspace == self.workspace,
+                        _D.id.in_(ids[start : start + 500]),
+                        _D.owner == owner,
+                        text(OPEN_DECISIONS),
+                    )
                     .values(lease_until=self._now() + lease)
                 )
 
@@ -935,7 +985,7 @@ class Store:
         with self._begin() as conn:
             seen = conn.execute(
                 select(_D.id, _D.owner, _D.lease_until)
-                .where(text(OPEN_DECISIONS), expired)
+                .where(_D.workspace == self.workspace, text(OPEN_DECISIONS), expired)
                 .order_by(_D.id)
                 .limit(limit)
             ).all()
@@ -947,13 +997,15 @@ class Store:
                 won = (
                     conn.execute(
                         update(DECISIONS)
-                        .where(_D.id == decision_id, owned, leased, text(OPEN_DECISIONS))
+                        .where(
+                            _D.workspace == self.workspace, _D.id == decision_id, owned, leased, text(OPEN_DECISIONS)
+                        )
                         .values(owner=owner, lease_until=now + lease, attempts=_D.attempts + 1)
                     ).rowcount
                     == 1
                 )
                 if won:
-                    row = _read_decision(conn, decision_id)
+                    row = _read_decision(conn, self.workspace, decision_id)
                     if row is not None:
                         taken.append(row)
         return taken
@@ -974,7 +1026,7 @@ class Store:
         transaction; each adoption is still conditional on the claim being the one read.
         """
         cutoff = self._now() - older_than
-        open_ids = select(_D.id).where(text(OPEN_DECISIONS))
+        open_ids = select(_D.id).where(_D.workspace == self.workspace, text(OPEN_DECISIONS))
         adopted = 0
         with self._begin() as conn:
             rows = conn.execute(
@@ -988,6 +1040,7 @@ class Store:
                     _T.decision_id,
                 )
                 .where(
+                    _T.workspace == self.workspace,
                     _T.state == TaskState.DECIDING,
                     _T.claimed_at < cutoff,
                     or_(_T.decision_id.is_(None), _T.decision_id.not_in(open_ids)),
@@ -998,6 +1051,7 @@ class Store:
                 decision_id = conn.execute(
                     insert(DECISIONS)
                     .values(
+                        workspace=self.workspace,
                         task_id=row.task_id,
                         actor=row.actor or "unknown",
                         action=row.action or "approve",
@@ -1017,32 +1071,42 @@ class Store:
                 if (
                     conn.execute(
                         update(TASKS)
-                        .where(_T.task_id == row.task_id, _T.state == TaskState.DECIDING, same)
+                        .where(
+                            _T.workspace == self.workspace,
+                            _T.task_id == row.task_id,
+                            _T.state == TaskState.DECIDING,
+                            same,
+                        )
                         .values(decision_id=decision_id)
                     ).rowcount
                     == 1
                 ):
                     adopted += 1
                 else:
-                    conn.execute(delete(DECISIONS).where(_D.id == decision_id))
+                    conn.execute(delete(DECISIONS).where(_D.workspace == self.workspace, _D.id == decision_id))
         return adopted
 
     def prune_decisions(self, older_than: timedelta) -> None:
         """Forget decisions carried out longer ago than `older_than` (the audit trail keeps what happened)."""
         with self._begin() as conn:
-            conn.execute(delete(DECISIONS).where(_D.done_at < self._now() - older_than))
+            conn.execute(delete(DECISIONS).where(_D.workspace == self.workspace, _D.done_at < self._now() - older_than))
 
     @retried
     def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
         """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
-        values: dict[str, Any] = {"p_task_id": task_id, "state": state, "decided_at": self._now()}
+        values: dict[str, Any] = {
+            "p_ws": self.workspace,
+            "p_task_id": task_id,
+            "state": state,
+            "decided_at": self._now(),
+        }
         if actor is not None:
             values["actor"] = actor
         with self._begin() as conn:
             values["updated_at"] = self._now()
             found = conn.execute(_FINISH, values).first()
             if found is None:
-                return _read(conn, task_id)  # as this transaction left it: someone else's outcome
+                return _read(conn, self.workspace, task_id)  # as this transaction left it: someone else's outcome
             self._write_audit(conn, Audit("decided", detail=state), task_id, found)
             return _row(found)
 
@@ -1050,7 +1114,7 @@ class Store:
     def release_decision(self, task_id: str, note: str | None) -> TaskRow | None:
         """Return a task whose decision failed to `pending`, with the reason shown on the card."""
         with self._begin() as conn:
-            before = _read(conn, task_id, lock=True)  # who was deciding, for the audit
+            before = _read(conn, self.workspace, task_id, lock=True)  # who was deciding, for the audit
             found = self._change_on(
                 conn,
                 task_id,
@@ -1068,7 +1132,7 @@ class Store:
                 surface=None,
                 reason=None,
             )
-            return _row(found) if found is not None else _read(conn, task_id)
+            return _row(found) if found is not None else _read(conn, self.workspace, task_id)
 
     def apply_lexi_state(
         self,
@@ -1122,7 +1186,7 @@ class Store:
     def mark_rendered(self, task_id: str, version: int) -> None:
         """Record that the Slack message now shows `version` (never moves backwards)."""
         with self._begin() as conn:
-            conn.execute(_MARK_RENDERED, {"p_task_id": task_id, "p_version": version})
+            conn.execute(_MARK_RENDERED, {"p_ws": self.workspace, "p_task_id": task_id, "p_version": version})
 
     @retried
     def _update(
@@ -1197,9 +1261,24 @@ class Store:
         if bump:
             values["version"] = _T.version + 1
             values["needs_render"] = True
-        return update(TASKS).where(_T.task_id == task_id, *conditions).values(**values)
+        return update(TASKS).where(_T.workspace == self.workspace, _T.task_id == task_id, *conditions).values(**values)
 
-    # --- replay protection ------------------------------------------------------------------------
+    # --- across workspaces (never implicit: each names the workspace it acts on) ---------------------
+
+    @retried
+    def purge_workspace(self, workspace: str) -> dict[str, int]:
+        """Delete every row `workspace` has in every table, in one transaction; how many each table lost.
+
+        For an uninstalled workspace whose admin asked for its data (the audit trail too) to go. Any store may run
+        it, whatever its own workspace: the workspace is named here.
+        """
+        deleted: dict[str, int] = {}
+        with self._begin() as conn:
+            for table in WORKSPACE_TABLES:
+                deleted[table.name] = conn.execute(delete(table).where(table.c.workspace == workspace)).rowcount
+        return deleted
+
+    # --- replay protection (global: a signed request's key is unique without a workspace; models.SeenRequest) -----
 
     @retried
     def first_sighting(self, key: str, expires_at: datetime) -> bool:
@@ -1237,9 +1316,9 @@ class Store:
     @retried
     def audit_events(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """The audit trail, oldest first, from `since` on."""
-        query = select(AUDIT_EVENTS).order_by(AUDIT_EVENTS.c.at, AUDIT_EVENTS.c.id)
+        query = select(AUDIT_EVENTS).where(_A.workspace == self.workspace).order_by(_A.at, _A.id)
         if since is not None:
-            query = query.where(AUDIT_EVENTS.c.at >= since)
+            query = query.where(_A.at >= since)
         with self.engine.connect() as conn:
             return [
                 {
@@ -1258,7 +1337,7 @@ class Store:
         self, event: str, *, surface: str | None = None, since: datetime | None = None, task_id: str | None = None
     ) -> int:
         """How many audit events of one kind (for one task, through one surface) happened since a moment."""
-        query = select(func.count()).select_from(AUDIT_EVENTS).where(AUDIT_EVENTS.c.event == event)
+        query = select(func.count()).select_from(AUDIT_EVENTS).where(_A.workspace == self.workspace, _A.event == event)
         if task_id is not None:
             query = query.where(AUDIT_EVENTS.c.task_id == task_id)
         if surface is not None:
@@ -1278,13 +1357,14 @@ class Store:
             decider = (
                 (record.actor, record.surface)
                 if record is not None
-                else conn.execute(_READ_DECIDER, {"p_task_id": task_id}).first()
+                else conn.execute(_READ_DECIDER, {"p_ws": self.workspace, "p_task_id": task_id}).first()
             )
             if decider is not None:
                 actor, surface = actor or decider[0], surface or decider[1]
         conn.execute(
             _INSERT_AUDIT,
             {
+                "workspace": self.workspace,
                 "at": self._now(),
                 "task_id": task_id,
                 "event": audit.event,
