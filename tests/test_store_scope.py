@@ -358,7 +358,7 @@ def test_rows_written_before_workspaces_belong_to_the_single_workspace(database_
     """Upgrading to 0009 puts existing rows in workspace ''; the downgrade keeps them, and refuses other workspaces'."""
     store = Store.from_url(database_url)
     try:
-        migrate.upgrade(store.engine, "0007")
+        migrate.upgrade(store.engine, "0008")
         with store.engine.begin() as conn:
             conn.execute(
                 text(
@@ -371,7 +371,7 @@ def test_rows_written_before_workspaces_belong_to_the_single_workspace(database_
             conn.execute(
                 text("INSERT INTO conversations VALUES ('U1', 'C1', 'conversation', :now)"), {"now": "2026-01-01"}
             )
-        schema_0007 = _schema(store)
+        schema_0008 = _schema(store)
         migrate.upgrade(store.engine)
         assert all(columns[0] == "workspace" for columns in _schema(store).values())  # every key and index
         assert [row.task_id for row in store.unreplied()] == ["t1"]  # found through the scoped partial index
@@ -381,11 +381,11 @@ def test_rows_written_before_workspaces_belong_to_the_single_workspace(database_
         assert store.scoped(A).claim_announcement(Task(id="t1"), "C0ALPHA")  # the same id, another workspace
 
         with pytest.raises(RuntimeError, match="purge"):
-            migrate.downgrade(store.engine, "0007")
+            migrate.downgrade(store.engine, "0008")
         assert migrate.current(store.engine) == migrate.head()
         store.purge_workspace(A)
-        migrate.downgrade(store.engine, "0007")
-        assert _schema(store) == schema_0007
+        migrate.downgrade(store.engine, "0008")
+        assert _schema(store) == schema_0008
         with store.engine.connect() as conn:
             assert conn.execute(text("SELECT task_id, state FROM tasks")).all() == [("t1", "completed")]
             assert conn.execute(text("SELECT conversation_id FROM conversations")).scalar() == "conversation"

@@ -1,4 +1,3 @@
-# down_revision is re-pointed to 0008_installations when the oauth branch merges
 """Every stored row belongs to one workspace: a `workspace` column on every table of workspace data, leading each key.
 
 tasks, conversations, audit_events and decisions gain `workspace` (String(64), NOT NULL, server default '': the
@@ -16,7 +15,7 @@ data (they expire within minutes).
 SQLite changes keys by rebuilding the table (batch mode); the indexes are dropped before and created after it.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-04
 """
 
@@ -26,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
