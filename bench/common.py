@@ -64,6 +64,14 @@ def rss_mb(pid: int | str = "self") -> float:
     return float("nan")
 
 
+def thread_count(pid: int | str = "self") -> int:
+    """A process's threads (/proc/PID/status), 0 when it cannot be read."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
 # --- statistics and tables ----------------------------------------------------------------------
 
 
@@ -192,6 +200,10 @@ class Stack:
     def rss_mb(self) -> float:
         """The bot process's resident memory (VmRSS) in MiB."""
         return rss_mb(self.process.pid)
+
+    def threads(self) -> int:
+        """The bot process's thread count."""
+        return thread_count(self.process.pid)
 
     def close(self) -> None:
         """Stop the bot (SIGTERM, as a platform would; bounded), then the peers; show the bot's errors."""

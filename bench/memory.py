@@ -53,6 +53,7 @@ def _cards(stack: Stack) -> dict[str, str]:
 def run(minutes: float) -> dict[str, float]:
     """One run; the figures of the report."""
     samples: list[tuple[float, float]] = []
+    threads: list[tuple[float, int]] = []  # (seconds, the bot's threads): pools start theirs on demand
     decided: set[str] = set()
     created = clicks = commands = 0
     with running_bot(webhooks=True, post_interval=1.0, poll_interval=30.0) as stack:
@@ -61,7 +62,9 @@ def run(minutes: float) -> dict[str, float]:
 
         def sample() -> None:
             while not stop.wait(SAMPLE):
-                samples.append((time.monotonic() - started, stack.rss_mb()))
+                at = time.monotonic() - started
+                samples.append((at, stack.rss_mb()))
+                threads.append((at, stack.threads()))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -111,6 +114,7 @@ def run(minutes: float) -> dict[str, float]:
         stop.set()
         sampler.join(SAMPLE * 2)
     counted = [(t, mib) for t, mib in samples if t >= WARM_UP] or samples
+    counted_threads = [n for t, n in threads if t >= WARM_UP] or [n for _t, n in threads] or [0]
     half = counted[len(counted) // 2 :]
     return {
         "minutes": minutes,
@@ -122,6 +126,9 @@ def run(minutes: float) -> dict[str, float]:
         "last": counted[-1][1] if counted else 0.0,
         "max": max((m for _t, m in counted), default=0.0),
         "slope": slope_per_10_min(half),
+        "threads_first": counted_threads[0],
+        "threads_middle": counted_threads[len(counted_threads) // 2],
+        "threads_last": counted_threads[-1],
     }
 
 
@@ -144,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "end",
             "max",
             "growth over the second half",
+            "threads (warm-up → middle → end)",
         ],
         [
             [
@@ -155,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{result['last']:.1f} MiB",
                 f"{result['max']:.1f} MiB",
                 f"{result['slope']:+.2f} MiB / 10 min",
+                f"{result['threads_first']:.0f} → {result['threads_middle']:.0f} → {result['threads_last']:.0f}",
             ]
         ],
     )
