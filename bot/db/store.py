@@ -54,6 +54,8 @@ R = TypeVar("R")
 
 #: How long one store operation keeps retrying a lost connection (short: a click's ack may be waiting on it).
 RETRY_FOR = 1.0
+#: Seconds between two sweeps of expired request keys (first_sighting).
+FORGET_EVERY = 10.0
 #: How long a new PostgreSQL connection may take before the database counts as unreachable (psycopg: at least 2).
 CONNECT_TIMEOUT = 2
 
@@ -276,9 +278,16 @@ _MARK_RENDERED = (
     .values(rendered_version=bindparam("p_version"), needs_render=_T.version > bindparam("p_version"))
 )
 _FORGET_EXPIRED = delete(SEEN_REQUESTS).where(SEEN_REQUESTS.c.expires_at < bindparam("p_now"))
-#: Remember a signed request unless it was seen (atomic on both databases): [on SQLite, on PostgreSQL].
+#: Remember a signed request unless it was seen and has not expired (atomic on both databases): a key whose
+#: record expired (not swept yet) is taken over. [on SQLite, on PostgreSQL]
 _SIGHT = tuple(
-    builder(SEEN_REQUESTS).on_conflict_do_nothing().returning(SEEN_REQUESTS.c.key)
+    (stmt := builder(SEEN_REQUESTS))
+    .on_conflict_do_update(
+        index_elements=[SEEN_REQUESTS.c.key],
+        set_={"expires_at": stmt.excluded.expires_at},
+        where=SEEN_REQUESTS.c.expires_at < bindparam("p_now"),
+    )
+    .returning(SEEN_REQUESTS.c.key)
     for builder in (sqlite.insert, postgresql.insert)
 )
 _IN_STATES = (
@@ -538,6 +547,7 @@ class Store:
         # this process (the only one using the file: bot.db.guard) each starts the moment the previous commits.
         # Writes a person waits on (the journal of a click before its ack) go first.
         self._writer: WriterLock | None = WriterLock() if engine.dialect.name == "sqlite" else None
+        self._forget_after = 0.0  # when first_sighting next drops expired request keys (time.monotonic)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -1284,12 +1294,17 @@ class Store:
     def first_sighting(self, key: str, expires_at: datetime) -> bool:
         """Remember a signed request by `key` until `expires_at`; False when it was already seen (a replay).
 
-        Shared by every replica through the database; expired keys are dropped in the same transaction.
+        Shared by every replica through the database. A key whose record has expired counts as new. Expired
+        records are swept in the same transaction at most every FORGET_EVERY seconds: a click's acknowledgement
+        waits for this write, which need not scan for expired keys each time.
         """
         with self._begin(urgent=True) as conn:
-            conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
+            if time.monotonic() >= self._forget_after:
+                self._forget_after = time.monotonic() + FORGET_EVERY
+                conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
             statement = _SIGHT[conn.dialect.name == "postgresql"]
-            return conn.execute(statement, {"key": key[:100], "expires_at": expires_at}).first() is not None
+            values = {"key": key[:100], "expires_at": expires_at, "p_now": self._now()}
+            return conn.execute(statement, values).first() is not None
 
     @retried
     def forget_sighting(self, key: str) -> None:
