@@ -245,3 +245,14 @@ def _tokens(registry: Workspaces) -> list[tuple[str | None, str | None]]:
     with registry.engine.connect() as conn:
         rows = conn.execute(select(WORKSPACES.c.lexi_key, WORKSPACES.c.webhook_secret).order_by(WORKSPACES.c.id)).all()
     return [(row[0], row[1]) for row in rows]
+
+
+def test_a_refused_downgrade_leaves_the_registry_in_place(store: Store, registry: Workspaces) -> None:
+    """0009's downgrade refusing (another workspace's rows) undoes 0010's dropping of the registry too (SQLite too)."""
+    _install(registry)
+    registry.connect_lexi("T0A", KEY)
+    store.scoped("T0A").audit("installed", actor="U0INSTALL")
+    with pytest.raises(RuntimeError, match="purge"):
+        migrate.downgrade(store.engine, "0008")
+    assert migrate.current(store.engine) == migrate.head()
+    assert registry.lexi_key("T0A") == KEY
