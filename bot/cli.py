@@ -606,7 +606,7 @@ def cmd_workspace(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "workspace. Purge it once it is uninstalled, or give --force to purge it anyway"
                 )
             data = store.purge_workspace(workspace_id)
-            installation = _purge_installations(store.engine, workspace_id)
+            installation = registry.purge_installations(workspace_id)
             registry_rows = int(registry.purge(workspace_id))
     finally:
         store.close()
@@ -616,27 +616,6 @@ def cmd_workspace(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     for table, count in deleted.items():
         print(f"  {table}: {count}")
     return 0
-
-
-def _purge_installations(engine: Any, workspace_id: str) -> dict[str, int]:
-    """Delete slack_sdk's installation and bot rows of a workspace, in one transaction; how many each table lost.
-
-    A team install is stored under its team id; an org-wide install under its enterprise id, with
-    is_enterprise_install set. Every client id's rows go (the app's credentials may have changed since).
-    """
-    from sqlalchemy import and_, delete, or_
-
-    from bot.db.models import SLACK_BOTS, SLACK_INSTALLATIONS
-
-    deleted: dict[str, int] = {}
-    with engine.begin() as conn:
-        for table in (SLACK_INSTALLATIONS, SLACK_BOTS):
-            ours = or_(
-                table.c.team_id == workspace_id,
-                and_(table.c.enterprise_id == workspace_id, table.c.is_enterprise_install.is_(True)),
-            )
-            deleted[table.name] = conn.execute(delete(table).where(ours)).rowcount
-    return deleted
 
 
 def _one_line(text: str, limit: int = 120) -> str:

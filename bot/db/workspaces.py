@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Engine, Row, delete, insert, select, text, update
+from sqlalchemy import Engine, Row, and_, delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.models import CONNECTED, Base
+from bot.db.models import CONNECTED, SLACK_BOTS, SLACK_INSTALLATIONS, Base
 from bot.db.store import WORKSPACE_MAX, utcnow
 from bot.db.vault import SETTING, Vault
 from bot.errors import EncryptionKeysError, LexiBotError, UnreadableSecret
@@ -217,6 +217,22 @@ class Workspaces:
         """Delete the workspace's row itself (its other data: Store.purge_workspace); whether there was one."""
         with self.engine.begin() as conn:
             return bool(conn.execute(delete(WORKSPACES).where(_W.id == workspace_id)).rowcount)
+
+    def purge_installations(self, workspace_id: str) -> dict[str, int]:
+        """Delete slack_sdk's installation and bot rows of a workspace, in one transaction; how many each table lost.
+
+        A team install is stored under its team id; an org-wide install under its enterprise id with
+        is_enterprise_install set. Every client id's rows go (the app's credentials may have changed since).
+        """
+        deleted: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            for table in (SLACK_INSTALLATIONS, SLACK_BOTS):
+                ours = or_(
+                    table.c.team_id == workspace_id,
+                    and_(table.c.enterprise_id == workspace_id, table.c.is_enterprise_install.is_(True)),
+                )
+                deleted[table.name] = conn.execute(delete(table).where(ours)).rowcount
+        return deleted
 
     # --- reads --------------------------------------------------------------------------------------
 
