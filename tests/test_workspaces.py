@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -256,3 +257,24 @@ def test_a_refused_downgrade_leaves_the_registry_in_place(store: Store, registry
         migrate.downgrade(store.engine, "0008")
     assert migrate.current(store.engine) == migrate.head()
     assert registry.lexi_key("T0A") == KEY
+
+
+def test_concurrent_installs_of_one_workspace_make_one_row(registry: Workspaces) -> None:
+    """Eight installs of one team at once (Slack retrying, two admins): one row, in `installed`, no error."""
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            barrier.wait(timeout=10)
+            _install(registry, "T0RACE")
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=install) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert [(w.id, w.state) for w in registry.all()] == [("T0RACE", "installed")]
