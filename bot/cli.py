@@ -19,7 +19,7 @@ from bot.config import HttpSettings, Settings, SocketSettings, load_settings, re
 from bot.db import migrate
 from bot.db.guard import lock_sqlite, require_usable_database_url, sqlite_missing
 from bot.db.reach import database_errors
-from bot.db.store import make_engine
+from bot.db.store import Store, make_engine
 from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, PermissionDenied
 from bot.lexi.client import LexiClient
 from bot.lexi.models import TaskState
@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
     audit.set_defaults(func=cmd_audit)
 
+    _workspace_commands(sub)
+
     sandbox = sub.add_parser("sandbox", help="serve a local LeadLex-compatible API with sample tasks")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8787)
@@ -128,6 +130,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _workspace_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands of multi-workspace mode's administrators: keys, workspaces, workspace purge."""
+    keys = sub.add_parser("keys", help="the encryption keys of stored secrets (LEXI_ENCRYPTION_KEYS)")
+    keys_actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    keys_actions.add_parser("generate", help="print a new key (put it first in LEXI_ENCRYPTION_KEYS to rotate)")
+    keys_actions.add_parser("rotate", help="re-encrypt every stored secret with the first key (then drop the old)")
+    keys.set_defaults(func=cmd_keys)
+
+    workspaces = sub.add_parser("workspaces", help="list the Slack workspaces that installed the app")
+    workspaces.set_defaults(func=cmd_workspaces)
+
+    workspace = sub.add_parser("workspace", help="administer one installed workspace")
+    workspace_actions = workspace.add_subparsers(dest="workspace_command", metavar="ACTION", required=True)
+    purge = workspace_actions.add_parser(
+        "purge", help="delete everything stored for an uninstalled workspace: registry, installation, tasks, audit"
+    )
+    purge.add_argument("workspace_id", metavar="TEAM_ID", help="the Slack team id (or Enterprise Grid org id)")
+    purge.add_argument("--force", action="store_true", help="purge even if the app is still installed there")
+    workspace.set_defaults(func=cmd_workspace)
 
 
 def _seconds(text: str) -> float:
@@ -319,6 +342,11 @@ def _preflight_slack(runtime: Any) -> None:
 
 def cmd_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Check each credential against the real service and print what to fix."""
+    if load_settings(environ, require=()).multi_workspace:
+        raise ConfigError(
+            "`lexi-bot check` checks single-workspace mode's credentials; multi-workspace mode (SLACK_CLIENT_ID, "
+            "SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS set) has none of its own to check yet"
+        )
     if args.sandbox:  # configuration errors first: a sandbox started for nothing only adds noise
         load_settings(environ, require=("slack",))
     sandbox = _start_sandbox() if args.sandbox else None
@@ -365,6 +393,11 @@ def cmd_webhooks(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from bot.core.webhooks import TASK_EVENTS
 
     settings = load_settings(environ, require=("lexi",))
+    if settings.multi_workspace:
+        raise ConfigError(
+            "`lexi-bot webhooks` manages the webhook of single-workspace mode's LEXI_API_KEY; in multi-workspace "
+            "mode each workspace's webhook is registered when it connects LeadLex"
+        )
     if settings.lexi_api_key is None:  # load_settings required it; this tells the type checker
         raise ConfigError("LEXI_API_KEY is not set")
     lexi = LexiClient(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), attempts=2, max_wait=5)
@@ -439,7 +472,6 @@ def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     import csv
     import json
 
-    from bot.db.store import Store
     from bot.lexi.models import parse_time
 
     since = None
@@ -449,21 +481,9 @@ def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if since is None:
             raise ConfigError(f"--since {args.since!r} is not a date such as 2026-11-01 or 2026-11-01T09:00Z")
     settings = load_settings(environ, require=())
-    require_usable_database_url(settings.database_url)
-    missing = sqlite_missing(settings.database_url)
-    if missing is not None:  # opening it would leave an empty file behind
-        raise ConfigError(
-            f"there is no database at {missing} yet, so nothing to audit: `lexi-bot run` or `lexi-bot migrate` "
-            "creates it (or point DATABASE_URL at the bot's database)"
-        )
-    store = Store.from_url(settings.database_url)
+    store = _open_store(settings, "nothing to audit")
     try:
         with database_errors(settings.database_url):
-            revision = migrate.current(store.engine)
-            if revision is None:
-                raise ConfigError("the database is empty (no lexi-bot tables yet): run `lexi-bot migrate` first")
-            if revision != migrate.head():
-                raise ConfigError("the database is not at the latest revision: run `lexi-bot migrate` first")
             events = store.audit_events(since)
     finally:
         store.close()
@@ -475,6 +495,133 @@ def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         writer.writeheader()
         writer.writerows({key: csv_cell(value) for key, value in event.items()} for event in events)
     return 0
+
+
+def _open_store(settings: Settings, nothing: str) -> Store:
+    """The store on the bot's existing database at the latest revision; ConfigError saying what to do otherwise.
+
+    `nothing` says what a missing database means for the command ("nothing to audit").
+    """
+    require_usable_database_url(settings.database_url)
+    missing = sqlite_missing(settings.database_url)
+    if missing is not None:  # opening it would leave an empty file behind
+        raise ConfigError(
+            f"there is no database at {missing} yet, so {nothing}: `lexi-bot run` or `lexi-bot migrate` "
+            "creates it (or point DATABASE_URL at the bot's database)"
+        )
+    store = Store.from_url(settings.database_url)
+    try:
+        with database_errors(settings.database_url):
+            revision = migrate.current(store.engine)
+    except BaseException:
+        store.close()
+        raise
+    if revision is None:
+        store.close()
+        raise ConfigError("the database is empty (no lexi-bot tables yet): run `lexi-bot migrate` first")
+    if revision != migrate.head():
+        store.close()
+        raise ConfigError("the database is not at the latest revision: run `lexi-bot migrate` first")
+    return store
+
+
+# --- keys and workspaces (multi-workspace mode) -------------------------------------------------------
+
+
+def cmd_keys(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Print a new encryption key, or re-encrypt every stored secret with the first key of LEXI_ENCRYPTION_KEYS."""
+    from bot.db.vault import generate_key
+    from bot.db.workspaces import Workspaces
+
+    if args.keys_command == "generate":
+        print(generate_key())
+        return 0
+    settings = load_settings(environ, require=())
+    setup_logging(settings.log_level, settings.secrets(), settings.log_format)
+    vault = settings.vault()  # EncryptionKeysError (a ConfigError) when not set
+    store = _open_store(settings, "no secret to re-encrypt")
+    try:
+        with database_errors(settings.database_url):
+            changed = Workspaces(store.engine, vault).rotate(vault)
+    finally:
+        store.close()
+    first = f"the first key of LEXI_ENCRYPTION_KEYS (fingerprint {vault.fingerprints[0]})"
+    if changed:
+        print(f"{changed} stored secret(s) re-encrypted with {first}.")
+        if len(vault.fingerprints) > 1:
+            print("Every secret now uses it: the other keys can be removed from LEXI_ENCRYPTION_KEYS.")
+    else:
+        print(f"Nothing to re-encrypt: every stored secret already uses {first}.")
+    return 0
+
+
+def cmd_workspaces(_args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """One line per workspace of the registry: id, state, channel, last poll, budget left, last error."""
+    from bot.db.workspaces import Workspaces
+
+    settings = load_settings(environ, require=())
+    store = _open_store(settings, "no workspace")
+    try:
+        with database_errors(settings.database_url):
+            found = Workspaces(store.engine, None).all()
+    finally:
+        store.close()
+    if not found:
+        print("No workspace has installed the app.")
+        return 0
+    for workspace in found:
+        polled = workspace.last_poll_at.strftime("%Y-%m-%dT%H:%M:%SZ") if workspace.last_poll_at else "never"
+        budget = "?" if workspace.budget_remaining is None else str(workspace.budget_remaining)
+        error = _one_line(workspace.last_error) if workspace.last_error else "-"
+        kind = " (org)" if workspace.is_enterprise_install else ""
+        print(
+            f"{workspace.id}{kind}  {workspace.state:11}  channel {workspace.channel or '-'}  "
+            f"last poll {polled}  budget left {budget}  last error {error}"
+        )
+    return 0
+
+
+def cmd_workspace(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Purge an uninstalled workspace: its scoped rows, its Slack installation rows, then its registry row."""
+    from bot.db.workspaces import Workspaces
+
+    workspace_id = args.workspace_id.strip()
+    if not workspace_id:  # '' is single-workspace mode's data, never purged by this command
+        raise ConfigError("give the Slack team id (T…) or Enterprise Grid org id (E…) of the workspace to purge")
+    settings = load_settings(environ, require=())
+    setup_logging(settings.log_level, settings.secrets(), settings.log_format)
+    store = _open_store(settings, "nothing to purge")
+    try:
+        with database_errors(settings.database_url):
+            registry = Workspaces(store.engine, None)
+            found = registry.get(workspace_id)
+            if found is None and not args.force:
+                raise LexiBotError(
+                    f"workspace {workspace_id} is not in the registry (see `lexi-bot workspaces`); "
+                    "--force purges whatever else is stored under that id"
+                )
+            if found is not None and found.state != "uninstalled" and not args.force:
+                raise LexiBotError(
+                    f"workspace {workspace_id} is {found.state}, not uninstalled: the app is still in that Slack "
+                    "workspace. Purge it once it is uninstalled, or give --force to purge it anyway"
+                )
+            data = store.purge_workspace(workspace_id)
+            installation = registry.purge_installations(workspace_id)
+            registry_rows = int(registry.purge(workspace_id))
+    finally:
+        store.close()
+    deleted = {**data, **installation, "workspaces": registry_rows}
+    total = sum(deleted.values())
+    print(f"Purged workspace {workspace_id}: {total} row(s) deleted.")
+    for table, count in deleted.items():
+        print(f"  {table}: {count}")
+    return 0
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    """Text on one line, at most `limit` characters (a stored error may hold anything)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP: CSV injection).

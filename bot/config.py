@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -11,13 +12,18 @@ from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.core.policy import Policy, from_settings, load_policy
-from bot.errors import ConfigError
+from bot.db.vault import Vault
+from bot.errors import ConfigError, EncryptionKeysError
+
+log = logging.getLogger("bot.config")
 
 DEFAULT_LEXI_API_URL = "https://data.leadlex.com/functions/v1/api-gateway"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///lexi-bot.db"
 
 Mode = Literal["http", "socket"]
+#: One Slack workspace (a bot token and a LeadLex key in the settings) or many (each installed over OAuth).
+WorkspaceMode = Literal["single", "multi"]
 
 MIN_WEBHOOK_SECRET = 16  # characters: shorter is not a signing secret LeadLex returned
 MAX_BUDGET_RESERVE = 90  # percent: more kept back would leave polling next to nothing
@@ -31,6 +37,9 @@ _VARIABLES = {
     "SLACK_APP_TOKEN": "slack_app_token",
     "SLACK_CHANNEL": "slack_channel",
     "SLACK_API_URL": "slack_api_url",
+    "SLACK_CLIENT_ID": "slack_client_id",
+    "SLACK_CLIENT_SECRET": "slack_client_secret",
+    "LEXI_ENCRYPTION_KEYS": "encryption_keys",
     "DATABASE_URL": "database_url",
     "POLL_INTERVAL": "poll_interval",
     "PORT": "port",
@@ -43,6 +52,11 @@ _VARIABLES = {
     "LOG_FORMAT": "log_format",
 }
 _FIELDS = {field: variable for variable, field in _VARIABLES.items()}
+
+#: Multi-workspace mode is on when all three are set (some but not all is a configuration error).
+MULTI_WORKSPACE = ("slack_client_id", "slack_client_secret", "encryption_keys")
+#: Settings of the single-workspace mode that multi-workspace mode ignores: each workspace brings its own.
+SINGLE_WORKSPACE_ONLY = ("lexi_api_key", "slack_bot_token", "slack_channel")
 
 
 def normalize_database_url(url: str) -> str:
@@ -65,6 +79,9 @@ class Settings(BaseModel):
     slack_app_token: SecretStr | None = None
     slack_channel: str | None = None
     slack_api_url: str = DEFAULT_SLACK_API_URL
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    encryption_keys: SecretStr | None = None
     database_url: str = DEFAULT_DATABASE_URL
     poll_interval: float = Field(default=60.0, gt=0, le=86_400)
     port: int = Field(default=3000, ge=0, le=65_535)
@@ -174,6 +191,17 @@ class Settings(BaseModel):
             raise ValueError(hint)
         return number
 
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        """Fernet keys separated by commas, checked as the vault checks them (its messages never quote a key)."""
+        if value is not None:
+            try:
+                Vault.parse(value.get_secret_value())
+            except EncryptionKeysError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("lexi_api_key")
     @classmethod
     def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -196,6 +224,22 @@ class Settings(BaseModel):
         return "socket" if self.slack_app_token is not None else "http"
 
     @property
+    def workspace_mode(self) -> WorkspaceMode:
+        """'multi' when SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS are set, 'single' otherwise."""
+        return "multi" if all(getattr(self, field) is not None for field in MULTI_WORKSPACE) else "single"
+
+    @property
+    def multi_workspace(self) -> bool:
+        """Whether the bot serves every workspace that installs it (workspace_mode == 'multi')."""
+        return self.workspace_mode == "multi"
+
+    def vault(self) -> Vault:
+        """The vault of LEXI_ENCRYPTION_KEYS; EncryptionKeysError when it is not set."""
+        if self.encryption_keys is None:
+            raise EncryptionKeysError("LEXI_ENCRYPTION_KEYS is not set: stored secrets cannot be encrypted or read")
+        return Vault.parse(self.encryption_keys.get_secret_value())
+
+    @property
     def database_kind(self) -> str:
         """'sqlite' or 'postgresql'."""
         return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
@@ -208,8 +252,13 @@ class Settings(BaseModel):
             self.slack_signing_secret,
             self.slack_app_token,
             self.lexi_webhook_secret,
+            self.slack_client_secret,
+            self.encryption_keys,
         ]
-        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+        if self.encryption_keys is not None:  # each key on its own too: a line may hold one of them
+            values.extend(key.strip() for key in self.encryption_keys.get_secret_value().split(",") if key.strip())
+        return values
 
 
 class RunSettings(Settings):
@@ -241,6 +290,11 @@ class SocketSettings(RunSettings):
 
 def run_settings(settings: Settings) -> HttpSettings | SocketSettings:
     """The same settings, narrowed to what running the bot needs; ConfigError naming what is missing otherwise."""
+    if settings.multi_workspace:
+        raise ConfigError(
+            "multi-workspace mode (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS are set) is being "
+            "built and `lexi-bot run` cannot serve it yet: unset those three to run the bot for one workspace"
+        )
     missing = [
         variable
         for field, variable in _FIELDS.items()
@@ -266,9 +320,17 @@ def read_environment() -> dict[str, str]:
     return dict(os.environ)
 
 
-def _missing(values: Mapping[str, object], require: tuple[str, ...]) -> list[str]:
-    """The variables `require` asks for that `values` lacks, in the order they are reported."""
+def _missing(values: Mapping[str, object], require: tuple[str, ...], *, multi: bool = False) -> list[str]:
+    """The variables `require` asks for that `values` lacks, in the order they are reported.
+
+    In multi-workspace mode (`multi`) each workspace brings its LeadLex key, bot token and channel: only the
+    signing secret is required for "slack", and nothing for "lexi".
+    """
     missing: list[str] = []
+    if multi:
+        if "slack" in require and "slack_signing_secret" not in values:
+            missing.append("SLACK_SIGNING_SECRET")
+        return missing
     if "lexi" in require and "lexi_api_key" not in values:
         missing.append("LEXI_API_KEY")
     if "slack" in require:
@@ -291,17 +353,56 @@ def load_settings(
         raw = environ.get(variable)
         if raw is not None and raw.strip() != "":
             values[field] = raw.strip()
+    problems = _workspace_mode_problems(values)
+    multi = all(field in values for field in MULTI_WORKSPACE)
     values.update({k: v for k, v in overrides.items() if v is not None})
 
-    problems = [f"{name} is not set" for name in _missing(values, require)]
+    problems += [f"{name} is not set" for name in _missing(values, require, multi=multi)]
     try:
         settings = Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
+            if field == "encryption_keys":  # the vault's messages name the variable and each key by position
+                problems.extend(message.split("; "))
+                continue
             problems.append(f"{_FIELDS.get(field, field)}: {message[:1].lower()}{message[1:]}")
         settings = None
     if problems or settings is None:
         raise ConfigError("Configuration problems — fix these and start again:\n  - " + "\n  - ".join(problems))
     return settings
+
+
+def _workspace_mode_problems(values: dict[str, object]) -> list[str]:
+    """Check the multi-workspace settings read from the environment; drop what that mode ignores (with a warning).
+
+    All of SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS: multi-workspace mode, in HTTP mode only
+    (Slack's OAuth install redirects to the bot's HTTP endpoint); none: single-workspace mode; some: a problem
+    naming the missing ones.
+    """
+    given = [field for field in MULTI_WORKSPACE if field in values]
+    if not given:
+        return []
+    if len(given) < len(MULTI_WORKSPACE):
+        missing = " and ".join(_FIELDS[field] for field in MULTI_WORKSPACE if field not in values)
+        present = " and ".join(_FIELDS[field] for field in given)
+        verb = "is" if len(given) == len(MULTI_WORKSPACE) - 1 else "are"
+        problem = (
+            f"{missing} {verb} not set: multi-workspace mode needs SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and "
+            f"LEXI_ENCRYPTION_KEYS together (or unset {present} to run for one workspace)"
+        )
+        return [problem]
+    problems = []
+    if "slack_app_token" in values:
+        problems.append(
+            "SLACK_APP_TOKEN: multi-workspace mode runs in HTTP mode only (Slack sends installs and events to the "
+            "bot's URL): unset SLACK_APP_TOKEN and set SLACK_SIGNING_SECRET"
+        )
+    for field in SINGLE_WORKSPACE_ONLY:
+        if values.pop(field, None) is not None:
+            log.warning(
+                "%s is ignored in multi-workspace mode: each workspace connects its own in the app's Home tab",
+                _FIELDS[field],
+            )
+    return problems

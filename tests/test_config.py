@@ -192,3 +192,85 @@ def test_read_environment_puts_the_env_file_beneath_the_environment(
         monkeypatch.delenv("LEXI_TEST_ONLY_IN_FILE", raising=False)  # load_dotenv wrote it into os.environ
     assert environ["LEXI_TEST_ONLY_IN_FILE"] == "from-file"
     assert environ["LEXI_TEST_IN_BOTH"] == "from-environment"
+
+
+# --- multi-workspace mode -------------------------------------------------------------------------
+
+ENCRYPTION_KEY = "Dn3oM8Yb0XU3wzq3eHf2bqKxKp5p2pM4s4rJr5v0Yk4="  # a valid Fernet key (test only)
+MULTI = {
+    "SLACK_CLIENT_ID": "111.222",
+    "SLACK_CLIENT_SECRET": "client-secret-value-abc",
+    "LEXI_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+    "SLACK_SIGNING_SECRET": "signing-secret-value",
+}
+
+
+def test_all_three_variables_turn_on_multi_workspace_mode_without_single_workspace_settings() -> None:
+    """Client id, client secret and encryption keys: multi mode; no bot token, channel or LeadLex key needed."""
+    settings = load_settings(MULTI)
+    assert settings.workspace_mode == "multi" and settings.multi_workspace and settings.mode == "http"
+    assert settings.vault().fingerprints and len(settings.vault().fingerprints) == 1
+    assert {"client-secret-value-abc", ENCRYPTION_KEY} <= set(settings.secrets())  # redacted from logs
+    text = repr(settings) + str(settings)
+    assert "client-secret-value-abc" not in text and ENCRYPTION_KEY not in text
+    assert load_settings(GOOD).workspace_mode == "single" and not load_settings(GOOD).multi_workspace
+
+
+def test_multi_workspace_mode_still_needs_the_signing_secret() -> None:
+    """HTTP mode checks Slack's signatures: SLACK_SIGNING_SECRET is required, and only it."""
+    env = {k: v for k, v in MULTI.items() if k != "SLACK_SIGNING_SECRET"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert "SLACK_SIGNING_SECRET is not set" in message
+    assert "SLACK_BOT_TOKEN" not in message and "LEXI_API_KEY" not in message and "SLACK_CHANNEL" not in message
+    assert load_settings(env, require=()).multi_workspace
+
+
+def test_single_workspace_settings_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A bot token, channel and LeadLex key set beside the three are dropped, each named in a warning."""
+    settings = load_settings({**GOOD, **MULTI})
+    assert settings.lexi_api_key is None and settings.slack_bot_token is None and settings.slack_channel is None
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for name in ("LEXI_API_KEY", "SLACK_BOT_TOKEN", "SLACK_CHANNEL"):
+        assert any(line.startswith(f"{name} is ignored in multi-workspace mode") for line in warned)
+    assert not any(secret in line for line in warned for secret in GOOD.values() if secret != "C0123ABCD")
+
+
+def test_socket_mode_is_refused_in_multi_workspace_mode() -> None:
+    """SLACK_APP_TOKEN with the three: a clear error (installs and events arrive over HTTP)."""
+    with pytest.raises(ConfigError, match="SLACK_APP_TOKEN: multi-workspace mode runs in HTTP mode only"):
+        load_settings({**MULTI, "SLACK_APP_TOKEN": "xapp-1-A1-abc"})
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        (("SLACK_CLIENT_ID",), "SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS are not set"),
+        (("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"), "LEXI_ENCRYPTION_KEYS is not set"),
+        (("LEXI_ENCRYPTION_KEYS",), "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are not set"),
+    ],
+)
+def test_some_but_not_all_three_name_the_missing_ones(given: tuple[str, ...], missing: str) -> None:
+    """Part of the multi-workspace settings is an error naming what is missing, even for single-workspace use."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**GOOD, **{name: MULTI[name] for name in given}})
+    assert missing in str(caught.value)
+    assert "client-secret-value-abc" not in str(caught.value) and ENCRYPTION_KEY not in str(caught.value)
+
+
+def test_malformed_encryption_keys_are_named_by_position_with_the_vaults_words() -> None:
+    """Bad keys are reported like the vault reports them (key N of M), never quoted, beside other problems."""
+    bad = "not-a-key-at-all-but-long-enough"
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**MULTI, "LEXI_ENCRYPTION_KEYS": f"{ENCRYPTION_KEY},{bad},", "PORT": "99999"})
+    message = str(caught.value)
+    assert "LEXI_ENCRYPTION_KEYS: key 2 of 3 is not a Fernet key" in message
+    assert "LEXI_ENCRYPTION_KEYS: key 3 of 3 is empty" in message
+    assert "PORT" in message and bad not in message and ENCRYPTION_KEY not in message
+
+
+def test_run_refuses_multi_workspace_mode_until_it_is_built() -> None:
+    """`lexi-bot run`'s narrowing says multi-workspace mode cannot run yet (and how to run for one workspace)."""
+    with pytest.raises(ConfigError, match="cannot serve it yet"):
+        run_settings(load_settings({**GOOD, **MULTI}))

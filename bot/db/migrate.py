@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 #: An arbitrary constant: the PostgreSQL advisory lock that serialises racing releases.
 _MIGRATION_LOCK = 0x1E41B07
@@ -50,6 +50,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        _begin_sqlite(conn)
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
@@ -58,5 +59,18 @@ def downgrade(engine: Engine, revision: str) -> None:
     """Downgrade to `revision` (for tests and emergencies)."""
     config = _config()
     with engine.begin() as conn:
+        _begin_sqlite(conn)
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    """On SQLite, open the transaction now, so that the DDL of every revision is in it too.
+
+    Python's sqlite3 begins a transaction only before an INSERT, UPDATE or DELETE, and runs DDL outside any:
+    a revision that fails after an earlier one dropped a table (0009's downgrade refusing, after 0010's dropped
+    the registry) would leave that change committed and the recorded revision unchanged. SQLite's DDL is
+    transactional once a transaction is open; COMMIT and ROLLBACK of the connection end it as usual.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")

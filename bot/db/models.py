@@ -238,6 +238,60 @@ class Decision(Base):
     )
 
 
+#: The states of a workspace in the registry (bot.db.workspaces): installed (the app is in the Slack workspace),
+#: connected (a LeadLex key and a channel are set: the bot serves it), uninstalled (its secrets are deleted).
+WORKSPACE_STATES = ("installed", "connected", "uninstalled")
+#: The CHECK that holds workspaces.state to WORKSPACE_STATES (ck_workspaces_state; migration 0010).
+WORKSPACE_STATE_CHECK = "state IN (" + ", ".join(f"'{state}'" for state in WORKSPACE_STATES) + ")"
+#: The workspaces the scheduler polls; one text for the partial index and its query.
+CONNECTED = "state = 'connected'"
+
+
+class WorkspaceRecord(Base):
+    """One installed Slack workspace (multi-workspace mode): its LeadLex connection, configuration and polling.
+
+    `id` is the Slack team id, or the Enterprise Grid org id of an org-wide install: the `workspace` of its rows in
+    the other tables. `lexi_key` and `webhook_secret` are Fernet tokens (bot.db.vault), never clear text.
+    """
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enterprise_id: Mapped[str | None] = mapped_column(String(64))
+    is_enterprise_install: Mapped[bool] = mapped_column(Boolean)
+    #: The Slack user who installed the app (U… or W…).
+    installer: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    #: The LeadLex API base URL this workspace's key belongs to (None: the default one).
+    lexi_api_url: Mapped[str | None] = mapped_column(String(500))
+    lexi_key: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    #: Slack user ids (U…, W…) and user-group ids (S…) who may decide; empty: anyone in the channel.
+    approvers: Mapped[list[str]] = mapped_column(JSON)
+    policy_yaml: Mapped[str | None] = mapped_column(Text)
+    webhook_id: Mapped[str | None] = mapped_column(String(255))
+    webhook_secret: Mapped[str | None] = mapped_column(Text)
+    #: The unguessable token in this workspace's webhook delivery URL.
+    webhook_path: Mapped[str] = mapped_column(String(64), unique=True)
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    budget_remaining: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint(WORKSPACE_STATE_CHECK, name="state"),
+        # Partial: only connected workspaces, by when their next poll is due (the scheduler's question).
+        Index(
+            "ix_workspaces_due",
+            "next_poll_at",
+            postgresql_where=text(CONNECTED),
+            sqlite_where=text(CONNECTED),
+        ),
+    )
+
+
 # slack_sdk's OAuth tables, for its SQLAlchemy installation and state stores on the bot's own engine
 # (bot.slack.install). slack_sdk describes them itself; they are on our metadata so that migration 0008, which
 # creates them, is checked against slack_sdk's own description like every other table against its model.
