@@ -43,6 +43,21 @@ def pytest_configure() -> None:
     logging.getLogger("bot").setLevel(logging.DEBUG)
 
 
+@pytest.fixture(autouse=True)
+def _keep_scanning() -> Iterator[None]:
+    """Put the secret scan back on the root logger around every test.
+
+    A test that runs the CLI's main() runs its logging set-up, which replaces the root logger's handlers: without
+    this, every later test's log lines went unscanned.
+    """
+    root = logging.getLogger()
+    if _SCAN not in root.handlers:
+        root.addHandler(_SCAN)
+    yield
+    if _SCAN not in root.handlers:
+        root.addHandler(_SCAN)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip the tests marked `postgres` (pyproject.toml → markers) when TEST_DATABASE_URL names no server."""
     if PG_URL:
