@@ -13,13 +13,13 @@ pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.timeout(400)]
 log = logging.getLogger(__name__)
 
 #: Seconds of faults and kills (the full soak, `python -m bench.soak`, runs 10 minutes).
-SECONDS = 60
+SECONDS = 40
 
 
 @pytest.fixture(scope="module")
 def soak() -> Report:
     """One short soak on SQLite, shared by the tests below."""
-    report = run(SECONDS, seed=12, lifetime=(8.0, 20.0), kill_after_ack=0.1, settle=90.0, say=log.warning)
+    report = run(SECONDS, seed=12, lifetime=(6.0, 15.0), kill_after_ack=0.1, settle=90.0, say=log.warning)
     log.warning(
         "soak: %s, %d tasks, %d clicks acknowledged, stops %s, faults %s, claims left %s",
         report.zero_counts(),
