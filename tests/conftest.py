@@ -48,14 +48,15 @@ def _keep_scanning() -> Iterator[None]:
     """Put the secret scan back on the root logger around every test.
 
     A test that runs the CLI's main() runs its logging set-up, which replaces the root logger's handlers: without
-    this, every later test's log lines went unscanned.
+    this, every later test's log lines went unscanned (and went to that test's closed stderr).
     """
     root = logging.getLogger()
     if _SCAN not in root.handlers:
         root.addHandler(_SCAN)
+    handlers, level = root.handlers[:], root.level
     yield
-    if _SCAN not in root.handlers:
-        root.addHandler(_SCAN)
+    root.handlers[:] = handlers  # also drops a handler writing to the test's captured (now closed) stderr
+    root.setLevel(level)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
