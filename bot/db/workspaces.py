@@ -21,10 +21,10 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Engine, Row, and_, delete, insert, or_, select, text, update
+from sqlalchemy import Engine, Row, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db.models import CONNECTED, SLACK_BOTS, SLACK_INSTALLATIONS, Base
@@ -267,6 +267,44 @@ class Workspaces:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [_workspace(row) for row in rows]
+
+    def claim_due(self, limit: int, *, lease: timedelta, now: datetime | None = None) -> list[Workspace]:
+        """Claim up to `limit` due workspaces (as `due` finds them) for one poll each, in one short transaction.
+
+        A claim moves a workspace's next_poll_at to `now + lease`, so no other scheduler finds it due until the
+        lease ends: a scheduler that dies mid-poll leaves its workspaces due again then. On PostgreSQL the rows are
+        read FOR UPDATE SKIP LOCKED, so concurrent claims by other replicas skip them instead of waiting or taking
+        them twice; SQLite has one process (bot.db.guard) and one scheduler in it. The workspaces are returned as
+        they were read, before the claim: their next_poll_at is when each poll was due (None: never planned).
+        """
+        if limit <= 0:
+            return []
+        moment = now or self._now()
+        query = (
+            select(*_READ)
+            .where(text(CONNECTED), (_W.next_poll_at <= moment) | _W.next_poll_at.is_(None))
+            .order_by(_W.next_poll_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.engine.begin() as conn:
+            claimed = [_workspace(row) for row in conn.execute(query).all()]
+            if claimed:
+                conn.execute(
+                    update(WORKSPACES).where(_W.id.in_([w.id for w in claimed])).values(next_poll_at=moment + lease)
+                )
+        return claimed
+
+    def next_due(self) -> datetime | None:
+        """When the soonest connected workspace's poll is due (the past when one was never planned); None: none."""
+        with self.engine.connect() as conn:
+            never = conn.execute(select(_W.id).where(text(CONNECTED), _W.next_poll_at.is_(None)).limit(1)).first()
+            if never is not None:
+                return datetime.min.replace(tzinfo=UTC)
+            soonest: datetime | None = conn.execute(
+                select(func.min(_W.next_poll_at)).where(text(CONNECTED))
+            ).scalar_one()
+        return soonest
 
     def by_webhook_path(self, path: str) -> Workspace | None:
         """The workspace whose webhook delivery URL ends in `path`, or None."""

@@ -47,6 +47,18 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,
         )
+        self.workspace_polls = Counter(
+            "lexi_workspace_polls",
+            "Workspace polls the scheduler ran (multi-workspace mode), by result: ok, failed",
+            ["result"],
+            registry=r,
+        )
+        self.poll_lag = Histogram(
+            "lexi_workspace_poll_lag_seconds",
+            "How late a workspace's poll started after its planned next_poll_at (multi-workspace mode)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )
 
         self.queue_backlog = Gauge(
             "lexi_queue_backlog",

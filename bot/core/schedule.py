@@ -1,0 +1,240 @@
+"""The poll scheduler of multi-workspace mode: every replica polls the workspaces PostgreSQL hands it.
+
+There is no polling leader. The registry holds each connected workspace's next_poll_at; a replica's scheduler
+claims the due ones (Workspaces.claim_due: SELECT … FOR UPDATE SKIP LOCKED, in one short transaction), as many as
+it has free worker threads, and polls each on its own thread. Each poll plans its own next one from that
+workspace's LeadLex budget (the poller's planner): the scheduler records `now + the seconds it returned`.
+
+The claim is a lease: it moves next_poll_at to `now + lease`, so a replica that dies mid-poll leaves its
+workspaces due again when the lease ends, and another replica polls them within `lease` plus one round (≤ 1 s).
+The lease must therefore be longer than the longest poll (a poll's LeadLex and Slack calls each have a timeout of
+their own), or a slow poll could be claimed a second time; and short enough that a dead replica's workspaces are
+not kept waiting much past their planned interval. The default, two minutes, is both: a workspace's normal
+interval is about a minute, and a poll that takes longer than two is stuck, not slow.
+
+A poll that raises is logged (its message quoted and clipped; no secret is ever in one) and recorded as the
+workspace's last_error; its next try backs off, doubling from the last gap up to `backoff`'s maximum. Since the
+gap is read from the registry, the backoff holds across replicas.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.db.store import utcnow
+from bot.db.workspaces import Workspace, Workspaces
+from bot.ops.logs import clip
+from bot.ops.metrics import Metrics
+
+__all__ = ["Polled", "Scheduler"]
+
+log = logging.getLogger(__name__)
+
+#: The longest single wait of the loop: how soon a newly due workspace or a freed worker is noticed at the latest.
+GRANULARITY = 1.0
+#: The shortest wait between two rounds while due workspaces are held by another replica's claim in progress.
+MIN_WAIT = 0.01
+#: The backoff of a failing workspace, in seconds: the first retry, and the longest.
+BACKOFF = (30.0, 1800.0)
+#: How long a stop waits for the polls in flight to finish.
+DRAIN = 30.0
+#: The longest error message recorded or logged.
+ERROR_CLIP = 300
+
+
+@dataclass(frozen=True)
+class Polled:
+    """What a poll may return instead of plain seconds: the seconds to its next poll and LeadLex's budget left."""
+
+    delay: float
+    budget_remaining: int | None = None
+
+
+#: A poll of one workspace: seconds to its next poll (or a Polled). Tenants.poll runs the workspace's Poller.cycle().
+Poll = Callable[[Workspace], "float | Polled"]
+
+
+class Scheduler:
+    """Claims the due workspaces of the registry and polls each on a bounded pool of threads (one per replica)."""
+
+    def __init__(
+        self,
+        workspaces: Workspaces,
+        poll: Poll,
+        *,
+        workers: int = 4,
+        lease: timedelta = timedelta(minutes=2),
+        clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
+        backoff: tuple[float, float] = BACKOFF,
+        drain: float = DRAIN,
+    ) -> None:
+        """Poll with `poll` on `workers` threads; a claim lasts `lease`; a stop waits `drain` s for polls in flight."""
+        if workers < 1:
+            raise ValueError("a scheduler needs at least one worker")
+        if lease <= timedelta(0):
+            raise ValueError("the lease must be positive")
+        self._workspaces = workspaces
+        self._poll = poll
+        self._workers = workers
+        self._lease = lease
+        self._clock = clock
+        self._metrics = metrics
+        self._backoff = backoff
+        self._drain = drain
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lexi-schedule")
+        self._lock = threading.Lock()
+        self._inflight: dict[str, Future[None]] = {}
+        self._woken = threading.Event()
+        self._database_failures = 0
+
+    @property
+    def free(self) -> int:
+        """Worker threads not polling now: how many workspaces the next claim may take."""
+        with self._lock:
+            return self._workers - len(self._inflight)
+
+    def claim(self, limit: int | None = None) -> list[Workspace]:
+        """Claim up to `limit` due workspaces, never more than there are free workers (as read before the claim)."""
+        free = self.free if limit is None else min(limit, self.free)
+        return self._workspaces.claim_due(free, lease=self._lease, now=self._clock())
+
+    def tick(self, timeout: float = 30.0) -> int:
+        """One round: claim what the free workers can take, poll it, and wait (at most `timeout` s); how many."""
+        futures = self._dispatch(self.claim())
+        wait(futures, timeout)
+        return len(futures)
+
+    def run(self, stop: threading.Event) -> None:
+        """Claim and poll until `stop` is set; then wait for the polls in flight (at most `drain` s) and return.
+
+        The database going away pauses claims (logged, by error type only) until it answers again.
+        """
+        try:
+            while not stop.is_set():
+                self._sleep(self._round())
+        finally:
+            self.close()
+
+    def wake(self) -> None:
+        """Start the next round now (a workspace was connected, or its poll was asked for sooner)."""
+        self._woken.set()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for the polls in flight (at most `timeout`, default `drain`, seconds), then stop the threads."""
+        with self._lock:
+            running = list(self._inflight.values())
+        _, unfinished = wait(running, self._drain if timeout is None else timeout)
+        if unfinished:
+            log.warning(
+                "stopping with %d workspace poll(s) still running; their claims end by themselves", len(unfinished)
+            )
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def _round(self) -> float:
+        """Claim and dispatch what is due; the seconds to wait before the next round."""
+        try:
+            self._dispatch(self.claim())
+            delay = self._until_due()
+        except SQLAlchemyError as exc:
+            self._database_failures += 1
+            if self._database_failures == 1:
+                log.warning("the scheduler cannot reach the database (%s); it tries again", type(exc).__name__)
+            return min(2.0 ** (self._database_failures - 1), 30.0)
+        if self._database_failures:
+            log.info("the database answers again; the scheduler resumes")
+            self._database_failures = 0
+        return delay
+
+    def _until_due(self) -> float:
+        """Seconds until the soonest workspace is due, within [MIN_WAIT, GRANULARITY] (a freed worker wakes us)."""
+        if self.free == 0:
+            return GRANULARITY
+        soonest = self._workspaces.next_due()
+        if soonest is None:
+            return GRANULARITY
+        return min(max((soonest - self._clock()).total_seconds(), MIN_WAIT), GRANULARITY)
+
+    def _sleep(self, delay: float) -> None:
+        """Wait `delay` seconds, or less when woken (by wake() or a finished poll)."""
+        if self._woken.wait(delay):
+            self._woken.clear()
+
+    def _dispatch(self, claimed: list[Workspace]) -> list[Future[None]]:
+        """Start a poll of each claimed workspace on the pool."""
+        futures = []
+        for workspace in claimed:
+            future = self._pool.submit(self._poll_one, workspace)
+            with self._lock:
+                self._inflight[workspace.id] = future
+            future.add_done_callback(functools.partial(self._finished, workspace.id))
+            futures.append(future)
+        return futures
+
+    def _finished(self, workspace_id: str, _future: Future[None]) -> None:
+        """A poll ended: its worker is free, so the loop may claim again."""
+        with self._lock:
+            self._inflight.pop(workspace_id, None)
+        self._woken.set()
+
+    # --- one poll -----------------------------------------------------------------------------------
+
+    def _poll_one(self, workspace: Workspace) -> None:
+        """Poll one claimed workspace and record when its next poll is due (after a backoff when it failed)."""
+        started = self._clock()
+        if self._metrics is not None and workspace.next_poll_at is not None:
+            self._metrics.poll_lag.observe(max((started - workspace.next_poll_at).total_seconds(), 0.0))
+        error: str | None = None
+        budget = workspace.budget_remaining
+        try:
+            delay, budget = _outcome(self._poll(workspace), budget)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {clip(str(exc), ERROR_CLIP)}"
+            delay = self._retry(workspace)
+            log.warning("workspace %s: poll failed: %r; next try in %.0fs", workspace.id, error, delay, exc_info=exc)
+        if self._metrics is not None:
+            self._metrics.workspace_polls.labels("failed" if error else "ok").inc()
+        try:
+            self._workspaces.polled(
+                workspace.id,
+                next_poll_at=self._clock() + timedelta(seconds=delay),
+                budget_remaining=budget,
+                error=error,
+            )
+        except SQLAlchemyError as exc:
+            log.warning(
+                "workspace %s: its poll could not be recorded (%s); it is polled again when its claim ends",
+                workspace.id,
+                type(exc).__name__,
+            )
+
+    def _retry(self, workspace: Workspace) -> float:
+        """The wait before a failed workspace's next try: the last gap doubled when it failed before, with jitter."""
+        low, high = self._backoff
+        gap = 0.0
+        if workspace.last_error and workspace.last_poll_at and workspace.next_poll_at:
+            gap = (workspace.next_poll_at - workspace.last_poll_at).total_seconds()
+        return min(max(low, 2 * gap), high) * random.uniform(0.75, 1.0)  # noqa: S311 - backoff jitter, not cryptography
+
+
+def _outcome(result: float | Polled, budget: int | None) -> tuple[float, int | None]:
+    """The seconds to the next poll and the budget left from what a poll returned; ValueError when unusable."""
+    if isinstance(result, Polled):
+        delay, budget = result.delay, result.budget_remaining if result.budget_remaining is not None else budget
+    else:
+        delay = result
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
+        raise ValueError(f"the poll returned {clip(delay, 40)!r}, not a number of seconds")
+    return float(delay), budget
