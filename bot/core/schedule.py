@@ -226,7 +226,8 @@ class Scheduler:
         gap = 0.0
         if workspace.last_error and workspace.last_poll_at and workspace.next_poll_at:
             gap = (workspace.next_poll_at - workspace.last_poll_at).total_seconds()
-        return min(max(low, 2 * gap), high) * random.uniform(0.75, 1.0)  # noqa: S311 - backoff jitter, not cryptography
+        # Jitter of at most a fifth: so each retry still waits at least 1.6 times the last until the maximum.
+        return min(max(low, 2 * gap), high) * random.uniform(0.8, 1.0)  # noqa: S311 - backoff jitter, not cryptography
 
 
 def _outcome(result: float | Polled, budget: int | None) -> tuple[float, int | None]:
