@@ -354,12 +354,17 @@ def test_the_claim_uses_the_due_index(database_url: str, registry: Workspaces) -
     event.listen(engine, "before_cursor_execute", keep)
     try:
         assert len(registry.claim_due(2, lease=timedelta(seconds=60))) == 2
+        assert len(statements) == 1  # the never-planned workspaces filled the claim: the due ones were not asked
+        third = next(w.id for w in registry.all() if w.next_poll_at is None)
+        registry.polled(third, next_poll_at=datetime.now(UTC))
+        assert [w.id for w in registry.claim_due(2, lease=timedelta(seconds=60))] == [third]
     finally:
         event.remove(engine, "before_cursor_execute", keep)
-    assert len(statements) == 1
-    statement, parameters = statements[0]
-    with engine.connect() as conn:
-        conn.exec_driver_sql("SET enable_seqscan = off")
-        plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
-    assert "ix_workspaces_due" in plan, plan
-    assert "LockRows" in plan
+    assert len(statements) == 1 + 2
+    for statement, parameters in statements:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+        assert "Index Scan using ix_workspaces_due" in plan, plan
+        assert "Index Cond: (next_poll_at" in plan, plan
+        assert "LockRows" in plan

@@ -280,15 +280,20 @@ class Workspaces:
         if limit <= 0:
             return []
         moment = now or self._now()
-        query = (
-            select(*_READ)
-            .where(text(CONNECTED), (_W.next_poll_at <= moment) | _W.next_poll_at.is_(None))
-            .order_by(_W.next_poll_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        # Two range scans of ix_workspaces_due (never planned first, then the due ones by time): one query with
+        # `<= now OR IS NULL` can only filter the index, reading every connected workspace when few are due.
+        claimed: list[Workspace] = []
         with self.engine.begin() as conn:
-            claimed = [_workspace(row) for row in conn.execute(query).all()]
+            for due in (_W.next_poll_at.is_(None), _W.next_poll_at <= moment):
+                if len(claimed) < limit:
+                    query = (
+                        select(*_READ)
+                        .where(text(CONNECTED), due)
+                        .order_by(_W.next_poll_at)
+                        .limit(limit - len(claimed))
+                        .with_for_update(skip_locked=True)
+                    )
+                    claimed += [_workspace(row) for row in conn.execute(query).all()]
             if claimed:
                 conn.execute(
                     update(WORKSPACES).where(_W.id.in_([w.id for w in claimed])).values(next_poll_at=moment + lease)
