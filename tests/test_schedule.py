@@ -278,6 +278,28 @@ def test_wake_starts_a_round_at_once(registry: Workspaces) -> None:
         runner.join(10)
 
 
+def test_a_poll_outliving_its_lease_is_not_started_twice_here(
+    registry: Workspaces, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A poll slower than the lease is claimed again but not polled again by its own scheduler, and is logged."""
+    _connect(registry, "T0SLOW")
+    poll = FakePoll(interval=60.0, sleep=1.0)
+    scheduler = Scheduler(registry, poll, workers=2, lease=timedelta(seconds=0.2))
+    caplog.set_level(logging.WARNING, logger="bot.core.schedule")
+    stop = threading.Event()
+    runner = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        assert _until(lambda: "longer than the claim's lease" in caplog.text, 10)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert poll.polled() == Counter({"T0SLOW": 1})
+    workspace = registry.require("T0SLOW")
+    assert workspace.next_poll_at is not None and workspace.last_poll_at is not None
+    assert abs(workspace.next_poll_at - workspace.last_poll_at - timedelta(seconds=60)) < timedelta(seconds=1)
+
+
 def test_replicas_never_poll_a_workspace_twice_at_once(
     database_url: str, registry: Workspaces, replica_registries: Callable[[], Workspaces]
 ) -> None:

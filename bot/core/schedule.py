@@ -153,6 +153,9 @@ class Scheduler:
             if self._database_failures == 1:
                 log.warning("the scheduler cannot reach the database (%s); it tries again", type(exc).__name__)
             return min(2.0 ** (self._database_failures - 1), 30.0)
+        except Exception:  # a bug must not stop every workspace's polling: logged in full, tried again
+            log.exception("a scheduling round failed unexpectedly; the scheduler carries on")
+            return GRANULARITY
         if self._database_failures:
             log.info("the database answers again; the scheduler resumes")
             self._database_failures = 0
@@ -176,8 +179,11 @@ class Scheduler:
         """Start a poll of each claimed workspace on the pool."""
         futures = []
         for workspace in claimed:
-            future = self._pool.submit(self._poll_one, workspace)
             with self._lock:
+                if workspace.id in self._inflight:
+                    # Its poll here outlived the lease: the claim only postponed the next; that poll records it.
+                    continue
+                future = self._pool.submit(self._poll_one, workspace)
                 self._inflight[workspace.id] = future
             future.add_done_callback(functools.partial(self._finished, workspace.id))
             futures.append(future)
@@ -206,6 +212,15 @@ class Scheduler:
             log.warning("workspace %s: poll failed: %r; next try in %.0fs", workspace.id, error, delay, exc_info=exc)
         if self._metrics is not None:
             self._metrics.workspace_polls.labels("failed" if error else "ok").inc()
+        took = self._clock() - started
+        if took > self._lease:
+            log.warning(
+                "workspace %s: its poll took %.1fs, longer than the claim's lease (%.1fs): another replica may have "
+                "polled it at the same time",
+                workspace.id,
+                took.total_seconds(),
+                self._lease.total_seconds(),
+            )
         try:
             self._workspaces.polled(
                 workspace.id,
