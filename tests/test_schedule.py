@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, make_url
 
 from bot.core.schedule import Polled, Scheduler
 from bot.db import migrate
@@ -25,6 +25,7 @@ from bot.db.vault import Vault, generate_key
 from bot.db.workspaces import Workspace, Workspaces
 from bot.ops.metrics import Metrics
 from tests.support.harness import SECRETS_GIVEN
+from tests.support.tcp_proxy import TcpProxy
 
 KEY = "wbk_schedule_secret_key_0123456789"
 SECRETS_GIVEN.add(KEY)
@@ -390,3 +391,37 @@ def test_the_claim_uses_the_due_index(database_url: str, registry: Workspaces) -
         assert "Index Scan using ix_workspaces_due" in plan, plan
         assert "Index Cond: (next_poll_at" in plan, plan
         assert "LockRows" in plan
+
+
+def test_polling_resumes_after_the_database_comes_back(
+    database_url: str, registry: Workspaces, vault: Vault, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While PostgreSQL is unreachable the scheduler waits (logged once, by error type); then polling resumes."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the outage is PostgreSQL's (through a proxy that can cut it)")
+    _connect(registry, *_ids(3))
+    base = make_url(database_url)
+    caplog.set_level(logging.INFO, logger="bot.core.schedule")
+    with TcpProxy(base.host or "127.0.0.1", base.port or 5432) as proxy:
+        proxied = Store.from_url(base.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+        poll = FakePoll(interval=0.2)
+        scheduler = Scheduler(Workspaces(proxied.engine, vault), poll)
+        stop = threading.Event()
+        runner = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+        runner.start()
+        try:
+            assert _until(lambda: min(poll.polled()[w] for w in _ids(3)) >= 2, 10)
+            proxy.cut()
+            assert _until(lambda: "cannot reach the database" in caplog.text, 10)
+            time.sleep(1)
+            during = len(poll.calls)
+            time.sleep(1)
+            assert len(poll.calls) == during
+            proxy.resume()
+            assert _until(lambda: len(poll.calls) >= during + 6, 15)
+            assert _until(lambda: "the scheduler resumes" in caplog.text, 5)
+        finally:
+            stop.set()
+            runner.join(10)
+            proxied.close()
+    assert caplog.text.count("cannot reach the database") == 1

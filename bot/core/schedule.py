@@ -24,6 +24,7 @@ import logging
 import math
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.db.store import utcnow
+from bot.db.store import is_connection_error, utcnow
 from bot.db.workspaces import Workspace, Workspaces
 from bot.ops.logs import clip
 from bot.ops.metrics import Metrics
@@ -46,6 +47,8 @@ GRANULARITY = 1.0
 MIN_WAIT = 0.01
 #: The backoff of a failing workspace, in seconds: the first retry, and the longest.
 BACKOFF = (30.0, 1800.0)
+#: The longest wait before asking an unreachable database again.
+DATABASE_RETRY_MAX = 30.0
 #: How long a stop waits for the polls in flight to finish.
 DRAIN = 30.0
 #: The longest error message recorded or logged.
@@ -118,11 +121,17 @@ class Scheduler:
     def run(self, stop: threading.Event) -> None:
         """Claim and poll until `stop` is set; then wait for the polls in flight (at most `drain` s) and return.
 
-        The database going away pauses claims (logged, by error type only) until it answers again.
+        The database going away pauses claims (logged once, by error type only) until it answers again; any other
+        error in a round is logged in full and the next round comes a second later.
         """
         try:
             while not stop.is_set():
-                self._sleep(self._round())
+                try:
+                    delay = self._round()
+                except Exception:  # a bug must not stop every workspace's polling: logged in full, tried again
+                    log.exception("a scheduling round failed unexpectedly; the scheduler carries on")
+                    delay = GRANULARITY
+                self._sleep(stop, delay)
         finally:
             self.close()
 
@@ -149,13 +158,12 @@ class Scheduler:
             self._dispatch(self.claim())
             delay = self._until_due()
         except SQLAlchemyError as exc:
+            if not is_connection_error(exc):
+                raise
             self._database_failures += 1
             if self._database_failures == 1:
                 log.warning("the scheduler cannot reach the database (%s); it tries again", type(exc).__name__)
-            return min(2.0 ** (self._database_failures - 1), 30.0)
-        except Exception:  # a bug must not stop every workspace's polling: logged in full, tried again
-            log.exception("a scheduling round failed unexpectedly; the scheduler carries on")
-            return GRANULARITY
+            return min(2.0 ** (self._database_failures - 1), DATABASE_RETRY_MAX)
         if self._database_failures:
             log.info("the database answers again; the scheduler resumes")
             self._database_failures = 0
@@ -170,10 +178,16 @@ class Scheduler:
             return GRANULARITY
         return min(max((soonest - self._clock()).total_seconds(), MIN_WAIT), GRANULARITY)
 
-    def _sleep(self, delay: float) -> None:
-        """Wait `delay` seconds, or less when woken (by wake() or a finished poll)."""
-        if self._woken.wait(delay):
-            self._woken.clear()
+    def _sleep(self, stop: threading.Event, delay: float) -> None:
+        """Wait `delay` seconds, or less when woken (by wake() or a finished poll) or stopped (seen within 1 s)."""
+        deadline = time.monotonic() + delay
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._woken.wait(min(remaining, GRANULARITY)):
+                self._woken.clear()
+                return
 
     def _dispatch(self, claimed: list[Workspace]) -> list[Future[None]]:
         """Start a poll of each claimed workspace on the pool."""
