@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,7 @@ from bot.dev.sandbox_workspace import SandboxWorkspace
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
 from bot.slack import setup_views as ui
-from tests.support.harness import SECRETS_GIVEN
+from tests.support.harness import SECRETS_GIVEN, BotHarness
 from tests.support.installer import Installer, start_installer
 
 TEAM = "T0001"
@@ -165,6 +167,17 @@ def test_an_unreachable_leadlex_is_said_on_the_field(setting: Setting) -> None:
     assert answer["errors"][ui.KEY_BLOCK].startswith("Could not reach LeadLex at http://127.0.0.1:9/api")
 
 
+def test_a_slow_leadlex_is_said_on_the_field_within_slack_s_deadline(setting: Setting) -> None:
+    """LeadLex accepts the connection but never answers: the field says so before Slack's 3 seconds are up."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # never accepts: the request waits for an answer
+        started = time.monotonic()
+        answer = setting.submit_key(setting.lexi.api_key, url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        took = time.monotonic() - started
+    assert "no answer within 2s" in answer["errors"][ui.KEY_BLOCK]
+    assert took < 3.0
+    assert not setting.registry.require(TEAM).has_lexi_key
+
+
 def test_a_good_key_is_stored_encrypted_and_never_shown(setting: Setting, caplog: pytest.LogCaptureFixture) -> None:
     """A good key moves on to step 2; the key is in no DB row, log line or Slack call, and the Home says 'key set'."""
     key = setting.lexi.api_key
@@ -274,3 +287,15 @@ def test_revoked_user_tokens_change_nothing(setting: Setting) -> None:
     envelope["event"]["tokens"]["bot"] = []
     assert setting.bot.post_event(envelope).status_code == 200
     assert setting.registry.require(TEAM).state == "connected" and setting.changed == []
+
+
+def test_a_runtime_s_home_shows_the_settings_above_the_tasks(bot: BotHarness) -> None:
+    """HomePublisher.opened with extra blocks puts them first, in later publishes too; without them they go."""
+    assert bot.runtime.home is not None
+    extra = {"type": "section", "block_id": "lexi_settings", "text": {"type": "mrkdwn", "text": "*LeadLex settings*"}}
+    bot.runtime.home.opened("UALICE", [extra])
+    assert bot.slack.home_views["UALICE"]["blocks"][0]["block_id"] == "lexi_settings"
+    bot.runtime.home.publish("UALICE")
+    assert bot.slack.home_views["UALICE"]["blocks"][0]["block_id"] == "lexi_settings"
+    bot.runtime.home.opened("UALICE")
+    assert all(block.get("block_id") != "lexi_settings" for block in bot.slack.home_views["UALICE"]["blocks"])
