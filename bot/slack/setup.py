@@ -41,6 +41,10 @@ KEY_CHECK_TIMEOUT = 2.0
 ADMIN_TTL = 60.0
 #: A user-group id, as the registry takes it.
 _GROUP = re.compile(r"S[A-Z0-9]{2,63}")
+#: A LeadLex API URL, as the registry takes it.
+_URL = re.compile(r"https?://[^\s/]+\S*")
+#: The most channels of a pasted policy checked (each is a Slack call within the submission's 3 seconds).
+_POLICY_CHANNELS = 5
 #: The most users.info answers kept (past it, all are forgotten).
 _ADMINS_KEPT = 10_000
 
@@ -158,7 +162,7 @@ class Setup:
         values = _values(body)
         key = (_text(values, ui.KEY_BLOCK) or "").strip()
         url = (_text(values, ui.URL_BLOCK) or "").strip() or None
-        problem = self._connect(team, workspace, key, url)
+        problem = _form_problem(workspace, key, url) or self._connect(team, workspace, key, url)
         if problem is not None:
             ack(response_action="errors", errors={problem[0]: problem[1]})
             return
@@ -168,8 +172,6 @@ class Setup:
 
     def _connect(self, team: str, workspace: Workspace | None, key: str, url: str | None) -> tuple[str, str] | None:
         """Check and store the key (empty: keep the stored one); the field and words of a problem, or None."""
-        if not key and (workspace is None or not workspace.has_lexi_key):
-            return ui.KEY_BLOCK, "Paste the LeadLex API key here."
         if not key and workspace is not None and url == workspace.lexi_api_url:
             return None  # nothing changed: on to step 2
         try:
@@ -272,6 +274,15 @@ _NO_VAULT = (
 )
 
 
+def _form_problem(workspace: Workspace | None, key: str, url: str | None) -> tuple[str, str] | None:
+    """What is wrong with step 1's fields before LeadLex is asked: the field and words, or None."""
+    if url is not None and not _URL.fullmatch(url):
+        return ui.URL_BLOCK, "The LeadLex API URL starts with https:// (or leave it empty for LeadLex's usual one)."
+    if not key and (workspace is None or not workspace.has_lexi_key):
+        return ui.KEY_BLOCK, "Paste the LeadLex API key here."
+    return None
+
+
 def _config_errors(
     client: WebClient, channel: str, people: list[str], groups: list[str], policy: str | None
 ) -> dict[str, str]:
@@ -287,11 +298,25 @@ def _config_errors(
     if bad:
         errors[ui.GROUPS_BLOCK] = f"Not a user-group id: {', '.join(bad[:3])[:200]}. User-group ids start with S."
     if policy is not None:
-        try:
-            parse_policy(policy, "policy", channel=channel or "C0", approvers=tuple(people + groups))
-        except PolicyError as exc:
-            errors[ui.POLICY_BLOCK] = "\n".join(exc.problems)[:1900]
+        trouble = _policy_problem(client, policy, channel, tuple(people + groups))
+        if trouble:
+            errors[ui.POLICY_BLOCK] = trouble
     return errors
+
+
+def _policy_problem(client: WebClient, text: str, channel: str, approvers: tuple[str, ...]) -> str | None:
+    """What is wrong with a pasted policy: its line-numbered problems, or a channel it names that the bot cannot use."""
+    try:
+        policy = parse_policy(text, "policy", channel=channel or "C0", approvers=approvers)
+    except PolicyError as exc:
+        return "\n".join(exc.problems)[:1900]
+    if not channel:
+        return None
+    for other in sorted(policy.channels() - {channel})[:_POLICY_CHANNELS]:
+        trouble = channel_problem(client, other)
+        if trouble:
+            return f"Channel {other} (named in the policy): {trouble}"[:1900]
+    return None
 
 
 def channel_problem(client: WebClient, channel: str) -> str | None:

@@ -219,6 +219,20 @@ def test_a_bad_policy_is_refused_with_its_line(setting: Setting) -> None:
     assert "not valid YAML" in answer["errors"][ui.POLICY_BLOCK]
 
 
+def test_a_channel_the_policy_names_is_checked_too(setting: Setting) -> None:
+    """A policy announcing some task type in a private channel without the bot is refused, naming that channel."""
+    setting.bot.slack.add_channel("G0SECRET", "secret", member=False, private=True)
+    assert setting.submit_key(setting.lexi.api_key)["response_action"] == "update"
+    answer = setting.submit_config("C0LEXI", policy="types:\n  campaign_start:\n    channel: G0SECRET\n")
+    assert answer["errors"][ui.POLICY_BLOCK].startswith("Channel G0SECRET (named in the policy): lexi-bot is not in")
+
+
+def test_a_url_that_is_not_http_is_refused_on_its_field(setting: Setting) -> None:
+    """An API URL that is not http(s) is refused on the URL field before LeadLex is asked anything."""
+    answer = setting.submit_key(setting.lexi.api_key, url="ftp://leadlex.example")
+    assert "https://" in answer["errors"][ui.URL_BLOCK]
+
+
 def test_bad_user_group_ids_are_refused(setting: Setting) -> None:
     """Approver user groups must be ids (S…): a #name is refused on its field."""
     assert setting.submit_key(setting.lexi.api_key)["response_action"] == "update"
