@@ -17,9 +17,12 @@ import yaml
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.db import migrate
+from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin.slack import SlackStandIn
-from bot.slack.app import create_app
+from bot.slack.app import create_app, create_multi_workspace_app
+from bot.slack.install import BOT_SCOPES, InstallSettings
 from tests.support.harness import BotHarness, start_bot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +37,10 @@ METHOD_SCOPES: dict[str, set[str]] = {
     # Announcement channels may be public or private: both kinds' scopes are needed.
     "conversations.history": {"channels:history", "groups:history"},
     "conversations.info": {"channels:read", "groups:read"},
+    "conversations.join": {"channels:join"},
     "conversations.members": {"channels:read", "groups:read"},
     "usergroups.users.list": {"usergroups:read"},
+    "users.info": {"users:read"},
     "views.open": set(),
     "views.publish": set(),
 }
@@ -45,7 +50,11 @@ EVENT_SCOPES: dict[str, set[str]] = {
     "member_joined_channel": {"channels:read", "groups:read"},
     "member_left_channel": {"channels:read", "groups:read"},
     "subteam_members_changed": {"usergroups:read"},
+    "app_uninstalled": set(),
+    "tokens_revoked": set(),
 }
+#: Modules only multi-workspace mode runs (manifest.distribution.yml): manifest.yml need not cover their calls.
+MULTI_ONLY = {"setup.py"}
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +94,15 @@ def _registered(app: App) -> dict[str, set[str]]:
     return found
 
 
-def _called_methods() -> dict[str, set[str]]:
-    """Every Slack Web API method the bot's code calls (`client.chat_postMessage(` or `.api_call("…")`), by file."""
+def _called_methods(exclude: set[str] | None = None) -> dict[str, set[str]]:
+    """Every Slack Web API method the bot's code calls (`client.chat_postMessage(` or `.api_call("…")`), by file.
+
+    Files named in `exclude` are skipped.
+    """
     methods = {name for name in dir(WebClient) if not name.startswith("_") and "_" in name} - {"api_call"}
     found: dict[str, set[str]] = {}
     for path in sorted((ROOT / "bot").rglob("*.py")):
-        if "standin" in path.parts:
+        if "standin" in path.parts or path.name in (exclude or set()):
             continue  # the Slack stand-in serves the API; it does not call Slack
         text = path.read_text(encoding="utf-8")
         for match in re.finditer(r"\.([a-z]+_[A-Za-z_]+)\(", text):
@@ -122,7 +134,7 @@ def test_commands_actions_and_views_reach_the_app(built: BotHarness, manifest: d
 
 def test_the_manifest_asks_for_exactly_the_scopes_the_code_needs(built: BotHarness, manifest: dict[str, Any]) -> None:
     """Every called method's and subscribed event's scope is asked for, and no scope nothing needs (least privilege)."""
-    called = _called_methods()
+    called = _called_methods(exclude=MULTI_ONLY)
     assert {"chat.postMessage", "chat.update", "conversations.members", "usergroups.users.list"} <= set(called)
     unknown = {m: files for m, files in called.items() if m not in METHOD_SCOPES}
     assert not unknown, f"add these methods and their scopes to METHOD_SCOPES: {unknown}"
@@ -150,3 +162,51 @@ def test_only_the_messenger_calls_slacks_chat_api() -> None:
     chat = {method: files for method, files in _called_methods().items() if method.startswith("chat.")}
     assert {"chat.postMessage", "chat.update", "chat.postEphemeral", "chat.getPermalink"} <= set(chat)
     assert {file for files in chat.values() for file in files} == {"messenger.py"}
+
+
+@pytest.fixture(scope="module")
+def distribution() -> dict[str, Any]:
+    """manifest.distribution.yml (multi-workspace mode) as Slack reads it."""
+    return yaml.safe_load((ROOT / "manifest.distribution.yml").read_text(encoding="utf-8"))
+
+
+def _multi_app(database: Path) -> App:
+    """The multi-workspace Bolt app, built on a SQLite database (its listeners are what is looked at)."""
+    store = Store.from_url(f"sqlite:///{database}")
+    migrate.upgrade(store.engine)
+    settings = InstallSettings(client_id="1.2", client_secret="not-a-secret")
+    return create_multi_workspace_app(settings, store, signing_secret="not-a-secret", client=WebClient())
+
+
+def test_the_distribution_manifest_is_the_single_one_plus_what_installs_need(
+    manifest: dict[str, Any], distribution: dict[str, Any]
+) -> None:
+    """manifest.distribution.yml = manifest.yml + an OAuth redirect, the setup's scopes and the uninstall events."""
+    assert distribution["oauth_config"]["redirect_urls"] == ["https://YOUR-HOST/slack/oauth_redirect"]
+    assert distribution["settings"]["socket_mode_enabled"] is False  # multi-workspace mode runs over HTTP only
+    for key in ("display_information", "features"):
+        assert distribution[key] == manifest[key]
+    events = set(distribution["settings"]["event_subscriptions"]["bot_events"])
+    assert events == set(manifest["settings"]["event_subscriptions"]["bot_events"]) | {
+        "app_uninstalled",
+        "tokens_revoked",
+    }
+    assert tuple(distribution["oauth_config"]["scopes"]["bot"]) == BOT_SCOPES
+
+
+def test_the_distribution_manifest_subscribes_what_the_multi_app_handles(
+    distribution: dict[str, Any], tmp_path: Path
+) -> None:
+    """Every event the multi-workspace app listens to is subscribed, the uninstall events among them."""
+    handled = _registered(_multi_app(tmp_path / "lexi-bot.db"))["event"]
+    assert {"app_home_opened", "app_uninstalled", "tokens_revoked"} <= handled
+    assert handled <= set(distribution["settings"]["event_subscriptions"]["bot_events"])
+
+
+def test_the_distribution_manifest_asks_for_exactly_the_scopes_the_code_needs(distribution: dict[str, Any]) -> None:
+    """Every method any module calls, and every subscribed event, has its scope asked for; nothing more."""
+    called = _called_methods()
+    assert {"users.info", "conversations.join"} <= set(called)
+    events = distribution["settings"]["event_subscriptions"]["bot_events"]
+    needed = {"commands"}.union(*(METHOD_SCOPES[m] for m in called), *(EVENT_SCOPES[e] for e in events))
+    assert set(distribution["oauth_config"]["scopes"]["bot"]) == needed

@@ -54,9 +54,14 @@ def slack_refusal(settings: Settings, exc: SlackApiError) -> str:
 
 def lexi_trouble(settings: Settings, exc: LexiError, timeout: float) -> str:
     """The line for LeadLex failing to answer: out of reach (with the URL and why) or answering with an error."""
+    return lexi_trouble_at(settings.lexi_api_url, exc, timeout)
+
+
+def lexi_trouble_at(url: str, exc: LexiError, timeout: float) -> str:
+    """The line for LeadLex at `url` failing to answer: out of reach (and why) or answering with an error."""
     if isinstance(exc, TransientError) and exc.status is None and exc.__cause__ is not None:
-        return f"could not reach LeadLex at {settings.lexi_api_url}: {unreachable_reason(exc, timeout)}"
-    return f"LeadLex did not answer at {settings.lexi_api_url}: {exc}"
+        return f"could not reach LeadLex at {url}: {unreachable_reason(exc, timeout)}"
+    return f"LeadLex did not answer at {url}: {exc}"
 
 
 def app_token_refused(error: str) -> str:
@@ -127,18 +132,34 @@ def check_lexi(settings: Settings, timeout: float) -> Result:
     """Whether LeadLex accepts the key with the Lexi permission."""
     if settings.lexi_api_key is None:  # the command required it
         raise ConfigError("LEXI_API_KEY is not set")
-    lexi = LexiClient(
-        settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), timeout=timeout, attempts=2, max_wait=5
-    )
+    return check_lexi_key(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), timeout)
+
+
+def check_lexi_key(
+    url: str,
+    key: str,
+    timeout: float,
+    *,
+    name: str = "LEXI_API_KEY",
+    fix: str = "set LEXI_API_KEY",
+    attempts: int = 2,
+    max_wait: float = 5,
+) -> Result:
+    """Whether LeadLex at `url` accepts `key` with the Lexi permission; the lines call the key `name`.
+
+    `fix` says where a new key goes (the Home tab's modal asks for it to be pasted there); `attempts` and
+    `max_wait` bound the time taken (a modal has 3 seconds).
+    """
+    lexi = LexiClient(url, key, timeout=timeout, attempts=attempts, max_wait=max_wait)
     try:
         pending = lexi.list_tasks(TaskState.PENDING)
         return True, f"LeadLex key accepted with the Lexi permission ({len(pending)} pending tasks)"
     except InvalidKey:
-        return False, "LeadLex refused LEXI_API_KEY (invalid_key): create a new key and set LEXI_API_KEY"
+        return False, f"LeadLex refused {name} (invalid_key): create a new key and {fix}"
     except PermissionDenied:
-        return False, "LEXI_API_KEY lacks the Lexi permission: enable it for the key in LeadLex"
+        return False, f"{name} lacks the Lexi permission: enable it for the key in LeadLex"
     except LexiError as exc:
-        return False, lexi_trouble(settings, exc, timeout)
+        return False, lexi_trouble_at(url, exc, timeout)
     finally:
         lexi.close()
 

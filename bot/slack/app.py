@@ -13,9 +13,11 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 
+from bot.config import DEFAULT_LEXI_API_URL
 from bot.db.store import Store
+from bot.db.workspaces import Workspaces
 from bot.errors import ConfigError
-from bot.slack import install, replay
+from bot.slack import install, replay, setup
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
 
@@ -61,13 +63,22 @@ def create_app(runtime: Running) -> App:
 
 
 def create_multi_workspace_app(
-    settings: install.InstallSettings, store: Store, *, signing_secret: str, client: WebClient
+    settings: install.InstallSettings,
+    store: Store,
+    *,
+    signing_secret: str,
+    client: WebClient,
+    workspaces: Workspaces | None = None,
+    lexi_url: str = DEFAULT_LEXI_API_URL,
+    on_change: Callable[[str], None] = setup.nothing_changed,
 ) -> App:
     """The Bolt app of multi-workspace mode (HTTP only): no token of its own, installs through Bolt's OAuth flow.
 
     Bolt authorizes each request from the installations on the store's database and hands listeners a client with
     that workspace's bot token; `client` (no token) gives those clients, installs and token refreshes their API
-    base. Requests are signature-checked and replays dropped as in single-workspace mode.
+    base. Requests are signature-checked and replays dropped as in single-workspace mode. Each workspace is set up
+    from its Home tab (bot.slack.setup) in the registry `workspaces` (by default one without a vault, which cannot
+    store keys); `on_change(workspace id)` is called after a workspace's settings changed or it was uninstalled.
     """
     app = _bolt_app(
         client=client,
@@ -76,7 +87,8 @@ def create_multi_workspace_app(
         oauth_settings=install.oauth_settings(settings, store.engine, client),
     )
     replay.register(app, store)
-    install.register(app)
+    # Before any other listener: Bolt runs the first that matches (the Home tab, the uninstall events).
+    setup.register(app, workspaces or Workspaces(store.engine, None), lexi_url=lexi_url, on_change=on_change)
     app.error(handle_error)
     return app
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -19,6 +20,9 @@ from bot.slack.messenger import slack_error_text
 from bot.slack.replies import BotStatus
 
 log = logging.getLogger(__name__)
+
+#: The most blocks Slack shows in an App Home.
+MAX_HOME_BLOCKS = 100
 
 
 @dataclass(frozen=True)
@@ -54,16 +58,26 @@ class HomePublisher:
         self._submit = submit
         self._debounce = debounce
         self._viewers: dict[str, float] = {}
+        self._extras: dict[str, tuple[dict[str, Any], ...]] = {}
         self._refresh_queued = False
         self._lock = threading.Lock()
 
-    def opened(self, user: str) -> None:
-        """Someone opened their Home: publish it, and keep it fresh after later changes."""
+    def opened(self, user: str, extra: Sequence[dict[str, Any]] = ()) -> None:
+        """Someone opened their Home: publish it, and keep it fresh after later changes.
+
+        `extra` blocks go above the tasks, in this and later publishes of this person's Home (multi-workspace
+        mode shows the workspace's LeadLex settings there).
+        """
         with self._lock:
             self._viewers[user] = time.monotonic()
+            if extra:
+                self._extras[user] = tuple(extra)
+            else:
+                self._extras.pop(user, None)
             if len(self._viewers) > self.MAX_VIEWERS:
                 oldest = min(self._viewers, key=self._viewers.__getitem__)
                 del self._viewers[oldest]
+                self._extras.pop(oldest, None)
         self.publish(user)
 
     def changed(self) -> None:
@@ -83,6 +97,7 @@ class HomePublisher:
         with self._lock:
             self._refresh_queued = False
             self._viewers = {user: at for user, at in self._viewers.items() if at >= cutoff}
+            self._extras = {user: extra for user, extra in self._extras.items() if user in self._viewers}
             viewers = list(self._viewers)
         shown = self._gather()
         for user in viewers:
@@ -115,6 +130,10 @@ class HomePublisher:
             notice=notice,
             confirm_above=policy.confirm_above if policy is not None else None,
         )
+        with self._lock:
+            extra = self._extras.get(user, ())
+        if extra:  # above the tasks; the tasks' end gives way when Slack's 100 blocks would be passed
+            view["blocks"] = [*extra, *view["blocks"]][:MAX_HOME_BLOCKS]
         try:
             self._client.views_publish(user_id=user, view=view)
         except SlackApiError as exc:

@@ -16,10 +16,8 @@ import html
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlencode
 
-from slack_bolt import App
 from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs, SuccessArgs
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_bolt.response import BoltResponse
@@ -33,8 +31,9 @@ from bot.slack.authorize import AuthorizeResults, SerialRefreshAuthorize
 
 log = logging.getLogger(__name__)
 
-#: The bot scopes an install asks for: manifest.yml's `oauth_config.scopes.bot`, written out because the manifest is
-#: not shipped in the wheel (tests/scenarios/test_install.py holds the two equal).
+#: The bot scopes an install asks for: manifest.distribution.yml's `oauth_config.scopes.bot` (manifest.yml's and what
+#: the setup needs: users:read to tell admins, channels:join to join the announcement channel), written out because
+#: the manifest is not shipped in the wheel (tests/scenarios/test_install.py holds the two equal).
 BOT_SCOPES = (
     "chat:write",
     "commands",
@@ -43,6 +42,8 @@ BOT_SCOPES = (
     "channels:history",
     "groups:history",
     "usergroups:read",
+    "users:read",
+    "channels:join",
 )
 INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
@@ -203,25 +204,3 @@ def _page(title: str, text: str, *, link: tuple[str, str]) -> str:
         f"<p>{html.escape(text)} <a href='{html.escape(href, quote=True)}'>{html.escape(label)}</a></p>"
         "</body></html>\n"
     )
-
-
-def register(app: App) -> None:
-    """Register what a freshly installed workspace sees: its Home tab."""
-    app.event("app_home_opened")(handle_app_home_opened)
-
-
-def handle_app_home_opened(event: dict[str, Any], client: WebClient) -> None:
-    """Publish the opener's Home with the client Bolt authorized for their workspace (its own bot token)."""
-    if event.get("tab", "home") != "home":
-        return
-    client.views_publish(user_id=str(event["user"]), view=welcome_view())
-
-
-def welcome_view() -> dict[str, Any]:
-    """The Home of a workspace where lexi-bot is installed but not yet connected to LeadLex."""
-    text = (
-        "*lexi-bot is installed in this workspace.*\n"
-        "It is not connected to LeadLex yet: a workspace admin connects it here, and then Lexi's tasks "
-        "waiting for approval appear in the channel they choose."
-    )
-    return {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

@@ -291,10 +291,15 @@ class SlackStandIn:
         with self._lock:
             return self._workspace.issue_response_url(channel, message_ts, user)
 
-    def add_channel(self, channel_id: str, name: str, *, member: bool = True) -> None:
-        """Add (or reset) a channel; `member` says whether the bot is in it."""
+    def add_channel(self, channel_id: str, name: str, *, member: bool = True, private: bool = False) -> None:
+        """Add (or reset) a channel; `member` says whether the bot is in it, `private` that it cannot join it."""
         with self._lock:
-            self._workspace.add_channel(channel_id, name, member=member)
+            self._workspace.add_channel(channel_id, name, member=member, private=private)
+
+    def set_admin(self, user: str, *, owner: bool = False) -> None:
+        """Make `user` a workspace admin (users.info is_admin), or with `owner` an owner."""
+        with self._lock:
+            (self._workspace.owners if owner else self._workspace.admins).add(user)
 
     def remove_bot_from(self, channel_id: str) -> None:
         """Take the bot out of a channel: posting and reading there then fail with not_in_channel."""

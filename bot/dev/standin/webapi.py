@@ -33,6 +33,7 @@ class _Channel:
     name: str
     bot_member: bool = True
     members: list[str] | None = None
+    private: bool = False
 
 
 @dataclass
@@ -78,6 +79,9 @@ class Workspace:
         self.channels = {cid: _Channel(name) for cid, name in channels.items()}
         self.users = dict(users)
         self.usergroups: dict[str, list[str]] = {}
+        #: Workspace admins (users.info says is_admin) and owners (is_owner; the primary owner too).
+        self.admins: set[str] = set()
+        self.owners: set[str] = set()
         self.ephemerals: list[Ephemeral] = []
         self.responses: list[ResponseUrlPost] = []
         self.views = Views(AppIdentity(team_id, self.app_id, self.bot_id), self.users, clock, self._next_id)
@@ -135,9 +139,9 @@ class Workspace:
         self._response_urls[token] = _ResponseUrl(self.clock(), channel, message_ts, user)
         return f"{self.url}/response/{token}"
 
-    def add_channel(self, cid: str, name: str, *, member: bool) -> None:
-        """Add or reset a channel (everyone a member) with or without the bot."""
-        self.channels[cid] = _Channel(name, bot_member=member)
+    def add_channel(self, cid: str, name: str, *, member: bool, private: bool = False) -> None:
+        """Add or reset a channel (everyone a member) with or without the bot; a private one it cannot join."""
+        self.channels[cid] = _Channel(name, bot_member=member, private=private)
 
     def _next_id(self) -> int:
         """Return the next number of the workspace-wide id sequence."""
@@ -427,7 +431,7 @@ class Workspace:
         """Render a conversation the way conversations.info returns it."""
         channel = self.channels[cid]
         is_im = cid.startswith("D")
-        info: dict[str, Any] = {"id": cid, "is_channel": not is_im, "is_im": is_im, "is_private": False}
+        info: dict[str, Any] = {"id": cid, "is_channel": not is_im, "is_im": is_im, "is_private": channel.private}
         info.update(is_archived=False, is_member=channel.bot_member)
         if is_im:
             info["user"] = channel.name
@@ -449,11 +453,16 @@ class Workspace:
         return {"members": people, "response_metadata": {"next_cursor": ""}}
 
     def _join(self, args: Args) -> dict[str, Any]:
-        """conversations.join: make the bot a member (warning already_in_channel when it was one)."""
+        """conversations.join: make the bot a member (warning already_in_channel when it was one).
+
+        As at Slack, a bot cannot join a private channel or a DM on its own: it must be invited.
+        """
         cid = self._channel_id(args.text("channel"))
         answer: dict[str, Any] = {}
         if self.channels[cid].bot_member:
             answer["warning"] = "already_in_channel"
+        elif self.channels[cid].private or cid.startswith("D"):
+            raise ApiError("method_not_supported_for_channel_type")
         self.channels[cid].bot_member = True
         answer["channel"] = self._channel_info(cid)
         return answer
@@ -476,6 +485,9 @@ class Workspace:
                 "real_name": name.title(),
                 "deleted": False,
                 "is_bot": is_bot,
+                "is_admin": user in self.admins or user in self.owners,
+                "is_owner": user in self.owners,
+                "is_primary_owner": bool(self.owners) and user == min(self.owners),
                 "tz": "UTC",
                 "profile": profile,
             }
