@@ -47,6 +47,29 @@ def trace_memory(path: str, runtime: Runtime, stop: threading.Event, every: floa
             out.write("\n".join(lines) + "\n")
 
 
+def start_profile() -> None:
+    """Profile the CPU time of every thread with yappi (BENCH_PROFILE=PATH; `pip install yappi`, not a dependency)."""
+    import yappi  # noqa: PLC0415 - only when profiling
+
+    yappi.set_clock_type(os.environ.get("BENCH_PROFILE_CLOCK", "cpu"))
+    yappi.start(builtins=False, profile_threads=True)
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: yappi.clear_stats())  # measure from here on
+
+
+def save_profile(path: str) -> None:
+    """Write the functions by total CPU time, and by own CPU time, to `path`."""
+    import yappi  # noqa: PLC0415 - only when profiling
+
+    yappi.stop()
+    stats = yappi.get_func_stats()
+    with Path(path).open("w", encoding="utf-8") as out:
+        for key in ("ttot", "tsub"):
+            out.write(f"=== by {key}\n")
+            for stat in sorted(stats, key=lambda s: getattr(s, key), reverse=True)[:70]:
+                where = f"{Path(stat.module).name}:{stat.lineno} {stat.name}"
+                out.write(f"{stat.ncall:>8} {stat.ttot:9.3f} {stat.tsub:9.3f}  {where}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM, then drain and stop like `lexi-bot run`."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -58,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     settings = load_settings(os.environ)
+    if os.environ.get("BENCH_PROFILE"):
+        start_profile()
     runtime = Runtime.build(settings, post_interval=args.post_interval)
     with Service(runtime, drain_timeout=20) as service:
 
@@ -75,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ready", flush=True)
         while not service.stop.wait(0.5):
             pass
+    if os.environ.get("BENCH_PROFILE"):
+        save_profile(os.environ["BENCH_PROFILE"])
     return 0
 
 

@@ -134,7 +134,7 @@ class Runtime:
         """After a decision: the decider's Home shows it at once, and the poller re-plans (a completion to watch)."""
         self.poller.wake()
         if self.home is not None:  # on the home queue: the decision's worker is free for the next click
-            self.submit_home(self.home.publish, user)
+            self.home.decided(user)
 
     def health(self) -> dict[str, Any]:
         """What GET /healthz reports (bot.health.Health.health)."""

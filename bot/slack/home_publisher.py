@@ -40,6 +40,8 @@ class HomePublisher:
     #: Homes re-published after a change: those opened in the last VIEWER_TTL seconds, at most MAX_VIEWERS.
     VIEWER_TTL = 8 * 3600.0
     MAX_VIEWERS = 50
+    #: How long a decider's Home waits for their next decisions before it is published (one publish for a burst).
+    DECIDED_PAUSE = 0.3
 
     def __init__(
         self,
@@ -60,6 +62,7 @@ class HomePublisher:
         self._viewers: dict[str, float] = {}
         self._extras: dict[str, tuple[dict[str, Any], ...]] = {}
         self._refresh_queued = False
+        self._deciders: dict[str, None] = {}  # Homes to publish after decisions (insertion-ordered)
         self._lock = threading.Lock()
 
     def opened(self, user: str, extra: Sequence[dict[str, Any]] = ()) -> None:
@@ -89,6 +92,32 @@ class HomePublisher:
                 return
             self._refresh_queued = True
         self._submit(self._refresh)
+
+    def decided(self, user: str) -> None:
+        """`user` decided: publish their Home shortly, once for all the decisions they make meanwhile.
+
+        Without a queue to publish on, it is published at once.
+        """
+        if self._submit is None:
+            self.publish(user)
+            return
+        with self._lock:
+            first = not self._deciders
+            self._deciders[user] = None
+        if first and self._submit(self._publish_deciders) is None:
+            with self._lock:  # not queued (the queue is full, or stopping): the next decision queues it again
+                self._deciders.clear()
+
+    def _publish_deciders(self) -> None:
+        """Publish the Homes of everyone who decided since the last time (after a short pause gathering a burst)."""
+        time.sleep(self.DECIDED_PAUSE)
+        with self._lock:
+            users = list(self._deciders)
+            self._deciders.clear()
+        if users:
+            shown = self._gather()
+            for user in users:
+                self._publish(user, shown)
 
     def _refresh(self) -> None:
         """Publish every recent viewer's Home (after a short pause that gathers a burst of changes)."""

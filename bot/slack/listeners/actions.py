@@ -33,7 +33,7 @@ def register(app: App) -> None:
 
 
 def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext) -> None:
-    """Journal the approval (one short write) and queue it, then acknowledge; say so if it was not recorded."""
+    """Journal the approval (one short write), acknowledge, then queue it; say so if it was not recorded."""
     runtime = runtime_of(context)
     try:
         decision = runtime.decider.accept(
@@ -47,8 +47,8 @@ def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], conte
         ack()
         runtime.submit(teller(runtime, body), NOT_RECORDED)  # answering calls Slack: after the ack
         return
+    ack()  # journaled: from here it is carried out even if this process dies (the keeper resumes it)
     runtime.submit_decision(decision)
-    ack()
 
 
 def handle_dismiss(
