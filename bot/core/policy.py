@@ -156,16 +156,24 @@ def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = 
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from None
+    return parse_policy(text, name=path.name, source=str(path), channel=channel, approvers=approvers)
+
+
+def parse_policy(text: str, *, name: str, source: str, channel: str, approvers: tuple[str, ...] = ()) -> Policy:
+    """Validate a policy's YAML text as a policy file's (problems are located by `name`); `source` says where from.
+
+    `channel` and `approvers` are the defaults it refines (a policy stored for a workspace refines its own).
+    """
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path.name} line {mark.line + 1}" if mark else path.name
+        where = f"{name} line {mark.line + 1}" if mark else name
         raise PolicyError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    reader = _Reader(path.name)
+    reader = _Reader(name)
     base = TypePolicy(channel=channel, approvers=approvers)
     if root is None:
-        return Policy(default=base, source=str(path))
+        return Policy(default=base, source=source)
     top = reader.attempt(lambda: reader.mapping(root, "the file", _TOP_KEYS)) or {}
     default = base
     if "defaults" in top:
@@ -182,8 +190,8 @@ def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = 
     if "auto_approve_daily_cap" in top:
         cap = reader.attempt(lambda: reader.integer(top["auto_approve_daily_cap"], "auto_approve_daily_cap")) or 50
     if reader.problems:
-        raise PolicyError("", [f"{path.name} line {line}: {message}" for line, message in reader.sorted_problems()])
-    return Policy(default=default, types=types, auto_approve_daily_cap=cap, source=str(path))
+        raise PolicyError("", [f"{name} line {line}: {message}" for line, message in reader.sorted_problems()])
+    return Policy(default=default, types=types, auto_approve_daily_cap=cap, source=source)
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str:
