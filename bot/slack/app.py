@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, BoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
@@ -14,10 +14,14 @@ from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 
 from bot.db.store import Store
+from bot.db.workspaces import Workspaces
 from bot.errors import ConfigError
-from bot.slack import install, replay
+from bot.slack import install, replay, unconnected
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
+
+if TYPE_CHECKING:
+    from bot.tenants import Tenants
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +65,68 @@ def create_app(runtime: Running) -> App:
 
 
 def create_multi_workspace_app(
-    settings: install.InstallSettings, store: Store, *, signing_secret: str, client: WebClient
+    settings: install.InstallSettings,
+    store: Store,
+    *,
+    signing_secret: str,
+    client: WebClient,
+    registry: Workspaces | None = None,
+    tenants: Tenants | None = None,
 ) -> App:
     """The Bolt app of multi-workspace mode (HTTP only): no token of its own, installs through Bolt's OAuth flow.
 
     Bolt authorizes each request from the installations on the store's database and hands listeners a client with
     that workspace's bot token; `client` (no token) gives those clients, installs and token refreshes their API
-    base. Requests are signature-checked and replays dropped as in single-workspace mode.
+    base. Requests are signature-checked and replays dropped as in single-workspace mode. Installs are recorded in
+    `registry`; with `tenants`, a connected workspace's requests reach the same listeners as single-workspace
+    mode's, on its own runtime, and an installed but unconnected workspace is told an admin connects it first.
     """
     app = _bolt_app(
         client=client,
         signing_secret=signing_secret,
         request_verification_enabled=True,
-        oauth_settings=install.oauth_settings(settings, store.engine, client),
+        oauth_settings=install.oauth_settings(settings, store.engine, client, registry=registry),
     )
     replay.register(app, store)
-    install.register(app)
+    if tenants is not None:
+        app.middleware(tenant_middleware(tenants))
+    install.register(app, only_unconnected=tenants is not None)  # the welcome Home of a workspace not connected
+    # ---- the "Connect LeadLex" Home modal (bot.slack.setup.register(app, ...)) is registered HERE: after the
+    # ---- welcome Home, before the "not connected" answers and the listeners, so that its actions and views win.
+    if tenants is not None:
+        unconnected.register(app)
+        actions.register(app)
+        views.register(app)
+        commands.register(app)
+        events.register(app)
     app.error(handle_error)
     return app
+
+
+def workspace_of(context: BoltContext) -> str | None:
+    """The registry id of the workspace a request comes from: its team, or for an org-wide install its org."""
+    if context.is_enterprise_install:
+        return context.enterprise_id
+    return context.team_id
+
+
+def tenant_middleware(tenants: Tenants) -> Callable[[BoltContext, Callable[[], None]], None]:
+    """A middleware putting the runtime of the request's workspace in its context, when that workspace is connected.
+
+    The runtime's client follows the bot token Bolt authorized the request with (token rotation replaces it).
+    """
+
+    def give_tenant(context: BoltContext, next: Callable[[], None]) -> None:  # noqa: A002 - Bolt's name
+        """Find the workspace's runtime (none for an unconnected workspace: bot.slack.unconnected answers)."""
+        workspace = workspace_of(context)
+        runtime = tenants.get(workspace) if workspace else None
+        if runtime is not None:
+            if context.bot_token and runtime.slack.token != context.bot_token:
+                runtime.slack.token = context.bot_token  # rotated since the runtime was built
+            context[RUNTIME] = runtime
+        next()
+
+    return give_tenant
 
 
 def _bolt_app(**options: Any) -> App:
