@@ -183,6 +183,8 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     # Settings and the database first: a sandbox started before a configuration error only adds noise.
     require = ("slack",) if args.sandbox else ("lexi", "slack")
     settings = load_settings(environ, require=require)
+    if settings.multi_workspace:
+        return _run_multi(settings, args)
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
     with database_errors(settings.database_url):
@@ -246,6 +248,117 @@ def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
         log.info("stopping: finishing decisions in flight")
     log.info("stopped")
     return 1 if dead else 0
+
+
+def _run_multi(settings: Settings, args: argparse.Namespace) -> int:
+    """Run multi-workspace mode (HTTP only) until SIGTERM / Ctrl-C: every connected workspace served and polled."""
+    if args.sandbox:
+        raise ConfigError(
+            "--sandbox runs the bot for one workspace: in multi-workspace mode each workspace connects its own "
+            "LeadLex (a sandbox's URL and key too) from the app's Home tab"
+        )
+    if settings.slack_app_token is not None:
+        raise ConfigError(
+            "multi-workspace mode runs in HTTP mode only (Slack sends each workspace's requests to one URL): "
+            "unset SLACK_APP_TOKEN and set SLACK_SIGNING_SECRET"
+        )
+    setup_logging(settings.log_level, settings.secrets(), settings.log_format)
+    lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
+    with database_errors(settings.database_url):
+        _prepare_database(settings)
+    return _serve_multi(settings, args.host)
+
+
+def _serve_multi(settings: Settings, host: str) -> int:
+    """Build the workspaces' runtimes and the multi-workspace app; serve until a signal (0) or a part stopped (1)."""
+    from slack_sdk import WebClient
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+
+    from bot.db.workspaces import Workspaces
+    from bot.ops.metrics import Metrics
+    from bot.service import Service
+    from bot.slack.app import create_multi_workspace_app
+    from bot.slack.install import InstallSettings
+    from bot.tenants import Tenants
+    from bot.workers import Workers
+
+    client_id, client_secret = settings.slack_client_id, settings.slack_client_secret
+    signing = settings.slack_signing_secret
+    if client_id is None or client_secret is None or signing is None:  # load_settings checked; for the type checker
+        raise ConfigError("SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET are needed")
+    store = Store.from_url(settings.database_url)
+    registry = Workspaces(store.engine, settings.vault())
+    installations = SQLAlchemyInstallationStore(client_id=client_id, engine=store.engine, logger=log)
+    metrics = Metrics()
+    tenants = Tenants(settings, store, registry, installations, workers=Workers(metrics), metrics=metrics)
+    with Service(tenants) as service:
+        app = create_multi_workspace_app(
+            InstallSettings(client_id, client_secret.get_secret_value()),
+            store,
+            signing_secret=signing.get_secret_value(),
+            client=WebClient(base_url=settings.slack_api_url),
+            registry=registry,
+            tenants=tenants,
+        )
+        _stop_on_signal(service.stop)
+        try:
+            front = service.serve_http(app, host, settings.port)
+        except OSError as exc:
+            raise LexiBotError(
+                f"cannot listen on {host}:{settings.port} ({exc.strerror or exc}): stop what uses that port "
+                "or set PORT to a free one (and --host to an address of this machine)"
+            ) from None
+        log.info(
+            "lexi-bot %s is listening on http://%s:%s/slack/events for every workspace that installs it "
+            "(installs start at /slack/install)",
+            __version__,
+            host,
+            front.port,
+        )
+        service.start_thread("lexi-scheduler", lambda stop: _simple_schedule(tenants, registry, stop))
+        dead = service.wait()
+        if dead:
+            log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
+        log.info("stopping: finishing decisions in flight")
+    log.info("stopped")
+    return 1 if dead else 0
+
+
+#: How often the simple schedule looks for workspaces due a poll (seconds).
+_SCHEDULE_TICK = 1.0
+
+
+def _simple_schedule(tenants: Any, registry: Any, stop: threading.Event) -> None:
+    """Poll each due workspace in turn until `stop`: a stand-in for the real Scheduler (one replica only).
+
+    TO BE REPLACED at merge by `Scheduler(workspaces, tenants.poll, ...).run(stop)` (SKIP LOCKED across replicas):
+    here two replicas would poll the same workspace. Each poll records when the next one is due.
+    """
+    from datetime import timedelta
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.db.store import utcnow
+
+    while not stop.is_set():
+        try:
+            for workspace in registry.due():
+                if stop.is_set():
+                    break
+                try:
+                    delay = tenants.poll(workspace)
+                except Exception:
+                    log.exception("polling workspace %s failed unexpectedly; it is polled again later", workspace.id)
+                    delay = tenants.settings.poll_interval
+                registry.polled(
+                    workspace.id,
+                    next_poll_at=utcnow() + timedelta(seconds=delay),
+                    budget_remaining=tenants.budget_left(workspace.id),
+                    error=tenants.problem(workspace.id),
+                )
+        except SQLAlchemyError as exc:
+            log.warning("the schedule could not reach the database (%s); it tries again", type(exc).__name__)
+        stop.wait(_SCHEDULE_TICK)
 
 
 def _stop_on_signal(stop: threading.Event) -> None:
