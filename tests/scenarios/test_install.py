@@ -9,11 +9,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,118 +19,26 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import yaml
-from slack_sdk import WebClient
-from slack_sdk.oauth.installation_store import Installation
-from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from sqlalchemy import text
 
-from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.standin import payloads
 from bot.dev.standin.oauth import CLIENT_ID, CLIENT_SECRET
 from bot.dev.standin.slack import SlackStandIn
 from bot.errors import ConfigError
-from bot.ops.server import HttpFront, WsgiApp, make_wsgi
-from bot.slack.app import ListenerPool, create_app, create_multi_workspace_app
+from bot.slack.app import create_app
 from bot.slack.authorize import advisory_key, refresh_lock
-from bot.slack.install import BOT_SCOPES, InstallSettings
-from tests.support.harness import SECRETS_GIVEN, SIGNING_SECRET, BotHarness
+from bot.slack.install import BOT_SCOPES
+from tests.support.harness import SIGNING_SECRET, BotHarness
+from tests.support.installer import Installer, start_installer
 
 ROOT = Path(__file__).resolve().parents[2]
 COOKIE = "slack-app-oauth-state"
 
 
-@dataclass
-class Installer:
-    """The multi-workspace bot on loopback, its store, and a browser to install it with."""
-
-    url: str
-    store: Store
-    slack: SlackStandIn
-    listeners: ListenerPool
-    browser: httpx.Client
-
-    def install_page(self, **query: str) -> tuple[str, str]:
-        """Open /slack/install: the Add-to-Slack link and the state cookie it set."""
-        page = self.browser.get(f"{self.url}/slack/install", params=query)
-        assert page.status_code == 200, page.text
-        assert page.headers["content-type"].startswith("text/html")
-        link = unescape(re.search(r'<a href="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
-        cookie = page.headers["set-cookie"]
-        assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie
-        return link, cookie.split(";", 1)[0]
-
-    def consent(self, link: str) -> str:
-        """Follow the link to Slack's consent page and return where it sends the browser back to."""
-        answer = self.browser.get(link)
-        assert answer.status_code == 302, answer.text
-        back = answer.headers["location"]
-        assert back.startswith(f"{self.url}/slack/oauth_redirect?")
-        return str(back)
-
-    def come_back(self, back: str, cookie: str | None) -> httpx.Response:
-        """Arrive at the redirect with (or without) the state cookie, as the browser that started would."""
-        headers = {"Cookie": cookie} if cookie else {}
-        return self.browser.get(back, headers=headers)
-
-    def install(self, **query: str) -> httpx.Response:
-        """The whole flow: install page, consent, redirect back."""
-        link, cookie = self.install_page(**query)
-        return self.come_back(self.consent(link), cookie)
-
-    def installation(self, team_id: str | None, enterprise_id: str | None = None) -> Installation | None:
-        """The installation the bot stored for a team (or an org-wide install), read with slack_sdk's store."""
-        found = SQLAlchemyInstallationStore(client_id=CLIENT_ID, engine=self.store.engine).find_installation(
-            enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=team_id is None
-        )
-        if found is not None:  # the session's log scan looks for the tokens Slack issued too
-            SECRETS_GIVEN.update(t for t in (found.bot_token, found.bot_refresh_token) if t)
-        return found
-
-    def post_event(self, envelope: dict[str, Any]) -> httpx.Response:
-        """POST an Events API envelope to /slack/events, signed as Slack signs it; wait for its listener."""
-        body, content_type = payloads.encode_event(envelope)
-        headers = payloads.signed_request(SIGNING_SECRET, body, content_type)
-        answer = self.browser.post(f"{self.url}/slack/events", content=body, headers=headers)
-        assert self.listeners.wait_idle(10), "Bolt's listeners did not finish in time"
-        return answer
-
-
 def _start(slack: SlackStandIn, database_url: str, **options: Any) -> Iterator[Installer]:
-    """Migrate, build the multi-workspace app on the store's engine, and serve it on 127.0.0.1 (a free port)."""
-    store = Store.from_url(database_url)
-    migrate.upgrade(store.engine)
-    holder: dict[str, WsgiApp] = {}
-
-    def serve(environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
-        """Serve with the app built once the port is known (the redirect URL names it)."""
-        return holder["wsgi"](environ, start)
-
-    front = HttpFront(serve, "127.0.0.1", 0, threads=4)
-    url = f"http://127.0.0.1:{front.port}"
-    settings = InstallSettings(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        redirect_uri=f"{url}/slack/oauth_redirect",
-        authorization_url=slack.authorize_url,
-        **options,
-    )
-    SECRETS_GIVEN.update({CLIENT_SECRET, SIGNING_SECRET})
-    app = create_multi_workspace_app(
-        settings, store, signing_secret=SIGNING_SECRET, client=WebClient(base_url=slack.api_url)
-    )
-    holder["wsgi"] = make_wsgi(app, health=dict)
-    front.start()
-    pool = app.listener_runner.listener_executor
-    assert isinstance(pool, ListenerPool)
-    browser = httpx.Client(timeout=10)
-    try:
-        yield Installer(url, store, slack, pool, browser)
-    finally:
-        browser.close()
-        front.stop(5)
-        pool.shutdown(wait=True)
-        store.close()
+    """The multi-workspace bot on loopback (tests/support/installer.py), installs only."""
+    yield from start_installer(slack, database_url, **options)
 
 
 @pytest.fixture
