@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from slack_bolt import App, BoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
@@ -20,14 +20,18 @@ from bot.slack import install, replay, unconnected
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
 
-if TYPE_CHECKING:
-    from bot.tenants import Tenants
-
 log = logging.getLogger(__name__)
 
 #: Bolt's listener threads: as many as the HTTP front's (bot.ops.server.HttpFront), since each request waits on one
 #: for its ack. Listeners only journal and queue before the ack, so a click never waits behind slow work here.
 LISTENER_THREADS = 16
+
+
+class TenantLookup(Protocol):
+    """What the multi-workspace app uses of the workspaces' runtimes (bot.tenants.Tenants)."""
+
+    def get(self, team_id: str) -> Running | None:
+        """The runtime of a connected workspace, or None when it is not connected."""
 
 
 def create_app(runtime: Running) -> App:
@@ -71,7 +75,7 @@ def create_multi_workspace_app(
     signing_secret: str,
     client: WebClient,
     registry: Workspaces | None = None,
-    tenants: Tenants | None = None,
+    tenants: TenantLookup | None = None,
 ) -> App:
     """The Bolt app of multi-workspace mode (HTTP only): no token of its own, installs through Bolt's OAuth flow.
 
@@ -110,7 +114,7 @@ def workspace_of(context: BoltContext) -> str | None:
     return context.team_id
 
 
-def tenant_middleware(tenants: Tenants) -> Callable[[BoltContext, Callable[[], None]], None]:
+def tenant_middleware(tenants: TenantLookup) -> Callable[[BoltContext, Callable[[], None]], None]:
     """A middleware putting the runtime of the request's workspace in its context, when that workspace is connected.
 
     The runtime's client follows the bot token Bolt authorized the request with (token rotation replaces it).
