@@ -315,6 +315,7 @@ def _serve_multi(settings: Settings, host: str) -> int:
             host,
             front.port,
         )
+        service.start_thread("lexi-keeper", tenants.keep)
         service.start_thread("lexi-scheduler", lambda stop: _simple_schedule(tenants, registry, stop))
         dead = service.wait()
         if dead:

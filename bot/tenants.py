@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from slack_sdk.oauth.installation_store.models.bot import Bot
 
 from bot.config import DEFAULT_LEXI_API_URL, HttpSettings, Settings
+from bot.core.keeper import INTERVAL, Keeper
 from bot.core.policy import Policy, from_settings, parse_policy
 from bot.core.webhooks import WebhookReceiver
 from bot.db.store import Store
@@ -78,6 +79,7 @@ class Tenants:
         #: Set once the process stops: parts that end then are not dead.
         self.stopping = threading.Event()
         self._runtimes: dict[str, Runtime] = {}
+        self._keepers: dict[str, Keeper] = {}
         self._lock = threading.RLock()
         self._watched: dict[str, Any] = {}
 
@@ -95,12 +97,14 @@ class Tenants:
             runtime = self._build(workspace)
             if runtime is not None:
                 self._runtimes[team_id] = runtime
+                self._keepers[team_id] = Keeper(runtime.decider.leases, runtime.store, runtime.submit_decision)
             return runtime
 
     def forget(self, team_id: str) -> None:
         """Drop a workspace's runtime (the next request builds it again from the registry) and close its clients."""
         with self._lock:
             runtime = self._runtimes.pop(team_id, None)
+            self._keepers.pop(team_id, None)
         if runtime is not None:
             _close(runtime, deadline=time.monotonic() + 5.0)
 
@@ -113,6 +117,21 @@ class Tenants:
         if runtime is None:
             return self.settings.poll_interval
         return runtime.poller.cycle()
+
+    def keep(self, stop: threading.Event) -> None:
+        """Until `stop`: renew the decision leases of every workspace served here, and resume those of dead processes.
+
+        One thread for all workspaces (bot.core.keeper.Keeper's tick for each), instead of one per workspace.
+        """
+        while not stop.is_set():
+            with self._lock:
+                keepers = list(self._keepers.items())
+            for team_id, keeper in keepers:
+                try:
+                    keeper.tick()
+                except Exception as exc:  # noqa: BLE001 - a database outage must not end the keeper; it retries
+                    log.warning("workspace %s: could not renew or resume decisions: %s", team_id, type(exc).__name__)
+            stop.wait(INTERVAL)
 
     def budget_left(self, team_id: str) -> int | None:
         """The LeadLex calls a workspace has left today, as its last answer said (None: not known)."""
@@ -211,6 +230,7 @@ class Tenants:
         with self._lock:
             runtimes = list(self._runtimes.values())
             self._runtimes.clear()
+            self._keepers.clear()
         for runtime in runtimes:
             backlog = runtime.announcer.backlog
             if backlog is not None and not backlog.close(deadline):

@@ -24,6 +24,8 @@ NOT_CONNECTED = (
     "(open lexi-bot in Slack and choose Home)."
 )
 _ANY = re.compile(r".*")
+#: Every event but the app's lifecycle ones, which whoever handles uninstalls must still receive.
+_ORDINARY_EVENTS = re.compile(r"^(?!(app_uninstalled|tokens_revoked)$)")
 
 
 def not_connected(context: BoltContext) -> bool:
@@ -37,7 +39,7 @@ def register(app: App) -> None:
     app.action(_ANY, matchers=[not_connected])(handle_action)
     app.view(_ANY, matchers=[not_connected])(handle_view)
     app.view_closed(_ANY, matchers=[not_connected])(handle_view)
-    app.event(_ANY, matchers=[not_connected])(handle_event)
+    app.event(_ORDINARY_EVENTS, matchers=[not_connected])(handle_event)
 
 
 def handle_command(ack: Ack) -> None:
@@ -62,5 +64,5 @@ def handle_view(ack: Ack) -> None:
 
 
 def handle_event(ack: Ack) -> None:
-    """Any other event: acknowledged; nothing is done until the workspace is connected."""
+    """Any other event (not app_uninstalled or tokens_revoked): acknowledged; nothing is done until connected."""
     ack()
