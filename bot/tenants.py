@@ -116,6 +116,9 @@ class Tenants:
         runtime = self.get(workspace.id)
         if runtime is None:
             return self.settings.poll_interval
+        bot = self._bot(workspace)  # a token rotated by a request (here or on another replica) since the last poll
+        if bot is not None and bot.bot_token and runtime.slack.token != bot.bot_token:
+            runtime.slack.token = bot.bot_token
         return runtime.poller.cycle()
 
     def keep(self, stop: threading.Event) -> None:
@@ -153,12 +156,16 @@ class Tenants:
         runtime = self.get(workspace.id)
         return runtime.webhooks if runtime is not None else None
 
-    def _build(self, workspace: Workspace) -> Runtime | None:
-        """A workspace's runtime from the registry and its installation; None (logged) when something is missing."""
+    def _bot(self, workspace: Workspace) -> Bot | None:
+        """The workspace's latest bot installation (its token), as the install or the last token refresh saved it."""
         org = workspace.is_enterprise_install
-        bot = self.installations.find_bot(
+        return self.installations.find_bot(
             enterprise_id=workspace.enterprise_id, team_id=None if org else workspace.id, is_enterprise_install=org
         )
+
+    def _build(self, workspace: Workspace) -> Runtime | None:
+        """A workspace's runtime from the registry and its installation; None (logged) when something is missing."""
+        bot = self._bot(workspace)
         key = self.registry.lexi_key(workspace.id)
         if bot is None or not bot.bot_token or not key or workspace.channel is None:
             log.warning("workspace %s is connected but its bot token or LeadLex key is missing", workspace.id)

@@ -211,6 +211,62 @@ def test_an_unconnected_workspace_is_told_an_admin_connects_it(pair: Pair) -> No
     assert pair.tenants.get("TCCC") is None
 
 
+def _published(pair: Pair, team: str) -> list[dict[str, Any]]:
+    """The Home views published with a workspace's token, in order."""
+    calls = pair.bot.slack.calls_to("views.publish")
+    return [
+        json.loads(c.args["view"]) if isinstance(c.args["view"], str) else c.args["view"]
+        for c in calls
+        if c.ok and c.team == team
+    ]
+
+
+def test_home_is_the_workspace_s_own_or_the_welcome_until_connected(pair: Pair) -> None:
+    """A connected workspace's Home is the bot's Home, published with its token; an unconnected one gets the welcome."""
+    pair.lexi[A].add_task(description="Only for A", task_id="task-of-a")
+    pair.poll(A)
+    assert pair.bot.install(team="TCCC").status_code == 302
+    for team in (A, "TCCC"):
+        pair.post(*payloads.encode_event(payloads.build_app_home_opened(team_id=team)))
+    pair.bot.slack.wait_for(lambda: _published(pair, A) and _published(pair, "TCCC"), timeout=10)
+    assert "not connected to LeadLex yet" not in json.dumps(_published(pair, A))
+    (welcome,) = _published(pair, "TCCC")
+    assert "not connected to LeadLex yet" in json.dumps(welcome)
+    assert _published(pair, B) == []
+
+
+def test_a_changed_configuration_is_served_once_forgotten(pair: Pair) -> None:
+    """After `configure` and `forget`, the workspace's next request is served with its new channel."""
+    pair.bot.slack.oauth.teams[A].workspace.add_channel("C0NEW", "new-approvals", member=True)
+    registry = pair.bot.registry
+    assert registry is not None
+    before = pair.tenants.get(A)
+    registry.configure(A, channel="C0NEW")
+    pair.tenants.forget(A)
+    after = pair.tenants.get(A)
+    assert after is not None and after is not before
+    assert after.announcer.channel == "C0NEW" and after.settings.slack_channel == "C0NEW"
+
+
+def test_an_org_wide_install_is_served_by_its_organization(pair: Pair, sandbox: Sandbox) -> None:
+    """An org-wide install is one workspace (the org id): a workspace of the org is served with the org's runtime."""
+    registry = pair.bot.registry
+    assert registry is not None
+    assert pair.bot.install(team="E0ORG").status_code == 302
+    org_lexi = sandbox.add_workspace()
+    org_lexi.add_task(description="Only for the org", task_id="task-of-org")
+    registry.connect_lexi("E0ORG", str(org_lexi.api_key), sandbox.url)
+    registry.configure("E0ORG", channel=CHANNEL)
+    fields = payloads.build_slash_command(
+        text="tasks", team_id="T0INORG", response_url=pair.bot.slack.new_response_url()
+    )
+    fields.update(enterprise_id="E0ORG", is_enterprise_install="true")
+    before = len(pair.bot.slack.responses)
+    assert pair.post(*payloads.encode_command(fields)).status_code == 200
+    said = json.dumps([r.body for r in pair.bot.slack.responses[before:]])
+    assert "task-of-org" in said and "task-of-a" not in said
+
+
 def test_run_serves_many_workspaces_and_stops_on_sigterm(tmp_path: Path, slack: SlackStandIn) -> None:
     """`lexi-bot run` in multi-workspace mode migrates, serves /healthz, and exits 0 on SIGTERM."""
     port = free_port()
