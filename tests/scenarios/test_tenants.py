@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.cli import _simple_schedule
 from bot.db.vault import generate_key
 from bot.dev.sandbox import Sandbox
 from bot.dev.sandbox_webhooks import sign
@@ -265,6 +267,29 @@ def test_an_org_wide_install_is_served_by_its_organization(pair: Pair, sandbox: 
     assert pair.post(*payloads.encode_command(fields)).status_code == 200
     said = json.dumps([r.body for r in pair.bot.slack.responses[before:]])
     assert "task-of-org" in said and "task-of-a" not in said
+
+
+def test_the_simple_schedule_polls_each_due_workspace_and_plans_its_next_poll(pair: Pair) -> None:
+    """The stand-in schedule of `lexi-bot run` announces each workspace's tasks and records when each is due next."""
+    registry = pair.bot.registry
+    assert registry is not None
+    for team in (A, B):
+        pair.lexi[team].add_task(description=f"Only for {team}", task_id=f"task-of-{team}")
+    stop = threading.Event()
+    thread = threading.Thread(target=_simple_schedule, args=(pair.tenants, registry, stop), daemon=True)
+    thread.start()
+    try:
+        pair.bot.slack.wait_for(lambda: pair.channel(A) and pair.channel(B), timeout=10)
+        pair.bot.slack.wait_for(lambda: all(registry.require(t).next_poll_at for t in (A, B)), timeout=10)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    for team in (A, B):
+        (card,) = pair.channel(team)
+        assert card.metadata["event_payload"]["task_id"] == f"task-of-{team}"
+        workspace = registry.require(team)
+        assert workspace.last_poll_at is not None and workspace.last_error is None
 
 
 def test_run_serves_many_workspaces_and_stops_on_sigterm(tmp_path: Path, slack: SlackStandIn) -> None:
