@@ -49,7 +49,7 @@ def trace_memory(path: str, runtime: Runtime, stop: threading.Event, every: floa
 
 def start_profile() -> None:
     """Profile the CPU time of every thread with yappi (BENCH_PROFILE=PATH; `pip install yappi`, not a dependency)."""
-    import yappi  # noqa: PLC0415 - only when profiling
+    import yappi
 
     yappi.set_clock_type(os.environ.get("BENCH_PROFILE_CLOCK", "cpu"))
     yappi.start(builtins=False, profile_threads=True)
@@ -58,7 +58,7 @@ def start_profile() -> None:
 
 def save_profile(path: str) -> None:
     """Write the functions by total CPU time, and by own CPU time, to `path`."""
-    import yappi  # noqa: PLC0415 - only when profiling
+    import yappi
 
     yappi.stop()
     stats = yappi.get_func_stats()

@@ -183,6 +183,8 @@ def cmd_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     # Settings and the database first: a sandbox started before a configuration error only adds noise.
     require = ("slack",) if args.sandbox else ("lexi", "slack")
     settings = load_settings(environ, require=require)
+    if settings.multi_workspace:
+        return _run_multi(settings, args)
     setup_logging(settings.log_level, settings.secrets(), settings.log_format)
     lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
     with database_errors(settings.database_url):
@@ -242,6 +244,86 @@ def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
             service.start_poller()
         dead = service.wait()
         if dead:  # exit non-zero so that the platform restarts the bot
+            log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
+        log.info("stopping: finishing decisions in flight")
+    log.info("stopped")
+    return 1 if dead else 0
+
+
+def _run_multi(settings: Settings, args: argparse.Namespace) -> int:
+    """Run multi-workspace mode (HTTP only) until SIGTERM / Ctrl-C: every connected workspace served and polled."""
+    if args.sandbox:
+        raise ConfigError(
+            "--sandbox runs the bot for one workspace: in multi-workspace mode each workspace connects its own "
+            "LeadLex (a sandbox's URL and key too) from the app's Home tab"
+        )
+    if settings.slack_app_token is not None:
+        raise ConfigError(
+            "multi-workspace mode runs in HTTP mode only (Slack sends each workspace's requests to one URL): "
+            "unset SLACK_APP_TOKEN and set SLACK_SIGNING_SECRET"
+        )
+    setup_logging(settings.log_level, settings.secrets(), settings.log_format)
+    lock = lock_sqlite(settings.database_url)  # noqa: F841 - held until the process exits
+    with database_errors(settings.database_url):
+        _prepare_database(settings)
+    return _serve_multi(settings, args.host)
+
+
+def _serve_multi(settings: Settings, host: str) -> int:
+    """Build the workspaces' runtimes and the multi-workspace app; serve until a signal (0) or a part stopped (1)."""
+    from slack_sdk import WebClient
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+
+    from bot.core.schedule import Scheduler
+    from bot.db.workspaces import Workspaces
+    from bot.ops.metrics import Metrics
+    from bot.service import Service
+    from bot.slack.app import create_multi_workspace_app
+    from bot.slack.install import InstallSettings
+    from bot.tenants import Tenants
+    from bot.workers import Workers
+
+    client_id, client_secret = settings.slack_client_id, settings.slack_client_secret
+    signing = settings.slack_signing_secret
+    if client_id is None or client_secret is None or signing is None:  # load_settings checked; for the type checker
+        raise ConfigError("SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET are needed")
+    store = Store.from_url(settings.database_url)
+    registry = Workspaces(store.engine, settings.vault())
+    installations = SQLAlchemyInstallationStore(client_id=client_id, engine=store.engine, logger=log)
+    metrics = Metrics()
+    tenants = Tenants(settings, store, registry, installations, workers=Workers(metrics), metrics=metrics)
+    with Service(tenants) as service:
+        app = create_multi_workspace_app(
+            InstallSettings(client_id, client_secret.get_secret_value()),
+            store,
+            signing_secret=signing.get_secret_value(),
+            client=WebClient(base_url=settings.slack_api_url),
+            workspaces=registry,
+            lexi_url=settings.lexi_api_url,
+            on_change=tenants.forget,  # a workspace set up again, or uninstalled: its runtime is rebuilt, or gone
+            tenants=tenants,
+        )
+        _stop_on_signal(service.stop)
+        try:
+            front = service.serve_http(app, host, settings.port)
+        except OSError as exc:
+            raise LexiBotError(
+                f"cannot listen on {host}:{settings.port} ({exc.strerror or exc}): stop what uses that port "
+                "or set PORT to a free one (and --host to an address of this machine)"
+            ) from None
+        log.info(
+            "lexi-bot %s is listening on http://%s:%s/slack/events for every workspace that installs it "
+            "(installs start at /slack/install)",
+            __version__,
+            host,
+            front.port,
+        )
+        service.start_thread("lexi-keeper", tenants.keep)
+        # Polls spread over the replicas by the database itself (SKIP LOCKED claims): no polling leader.
+        scheduler = Scheduler(registry, tenants.poll, metrics=metrics)
+        service.start_thread("lexi-scheduler", scheduler.run)
+        dead = service.wait()
+        if dead:
             log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))
         log.info("stopping: finishing decisions in flight")
     log.info("stopped")

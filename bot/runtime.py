@@ -67,8 +67,9 @@ class Runtime:
         metrics: Metrics,
         tasks: TaskLookup,
         conversations: Conversations,
+        scope: str = "",
     ) -> None:
-        """Hold the parts bot.wiring built."""
+        """Hold the parts bot.wiring built; `scope` is the workspace they serve ('' in single-workspace mode)."""
         self.settings = settings
         self.store = store
         self.lexi = lexi
@@ -89,6 +90,8 @@ class Runtime:
         self.tasks = tasks
         #: Asks Lexi, continuing each person's conversation (`/lexi ask`).
         self.conversations = conversations
+        #: The workspace served: keys this runtime's Home refreshes on queues shared with other workspaces.
+        self.scope = scope
 
     @classmethod
     def build(
@@ -204,7 +207,7 @@ class Runtime:
 
     def submit_home(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
         """Publish Home tabs on their own queue (bot.workers.Workers.submit_home)."""
-        return self.workers.submit_home(fn, *args)
+        return self.workers.submit_home(fn, *args, scope=self.scope)
 
     def drain(self, timeout: float) -> bool:
         """Wait (bounded) until no work is queued or running in any queue, announcements included; True when none."""

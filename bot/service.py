@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from slack_bolt import App
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    from bot.tenants import Tenants
+
 #: How long the poller thread may take to finish its cycle when the bot stops.
 POLLER_JOIN_TIMEOUT = 10.0
 
@@ -27,8 +29,12 @@ POLLER_JOIN_TIMEOUT = 10.0
 class Service:
     """A runtime and the threads and servers started for it; closing it stops them all, newest first."""
 
-    def __init__(self, runtime: Runtime, *, drain_timeout: float = 20.0) -> None:
-        """Own `runtime` (closed last, after draining its queues for at most `drain_timeout` seconds)."""
+    def __init__(self, runtime: Runtime | Tenants, *, drain_timeout: float = 20.0) -> None:
+        """Own `runtime` (closed last, after draining its queues for at most `drain_timeout` seconds).
+
+        In multi-workspace mode it is the workspaces' runtimes (bot.tenants.Tenants): only `serve_http` and
+        `start_thread` apply then.
+        """
         self.runtime = runtime
         #: Set when the bot is to stop (a signal, or `close`); the poller and the keeper watch it.
         self.stop = threading.Event()
@@ -51,16 +57,32 @@ class Service:
 
     def start_poller(self) -> threading.Thread:
         """Start the poller (and the decision keeper beside it) on threads of their own, watched by /healthz."""
+        if not isinstance(self.runtime, Runtime):
+            raise TypeError("multi-workspace mode polls through start_thread (a scheduler), not one poller")
         thread = self.runtime.start_poller(self.stop)
         self._stack.callback(thread.join, POLLER_JOIN_TIMEOUT)
         self._stack.callback(self.stop.set)
+        return thread
+
+    def start_thread(self, name: str, target: Callable[[threading.Event], object]) -> threading.Thread:
+        """Run `target(stop)` on a thread of its own, watched by /healthz and joined (bounded) on close."""
+        thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
+        self._stack.callback(thread.join, POLLER_JOIN_TIMEOUT)
+        self._stack.callback(self.stop.set)
+        self.runtime.watch(name, thread)
+        thread.start()
         return thread
 
     def serve_http(self, app: App, host: str, port: int, *, threads: int = 16, stop_timeout: float = 10.0) -> HttpFront:
         """Serve the Bolt app, /healthz, /readyz, /metrics and the webhooks on `host:port` (0: any free port)."""
         runtime = self.runtime
         wsgi = make_wsgi(
-            app, health=runtime.health, ready=runtime.readiness, metrics=runtime.metrics, webhooks=runtime.webhooks
+            app,
+            health=runtime.health,
+            ready=runtime.readiness,
+            metrics=runtime.metrics,
+            webhooks=runtime.webhooks,
+            webhook_for=None if isinstance(runtime, Runtime) else runtime.webhook_for,
         )
         front = HttpFront(wsgi, host, port, threads=threads)
         self._stack.callback(front.stop, stop_timeout)
@@ -72,6 +94,8 @@ class Service:
         """Connect to Slack in Socket Mode (errors from `connect` are the caller's to explain) and watch the client."""
         from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415 - loaded only in Socket Mode
 
+        if not isinstance(self.runtime, Runtime):
+            raise TypeError("multi-workspace mode runs in HTTP mode only")
         handler = SocketModeHandler(app, app_token)
         handler.connect()
         self._stack.callback(handler.close)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from bot.config import Settings, run_settings
+from bot.config import RunSettings, Settings, run_settings
 from bot.core.announcer import AnnounceError, Announcer
 from bot.core.approvers import Approvers
 from bot.core.budget import BudgetPolicy
@@ -65,19 +68,74 @@ def build_runtime(
     policy = policy or settings.policy()  # validated completely: a misunderstood policy stops the bot here
     store = store or Store.from_url(settings.database_url)
     metrics = Metrics()
-    lexi = LexiClient(
-        settings.lexi_api_url,
-        settings.lexi_api_key.get_secret_value(),
+    lexi = make_lexi_client(settings.lexi_api_url, settings.lexi_api_key.get_secret_value(), metrics, lexi_options)
+    metrics.budget_remaining.set_function(lambda: float(lexi.budget.remaining or 0))
+    workers = Workers(metrics)
+    secret = settings.lexi_webhook_secret
+    runtime = build_parts(
+        settings,
+        Shared(store=store, workers=workers, metrics=metrics, leadership=Leadership(store.engine)),
+        lexi,
+        policy=policy,
+        webhook_secret=secret.get_secret_value() if secret is not None else None,
+        timing=Timing(post_interval=post_interval, claim_timeout=claim_timeout, home_debounce=home_debounce),
+    )
+    announcer = runtime.announcer
+    metrics.queue_backlog.labels("announce").set_function(lambda: float(len(announcer.backlog or ())))
+    return runtime
+
+
+def make_lexi_client(url: str, key: str, metrics: Metrics, options: dict[str, Any] | None = None) -> LexiClient:
+    """A LeadLex client whose answers are counted in `metrics`."""
+    return LexiClient(
+        url,
+        key,
         on_response=metrics.leadlex_call,
         on_unparseable=lambda kind: metrics.unparseable.labels(kind).inc(),
-        **(lexi_options or {}),
+        **(options or {}),
     )
-    metrics.budget_remaining.set_function(lambda: float(lexi.budget.remaining or 0))
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every part of a process shares, whether it serves one workspace or many.
+
+    `store` is the store the parts use (in multi-workspace mode one scoped to their workspace); `scope` keys the
+    Home refreshes waiting on the shared queue, so that two workspaces' refreshes never stand for each other.
+    """
+
+    store: Store
+    workers: Workers
+    metrics: Metrics
+    leadership: Leadership | None = None
+    stopping: threading.Event | None = None
+    scope: str = ""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The pacing of a runtime's parts (tests shorten them)."""
+
+    post_interval: float = 1.0
+    claim_timeout: timedelta = timedelta(seconds=90)
+    home_debounce: float = 2.0
+
+
+def build_parts(
+    settings: RunSettings,
+    shared: Shared,
+    lexi: LexiClient,
+    *,
+    policy: Policy,
+    webhook_secret: str | None,
+    timing: Timing = Timing(),  # a frozen dataclass: one shared default is safe
+) -> Runtime:
+    """The parts of one workspace's bot (its LeadLex client, Slack token and channel in `settings`) on `shared`."""
+    store, workers, metrics = shared.store, shared.workers, shared.metrics
     slack_health = SlackHealth(metrics)
     slack = make_web_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, on_error=slack_health.note
     )
-    workers = Workers(metrics)
     # Earlier parts call later ones, a cycle (messenger → Home → decider → messenger): they are handed these
     # callables, which reach `home` and `runtime` (built last, below) when called, never during the build.
 
@@ -94,7 +152,11 @@ def build_runtime(
         return runtime.submit_decision(decision)
 
     messenger = Messenger(
-        slack, store, post_interval=post_interval, confirm_above=policy.confirm_above, on_card_change=card_changed
+        slack,
+        store,
+        post_interval=timing.post_interval,
+        confirm_above=policy.confirm_above,
+        on_card_change=card_changed,
     )
     # One process per SQLite file (bot.db.guard), so claims older than this process are orphans.
     orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
@@ -115,7 +177,7 @@ def build_runtime(
         store,
         messenger,
         settings.slack_channel,
-        claim_timeout=claim_timeout,
+        claim_timeout=timing.claim_timeout,
         orphaned_before=orphaned_before,
         metrics=metrics,
         policy=policy,
@@ -124,7 +186,6 @@ def build_runtime(
         backlog_limit=ANNOUNCE_BACKLOG,
         on_backlog_error=announce_failed(messenger, settings.slack_channel),
     )
-    metrics.queue_backlog.labels("announce").set_function(lambda: float(len(announcer.backlog or ())))
     poller = Poller(
         store,
         lexi,
@@ -133,7 +194,7 @@ def build_runtime(
         decider,
         interval=settings.poll_interval,
         policy=BudgetPolicy(reserve_percent=settings.budget_reserve),
-        webhooks=settings.lexi_webhook_secret is not None,
+        webhooks=webhook_secret is not None,
         reconcile_interval=settings.reconcile_interval,
         metrics=metrics,
         reminders=Reminders(policy, store, messenger, decider, decider.approvers),
@@ -141,9 +202,9 @@ def build_runtime(
         chores=workers["chores"],
     )
     webhooks = None
-    if settings.lexi_webhook_secret is not None:
+    if webhook_secret is not None:
         webhooks = WebhookReceiver(
-            settings.lexi_webhook_secret.get_secret_value(),
+            webhook_secret,
             store,
             announcer,
             messenger,
@@ -151,7 +212,6 @@ def build_runtime(
             clock=utcnow,
             metrics=metrics,
         )
-    leadership = Leadership(store.engine)
     health = Health(
         settings=settings,
         store=store,
@@ -160,11 +220,13 @@ def build_runtime(
         announcer=announcer,
         slack_health=slack_health,
         backlog=lambda: runtime.backlog(),  # noqa: PLW0108 - `runtime` is built below; the lambda reads it later
-        leadership=leadership,
+        leadership=shared.leadership,
+        stopping=shared.stopping,
     )
     for name, queue in workers.queues.items():
         health.watch(f"{name} queue", queue.alive)
-    home = HomePublisher(store, slack, decider, health.status, submit=workers.submit_home, debounce=home_debounce)
+    submit_home = partial(workers.submit_home, scope=shared.scope)
+    home = HomePublisher(store, slack, decider, health.status, submit=submit_home, debounce=timing.home_debounce)
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -179,9 +241,10 @@ def build_runtime(
         health=health,
         home=home,
         webhooks=webhooks,
-        leadership=leadership,
+        leadership=shared.leadership,
         metrics=metrics,
         tasks=TaskLookup(store, lexi),
         conversations=Conversations(store, lexi),
+        scope=shared.scope,
     )
     return runtime

@@ -66,13 +66,19 @@ class Workers:
             log.warning("refused background work %s: %s", getattr(fn, "__name__", fn), exc)
             return None
 
-    def submit_home(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+    def submit_home(self, fn: Callable[..., Any], *args: Any, scope: str = "") -> Future[Any] | None:
         """Publish Home tabs on their own queue; when it is full the refresh is skipped (the next change redoes it).
 
-        A refresh already waiting for the same arguments stands for this one (ten decisions, one Home update).
+        A refresh already waiting for the same arguments stands for this one (ten decisions, one Home update);
+        `scope` (a workspace id) keeps the refreshes of workspaces sharing the queue apart (user ids may repeat).
         """
+        key: tuple[Any, ...] | None = (scope, getattr(fn, "__name__", fn), *args)
         try:
-            return self.queues["home"].submit(fn, *args, key=(getattr(fn, "__name__", fn), *args))
+            hash(key)
+        except TypeError:  # arguments that cannot be compared (a Home's extra blocks): queued as they come
+            key = None
+        try:
+            return self.queues["home"].submit(fn, *args, key=key)
         except RuntimeError:  # full (QueueFull), or shut down
             log.warning("skipped a Home refresh: the home queue is full")
             return None

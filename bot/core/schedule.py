@@ -57,10 +57,14 @@ ERROR_CLIP = 300
 
 @dataclass(frozen=True)
 class Polled:
-    """What a poll may return instead of plain seconds: the seconds to its next poll and LeadLex's budget left."""
+    """What a poll may return instead of plain seconds: the seconds to its next poll, and more.
+
+    LeadLex's budget left, and what stops the workspace's polling now (a refused key; kept as its last error).
+    """
 
     delay: float
     budget_remaining: int | None = None
+    problem: str | None = None
 
 
 #: A poll of one workspace: seconds to its next poll (or a Polled). Tenants.poll runs the workspace's Poller.cycle().
@@ -219,7 +223,7 @@ class Scheduler:
         error: str | None = None
         budget = workspace.budget_remaining
         try:
-            delay, budget = _outcome(self._poll(workspace), budget)
+            delay, budget, error = _outcome(self._poll(workspace), budget)
         except Exception as exc:
             error = f"{type(exc).__name__}: {clip(str(exc), ERROR_CLIP)}"
             delay = self._retry(workspace)
@@ -259,12 +263,17 @@ class Scheduler:
         return min(max(low, 2 * gap), high) * random.uniform(0.8, 1.0)  # noqa: S311 - backoff jitter, not cryptography
 
 
-def _outcome(result: float | Polled, budget: int | None) -> tuple[float, int | None]:
-    """The seconds to the next poll and the budget left from what a poll returned; ValueError when unusable."""
+def _outcome(result: float | Polled, budget: int | None) -> tuple[float, int | None, str | None]:
+    """The seconds to the next poll, the budget left and the problem from what a poll returned.
+
+    ValueError when the seconds are unusable.
+    """
+    problem = None
     if isinstance(result, Polled):
         delay, budget = result.delay, result.budget_remaining if result.budget_remaining is not None else budget
+        problem = clip(result.problem, ERROR_CLIP) if result.problem else None
     else:
         delay = result
     if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
         raise ValueError(f"the poll returned {clip(delay, 40)!r}, not a number of seconds")
-    return float(delay), budget
+    return float(delay), budget, problem

@@ -27,6 +27,8 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MAX_BODY = 1_000_000
 #: How much of the body is read at a time, so a body without (or lying about) its length stops at the limit.
 CHUNK = 64 * 1024
+#: Where multi-workspace mode's webhook deliveries arrive: this, then the workspace's delivery path.
+WEBHOOK_PREFIX = "/lexi/webhooks/"
 #: The reason phrase of every status the front answers.
 REASONS = {
     200: "OK",
@@ -114,8 +116,13 @@ def make_wsgi(
     metrics: Metrics | None = None,
     webhooks: WebhookReceiver | None = None,
     signing_secret: str | None = None,
+    webhook_for: Callable[[str], WebhookReceiver | None] | None = None,
 ) -> WsgiApp:
     """Route /slack/events through the gate to Bolt, /lexi/webhooks to LeadLex deliveries (when enabled), and probes.
+
+    With `webhook_for` (multi-workspace mode), a POST to /lexi/webhooks/<path> goes to the receiver of the workspace
+    whose delivery path it is; a path no workspace has is answered as any unknown path is (404), and so is any
+    other method there, so that nothing tells a prober which paths exist.
 
     With Bolt's OAuth flow (multi-workspace mode), its install page and redirect (GET /slack/install and
     /slack/oauth_redirect) go to the flow too, unsigned: they come from the installer's browser, not from Slack.
@@ -140,6 +147,10 @@ def make_wsgi(
             return _serve_get(gets[path], environ, start_response)
         if path in probes:
             return _serve_probe(path, environ, start_response, health=health, ready=ready, metrics=metrics)
+        if webhook_for is not None and path.startswith(WEBHOOK_PREFIX) and environ.get("REQUEST_METHOD") == "POST":
+            receiver = webhook_for(path.removeprefix(WEBHOOK_PREFIX))
+            if receiver is not None:
+                return _serve_post(_webhook_handler(receiver), environ, start_response)
         return _answer(start_response, 404, b"Not Found", [("Content-Type", "text/plain")])
 
     return wsgi

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from slack_bolt import App, BoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
@@ -17,7 +17,7 @@ from bot.config import DEFAULT_LEXI_API_URL
 from bot.db.store import Store
 from bot.db.workspaces import Workspaces
 from bot.errors import ConfigError
-from bot.slack import install, replay, setup
+from bot.slack import install, replay, setup, unconnected
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
 
@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 #: Bolt's listener threads: as many as the HTTP front's (bot.ops.server.HttpFront), since each request waits on one
 #: for its ack. Listeners only journal and queue before the ack, so a click never waits behind slow work here.
 LISTENER_THREADS = 16
+
+
+class TenantLookup(Protocol):
+    """What the multi-workspace app uses of the workspaces' runtimes (bot.tenants.Tenants)."""
+
+    def get(self, team_id: str) -> Running | None:
+        """The runtime of a connected workspace, or None when it is not connected."""
 
 
 def create_app(runtime: Running) -> App:
@@ -71,26 +78,65 @@ def create_multi_workspace_app(
     workspaces: Workspaces | None = None,
     lexi_url: str = DEFAULT_LEXI_API_URL,
     on_change: Callable[[str], None] = setup.nothing_changed,
+    tenants: TenantLookup | None = None,
 ) -> App:
     """The Bolt app of multi-workspace mode (HTTP only): no token of its own, installs through Bolt's OAuth flow.
 
     Bolt authorizes each request from the installations on the store's database and hands listeners a client with
     that workspace's bot token; `client` (no token) gives those clients, installs and token refreshes their API
-    base. Requests are signature-checked and replays dropped as in single-workspace mode. Each workspace is set up
-    from its Home tab (bot.slack.setup) in the registry `workspaces` (by default one without a vault, which cannot
-    store keys); `on_change(workspace id)` is called after a workspace's settings changed or it was uninstalled.
+    base. Requests are signature-checked and replays dropped as in single-workspace mode. Installs are recorded in
+    the registry `workspaces` (by default one without a vault, which cannot store keys), and each workspace is set
+    up from its Home tab (bot.slack.setup); `on_change(workspace id)` is called after a workspace's settings changed
+    or it was uninstalled. With `tenants`, a connected workspace's requests reach the same listeners as
+    single-workspace mode's, on its own runtime, and an installed but unconnected workspace is told an admin
+    connects it first.
     """
     app = _bolt_app(
         client=client,
         signing_secret=signing_secret,
         request_verification_enabled=True,
-        oauth_settings=install.oauth_settings(settings, store.engine, client),
+        oauth_settings=install.oauth_settings(settings, store.engine, client, registry=workspaces),
     )
     replay.register(app, store)
-    # Before any other listener: Bolt runs the first that matches (the Home tab, the uninstall events).
+    if tenants is not None:
+        app.middleware(tenant_middleware(tenants))
+    # Before any other listener: Bolt runs the first that matches (the Home tab, the setup forms, the uninstall
+    # events), then the "not connected" answers, then the listeners of a connected workspace.
     setup.register(app, workspaces or Workspaces(store.engine, None), lexi_url=lexi_url, on_change=on_change)
+    if tenants is not None:
+        unconnected.register(app)
+        actions.register(app)
+        views.register(app)
+        commands.register(app)
+        events.register(app)
     app.error(handle_error)
     return app
+
+
+def workspace_of(context: BoltContext) -> str | None:
+    """The registry id of the workspace a request comes from: its team, or for an org-wide install its org."""
+    if context.is_enterprise_install:
+        return context.enterprise_id
+    return context.team_id
+
+
+def tenant_middleware(tenants: TenantLookup) -> Callable[[BoltContext, Callable[[], None]], None]:
+    """A middleware putting the runtime of the request's workspace in its context, when that workspace is connected.
+
+    The runtime's client follows the bot token Bolt authorized the request with (token rotation replaces it).
+    """
+
+    def give_tenant(context: BoltContext, next: Callable[[], None]) -> None:  # noqa: A002 - Bolt's name
+        """Find the workspace's runtime (none for an unconnected workspace: bot.slack.unconnected answers)."""
+        workspace = workspace_of(context)
+        runtime = tenants.get(workspace) if workspace else None
+        if runtime is not None:
+            if context.bot_token and runtime.slack.token != context.bot_token:
+                runtime.slack.token = context.bot_token  # rotated since the runtime was built
+            context[RUNTIME] = runtime
+        next()
+
+    return give_tenant
 
 
 def _bolt_app(**options: Any) -> App:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -26,7 +26,9 @@ from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot.db.workspaces import Workspaces
 from bot.slack.authorize import AuthorizeResults, SerialRefreshAuthorize
 
 log = logging.getLogger(__name__)
@@ -84,11 +86,13 @@ class InstallSettings:
     state_expiration_seconds: int = 600
 
 
-def oauth_settings(settings: InstallSettings, engine: Engine, client: WebClient) -> OAuthSettings:
+def oauth_settings(
+    settings: InstallSettings, engine: Engine, client: WebClient, *, registry: Workspaces | None = None
+) -> OAuthSettings:
     """Bolt's OAuth settings: slack_sdk's stores on `engine`, our pages, and token refreshes through `client`.
 
     `client` is the app's Web API client (its base URL is where oauth.v2.access is called, for installs and for
-    token refreshes alike).
+    token refreshes alike). Each successful install is recorded in `registry`, when given.
     """
     installations = SQLAlchemyInstallationStore(client_id=settings.client_id, engine=engine, logger=log)
     states = SQLAlchemyOAuthStateStore(expiration_seconds=settings.state_expiration_seconds, engine=engine, logger=log)
@@ -100,7 +104,7 @@ def oauth_settings(settings: InstallSettings, engine: Engine, client: WebClient)
         redirect_uri=settings.redirect_uri,
         install_path=INSTALL_PATH,
         redirect_uri_path=REDIRECT_PATH,
-        callback_options=CallbackOptions(success=_installed, failure=_failed),
+        callback_options=CallbackOptions(success=recorder(registry) if registry else _installed, failure=_failed),
         authorization_url=settings.authorization_url,
         installation_store=installations,
         token_rotation_expiration_minutes=settings.token_rotation_expiration_minutes,
@@ -135,6 +139,43 @@ def home_url(installation: Installation) -> str:
         return f"{installation.enterprise_url}manage/organization/apps/profile/{installation.app_id}/workspaces/add"
     team = installation.team_id or installation.enterprise_id or ""
     return "slack://app?" + urlencode({"team": team, "id": installation.app_id or "", "tab": "home"})
+
+
+def workspace_id(installation: Installation) -> str:
+    """The registry id of an installation's workspace: its team, or for an org-wide install its organization."""
+    if installation.is_enterprise_install:
+        return installation.enterprise_id or ""
+    return installation.team_id or ""
+
+
+def recorder(registry: Workspaces) -> Callable[[SuccessArgs], BoltResponse]:
+    """The success callback that records the install in the workspace registry before sending the installer on."""
+
+    def installed(args: SuccessArgs) -> BoltResponse:
+        """Record the workspace (idempotent: a reinstall keeps its configuration), then answer as `_installed`."""
+        installation = args.installation
+        try:
+            registry.installed(
+                workspace_id(installation),
+                enterprise_id=installation.enterprise_id,
+                is_enterprise_install=bool(installation.is_enterprise_install),
+                installer=installation.user_id,
+            )
+        except SQLAlchemyError as exc:
+            log.warning("an install could not be recorded in the workspace registry (%s)", type(exc).__name__)
+            return _failed(
+                FailureArgs(
+                    request=args.request,
+                    reason="storage_error",
+                    settings=args.settings,
+                    default=args.default,
+                    error=exc,
+                    suggested_status_code=503,
+                )
+            )
+        return _installed(args)
+
+    return installed
 
 
 def _installed(args: SuccessArgs) -> BoltResponse:

@@ -1,8 +1,15 @@
-"""The multi-workspace bot on loopback, with a browser to install it through the Slack stand-in's OAuth flow."""
+"""The multi-workspace bot on loopback for tests: the real Bolt app over HTTP, installed through the Slack stand-in.
+
+`start_installer` serves the app of multi-workspace mode; with `serve_tenants`, installs are recorded in the
+workspace registry and connected workspaces are served by their runtimes (bot.tenants), as `lexi-bot run` does.
+The browser is httpx: it opens /slack/install, follows the "Add to Slack" link to the stand-in's consent page
+(which allows at once) and the redirect back, carrying the state cookie as a browser would.
+"""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from html import unescape
@@ -13,14 +20,21 @@ from slack_sdk import WebClient
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 
+from bot.config import load_settings
 from bot.db import migrate
 from bot.db.store import Store
+from bot.db.vault import generate_key
+from bot.db.workspaces import Workspaces
 from bot.dev.standin import payloads
 from bot.dev.standin.oauth import CLIENT_ID, CLIENT_SECRET
 from bot.dev.standin.slack import SlackStandIn
+from bot.ops.metrics import Metrics
 from bot.ops.server import HttpFront, WsgiApp, make_wsgi
 from bot.slack.app import ListenerPool, create_multi_workspace_app
 from bot.slack.install import InstallSettings
+from bot.tenants import Tenants
+from bot.wiring import Timing
+from bot.workers import Workers
 from tests.support.harness import SECRETS_GIVEN, SIGNING_SECRET
 
 COOKIE = "slack-app-oauth-state"
@@ -35,6 +49,9 @@ class Installer:
     slack: SlackStandIn
     listeners: ListenerPool
     browser: httpx.Client
+    #: With `serve_tenants`: the workspace registry installs are recorded in, and the connected workspaces' runtimes.
+    registry: Workspaces | None = None
+    tenants: Tenants | None = None
 
     def install_page(self, **query: str) -> tuple[str, str]:
         """Open /slack/install: the Add-to-Slack link and the state cookie it set."""
@@ -90,15 +107,52 @@ class Installer:
         return answer
 
 
+def _tenants(slack: SlackStandIn, store: Store, database_url: str) -> tuple[Workspaces, Tenants]:
+    """A registry with a fresh encryption key, and the runtimes of its connected workspaces (fast pacing)."""
+    key = generate_key()
+    settings = load_settings(
+        {
+            "SLACK_CLIENT_ID": CLIENT_ID,
+            "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+            "LEXI_ENCRYPTION_KEYS": key,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.api_url,
+            "DATABASE_URL": database_url,
+            "POLL_INTERVAL": "1",
+        }
+    )
+    SECRETS_GIVEN.add(key)
+    registry = Workspaces(store.engine, settings.vault())
+    metrics = Metrics()
+    tenants = Tenants(
+        settings,
+        store,
+        registry,
+        SQLAlchemyInstallationStore(client_id=CLIENT_ID, engine=store.engine),
+        workers=Workers(metrics),
+        metrics=metrics,
+        timing=Timing(post_interval=0.0, home_debounce=0.05),
+        lexi_options={"max_wait": 5.0, "sleep": lambda s: time.sleep(min(s, 0.05))},
+    )
+    return registry, tenants
+
+
 def start_installer(
-    slack: SlackStandIn, database_url: str, *, app_options: dict[str, Any] | None = None, **options: Any
+    slack: SlackStandIn,
+    database_url: str,
+    *,
+    serve_tenants: bool = False,
+    app_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Iterator[Installer]:
     """Migrate, build the multi-workspace app on the store's engine, and serve it on 127.0.0.1 (a free port).
 
-    `options` go to InstallSettings, `app_options` to create_multi_workspace_app.
+    `options` are InstallSettings', `app_options` create_multi_workspace_app's; with `serve_tenants` the app records
+    installs and serves connected workspaces (a changed workspace's runtime is rebuilt: `on_change`).
     """
     store = Store.from_url(database_url)
     migrate.upgrade(store.engine)
+    registry, tenants = _tenants(slack, store, database_url) if serve_tenants else (None, None)
     holder: dict[str, WsgiApp] = {}
 
     def serve(environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
@@ -116,17 +170,33 @@ def start_installer(
     )
     SECRETS_GIVEN.update({CLIENT_SECRET, SIGNING_SECRET})
     app = create_multi_workspace_app(
-        settings, store, signing_secret=SIGNING_SECRET, client=WebClient(base_url=slack.api_url), **(app_options or {})
+        settings,
+        store,
+        signing_secret=SIGNING_SECRET,
+        client=WebClient(base_url=slack.api_url),
+        **({"workspaces": registry, "tenants": tenants, "on_change": tenants.forget} if tenants is not None else {}),
+        **(app_options or {}),
     )
-    holder["wsgi"] = make_wsgi(app, health=dict)
+    if tenants is None:
+        holder["wsgi"] = make_wsgi(app, health=dict)
+    else:
+        holder["wsgi"] = make_wsgi(
+            app,
+            health=tenants.health,
+            ready=tenants.readiness,
+            metrics=tenants.metrics,
+            webhook_for=tenants.webhook_for,
+        )
     front.start()
     pool = app.listener_runner.listener_executor
     assert isinstance(pool, ListenerPool)
     browser = httpx.Client(timeout=10)
     try:
-        yield Installer(url, store, slack, pool, browser)
+        yield Installer(url, store, slack, pool, browser, registry, tenants)
     finally:
         browser.close()
         front.stop(5)
         pool.shutdown(wait=True)
+        if tenants is not None:
+            tenants.close(5)
         store.close()
