@@ -41,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.db.models import OPEN_DECISIONS, SINGLE_WORKSPACE, STATES, UNREPLIED, Base
@@ -58,6 +58,8 @@ RETRY_FOR = 1.0
 FORGET_EVERY = 10.0
 #: How long a new PostgreSQL connection may take before the database counts as unreachable (psycopg: at least 2).
 CONNECT_TIMEOUT = 2
+#: A pooled PostgreSQL connection idle for longer than this (seconds) is pinged before it is used again.
+PING_IDLE = 1.0
 
 
 class CommitUncertain(SQLAlchemyError):
@@ -522,12 +524,37 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    # Pre-ping: a connection PostgreSQL dropped (a restart, a failover) is replaced at checkout, not used.
     # The connect timeout keeps an unreachable server from holding a caller (or /readyz) for minutes.
     connect_args = {"connect_timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_use_lifo=True, connect_args=connect_args
-    )
+    engine = create_engine(url, pool_size=10, max_overflow=20, pool_use_lifo=True, connect_args=connect_args)
+    ping_idle_connections(engine)
+    return engine
+
+
+def ping_idle_connections(engine: Engine, idle: float = PING_IDLE) -> None:
+    """Ping a pooled connection at checkout when it sat idle for more than `idle` seconds; replace it if dead.
+
+    SQLAlchemy's pool_pre_ping pings at every checkout: a round trip before each of a click's ten statements.
+    A connection PostgreSQL dropped (a restart, a failover) is found among the idle ones; one given back a moment
+    ago that breaks anyway fails its statement as a disconnect. Either invalidates the whole pool (after a restart
+    every pooled connection is dead), and the store's operations are retried (`retried`).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _given_back(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= idle:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means this connection cannot be used
+            raise InvalidatePoolError(f"a pooled connection is dead ({type(exc).__name__})") from None
+        if not alive:
+            raise InvalidatePoolError("a pooled connection is dead")
 
 
 class Store:

@@ -12,12 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from http import HTTPStatus
-from http.client import HTTPMessage
 from typing import Any
-from urllib.error import HTTPError, URLError
+from urllib.error import HTTPError
 from urllib.request import Request
 
-import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
@@ -25,6 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from bot.db.store import Store, TaskRow
 from bot.lexi.models import Task, TaskState
 from bot.slack import blocks
+from bot.slack.transport import Connections
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +54,14 @@ class CountingWebClient(WebClient):
     """A WebClient that reports every Slack API error to `on_error` and keeps its connections to Slack alive.
 
     slack_sdk sends each call with urllib on a new connection (a TLS handshake per call in production, and a
-    measurable share of the bot's CPU per click here). This client sends them through one httpx pool instead, in
+    measurable share of the bot's CPU per click here). This client keeps connections open (bot.slack.transport), in
     slack_sdk's own retry loop: an answer of 400 or more is raised as urllib's HTTPError, as urlopen raises it, so
     the retry handlers (429: wait Retry-After) and the error responses work as before. With a proxy configured,
     slack_sdk's own urllib path is used.
     """
 
     on_error: Callable[[str], None] | None = None
-    _http: httpx.Client | None = None
+    _http: Connections | None = None
     _http_lock = threading.Lock()
 
     def api_call(self, *args: Any, **kwargs: Any) -> Any:
@@ -78,36 +77,25 @@ class CountingWebClient(WebClient):
         """Send one prepared request on a kept-alive connection; answer as slack_sdk's urllib path does."""
         if self.proxy is not None or not url.lower().startswith("http"):
             return dict(super()._perform_urllib_http_request_internal(url, req))
-        try:
-            response = self._pool().request(
-                req.get_method(),
-                url,
-                content=req.data if isinstance(req.data, bytes) else None,
-                headers={name: str(value) for name, value in req.header_items()},
-            )
-        except httpx.ConnectTimeout as exc:  # raised as urlopen raises them, for slack_sdk and our callers alike
-            raise URLError(TimeoutError("timed out")) from exc
-        except httpx.TimeoutException as exc:
-            raise TimeoutError("timed out") from exc
-        except httpx.TransportError as exc:
-            raise URLError(OSError(str(exc) or type(exc).__name__)) from exc
-        headers = HTTPMessage()
-        for name, value in response.headers.multi_items():
-            headers[name] = value
-        if response.status_code >= HTTPStatus.BAD_REQUEST:
-            raise HTTPError(url, response.status_code, response.reason_phrase, headers, io.BytesIO(response.content))
+        answer = self._pool().request(
+            req.get_method(),
+            url,
+            req.data if isinstance(req.data, bytes) else None,
+            {name: str(value) for name, value in req.header_items()},
+        )
+        headers = answer.headers
+        if answer.status >= HTTPStatus.BAD_REQUEST:
+            raise HTTPError(url, answer.status, answer.reason, headers, io.BytesIO(answer.body))
         if headers.get_content_type() == "application/gzip":
-            return {"status": response.status_code, "headers": headers, "body": response.content}
+            return {"status": answer.status, "headers": headers, "body": answer.body}
         charset = headers.get_content_charset() or "utf-8"
-        return {"status": response.status_code, "headers": headers, "body": response.content.decode(charset)}
+        return {"status": answer.status, "headers": headers, "body": answer.body.decode(charset)}
 
-    def _pool(self) -> httpx.Client:
-        """The client's connection pool, created on first use (slack_sdk's `ssl` context and timeout apply)."""
+    def _pool(self) -> Connections:
+        """The client's kept-alive connections, created on first use (slack_sdk's `ssl` context and timeout apply)."""
         with self._http_lock:
             if self._http is None:
-                self._http = httpx.Client(
-                    timeout=self.timeout, verify=self.ssl if self.ssl is not None else httpx.create_ssl_context()
-                )
+                self._http = Connections(self.timeout, self.ssl)
             return self._http
 
     def close(self) -> None:

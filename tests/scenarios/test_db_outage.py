@@ -10,8 +10,9 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
+from bot.db.store import PING_IDLE, make_engine
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
@@ -144,3 +145,25 @@ def test_store_rides_out_a_brief_disconnect(proxied: tuple[TcpProxy, str]) -> No
         assert store.known(task_id for task_id in ("T-before", "T-after")) == {"T-before", "T-after"}
     finally:
         store.close()
+
+
+def test_a_connection_dropped_while_idle_is_replaced_at_checkout(proxied: tuple[TcpProxy, str]) -> None:
+    """PostgreSQL dropped the pool's connections (a restart): one idle past PING_IDLE is replaced at checkout.
+
+    It is pinged, found dead and replaced before the statement runs, so even an operation that is not retried
+    succeeds.
+    """
+    proxy, url = proxied
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+        before = proxy.accepted
+        proxy.cut()  # every open connection is reset, as by a server restart
+        proxy.resume()
+        time.sleep(PING_IDLE + 0.2)
+        with engine.connect() as conn:  # no retry here: the checkout itself must find the dead connection
+            assert conn.execute(text("SELECT 2")).scalar() == 2
+        assert proxy.accepted > before  # a new connection was made
+    finally:
+        engine.dispose()

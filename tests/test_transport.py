@@ -1,0 +1,161 @@
+"""The Slack client's kept-alive connections (bot.slack.transport), against real loopback servers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.error import URLError
+
+import pytest
+
+from bot.slack.messenger import make_web_client
+from bot.slack.transport import Connections
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers every POST with a small JSON body; closes the connection when the server says so."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        """Read the body, answer ok."""
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        server: _Server = self.server  # type: ignore[assignment]
+        server.requests += 1
+        body = b'{"ok": true, "ts": "1.0"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        if server.close_after_answer:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        if server.drop_idle:  # as a server that times idle connections out: closed right after the answer
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+        """Quiet."""
+
+
+class _Server(ThreadingHTTPServer):
+    """Counts the connections it accepted and the requests it answered."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.connections = 0
+        self.requests = 0
+        self.close_after_answer = False
+        self.drop_idle = False
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        """Count each accepted connection."""
+        self.connections += 1
+        return super().get_request()
+
+    @property
+    def url(self) -> str:
+        """Where it listens."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    """A loopback HTTP/1.1 server, stopped after the test."""
+    running = _Server()
+    thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield running
+    running.shutdown()
+    running.server_close()
+    thread.join(5)
+
+
+def _post(connections: Connections, url: str) -> bytes:
+    answer = connections.request("POST", f"{url}/api/chat.update?x=1", b"{}", {"Content-Type": "application/json"})
+    assert answer.status == 200
+    return answer.body
+
+
+def test_calls_share_one_kept_alive_connection(server: _Server) -> None:
+    """Ten calls one after another open one connection."""
+    connections = Connections(5)
+    for _ in range(10):
+        assert _post(connections, server.url) == b'{"ok": true, "ts": "1.0"}'
+    connections.close()
+    assert server.requests == 10
+    assert server.connections == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(server: _Server) -> None:
+    """A server that drops idle connections: every call still succeeds, each on a fresh connection."""
+    server.drop_idle = True
+    connections = Connections(5)
+    for _ in range(5):
+        _post(connections, server.url)
+        time.sleep(0.05)  # idle a moment: the server's close has arrived
+    connections.close()
+    assert server.requests == 5
+    assert server.connections == 5
+
+
+def test_an_answer_that_says_close_is_not_reused(server: _Server) -> None:
+    """`Connection: close` ends the connection: the next call opens another."""
+    server.close_after_answer = True
+    connections = Connections(5)
+    _post(connections, server.url)
+    _post(connections, server.url)
+    assert server.connections == 2
+
+
+def test_threads_never_share_a_connection_and_idle_ones_are_bounded(server: _Server) -> None:
+    """Concurrent calls each get a connection of their own; at most `keep` stay open afterwards."""
+    connections = Connections(5, keep=2)
+    barrier = threading.Barrier(6)
+
+    def call() -> None:
+        barrier.wait(5)
+        for _ in range(5):
+            _post(connections, server.url)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert server.requests == 30
+    idle = sum(len(kept) for kept in connections._idle.values())  # noqa: SLF001 - what is kept is the point
+    assert idle <= 2
+
+
+def test_a_refused_connection_is_a_url_error() -> None:
+    """Nothing listens: URLError, as urlopen raises it (slack_sdk's connection-error handling applies)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(URLError):
+        Connections(2).request("POST", f"http://127.0.0.1:{port}/api/x", b"{}", {})
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    """An accepted connection with no answer: TimeoutError after the timeout, and the connection is dropped."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(TimeoutError):
+            Connections(0.3).request("POST", f"http://127.0.0.1:{port}/api/x", b"{}", {})
+
+
+def test_the_web_client_decodes_answers_and_keeps_its_connection(server: _Server) -> None:
+    """Through slack_sdk's WebClient: the JSON answer is decoded, and consecutive calls use one connection."""
+    client = make_web_client("xoxb-test", f"{server.url}/api/")
+    for _ in range(3):
+        assert client.chat_update(channel="C1", ts="1.0", text="hi")["ts"] == "1.0"
+    client.close()  # type: ignore[attr-defined]
+    assert server.connections == 1
