@@ -164,18 +164,26 @@ class Decider:
         reason: str | None = None,
         note: str | None = None,
         reply: dict[str, Any] | None = None,
+        sighting: tuple[str, datetime] | None = None,
     ) -> DecisionRow:
         """Journal a decision before Slack is acknowledged (one short write); NotRecorded when the database cannot.
 
         `reply` says how to answer the person (bot.slack.answers), from this process or one that takes the decision
-        over.
+        over. `sighting`: the request's replay key, remembered in the same write (Replayed when seen before).
         """
         if action not in _TARGET:
             raise ValueError(f"unknown action {action!r}")
         if reason is not None and reason not in DISMISS_REASONS:
             reason = None
         return self.leases.accept(
-            task_id, actor=user, action=action, surface=surface, reason=reason, note=note, reply=reply
+            task_id,
+            actor=user,
+            action=action,
+            surface=surface,
+            reason=reason,
+            note=note,
+            reply=reply,
+            sighting=sighting,
         )
 
     def decide(

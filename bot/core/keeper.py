@@ -16,10 +16,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from bot.db.store import DecisionRow, Store
+from bot.db.store import DecisionRow, Replayed, Store
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,12 @@ class Leases:
         reason: str | None = None,
         note: str | None = None,
         reply: dict[str, Any] | None = None,
+        sighting: tuple[str, datetime] | None = None,
     ) -> DecisionRow:
-        """Journal a decision under this process's lease; NotRecorded when the database cannot."""
+        """Journal a decision under this process's lease; NotRecorded when the database cannot.
+
+        With `sighting`, the request is remembered in the same write; Replayed when it was seen before.
+        """
         try:
             decision = self._store.accept_decision(
                 task_id,
@@ -72,7 +76,10 @@ class Leases:
                 reply=reply or {},
                 owner=self.owner,
                 lease=self.lease,
+                sighting=sighting,
             )
+        except Replayed:
+            raise
         except Exception as exc:
             log.warning("could not record a decision on task %s: %s", task_id[:100], type(exc).__name__)
             raise NotRecorded(type(exc).__name__) from exc

@@ -62,6 +62,10 @@ CONNECT_TIMEOUT = 2
 PING_IDLE = 1.0
 
 
+class Replayed(Exception):
+    """Raised when a request recorded with its decision (`accept_decision(sighting=…)`) was seen before: a replay."""
+
+
 class CommitUncertain(SQLAlchemyError):
     """Raised when the connection broke while COMMIT was under way: the transaction may or may not have landed."""
 
@@ -937,8 +941,14 @@ class Store:
         reply: dict[str, Any],
         owner: str,
         lease: timedelta,
+        sighting: tuple[str, datetime] | None = None,
     ) -> DecisionRow:
-        """Journal a decision Slack is about to be told was accepted, leased to `owner` (one short INSERT)."""
+        """Journal a decision Slack is about to be told was accepted, leased to `owner` (one short INSERT).
+
+        With `sighting` (a request's replay key and when to forget it: bot.slack.replay), the request is remembered
+        in the same transaction, and a request seen before journals nothing and raises Replayed: a click costs one
+        write before its acknowledgement, not two.
+        """
         now = self._now()
         row = DecisionRow(
             id=0,  # the database numbers it
@@ -969,6 +979,8 @@ class Store:
             "accepted_at": now,
         }
         with self._begin(urgent=True) as conn:
+            if sighting is not None and not self._sight(conn, *sighting):
+                raise Replayed(sighting[0].split(":", 1)[0])
             decision_id = conn.execute(_INSERT_DECISION, values).scalar_one()
         return dataclasses.replace(row, id=int(decision_id))
 
@@ -1326,12 +1338,16 @@ class Store:
         waits for this write, which need not scan for expired keys each time.
         """
         with self._begin(urgent=True) as conn:
-            if time.monotonic() >= self._forget_after:
-                self._forget_after = time.monotonic() + FORGET_EVERY
-                conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
-            statement = _SIGHT[conn.dialect.name == "postgresql"]
-            values = {"key": key[:100], "expires_at": expires_at, "p_now": self._now()}
-            return conn.execute(statement, values).first() is not None
+            return self._sight(conn, key, expires_at)
+
+    def _sight(self, conn: Connection, key: str, expires_at: datetime) -> bool:
+        """Remember `key` in the caller's transaction; False when it was already remembered (and has not expired)."""
+        if time.monotonic() >= self._forget_after:
+            self._forget_after = time.monotonic() + FORGET_EVERY
+            conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
+        statement = _SIGHT[conn.dialect.name == "postgresql"]
+        values = {"key": key[:100], "expires_at": expires_at, "p_now": self._now()}
+        return conn.execute(statement, values).first() is not None
 
     @retried
     def forget_sighting(self, key: str) -> None:

@@ -17,7 +17,7 @@ from bot.config import DEFAULT_LEXI_API_URL
 from bot.db.store import Store
 from bot.db.workspaces import Workspaces
 from bot.errors import ConfigError
-from bot.slack import install, replay, setup, unconnected
+from bot.slack import blocks, install, replay, setup, unconnected
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
 
@@ -53,7 +53,8 @@ def create_app(runtime: Running) -> App:
             "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set, but the bot runs for one workspace with "
             "SLACK_BOT_TOKEN: unset them, or set everything multi-workspace mode needs"
         )
-    replay.register(app, runtime.store)  # before any listener: a replay or a retried event does nothing
+    # Before any listener: a replay or a retried event does nothing. An Approve click is remembered with its decision.
+    replay.register(app, runtime.store, defer={blocks.APPROVE_ACTION})
 
     @app.middleware
     def give_runtime(context: BoltContext, next: Callable[[], None]) -> None:  # noqa: A002
@@ -97,7 +98,7 @@ def create_multi_workspace_app(
         request_verification_enabled=True,
         oauth_settings=install.oauth_settings(settings, store.engine, client, registry=workspaces),
     )
-    replay.register(app, store)
+    replay.register(app, store, defer={blocks.APPROVE_ACTION})
     if tenants is not None:
         app.middleware(tenant_middleware(tenants))
     # Before any other listener: Bolt runs the first that matches (the Home tab, the setup forms, the uninstall

@@ -13,17 +13,20 @@ a decision either and tells the person so, rather than Slack getting an error an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.db.store import Store, utcnow
 
 log = logging.getLogger(__name__)
+
+#: Where a deferred request's replay key waits in its context for its listener (see `register`).
+SIGHTING = "replay_sighting"
 
 #: How long a signature is remembered: Slack's 5-minute window either side of its timestamp.
 SIGNED_WINDOW = timedelta(minutes=10)
@@ -57,14 +60,40 @@ def replay_key(body: dict[str, Any], headers: dict[str, Any]) -> tuple[str, time
     return None
 
 
-def register(app: App, store: Store) -> None:
-    """Add the replay check as a global middleware (it runs after Bolt's signature and url_verification checks)."""
+def deferred(body: dict[str, Any], actions: Collection[str]) -> bool:
+    """Whether a request is a click on one of `actions`, whose listener remembers it in its own write."""
+    clicked = body.get("actions") if body.get("type") == "block_actions" else None
+    if not isinstance(clicked, list) or len(clicked) != 1 or not isinstance(clicked[0], dict):
+        return False
+    return clicked[0].get("action_id") in actions
+
+
+def sighting(context: BoltContext) -> tuple[str, datetime] | None:
+    """The replay key a deferring listener records with its decision, and when to forget it (None: none)."""
+    found: tuple[str, datetime] | None = context.get(SIGHTING)
+    return found
+
+
+def register(app: App, store: Store, *, defer: Collection[str] = ()) -> None:
+    """Add the replay check as a global middleware (it runs after Bolt's signature and url_verification checks).
+
+    A click on one of the `defer` actions is not remembered here: its key goes in the request's context (`sighting`)
+    and its listener remembers it in the same write as the decision it journals (bot.db.store.accept_decision), so a
+    click waits for one write before its acknowledgement, not two.
+    """
 
     @app.middleware
-    def drop_replays(request: BoltRequest, next: Callable[[], None]) -> BoltResponse | None:  # noqa: A002
+    def drop_replays(
+        request: BoltRequest,
+        context: BoltContext,
+        next: Callable[[], None],  # noqa: A002
+    ) -> BoltResponse | None:
         """Let a request through the first time it is seen; answer a replay or a retry with an empty 200."""
         found = replay_key(request.body, request.headers)
-        if found is not None:
+        if found is not None and defer and deferred(request.body, defer):
+            key, keep = found
+            context[SIGHTING] = (key, utcnow() + keep)
+        elif found is not None:
             key, keep = found
             try:
                 first = store.first_sighting(key, utcnow() + keep)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+from sqlalchemy import event
+
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
@@ -64,6 +66,45 @@ def test_a_replayed_approve_click_decides_once_and_answers_nothing(
         responses,
         ephemerals,
     )
+
+
+def test_a_click_replayed_while_it_is_decided_journals_nothing(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """The replay arrives while the first click's decision is still in flight: one journal entry, no second answer.
+
+    The click's replay key is remembered in the same write as its decision (not in a write of its own first).
+    """
+    task_id = sandbox.add_task("prospect_search", "Find VPs of Sales")["id"]
+    bot.poll()
+    payload = payloads.build_block_action(
+        action_id=blocks.APPROVE_ACTION,
+        value=task_id,
+        user="UALICE",
+        channel=CHANNEL,
+        message_ts=bot.store.get(task_id).message_ts,
+        trigger_id=slack.new_trigger_id("UALICE"),
+        response_url=slack.new_response_url(),
+    )
+    body, content_type = payloads.encode_interactive(payload)
+    headers = payloads.signed_request(SIGNING_SECRET, body, content_type)
+    journaled: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO DECISIONS"):
+            journaled.append(statement)
+
+    event.listen(bot.store.engine, "before_cursor_execute", count)
+    try:
+        answers = [_send(bot, body, headers) for _ in range(3)]  # back to back: the first is not carried out yet
+        bot.settle()
+    finally:
+        event.remove(bot.store.engine, "before_cursor_execute", count)
+    assert answers[0][0] == 200 and answers[1:] == [(200, ""), (200, "")]
+    assert len(journaled) == 1
+    assert len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/approve")) == 1
+    assert sandbox.task(task_id)["status"] == "approved"
+    assert slack.ephemerals == [] and slack.responses == []
 
 
 def _publishes(slack: SlackStandIn, user: str) -> int:

@@ -11,7 +11,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.core.decisions import Tell
 from bot.core.keeper import NotRecorded
-from bot.slack import answers, blocks, modals
+from bot.db.store import Replayed
+from bot.slack import answers, blocks, modals, replay
 from bot.slack.listeners import Running, runtime_of
 from bot.slack.messenger import slack_error_text
 from bot.slack.texts import FORM_NOT_OPENED, NO_DATABASE, NOT_RECORDED
@@ -42,7 +43,12 @@ def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], conte
             user=body["user"]["id"],
             surface="button",
             reply=answers.reply_for(body),
+            sighting=replay.sighting(context),
         )
+    except Replayed as exc:
+        ack()  # seen before: acknowledged, and nothing done again
+        log.info("ignored a repeated Slack request (%s)", exc)
+        return
     except NotRecorded:
         ack()
         runtime.submit(teller(runtime, body), NOT_RECORDED)  # answering calls Slack: after the ack
