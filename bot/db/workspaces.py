@@ -416,7 +416,10 @@ class Workspaces:
         budget_remaining: int | None = None,
         error: str | None = None,
     ) -> None:
-        """Record a poll: when it ran (now), when the next is due, the budget left and the error, if any."""
+        """Record a poll: when it ran (now), when the next is due, the budget left and the error, if any.
+
+        `updated_at` is left alone: it changes with the configuration only, which replicas watch (bot.tenants).
+        """
         with self.engine.begin() as conn:
             conn.execute(
                 update(WORKSPACES)
@@ -426,7 +429,6 @@ class Workspaces:
                     next_poll_at=next_poll_at,
                     budget_remaining=budget_remaining,
                     last_error=error[:ERROR_MAX] if error else None,
-                    updated_at=self._now(),
                 )
             )
 
