@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 CONNECTED = "connected"
 #: Seconds a cached runtime is used before its registry row is compared again (how soon a replica sees a change).
 RECHECK = 2.0
+#: Seconds a retired runtime keeps its clients open at least: work already handed to it (a command, a Home) ends.
+RETIRE_GRACE = 10.0
 #: The longest a retired runtime waits for its decisions in flight before its clients are closed anyway.
 RETIRE_WAIT = 60.0
 #: Seconds between two prunes of the decisions carried out.
@@ -85,9 +87,10 @@ class _Cached:
 
 @dataclass
 class _Retired:
-    """A runtime no longer served, waiting for its decisions in flight before its clients are closed."""
+    """A runtime no longer served, waiting for its work in flight before its clients are closed (monotonic times)."""
 
     runtime: Runtime
+    since: float
     until: float
 
 
@@ -268,13 +271,18 @@ class Tenants:
         backlog = found.runtime.announcer.backlog
         if backlog is not None:
             backlog.close(time.monotonic())  # takes nothing more; a post in flight is recorded by its worker
-        self._retired.append(_Retired(found.runtime, time.monotonic() + RETIRE_WAIT))
+        now = time.monotonic()
+        self._retired.append(_Retired(found.runtime, now, now + RETIRE_WAIT))
 
     def _close_retired(self) -> None:
-        """Close the clients of retired runtimes whose decisions are all carried out (or that waited long enough)."""
+        """Close the clients of retired runtimes whose work is done: after RETIRE_GRACE, once no decision is held."""
         now = time.monotonic()
         with self._lock:
-            done = [r for r in self._retired if not r.runtime.decider.leases.held() or now >= r.until]
+            done = [
+                r
+                for r in self._retired
+                if now >= r.until or (now >= r.since + RETIRE_GRACE and not r.runtime.decider.leases.held())
+            ]
             self._retired = [r for r in self._retired if r not in done]
         for retired in done:
             _close(retired.runtime, deadline=now + 5.0)

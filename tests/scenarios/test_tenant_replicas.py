@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from bot import tenants as tenants_module
 from bot.core.keeper import Leases
-from bot.core.schedule import Scheduler
+from bot.core.schedule import Polled, Scheduler
 from bot.db.vault import generate_key
+from bot.db.workspaces import Workspace, Workspaces
 from bot.dev.sandbox import Sandbox
 from bot.dev.sandbox_workspace import SandboxWorkspace
 from bot.dev.standin import payloads
@@ -51,8 +53,9 @@ class Replicas:
         return replica.tenants
 
     @property
-    def registry(self) -> Any:
+    def registry(self) -> Workspaces:
         """The registry (the same rows, whichever replica reads them)."""
+        assert self.one.registry is not None
         return self.one.registry
 
     def channel(self, team: str, channel: str = CHANNEL) -> list[Message]:
@@ -115,8 +118,11 @@ def _within(seconds: float, condition: Callable[[], object]) -> float:
 
 
 @ON_POSTGRES
-def test_a_channel_set_at_one_replica_is_used_by_the_other_within_seconds(replicas: Replicas) -> None:
+def test_a_channel_set_at_one_replica_is_used_by_the_other_within_seconds(
+    replicas: Replicas, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A's channel changed at replica one (which forgets A): replica two announces in the new one within RECHECK."""
+    monkeypatch.setattr(tenants_module, "RETIRE_GRACE", 0.0)  # the old runtime's clients close at the next round
     replicas.one.slack.oauth.teams[A].workspace.add_channel("C0NEW", "new-approvals", member=True)
     two = replicas.tenants(replicas.two)
     cached = two.get(A)
@@ -149,7 +155,7 @@ def test_an_uninstall_at_one_replica_stops_the_workspace_at_the_other(replicas: 
     assert replicas.lexi[A].task(task_id)["status"] == TaskState.PENDING  # type: ignore[index]
     polled: list[str] = []
 
-    def poll(workspace: Any) -> Any:
+    def poll(workspace: Workspace) -> Polled:
         """Replica two's poll, noting which workspace it was."""
         polled.append(workspace.id)
         return two.poll(workspace)

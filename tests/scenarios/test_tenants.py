@@ -317,3 +317,12 @@ def test_run_serves_many_workspaces_and_stops_on_sigterm(tmp_path: Path, slack: 
         assert "Traceback" not in proc.output and "listening" in proc.output
     finally:
         proc.stop()
+
+
+def test_status_says_it_serves_the_workspace_in_multi_workspace_mode(pair: Pair) -> None:
+    """`/lexi status` in a connected workspace names multi-workspace mode, not a bare "HTTP"."""
+    before = len(pair.bot.slack.responses)
+    answer = pair.command(A, "status")
+    assert answer.status_code == 200
+    said = answer.text + json.dumps([r.body for r in pair.bot.slack.responses[before:]])
+    assert "serving this workspace in multi-workspace mode" in said
