@@ -167,13 +167,18 @@ class Tenants:
     def poll(self, workspace: Workspace) -> Polled:
         """Run one poll cycle of a workspace now: the seconds until its next poll is due, its budget and problem.
 
-        `workspace` is its registry row as the claim read it: a runtime built from an older version is rebuilt
-        first. A workspace no longer connected is not polled: its next poll is a poll interval away. A bot token
-        about to expire is refreshed first (`tokens`), so a workspace nobody uses is still announced in.
-        (The Scheduler calls this for each workspace it claims: bot.core.schedule.)
+        `workspace` is its registry row as the claim read it: when its version is not the cached runtime's, the
+        registry is read again and the runtime rebuilt if it changed (the claim may also have read the row just
+        before a change this replica already saw). A workspace no longer connected is not polled: its next poll is
+        a poll interval away. A bot token about to expire is refreshed first (`tokens`), so a workspace nobody uses
+        is still announced in. (The Scheduler calls this for each workspace it claims: bot.core.schedule.)
         """
         with self._lock:
-            runtime = self._refresh(workspace.id, workspace, time.monotonic())
+            found = self._cached.get(workspace.id)
+            current: Workspace | None = workspace
+            if found is not None and found.version != workspace.updated_at:
+                current = self.registry.get(workspace.id)
+            runtime = self._refresh(workspace.id, current, time.monotonic())
         if runtime is None:
             return Polled(self.settings.poll_interval)
         token = self._token(workspace)  # refreshed here, or rotated by a request (here or elsewhere) since

@@ -90,6 +90,7 @@ class Workspace:
     last_error: str | None
     budget_remaining: int | None
     created_at: datetime
+    #: When its state or configuration last changed (a poll does not change it): the version replicas compare.
     updated_at: datetime
 
 

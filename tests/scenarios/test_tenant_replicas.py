@@ -261,3 +261,24 @@ def test_a_poll_refreshes_an_expired_token_and_announces(
         second = bot.installation(A)
         assert second is not None and second.bot_token != first.bot_token
         assert runtime.slack.token == second.bot_token
+
+
+def test_a_poll_claimed_just_before_a_change_uses_the_changed_workspace(
+    slack: SlackStandIn, sandbox: Sandbox, database_url: str
+) -> None:
+    """A claim that read A's row before its channel changed still polls with the new channel (no stale rebuild)."""
+    for bot in start_installer(slack, database_url, serve_tenants=True):
+        assert bot.tenants is not None and bot.registry is not None
+        lexi = _connect(bot, sandbox, (A,))
+        slack.oauth.teams[A].workspace.add_channel("C0NEW", "new-approvals", member=True)
+        claimed = bot.registry.require(A)  # as the Scheduler's claim read it
+        bot.registry.configure(A, channel="C0NEW")
+        bot.tenants.forget(A)
+        current = bot.tenants.get(A)
+        assert current is not None and current.announcer.channel == "C0NEW"
+        lexi[A].add_task(task_id="task-of-a")
+        bot.tenants.poll(claimed)
+        assert bot.tenants.get(A) is current
+        assert current.drain(10)
+        workspace = slack.oauth.teams[A].workspace
+        assert [m.metadata["event_payload"]["task_id"] for m in workspace.messages("C0NEW")] == ["task-of-a"]
