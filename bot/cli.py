@@ -306,7 +306,8 @@ def _serve_multi(settings: Settings, host: str) -> int:
             client=client,
             workspaces=registry,
             lexi_url=settings.lexi_api_url,
-            on_change=tenants.forget,  # a workspace set up again, or uninstalled: its runtime is rebuilt, or gone
+            # A workspace set up again, or uninstalled: its runtime is rebuilt, or gone; its webhook is registered.
+            on_change=tenants.changed,
             tenants=tenants,
         )
         _stop_on_signal(service.stop)

@@ -35,10 +35,10 @@ from bot.config import DEFAULT_LEXI_API_URL, HttpSettings, Settings
 from bot.core.keeper import INTERVAL, KEEP_DONE, LEASE
 from bot.core.policy import Policy, from_settings, parse_policy
 from bot.core.schedule import Polled
-from bot.core.webhooks import WebhookReceiver
+from bot.core.webhooks import TASK_EVENTS, WebhookReceiver
 from bot.db.store import Store
 from bot.db.workspaces import Workspace, Workspaces
-from bot.errors import LexiBotError
+from bot.errors import LexiBotError, LexiError
 from bot.ops.metrics import Metrics
 from bot.runtime import Runtime
 from bot.wiring import Shared, Timing, build_parts, make_lexi_client
@@ -163,6 +163,48 @@ class Tenants:
         """Drop a workspace's runtime (the next request builds it again from the registry); it retires."""
         with self._lock:
             self._retire(team_id)
+
+    def changed(self, team_id: str) -> None:
+        """A workspace's settings changed or it was uninstalled (bot.slack.setup's `on_change`).
+
+        Its runtime is rebuilt from the registry, and its LeadLex webhook registered in the background when it is
+        connected without one (`ensure_webhook`).
+        """
+        self.forget(team_id)
+        if self.settings.public_url:  # on the general queue: a view submission is answered within Slack's 3 s
+            self.workers.submit(self.ensure_webhook, team_id)
+
+    def ensure_webhook(self, team_id: str) -> bool:
+        """Register a connected workspace's LeadLex webhook when it has none; whether one is registered now.
+
+        The delivery URL is LEXI_PUBLIC_URL + /lexi/webhooks/ + the workspace's unguessable path; its signing secret
+        is stored encrypted (Workspaces.set_webhook). Without LEXI_PUBLIC_URL, or when LeadLex refuses, the
+        workspace is polled as before (logged, never the key or the secret).
+        """
+        public = self.settings.public_url
+        workspace = self.registry.get(team_id)
+        if not public or workspace is None or workspace.state != "connected" or workspace.has_webhook_secret:
+            return False
+        key = self.registry.lexi_key(team_id)
+        if not key:
+            return False
+        url = f"{public}/lexi/webhooks/{workspace.webhook_path}"
+        lexi = make_lexi_client(workspace.lexi_api_url or DEFAULT_LEXI_API_URL, key, self.metrics, self.lexi_options)
+        try:
+            hook = lexi.create_webhook(url, list(TASK_EVENTS), f"lexi-bot for Slack workspace {team_id}")
+        except LexiError as exc:
+            log.warning("workspace %s: LeadLex did not register its webhook (%r); polled", team_id, str(exc)[:300])
+            return False
+        finally:
+            lexi.close()
+        hook_id, secret = hook.get("id"), hook.get("secret")
+        if not hook_id or not isinstance(secret, str) or not secret:
+            log.warning("workspace %s: LeadLex registered a webhook without its secret; it is polled", team_id)
+            return False
+        self.registry.set_webhook(team_id, str(hook_id), secret)
+        log.info("workspace %s: LeadLex webhook %s registered; tasks are announced as they arrive", team_id, hook_id)
+        self.forget(team_id)  # rebuilt with the webhook's receiver (and the poller's webhook pace)
+        return True
 
     def poll(self, workspace: Workspace) -> Polled:
         """Run one poll cycle of a workspace now: the seconds until its next poll is due, its budget and problem.
