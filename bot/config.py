@@ -304,8 +304,9 @@ def run_settings(settings: Settings) -> HttpSettings | SocketSettings:
     """The same settings, narrowed to what running the bot needs; ConfigError naming what is missing otherwise."""
     if settings.multi_workspace:
         raise ConfigError(
-            "multi-workspace mode (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS are set) is being "
-            "built and `lexi-bot run` cannot serve it yet: unset those three to run the bot for one workspace"
+            "multi-workspace mode (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS are set) has no "
+            "single bot token, channel or LeadLex key: each workspace's runtime is built from the registry "
+            "(bot.tenants); unset those three to run the bot for one workspace"
         )
     missing = [
         variable
