@@ -279,7 +279,7 @@ def _serve_multi(settings: Settings, host: str) -> int:
     from bot.ops.metrics import Metrics
     from bot.service import Service
     from bot.slack.app import create_multi_workspace_app
-    from bot.slack.install import InstallSettings
+    from bot.slack.install import InstallSettings, authorizer
     from bot.tenants import Tenants
     from bot.workers import Workers
 
@@ -291,16 +291,23 @@ def _serve_multi(settings: Settings, host: str) -> int:
     registry = Workspaces(store.engine, settings.vault())
     installations = SQLAlchemyInstallationStore(client_id=client_id, engine=store.engine, logger=log)
     metrics = Metrics()
-    tenants = Tenants(settings, store, registry, installations, workers=Workers(metrics), metrics=metrics)
+    install = InstallSettings(client_id, client_secret.get_secret_value())
+    client = WebClient(base_url=settings.slack_api_url)
+    # Polls refresh an expiring bot token as requests do (once at a time per workspace, across replicas).
+    tokens = authorizer(install, store.engine, client, installations)
+    tenants = Tenants(
+        settings, store, registry, installations, workers=Workers(metrics), metrics=metrics, tokens=tokens
+    )
     with Service(tenants) as service:
         app = create_multi_workspace_app(
-            InstallSettings(client_id, client_secret.get_secret_value()),
+            install,
             store,
             signing_secret=signing.get_secret_value(),
-            client=WebClient(base_url=settings.slack_api_url),
+            client=client,
             workspaces=registry,
             lexi_url=settings.lexi_api_url,
-            on_change=tenants.forget,  # a workspace set up again, or uninstalled: its runtime is rebuilt, or gone
+            # A workspace set up again, or uninstalled: its runtime is rebuilt, or gone; its webhook is registered.
+            on_change=tenants.changed,
             tenants=tenants,
         )
         _stop_on_signal(service.stop)

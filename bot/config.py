@@ -40,6 +40,7 @@ _VARIABLES = {
     "SLACK_CLIENT_ID": "slack_client_id",
     "SLACK_CLIENT_SECRET": "slack_client_secret",
     "LEXI_ENCRYPTION_KEYS": "encryption_keys",
+    "LEXI_PUBLIC_URL": "public_url",
     "DATABASE_URL": "database_url",
     "POLL_INTERVAL": "poll_interval",
     "PORT": "port",
@@ -82,6 +83,7 @@ class Settings(BaseModel):
     slack_client_id: str | None = None
     slack_client_secret: SecretStr | None = None
     encryption_keys: SecretStr | None = None
+    public_url: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
     poll_interval: float = Field(default=60.0, gt=0, le=86_400)
     port: int = Field(default=3000, ge=0, le=65_535)
@@ -124,6 +126,16 @@ class Settings(BaseModel):
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s) URL")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        """The bot's own address as LeadLex reaches it: an http(s) URL, kept without a trailing slash."""
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be the bot's http(s) address, such as https://lexi.example.com")
+        return value.rstrip("/")
 
     @field_validator("slack_api_url")
     @classmethod
@@ -292,8 +304,9 @@ def run_settings(settings: Settings) -> HttpSettings | SocketSettings:
     """The same settings, narrowed to what running the bot needs; ConfigError naming what is missing otherwise."""
     if settings.multi_workspace:
         raise ConfigError(
-            "multi-workspace mode (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS are set) is being "
-            "built and `lexi-bot run` cannot serve it yet: unset those three to run the bot for one workspace"
+            "multi-workspace mode (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and LEXI_ENCRYPTION_KEYS are set) has no "
+            "single bot token, channel or LeadLex key: each workspace's runtime is built from the registry "
+            "(bot.tenants); unset those three to run the bot for one workspace"
         )
     missing = [
         variable

@@ -101,7 +101,7 @@ class Health:
             pending=self._store.count_in_state(TaskState.PENDING),
             calls_left=budget.remaining,
             calls_limit=budget.limit,
-            mode=self._settings.mode,
+            mode="multi" if self._settings.multi_workspace else self._settings.mode,
             database=self._settings.database_kind,
             problem=self._poller.problem or self.slack.problem or self.announce_problem(),
         )

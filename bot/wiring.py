@@ -110,6 +110,9 @@ class Shared:
     leadership: Leadership | None = None
     stopping: threading.Event | None = None
     scope: str = ""
+    #: The name on the decision leases the parts take (None: one of their own). Multi-workspace mode gives every
+    #: workspace of a process the same one, so that one keeper renews them all (bot.tenants).
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ def build_parts(
         approvers=Approvers(policy, slack),
         orphaned_before=orphaned_before,
         metrics=metrics,
-        leases=Leases(store, orphans=orphaned_before is not None),
+        leases=Leases(store, orphans=orphaned_before is not None, owner=shared.owner),
         on_decided=decided,
         background=workers.submit,  # "Approving…" goes to Slack beside the LeadLex call
         resume=resume,

@@ -270,7 +270,7 @@ def test_malformed_encryption_keys_are_named_by_position_with_the_vaults_words()
     assert "PORT" in message and bad not in message and ENCRYPTION_KEY not in message
 
 
-def test_run_refuses_multi_workspace_mode_until_it_is_built() -> None:
-    """`lexi-bot run`'s narrowing says multi-workspace mode cannot run yet (and how to run for one workspace)."""
-    with pytest.raises(ConfigError, match="cannot serve it yet"):
+def test_single_workspace_narrowing_refuses_multi_workspace_settings() -> None:
+    """The single-workspace narrowing refuses multi-workspace settings (each workspace brings its own), saying so."""
+    with pytest.raises(ConfigError, match="each workspace's runtime is built from the registry"):
         run_settings(load_settings({**GOOD, **MULTI}))

@@ -213,6 +213,10 @@ NOT_SCOPED = {
     "purge_workspace",
     "first_sighting",  # seen_requests is global: models.SeenRequest says why
     "forget_sighting",
+    # multi-workspace mode's one decision keeper (bot.tenants), named for spanning workspaces (tested below)
+    "workspaces_to_resume",
+    "renew_leases_everywhere",
+    "prune_decisions_everywhere",
 }
 
 
@@ -505,3 +509,20 @@ def test_the_poll_cycle_s_statements_read_an_index_with_history(database_url: st
             conn.rollback()
     finally:
         root.close()
+
+
+def test_the_keeper_s_queries_across_workspaces_find_renew_and_prune_every_workspace_s(world: World) -> None:
+    """One keeper for every workspace: expired leases found in A and B (not C), renewed by id, old ones pruned."""
+    root = world.root
+    assert sorted(root.workspaces_to_resume("me")) == [A, B]  # their leases ran out at T0 + 1 min
+    taken = [d.id for w in (A, B) for d in world.store(w).take_over_decisions("me", timedelta(minutes=5))]
+    assert root.workspaces_to_resume("me") == []
+    world.now[0] = T1 + timedelta(minutes=10)
+    assert sorted(root.workspaces_to_resume("me")) == [A, B]
+    root.renew_leases_everywhere("me", taken, timedelta(minutes=5))
+    assert root.workspaces_to_resume("me") == []
+    assert sorted(root.workspaces_to_resume("me", orphans=True)) == []  # every open decision is "me"'s now
+    root.prune_decisions_everywhere(timedelta(minutes=1))
+    for workspace, ids in ((A, world.own), (B, world.foreign)):
+        assert world.store(workspace).decision(ids.decisions["done"]) is None
+        assert world.store(workspace).decision(ids.decisions["open"]) is not None

@@ -1059,6 +1059,38 @@ class Store:
                         taken.append(row)
         return taken
 
+    # --- decisions across workspaces (multi-workspace mode's one keeper: bot.tenants) -------------------
+
+    def workspaces_to_resume(self, owner: str, *, orphans: bool = False, limit: int = 100) -> list[str]:
+        """The workspaces, any of them, with an open decision whose lease ran out (its process died): one query.
+
+        `orphans` as in take_over_decisions: also those with an open decision another owner holds (SQLite).
+        """
+        expired = or_(_D.lease_until.is_(None), _D.lease_until < self._now())
+        if orphans:
+            expired = or_(expired, _D.owner.is_(None), _D.owner != owner)
+        query = select(_D.workspace).where(text(OPEN_DECISIONS), expired).distinct().limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query))
+
+    def renew_leases_everywhere(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:
+        """Extend `owner`'s leases on these open decisions, whichever workspace each is in (ids are unique)."""
+        ids = list(decision_ids)
+        if not ids:
+            return
+        with self._begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    update(DECISIONS)
+                    .where(_D.id.in_(ids[start : start + 500]), _D.owner == owner, text(OPEN_DECISIONS))
+                    .values(lease_until=self._now() + lease)
+                )
+
+    def prune_decisions_everywhere(self, older_than: timedelta) -> None:
+        """Forget every workspace's decisions carried out longer ago than `older_than` (one DELETE)."""
+        with self._begin() as conn:
+            conn.execute(delete(DECISIONS).where(_D.done_at < self._now() - older_than))
+
     def mark_resumed(self, task_id: str, decision_id: int) -> bool:
         """Show on the card that this task's decision was resumed; False unless the decision still holds it."""
         return self._update(

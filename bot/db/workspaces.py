@@ -90,6 +90,7 @@ class Workspace:
     last_error: str | None
     budget_remaining: int | None
     created_at: datetime
+    #: When its state or configuration last changed (a poll does not change it): the version replicas compare.
     updated_at: datetime
 
 
@@ -416,7 +417,10 @@ class Workspaces:
         budget_remaining: int | None = None,
         error: str | None = None,
     ) -> None:
-        """Record a poll: when it ran (now), when the next is due, the budget left and the error, if any."""
+        """Record a poll: when it ran (now), when the next is due, the budget left and the error, if any.
+
+        `updated_at` is left alone: it changes with the configuration only, which replicas watch (bot.tenants).
+        """
         with self.engine.begin() as conn:
             conn.execute(
                 update(WORKSPACES)
@@ -426,7 +430,6 @@ class Workspaces:
                     next_poll_at=next_poll_at,
                     budget_remaining=budget_remaining,
                     last_error=error[:ERROR_MAX] if error else None,
-                    updated_at=self._now(),
                 )
             )
 

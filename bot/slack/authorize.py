@@ -56,6 +56,20 @@ class SerialRefreshAuthorize(InstallationStoreAuthorize):
                 return current  # refreshed meanwhile, by another thread or replica
             return super()._rotate_and_save_tokens_if_necessary(current or installation)
 
+    def bot_token(self, *, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool) -> str | None:
+        """A workspace's bot token for work no request carries (a poll), refreshed first when it is expiring.
+
+        The refresh is the one requests run (once at a time per workspace, across replicas); a failed refresh
+        raises slack_sdk's SlackTokenRotationError. None when the workspace has no bot installed.
+        """
+        installation = self.installation_store.find_installation(
+            enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=is_enterprise_install
+        )
+        if installation is None:
+            return None
+        refreshed = self._rotate_and_save_tokens_if_necessary(installation)
+        return (refreshed or installation).bot_token
+
     def _expiring(self, installation: Installation) -> bool:
         """Whether the bot token is due for a refresh (Bolt's own rule: within the rotation window)."""
         expires_at = installation.bot_token_expires_at

@@ -22,7 +22,7 @@ from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs, Succ
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.oauth.installation_store import Installation
+from slack_sdk.oauth.installation_store import Installation, InstallationStore
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import Engine
@@ -115,18 +115,30 @@ def oauth_settings(
     # OAuthSettings builds its authorizer with a client of its own, on slack.com: token refreshes must go where
     # the app's client goes (the same API base as installs). Without its cache, Bolt asks Slack's auth.test about
     # the token before every request it authorizes: a round trip to Slack ahead of each ack.
-    oauth.authorize = SerialRefreshAuthorize(
+    oauth.authorize = authorizer(settings, engine, client, installations)
+    return oauth
+
+
+def authorizer(
+    settings: InstallSettings, engine: Engine, client: WebClient, installations: InstallationStore | None = None
+) -> SerialRefreshAuthorize:
+    """The authorizer of requests, which also gives polls their bot tokens (refreshed once at a time, on `client`).
+
+    Its auth.test answers are kept per token (AuthorizeResults).
+    """
+    found = SerialRefreshAuthorize(
         engine=engine,
         logger=log,
         client_id=settings.client_id,
         client_secret=settings.client_secret,
         token_rotation_expiration_minutes=settings.token_rotation_expiration_minutes,
-        installation_store=installations,
+        installation_store=installations
+        or SQLAlchemyInstallationStore(client_id=settings.client_id, engine=engine, logger=log),
         client=client,
         cache_enabled=True,
     )
-    oauth.authorize.authorize_result_cache = AuthorizeResults()
-    return oauth
+    found.authorize_result_cache = AuthorizeResults()
+    return found
 
 
 def home_url(installation: Installation) -> str:

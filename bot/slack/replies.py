@@ -47,6 +47,7 @@ class BotStatus:
     pending: int
     calls_left: int | None
     calls_limit: int | None
+    #: How Slack reaches the bot: "socket", "http", or "multi" (HTTP, for every workspace that installs it).
     mode: str
     database: str
     problem: str | None = None
@@ -56,6 +57,13 @@ def usage(problem: str | None = None) -> str:
     """The usage text, after what was wrong with the command when something was."""
     return f"{problem}\n\n{USAGE}" if problem else USAGE
 
+
+#: How `/lexi status` names the bot's way of hearing from Slack (BotStatus.mode).
+_CONNECTIONS = {
+    "socket": "Socket Mode",
+    "http": "HTTP",
+    "multi": "HTTP, serving this workspace in multi-workspace mode",
+}
 
 _MINUTE = 60  # seconds
 _HOUR = 3600
@@ -86,7 +94,7 @@ def status_lines(status: BotStatus, now: datetime) -> list[str]:
         f"Last successful poll: {ago(status.last_poll, now) if status.last_poll else 'none yet'}",
         f"Pending tasks: {status.pending:,}",
         f"LeadLex calls left today: {calls}",
-        f"Slack connection: {'Socket Mode' if status.mode == 'socket' else 'HTTP'}",
+        f"Slack connection: {_CONNECTIONS.get(status.mode, 'HTTP')}",
         f"Database: {'PostgreSQL' if status.database == 'postgresql' else 'SQLite'}",
     ]
     if status.problem:

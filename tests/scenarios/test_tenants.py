@@ -317,3 +317,46 @@ def test_run_serves_many_workspaces_and_stops_on_sigterm(tmp_path: Path, slack: 
         assert "Traceback" not in proc.output and "listening" in proc.output
     finally:
         proc.stop()
+
+
+def test_status_says_it_serves_the_workspace_in_multi_workspace_mode(pair: Pair) -> None:
+    """`/lexi status` in a connected workspace names multi-workspace mode, not a bare "HTTP"."""
+    before = len(pair.bot.slack.responses)
+    answer = pair.command(A, "status")
+    assert answer.status_code == 200
+    said = answer.text + json.dumps([r.body for r in pair.bot.slack.responses[before:]])
+    assert "serving this workspace in multi-workspace mode" in said
+
+
+def test_a_connected_workspace_gets_its_own_webhook_and_its_tasks_arrive_through_it(pair: Pair) -> None:
+    """With LEXI_PUBLIC_URL, a connected workspace's webhook is registered with its own key, at its own path.
+
+    A task created in its LeadLex workspace is then announced in its channel without a poll; the other workspace's
+    LeadLex has no webhook, and registering again does nothing.
+    """
+    pair.tenants.settings = pair.tenants.settings.model_copy(update={"public_url": pair.bot.url})
+    pair.lexi[A].allow_private_webhooks = True  # a loopback URL, which real LeadLex refuses
+    registry = pair.bot.registry
+    assert registry is not None
+    pair.tenants.changed(A)  # as after the setup form: the registration runs on the general queue
+    assert pair.tenants.workers.drain(10)
+    workspace = registry.require(A)
+    assert workspace.has_webhook_secret and workspace.webhook_id
+    hooks = pair.lexi[A].calls_to("POST", "/v1/webhooks")
+    assert len(hooks) == 1 and hooks[0].body["url"] == f"{pair.bot.url}/lexi/webhooks/{workspace.webhook_path}"
+    assert pair.lexi[B].calls_to("POST", "/v1/webhooks") == []
+    assert pair.tenants.ensure_webhook(A) is False  # it has one
+    pair.lexi[A].add_task(description="Arrives by webhook", task_id="hooked-task")
+    pair.bot.slack.wait_for(lambda: pair.channel(A), timeout=10)  # no poll: the delivery announced it
+    (card,) = pair.channel(A)
+    assert card.metadata["event_payload"]["task_id"] == "hooked-task"
+    assert pair.channel(B) == []
+
+
+def test_without_a_public_url_no_webhook_is_registered(pair: Pair) -> None:
+    """Without LEXI_PUBLIC_URL the workspace is polled: nothing is registered with LeadLex."""
+    assert pair.tenants.settings.public_url is None
+    pair.tenants.changed(A)
+    assert pair.tenants.workers.drain(10)
+    assert pair.tenants.ensure_webhook(A) is False
+    assert pair.lexi[A].calls_to("POST", "/v1/webhooks") == []

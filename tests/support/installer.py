@@ -31,7 +31,7 @@ from bot.dev.standin.slack import SlackStandIn
 from bot.ops.metrics import Metrics
 from bot.ops.server import HttpFront, WsgiApp, make_wsgi
 from bot.slack.app import ListenerPool, create_multi_workspace_app
-from bot.slack.install import InstallSettings
+from bot.slack.install import InstallSettings, authorizer
 from bot.tenants import Tenants
 from bot.wiring import Timing
 from bot.workers import Workers
@@ -107,9 +107,14 @@ class Installer:
         return answer
 
 
-def _tenants(slack: SlackStandIn, store: Store, database_url: str) -> tuple[Workspaces, Tenants]:
-    """A registry with a fresh encryption key, and the runtimes of its connected workspaces (fast pacing)."""
-    key = generate_key()
+def _tenants(
+    slack: SlackStandIn, store: Store, database_url: str, key: str | None = None
+) -> tuple[Workspaces, Tenants]:
+    """A registry with `key` (default: a fresh encryption key), and its connected workspaces' runtimes (fast pacing).
+
+    Polls refresh expiring bot tokens through the stand-in, as `lexi-bot run`'s do.
+    """
+    key = key or generate_key()
     settings = load_settings(
         {
             "SLACK_CLIENT_ID": CLIENT_ID,
@@ -124,11 +129,14 @@ def _tenants(slack: SlackStandIn, store: Store, database_url: str) -> tuple[Work
     SECRETS_GIVEN.add(key)
     registry = Workspaces(store.engine, settings.vault())
     metrics = Metrics()
+    installations = SQLAlchemyInstallationStore(client_id=CLIENT_ID, engine=store.engine)
+    install = InstallSettings(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     tenants = Tenants(
         settings,
         store,
         registry,
-        SQLAlchemyInstallationStore(client_id=CLIENT_ID, engine=store.engine),
+        installations,
+        tokens=authorizer(install, store.engine, WebClient(base_url=slack.api_url), installations),
         workers=Workers(metrics),
         metrics=metrics,
         timing=Timing(post_interval=0.0, home_debounce=0.05),
@@ -143,16 +151,18 @@ def start_installer(
     *,
     serve_tenants: bool = False,
     app_options: dict[str, Any] | None = None,
+    encryption_key: str | None = None,
     **options: Any,
 ) -> Iterator[Installer]:
     """Migrate, build the multi-workspace app on the store's engine, and serve it on 127.0.0.1 (a free port).
 
     `options` are InstallSettings', `app_options` create_multi_workspace_app's; with `serve_tenants` the app records
-    installs and serves connected workspaces (a changed workspace's runtime is rebuilt: `on_change`).
+    installs and serves connected workspaces (a changed workspace's runtime is rebuilt: `on_change`), with
+    `encryption_key` as LEXI_ENCRYPTION_KEYS (default: a fresh one; replicas of one database share theirs).
     """
     store = Store.from_url(database_url)
     migrate.upgrade(store.engine)
-    registry, tenants = _tenants(slack, store, database_url) if serve_tenants else (None, None)
+    registry, tenants = _tenants(slack, store, database_url, encryption_key) if serve_tenants else (None, None)
     holder: dict[str, WsgiApp] = {}
 
     def serve(environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
