@@ -27,7 +27,6 @@ from bot.slack import replies, subcommands
 from bot.slack.blocks import describe_task, truncate
 from bot.slack.listeners import Running, runtime_of
 from bot.slack.messenger import slack_error_text
-from bot.slack.texts import BUSY
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,8 @@ SUGGESTED_PROMPTS = (
     "Summarise what Lexi did today",
 )
 THINKING = "Lexi is thinking…"
+#: What a person is told when the bot's queue is full and their message cannot be taken now.
+BUSY = "I'm too busy to answer right now; please ask again in a minute."
 #: The longest thread title set from a first message.
 TITLE_MAX = 60
 #: The most waiting tasks listed in an answer (each with a link to its card).
@@ -189,13 +190,14 @@ def waiting(runtime: Running, user: str) -> str:
     rows, total = runtime.tasks.waiting(WAITING_SHOWN)
     if not total:
         return "Nothing is waiting for approval right now."
-    mine, _notice = runtime.decider.decidable(user, [(row.task, row.channel) for row in rows])
+    mine, notice = runtime.decider.decidable(user, [(row.task, row.channel) for row in rows])
     lines = [f"• {_linked(runtime, row)}" for row in rows if row.task_id in mine]
     for_others, unlisted = len(rows) - len(lines), total - len(rows)
+    why = f"\n{notice}" if notice and not lines else ""  # e.g. Slack could not say who may decide
     if not lines and not unlisted:
-        return f"Nothing is waiting for your approval; {_tasks(total)} {_verb(total)} for other approvers."
+        return f"Nothing is waiting for your approval; {_tasks(total)} {_verb(total)} for other approvers.{why}"
     if not lines:
-        return f"None of the {_tasks(len(rows))} I looked at waits for you; {total} wait in all: see the App Home."
+        return f"None of the {_tasks(len(rows))} I looked at waits for you; {total} wait in all: see the App Home.{why}"
     text = f"*{_tasks(len(lines))} {_verb(len(lines))} for your approval:*\n" + "\n".join(lines)
     if for_others:
         text += f"\n_{_tasks(for_others)} more {_verb(for_others)} for other approvers._"

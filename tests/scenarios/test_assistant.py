@@ -153,6 +153,20 @@ def test_what_is_waiting_is_answered_from_the_store_without_a_chat_call(
     assert _updates(slack, thread, "status") == ["Lexi is thinking…", ""]
 
 
+def test_tasks_someone_may_not_decide_are_not_listed_as_theirs(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """Someone outside the approval channel is told the waiting tasks are for other approvers, with no links."""
+    slack.set_members(CHANNEL, ["UBOT", "UALICE", "UBOB"])
+    sandbox.add_task("prospect_search", "Find CTOs")
+    bot.poll()
+    thread = _open(bot, user="UDAVE")
+    _send(bot, thread, "what's waiting for me?", user="UDAVE")
+    reply = _answers(slack, thread)[-1]
+    assert reply.startswith("Nothing is waiting for your approval; 1 task waits for other approvers.")
+    assert "/archives/" not in reply
+
+
 def test_nothing_waiting_is_said_plainly(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:
     """With no pending task, "what's pending?" says so, without asking Lexi."""
     thread = _open(bot)
