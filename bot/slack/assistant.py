@@ -25,7 +25,7 @@ from bot.errors import LexiError, RateLimited, TransientError
 from bot.ops.logs import clip
 from bot.slack import replies, subcommands
 from bot.slack.blocks import describe_task, truncate
-from bot.slack.listeners import Running, runtime_of
+from bot.slack.listeners import RUNTIME, Running, runtime_of
 from bot.slack.messenger import slack_error_text
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,11 @@ _CONTEXT_EVENT = "assistant_thread_context"
 
 
 def register(app: App) -> None:
-    """Put the assistant on the app (after the middleware that gives listeners the runtime), and quiet other DMs."""
+    """Put the assistant on the app (after the middleware that gives listeners the runtime), and quiet other DMs.
+
+    Its handlers do nothing for a request without a runtime (in multi-workspace mode, a workspace not connected
+    yet: its events are acknowledged and nothing more, as bot.slack.unconnected does).
+    """
     assistant = Assistant(logger=logging.getLogger("bot.bolt"))
     assistant.thread_started(handle_thread_started)
     assistant.thread_context_changed(handle_thread_context_changed)
@@ -108,6 +112,8 @@ class Pane:
 
 def handle_thread_started(event: dict[str, Any], context: BoltContext) -> None:
     """Greet the person who opened the pane and suggest what to ask (the greeting carries the pane's context)."""
+    if RUNTIME not in context:
+        return
     runtime = runtime_of(context)
     thread = event["assistant_thread"]
     channel, thread_ts = str(thread["channel_id"]), str(thread["thread_ts"])
@@ -118,15 +124,19 @@ def handle_thread_started(event: dict[str, Any], context: BoltContext) -> None:
     Pane(runtime.slack, channel, thread_ts).suggest(SUGGESTED_PROMPTS)
 
 
-def handle_thread_context_changed(event: dict[str, Any], save_thread_context: SaveThreadContext) -> None:
+def handle_thread_context_changed(
+    event: dict[str, Any], context: BoltContext, save_thread_context: SaveThreadContext
+) -> None:
     """The person looks at another channel with the pane open: keep that context with the thread (Bolt's store)."""
+    if RUNTIME not in context:
+        return
     save_thread_context(event["assistant_thread"].get("context") or {})
 
 
 def handle_user_message(event: dict[str, Any], context: BoltContext) -> None:
     """Queue the answer to a person's message in an assistant thread; a full queue is said at once."""
     text = str(event.get("text") or "").strip()
-    if not text:  # a file without words: nothing to answer
+    if not text or RUNTIME not in context:  # a file without words, or a workspace not connected yet
         return
     runtime = runtime_of(context)
     turn = Turn(str(event.get("user") or ""), str(event["channel"]), str(event["thread_ts"]), text)
