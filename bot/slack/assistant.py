@@ -130,7 +130,13 @@ def handle_thread_context_changed(
     """The person looks at another channel with the pane open: keep that context with the thread (Bolt's store)."""
     if RUNTIME not in context:
         return
-    save_thread_context(event["assistant_thread"].get("context") or {})
+    thread = event["assistant_thread"]
+    try:
+        save_thread_context(thread.get("context") or {})
+    except SlackApiError as exc:  # the thread's first message could not be read or updated: the context waits
+        log.warning(
+            "could not keep the context of assistant thread %s: %s", thread.get("thread_ts"), slack_error_text(exc)
+        )
 
 
 def handle_user_message(event: dict[str, Any], context: BoltContext) -> None:

@@ -6,6 +6,7 @@ prompts and titles, and the LeadLex sandbox the chat calls.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -83,6 +84,22 @@ def test_context_changed_is_kept_with_the_thread(bot: BotHarness, slack: SlackSt
     assert updated is not None and updated.metadata is not None
     assert updated.metadata["event_payload"]["channel_id"] == "C0OTHER"
     assert updated.text == greeting.text
+
+
+def test_a_context_slack_cannot_keep_is_logged_and_nothing_else(
+    bot: BotHarness, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When Slack refuses to read the thread, the context change is acknowledged and logged as a warning."""
+    thread = _open(bot)
+    slack.fail_next("conversations.replies", "channel_not_found")
+    envelope = payloads.build_assistant_thread_context_changed(
+        user="UALICE", channel=thread.channel, thread_ts=thread.ts, context_channel="C0OTHER"
+    )
+    with caplog.at_level(logging.WARNING):
+        assert bot.post(*payloads.encode_event(envelope)).status_code == 200
+        bot.settle()
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == ["WARNING"]
+    assert "could not keep the context" in caplog.text and "channel_not_found" in caplog.text
 
 
 def test_a_message_is_answered_in_the_thread_with_status_cleared_and_a_title(
