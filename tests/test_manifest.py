@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 import yaml
-from slack_bolt import App
+from slack_bolt import App, Assistant
 from slack_sdk import WebClient
 
 from bot.db import migrate
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin.slack import SlackStandIn
+from bot.slack import assistant
 from bot.slack.app import create_app, create_multi_workspace_app
 from bot.slack.install import BOT_SCOPES, InstallSettings
 from tests.support.harness import BotHarness, start_bot
@@ -34,6 +35,9 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "chat.postEphemeral": {"chat:write"},
     "chat.postMessage": {"chat:write"},
     "chat.update": {"chat:write"},
+    "assistant.threads.setStatus": {"assistant:write"},
+    "assistant.threads.setSuggestedPrompts": {"assistant:write"},
+    "assistant.threads.setTitle": {"assistant:write"},
     # Announcement channels may be public or private: both kinds' scopes are needed.
     "conversations.history": {"channels:history", "groups:history"},
     "conversations.info": {"channels:read", "groups:read"},
@@ -52,6 +56,15 @@ EVENT_SCOPES: dict[str, set[str]] = {
     "subteam_members_changed": {"usergroups:read"},
     "app_uninstalled": set(),
     "tokens_revoked": set(),
+    "assistant_thread_started": {"assistant:write"},
+    "assistant_thread_context_changed": {"assistant:write"},
+    "message.im": {"im:history"},
+}
+#: The subscriptions Bolt's Assistant middleware serves, by the kind of its listeners (Slack's names for them).
+ASSISTANT_EVENTS = {
+    "_thread_started_listeners": "assistant_thread_started",
+    "_thread_context_changed_listeners": "assistant_thread_context_changed",
+    "_user_message_listeners": "message.im",
 }
 #: Modules only multi-workspace mode runs (manifest.distribution.yml): manifest.yml need not cover their calls.
 MULTI_ONLY = {"setup.py"}
@@ -91,7 +104,20 @@ def _registered(app: App) -> dict[str, set[str]]:
             if isinstance(value, dict):
                 value = value.get("type") or value.get("action_id") or value.get("callback_id")
             found.setdefault(kind, set()).add(str(value))
+    found.setdefault("event", set()).update(_assistant_events(app))
+    if "message" in found.get("event", set()):  # the bot's only message subscription is its DMs (message.im)
+        found["event"].remove("message")
+        found["event"].add("message.im")
     return found
+
+
+def _assistant_events(app: App) -> set[str]:
+    """The subscriptions an Assistant middleware on the app has listeners for (Bolt keeps them out of _listeners)."""
+    events: set[str] = set()
+    for middleware in app._middleware_list:  # noqa: SLF001 - as above: what Bolt will actually dispatch
+        if isinstance(middleware, Assistant):
+            events.update(event for attribute, event in ASSISTANT_EVENTS.items() if getattr(middleware, attribute))
+    return events
 
 
 def _called_methods(exclude: set[str] | None = None) -> dict[str, set[str]]:
@@ -118,6 +144,7 @@ def test_every_handled_event_is_subscribed_and_nothing_else(built: BotHarness, m
     handled = _registered(create_app(built.runtime))["event"]
     subscribed = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     assert {"subteam_members_changed", "member_joined_channel", "member_left_channel"} <= handled
+    assert {"assistant_thread_started", "assistant_thread_context_changed", "message.im"} <= handled
     assert subscribed == handled
 
 
@@ -130,6 +157,14 @@ def test_commands_actions_and_views_reach_the_app(built: BotHarness, manifest: d
     assert registered["action"] and registered["view_submission"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True  # app_home_opened publishes the Home tab
+
+
+def test_the_assistant_view_is_declared_with_the_prompts_the_bot_suggests(manifest: dict[str, Any]) -> None:
+    """The manifest turns on the assistant pane (its threads live in the app's DMs) with the bot's prompts."""
+    view = manifest["features"]["assistant_view"]
+    assert view["assistant_description"]
+    assert [p["message"] for p in view["suggested_prompts"]] == list(assistant.SUGGESTED_PROMPTS)
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
 
 
 def test_the_manifest_asks_for_exactly_the_scopes_the_code_needs(built: BotHarness, manifest: dict[str, Any]) -> None:

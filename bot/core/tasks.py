@@ -27,6 +27,13 @@ class TaskLookup:
         """Which of these task ids the bot has a record of."""
         return self._store.known(task_ids)
 
+    def waiting(self, limit: int) -> tuple[list[TaskRow], int]:
+        """The bot's records of tasks waiting for a decision (at most `limit`), and how many wait in all.
+
+        Read from the database alone: answering "what is waiting?" costs no LeadLex call.
+        """
+        return self._store.in_states((TaskState.PENDING,), limit=limit), self._store.count_in_state(TaskState.PENDING)
+
     def listed(self, status: str = TaskState.PENDING) -> list[Task]:
         """The tasks LeadLex lists in one status."""
         return self._lexi.list_tasks(status)

@@ -17,7 +17,7 @@ from bot.config import DEFAULT_LEXI_API_URL
 from bot.db.store import Store
 from bot.db.workspaces import Workspaces
 from bot.errors import ConfigError
-from bot.slack import blocks, install, replay, setup, unconnected
+from bot.slack import assistant, blocks, install, replay, setup, unconnected
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
 
@@ -62,6 +62,7 @@ def create_app(runtime: Running) -> App:
         context[RUNTIME] = runtime
         next()
 
+    assistant.register(app)  # a middleware: after the runtime is in the context, before the other listeners
     actions.register(app)
     views.register(app)
     commands.register(app)

@@ -44,6 +44,8 @@ BOT_SCOPES = (
     "channels:history",
     "groups:history",
     "usergroups:read",
+    "assistant:write",
+    "im:history",
     "users:read",
     "channels:join",
 )

@@ -184,12 +184,15 @@ def _ask(runtime: Parts, command: Command, asker: Asker, answer: Answer) -> None
         log.warning("Lexi chat failed: %s", exc)
         answer(replies.chat_lost())
         return
-    where = _announce_by_id(runtime, reply.task_id) if reply.requires_approval and reply.task_id else None
+    where = announce_by_id(runtime, reply.task_id) if reply.requires_approval and reply.task_id else None
     answer(replies.lexi_answer(reply.response, where))
 
 
-def _announce_by_id(runtime: Parts, task_id: str) -> str:
-    """Announce a task Lexi just created (no wait for the next poll) and say where its card is."""
+def announce_by_id(runtime: Parts, task_id: str) -> str:
+    """Announce a task Lexi just created (no wait for the next poll) and say where its card is.
+
+    `/lexi ask` and the assistant pane (bot.slack.assistant) both do this after Lexi's answer.
+    """
     channel = runtime.announcer.channel
     try:
         task = runtime.tasks.pending(task_id)

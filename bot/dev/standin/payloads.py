@@ -246,6 +246,80 @@ def build_app_home_opened(
     return _event_envelope(event, team_id, bot_user_id, enterprise_id, is_enterprise_install=is_enterprise_install)
 
 
+def build_assistant_thread_started(
+    *,
+    user: str,
+    channel: str,
+    thread_ts: str,
+    context_channel: str | None = None,
+    team_id: str = "T0001",
+    bot_user_id: str = "UBOT",
+    event_type: str = "assistant_thread_started",
+) -> dict[str, Any]:
+    """Build the envelope Slack sends when `user` opens the assistant pane (a thread in their DM with the app).
+
+    `context_channel` is the channel they were looking at (the context is empty without one). With `event_type`
+    "assistant_thread_context_changed", it is the envelope sent when they then look at another channel.
+    """
+    context: dict[str, str] = {}
+    if context_channel is not None:
+        context = {"channel_id": context_channel, "team_id": team_id, "enterprise_id": ""}
+    event = {
+        "type": event_type,
+        "assistant_thread": {
+            "user_id": user,
+            "context": context,
+            "channel_id": channel,
+            "thread_ts": thread_ts,
+        },
+        "event_ts": f"{time.time():.6f}",
+    }
+    return _event_envelope(event, team_id, bot_user_id, None, is_enterprise_install=False)
+
+
+def build_assistant_thread_context_changed(**kwargs: Any) -> dict[str, Any]:
+    """Build the envelope Slack sends when the person with the pane open looks at another channel (its context)."""
+    return build_assistant_thread_started(event_type="assistant_thread_context_changed", **kwargs)
+
+
+def build_im_message(
+    *,
+    user: str,
+    channel: str,
+    text: str,
+    ts: str,
+    thread_ts: str | None = None,
+    subtype: str | None = None,
+    bot_id: str | None = None,
+    team_id: str = "T0001",
+    bot_user_id: str = "UBOT",
+) -> dict[str, Any]:
+    """Build the envelope of a `message` event in the app's DM (channel_type "im"), as in an assistant thread.
+
+    With `thread_ts` it is a message in that thread (the pane's threads); `subtype` and `bot_id` make it an edit
+    or another bot's message, which Slack delivers too.
+    """
+    event: dict[str, Any] = {
+        "type": "message",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "team": team_id,
+        "user_team": team_id,
+        "source_team": team_id,
+        "channel": channel,
+        "event_ts": ts,
+        "channel_type": "im",
+    }
+    if thread_ts is not None:
+        event.update(thread_ts=thread_ts, parent_user_id=bot_user_id)
+    if subtype is not None:
+        event["subtype"] = subtype
+    if bot_id is not None:
+        event["bot_id"] = bot_id
+    return _event_envelope(event, team_id, bot_user_id, None, is_enterprise_install=False)
+
+
 def build_app_uninstalled(
     *, team_id: str = "T0001", enterprise_id: str | None = None, is_enterprise_install: bool = False
 ) -> dict[str, Any]:

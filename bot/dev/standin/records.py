@@ -36,6 +36,7 @@ class Message:
     edits: int = 0
     deleted: bool = False
     bot_id: str = ""  # another app's bot posted it (the bot's own messages are known by `user`)
+    subtype: str = ""  # Slack's own kinds of message, e.g. "assistant_app_thread" (an assistant thread's start)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.dev.standin.assistant import ThreadUpdate
 from bot.dev.standin.blockkit import validate_blocks, validate_view
 from bot.dev.standin.oauth import OAuth, Team
 from bot.dev.standin.protocol import ApiError, Args
@@ -35,6 +36,7 @@ __all__ = [
     "Message",
     "ResponseUrlPost",
     "SlackStandIn",
+    "ThreadUpdate",
     "View",
     "validate_blocks",
     "validate_view",
@@ -228,6 +230,20 @@ class SlackStandIn:
         """The replies in a thread (not its parent; deleted ones flagged), in post order."""
         with self._lock:
             return [m for m in self._workspace.messages(channel) if m.thread_ts == thread_ts]
+
+    def thread_updates(self, channel_id: str, thread_ts: str, kind: str | None = None) -> list[ThreadUpdate]:
+        """What the app set on an assistant thread (statuses, prompts, titles; or only `kind`), oldest first."""
+        with self._lock:
+            return [
+                update
+                for update in self._workspace.assistant.updates
+                if (update.channel_id, update.thread_ts) == (channel_id, thread_ts) and kind in (None, update.kind)
+            ]
+
+    def open_assistant_thread(self, user: str = "UALICE") -> Message:
+        """`user` opens the app's assistant pane: Slack starts a thread in their DM (send assistant_thread_started)."""
+        with self._lock:
+            return self._workspace.open_assistant_thread(user)
 
     @property
     def ephemerals(self) -> list[Ephemeral]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from bot.dev.standin.assistant import AssistantThreads
 from bot.dev.standin.blockkit import validate_blocks
 from bot.dev.standin.protocol import ApiError, Args
 from bot.dev.standin.records import Ephemeral, Message, ResponseUrlPost
@@ -85,6 +86,7 @@ class Workspace:
         self.ephemerals: list[Ephemeral] = []
         self.responses: list[ResponseUrlPost] = []
         self.views = Views(AppIdentity(team_id, self.app_id, self.bot_id), self.users, clock, self._next_id)
+        self.assistant = AssistantThreads(self._thread_exists, clock)
         self._messages: dict[str, dict[str, Message]] = {}
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._last_micros = 0
@@ -101,9 +103,11 @@ class Workspace:
             "conversations.info": self._conversation_info,
             "conversations.members": self._conversation_members,
             "conversations.join": self._join,
+            "conversations.open": self._open,
             "users.info": self._user_info,
             "usergroups.users.list": self._usergroup_users,
             **self.views.methods,
+            **self.assistant.methods,
         }
 
     # ----- reading and seeding state -----
@@ -120,6 +124,18 @@ class Workspace:
         """Return the live replies of a thread, oldest first."""
         replies = (m for m in self._messages.get(channel, {}).values() if m.thread_ts == thread_ts)
         return sorted((m for m in replies if not m.deleted), key=lambda m: Decimal(m.ts))
+
+    def open_assistant_thread(self, user: str) -> Message:
+        """Start an assistant thread as Slack does when `user` opens the app's pane: a "New chat" in their DM."""
+        channel = self._channel_id(user)
+        message = Message(channel, self.next_ts(), "New chat", user=self.bot_user_id, subtype="assistant_app_thread")
+        self.store(message)
+        return message
+
+    def _thread_exists(self, channel: str, thread_ts: str) -> bool:
+        """Whether a live message with this ts (a thread's parent) is in the channel."""
+        message = self.find(channel, thread_ts)
+        return message is not None and not message.deleted
 
     def store(self, message: Message) -> None:
         """Add or replace a message; a seeded ts also moves the ts generator past it."""
@@ -249,6 +265,8 @@ class Workspace:
         legacy bot message has no `user`, only `bot_id` and the subtype `bot_message`.
         """
         out: dict[str, Any] = {"type": "message"}
+        if message.subtype:
+            out["subtype"] = message.subtype
         if message.user:
             out["user"] = message.user
         if message.bot_id:
@@ -465,6 +483,27 @@ class Workspace:
             raise ApiError("method_not_supported_for_channel_type")
         self.channels[cid].bot_member = True
         answer["channel"] = self._channel_info(cid)
+        return answer
+
+    def _open(self, args: Args) -> dict[str, Any]:
+        """conversations.open: the bot's DM with one person (`users`), or an existing conversation (`channel`).
+
+        A group DM (several users) is not served by the stand-in: it answers invalid_arguments.
+        """
+        users = [u.strip() for u in (args.text("users") or "").split(",") if u.strip()]
+        channel = args.text("channel")
+        if channel and not users:
+            return {"channel": {"id": self._channel_id(channel)}}
+        if not users:
+            raise ApiError("users_list_not_supplied")
+        if len(users) > 1:
+            raise ApiError("invalid_arguments", messages=["[ERROR] the stand-in opens one-person DMs only"])
+        if users[0] not in self.users:
+            raise ApiError("user_not_found")
+        was_open = "D" + users[0].removeprefix("U") in self.channels
+        answer: dict[str, Any] = {"channel": {"id": self._channel_id(users[0])}}
+        if was_open:
+            answer.update(no_op=True, already_open=True)
         return answer
 
     def _user_info(self, args: Args) -> dict[str, Any]:

@@ -1,0 +1,244 @@
+"""Lexi in Slack's AI assistant pane: a greeting with suggested prompts, then each message answered in its thread.
+
+Bolt's `Assistant` acknowledges the pane's events before its handlers run. A person's message is answered on the
+bot's general queue (Lexi's chat can take seconds, and must not hold a Bolt listener thread a click needs): the
+status "Lexi is thinking…" shows meanwhile and is always cleared. Questions about the queue are answered from the
+bot's own records (no LeadLex call, no credits); everything else goes to Lexi's chat in the thread's conversation,
+which is kept in the database (bot.core.conversations).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App, Assistant, BoltContext
+from slack_bolt.context.save_thread_context import SaveThreadContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.db.store import TaskRow
+from bot.errors import LexiError, RateLimited, TransientError
+from bot.ops.logs import clip
+from bot.slack import replies, subcommands
+from bot.slack.blocks import describe_task, truncate
+from bot.slack.listeners import RUNTIME, Running, runtime_of
+from bot.slack.messenger import slack_error_text
+
+log = logging.getLogger(__name__)
+
+GREETING = (
+    "Hi, I'm Lexi, LeadLex's AI assistant. Ask me to find prospects, update contacts or plan a campaign; "
+    "work that needs approval waits for it in Slack. I can also tell you what is waiting for your approval."
+)
+SUGGESTED_PROMPTS = (
+    "What is waiting for my approval?",
+    "Find 20 VPs of Sales at fintech companies in New York",
+    "Summarise what Lexi did today",
+)
+THINKING = "Lexi is thinking…"
+#: What a person is told when the bot's queue is full and their message cannot be taken now.
+BUSY = "I'm too busy to answer right now; please ask again in a minute."
+#: The longest thread title set from a first message.
+TITLE_MAX = 60
+#: The most waiting tasks listed in an answer (each with a link to its card).
+WAITING_SHOWN = 10
+#: Questions about the queue, answered from the bot's records: "what is waiting?", "… for my approval", "pending".
+_QUEUE_QUESTION = re.compile(
+    r"\bwhat(?:'s|’s|\s+is|\s+are)\s+(?:still\s+)?waiting\b|\bwaiting\s+for\s+(?:my|me)\b|\bpending\b", re.IGNORECASE
+)
+#: Bolt's key for the thread context saved in the first bot message's metadata (its default context store).
+_CONTEXT_EVENT = "assistant_thread_context"
+
+
+def register(app: App) -> None:
+    """Put the assistant on the app (after the middleware that gives listeners the runtime), and quiet other DMs.
+
+    Its handlers do nothing for a request without a runtime (in multi-workspace mode, a workspace not connected
+    yet: its events are acknowledged and nothing more, as bot.slack.unconnected does).
+    """
+    assistant = Assistant(logger=logging.getLogger("bot.bolt"))
+    assistant.thread_started(handle_thread_started)
+    assistant.thread_context_changed(handle_thread_context_changed)
+    assistant.user_message(handle_user_message)
+    app.use(assistant)
+    app.event("message")(handle_other_message)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One person's message in an assistant thread."""
+
+    user: str
+    channel: str
+    thread_ts: str
+    text: str
+
+
+class Pane:
+    """The assistant.threads.* calls on one thread: status, suggested prompts, title; Slack's refusals are logged."""
+
+    def __init__(self, client: WebClient, channel: str, thread_ts: str) -> None:
+        self._client = client
+        self._channel = channel
+        self._thread_ts = thread_ts
+
+    def status(self, text: str) -> None:
+        """Show `text` as the thread's status ("" clears it)."""
+        self._call("status", self._client.assistant_threads_setStatus, status=text)
+
+    def suggest(self, prompts: Sequence[str]) -> None:
+        """Offer prompts the person can click (each sends its own words)."""
+        self._call(
+            "prompts",
+            self._client.assistant_threads_setSuggestedPrompts,
+            prompts=[{"title": prompt, "message": prompt} for prompt in prompts],
+        )
+
+    def title(self, text: str) -> None:
+        """Name the thread in the pane's history."""
+        self._call("title", self._client.assistant_threads_setTitle, title=text)
+
+    def _call(self, what: str, method: Any, **kwargs: Any) -> None:
+        """Call one assistant.threads method on this thread; a refusal is logged, never raised."""
+        try:
+            method(channel_id=self._channel, thread_ts=self._thread_ts, **kwargs)
+        except SlackApiError as exc:
+            log.warning("could not set the %s of assistant thread %s: %s", what, self._thread_ts, slack_error_text(exc))
+
+
+def handle_thread_started(event: dict[str, Any], context: BoltContext) -> None:
+    """Greet the person who opened the pane and suggest what to ask (the greeting carries the pane's context)."""
+    if RUNTIME not in context:
+        return
+    runtime = runtime_of(context)
+    thread = event["assistant_thread"]
+    channel, thread_ts = str(thread["channel_id"]), str(thread["thread_ts"])
+    metadata = None
+    if thread.get("context"):  # where Bolt's context store keeps it for this thread's later messages
+        metadata = {"event_type": _CONTEXT_EVENT, "event_payload": thread["context"]}
+    runtime.messenger.say(channel, GREETING, thread_ts=thread_ts, metadata=metadata)
+    Pane(runtime.slack, channel, thread_ts).suggest(SUGGESTED_PROMPTS)
+
+
+def handle_thread_context_changed(
+    event: dict[str, Any], context: BoltContext, save_thread_context: SaveThreadContext
+) -> None:
+    """The person looks at another channel with the pane open: keep that context with the thread (Bolt's store)."""
+    if RUNTIME not in context:
+        return
+    thread = event["assistant_thread"]
+    try:
+        save_thread_context(thread.get("context") or {})
+    except SlackApiError as exc:  # the thread's first message could not be read or updated: the context waits
+        log.warning(
+            "could not keep the context of assistant thread %s: %s", thread.get("thread_ts"), slack_error_text(exc)
+        )
+
+
+def handle_user_message(event: dict[str, Any], context: BoltContext) -> None:
+    """Queue the answer to a person's message in an assistant thread; a full queue is said at once."""
+    text = str(event.get("text") or "").strip()
+    if not text or RUNTIME not in context:  # a file without words, or a workspace not connected yet
+        return
+    runtime = runtime_of(context)
+    turn = Turn(str(event.get("user") or ""), str(event["channel"]), str(event["thread_ts"]), text)
+    log.info("assistant thread %s: %s asked %r", turn.thread_ts, turn.user, clip(text))
+    pane = Pane(runtime.slack, turn.channel, turn.thread_ts)
+    pane.status(THINKING)
+    if runtime.submit(answer, runtime, turn) is None:
+        runtime.messenger.say(turn.channel, BUSY, thread_ts=turn.thread_ts)
+        pane.status("")
+
+
+def handle_other_message(event: dict[str, Any]) -> None:
+    """Other messages in the app's DMs (plain DMs, other bots, edits) are not answered in this version."""
+    log.debug("message %s in %s not for the assistant", event.get("ts"), event.get("channel"))
+
+
+def answer(runtime: Running, turn: Turn) -> None:
+    """Answer one message in its thread (titling a new thread from it), then clear the status, whatever happened."""
+    pane = Pane(runtime.slack, turn.channel, turn.thread_ts)
+    try:
+        if runtime.conversations.open_thread(turn.channel, turn.thread_ts):
+            pane.title(title_from(turn.text))
+        reply = waiting(runtime, turn.user) if is_queue_question(turn.text) else _ask_lexi(runtime, turn)
+    except LexiError as exc:
+        log.warning("assistant thread %s: %s", turn.thread_ts, exc)
+        reply = replies.trouble(exc)
+    except Exception:
+        log.exception("assistant thread %s: answering failed", turn.thread_ts)
+        reply = replies.oops()
+    try:
+        runtime.messenger.say(turn.channel, reply, thread_ts=turn.thread_ts)
+    finally:
+        pane.status("")
+
+
+def is_queue_question(text: str) -> bool:
+    """Whether a message asks what is waiting for approval (answered from the bot's own records)."""
+    return _QUEUE_QUESTION.search(text) is not None
+
+
+def title_from(text: str) -> str:
+    """A thread title from its first message: one line, clipped."""
+    return truncate(" ".join(text.split()), TITLE_MAX)
+
+
+def _ask_lexi(runtime: Running, turn: Turn) -> str:
+    """Lexi's answer in the thread's conversation; a task she prepared is announced at once, as `/lexi ask` does."""
+    try:
+        reply = runtime.conversations.ask_in_thread(turn.channel, turn.thread_ts, turn.text)
+    except RateLimited as exc:
+        return replies.trouble(exc)
+    except TransientError as exc:  # chat is never retried: it costs credits and may have reached Lexi
+        log.warning("Lexi chat failed: %s", exc)
+        return replies.chat_lost()
+    where = subcommands.announce_by_id(runtime, reply.task_id) if reply.requires_approval and reply.task_id else None
+    return replies.lexi_answer(reply.response, where)
+
+
+def waiting(runtime: Running, user: str) -> str:
+    """What waits for `user`'s approval, with links to the cards, from the bot's records (no LeadLex call)."""
+    rows, total = runtime.tasks.waiting(WAITING_SHOWN)
+    if not total:
+        return "Nothing is waiting for approval right now."
+    mine, notice = runtime.decider.decidable(user, [(row.task, row.channel) for row in rows])
+    lines = [f"• {_linked(runtime, row)}" for row in rows if row.task_id in mine]
+    for_others, unlisted = len(rows) - len(lines), total - len(rows)
+    why = f"\n{notice}" if notice and not lines else ""  # e.g. Slack could not say who may decide
+    if not lines and not unlisted:
+        return f"Nothing is waiting for your approval; {_tasks(total)} {_verb(total)} for other approvers.{why}"
+    if not lines:
+        return f"None of the {_tasks(len(rows))} I looked at waits for you; {total} wait in all: see the App Home.{why}"
+    text = f"*{_tasks(len(lines))} {_verb(len(lines))} for your approval:*\n" + "\n".join(lines)
+    if for_others:
+        text += f"\n_{_tasks(for_others)} more {_verb(for_others)} for other approvers._"
+    if unlisted:
+        text += f"\n_{unlisted} more {_verb(unlisted)} beyond these: see the App Home._"
+    return text
+
+
+def _linked(runtime: Running, row: TaskRow) -> str:
+    """A task's escaped line, linked to its card when Slack gives a link."""
+    label = describe_task(row.task)
+    if row.message_ts is None:
+        return f"{label} (its card will appear in <#{row.channel}> shortly)"
+    try:
+        return f"<{runtime.messenger.permalink(row)}|{label}>"
+    except SlackApiError as exc:
+        log.warning("no permalink for task %s: %s", row.task_id, slack_error_text(exc))
+        return f"{label} (in <#{row.channel}>)"
+
+
+def _tasks(count: int) -> str:
+    """'1 task', '3 tasks'."""
+    return f"{count} task" if count == 1 else f"{count} tasks"
+
+
+def _verb(count: int) -> str:
+    """'waits' or 'wait'."""
+    return "waits" if count == 1 else "wait"
