@@ -102,6 +102,7 @@ def create_multi_workspace_app(
     replay.register(app, store, defer={blocks.APPROVE_ACTION})
     if tenants is not None:
         app.middleware(tenant_middleware(tenants))
+        assistant.register(app)  # after the workspace's runtime is in the context, as in single-workspace mode
     # Before any other listener: Bolt runs the first that matches (the Home tab, the setup forms, the uninstall
     # events), then the "not connected" answers, then the listeners of a connected workspace.
     setup.register(app, workspaces or Workspaces(store.engine, None), lexi_url=lexi_url, on_change=on_change)

@@ -360,3 +360,17 @@ def test_without_a_public_url_no_webhook_is_registered(pair: Pair) -> None:
     assert pair.tenants.workers.drain(10)
     assert pair.tenants.ensure_webhook(A) is False
     assert pair.lexi[A].calls_to("POST", "/v1/webhooks") == []
+
+
+def test_the_assistant_pane_works_in_each_workspace_with_its_own_token(pair: Pair) -> None:
+    """Opening the assistant pane in workspace A greets and suggests prompts there, with A's token; B sees nothing."""
+    workspace_a = pair.bot.slack.oauth.teams[A].workspace
+    parent = workspace_a.open_assistant_thread("UALICE")
+    envelope = payloads.build_assistant_thread_started(
+        user="UALICE", channel=parent.channel, thread_ts=parent.ts, context_channel=CHANNEL, team_id=A
+    )
+    assert pair.post(*payloads.encode_event(envelope)).status_code == 200
+    prompts = [u for u in workspace_a.assistant.updates if u.kind == "prompts" and u.thread_ts == parent.ts]
+    assert len(prompts) == 1
+    workspace_b = pair.bot.slack.oauth.teams[B].workspace
+    assert workspace_b.assistant.updates == []
