@@ -59,6 +59,7 @@ EVENT_SCOPES: dict[str, set[str]] = {
     "assistant_thread_started": {"assistant:write"},
     "assistant_thread_context_changed": {"assistant:write"},
     "message.im": {"im:history"},
+    "app_mention": {"app_mentions:read"},
 }
 #: The subscriptions Bolt's Assistant middleware serves, by the kind of its listeners (Slack's names for them).
 ASSISTANT_EVENTS = {

@@ -1,7 +1,8 @@
 """Asking Lexi: a person's message goes on in the conversation they have in that channel, or starts a new one.
 
-An assistant thread (Slack's AI pane) has a conversation of its own, kept in the same table under the key
-(`thread:<thread_ts>`, its DM channel): no person's id looks like that, so the two kinds never meet.
+A thread the bot answers in (the AI pane's, or one under a DM or an @mention) has a conversation of its own, kept
+in the same table under the key (`thread:<thread_ts>`, its channel): no person's id looks like that, so the two
+kinds never meet.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Conversations:
         return True
 
     def ask_in_thread(self, channel: str, thread_ts: str, message: str) -> ChatReply:
-        """Send `message` to Lexi in the conversation of an assistant thread (a new one at its first message).
+        """Send `message` to Lexi in the conversation of a thread (a new one at its first message).
 
         As `ask`: the conversation Lexi names is remembered for the thread's next message; errors propagate.
         """

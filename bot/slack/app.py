@@ -17,7 +17,7 @@ from bot.config import DEFAULT_LEXI_API_URL
 from bot.db.store import Store
 from bot.db.workspaces import Workspaces
 from bot.errors import ConfigError
-from bot.slack import assistant, blocks, install, replay, setup, unconnected
+from bot.slack import assistant, blocks, install, mentions, replay, setup, unconnected
 from bot.slack.listeners import RUNTIME, Running, actions, events, views
 from bot.slack.listeners import slash_command as commands
 
@@ -67,6 +67,7 @@ def create_app(runtime: Running) -> App:
     views.register(app)
     commands.register(app)
     events.register(app)
+    mentions.register(app)  # DMs outside the pane and @mentions
     app.error(handle_error)
     return app
 
@@ -112,6 +113,7 @@ def create_multi_workspace_app(
         views.register(app)
         commands.register(app)
         events.register(app)
+        mentions.register(app)
     app.error(handle_error)
     return app
 

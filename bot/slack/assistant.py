@@ -5,6 +5,9 @@ bot's general queue (Lexi's chat can take seconds, and must not hold a Bolt list
 status "Lexi is thinking…" shows meanwhile and is always cleared. Questions about the queue are answered from the
 bot's own records (no LeadLex call, no credits); everything else goes to Lexi's chat in the thread's conversation,
 which is kept in the database (bot.core.conversations).
+
+`take` and `answer` are the one answer path: plain DMs and @mentions (bot.slack.mentions) use them too, as turns
+outside the pane, which get no status, title or prompts (Slack refuses assistant.threads.* outside its threads).
 """
 
 from __future__ import annotations
@@ -55,27 +58,30 @@ _CONTEXT_EVENT = "assistant_thread_context"
 
 
 def register(app: App) -> None:
-    """Put the assistant on the app (after the middleware that gives listeners the runtime), and quiet other DMs.
+    """Put the assistant on the app (after the middleware that gives listeners the runtime).
 
     Its handlers do nothing for a request without a runtime (in multi-workspace mode, a workspace not connected
-    yet: its events are acknowledged and nothing more, as bot.slack.unconnected does).
+    yet: its events are acknowledged and nothing more, as bot.slack.unconnected does). A DM in a thread that is not
+    the pane's passes on to the app's own "message" listener (bot.slack.mentions).
     """
     assistant = Assistant(logger=logging.getLogger("bot.bolt"))
     assistant.thread_started(handle_thread_started)
     assistant.thread_context_changed(handle_thread_context_changed)
-    assistant.user_message(handle_user_message)
+    # Bolt annotates `matchers` as one matcher but concatenates it to a list of its own: a list is what works.
+    assistant.user_message(handle_user_message, matchers=[in_pane_thread])  # type: ignore[arg-type]
     app.use(assistant)
-    app.event("message")(handle_other_message)
 
 
 @dataclass(frozen=True)
 class Turn:
-    """One person's message in an assistant thread."""
+    """One person's message to Lexi and the thread it is answered in: the pane's, or one under a DM or a mention."""
 
     user: str
     channel: str
     thread_ts: str
     text: str
+    #: Whether the thread is an assistant pane's: only there are its status, title and prompts set.
+    in_pane: bool = True
 
 
 class Pane:
@@ -139,43 +145,58 @@ def handle_thread_context_changed(
         )
 
 
+def in_pane_thread(event: dict[str, Any], context: BoltContext) -> bool:
+    """Whether a DM in a thread is in an assistant pane's thread: one the app started, not under a person's message.
+
+    Slack names the author of a thread's first message in `parent_user_id`; the pane's threads start with the app's.
+    """
+    parent = event.get("parent_user_id")
+    return parent is None or parent == context.bot_user_id
+
+
 def handle_user_message(event: dict[str, Any], context: BoltContext) -> None:
     """Queue the answer to a person's message in an assistant thread; a full queue is said at once."""
     text = str(event.get("text") or "").strip()
     if not text or RUNTIME not in context:  # a file without words, or a workspace not connected yet
         return
-    runtime = runtime_of(context)
-    turn = Turn(str(event.get("user") or ""), str(event["channel"]), str(event["thread_ts"]), text)
-    log.info("assistant thread %s: %s asked %r", turn.thread_ts, turn.user, clip(text))
-    pane = Pane(runtime.slack, turn.channel, turn.thread_ts)
-    pane.status(THINKING)
+    take(runtime_of(context), Turn(str(event.get("user") or ""), str(event["channel"]), str(event["thread_ts"]), text))
+
+
+def take(runtime: Running, turn: Turn) -> None:
+    """Queue the answer to a turn (in the pane, showing "Lexi is thinking…"); a full queue is said at once."""
+    log.info("thread %s in %s: %s asked %r", turn.thread_ts, turn.channel, turn.user, clip(turn.text))
+    pane = _pane(runtime, turn)
+    if pane is not None:
+        pane.status(THINKING)
     if runtime.submit(answer, runtime, turn) is None:
         runtime.messenger.say(turn.channel, BUSY, thread_ts=turn.thread_ts)
-        pane.status("")
-
-
-def handle_other_message(event: dict[str, Any]) -> None:
-    """Other messages in the app's DMs (plain DMs, other bots, edits) are not answered in this version."""
-    log.debug("message %s in %s not for the assistant", event.get("ts"), event.get("channel"))
+        if pane is not None:
+            pane.status("")
 
 
 def answer(runtime: Running, turn: Turn) -> None:
-    """Answer one message in its thread (titling a new thread from it), then clear the status, whatever happened."""
-    pane = Pane(runtime.slack, turn.channel, turn.thread_ts)
+    """Answer one message in its thread (in the pane: titling a new thread, then clearing the status, always)."""
+    pane = _pane(runtime, turn)
     try:
-        if runtime.conversations.open_thread(turn.channel, turn.thread_ts):
+        if pane is not None and runtime.conversations.open_thread(turn.channel, turn.thread_ts):
             pane.title(title_from(turn.text))
         reply = waiting(runtime, turn.user) if is_queue_question(turn.text) else _ask_lexi(runtime, turn)
     except LexiError as exc:
-        log.warning("assistant thread %s: %s", turn.thread_ts, exc)
+        log.warning("thread %s in %s: %s", turn.thread_ts, turn.channel, exc)
         reply = replies.trouble(exc)
     except Exception:
-        log.exception("assistant thread %s: answering failed", turn.thread_ts)
+        log.exception("thread %s in %s: answering failed", turn.thread_ts, turn.channel)
         reply = replies.oops()
     try:
         runtime.messenger.say(turn.channel, reply, thread_ts=turn.thread_ts)
     finally:
-        pane.status("")
+        if pane is not None:
+            pane.status("")
+
+
+def _pane(runtime: Running, turn: Turn) -> Pane | None:
+    """The pane calls of a turn's thread; None outside the pane."""
+    return Pane(runtime.slack, turn.channel, turn.thread_ts) if turn.in_pane else None
 
 
 def is_queue_question(text: str) -> bool:

@@ -374,3 +374,20 @@ def test_the_assistant_pane_works_in_each_workspace_with_its_own_token(pair: Pai
     assert len(prompts) == 1
     workspace_b = pair.bot.slack.oauth.teams[B].workspace
     assert workspace_b.assistant.updates == []
+
+
+def test_a_mention_is_answered_in_its_workspace_by_its_own_lexi(pair: Pair) -> None:
+    """A mention of the bot in workspace A is answered in a thread there, by A's LeadLex; B's LeadLex is not asked."""
+    workspace_a = pair.bot.slack.oauth.teams[A].workspace
+    text = f"<@{workspace_a.bot_user_id}> who are you?"
+    mention = Message(CHANNEL, workspace_a.next_ts(), text, user="UALICE")
+    workspace_a.store(mention)
+    envelope = payloads.build_app_mention(
+        user="UALICE", channel=CHANNEL, text=text, ts=mention.ts, team_id=A, bot_user_id=workspace_a.bot_user_id
+    )
+    assert pair.post(*payloads.encode_event(envelope)).status_code == 200
+    (call,) = pair.lexi[A].calls_to("POST", "/v1/lexi/chat")
+    assert call.body["message"] == "who are you?"
+    assert pair.lexi[B].calls_to("POST", "/v1/lexi/chat") == []
+    (reply,) = workspace_a.thread(CHANNEL, mention.ts)
+    assert reply.user == workspace_a.bot_user_id and reply.text.startswith("*Lexi:*")

@@ -293,10 +293,12 @@ def build_im_message(
     bot_id: str | None = None,
     team_id: str = "T0001",
     bot_user_id: str = "UBOT",
+    parent_user_id: str | None = None,
 ) -> dict[str, Any]:
     """Build the envelope of a `message` event in the app's DM (channel_type "im"), as in an assistant thread.
 
-    With `thread_ts` it is a message in that thread (the pane's threads); `subtype` and `bot_id` make it an edit
+    With `thread_ts` it is a message in that thread, whose first message `parent_user_id` wrote (by default the
+    bot: the pane's threads; a person for a thread under their own DM); `subtype` and `bot_id` make it an edit
     or another bot's message, which Slack delivers too.
     """
     event: dict[str, Any] = {
@@ -312,9 +314,41 @@ def build_im_message(
         "channel_type": "im",
     }
     if thread_ts is not None:
-        event.update(thread_ts=thread_ts, parent_user_id=bot_user_id)
+        event.update(thread_ts=thread_ts, parent_user_id=parent_user_id or bot_user_id)
     if subtype is not None:
         event["subtype"] = subtype
+    if bot_id is not None:
+        event["bot_id"] = bot_id
+    return _event_envelope(event, team_id, bot_user_id, None, is_enterprise_install=False)
+
+
+def build_app_mention(
+    *,
+    user: str,
+    channel: str,
+    text: str,
+    ts: str,
+    thread_ts: str | None = None,
+    bot_id: str | None = None,
+    team_id: str = "T0001",
+    bot_user_id: str = "UBOT",
+) -> dict[str, Any]:
+    """Build the envelope Slack sends when a message in a channel mentions the app's bot (`<@UBOT> …` in `text`).
+
+    With `thread_ts` the mention is a reply in that thread; with `bot_id` another app's bot wrote it.
+    """
+    event: dict[str, Any] = {
+        "type": "app_mention",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "team": team_id,
+        "channel": channel,
+        "event_ts": ts,
+        "client_msg_id": secrets.token_hex(16),
+    }
+    if thread_ts is not None:
+        event["thread_ts"] = thread_ts
     if bot_id is not None:
         event["bot_id"] = bot_id
     return _event_envelope(event, team_id, bot_user_id, None, is_enterprise_install=False)

@@ -240,6 +240,11 @@ class SlackStandIn:
                 if (update.channel_id, update.thread_ts) == (channel_id, thread_ts) and kind in (None, update.kind)
             ]
 
+    def open_dm(self, user: str = "UALICE") -> str:
+        """The id of the app's DM with `user` (D + their id without the U), where they can write to the bot."""
+        with self._lock:
+            return self._workspace.open_dm(user)
+
     def open_assistant_thread(self, user: str = "UALICE") -> Message:
         """`user` opens the app's assistant pane: Slack starts a thread in their DM (send assistant_thread_started)."""
         with self._lock:

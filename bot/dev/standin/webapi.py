@@ -125,6 +125,10 @@ class Workspace:
         replies = (m for m in self._messages.get(channel, {}).values() if m.thread_ts == thread_ts)
         return sorted((m for m in replies if not m.deleted), key=lambda m: Decimal(m.ts))
 
+    def open_dm(self, user: str) -> str:
+        """The id of the app's DM with `user`, opened if need be (as conversations.open does)."""
+        return self._channel_id(user)
+
     def open_assistant_thread(self, user: str) -> Message:
         """Start an assistant thread as Slack does when `user` opens the app's pane: a "New chat" in their DM."""
         channel = self._channel_id(user)
