@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
@@ -24,7 +25,7 @@ from bot.errors import ConfigError, InvalidKey, LexiBotError, LexiError, Permiss
 from bot.lexi.client import LexiClient
 from bot.lexi.models import TaskState
 from bot.ops import checks
-from bot.ops.logs import setup_logging
+from bot.ops.logs import clip, setup_logging
 from bot.ops.reach import UNREACHABLE
 
 log = logging.getLogger("bot")
@@ -94,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="export the audit trail of announcements and decisions")
     audit.add_argument("--since", help="only events from this date or time on (e.g. 2026-11-01 or 2026-11-01T09:00Z)")
     audit.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default csv)")
+    audit.add_argument(
+        "--workspace",
+        metavar="TEAM_ID",
+        help="multi-workspace mode: the workspace whose trail to export (an uninstalled one's too, until purged)",
+    )
     audit.set_defaults(func=cmd_audit)
 
     _workspace_commands(sub)
@@ -570,10 +576,11 @@ def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if since is None:
             raise ConfigError(f"--since {args.since!r} is not a date such as 2026-11-01 or 2026-11-01T09:00Z")
     settings = load_settings(environ, require=())
+    workspace = _audited_workspace(settings, args.workspace)
     store = _open_store(settings, "nothing to audit")
     try:
         with database_errors(settings.database_url):
-            events = store.audit_events(since)
+            events = (store.scoped(workspace) if workspace else store).audit_events(since)
     finally:
         store.close()
     if args.format == "json":
@@ -584,6 +591,22 @@ def cmd_audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         writer.writeheader()
         writer.writerows({key: csv_cell(value) for key, value in event.items()} for event in events)
     return 0
+
+
+def _audited_workspace(settings: Settings, workspace: str | None) -> str | None:
+    """The workspace whose audit trail to export: required in multi-workspace mode, refused in single."""
+    if not settings.multi_workspace:
+        if workspace:
+            raise ConfigError("--workspace is for multi-workspace mode; this bot serves one workspace: leave it out")
+        return None
+    if not workspace:
+        raise ConfigError(
+            "multi-workspace mode keeps an audit trail per workspace: say which with --workspace TEAM_ID "
+            "(`lexi-bot workspaces` lists them)"
+        )
+    if not re.fullmatch(r"[TE][A-Z0-9]{2,31}", workspace):
+        raise ConfigError(f"--workspace {clip(workspace, 40)!r} is not a Slack team or organization id (T…, E…)")
+    return workspace
 
 
 def _open_store(settings: Settings, nothing: str) -> Store:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -230,3 +231,25 @@ def test_single_workspace_commands_say_they_do_not_apply(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "multi-workspace mode" in err and "Traceback" not in err and CLIENT_SECRET not in err
+
+
+def test_audit_exports_one_workspace_s_trail_even_after_its_uninstall(
+    store: Store, old_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lexi-bot audit --workspace` exports that workspace's events only; the uninstalled org's trail stays exportable.
+
+    Without --workspace, multi-workspace mode says to name one; a malformed id is refused with exit 2.
+    """
+    _populate(store, old_key)
+    store.scoped("T0A").audit("refused", "t1", actor="UMALLORY", detail="approve: not allowed")
+    assert main(["audit", "--workspace", "T0A", "--format", "json"]) == 0
+    events = json.loads(capsys.readouterr().out)
+    assert [e["event"] for e in events] == ["installed", "refused"]
+    assert main(["audit", "--workspace", "E0ORG"]) == 0  # uninstalled, not purged: still there
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("at,task_id,event") and "installed" in out and "UMALLORY" not in out
+    assert main(["audit"]) == 2
+    assert "--workspace TEAM_ID" in capsys.readouterr().err
+    assert main(["audit", "--workspace", "t0a; DROP"]) == 2
+    err = capsys.readouterr().err
+    assert "not a Slack team" in err and "Traceback" not in err
