@@ -43,6 +43,27 @@ class _Unlisted(Exception):
         self.error = error
 
 
+class _Flight:
+    """One question to Slack about a membership, which other checks of the same key wait for."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._members: frozenset[str] | None = None
+        self._error: _Unlisted | None = None
+
+    def settle(self, members: frozenset[str] | None, error: _Unlisted | None) -> None:
+        """Give the answer (or the failure) to everyone waiting."""
+        self._members, self._error = members, error
+        self._done.set()
+
+    def outcome(self) -> frozenset[str]:
+        """Wait for the answer; the asker's failure is raised here too (the check fails closed)."""
+        self._done.wait()
+        if self._error is not None:
+            raise _Unlisted(self._error.key, self._error.error)
+        return self._members or frozenset()
+
+
 class Approvers:
     """Answers 'may this person decide this task?' from the policy and Slack's memberships."""
 
@@ -54,6 +75,7 @@ class Approvers:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._flights: dict[str, _Flight] = {}  # memberships being asked for now, by key
         self._lock = threading.Lock()
 
     def allowed(
@@ -165,14 +187,45 @@ class Approvers:
         return False
 
     def _members(self, key: str) -> frozenset[str]:
-        """Members of a user group (S…) or channel (C…/G…), cached for `ttl` seconds; _Unlisted when Slack fails."""
-        now = self._clock()
+        """Members of a user group (S…) or channel (C…/G…), cached for `ttl` seconds; _Unlisted when Slack fails.
+
+        Checks that miss the cache at once wait for one answer from Slack (the first asks; the others get its answer
+        or its failure), instead of each asking: a burst of clicks when the cache expires makes one call, not twenty.
+        """
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and now - cached[0] < self._ttl:
+            if cached is not None and self._clock() - cached[0] < self._ttl:
                 return cached[1]
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+                asks = True
+            else:
+                asks = False
+        if not asks:
+            return flight.outcome()
+        now = self._clock()
         try:
-            members = self._fetch(key)
+            members = self._ask(key)
+        except _Unlisted as exc:
+            flight.settle(None, exc)
+            raise
+        except BaseException:
+            flight.settle(None, _Unlisted(key, "no answer"))
+            raise
+        else:
+            with self._lock:
+                self._cache[key] = (now, members)
+            flight.settle(members, None)
+            return members
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+
+    def _ask(self, key: str) -> frozenset[str]:
+        """Ask Slack for a membership; _Unlisted (logged) when Slack cannot answer, so the check fails closed."""
+        try:
+            return self._fetch(key)
         except SlackApiError as exc:
             log.warning(
                 "could not read the members of %s (%s); only named users may decide", key, slack_error_text(exc)
@@ -182,9 +235,6 @@ class Approvers:
         except Exception as exc:  # noqa: BLE001 - a network failure must fail closed too, never admit anyone
             log.warning("could not read the members of %s (%s); only named users may decide", key, type(exc).__name__)
             raise _Unlisted(key, "no answer") from None
-        with self._lock:
-            self._cache[key] = (now, members)
-        return members
 
     def _fetch(self, key: str) -> frozenset[str]:
         """Ask Slack for the members of a user group or a channel (bounded paging)."""

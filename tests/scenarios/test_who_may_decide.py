@@ -358,3 +358,39 @@ def test_a_restored_card_of_unknown_type_needs_someone_who_may_decide_every_type
         assert sandbox.task(task_id)["status"] == "approved"
     finally:
         second.close()
+
+
+def test_clicks_that_miss_the_membership_cache_together_ask_slack_once(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """Five clicks arriving while the channel's members are being read wait for that one answer, then all decide."""
+    task_ids = [sandbox.add_task("prospect_search", f"Find CFOs {n}")["id"] for n in range(5)]
+    bot.poll()
+    before = sum(1 for call in slack.calls if call.method == "conversations.members")
+    release = slack.hold_next("conversations.members")
+    bot.click(blocks.APPROVE_ACTION, task_ids[0], user="UALICE")
+    slack.wait_held()  # the first check is asking Slack
+    for task_id in task_ids[1:]:
+        bot.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+    release.set()
+    bot.settle()
+    assert sum(1 for call in slack.calls if call.method == "conversations.members") - before == 1
+    assert [sandbox.task(task_id)["status"] for task_id in task_ids] == ["approved"] * 5
+
+
+def test_clicks_waiting_for_a_membership_slack_refuses_are_all_refused(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """When the one read of the channel's members fails, every click that waited for it fails closed too."""
+    task_ids = [sandbox.add_task("prospect_search", f"Find CFOs {n}")["id"] for n in range(3)]
+    bot.poll()
+    slack.fail_next("conversations.members", "internal_error")
+    release = slack.hold_next("conversations.members")
+    bot.click(blocks.APPROVE_ACTION, task_ids[0], user="UALICE")
+    slack.wait_held()
+    for task_id in task_ids[1:]:
+        bot.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+    release.set()
+    bot.settle()
+    assert [sandbox.task(task_id)["status"] for task_id in task_ids] == ["pending"] * 3
+    assert sum(1 for call in slack.calls if call.method == "conversations.members") == 1
