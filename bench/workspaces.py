@@ -1,0 +1,558 @@
+r"""Benchmark (issue 15): N installed workspaces on R `lexi-bot run` replicas and one database.
+
+Each workspace has its own Slack team, bot token and channel in the stand-in, and its own LeadLex workspace in the
+sandbox with its own key and daily budget: the budgets are chosen so that the poll planner (bot.core.budget)
+spreads each workspace's polling share over the day at one poll every `--intervals` seconds (30 to 60 by
+default), each workspace its own. Set-up is bench.fleet's. Once every workspace was polled once (the warm-up),
+each workspace gets `--tasks-per-workspace` new pending tasks at random times over `--minutes`, in random order.
+Measured, per task: created → its card posted by chat.postMessage (the stand-in's clock is this process's);
+lateness = that time − the workspace's planned poll interval (the median of next_poll_at − last_poll_at read from
+the registry during the run), which must be ≤ 5 s; duplicates (two cards for one task); leaks (a card in another
+workspace's channel, or posted with another team's token: the stand-in knows whose token made each call); the
+budget (each LeadLex workspace's calls against the polling share of its daily limit over the run, and its 429s);
+CPU seconds and RSS of each replica. `--kill` SIGKILLs replica 1 halfway: the workspaces it held then (its
+claims, still leased 10 and 20 s later) must be announced within their interval plus the Scheduler's lease.
+
+    .venv/bin/python -m bench.workspaces --workspaces 1000 --replicas 3 --minutes 5 --kill \
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python -m bench.workspaces --sizes 10,100,1000 --minutes 4 --database-url ...   # the growth series
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bench.common import machine, percentile, print_table
+from bench.fleet import DAY, POLLING_SHARE, Fleet
+from bot.db.store import make_engine
+from bot.db.workspaces import WORKSPACES
+
+#: The Scheduler's claim lease (bot.core.schedule.Scheduler's default, which `lexi-bot run` uses).
+LEASE = 120.0
+#: The target: every task announced within its workspace's planned interval plus this.
+SLACK_SECONDS = 5.0
+#: How often the registry's planned intervals are sampled.
+SAMPLE_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class Options:
+    """One run's size and pacing."""
+
+    workspaces: int = 1000
+    replicas: int = 3
+    database_url: str = ""
+    minutes: float = 5.0
+    kill: bool = False
+    poll_interval: float = 30.0
+    intervals: tuple[float, float] = (30.0, 60.0)
+    tasks_per_workspace: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task added to one workspace's LeadLex, and when."""
+
+    id: str
+    team: str
+    channel: str
+    created: float
+
+
+@dataclass(frozen=True)
+class Post:
+    """A card posted for a task: when, in which channel, with whose token, and whether Slack took it."""
+
+    at: float
+    channel: str
+    team: str
+    ok: bool
+
+
+@dataclass
+class Usage:
+    """A replica's CPU seconds and RSS over the measured window."""
+
+    number: int
+    cpu: float
+    wall: float
+    rss_start: float
+    rss_end: float
+    killed: bool
+
+
+@dataclass
+class Result:
+    """What one run measured (every list in task order)."""
+
+    options: Options
+    warmup: float
+    tasks: list[TaskRecord]
+    posts: dict[str, list[Post]]
+    planned: dict[str, float]
+    usage: list[Usage]
+    polls: int
+    window: float
+    budget_over: list[str]
+    budget_ratio: float
+    limited: int
+    killed_at: float | None = None
+    held: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+    # --- the verdicts ---------------------------------------------------------------------------------
+
+    def announced(self, task: TaskRecord) -> Post | None:
+        """The task's first card that Slack took in its own channel with its own token, or None."""
+        mine = [p for p in self.posts.get(task.id, []) if p.ok and p.team == task.team and p.channel == task.channel]
+        return min(mine, key=lambda p: p.at) if mine else None
+
+    def lateness(self, task: TaskRecord) -> float | None:
+        """Seconds past its workspace's planned interval that the task's card came (None: never)."""
+        post = self.announced(task)
+        return None if post is None else post.at - task.created - self.planned[task.team]
+
+    @property
+    def missing(self) -> list[TaskRecord]:
+        """Tasks never announced."""
+        return [t for t in self.tasks if self.announced(t) is None]
+
+    @property
+    def duplicates(self) -> list[str]:
+        """Tasks with more than one card Slack took."""
+        return [task_id for task_id, posts in self.posts.items() if sum(p.ok for p in posts) > 1]
+
+    @property
+    def leaks(self) -> list[str]:
+        """Tasks with a post (taken or refused) in another channel or with another team's token."""
+        teams = {t.id: t for t in self.tasks}
+        return [
+            task_id
+            for task_id, posts in self.posts.items()
+            if task_id in teams
+            and any(p.team != teams[task_id].team or p.channel != teams[task_id].channel for p in posts)
+        ]
+
+    def kill_affected(self, task: TaskRecord) -> bool:
+        """Whether a task's workspace was held by the killed replica and the task came before it was recovered."""
+        return (
+            self.killed_at is not None
+            and task.team in self.held
+            and task.created < self.killed_at + LEASE + self.planned[task.team]
+        )
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def run(options: Options) -> Result:
+    """Set up, warm up, add the tasks, optionally kill a replica, wait for the cards, and measure."""
+    if not options.database_url.startswith("postgres") and options.replicas > 1:
+        raise SystemExit("SQLite serves one process: use --replicas 1, or a PostgreSQL --database-url")
+    workdir = Path(tempfile.mkdtemp(prefix="lexi-bench-workspaces-"))
+    try:
+        with Fleet(
+            options.workspaces,
+            options.replicas,
+            options.database_url,
+            workdir,
+            options.poll_interval,
+            options.intervals,
+            options.seed,
+        ) as fleet:
+            return _measure(fleet, options)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(fleet: Fleet, options: Options) -> Result:
+    """The run itself, on a populated fleet."""
+    started = time.time()
+    fleet.start_replicas()
+    sampler = Sampler(fleet.url)
+    widest = max(t.interval for t in fleet.tenants)
+    if not sampler.wait_all_polled(options.workspaces, timeout=2 * widest + 60 + options.workspaces * 0.3):
+        raise RuntimeError("not every workspace was polled once in time: the replicas cannot keep up")
+    warmup = time.time() - started
+    sampler.start()
+    rng = random.Random(options.seed)
+    load = options.minutes * 60
+    t0 = time.time()
+    schedule = sorted(
+        (t0 + rng.uniform(0, load), tenant) for tenant in fleet.tenants for _ in range(options.tasks_per_workspace)
+    )
+    start_usage = {r.number: (r.cpu(), r.rss()) for r in fleet.running}
+    kill_at = t0 + load / 2 if options.kill else None
+    ended: dict[int, tuple[float, float, float]] = {}
+    tasks: list[TaskRecord] = []
+    held: set[str] = set()
+    for n, (when, tenant) in enumerate(schedule):
+        if kill_at is not None and when >= kill_at and not fleet.running[0].killed_at:
+            _sleep_until(kill_at)
+            victim = fleet.running[0]
+            ended[victim.number] = (victim.cpu(), victim.rss(), time.time())
+            fleet.kill(victim)
+            sampler.note_kill(victim.killed_at or time.time())
+        _sleep_until(when)
+        created = time.time()
+        tenant.lexi.add_task(description=f"Bench task {n} of {tenant.team}", task_id=f"{tenant.team}-task-{n}")
+        tasks.append(TaskRecord(f"{tenant.team}-task-{n}", tenant.team, tenant.channel, created))
+        held |= sampler.held()
+    _sleep_until(t0 + load)
+    end = time.time()
+    for replica in fleet.running:
+        if replica.number not in ended:
+            ended[replica.number] = (replica.cpu(), replica.rss(), end)
+    polls = sum(1 for t in fleet.tenants for c in t.lexi.calls if t0 <= c.at < end and c.method == "GET")
+    allowance = LEASE if options.kill else 0.0
+    deadline = time.time() + widest + SLACK_SECONDS + allowance + 20
+    ids = {t.id for t in tasks}
+    while time.time() < deadline and len(ids & set(_posts(fleet))) < len(ids):
+        time.sleep(0.5)
+    held |= sampler.held()
+    sampler.stop()
+    seconds = time.time() - started
+    budget_over, ratio, limited = _budget(fleet, seconds)
+    errors = [line for replica in fleet.running for line in replica.errors() if "SIGKILL" not in line]
+    usage = [
+        Usage(
+            r.number,
+            ended[r.number][0] - start_usage[r.number][0],
+            ended[r.number][2] - t0,
+            start_usage[r.number][1],
+            ended[r.number][1],
+            r.killed_at is not None,
+        )
+        for r in fleet.running
+    ]
+    planned = {t.team: sampler.planned(t.team, t.interval) for t in fleet.tenants}
+    return Result(
+        options,
+        warmup,
+        tasks,
+        _posts(fleet),
+        planned,
+        usage,
+        polls,
+        end - t0,
+        budget_over,
+        ratio,
+        limited,
+        fleet.running[0].killed_at,
+        held,
+        errors,
+    )
+
+
+def _sleep_until(moment: float) -> None:
+    """Sleep until time.time() reaches `moment`."""
+    time.sleep(max(0.0, moment - time.time()))
+
+
+def _posts(fleet: Fleet) -> dict[str, list[Post]]:
+    """Every top-level chat.postMessage that carried a task's metadata, by task id."""
+    posts: dict[str, list[Post]] = defaultdict(list)
+    for call in fleet.slack.calls_to("chat.postMessage"):
+        metadata = call.args.get("metadata")
+        if isinstance(metadata, dict) and not call.args.get("thread_ts"):
+            task_id = (metadata.get("event_payload") or {}).get("task_id")
+            if task_id:
+                posts[str(task_id)].append(Post(call.at, str(call.args.get("channel")), call.team, call.ok))
+    return posts
+
+
+def _budget(fleet: Fleet, seconds: float) -> tuple[list[str], float, int]:
+    """Workspaces over their polling share for the run (or refused with 429), the highest share used, the 429s."""
+    over, worst, limited = [], 0.0, 0
+    for tenant in fleet.tenants:
+        calls = tenant.lexi.calls
+        refused = sum(1 for c in calls if c.status == 429)
+        share = tenant.lexi.daily_limit * POLLING_SHARE * seconds / DAY
+        ratio = len(calls) / max(share, 1.0)
+        worst, limited = max(worst, ratio), limited + refused
+        # The first poll comes before the planner knows the budget: one call of slack, and rounding.
+        if refused or len(calls) > share + 2:
+            over.append(tenant.team)
+    return over, worst, limited
+
+
+class Sampler:
+    """Reads the registry every few seconds: each workspace's planned interval, and what a dead replica holds."""
+
+    def __init__(self, url: str) -> None:
+        """Read from the run's database."""
+        self._engine = make_engine(url)
+        self._gaps: dict[str, list[float]] = defaultdict(list)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
+        self._kill: float | None = None
+        self._leased: list[set[str]] = []
+        self._lock = threading.Lock()
+
+    def wait_all_polled(self, count: int, timeout: float) -> bool:
+        """Wait (bounded) until every one of `count` workspaces has been polled once."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            query = select(func.count()).select_from(WORKSPACES).where(WORKSPACES.c.last_poll_at.is_not(None))
+            with self._engine.connect() as conn:
+                polled = conn.execute(query).scalar()
+            if polled == count:
+                return True
+            time.sleep(1.0)
+        return False
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._thread.join(10)
+        self._engine.dispose()
+
+    def note_kill(self, at: float) -> None:
+        """A replica was killed at `at`: look for the claims it left 10 and 20 s later."""
+        with self._lock:
+            self._kill = at
+
+    def held(self) -> set[str]:
+        """The workspaces still leased both 10 and 20 s after the kill: the dead replica's claims."""
+        with self._lock:
+            if len(self._leased) < 2:
+                return set()
+            return self._leased[0] & self._leased[1]
+
+    def planned(self, team: str, fallback: float) -> float:
+        """A workspace's planned interval: the median of its sampled next_poll_at − last_poll_at, else `fallback`."""
+        with self._lock:
+            gaps = self._gaps.get(team)
+            return statistics.median(gaps) if gaps else fallback
+
+    def _loop(self) -> None:
+        """Sample until stopped."""
+        while not self._stop.wait(SAMPLE_EVERY):
+            self._sample()
+
+    def _sample(self) -> None:
+        """One reading of the registry."""
+        with self._engine.connect() as conn:
+            columns = WORKSPACES.c
+            rows = conn.execute(select(columns.id, columns.last_poll_at, columns.next_poll_at)).all()
+        now = time.time()
+        leased = set()
+        with self._lock:
+            for team, last, upcoming in rows:
+                if last is None or upcoming is None:
+                    continue
+                gap = (_aware(upcoming) - _aware(last)).total_seconds()
+                if gap < LEASE * 0.9:  # a claim in progress moves next_poll_at a lease ahead: not a plan
+                    self._gaps[team].append(gap)
+                elif _aware(upcoming).timestamp() - now > LEASE * 0.5:
+                    leased.add(team)
+            if self._kill is not None and len(self._leased) < 2 and now >= self._kill + 10 * (len(self._leased) + 1):
+                self._leased.append(leased)
+
+
+def _aware(moment: datetime) -> datetime:
+    """A datetime with its time zone (SQLite gives naive UTC ones)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def report(result: Result) -> dict[str, Any]:
+    """Print one run's tables; the figures the growth series compares."""
+    o = result.options
+    late = [x for t in result.tasks if not result.kill_affected(t) and (x := result.lateness(t)) is not None]
+    over_target = [x for x in late if x > SLACK_SECONDS]
+    affected = [t for t in result.tasks if result.kill_affected(t)]
+    affected_late = [x for t in affected if (x := result.lateness(t)) is not None]
+    planned = sorted(result.planned.values())
+    cpu = sum(u.cpu for u in result.usage)
+    window = result.window
+    database = "PostgreSQL" if o.database_url.startswith("postgres") else "SQLite"
+    print(
+        f"\n## {o.workspaces} workspaces, {o.replicas} replica(s), {database}"
+        f"{', replica 1 SIGKILLed halfway' if o.kill else ''}\n\n"
+        f"POLL_INTERVAL {o.poll_interval:g} s; budgets planned for {o.intervals[0]:g}–{o.intervals[1]:g} s; "
+        f"planned intervals read from the registry: min {planned[0]:.1f} s, median {statistics.median(planned):.1f} s, "
+        f"max {planned[-1]:.1f} s; warm-up (every workspace polled once) {result.warmup:.0f} s; "
+        f"{len(result.tasks)} tasks over {window:.0f} s",
+        flush=True,
+    )
+    print_table(
+        "Announcements (lateness = created → card − the workspace's planned interval; target ≤ 5 s)",
+        ["tasks", "announced", "late > 5 s", "lateness p50", "p99", "max", "duplicates", "leaks"],
+        [
+            [
+                len(result.tasks),
+                len(result.tasks) - len(result.missing),
+                len(over_target),
+                f"{percentile(late, 50):.1f} s",
+                f"{percentile(late, 99):.1f} s",
+                f"{max(late, default=math.nan):.1f} s",
+                len(result.duplicates),
+                len(result.leaks),
+            ]
+        ],
+    )
+    if o.kill:
+        print_table(
+            f"The kill: workspaces held by replica 1 when it died (leased 10 and 20 s later), allowance interval + "
+            f"lease ({LEASE:g} s) + 5 s",
+            ["held workspaces", "their tasks before recovery", "announced", "max lateness", "within allowance"],
+            [
+                [
+                    len(result.held),
+                    len(affected),
+                    len(affected_late),
+                    f"{max(affected_late, default=math.nan):.1f} s",
+                    "yes"
+                    if all(x <= LEASE + SLACK_SECONDS for x in affected_late) and len(affected_late) == len(affected)
+                    else "no",
+                ]
+            ],
+        )
+    print_table(
+        "Budget (LeadLex calls per workspace against the polling share of its daily limit over the run)",
+        ["workspaces over", "highest share used", "429s"],
+        [[len(result.budget_over), f"{result.budget_ratio:.0%}", result.limited]],
+    )
+    rows = [
+        [
+            u.number,
+            f"{u.cpu:.1f}",
+            f"{u.cpu / u.wall:.0%}",
+            f"{u.rss_start:.0f}",
+            f"{u.rss_end:.0f}",
+            f"{u.rss_end / o.workspaces * 1024:.0f}",
+            "killed" if u.killed else "",
+        ]
+        for u in result.usage
+    ]
+    print_table(
+        f"Replicas (CPU over the {window:.0f}-s task window, the killed one until its death; RSS at its start and end)",
+        ["replica", "CPU s", "CPU % of a core", "RSS start MiB", "RSS end MiB", "RSS KiB per workspace", ""],
+        rows,
+    )
+    cpu_rate = sum(u.cpu / u.wall for u in result.usage)
+    per_ws = cpu_rate / o.workspaces * 60 * 1000
+    print(
+        f"All replicas: {cpu_rate:.0%} of a core, {per_ws:.1f} ms CPU per workspace per minute, "
+        f"{result.polls / window:.1f} polls/s, {cpu / max(result.polls, 1) * 1000:.1f} ms CPU per poll "
+        f"(all of the replicas' CPU, announcing included); RSS {sum(u.rss_end for u in result.usage):.0f} MiB in all",
+        flush=True,
+    )
+    if result.missing:
+        print(f"never announced: {', '.join(t.id for t in result.missing[:10])}", flush=True)
+    if result.errors:
+        print(f"the replicas logged {len(result.errors)} error line(s), e.g.: {result.errors[0][:300]}", flush=True)
+    return {
+        "workspaces": o.workspaces,
+        "rss": statistics.mean(u.rss_end for u in result.usage if not u.killed),
+        "cpu": cpu_rate,
+        "per_ws": per_ws,
+        "polls": result.polls / window,
+        "late_p99": percentile(late, 99),
+        "late_max": max(late, default=math.nan),
+        "bad": len(result.missing) + len(result.duplicates) + len(result.leaks) + len(over_target),
+    }
+
+
+def growth(rows: Sequence[dict[str, Any]]) -> None:
+    """Print how CPU and memory grow with the number of workspaces."""
+    base = rows[0]
+    print_table(
+        "Growth",
+        [
+            "workspaces",
+            "RSS per replica MiB",
+            "KiB per added workspace",
+            "CPU % (all replicas)",
+            "ms CPU / workspace / min",
+            "polls/s",
+            "lateness p99",
+            "max",
+            "misses",
+        ],
+        [
+            [
+                r["workspaces"],
+                f"{r['rss']:.0f}",
+                "—" if r is base else f"{(r['rss'] - base['rss']) * 1024 / (r['workspaces'] - base['workspaces']):.0f}",
+                f"{r['cpu']:.0%}",
+                f"{r['per_ws']:.1f}",
+                f"{r['polls']:.1f}",
+                f"{r['late_p99']:.1f} s",
+                f"{r['late_max']:.1f} s",
+                r["bad"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the options, run each size, and print the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--workspaces", type=int, default=1000, help="installed, connected workspaces (default 1000)")
+    parser.add_argument("--sizes", help="a growth series instead, e.g. 10,100,1000 (one run each)")
+    parser.add_argument("--replicas", type=int, default=3, help="lexi-bot run processes (default 3; SQLite: 1)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("TEST_DATABASE_URL", ""),
+        help="PostgreSQL URL (default TEST_DATABASE_URL; empty: SQLite)",
+    )
+    parser.add_argument("--minutes", type=float, default=5.0, help="minutes over which tasks arrive (default 5)")
+    parser.add_argument("--kill", action="store_true", help="SIGKILL replica 1 halfway (with --sizes: the largest run)")
+    parser.add_argument("--poll-interval", type=float, default=30.0, help="POLL_INTERVAL (default 30)")
+    parser.add_argument(
+        "--intervals", default="30,60", help="the budgets' planned intervals, min,max s (default 30,60)"
+    )
+    parser.add_argument("--tasks-per-workspace", type=int, default=1, help="new tasks per workspace (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    low, high = (float(x) for x in args.intervals.split(","))
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [args.workspaces]
+    print(f"machine: {machine()}", flush=True)
+    rows = []
+    for size in sizes:
+        options = Options(
+            workspaces=size,
+            replicas=args.replicas,
+            database_url=args.database_url,
+            minutes=args.minutes,
+            kill=args.kill and size == sizes[-1],
+            poll_interval=args.poll_interval,
+            intervals=(low, high),
+            tasks_per_workspace=args.tasks_per_workspace,
+            seed=args.seed,
+        )
+        rows.append(report(run(options)))
+    if len(rows) > 1:
+        growth(rows)
+
+
+if __name__ == "__main__":
+    main()
