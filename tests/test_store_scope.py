@@ -211,6 +211,7 @@ NOT_SCOPED = {
     "ping",
     "scoped",
     "purge_workspace",
+    "workspaces_with_open_decisions",  # only which workspaces have open decisions, for the keeper (tested below)
     "first_sighting",  # seen_requests is global: models.SeenRequest says why
     "forget_sighting",
 }
@@ -505,3 +506,10 @@ def test_the_poll_cycle_s_statements_read_an_index_with_history(database_url: st
             conn.rollback()
     finally:
         root.close()
+
+
+def test_workspaces_with_open_decisions_names_only_workspaces_that_have_one(world: World) -> None:
+    """The keeper's one query names A and B (both hold open decisions), not the empty C, and forgets a purged A."""
+    assert world.root.workspaces_with_open_decisions() == {A, B}
+    world.root.purge_workspace(A)
+    assert world.root.workspaces_with_open_decisions() == {B}

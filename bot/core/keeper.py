@@ -125,6 +125,10 @@ class Keeper:
         self.interval = interval
         self._next_prune = 0.0
 
+    def idle(self) -> bool:
+        """Whether a tick has nothing to renew and no pruning due (decisions to take over are not looked for)."""
+        return not self._leases.held() and time.monotonic() < self._next_prune
+
     def tick(self) -> int:
         """Renew, then take over and resume what died; how many decisions were taken over."""
         self._leases.renew()

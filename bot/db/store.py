@@ -1275,6 +1275,17 @@ class Store:
 
     # --- across workspaces (never implicit: each names the workspace it acts on) ---------------------
 
+    def workspaces_with_open_decisions(self) -> set[str]:
+        """The workspaces with a decision not yet carried out (ix_decisions_open), in one query; their ids only.
+
+        Multi-workspace mode's keeper asks this once a round instead of looking into every workspace it serves
+        (a query per workspace per second: most of a core per replica at 1,000 workspaces). It reads no workspace's
+        data, only which workspaces have some to renew or resume.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_D.workspace).where(text(OPEN_DECISIONS)).distinct()).all()
+        return {row[0] for row in rows}
+
     @retried
     def purge_workspace(self, workspace: str) -> dict[str, int]:
         """Delete every row `workspace` has in every table, in one transaction; how many each table lost.

@@ -31,6 +31,7 @@ from bot.lexi import tolerant_json
 from bot.lexi.models import PLAIN_DESCRIPTION, STATUSES, Task, TaskState, read_task
 from bot.lexi.ratelimit import Budget, minute_limit
 from bot.ops.logs import clip, safe_repr
+from bot.ops.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class LexiClient:
             "base_url": base_url.rstrip("/"),
             "headers": {"Authorization": f"Bearer {api_key}", "User-Agent": "lexi-bot"},
             "timeout": timeout,
-            "verify": httpx.create_ssl_context(),  # built once: loading the CA bundle for each client costs ~20 ms
+            "verify": client_context(),  # one per process: loading the CA bundle for each client costs ~20 ms
         }
         self._local = threading.local()
         self._clients: weakref.WeakSet[httpx.Client] = weakref.WeakSet()  # to close them; a thread's dies with it

@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.db.store import Store, TaskRow
 from bot.lexi.models import Task, TaskState
+from bot.ops.tls import client_context
 from bot.slack import blocks
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class CountingWebClient(WebClient):
         with self._http_lock:
             if self._http is None:
                 self._http = httpx.Client(
-                    timeout=self.timeout, verify=self.ssl if self.ssl is not None else httpx.create_ssl_context()
+                    timeout=self.timeout, verify=self.ssl if self.ssl is not None else client_context()
                 )
             return self._http
 
