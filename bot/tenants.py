@@ -23,6 +23,7 @@ from bot.core.webhooks import WebhookReceiver
 from bot.db.store import Store
 from bot.db.workspaces import Workspace, Workspaces
 from bot.errors import LexiBotError
+from bot.lexi.client import SharedConnections
 from bot.ops.metrics import Metrics
 from bot.runtime import Runtime
 from bot.wiring import Shared, Timing, build_parts, make_lexi_client
@@ -76,7 +77,9 @@ class Tenants:
         self.workers = workers
         self.metrics = metrics
         self.timing = timing or Timing()
-        self.lexi_options = lexi_options
+        #: One HTTP client per thread for every workspace's LeadLex calls, instead of one per thread and workspace.
+        self.connections = SharedConnections()
+        self.lexi_options = {**(lexi_options or {}), "connections": self.connections}
         #: Set once the process stops: parts that end then are not dead.
         self.stopping = threading.Event()
         self._runtimes: dict[str, Runtime] = {}
@@ -260,6 +263,7 @@ class Tenants:
         self.workers.shutdown()
         for runtime in runtimes:
             runtime.lexi.close()
+        self.connections.close()
         self.store.close()
 
 

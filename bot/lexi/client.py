@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import quote
 
@@ -65,6 +66,48 @@ def _number(value: str | None) -> float | None:
         return None
 
 
+class SharedConnections:
+    """HTTP clients that many LexiClients share: one per thread and LeadLex URL, whatever the key (multi-workspace).
+
+    A LexiClient on its own keeps a client, and its kept-alive connection, for each thread that called it: with a
+    client per workspace that is a connection per workspace and poll thread to the one LeadLex host (4,000 per
+    replica at 1,000 workspaces and 4 poll threads: bench.workspaces). Shared, it is one per thread. Each request
+    carries its own key; no cookie is ever kept, so nothing one workspace's answer sets reaches another's request.
+    """
+
+    def __init__(self) -> None:
+        """No client yet: each thread's are created on its first request to each URL."""
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._clients: weakref.WeakSet[httpx.Client] = weakref.WeakSet()
+
+    def client(self, base_url: str, timeout: float) -> httpx.Client:
+        """The calling thread's client for `base_url` with `timeout`, created on first use."""
+        clients: dict[tuple[str, float], httpx.Client] | None = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
+        client = clients.get((base_url, timeout))
+        if client is None:
+            jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))  # accepts no cookie from any answer
+            client = httpx.Client(base_url=base_url, timeout=timeout, verify=client_context(), cookies=jar)
+            clients[(base_url, timeout)] = client
+            with self._lock:
+                self._clients.add(client)
+        return client
+
+    def __len__(self) -> int:
+        """How many clients there are (one per thread and URL)."""
+        with self._lock:
+            return len(self._clients)
+
+    def close(self) -> None:
+        """Close every thread's clients and their connections."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.close()
+
+
 class LexiClient:
     """A synchronous LeadLex client; safe to share between threads."""
 
@@ -80,16 +123,20 @@ class LexiClient:
         sleep: Callable[[float], None] = time.sleep,
         on_response: Callable[[str, str, int], None] | None = None,
         on_unparseable: Callable[[str], None] | None = None,
+        connections: SharedConnections | None = None,
     ) -> None:
         """Each thread that calls LeadLex gets an HTTP client (and a kept-alive connection) of its own.
 
         One shared client would hold every connection in one pool: httpx allows 100 unless told otherwise (the
         101st click's approve waited for a slow answer to come back), and its pool scans every connection on each
         request and response, which costs more CPU than the request itself when hundreds wait on a slow LeadLex.
+        With `connections`, the thread's client is the one those share with other LexiClients (closed by their
+        owner, not by `close`).
         """
+        self._connections = connections
+        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "lexi-bot"}
         self._client_options: dict[str, Any] = {
             "base_url": base_url.rstrip("/"),
-            "headers": {"Authorization": f"Bearer {api_key}", "User-Agent": "lexi-bot"},
             "timeout": timeout,
             "verify": client_context(),  # one per process: loading the CA bundle for each client costs ~20 ms
         }
@@ -120,7 +167,9 @@ class LexiClient:
             client.close()
 
     def _http(self) -> httpx.Client:
-        """The calling thread's HTTP client, created on its first call."""
+        """The calling thread's HTTP client, created on its first call (or the shared connections' for it)."""
+        if self._connections is not None:
+            return self._connections.client(self._client_options["base_url"], self._client_options["timeout"])
         client: httpx.Client | None = getattr(self._local, "http", None)
         if client is None:
             client = httpx.Client(**self._client_options)
@@ -273,7 +322,7 @@ class LexiClient:
         with self._lock:
             self.sent += 1
         try:
-            response = self._http().request(method, path, **kwargs)
+            response = self._http().request(method, path, headers=self._headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransientError(f"LeadLex did not answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
