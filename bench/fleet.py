@@ -96,6 +96,13 @@ class Replica:
         except OSError:
             return float("nan")
 
+    def files(self) -> int:
+        """How many files (sockets included) it has open (0 once it has gone)."""
+        try:
+            return len(list(Path(f"/proc/{self.process.pid}/fd").iterdir()))
+        except OSError:
+            return 0
+
     def errors(self) -> list[str]:
         """The error lines and tracebacks it logged."""
         lines = self.log_path.read_text(errors="replace").splitlines()

@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bench.common import machine, percentile, print_table
-from bench.fleet import DAY, POLLING_SHARE, Fleet
+from bench.fleet import DAY, POLLING_SHARE, Fleet, Replica
 from bot.db.store import make_engine
 from bot.db.workspaces import WORKSPACES
 
@@ -64,6 +64,8 @@ class Options:
     poll_interval: float = 30.0
     intervals: tuple[float, float] = (30.0, 60.0)
     tasks_per_workspace: int = 1
+    #: Seconds each LeadLex answer takes (as over the internet); it also keeps polls in flight when a replica dies.
+    lexi_latency: float = 0.2
     seed: int = 0
 
 
@@ -97,6 +99,7 @@ class Usage:
     rss_start: float
     rss_end: float
     killed: bool
+    files: int
 
 
 @dataclass
@@ -183,9 +186,35 @@ def run(options: Options) -> Result:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """A replica's CPU seconds, RSS, open files and the time they were read."""
+
+    cpu: float
+    rss: float
+    files: int
+    at: float
+
+    @classmethod
+    def of(cls, replica: Replica) -> _Reading:
+        """Read a replica now."""
+        return cls(replica.cpu(), replica.rss(), replica.files(), time.time())
+
+
+@dataclass
+class _Load:
+    """What adding the tasks left: the tasks, the replicas' readings at the end (or death), the dead one's claims."""
+
+    tasks: list[TaskRecord] = field(default_factory=list)
+    ended: dict[int, _Reading] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
+
+
 def _measure(fleet: Fleet, options: Options) -> Result:
     """The run itself, on a populated fleet."""
     started = time.time()
+    for tenant in fleet.tenants:
+        tenant.lexi.latency = options.lexi_latency
     fleet.start_replicas()
     sampler = Sampler(fleet.url)
     widest = max(t.interval for t in fleet.tenants)
@@ -193,63 +222,36 @@ def _measure(fleet: Fleet, options: Options) -> Result:
         raise RuntimeError("not every workspace was polled once in time: the replicas cannot keep up")
     warmup = time.time() - started
     sampler.start()
-    rng = random.Random(options.seed)
-    load = options.minutes * 60
     t0 = time.time()
-    schedule = sorted(
-        (t0 + rng.uniform(0, load), tenant) for tenant in fleet.tenants for _ in range(options.tasks_per_workspace)
-    )
-    start_usage = {r.number: (r.cpu(), r.rss()) for r in fleet.running}
-    kill_at = t0 + load / 2 if options.kill else None
-    ended: dict[int, tuple[float, float, float]] = {}
-    tasks: list[TaskRecord] = []
-    held: set[str] = set()
-    for n, (when, tenant) in enumerate(schedule):
-        if kill_at is not None and when >= kill_at and not fleet.running[0].killed_at:
-            _sleep_until(kill_at)
-            victim = fleet.running[0]
-            ended[victim.number] = (victim.cpu(), victim.rss(), time.time())
-            fleet.kill(victim)
-            sampler.note_kill(victim.killed_at or time.time())
-        _sleep_until(when)
-        created = time.time()
-        tenant.lexi.add_task(description=f"Bench task {n} of {tenant.team}", task_id=f"{tenant.team}-task-{n}")
-        tasks.append(TaskRecord(f"{tenant.team}-task-{n}", tenant.team, tenant.channel, created))
-        held |= sampler.held()
-    _sleep_until(t0 + load)
+    begun = {r.number: _Reading.of(r) for r in fleet.running}
+    load = _add_tasks(fleet, options, sampler, t0)
     end = time.time()
-    for replica in fleet.running:
-        if replica.number not in ended:
-            ended[replica.number] = (replica.cpu(), replica.rss(), end)
     polls = sum(1 for t in fleet.tenants for c in t.lexi.calls if t0 <= c.at < end and c.method == "GET")
-    allowance = LEASE if options.kill else 0.0
-    deadline = time.time() + widest + SLACK_SECONDS + allowance + 20
-    ids = {t.id for t in tasks}
+    deadline = time.time() + widest + SLACK_SECONDS + (LEASE if options.kill else 0.0) + 20
+    ids = {t.id for t in load.tasks}
     while time.time() < deadline and len(ids & set(_posts(fleet))) < len(ids):
         time.sleep(0.5)
-    held |= sampler.held()
+    load.held |= sampler.held()
     sampler.stop()
-    seconds = time.time() - started
-    budget_over, ratio, limited = _budget(fleet, seconds)
-    errors = [line for replica in fleet.running for line in replica.errors() if "SIGKILL" not in line]
+    budget_over, ratio, limited = _budget(fleet, time.time() - started)
     usage = [
         Usage(
             r.number,
-            ended[r.number][0] - start_usage[r.number][0],
-            ended[r.number][2] - t0,
-            start_usage[r.number][1],
-            ended[r.number][1],
+            load.ended[r.number].cpu - begun[r.number].cpu,
+            load.ended[r.number].at - t0,
+            begun[r.number].rss,
+            load.ended[r.number].rss,
             r.killed_at is not None,
+            load.ended[r.number].files,
         )
         for r in fleet.running
     ]
-    planned = {t.team: sampler.planned(t.team, t.interval) for t in fleet.tenants}
     return Result(
         options,
         warmup,
-        tasks,
+        load.tasks,
         _posts(fleet),
-        planned,
+        {t.team: sampler.planned(t.team, t.interval) for t in fleet.tenants},
         usage,
         polls,
         end - t0,
@@ -257,9 +259,52 @@ def _measure(fleet: Fleet, options: Options) -> Result:
         ratio,
         limited,
         fleet.running[0].killed_at,
-        held,
-        errors,
+        load.held,
+        [line for replica in fleet.running for line in replica.errors()],
     )
+
+
+def _add_tasks(fleet: Fleet, options: Options, sampler: Sampler, t0: float) -> _Load:
+    """Add each workspace's tasks at random times over the run's minutes (killing replica 1 halfway if asked)."""
+    rng = random.Random(options.seed)
+    seconds = options.minutes * 60
+    schedule = sorted(
+        (t0 + rng.uniform(0, seconds), tenant) for tenant in fleet.tenants for _ in range(options.tasks_per_workspace)
+    )
+    kill_at = t0 + seconds / 2 if options.kill else None
+    victim = fleet.running[0]
+    load = _Load()
+    probed = False
+    for n, (when, tenant) in enumerate(schedule):
+        if kill_at is not None and when >= kill_at and victim.killed_at is None:
+            _sleep_until(kill_at)
+            load.ended[victim.number] = _Reading.of(victim)
+            fleet.kill(victim)
+            sampler.note_kill(victim.killed_at or time.time())
+        _sleep_until(when)
+        created = time.time()
+        tenant.lexi.add_task(description=f"Bench task {n} of {tenant.team}", task_id=f"{tenant.team}-task-{n}")
+        load.tasks.append(TaskRecord(f"{tenant.team}-task-{n}", tenant.team, tenant.channel, created))
+        load.held |= sampler.held()
+        if load.held and not probed:  # a task for each workspace the dead replica held: its recovery is measured
+            probed = True
+            load.tasks += _probe(fleet, load.held)
+    _sleep_until(t0 + seconds)
+    for replica in fleet.running:
+        load.ended.setdefault(replica.number, _Reading.of(replica))
+    return load
+
+
+def _probe(fleet: Fleet, held: set[str]) -> list[TaskRecord]:
+    """Add a task to each workspace the killed replica held, now; their records."""
+    probes = []
+    for tenant in fleet.tenants:
+        if tenant.team in held:
+            task_id = f"{tenant.team}-probe"
+            created = time.time()
+            tenant.lexi.add_task(description=f"Probe after the kill, {tenant.team}", task_id=task_id)
+            probes.append(TaskRecord(task_id, tenant.team, tenant.channel, created))
+    return probes
 
 
 def _sleep_until(moment: float) -> None:
@@ -416,7 +461,21 @@ def report(result: Result) -> dict[str, Any]:
             ]
         ],
     )
-    if o.kill:
+    if o.kill and result.killed_at is not None:
+        killed_at = result.killed_at
+        near = [
+            x
+            for t in result.tasks
+            if not result.kill_affected(t)
+            and killed_at - max(planned) - SLACK_SECONDS <= t.created <= killed_at + SLACK_SECONDS
+            and (x := result.lateness(t)) is not None
+            and x > SLACK_SECONDS
+        ]
+        print(
+            f"Tasks of other workspaces created within an interval before the kill and announced late: {len(near)}"
+            f"{f' (max {max(near):.1f} s: an announcement the dead replica had claimed, taken over after its claim timeout)' if near else ''}",
+            flush=True,
+        )
         print_table(
             f"The kill: workspaces held by replica 1 when it died (leased 10 and 20 s later), allowance interval + "
             f"lease ({LEASE:g} s) + 5 s",
@@ -446,13 +505,23 @@ def report(result: Result) -> dict[str, Any]:
             f"{u.rss_start:.0f}",
             f"{u.rss_end:.0f}",
             f"{u.rss_end / o.workspaces * 1024:.0f}",
+            u.files,
             "killed" if u.killed else "",
         ]
         for u in result.usage
     ]
     print_table(
         f"Replicas (CPU over the {window:.0f}-s task window, the killed one until its death; RSS at its start and end)",
-        ["replica", "CPU s", "CPU % of a core", "RSS start MiB", "RSS end MiB", "RSS KiB per workspace", ""],
+        [
+            "replica",
+            "CPU s",
+            "CPU % of a core",
+            "RSS start MiB",
+            "RSS end MiB",
+            "RSS KiB per workspace",
+            "open files",
+            "",
+        ],
         rows,
     )
     cpu_rate = sum(u.cpu / u.wall for u in result.usage)
@@ -530,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--intervals", default="30,60", help="the budgets' planned intervals, min,max s (default 30,60)"
     )
     parser.add_argument("--tasks-per-workspace", type=int, default=1, help="new tasks per workspace (default 1)")
+    parser.add_argument("--lexi-latency", type=float, default=0.2, help="seconds each LeadLex answer takes (0.2)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -547,6 +617,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             poll_interval=args.poll_interval,
             intervals=(low, high),
             tasks_per_workspace=args.tasks_per_workspace,
+            lexi_latency=args.lexi_latency,
             seed=args.seed,
         )
         rows.append(report(run(options)))
