@@ -471,10 +471,9 @@ def report(result: Result) -> dict[str, Any]:
             and (x := result.lateness(t)) is not None
             and x > SLACK_SECONDS
         ]
+        worst = f" (max {max(near):.1f} s)" if near else ""
         print(
-            f"Tasks of other workspaces created within an interval before the kill and announced late: {len(near)}"
-            f"{f' (max {max(near):.1f} s: an announcement the dead replica had claimed, taken over after its claim timeout)' if near else ''}",
-            flush=True,
+            f"Other workspaces' tasks created within an interval before the kill, late: {len(near)}{worst}", flush=True
         )
         print_table(
             f"The kill: workspaces held by replica 1 when it died (leased 10 and 20 s later), allowance interval + "
