@@ -23,8 +23,8 @@ from bot.core.webhooks import WebhookReceiver
 from bot.db.store import Store
 from bot.db.workspaces import Workspace, Workspaces
 from bot.errors import LexiBotError
-from bot.lexi.client import SharedConnections
 from bot.ops.metrics import Metrics
+from bot.ops.tls import SharedConnections
 from bot.runtime import Runtime
 from bot.wiring import Shared, Timing, build_parts, make_lexi_client
 from bot.workers import Workers
@@ -77,7 +77,7 @@ class Tenants:
         self.workers = workers
         self.metrics = metrics
         self.timing = timing or Timing()
-        #: One HTTP client per thread for every workspace's LeadLex calls, instead of one per thread and workspace.
+        #: One HTTP client per thread and host for every workspace's LeadLex and Slack calls.
         self.connections = SharedConnections()
         self.lexi_options = {**(lexi_options or {}), "connections": self.connections}
         #: Set once the process stops: parts that end then are not dead.
@@ -200,6 +200,7 @@ class Tenants:
             metrics=self.metrics,
             stopping=self.stopping,
             scope=workspace.id,
+            connections=self.connections,
         )
         secret = self.registry.webhook_secret(workspace.id)
         return build_parts(settings, shared, lexi, policy=policy, webhook_secret=secret, timing=self.timing)

@@ -28,6 +28,7 @@ from bot.health import Health, SlackHealth
 from bot.lexi.client import LexiClient
 from bot.ops.leader import Leadership
 from bot.ops.metrics import Metrics
+from bot.ops.tls import SharedConnections
 from bot.runtime import ANNOUNCE_BACKLOG, Runtime
 from bot.slack.home_publisher import HomePublisher
 from bot.slack.messenger import Messenger, make_web_client
@@ -101,7 +102,9 @@ class Shared:
     """What every part of a process shares, whether it serves one workspace or many.
 
     `store` is the store the parts use (in multi-workspace mode one scoped to their workspace); `scope` keys the
-    Home refreshes waiting on the shared queue, so that two workspaces' refreshes never stand for each other.
+    Home refreshes waiting on the shared queue, so that two workspaces' refreshes never stand for each other;
+    `connections`, when given, carry the Slack client's calls (multi-workspace mode: one client per thread for
+    every workspace instead of a pool per workspace).
     """
 
     store: Store
@@ -110,6 +113,7 @@ class Shared:
     leadership: Leadership | None = None
     stopping: threading.Event | None = None
     scope: str = ""
+    connections: SharedConnections | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,10 @@ def build_parts(
     store, workers, metrics = shared.store, shared.workers, shared.metrics
     slack_health = SlackHealth(metrics)
     slack = make_web_client(
-        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, on_error=slack_health.note
+        settings.slack_bot_token.get_secret_value(),
+        settings.slack_api_url,
+        on_error=slack_health.note,
+        connections=shared.connections,
     )
     # Earlier parts call later ones, a cycle (messenger → Home → decider → messenger): they are handed these
     # callables, which reach `home` and `runtime` (built last, below) when called, never during the build.

@@ -15,7 +15,8 @@ from bot.errors import (
     RateLimited,
     TransientError,
 )
-from bot.lexi.client import LexiClient, SharedConnections
+from bot.lexi.client import LexiClient
+from bot.ops.tls import SharedConnections
 
 
 def _client(sandbox: Sandbox, key: str | None = None, sleeps: list[float] | None = None, **kw: object) -> LexiClient:

@@ -10,7 +10,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import quote
 
@@ -32,7 +31,7 @@ from bot.lexi import tolerant_json
 from bot.lexi.models import PLAIN_DESCRIPTION, STATUSES, Task, TaskState, read_task
 from bot.lexi.ratelimit import Budget, minute_limit
 from bot.ops.logs import clip, safe_repr
-from bot.ops.tls import client_context
+from bot.ops.tls import SharedConnections, client_context
 
 log = logging.getLogger(__name__)
 
@@ -64,48 +63,6 @@ def _number(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-class SharedConnections:
-    """HTTP clients that many LexiClients share: one per thread and LeadLex URL, whatever the key (multi-workspace).
-
-    A LexiClient on its own keeps a client, and its kept-alive connection, for each thread that called it: with a
-    client per workspace that is a connection per workspace and poll thread to the one LeadLex host (4,000 per
-    replica at 1,000 workspaces and 4 poll threads: bench.workspaces). Shared, it is one per thread. Each request
-    carries its own key; no cookie is ever kept, so nothing one workspace's answer sets reaches another's request.
-    """
-
-    def __init__(self) -> None:
-        """No client yet: each thread's are created on its first request to each URL."""
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._clients: weakref.WeakSet[httpx.Client] = weakref.WeakSet()
-
-    def client(self, base_url: str, timeout: float) -> httpx.Client:
-        """The calling thread's client for `base_url` with `timeout`, created on first use."""
-        clients: dict[tuple[str, float], httpx.Client] | None = getattr(self._local, "clients", None)
-        if clients is None:
-            clients = self._local.clients = {}
-        client = clients.get((base_url, timeout))
-        if client is None:
-            jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))  # accepts no cookie from any answer
-            client = httpx.Client(base_url=base_url, timeout=timeout, verify=client_context(), cookies=jar)
-            clients[(base_url, timeout)] = client
-            with self._lock:
-                self._clients.add(client)
-        return client
-
-    def __len__(self) -> int:
-        """How many clients there are (one per thread and URL)."""
-        with self._lock:
-            return len(self._clients)
-
-    def close(self) -> None:
-        """Close every thread's clients and their connections."""
-        with self._lock:
-            clients = list(self._clients)
-        for client in clients:
-            client.close()
 
 
 class LexiClient:

@@ -24,7 +24,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.db.store import Store, TaskRow
 from bot.lexi.models import Task, TaskState
-from bot.ops.tls import client_context
+from bot.ops.tls import SharedConnections, client_context
 from bot.slack import blocks
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class CountingWebClient(WebClient):
     """
 
     on_error: Callable[[str], None] | None = None
+    #: Clients shared with other workspaces' WebClients (multi-workspace mode), used instead of a pool of its own.
+    connections: SharedConnections | None = None
     _http: httpx.Client | None = None
     _http_lock = threading.Lock()
 
@@ -103,7 +105,12 @@ class CountingWebClient(WebClient):
         return {"status": response.status_code, "headers": headers, "body": response.content.decode(charset)}
 
     def _pool(self) -> httpx.Client:
-        """The client's connection pool, created on first use (slack_sdk's `ssl` context and timeout apply)."""
+        """The client's connection pool, created on first use (slack_sdk's `ssl` context and timeout apply).
+
+        With shared connections, the calling thread's client for this base URL instead (closed by their owner).
+        """
+        if self.connections is not None:
+            return self.connections.client(self.base_url, float(self.timeout))
         with self._http_lock:
             if self._http is None:
                 self._http = httpx.Client(
@@ -120,11 +127,20 @@ class CountingWebClient(WebClient):
 
 
 def make_web_client(
-    token: str, base_url: str, *, timeout: int = 15, on_error: Callable[[str], None] | None = None
+    token: str,
+    base_url: str,
+    *,
+    timeout: int = 15,
+    on_error: Callable[[str], None] | None = None,
+    connections: SharedConnections | None = None,
 ) -> WebClient:
-    """A WebClient that waits out `ratelimited` answers (safe: a 429 means Slack applied nothing)."""
+    """A WebClient that waits out `ratelimited` answers (safe: a 429 means Slack applied nothing).
+
+    With `connections`, its calls go through those shared clients instead of a pool of its own.
+    """
     client = CountingWebClient(token=token, base_url=base_url, timeout=timeout)
     client.on_error = on_error
+    client.connections = connections
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
     return client
 
