@@ -11,7 +11,7 @@ the registry during the run), which must be ≤ 5 s; duplicates (two cards for o
 workspace's channel, or posted with another team's token: the stand-in knows whose token made each call); the
 budget (each LeadLex workspace's calls against the polling share of its daily limit over the run, and its 429s);
 CPU seconds and RSS of each replica. `--kill` SIGKILLs replica 1 halfway: the workspaces it held then (its
-claims, still leased 10 and 20 s later) must be announced within their interval plus the Scheduler's lease.
+claims, still leased 5 and 10 s later) must be announced within their interval plus the Scheduler's lease.
 
     .venv/bin/python -m bench.workspaces --workspaces 1000 --replicas 3 --minutes 5 --kill \
         --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
@@ -26,14 +26,16 @@ import math
 import os
 import random
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +183,9 @@ def run(options: Options) -> Result:
             options.intervals,
             options.seed,
         ) as fleet:
+            _progress(
+                f"{options.workspaces} workspaces installed and connected; starting {options.replicas} replica(s)"
+            )
             return _measure(fleet, options)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -221,6 +226,7 @@ def _measure(fleet: Fleet, options: Options) -> Result:
     if not sampler.wait_all_polled(options.workspaces, timeout=2 * widest + 60 + options.workspaces * 0.3):
         raise RuntimeError("not every workspace was polled once in time: the replicas cannot keep up")
     warmup = time.time() - started
+    _progress(f"every workspace polled once after {warmup:.0f} s; adding tasks for {options.minutes:g} min")
     sampler.start()
     t0 = time.time()
     begun = {r.number: _Reading.of(r) for r in fleet.running}
@@ -278,9 +284,11 @@ def _add_tasks(fleet: Fleet, options: Options, sampler: Sampler, t0: float) -> _
     for n, (when, tenant) in enumerate(schedule):
         if kill_at is not None and when >= kill_at and victim.killed_at is None:
             _sleep_until(kill_at)
+            sampler.wait_busy(2 * options.replicas, timeout=10.0)  # so that the victim likely holds claims
             load.ended[victim.number] = _Reading.of(victim)
             fleet.kill(victim)
             sampler.note_kill(victim.killed_at or time.time())
+            _progress("replica 1 SIGKILLed")
         _sleep_until(when)
         created = time.time()
         tenant.lexi.add_task(description=f"Bench task {n} of {tenant.team}", task_id=f"{tenant.team}-task-{n}")
@@ -289,6 +297,7 @@ def _add_tasks(fleet: Fleet, options: Options, sampler: Sampler, t0: float) -> _
         if load.held and not probed:  # a task for each workspace the dead replica held: its recovery is measured
             probed = True
             load.tasks += _probe(fleet, load.held)
+            _progress(f"replica 1 held {len(load.held)} workspace(s) when it died: a probe task added to each")
     _sleep_until(t0 + seconds)
     for replica in fleet.running:
         load.ended.setdefault(replica.number, _Reading.of(replica))
@@ -305,6 +314,11 @@ def _probe(fleet: Fleet, held: set[str]) -> list[TaskRecord]:
             tenant.lexi.add_task(description=f"Probe after the kill, {tenant.team}", task_id=task_id)
             probes.append(TaskRecord(task_id, tenant.team, tenant.channel, created))
     return probes
+
+
+def _progress(line: str) -> None:
+    """Say how the run goes (on stderr: the report is stdout's)."""
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 def _sleep_until(moment: float) -> None:
@@ -364,6 +378,17 @@ class Sampler:
             time.sleep(1.0)
         return False
 
+    def wait_busy(self, claims: int, timeout: float) -> None:
+        """Wait (bounded) until at least `claims` workspaces are claimed by some replica at once (polls in flight)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            soon = datetime.now(UTC) + timedelta(seconds=LEASE * 0.5)
+            query = select(func.count()).select_from(WORKSPACES).where(WORKSPACES.c.next_poll_at > soon)
+            with self._engine.connect() as conn:
+                if (conn.execute(query).scalar() or 0) >= claims:
+                    return
+            time.sleep(0.02)
+
     def start(self) -> None:
         """Start sampling."""
         self._thread.start()
@@ -375,12 +400,12 @@ class Sampler:
         self._engine.dispose()
 
     def note_kill(self, at: float) -> None:
-        """A replica was killed at `at`: look for the claims it left 10 and 20 s later."""
+        """A replica was killed at `at`: look for the claims it left 5 and 10 s later."""
         with self._lock:
             self._kill = at
 
     def held(self) -> set[str]:
-        """The workspaces still leased both 10 and 20 s after the kill: the dead replica's claims."""
+        """The workspaces still leased both 5 and 10 s after the kill: the dead one's claims (polls take < 1 s)."""
         with self._lock:
             if len(self._leased) < 2:
                 return set()
@@ -413,7 +438,7 @@ class Sampler:
                     self._gaps[team].append(gap)
                 elif _aware(upcoming).timestamp() - now > LEASE * 0.5:
                     leased.add(team)
-            if self._kill is not None and len(self._leased) < 2 and now >= self._kill + 10 * (len(self._leased) + 1):
+            if self._kill is not None and len(self._leased) < 2 and now >= self._kill + 5 * (len(self._leased) + 1):
                 self._leased.append(leased)
 
 
@@ -476,7 +501,7 @@ def report(result: Result) -> dict[str, Any]:
             f"Other workspaces' tasks created within an interval before the kill, late: {len(near)}{worst}", flush=True
         )
         print_table(
-            f"The kill: workspaces held by replica 1 when it died (leased 10 and 20 s later), allowance interval + "
+            f"The kill: workspaces held by replica 1 when it died (leased 5 and 10 s later), allowance interval + "
             f"lease ({LEASE:g} s) + 5 s",
             ["held workspaces", "their tasks before recovery", "announced", "max lateness", "within allowance"],
             [
@@ -549,6 +574,7 @@ def report(result: Result) -> dict[str, Any]:
 
 def growth(rows: Sequence[dict[str, Any]]) -> None:
     """Print how CPU and memory grow with the number of workspaces."""
+    rows = sorted(rows, key=lambda r: int(r["workspaces"]))
     base = rows[0]
     print_table(
         "Growth",
@@ -592,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="PostgreSQL URL (default TEST_DATABASE_URL; empty: SQLite)",
     )
     parser.add_argument("--minutes", type=float, default=5.0, help="minutes over which tasks arrive (default 5)")
-    parser.add_argument("--kill", action="store_true", help="SIGKILL replica 1 halfway (with --sizes: the largest run)")
+    parser.add_argument("--kill", action="store_true", help="SIGKILL replica 1 halfway (--sizes: in the largest run)")
     parser.add_argument("--poll-interval", type=float, default=30.0, help="POLL_INTERVAL (default 30)")
     parser.add_argument(
         "--intervals", default="30,60", help="the budgets' planned intervals, min,max s (default 30,60)"
@@ -602,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))  # stop the replicas, drop the database
     low, high = (float(x) for x in args.intervals.split(","))
     sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [args.workspaces]
     print(f"machine: {machine()}", flush=True)
@@ -612,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             replicas=args.replicas,
             database_url=args.database_url,
             minutes=args.minutes,
-            kill=args.kill and size == sizes[-1],
+            kill=args.kill and size == max(sizes),
             poll_interval=args.poll_interval,
             intervals=(low, high),
             tasks_per_workspace=args.tasks_per_workspace,
