@@ -40,7 +40,9 @@ from bot.db.store import Store
 from bot.db.workspaces import Workspace, Workspaces
 from bot.errors import LexiBotError, LexiError
 from bot.ops.metrics import Metrics
+from bot.ops.tls import SharedConnections
 from bot.runtime import Runtime
+from bot.slack.transport import Connections
 from bot.wiring import Shared, Timing, build_parts, make_lexi_client
 from bot.workers import Workers
 
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 CONNECTED = "connected"
 #: Seconds a cached runtime is used before its registry row is compared again (how soon a replica sees a change).
 RECHECK = 2.0
+#: Seconds each step of a Slack call may take (slack_sdk's WebClient default, which make_web_client keeps).
+SLACK_TIMEOUT = 15.0
 #: Seconds a retired runtime keeps its clients open at least: work already handed to it (a command, a Home) ends.
 RETIRE_GRACE = 10.0
 #: The longest a retired runtime waits for its decisions in flight before its clients are closed anyway.
@@ -132,7 +136,11 @@ class Tenants:
         self.workers = workers
         self.metrics = metrics
         self.timing = timing or Timing()
-        self.lexi_options = lexi_options
+        #: One HTTP client per thread and host for every workspace's LeadLex and Slack calls.
+        self.connections = SharedConnections()
+        #: Kept-alive Slack connections for every workspace's Slack client (each call with its own token).
+        self.slack_connections = Connections(SLACK_TIMEOUT)
+        self.lexi_options = {**(lexi_options or {}), "connections": self.connections}
         #: Set once the process stops: parts that end then are not dead.
         self.stopping = threading.Event()
         self.tokens = tokens
@@ -373,6 +381,8 @@ class Tenants:
             stopping=self.stopping,
             scope=workspace.id,
             owner=self.owner,
+            connections=self.connections,
+            slack_connections=self.slack_connections,
         )
         secret = self.registry.webhook_secret(workspace.id)
         return build_parts(settings, shared, lexi, policy=policy, webhook_secret=secret, timing=self.timing)
@@ -436,6 +446,8 @@ class Tenants:
         self.workers.shutdown()
         for runtime in runtimes:
             runtime.lexi.close()
+        self.connections.close()
+        self.slack_connections.close()
         self.store.close()
 
 

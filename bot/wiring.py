@@ -28,9 +28,11 @@ from bot.health import Health, SlackHealth
 from bot.lexi.client import LexiClient
 from bot.ops.leader import Leadership
 from bot.ops.metrics import Metrics
+from bot.ops.tls import SharedConnections
 from bot.runtime import ANNOUNCE_BACKLOG, Runtime
 from bot.slack.home_publisher import HomePublisher
 from bot.slack.messenger import Messenger, make_web_client
+from bot.slack.transport import Connections
 from bot.workers import Workers
 
 log = logging.getLogger("bot.runtime")
@@ -101,7 +103,10 @@ class Shared:
     """What every part of a process shares, whether it serves one workspace or many.
 
     `store` is the store the parts use (in multi-workspace mode one scoped to their workspace); `scope` keys the
-    Home refreshes waiting on the shared queue, so that two workspaces' refreshes never stand for each other.
+    Home refreshes waiting on the shared queue, so that two workspaces' refreshes never stand for each other;
+    `connections` and `slack_connections`, when given, carry the LeadLex and Slack clients' calls (multi-workspace
+    mode: one client per thread and host, and one set of kept-alive Slack connections, for every workspace instead
+    of pools per workspace).
     """
 
     store: Store
@@ -113,6 +118,10 @@ class Shared:
     #: The name on the decision leases the parts take (None: one of their own). Multi-workspace mode gives every
     #: workspace of a process the same one, so that one keeper renews them all (bot.tenants).
     owner: str | None = None
+    #: Clients shared by every workspace's clients (multi-workspace mode): LeadLex's httpx clients and Slack's
+    #: kept-alive connections, each request with its own key or token.
+    connections: SharedConnections | None = None
+    slack_connections: Connections | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,10 @@ def build_parts(
     store, workers, metrics = shared.store, shared.workers, shared.metrics
     slack_health = SlackHealth(metrics)
     slack = make_web_client(
-        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, on_error=slack_health.note
+        settings.slack_bot_token.get_secret_value(),
+        settings.slack_api_url,
+        on_error=slack_health.note,
+        connections=shared.slack_connections,
     )
     # Earlier parts call later ones, a cycle (messenger → Home → decider → messenger): they are handed these
     # callables, which reach `home` and `runtime` (built last, below) when called, never during the build.

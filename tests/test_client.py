@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from bot.dev.sandbox import Sandbox
@@ -15,6 +16,7 @@ from bot.errors import (
     TransientError,
 )
 from bot.lexi.client import LexiClient
+from bot.ops.tls import SharedConnections
 
 
 def _client(sandbox: Sandbox, key: str | None = None, sleeps: list[float] | None = None, **kw: object) -> LexiClient:
@@ -143,3 +145,34 @@ def test_a_list_too_deep_for_the_decoder_loses_only_the_deep_task(sandbox: Sandb
     assert len(tasks["deep-1"].description) == 2000  # cut, as on a plain card
     assert tasks["huge-1"].metadata == {}
     assert sorted(reported) == ["too_deep", "unreadable"]
+
+
+def test_shared_connections_serve_every_key_on_one_client_per_thread(sandbox: Sandbox) -> None:
+    """Two workspaces' clients share one HTTP client on a thread, yet each request carries its own key only."""
+    other = sandbox.add_workspace()
+    mine = sandbox.add_task("prospect_search", "mine")["id"]
+    theirs = other.add_task("prospect_search", "theirs")["id"]
+    connections = SharedConnections()
+    try:
+        first = LexiClient(sandbox.url, sandbox.api_key, connections=connections)
+        second = LexiClient(sandbox.url, other.api_key, connections=connections)
+        for _ in range(2):
+            assert [t.id for t in first.list_tasks()] == [mine]
+            assert [t.id for t in second.list_tasks()] == [theirs]
+        assert len(connections) == 1
+        first.close()  # a workspace's client leaves the shared ones open for the others
+        assert [t.id for t in second.list_tasks()] == [theirs]
+    finally:
+        connections.close()
+
+
+def test_shared_connections_keep_no_cookie(sandbox: Sandbox) -> None:
+    """A cookie one workspace's answer sets is never kept, so it cannot ride along on another workspace's request."""
+    connections = SharedConnections()
+    try:
+        client = connections.client(sandbox.url, 10.0)
+        request = httpx.Request("GET", f"{sandbox.url}/v1/lexi/tasks")
+        client.cookies.extract_cookies(httpx.Response(200, headers={"Set-Cookie": "session=abc"}, request=request))
+        assert not list(client.cookies.jar)
+    finally:
+        connections.close()

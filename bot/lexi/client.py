@@ -31,6 +31,7 @@ from bot.lexi import tolerant_json
 from bot.lexi.models import PLAIN_DESCRIPTION, STATUSES, Task, TaskState, read_task
 from bot.lexi.ratelimit import Budget, minute_limit
 from bot.ops.logs import clip, safe_repr
+from bot.ops.tls import SharedConnections, client_context
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +80,22 @@ class LexiClient:
         sleep: Callable[[float], None] = time.sleep,
         on_response: Callable[[str, str, int], None] | None = None,
         on_unparseable: Callable[[str], None] | None = None,
+        connections: SharedConnections | None = None,
     ) -> None:
         """Each thread that calls LeadLex gets an HTTP client (and a kept-alive connection) of its own.
 
         One shared client would hold every connection in one pool: httpx allows 100 unless told otherwise (the
         101st click's approve waited for a slow answer to come back), and its pool scans every connection on each
         request and response, which costs more CPU than the request itself when hundreds wait on a slow LeadLex.
+        With `connections`, the thread's client is the one those share with other LexiClients (closed by their
+        owner, not by `close`).
         """
+        self._connections = connections
+        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "lexi-bot"}
         self._client_options: dict[str, Any] = {
             "base_url": base_url.rstrip("/"),
-            "headers": {"Authorization": f"Bearer {api_key}", "User-Agent": "lexi-bot"},
             "timeout": timeout,
-            "verify": httpx.create_ssl_context(),  # built once: loading the CA bundle for each client costs ~20 ms
+            "verify": client_context(),  # one per process: loading the CA bundle for each client costs ~20 ms
         }
         self._local = threading.local()
         self._clients: weakref.WeakSet[httpx.Client] = weakref.WeakSet()  # to close them; a thread's dies with it
@@ -119,7 +124,9 @@ class LexiClient:
             client.close()
 
     def _http(self) -> httpx.Client:
-        """The calling thread's HTTP client, created on its first call."""
+        """The calling thread's HTTP client, created on its first call (or the shared connections' for it)."""
+        if self._connections is not None:
+            return self._connections.client(self._client_options["base_url"], self._client_options["timeout"])
         client: httpx.Client | None = getattr(self._local, "http", None)
         if client is None:
             client = httpx.Client(**self._client_options)
@@ -272,7 +279,7 @@ class LexiClient:
         with self._lock:
             self.sent += 1
         try:
-            response = self._http().request(method, path, **kwargs)
+            response = self._http().request(method, path, headers=self._headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransientError(f"LeadLex did not answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:

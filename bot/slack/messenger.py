@@ -61,6 +61,8 @@ class CountingWebClient(WebClient):
     """
 
     on_error: Callable[[str], None] | None = None
+    #: Connections shared with other workspaces' WebClients (multi-workspace mode), used instead of its own.
+    connections: Connections | None = None
     _http: Connections | None = None
     _http_lock = threading.Lock()
 
@@ -92,7 +94,12 @@ class CountingWebClient(WebClient):
         return {"status": answer.status, "headers": headers, "body": answer.body.decode(charset)}
 
     def _pool(self) -> Connections:
-        """The client's kept-alive connections, created on first use (slack_sdk's `ssl` context and timeout apply)."""
+        """The client's kept-alive connections, created on first use (slack_sdk's `ssl` context and timeout apply).
+
+        With shared connections (multi-workspace mode), those instead (closed by their owner).
+        """
+        if self.connections is not None:
+            return self.connections
         with self._http_lock:
             if self._http is None:
                 self._http = Connections(self.timeout, self.ssl)
@@ -107,11 +114,20 @@ class CountingWebClient(WebClient):
 
 
 def make_web_client(
-    token: str, base_url: str, *, timeout: int = 15, on_error: Callable[[str], None] | None = None
+    token: str,
+    base_url: str,
+    *,
+    timeout: int = 15,
+    on_error: Callable[[str], None] | None = None,
+    connections: Connections | None = None,
 ) -> WebClient:
-    """A WebClient that waits out `ratelimited` answers (safe: a 429 means Slack applied nothing)."""
+    """A WebClient that waits out `ratelimited` answers (safe: a 429 means Slack applied nothing).
+
+    With `connections`, its calls go through those shared connections instead of its own.
+    """
     client = CountingWebClient(token=token, base_url=base_url, timeout=timeout)
     client.on_error = on_error
+    client.connections = connections
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
     return client
 

@@ -21,6 +21,8 @@ from http.client import HTTPMessage
 from urllib.error import URLError
 from urllib.parse import urlsplit
 
+from bot.ops.tls import client_context
+
 __all__ = ["Answer", "Connections"]
 
 #: Idle connections kept per host (more concurrent calls open more, closed after their answer).
@@ -96,7 +98,7 @@ class Connections:
         scheme, host, port = key
         connection: http.client.HTTPConnection
         if scheme == "https":
-            context = self._context if self._context is not None else ssl.create_default_context()
+            context = self._context if self._context is not None else client_context()  # built once per process
             connection = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=context)
         else:
             connection = http.client.HTTPConnection(host, port, timeout=self._timeout)

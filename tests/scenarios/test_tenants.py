@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from bot.core.keeper import Leases
 from bot.core.schedule import Scheduler
 from bot.db.vault import generate_key
 from bot.dev.sandbox import Sandbox
@@ -391,3 +392,27 @@ def test_a_mention_is_answered_in_its_workspace_by_its_own_lexi(pair: Pair) -> N
     assert pair.lexi[B].calls_to("POST", "/v1/lexi/chat") == []
     (reply,) = workspace_a.thread(CHANNEL, mention.ts)
     assert reply.user == workspace_a.bot_user_id and reply.text.startswith("*Lexi:*")
+
+
+def test_the_keeper_resumes_a_dead_replica_s_decision_in_its_own_workspace(pair: Pair) -> None:
+    """A decision journaled in A by a replica that died is carried out by the keeper in A's LeadLex, not B's."""
+    task_id = pair.lexi[A].add_task(description="Find CFOs for A", task_id="task-of-a")["id"]
+    pair.poll(A)
+    pair.poll(B)
+    runtime = pair.tenants.get(A)
+    assert runtime is not None
+    Leases(runtime.store, owner="a-dead-replica", lease=timedelta(seconds=-1)).accept(
+        task_id, actor="UALICE", action="approve", surface="button"
+    )
+    stop = threading.Event()
+    keeper = threading.Thread(target=pair.tenants.keep, args=(stop,), daemon=True)
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while pair.lexi[A].task(task_id)["status"] != "approved" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        keeper.join(5)
+    assert pair.lexi[A].task(task_id)["status"] == "approved"
+    assert pair.lexi[B].calls_to("POST", "/v1/lexi/tasks") == []
