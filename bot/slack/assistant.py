@@ -28,6 +28,7 @@ from bot.errors import LexiError, RateLimited, TransientError
 from bot.ops.logs import clip
 from bot.slack import replies, subcommands
 from bot.slack.blocks import describe_task, truncate
+from bot.slack.command_parser import MESSAGE_MAX, TOO_LONG
 from bot.slack.listeners import RUNTIME, Running, runtime_of
 from bot.slack.messenger import slack_error_text
 
@@ -165,6 +166,9 @@ def handle_user_message(event: dict[str, Any], context: BoltContext) -> None:
 def take(runtime: Running, turn: Turn) -> None:
     """Queue the answer to a turn (in the pane, showing "Lexi is thinking…"); a full queue is said at once."""
     log.info("thread %s in %s: %s asked %r", turn.thread_ts, turn.channel, turn.user, clip(turn.text))
+    if len(turn.text) > MESSAGE_MAX:  # as `/lexi ask` refuses it: told in the thread, nothing sent to Lexi
+        runtime.messenger.say(turn.channel, TOO_LONG, thread_ts=turn.thread_ts)
+        return
     pane = _pane(runtime, turn)
     if pane is not None:
         pane.status(THINKING)

@@ -13,6 +13,8 @@ TASK_ID_MAX = 255
 NOTE_MAX = 500
 #: The longest message sent to Lexi.
 MESSAGE_MAX = 4000
+#: What a person is told about a longer one (nothing is sent to Lexi).
+TOO_LONG = f"Keep messages to Lexi under {MESSAGE_MAX} characters."
 NEW_FLAG = "--new"
 
 
@@ -88,7 +90,7 @@ def _ask(rest: str) -> Command:
     if not message:
         return _problem("`/lexi ask` needs a message, e.g. `/lexi ask find 20 CFOs at fintechs in Germany`.")
     if len(message) > MESSAGE_MAX:
-        return _problem(f"Keep messages to Lexi under {MESSAGE_MAX} characters.")
+        return _problem(TOO_LONG)
     return Command("ask", message=message, new_conversation=new)
 
 

@@ -14,6 +14,7 @@ from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import Message, SlackStandIn
 from bot.slack import assistant
+from bot.slack.command_parser import MESSAGE_MAX, TOO_LONG
 from tests.support.harness import CHANNEL, BotHarness
 
 CHAT = ("POST", "/v1/lexi/chat")
@@ -218,3 +219,12 @@ def test_a_mention_is_acknowledged_before_lexi_answers(bot: BotHarness, sandbox:
     finally:
         sandbox.latency = 0.0
     assert len(_answers(slack, message)) == 1
+
+
+def test_a_message_too_long_for_lexi_is_refused_in_its_thread(bot: BotHarness, sandbox: Sandbox) -> None:
+    """A DM or a mention longer than `/lexi ask` allows is answered with the same limit; nothing reaches Lexi."""
+    dm = _dm(bot, "x" * (MESSAGE_MAX + 1))
+    mention = _mention(bot, f"<@{bot.slack.bot_user_id}> " + "y" * (MESSAGE_MAX + 1))
+    assert _answers(bot.slack, dm) == [TOO_LONG]
+    assert _answers(bot.slack, mention) == [TOO_LONG]
+    assert sandbox.calls_to(*CHAT) == []
