@@ -108,12 +108,7 @@ class Health:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the bot can do its job now: database reachable, credentials accepted, polls recent."""
-        checks: dict[str, Any] = {}
-        try:
-            self._store.ping()
-            checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by type only
-            checks["database"] = f"unreachable ({type(exc).__name__})"
+        checks: dict[str, Any] = {"database": database_check(self._store)}
         poller = self._poller
         checks["leadlex"] = poller.problem or "ok"
         checks["slack"] = self.slack.problem or self.announce_problem() or "ok"
@@ -133,3 +128,12 @@ class Health:
         # Reported, never a reason to be unready: a long backlog is work in progress, and the polls go on.
         checks["backlog"] = self._backlog()
         return ready, {"ready": ready, **checks}
+
+
+def database_check(store: Store) -> str:
+    """What /readyz says of the database: "ok", or "unreachable" with the error's type (its text may hold the URL)."""
+    try:
+        store.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by type only
+        return f"unreachable ({type(exc).__name__})"
+    return "ok"

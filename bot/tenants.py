@@ -39,6 +39,7 @@ from bot.core.webhooks import TASK_EVENTS, WebhookReceiver
 from bot.db.store import Store
 from bot.db.workspaces import Workspace, Workspaces
 from bot.errors import LexiBotError, LexiError
+from bot.health import database_check
 from bot.ops.metrics import Metrics
 from bot.ops.tls import SharedConnections
 from bot.runtime import Runtime
@@ -399,12 +400,7 @@ class Tenants:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the process can serve now: the database answers and no part it needs has died."""
-        checks: dict[str, Any] = {}
-        try:
-            self.store.ping()
-            checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by type only
-            checks["database"] = f"unreachable ({type(exc).__name__})"
+        checks: dict[str, Any] = {"database": database_check(self.store)}
         dead = self.dead()
         if dead:
             checks["dead"] = dead

@@ -38,6 +38,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -999,21 +1000,7 @@ class Store:
 
     def renew_leases(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:
         """Extend `owner`'s leases on these open decisions (its heartbeat while they wait or LeadLex works)."""
-        ids = list(decision_ids)
-        if not ids:
-            return
-        with self._begin() as conn:
-            for start in range(0, len(ids), 500):
-                conn.execute(
-                    update(DECISIONS)
-                    .where(
-                        _D.workspace == self.workspace,
-                        _D.id.in_(ids[start : start + 500]),
-                        _D.owner == owner,
-                        text(OPEN_DECISIONS),
-                    )
-                    .values(lease_until=self._now() + lease)
-                )
+        self._renew_leases(owner, decision_ids, lease, _D.workspace == self.workspace)
 
     @retried
     def take_over_decisions(
@@ -1075,6 +1062,12 @@ class Store:
 
     def renew_leases_everywhere(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:
         """Extend `owner`'s leases on these open decisions, whichever workspace each is in (ids are unique)."""
+        self._renew_leases(owner, decision_ids, lease, true())
+
+    def _renew_leases(
+        self, owner: str, decision_ids: Iterable[int], lease: timedelta, where: ColumnElement[bool]
+    ) -> None:
+        """Extend `owner`'s leases on the open decisions among these ids that also match `where` (500 ids a time)."""
         ids = list(decision_ids)
         if not ids:
             return
@@ -1082,7 +1075,7 @@ class Store:
             for start in range(0, len(ids), 500):
                 conn.execute(
                     update(DECISIONS)
-                    .where(_D.id.in_(ids[start : start + 500]), _D.owner == owner, text(OPEN_DECISIONS))
+                    .where(where, _D.id.in_(ids[start : start + 500]), _D.owner == owner, text(OPEN_DECISIONS))
                     .values(lease_until=self._now() + lease)
                 )
 

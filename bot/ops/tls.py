@@ -24,13 +24,13 @@ def client_context() -> ssl.SSLContext:
 
 
 class SharedConnections:
-    """HTTP clients that every workspace's clients share: one per thread and base URL, whatever the key or token.
+    """HTTP clients that every workspace's LeadLex clients share: one per thread and base URL, whatever the key.
 
-    Multi-workspace mode has a LeadLex client and a Slack client per workspace. Each on its own keeps kept-alive
-    connections: a LexiClient one per thread that called it, a Slack client a pool. At 1,000 workspaces that was
-    4,000 connections per replica to the one LeadLex host (4 poll threads) and 1,000 to Slack (bench.workspaces);
-    shared, it is one per thread and host. Each request carries its own key or token; no cookie is ever kept, so
-    nothing one workspace's answer sets reaches another workspace's request.
+    Multi-workspace mode has a LeadLex client per workspace, and each on its own keeps a kept-alive connection per
+    thread that called it: at 1,000 workspaces that was 4,000 connections per replica to the one LeadLex host (4 poll
+    threads; bench.workspaces). Shared, it is one per thread and host. Each request carries its own key; no cookie
+    is ever kept, so nothing one workspace's answer sets reaches another workspace's request. (Their Slack clients
+    share one bot.slack.transport.Connections the same way.)
     """
 
     def __init__(self) -> None:
