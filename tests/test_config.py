@@ -274,3 +274,13 @@ def test_single_workspace_narrowing_refuses_multi_workspace_settings() -> None:
     """The single-workspace narrowing refuses multi-workspace settings (each workspace brings its own), saying so."""
     with pytest.raises(ConfigError, match="each workspace's runtime is built from the registry"):
         run_settings(load_settings({**GOOD, **MULTI}))
+
+
+def test_the_public_url_is_an_http_address_kept_without_a_trailing_slash() -> None:
+    """LEXI_PUBLIC_URL (where LeadLex delivers each workspace's webhook) must be an http(s) address."""
+    assert load_settings({**GOOD, **MULTI, "LEXI_PUBLIC_URL": "https://lexi.example.com/"}).public_url == (
+        "https://lexi.example.com"
+    )
+    for bad in ("lexi.example.com", "ftp://lexi.example.com", "https://lexi.example.com/?x=1", "https:// x"):
+        with pytest.raises(ConfigError, match="LEXI_PUBLIC_URL"):
+            load_settings({**GOOD, **MULTI, "LEXI_PUBLIC_URL": bad})

@@ -202,3 +202,16 @@ def test_open_homes_follow_every_decision_and_change_in_leadlex(
     published = _home(slack, "UBOB")
     assert len(after) > before and "Dismissed in LeadLex" in published
     assert published.count("Find CTOs in Porto") == 1  # listed among the decisions, no longer as pending
+
+
+def test_a_burst_of_decisions_by_one_person_publishes_their_home_once(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """Four approvals in quick succession re-publish the decider's Home once, showing all four (not once each)."""
+    task_ids = [_announce(bot, sandbox, f"Find CFOs {n}") for n in range(4)]
+    for task_id in task_ids:
+        bot.click(blocks.APPROVE_ACTION, task_id, user="UALICE")
+    bot.settle()
+    publishes = [call for call in slack.calls_to("views.publish") if call.args.get("user_id") == "UALICE"]
+    assert len(publishes) == 1
+    assert _home(slack, "UALICE").count("Approved by <@UALICE>") == 4
