@@ -37,10 +37,8 @@ def test_a_replayed_ask_calls_lexi_once(bot: BotHarness, sandbox: Sandbox) -> No
     assert len(sandbox.calls_to("POST", "/v1/lexi/chat")) == 1
 
 
-def test_a_replayed_approve_click_decides_once_and_answers_nothing(
-    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
-) -> None:
-    """A captured Approve click re-sent gets an empty 200: one decision, no second answer or audit entry."""
+def _captured_click(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> tuple[str, bytes, dict[str, str]]:
+    """A new task announced, and Alice's signed Approve click on its card as captured on the wire."""
     task_id = sandbox.add_task("prospect_search", "Find VPs of Sales")["id"]
     bot.poll()
     payload = payloads.build_block_action(
@@ -53,7 +51,14 @@ def test_a_replayed_approve_click_decides_once_and_answers_nothing(
         response_url=slack.new_response_url(),
     )
     body, content_type = payloads.encode_interactive(payload)
-    headers = payloads.signed_request(SIGNING_SECRET, body, content_type)
+    return task_id, body, payloads.signed_request(SIGNING_SECRET, body, content_type)
+
+
+def test_a_replayed_approve_click_decides_once_and_answers_nothing(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """A captured Approve click re-sent gets an empty 200: one decision, no second answer or audit entry."""
+    task_id, body, headers = _captured_click(bot, sandbox, slack)
     assert _send(bot, body, headers)[0] == 200
     bot.settle()
     assert sandbox.task(task_id)["status"] == "approved"
@@ -75,19 +80,7 @@ def test_a_click_replayed_while_it_is_decided_journals_nothing(
 
     The click's replay key is remembered in the same write as its decision (not in a write of its own first).
     """
-    task_id = sandbox.add_task("prospect_search", "Find VPs of Sales")["id"]
-    bot.poll()
-    payload = payloads.build_block_action(
-        action_id=blocks.APPROVE_ACTION,
-        value=task_id,
-        user="UALICE",
-        channel=CHANNEL,
-        message_ts=bot.store.get(task_id).message_ts,
-        trigger_id=slack.new_trigger_id("UALICE"),
-        response_url=slack.new_response_url(),
-    )
-    body, content_type = payloads.encode_interactive(payload)
-    headers = payloads.signed_request(SIGNING_SECRET, body, content_type)
+    task_id, body, headers = _captured_click(bot, sandbox, slack)
     journaled: list[str] = []
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
