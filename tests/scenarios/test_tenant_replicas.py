@@ -64,10 +64,11 @@ class Replicas:
         return [m for m in workspace.messages(channel) if m.thread_ts is None]
 
     def poll(self, replica: Installer, team: str) -> None:
-        """One poll of a workspace at a replica, and the work it queued."""
+        """One poll of a workspace at a replica, and the work it queued (its announcements included)."""
         tenants = self.tenants(replica)
         tenants.poll(self.registry.require(team))
-        assert tenants.workers.drain(10), "the workspace's work did not settle in time"
+        runtime = tenants.get(team)
+        assert runtime is not None and runtime.drain(10), "the workspace's work did not settle in time"
 
     def click(self, replica: Installer, team: str, task_id: str) -> int:
         """Click Approve on a task's card at a replica, as UALICE of `team`; the HTTP status."""
