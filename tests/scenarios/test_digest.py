@@ -16,6 +16,7 @@ from bot.dev.sandbox import Sandbox
 from bot.dev.standin.records import Message
 from bot.dev.standin.slack import SlackStandIn
 from tests.support.harness import CHANNEL, BotHarness, start_bot
+from tests.support.installer import start_installer
 
 CHANNEL_POLICY = """\
 defaults:
@@ -217,3 +218,31 @@ def test_two_replicas_on_one_database_send_one_digest(
         assert len(_digests(slack)) == 1
     finally:
         other.close()
+
+
+def test_each_workspace_gets_its_own_digest_in_multi_workspace_mode(
+    slack: SlackStandIn, sandbox: Sandbox, database_url: str
+) -> None:
+    """Two workspaces with a 09:00 digest each get one, in their own channel, of their own waiting tasks only."""
+    for running in start_installer(slack, database_url, serve_tenants=True):
+        registry, tenants = running.registry, running.tenants
+        assert registry is not None and tenants is not None
+        lexi = {}
+        for team, task in (("TAAA", "Find CFOs for A"), ("TBBB", "Find CTOs for B")):
+            assert running.install(team=team).status_code == 302
+            lexi[team] = sandbox.add_workspace()
+            registry.connect_lexi(team, str(lexi[team].api_key), sandbox.url)
+            registry.configure(team, channel=CHANNEL, policy_yaml=CHANNEL_POLICY)
+            lexi[team].add_task(description=task)
+        for moment in (NINE - timedelta(hours=1), NINE, NINE + timedelta(minutes=1)):
+            for team in lexi:
+                runtime = tenants.get(team)
+                assert runtime is not None and runtime.poller.digest is not None
+                runtime.poller.digest.now = lambda moment=moment: moment
+                tenants.poll(registry.require(team))
+                assert runtime.drain(10), "the workspace's work did not settle in time"
+        for team, mine, theirs in (("TAAA", "for A", "for B"), ("TBBB", "for B", "for A")):
+            workspace = slack.oauth.teams[team].workspace
+            [digest] = [m for m in workspace.messages(CHANNEL) if m.text.startswith("*Daily digest")]
+            assert digest.text.startswith("*Daily digest: 1 task still waits") and mine in digest.text
+            assert theirs not in digest.text
