@@ -438,7 +438,10 @@ class _Reader:
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            hint = _suggest(zone, tuple(sorted(available_timezones())))
+            known = tuple(sorted(available_timezones()))
+            if not known:  # a system without the tz database (Debian's tzdata package) knows no zone at all
+                self.fail(node, f"{where}: this system has no time zone database to read '{zone}' from (tzdata)")
+            hint = _suggest(zone, known)
             self.fail(node, f"{where}: unknown time zone '{zone}'{hint}; use an IANA name such as Europe/Berlin or UTC")
         return DailyDigest(at, zone)
 
