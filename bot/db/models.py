@@ -167,6 +167,21 @@ class AuditEvent(Base):
     )
 
 
+class DigestSent(Base):
+    """One day's digest of the waiting tasks, claimed by the process that sends it (migration 0011)."""
+
+    __tablename__ = "digests"
+
+    workspace: Mapped[str] = mapped_column(String(64), primary_key=True, server_default=SINGLE_WORKSPACE)
+    #: Where it went: channel | approvers (bot.core.policy.DIGEST_TARGETS).
+    target: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: The digest's date in the policy's time zone, YYYY-MM-DD.
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: How many messages it made (None until they are out).
+    sent: Mapped[int | None] = mapped_column(Integer)
+
+
 class SeenRequest(Base):
     """A signed request already acted on (a webhook body's hash, a Slack signature), kept while it could be replayed.
 
