@@ -224,13 +224,33 @@ def test_an_approval_in_a_dm_decides_the_task_and_updates_the_channel_card(demo:
     block = next(i for i, b in enumerate(in_dm["blocks"]) if b["type"] == "actions")
     element = [e["action_id"] for e in in_dm["blocks"][block]["elements"]].index(blocks.APPROVE_ACTION)
     where = {"surface": "dm", "ts": in_dm["ts"]}
-    assert api.post("/api/click", json={"user": "UALICE", "where": where, "block": block, "element": element}).json()[
-        "ok"
-    ]
+    clicked = api.post("/api/click", json={"user": "UALICE", "where": where, "block": block, "element": element})
+    assert clicked.json()["ok"]
     assert wait_for(lambda: "Approved by <@UALICE>" in card(api, "UALICE", "Mark 42 contacts")["text"])
     assert card(api, "UALICE", "Mark 42 contacts")["ts"] == channel_card["ts"]
     task = next(t for t in demo.sandbox.tasks() if t["description"].startswith("Mark 42 contacts"))
     assert task["status"] != "pending"
+
+
+def test_a_card_in_the_pane_thread_is_shown_there_and_clickable(demo: Demo, api: httpx.Client) -> None:
+    """A card the bot posts in Bob's pane thread is in his pane, not his DM's list; its Dismiss opens the modal."""
+    assert demo.standin is not None
+    api.post("/api/pane", json={"user": "UBOB"})
+    thread_ts = pane(api, "UBOB")["thread_ts"]
+    shown = card(api, "UBOB", "Q1 Outbound")
+    client = WebClient(token=demo.bot_token, base_url=demo.standin.api_url)
+    client.chat_postMessage(channel="DBOB", thread_ts=thread_ts, text=shown["text"], blocks=shown["blocks"])
+    (in_pane,) = wait_for(lambda: [m for m in pane(api, "UBOB")["messages"] if m["blocks"]])
+    assert not [i for i in state(api, "UBOB")["dm"]["timeline"] if "Q1 Outbound" in i["text"]]
+    block = next(i for i, b in enumerate(in_pane["blocks"]) if b["type"] == "actions")
+    element = [e["action_id"] for e in in_pane["blocks"][block]["elements"]].index(blocks.DISMISS_ACTION)
+    where = {"surface": "dm", "ts": in_pane["ts"]}
+    clicked = api.post("/api/click", json={"user": "UBOB", "where": where, "block": block, "element": element})
+    assert clicked.json()["ok"]
+    modal = wait_for(lambda: state(api, "UBOB")["modal"])
+    assert modal["view"]["title"]["text"] == "Dismiss task"
+    assert api.post("/api/close", json={"user": "UBOB"}).json()["ok"] and state(api, "UBOB")["modal"] is None
+    assert card(api, "UBOB", "Q1 Outbound")["text"].startswith("Lexi needs approval")
 
 
 def test_a_dm_to_the_bot_is_answered_in_a_thread_under_it(api: httpx.Client) -> None:
