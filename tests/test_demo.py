@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from bot.dev.demo import Demo
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
-from bot.slack import blocks
+from bot.slack import assistant, blocks
 from tests.support.harness import SECRETS_GIVEN
 from tests.support.process import BotProcess, clean_env
 
@@ -119,6 +119,153 @@ def test_slash_command_answer_is_shown_to_its_author(api: httpx.Client) -> None:
     assert items[-1]["kind"] == "ephemeral" and "/lexi" in items[-1]["text"]
     answer = api.post("/api/type", json={"user": "UBOB", "text": "/nope"}).json()
     assert not answer["ok"] and "not a valid command" in answer["error"]
+
+
+def pane(api: httpx.Client, user: str) -> dict[str, Any]:
+    """The person's assistant pane now (it must be open)."""
+    shown = state(api, user)["pane"]
+    assert shown is not None
+    return dict(shown)
+
+
+def lexi_said(api: httpx.Client, user: str, words: str) -> list[dict[str, Any]]:
+    """The bot's messages in the person's pane containing `words`."""
+    return [m for m in pane(api, user)["messages"] if m["user"] == "UBOT" and words in m["text"]]
+
+
+def test_opening_the_pane_shows_the_greeting_and_the_suggested_prompts(api: httpx.Client) -> None:
+    """Opening the pane sends assistant_thread_started; the bot's greeting and its three prompts are in the pane."""
+    assert state(api, "UBOB")["pane"] is None
+    assert api.post("/api/pane", json={"user": "UBOB"}).json() == {"ok": True, "status": 200, "error": None}
+    wait_for(lambda: pane(api, "UBOB")["prompts"])  # set right after the greeting is posted
+    greeting = lexi_said(api, "UBOB", "Hi, I'm Lexi")
+    shown = pane(api, "UBOB")
+    assert [m["ts"] for m in shown["messages"]] == [greeting[0]["ts"]] and shown["channel"] == "DBOB"
+    assert [p["message"] for p in shown["prompts"]] == list(assistant.SUGGESTED_PROMPTS)
+    assert shown["status"] == "" and shown["title"] == ""
+    assert state(api, "UALICE")["pane"] is None or state(api, "UALICE")["pane"]["channel"] == "DALICE"
+    requests = api.get("/api/panel").json()["slack"]["requests"]
+    assert {"kind": "assistant_thread_started", "status": 200} in [
+        {k: r[k] for k in ("kind", "status")} for r in requests
+    ]
+    # Open again: the same thread; "New chat": another one, greeted too.
+    api.post("/api/pane", json={"user": "UBOB"})
+    assert pane(api, "UBOB")["thread_ts"] == shown["thread_ts"]
+    api.post("/api/pane", json={"user": "UBOB", "new": True})
+    assert pane(api, "UBOB")["thread_ts"] != shown["thread_ts"]
+    assert wait_for(lambda: lexi_said(api, "UBOB", "Hi, I'm Lexi"))
+
+
+def test_a_prompt_gets_lexis_answer_in_the_pane_and_its_task_a_card(demo: Demo, api: httpx.Client) -> None:
+    """A suggested prompt is sent as message.im in the pane's thread; Lexi's answer, a title and a card follow."""
+    assert demo.sandbox is not None
+    refused = api.post("/api/ask", json={"user": "UCAROL", "text": "hello"})
+    assert refused.status_code == 400 and refused.json()["error"] == "the Lexi pane is not open"
+    api.post("/api/pane", json={"user": "UALICE"})
+    wait_for(lambda: lexi_said(api, "UALICE", "Hi, I'm Lexi"))
+    prompt = assistant.SUGGESTED_PROMPTS[1]
+    assert prompt.startswith("Find 20 VPs of Sales")
+    assert api.post("/api/ask", json={"user": "UALICE", "text": prompt}).json()["ok"]
+    (answer,) = wait_for(lambda: lexi_said(api, "UALICE", "I prepared a prospect search"))
+    shown = pane(api, "UALICE")
+    assert [m["user"] for m in shown["messages"]] == ["UBOT", "UALICE", "UBOT"]
+    assert shown["messages"][1]["text"] == prompt and shown["title"] == prompt
+    assert demo.standin is not None
+    statuses = [u.value for u in demo.standin.thread_updates(shown["channel"], shown["thread_ts"], "status")]
+    assert statuses[0] == assistant.THINKING  # shown while Lexi answers, then cleared once the answer is posted
+    assert wait_for(lambda: pane(api, "UALICE")["status"] == "")
+    task = next(
+        t for t in demo.sandbox.tasks() if t["description"] == "Find VPs of Sales at fintech companies in New York"
+    )
+    assert task["status"] == "pending" and task["metadata"]["per_page"] == 20
+    posted = wait_for(
+        lambda: next((i for i in state(api, "UALICE")["timeline"] if task["id"] in json.dumps(i["blocks"])), None)
+    )
+    assert "see its card" in answer["text"] and posted["ts"].replace(".", "") in answer["text"]
+
+
+def _post_card_in_dm(demo: Demo, api: httpx.Client, user: str, words: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bot posts the channel card containing `words` in `user`'s DM; return the card and the DM's copy."""
+    assert demo.standin is not None
+    shown = card(api, user, words)
+    client = WebClient(token=demo.bot_token, base_url=demo.standin.api_url)
+    dm = client.conversations_open(users=user)["channel"]["id"]
+    client.chat_postMessage(channel=dm, text=shown["text"], blocks=shown["blocks"])
+    copy = wait_for(lambda: [i for i in state(api, user)["dm"]["timeline"] if words in i["text"]])
+    return shown, copy[0]
+
+
+def test_a_card_in_a_dm_is_shown_and_a_click_there_reaches_the_bot_from_the_dm(demo: Demo, api: httpx.Client) -> None:
+    """A card the bot posts in Carol's DM is in her DM view; her click is sent with the DM as its channel."""
+    assert demo.standin is not None
+    _channel_card, in_dm = _post_card_in_dm(demo, api, "UCAROL", "Churned customers")
+    assert state(api, "UCAROL")["dm"]["channel"] == "DCAROL" and in_dm["user"] == "UBOT"
+    assert state(api, "UBOB")["dm"]["timeline"] == []  # Bob's DM is his own
+    # Bob cannot click in Carol's DM: a person's clicks land in their own DM only.
+    block = next(i for i, b in enumerate(in_dm["blocks"]) if b["type"] == "actions")
+    where = {"surface": "dm", "ts": in_dm["ts"]}
+    bobs = api.post("/api/click", json={"user": "UBOB", "where": where, "block": block, "element": 0})
+    assert bobs.status_code == 400 and bobs.json()["error"] == "the message is gone"
+    before = len(demo.standin.ephemerals)
+    clicked = api.post("/api/click", json={"user": "UCAROL", "where": where, "block": block, "element": 0})
+    assert clicked.json() == {"ok": True, "status": 200, "error": None}
+    # Carol may not decide: the bot tells her so privately where she clicked, in her DM.
+    told = wait_for(lambda: demo.standin.ephemerals[before:] if demo.standin else None)
+    assert [(e.channel, e.user) for e in told] == [("DCAROL", "UCAROL")]
+    refusal = wait_for(lambda: [i for i in state(api, "UCAROL")["dm"]["timeline"] if i["kind"] == "ephemeral"])
+    assert "<@UALICE>, <@UBOB>" in refusal[0]["text"]
+    assert card(api, "UCAROL", "Churned customers")["text"].startswith("Lexi needs approval")
+
+
+def test_an_approval_in_a_dm_decides_the_task_and_updates_the_channel_card(demo: Demo, api: httpx.Client) -> None:
+    """Alice approves the card in her DM: the task is approved once in LeadLex and the channel's card says so."""
+    assert demo.sandbox is not None
+    channel_card, in_dm = _post_card_in_dm(demo, api, "UALICE", "Mark 42 contacts")
+    block = next(i for i, b in enumerate(in_dm["blocks"]) if b["type"] == "actions")
+    element = [e["action_id"] for e in in_dm["blocks"][block]["elements"]].index(blocks.APPROVE_ACTION)
+    where = {"surface": "dm", "ts": in_dm["ts"]}
+    clicked = api.post("/api/click", json={"user": "UALICE", "where": where, "block": block, "element": element})
+    assert clicked.json()["ok"]
+    assert wait_for(lambda: "Approved by <@UALICE>" in card(api, "UALICE", "Mark 42 contacts")["text"])
+    assert card(api, "UALICE", "Mark 42 contacts")["ts"] == channel_card["ts"]
+    task = next(t for t in demo.sandbox.tasks() if t["description"].startswith("Mark 42 contacts"))
+    assert task["status"] != "pending"
+
+
+def test_a_card_in_the_pane_thread_is_shown_there_and_clickable(demo: Demo, api: httpx.Client) -> None:
+    """A card the bot posts in Bob's pane thread is in his pane, not his DM's list; its Dismiss opens the modal."""
+    assert demo.standin is not None
+    api.post("/api/pane", json={"user": "UBOB"})
+    thread_ts = pane(api, "UBOB")["thread_ts"]
+    shown = card(api, "UBOB", "Q1 Outbound")
+    client = WebClient(token=demo.bot_token, base_url=demo.standin.api_url)
+    client.chat_postMessage(channel="DBOB", thread_ts=thread_ts, text=shown["text"], blocks=shown["blocks"])
+    (in_pane,) = wait_for(lambda: [m for m in pane(api, "UBOB")["messages"] if m["blocks"]])
+    assert not [i for i in state(api, "UBOB")["dm"]["timeline"] if "Q1 Outbound" in i["text"]]
+    block = next(i for i, b in enumerate(in_pane["blocks"]) if b["type"] == "actions")
+    element = [e["action_id"] for e in in_pane["blocks"][block]["elements"]].index(blocks.DISMISS_ACTION)
+    where = {"surface": "dm", "ts": in_pane["ts"]}
+    clicked = api.post("/api/click", json={"user": "UBOB", "where": where, "block": block, "element": element})
+    assert clicked.json()["ok"]
+    modal = wait_for(lambda: state(api, "UBOB")["modal"])
+    assert modal["view"]["title"]["text"] == "Dismiss task"
+    assert api.post("/api/close", json={"user": "UBOB"}).json()["ok"] and state(api, "UBOB")["modal"] is None
+    assert card(api, "UBOB", "Q1 Outbound")["text"].startswith("Lexi needs approval")
+
+
+def test_a_dm_to_the_bot_is_answered_in_a_thread_under_it(api: httpx.Client) -> None:
+    """A message written in the DM view is sent as message.im; the bot's answer is a reply under it."""
+    assert api.post("/api/dm", json={"user": "UBOB", "text": "What is waiting for my approval?"}).json()["ok"]
+
+    def answered() -> list[dict[str, Any]]:
+        mine = [i for i in state(api, "UBOB")["dm"]["timeline"] if i.get("user") == "UBOB"]
+        return mine[-1]["replies"] if mine else []
+
+    (reply,) = wait_for(answered)
+    assert reply["user"] == "UBOT" and "for your approval" in reply["text"]
+    assert state(api, "UBOB")["pane"] is None or all(
+        "waiting for my approval" not in m["text"] for m in state(api, "UBOB")["pane"]["messages"]
+    )
 
 
 def test_messages_typed_are_escaped_as_slack_does(api: httpx.Client) -> None:

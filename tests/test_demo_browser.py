@@ -246,3 +246,59 @@ def test_a_headless_capture_of_the_page_finishes(demo: Demo, tmp_path: Path) -> 
     except subprocess.TimeoutExpired:
         pytest.fail("the headless capture never finished: the page kept the browser waiting")
     assert picture.stat().st_size > 10_000
+
+
+def test_a_card_in_the_dm_is_clickable_there(demo: Demo, page: Page) -> None:
+    """A card the bot posts in Carol's DM shows in Direct messages; her click there is refused there, privately."""
+    from playwright.sync_api import expect
+    from slack_sdk import WebClient
+
+    assert demo.standin is not None
+    act_as(page, "UCAROL")
+    target = card(page, "Mark 42 contacts")
+    expect(target.get_by_role("button", name="Approve")).to_be_visible()
+    row = next(r for r in demo.standin.messages("C0LEXI") if "Mark 42 contacts" in r.text and not r.thread_ts)
+    client = WebClient(token=demo.bot_token, base_url=demo.standin.api_url)
+    client.chat_postMessage(channel="DCAROL", text=row.text, blocks=row.blocks)
+    expect(page.locator("#dm-count")).to_have_text("1")
+    page.locator('[data-nav="dm"]').click()
+    expect(page.locator("#dm-view")).to_be_visible()
+    expect(page.locator("#dm-count")).to_be_hidden()
+    in_dm = page.locator('#dm-messages .msg[data-kind="message"]', has_text="Mark 42 contacts")
+    in_dm.get_by_role("button", name="Approve").click()
+    page.locator(".bk-confirm-ok").click()
+    refusal = page.locator("#dm-messages .msg.ephemeral", has_text="can approve")
+    expect(refusal).to_contain_text("Only @Alice, @Bob can approve contact update tasks.")
+    assert [e.channel for e in demo.standin.ephemerals_for("UCAROL")][-1] == "DCAROL"
+    page.locator('[data-nav="channel"]').click()
+    expect(target.get_by_role("button", name="Approve")).to_be_visible()
+
+
+def test_lexi_pane_answers_a_suggested_prompt_and_links_its_card(demo: Demo, page: Page, tmp_path: Path) -> None:
+    """The Lexi pane greets with prompt chips; a chip asks Lexi; her answer, the title and the task's card show.
+
+    Last in the module: the card it adds would also match the first test's "Find VPs of Sales".
+    """
+    from playwright.sync_api import expect
+
+    page.locator("#channel-view .open-pane").click()
+    pane = page.locator("#pane")
+    expect(pane).to_be_visible()
+    expect(page.locator("#panel")).to_be_hidden()
+    expect(pane.locator("#pane-body")).to_contain_text("Hi, I'm Lexi")
+    chips = pane.locator(".prompt-chip")
+    expect(chips).to_have_count(3)
+    chips.filter(has_text="Find 20 VPs of Sales").click()
+    expect(pane.locator("#pane-body .msg")).to_have_count(3)
+    answer = pane.locator("#pane-body .msg").nth(2)
+    expect(answer).to_contain_text("I prepared a prospect search: Find VPs of Sales at fintech companies in New York")
+    expect(page.locator("#pane-title")).to_have_text("Find 20 VPs of Sales at fintech companies in New York")
+    expect(page.locator("#pane-status")).to_be_hidden()  # "Lexi is thinking…" is cleared with the answer
+    expect(chips.first).to_be_hidden()  # the prompts go once the person has written
+    shot(page, tmp_path, "demo-pane.png")
+    answer.get_by_role("link", name="see its card").click()
+    created = card(page, "Find VPs of Sales at fintech companies in New York")
+    expect(created).to_be_in_viewport()
+    expect(created.get_by_role("button", name="Approve")).to_be_visible()
+    assert page.url == demo.url  # followed in the page: no new tab on the stand-in's permalink
+    assert not [tab.url for tab in page.context.pages if "/archives/" in tab.url]

@@ -4,7 +4,9 @@
 - `GET /api/state?user=U…`: what that person sees; `GET /api/panel`: what happened underneath.
 - `GET /api/versions`: the version counters of what the page shows, answered at once; the page asks about once a
   second after it has loaded (a held-open event stream kept headless browsers from ever finishing the page).
-- `POST /api/click|submit|close|type|home` with `{"user": …, …}`: a person's action, sent on to the bot.
+- `POST /api/click|submit|close|type|home` with `{"user": …, …}`: a person's action, sent on to the bot;
+  `POST /api/pane` opens Lexi's assistant pane (`{"new": true}`: a new chat), `POST /api/ask` writes in it and
+  `POST /api/dm` writes in the person's DM with the app (`{"text": …}`).
 
 Actions are accepted only from the page itself: the `Origin` must be the page's own (browsers send it on every
 POST), `Sec-Fetch-Site`, when sent, must say same-origin, and the body must be `application/json` (so a form on
@@ -19,13 +21,14 @@ import logging
 import re
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bot.dev.demo.elements import ActionError
-from bot.dev.demo.session import Answer
+from bot.dev.demo.session import Answer, Session
 from bot.dev.demo.snapshot import Sources, channel_state, panel_state, versions
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,30 @@ class DemoServer(ThreadingHTTPServer):
         log.debug("demo connection from %s failed", client_address, exc_info=True)  # noqa: LOG014 - called in an except block
 
 
+def _click(session: Session, user: str, body: dict[str, Any]) -> Answer:
+    """A click (or choice) on an element somewhere the person sees."""
+    return session.click(
+        user,
+        dict(body.get("where") or {}),
+        int(body.get("block", -99)),
+        int(body.get("element", -99)),
+        body.get("selected"),
+    )
+
+
+#: The actions a person can take, by path: each carries out one with the session for a person and the body.
+_ACTIONS: dict[str, Callable[[Session, str, dict[str, Any]], Answer]] = {
+    "/api/click": _click,
+    "/api/submit": lambda session, user, body: session.submit(user, dict(body.get("values") or {})),
+    "/api/close": lambda session, user, _body: session.close(user),
+    "/api/type": lambda session, user, body: session.type_line(user, str(body.get("text", ""))[:4000]),
+    "/api/home": lambda session, user, _body: session.open_home(user),
+    "/api/pane": lambda session, user, body: session.open_pane(user, new=body.get("new") is True),
+    "/api/ask": lambda session, user, body: session.ask(user, str(body.get("text", ""))),
+    "/api/dm": lambda session, user, body: session.write_dm(user, str(body.get("text", ""))),
+}
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Routes the page's requests."""
 
@@ -145,28 +172,12 @@ class _Handler(BaseHTTPRequestHandler):
         user = str(body.get("user", ""))
         if not self._person(user):
             return
-        session = self.server.sources.session
-        path = urlsplit(self.path).path
+        act = _ACTIONS.get(urlsplit(self.path).path)
+        if act is None:
+            self._json(404, {"ok": False, "error": "not_found"})
+            return
         try:
-            if path == "/api/click":
-                answer = session.click(
-                    user,
-                    dict(body.get("where") or {}),
-                    int(body.get("block", -99)),
-                    int(body.get("element", -99)),
-                    body.get("selected"),
-                )
-            elif path == "/api/submit":
-                answer = session.submit(user, dict(body.get("values") or {}))
-            elif path == "/api/close":
-                answer = session.close(user)
-            elif path == "/api/type":
-                answer = session.type_line(user, str(body.get("text", ""))[:4000])
-            elif path == "/api/home":
-                answer = session.open_home(user)
-            else:
-                self._json(404, {"ok": False, "error": "not_found"})
-                return
+            answer = act(self.server.sources.session, user, body)
         except (ActionError, ValueError, TypeError) as exc:
             answer = Answer(0, str(exc) or type(exc).__name__)
             self._json(400, answer.to_json())

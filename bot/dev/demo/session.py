@@ -3,7 +3,9 @@
 The page says *what* someone did (clicked the second button of block 4 of a message, submitted the open modal,
 typed `/lexi tasks`); this module finds the element in what Slack shows, builds the payload with
 `bot.dev.standin.payloads`, signs it, posts it to the bot, and plays Slack's part with the answer (modal errors,
-closing the modal, showing a slash command's immediate reply).
+closing the modal, showing a slash command's immediate reply). Each person also has a DM with the app: the
+assistant pane is a thread there (opened with assistant_thread_started, written in with message.im events), and a
+click on a message there is sent with that DM as its channel.
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ import httpx
 from bot.dev.demo import elements
 from bot.dev.demo.elements import ActionError
 from bot.dev.standin import payloads
+from bot.dev.standin.records import Ephemeral
 from bot.dev.standin.slack import SlackStandIn
 from bot.slack.blocks import escape
 
 #: Seconds Slack waits for an app to answer before it gives up (operation_timeout).
 ACK_DEADLINE = 3.0
+#: The longest message Slack lets a person send (the bot itself refuses more than /lexi ask allows).
+MESSAGE_LIMIT = 40_000
+#: The channel name Slack puts in interactive payloads from a direct message.
+DM_CHANNEL_NAME = "directmessage"
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,8 @@ class Session:
         self._http = httpx.Client(timeout=ACK_DEADLINE)
         self._lock = threading.RLock()
         self._modals: dict[str, _Modal] = {}
+        #: Each person's open assistant thread: the ts of its first message in their DM with the app.
+        self._panes: dict[str, str] = {}
         self._views_seen = 0
         self._changes = 0
         self.replies: list[CommandReply] = []
@@ -113,6 +122,8 @@ class Session:
         surface = where.get("surface")
         if surface == "message":
             return self._click_message(user, str(where.get("ts") or ""), block, element, selected)
+        if surface == "dm":
+            return self._click_message(user, str(where.get("ts") or ""), block, element, selected, dm=True)
         if surface == "ephemeral":
             return self._click_ephemeral(user, str(where.get("id", "")), block, element, selected)
         if surface in ("home", "modal"):
@@ -191,6 +202,62 @@ class Session:
         envelope = payloads.build_app_home_opened(user=user, bot_user_id=self._bot_user_id)
         return self._send(payloads.encode_event(envelope), "app_home_opened", "Home tab")[0]
 
+    def open_pane(self, user: str, *, new: bool = False) -> Answer:
+        """Open the assistant pane: Slack starts a thread in the person's DM and sends assistant_thread_started.
+
+        The pane already open shows its thread again (nothing is sent); `new` starts another one ("New chat").
+        """
+        with self._lock:
+            if user in self._panes and not new:
+                return Answer(200)
+            thread = self._standin.open_assistant_thread(user)
+            self._panes[user] = thread.ts
+            self._changes += 1
+        envelope = payloads.build_assistant_thread_started(
+            user=user,
+            channel=thread.channel,
+            thread_ts=thread.ts,
+            context_channel=self._channel,
+            bot_user_id=self._bot_user_id,
+        )
+        return self._send(payloads.encode_event(envelope), "assistant_thread_started", "Lexi pane opened")[0]
+
+    def pane_thread(self, user: str) -> str | None:
+        """The ts of the person's open assistant thread, None before they open the pane."""
+        with self._lock:
+            return self._panes.get(user)
+
+    def ask(self, user: str, text: str) -> Answer:
+        """Write to Lexi in the open pane: the message goes into its thread and Slack sends the message.im event."""
+        thread_ts = self.pane_thread(user)
+        if thread_ts is None:
+            raise ActionError("the Lexi pane is not open")
+        return self._write_dm(user, text, thread_ts)
+
+    def write_dm(self, user: str, text: str) -> Answer:
+        """Write a message in the person's DM with the app (not in a thread): the bot answers in a thread under it."""
+        return self._write_dm(user, text, None)
+
+    def _write_dm(self, user: str, text: str, thread_ts: str | None) -> Answer:
+        """Post a person's message in their DM with the app (in a thread or not) and send its message.im event."""
+        text = text.strip()[:MESSAGE_LIMIT]
+        if not text:
+            return Answer(200)
+        channel = self._standin.open_dm(user)
+        message = self._standin.add_message(channel, escape(text), user=user, thread_ts=thread_ts)
+        with self._lock:
+            self._changes += 1
+        envelope = payloads.build_im_message(
+            user=user,
+            channel=channel,
+            text=message.text,
+            ts=message.ts,
+            thread_ts=thread_ts,
+            bot_user_id=self._bot_user_id,
+        )
+        kind = "message.im (Lexi pane)" if thread_ts else "message.im"
+        return self._send(payloads.encode_event(envelope), kind, text[:80])[0]
+
     # --- what a person sees of the demo's own state ---
 
     def modal(self, user: str) -> dict[str, Any] | None:
@@ -201,9 +268,12 @@ class Session:
 
     # --- clicks ---
 
-    def _click_message(self, user: str, ts: str, block: int, element: int, selected: Any) -> Answer:
-        """Click in a channel message, as block_actions with the message and a response URL bound to it."""
-        message = self._standin.message(self._channel, ts)
+    def _click_message(
+        self, user: str, ts: str, block: int, element: int, selected: Any, *, dm: bool = False
+    ) -> Answer:
+        """Click in a message of the channel (or of the person's DM with the app, `dm`), as block_actions with it."""
+        channel = self._standin.open_dm(user) if dm else self._channel
+        message = self._standin.message(channel, ts)
         if message is None or message.deleted:
             raise ActionError("the message is gone")
         action = elements.block_action(message.blocks, block, element, selected)
@@ -216,9 +286,12 @@ class Session:
         }
         if message.user == self._bot_user_id:
             shown.update(bot_id=payloads.BOT_ID, app_id=payloads.API_APP_ID)
+        container = {"type": "message", "message_ts": message.ts, "channel_id": channel, "is_ephemeral": False}
         if message.thread_ts:
-            shown["thread_ts"] = message.thread_ts
-        payload = self._block_action(user, action, message_ts=message.ts, message=shown)
+            shown["thread_ts"] = container["thread_ts"] = message.thread_ts
+        payload = self._block_action(
+            user, action, message_ts=message.ts, message=shown, container=container, channel=channel
+        )
         return self._send_action(payload, action)
 
     def _click_ephemeral(self, user: str, ephemeral_id: str, block: int, element: int, selected: Any) -> Answer:
@@ -226,7 +299,7 @@ class Session:
         found = self.ephemeral(user, ephemeral_id)
         if found is None:
             raise ActionError("no such ephemeral message")
-        at, shown_blocks = found
+        at, shown_blocks, channel = found
         action = elements.block_action(shown_blocks, block, element, selected)
         ts = f"{at:.6f}"
         payload = self._block_action(
@@ -237,9 +310,10 @@ class Session:
             container={
                 "type": "message",
                 "message_ts": ts,
-                "channel_id": self._channel,
+                "channel_id": channel,
                 "is_ephemeral": True,
             },
+            channel=channel,
         )
         payload.pop("message", None)
         return self._send_action(payload, action)
@@ -268,18 +342,20 @@ class Session:
         message_ts: str | None,
         message: dict[str, Any] | None,
         container: dict[str, Any] | None = None,
+        channel: str | None = None,
     ) -> dict[str, Any]:
-        """A block_actions payload for `action` with a fresh trigger_id and response URL."""
+        """A block_actions payload for `action` (in the channel, or `channel`) with a fresh trigger and response URL."""
+        channel = channel or self._channel
         payload = payloads.build_block_action(
             action_id=action["action_id"],
             value=str(action.get("value", "")),
             user=user,
-            channel=self._channel,
-            channel_name=self._channel_name,
+            channel=channel,
+            channel_name=self._channel_name if channel == self._channel else DM_CHANNEL_NAME,
             message_ts=message_ts,
             message=message,
             trigger_id=self._standin.new_trigger_id(user),
-            response_url=self._standin.new_response_url(channel=self._channel, message_ts=message_ts, user=user),
+            response_url=self._standin.new_response_url(channel=channel, message_ts=message_ts, user=user),
             block_id=action["block_id"],
             container=container,
         )
@@ -318,8 +394,8 @@ class Session:
                 self.replies.append(CommandReply(user, at, text, shown_blocks))
             self._changes += 1
 
-    def ephemeral(self, user: str, ephemeral_id: str) -> tuple[float, list[Any]] | None:
-        """When an ephemeral shown to `user` arrived and its blocks: "e<n>" from the stand-in, "c<n>" a reply."""
+    def ephemeral(self, user: str, ephemeral_id: str) -> tuple[float, list[Any], str] | None:
+        """When an ephemeral shown to `user` arrived, its blocks and channel: "e<n>" the stand-in's, "c<n>" a reply."""
         kind, number = ephemeral_id[:1], ephemeral_id[1:]
         if not number.isdigit():
             return None
@@ -327,7 +403,7 @@ class Session:
         if int(number) >= len(shown) or shown[int(number)].user != user:
             return None
         item = shown[int(number)]
-        return item.at, item.blocks
+        return item.at, item.blocks, item.channel if isinstance(item, Ephemeral) else self._channel
 
     def _modal(self, user: str) -> _Modal | None:
         """The person's open modal, after taking in the views the bot opened or updated since the last look."""

@@ -1,4 +1,4 @@
-"""What the demo page shows, as JSON: one person's view of the channel, and what happened underneath."""
+"""What the demo page shows, as JSON: one person's view of the channel, of their DM and pane, and what happened."""
 
 from __future__ import annotations
 
@@ -52,48 +52,88 @@ def versions(src: Sources) -> dict[str, int]:
 
 
 def channel_state(src: Sources, user: str) -> dict[str, Any]:
-    """What `user` sees: the channel with their ephemerals, their open modal and their Home tab."""
-    messages = src.standin.messages(src.channel)
-    replies: dict[str, list[dict[str, Any]]] = {}
-    for message in messages:
-        if message.thread_ts and not message.deleted:
-            replies.setdefault(message.thread_ts, []).append(_message(message))
-    timeline: list[tuple[float, dict[str, Any]]] = [
-        (float(m.ts), {**_message(m), "kind": "message", "replies": replies.get(m.ts, [])})
-        for m in messages
-        if not m.thread_ts and not m.deleted
-    ]
-    shown = [
-        (f"e{n}", e.at, e.text, e.blocks)
-        for n, e in enumerate(src.standin.ephemerals)
-        if e.user == user and e.channel == src.channel
-    ]
-    shown += [(f"c{n}", r.at, r.text, r.blocks) for n, r in enumerate(src.session.replies) if r.user == user]
-    for ephemeral_id, at, text, blocks in shown:
-        timeline.append(
-            (
-                at,
-                {
-                    "kind": "ephemeral",
-                    "id": ephemeral_id,
-                    "ts": f"{at:.6f}",
-                    "user": src.bot_user_id,
-                    "text": text,
-                    "blocks": blocks,
-                },
-            )
-        )
-    timeline.sort(key=lambda item: item[0])
+    """What `user` sees: the channel with their ephemerals, their DM with the app and its pane, modal and Home tab."""
+    timeline = _timeline(src, user, src.channel)
     return {
         "versions": versions(src),
         "me": user,
         "people": [{"id": p.id, "name": p.name, "title": p.title, "approver": p.approver} for p in src.people],
         "bot": {"id": src.bot_user_id, "name": "lexi-bot"},
         "channel": {"id": src.channel, "name": src.channel_name},
-        "timeline": [item for _, item in timeline[-TIMELINE_ITEMS:]],
+        "timeline": timeline,
+        "dm": dm_state(src, user),
+        "pane": pane_state(src, user),
         "modal": src.session.modal(user),
         "home": src.standin.home_views.get(user),
     }
+
+
+def dm_state(src: Sources, user: str) -> dict[str, Any]:
+    """The person's DM with the app as its Messages tab shows it: what was said there, not the pane's threads."""
+    channel = src.standin.open_dm(user)
+    return {"channel": channel, "timeline": _timeline(src, user, channel)}
+
+
+def pane_state(src: Sources, user: str) -> dict[str, Any] | None:
+    """The person's assistant pane: its thread's messages, and the status, prompts and title the app set on it."""
+    thread_ts = src.session.pane_thread(user)
+    if thread_ts is None:
+        return None
+    channel = src.standin.open_dm(user)
+    latest: dict[str, Any] = {"status": "", "prompts": [], "title": ""}
+    for update in src.standin.thread_updates(channel, thread_ts):
+        latest[update.kind] = update.value
+    messages = [{**_message(m), "kind": "message"} for m in src.standin.replies(channel, thread_ts) if not m.deleted]
+    started = float(thread_ts)
+    told = [item for item in _ephemerals(src, user, channel) if float(item["ts"]) >= started]
+    return {
+        "channel": channel,
+        "thread_ts": thread_ts,
+        **latest,
+        "messages": sorted([*messages, *told], key=lambda item: float(item["ts"]))[-TIMELINE_ITEMS:],
+    }
+
+
+def _timeline(src: Sources, user: str, channel: str) -> list[dict[str, Any]]:
+    """A conversation's top-level messages (with their replies) and the ephemerals `user` saw there, oldest first.
+
+    The assistant pane's threads start with a message of Slack's own ("New chat"): they are the pane's, not shown.
+    """
+    messages = src.standin.messages(channel)
+    replies: dict[str, list[dict[str, Any]]] = {}
+    for message in messages:
+        if message.thread_ts and not message.deleted:
+            replies.setdefault(message.thread_ts, []).append(_message(message))
+    timeline = [
+        {**_message(m), "kind": "message", "replies": replies.get(m.ts, [])}
+        for m in messages
+        if not m.thread_ts and not m.deleted and m.subtype != "assistant_app_thread"
+    ]
+    timeline += _ephemerals(src, user, channel)
+    timeline.sort(key=lambda item: float(item["ts"]))
+    return timeline[-TIMELINE_ITEMS:]
+
+
+def _ephemerals(src: Sources, user: str, channel: str) -> list[dict[str, Any]]:
+    """The ephemerals `user` saw in a channel: the stand-in's ("e<n>") and, in the channel, the slash replies."""
+    shown = [
+        (f"e{n}", e.at, e.text, e.blocks)
+        for n, e in enumerate(src.standin.ephemerals)
+        if e.user == user and e.channel == channel
+    ]
+    if channel == src.channel:
+        shown += [(f"c{n}", r.at, r.text, r.blocks) for n, r in enumerate(src.session.replies) if r.user == user]
+    return [
+        {
+            "kind": "ephemeral",
+            "id": ephemeral_id,
+            "ts": f"{at:.6f}",
+            "user": src.bot_user_id,
+            "text": text,
+            "blocks": blocks,
+        }
+        for ephemeral_id, at, text, blocks in shown
+    ]
 
 
 def panel_state(src: Sources) -> dict[str, Any]:

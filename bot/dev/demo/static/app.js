@@ -1,4 +1,5 @@
-/* The demo page: a Slack-like channel over /api/state, live through /api/events, acting through /api/*. */
+/* The demo page: a Slack-like channel, the DM with the app and Lexi's assistant pane over /api/state, followed
+   through /api/versions, acting through /api/*. */
 (function () {
   "use strict";
 
@@ -12,6 +13,9 @@
     thread: null,
     homeNote: "",
     panelOpen: true,
+    paneOpen: false,
+    paneNote: "",
+    dmSeen: 0,
     dismissed: new Set(),
     nodes: new Map(),
     versions: { slack: null, panel: null },
@@ -105,7 +109,8 @@
 
   // --- messages ---
 
-  function messageNode(item, key) {
+  /** A message (or ephemeral) as Slack shows it; in the DM (`surface` "dm") its replies show under it. */
+  function messageNode(item, key, surface) {
     const ephemeral = item.kind === "ephemeral";
     const node = el("div", "msg" + (ephemeral ? " ephemeral" : ""));
     node.dataset.key = key;
@@ -125,13 +130,14 @@
     if (who.bot) head.appendChild(el("span", "app-badge", "APP"));
     head.appendChild(el("span", "msg-time", clock(Number(item.ts))));
     body.appendChild(head);
-    const where = ephemeral ? { surface: "ephemeral", id: item.id } : { surface: "message", ts: item.ts };
+    const where = ephemeral ? { surface: "ephemeral", id: item.id } : { surface: surface || "message", ts: item.ts };
     const ctx = context({ onAction: (detail) => click(where, detail) });
     const content = item.blocks && item.blocks.length ? BK.blocks(item.blocks, ctx) : BK.mrkdwn(item.text, ctx);
     content.classList.add("msg-content");
     body.appendChild(content);
     if (item.edited) body.appendChild(el("span", "edited", "(edited)"));
-    if (item.replies && item.replies.length) body.appendChild(threadSummary(item));
+    if (item.replies && item.replies.length && surface === "dm") body.appendChild(inlineReplies(item, key));
+    else if (item.replies && item.replies.length) body.appendChild(threadSummary(item));
     if (ephemeral) {
       const dismiss = el("button", "linkish", "Dismiss message");
       dismiss.type = "button";
@@ -143,6 +149,12 @@
     return node;
   }
 
+  function inlineReplies(item, key) {
+    const thread = el("div", "inline-replies");
+    item.replies.forEach((reply) => thread.appendChild(messageNode(Object.assign({ kind: "message" }, reply), `${key}r${reply.ts}`, "dm")));
+    return thread;
+  }
+
   function threadSummary(item) {
     const summary = el("button", "thread-summary");
     summary.type = "button";
@@ -151,7 +163,7 @@
     const count = item.replies.length;
     summary.appendChild(el("span", "reply-count", `${count} ${count === 1 ? "reply" : "replies"}`));
     summary.appendChild(el("span", "muted", `Last reply at ${clock(Number(item.replies[count - 1].ts))}`));
-    summary.addEventListener("click", () => { page.thread = item.ts; renderThread(); });
+    summary.addEventListener("click", () => { page.thread = item.ts; setPaneOpen(false); renderThread(); });
     return summary;
   }
 
@@ -185,15 +197,106 @@
   function renderThread() {
     const pane = $("#thread");
     const parent = page.thread && (page.data.timeline || []).find((item) => item.kind === "message" && item.ts === page.thread);
-    pane.hidden = !parent;
-    $("#panel").hidden = Boolean(parent);
-    if (!parent) { page.thread = null; return; }
+    if (!parent) page.thread = null;
+    $("#pane").hidden = !page.paneOpen;
+    pane.hidden = !parent || page.paneOpen;
+    $("#panel").hidden = Boolean(parent) || page.paneOpen;
+    if (!parent || page.paneOpen) return;
     const body = $("#thread-body");
     const replies = parent.replies || [];
     const items = [messageNode(Object.assign({}, parent, { replies: [] }), "t" + parent.ts)];
     items.push(el("div", "thread-divider", `${replies.length} ${replies.length === 1 ? "reply" : "replies"}`));
     replies.forEach((reply) => items.push(messageNode(Object.assign({ kind: "message" }, reply), "r" + reply.ts)));
     body.replaceChildren(...items);
+  }
+
+  // --- Lexi's assistant pane and the DM with the app ---
+
+  function setPaneOpen(open) {
+    page.paneOpen = open;
+    document.querySelectorAll(".open-pane").forEach((button) => button.setAttribute("aria-pressed", String(open)));
+    $("#side").hidden = !open && !page.panelOpen;
+  }
+
+  /** Open the pane (Slack sends assistant_thread_started for a new thread; `fresh`: a new chat). */
+  async function openPane(fresh) {
+    setPaneOpen(true);
+    page.paneNote = "";
+    if (fresh) $("#pane-body").dataset.signature = "";
+    renderThread();
+    renderPane();
+    const answer = await post("/api/pane", fresh ? { new: true } : {});
+    if (!answer.ok) {
+      page.paneNote = `lexi-bot did not answer assistant_thread_started (${answer.status ? "HTTP " + answer.status : answer.error}).`;
+    }
+    refreshState();
+  }
+
+  function shownItems(items, prefix) {
+    return (items || [])
+      .map((item) => ({ item, key: prefix + (item.kind === "ephemeral" ? item.id : item.ts) }))
+      .filter(({ key }) => !page.dismissed.has(key));
+  }
+
+  /** Put `items` in `list` unless they are what it shows already; stay at the latest message. */
+  function fillList(list, items, empty) {
+    const signature = page.me + empty + JSON.stringify(items.map(({ key, item }) => [key, item]));
+    if (list.dataset.signature === signature) return false;
+    list.dataset.signature = signature;
+    if (!items.length) list.replaceChildren(el("div", "empty", empty));
+    else list.replaceChildren(...items.map(({ item, key }) => messageNode(item, key, "dm")));
+    list.scrollTop = list.scrollHeight;
+    return true;
+  }
+
+  function renderPane() {
+    if (!page.paneOpen || !page.data) return;
+    const pane = page.data.pane;
+    const status = $("#pane-status");
+    const prompts = $("#pane-prompts");
+    $("#pane-title").textContent = pane ? pane.title || "New chat" : "";
+    if (!pane) {
+      fillList($("#pane-body"), [], page.paneNote || "Opening Lexi…");
+      status.hidden = true;
+      prompts.hidden = true;
+      return;
+    }
+    fillList($("#pane-body"), shownItems(pane.messages, "p"), "Starting a chat with Lexi…");
+    status.hidden = !pane.status;
+    status.textContent = pane.status || "";
+    // Slack shows the suggested prompts until the person writes in the thread.
+    const asked = pane.messages.some((item) => item.user === page.me);
+    prompts.hidden = asked || !pane.prompts.length;
+    const signature = JSON.stringify(pane.prompts);
+    if (prompts.dataset.signature !== signature) {
+      prompts.dataset.signature = signature;
+      prompts.replaceChildren(...pane.prompts.map((prompt) => {
+        const chip = el("button", "prompt-chip", prompt.title);
+        chip.type = "button";
+        chip.addEventListener("click", () => ask(prompt.message));
+        return chip;
+      }));
+    }
+  }
+
+  async function ask(text) {
+    const answer = await post("/api/ask", { text });
+    if (!answer.ok) toast(`⚠️ Lexi did not get that: ${answer.error}`);
+    refreshState();
+  }
+
+  function renderDm() {
+    const items = shownItems(page.data.dm.timeline, "d");
+    const empty = "Your direct messages with lexi-bot: what it sends only you shows here. Write to ask Lexi something.";
+    fillList($("#dm-messages"), items, empty);
+  }
+
+  function renderDmCount() {
+    const count = (page.data.dm.timeline || []).reduce((n, item) => n + 1 + (item.replies || []).length, 0);
+    if (page.view === "dm") page.dmSeen = count;
+    const badge = $("#dm-count");
+    badge.hidden = count <= page.dmSeen;
+    badge.textContent = String(count - page.dmSeen);
   }
 
   // --- modal, Home, people ---
@@ -309,8 +412,10 @@
     page.nodes.clear();
     page.dismissed.clear();
     $("#composer").placeholder = `Message #lexi-approvals as ${person(id).name} — try /lexi help`;
+    page.dmSeen = 0;
     refreshState();
     if (page.view === "home") openHome();
+    if (page.paneOpen) openPane(false);
   }
 
   function render() {
@@ -319,6 +424,9 @@
     renderPeople();
     renderMessages();
     renderThread();
+    renderPane();
+    renderDmCount();
+    if (page.view === "dm") renderDm();
     renderModal();
     if (page.view === "home") renderHome();
   }
@@ -364,16 +472,61 @@
     document.querySelectorAll("[data-nav]").forEach((item) => item.classList.toggle("active", item.dataset.nav === view));
     $("#channel-view").hidden = view !== "channel";
     $("#home-view").hidden = view !== "home";
+    $("#dm-view").hidden = view !== "dm";
     if (view === "home") { renderHome(); openHome(); }
+    if (view === "dm" && page.data) { renderDm(); renderDmCount(); }
+  }
+
+  /** Enter sends what was typed in `box` (Shift-Enter: a new line). */
+  function sendOnEnter(box, form, send) {
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = box.value.trim();
+      if (!text) return;
+      box.value = "";
+      send(text);
+    });
+  }
+
+  /** Follow a link to a message of the channel (a Slack permalink) in the page: show it, as Slack does. */
+  function followPermalink(event) {
+    const link = event.target.closest && event.target.closest("a.bk-link");
+    const found = link && /\/archives\/([A-Z0-9]+)\/p(\d{7,})$/.exec(link.getAttribute("href") || "");
+    if (!found || !page.data || found[1] !== page.data.channel.id) return;
+    event.preventDefault();
+    const ts = `${found[2].slice(0, -6)}.${found[2].slice(-6)}`;
+    showView("channel");
+    const target = document.querySelector(`#messages .msg[data-ts="${ts}"]`);
+    if (!target) { toast("That message is not in the channel any more."); return; }
+    target.scrollIntoView({ block: "center" });
+    target.classList.add("highlight");
+    setTimeout(() => target.classList.remove("highlight"), 2500);
   }
 
   function wire() {
+    document.addEventListener("click", followPermalink);
     document.querySelectorAll("[data-nav]").forEach((item) => item.addEventListener("click", () => showView(item.dataset.nav)));
     $("#close-thread").addEventListener("click", () => { page.thread = null; renderThread(); });
     $("#toggle-panel").addEventListener("click", (event) => {
       page.panelOpen = !page.panelOpen;
       event.currentTarget.setAttribute("aria-pressed", String(page.panelOpen));
-      $("#side").hidden = !page.panelOpen;
+      if (page.panelOpen) setPaneOpen(false);
+      $("#side").hidden = !page.panelOpen && !page.paneOpen;
+      renderThread();
+    });
+    document.querySelectorAll(".open-pane").forEach((button) => button.addEventListener("click", () => {
+      if (page.paneOpen) { setPaneOpen(false); renderThread(); } else openPane(false);
+    }));
+    $("#close-pane").addEventListener("click", () => { setPaneOpen(false); renderThread(); });
+    $("#pane-new").addEventListener("click", () => openPane(true));
+    sendOnEnter($("#pane-composer"), $("#pane-form"), ask);
+    sendOnEnter($("#dm-composer"), $("#dm-form"), async (text) => {
+      const answer = await post("/api/dm", { text });
+      if (!answer.ok) toast(`⚠️ lexi-bot did not get that: ${answer.error}`);
+      refreshState();
     });
     const composer = $("#composer");
     const form = $("#composer-form");
