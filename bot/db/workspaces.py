@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -300,6 +300,23 @@ class Workspaces:
                     update(WORKSPACES).where(_W.id.in_([w.id for w in claimed])).values(next_poll_at=moment + lease)
                 )
         return claimed
+
+    def renew_claims(self, claims: Mapping[str, datetime], until: datetime) -> set[str]:
+        """Extend the claims still held to `until`, in one transaction; the ids of the workspaces renewed.
+
+        `claims` maps each workspace to the next_poll_at its holder's claim (or last renewal) wrote: a row whose
+        next_poll_at is no longer that was claimed by another replica after the lease ran out, or its poll was
+        recorded, and is left alone.
+        """
+        renewed: set[str] = set()
+        with self.engine.begin() as conn:
+            for workspace_id, held in claims.items():
+                moved = conn.execute(
+                    update(WORKSPACES).where(_W.id == workspace_id, _W.next_poll_at == held).values(next_poll_at=until)
+                )
+                if moved.rowcount == 1:
+                    renewed.add(workspace_id)
+        return renewed
 
     def next_due(self) -> datetime | None:
         """When the soonest connected workspace's poll is due (the past when one was never planned); None: none."""
