@@ -156,6 +156,21 @@ class Result:
             and any(p.team != teams[task_id].team or p.channel != teams[task_id].channel for p in posts)
         ]
 
+    def recovered(self) -> float | None:
+        """Seconds from the kill to the first card after it in the slowest of the workspaces the dead replica held."""
+        if self.killed_at is None or not self.held:
+            return None
+        firsts = []
+        for team in self.held:
+            after = [
+                post.at
+                for task in self.tasks
+                if task.team == team and (post := self.announced(task)) is not None and post.at > self.killed_at
+            ]
+            if after:
+                firsts.append(min(after) - self.killed_at)
+        return max(firsts) if len(firsts) == len(self.held) else None
+
     def kill_affected(self, task: TaskRecord) -> bool:
         """Whether a task's workspace was held by the killed replica and the task came before it was recovered."""
         return (
@@ -517,10 +532,18 @@ def report(result: Result) -> dict[str, Any]:
         print_table(
             f"The kill: workspaces held by replica 1 when it died (leased 3 and 8 s later), allowance interval + "
             f"lease ({LEASE:g} s) + 5 s",
-            ["held workspaces", "their tasks before recovery", "announced", "max lateness", "within allowance"],
+            [
+                "held workspaces",
+                "first card after the kill",
+                "their tasks before recovery",
+                "announced",
+                "max lateness",
+                "within allowance",
+            ],
             [
                 [
                     len(result.held),
+                    "never" if (back := result.recovered()) is None else f"{back:.1f} s",
                     len(affected),
                     len(affected_late),
                     f"{max(affected_late, default=math.nan):.1f} s",
