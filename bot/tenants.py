@@ -38,8 +38,9 @@ from bot.core.schedule import Polled
 from bot.core.webhooks import TASK_EVENTS, WebhookReceiver
 from bot.db.store import Store
 from bot.db.workspaces import Workspace, Workspaces
-from bot.errors import LexiBotError, LexiError
+from bot.errors import InvalidRequest, LexiBotError, LexiError
 from bot.health import database_check
+from bot.lexi.client import LexiClient
 from bot.ops.metrics import Metrics
 from bot.ops.tls import SharedConnections
 from bot.runtime import Runtime
@@ -200,7 +201,7 @@ class Tenants:
         url = f"{public}/lexi/webhooks/{workspace.webhook_path}"
         lexi = make_lexi_client(workspace.lexi_api_url or DEFAULT_LEXI_API_URL, key, self.metrics, self.lexi_options)
         try:
-            hook = lexi.create_webhook(url, list(TASK_EVENTS), f"lexi-bot for Slack workspace {team_id}")
+            hook = _register(lexi, url, team_id)
         except LexiError as exc:
             log.warning("workspace %s: LeadLex did not register its webhook (%r); polled", team_id, str(exc)[:300])
             return False
@@ -487,3 +488,23 @@ def _close(runtime: Runtime, deadline: float) -> None:
     if backlog is not None and not backlog.close(deadline):
         log.warning("workspace %s: an announcement was still in flight when it was dropped", runtime.scope)
     runtime.lexi.close()
+
+
+def _register(lexi: LexiClient, url: str, team_id: str) -> dict[str, Any]:
+    """Register the workspace's webhook at `url`, replacing one LeadLex already has there.
+
+    LeadLex refuses a second webhook with one URL (409 duplicate_webhook): that is the registration made with the
+    workspace's previous key of the same LeadLex workspace, whose secret is no longer kept. It is deleted and the
+    webhook registered again, once.
+    """
+    description = f"lexi-bot for Slack workspace {team_id}"
+    try:
+        return lexi.create_webhook(url, list(TASK_EVENTS), description)
+    except InvalidRequest as exc:
+        if exc.code != "duplicate_webhook":
+            raise
+    for old in lexi.list_webhooks():
+        if old.get("url") == url and old.get("id"):
+            lexi.delete_webhook(str(old["id"]))
+            log.info("workspace %s: replaced the LeadLex webhook %s registered earlier at its URL", team_id, old["id"])
+    return lexi.create_webhook(url, list(TASK_EVENTS), description)

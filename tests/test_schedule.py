@@ -279,26 +279,50 @@ def test_wake_starts_a_round_at_once(registry: Workspaces) -> None:
         runner.join(10)
 
 
-def test_a_poll_outliving_its_lease_is_not_started_twice_here(
-    registry: Workspaces, caplog: pytest.LogCaptureFixture
+def test_a_poll_longer_than_its_lease_keeps_its_claim_while_it_runs(
+    registry: Workspaces, replica_registries: Callable[[], Workspaces]
 ) -> None:
-    """A poll slower than the lease is claimed again but not polled again by its own scheduler, and is logged."""
+    """A poll five times its lease is renewed while it runs: another replica never finds the workspace due meanwhile."""
     _connect(registry, "T0SLOW")
-    poll = FakePoll(interval=60.0, sleep=1.0)
-    scheduler = Scheduler(registry, poll, workers=2, lease=timedelta(seconds=0.2))
+    slow = FakePoll(interval=60.0, sleep=1.5)
+    scheduler = Scheduler(registry, slow, workers=1, lease=timedelta(seconds=0.3))  # busy: it claims nothing more
+    other = Scheduler(replica_registries(), FakePoll(), workers=2, lease=timedelta(seconds=0.3))
+    stop = threading.Event()
+    runner = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
+    runner.start()
+    stolen: list[Workspace] = []
+    try:
+        assert _until(lambda: registry.require("T0SLOW").next_poll_at is not None, 5)
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            stolen += other.claim()
+            time.sleep(0.05)
+        assert _until(lambda: slow.polled() == Counter({"T0SLOW": 1}), 5)
+    finally:
+        stop.set()
+        runner.join(10)
+        other.close(timeout=1)
+    assert stolen == []
+    assert 59 < _seconds_to_next(registry, "T0SLOW") < 61
+
+
+def test_a_stuck_poll_is_renewed_no_longer_than_longest(registry: Workspaces, caplog: pytest.LogCaptureFixture) -> None:
+    """A poll past `longest` stops being renewed, is logged, and is not started twice by its own scheduler."""
+    _connect(registry, "T0SLOW")
+    poll = FakePoll(interval=60.0, sleep=1.5)
+    scheduler = Scheduler(registry, poll, workers=2, lease=timedelta(seconds=0.2), longest=timedelta(seconds=0.4))
     caplog.set_level(logging.WARNING, logger="bot.core.schedule")
     stop = threading.Event()
     runner = threading.Thread(target=scheduler.run, args=(stop,), daemon=True)
     runner.start()
     try:
-        assert _until(lambda: "longer than the claim's lease" in caplog.text, 10)
+        assert _until(lambda: "its claim is no longer renewed" in caplog.text, 10)
+        assert _until(lambda: "longer than a claim is renewed" in caplog.text, 10)
     finally:
         stop.set()
         runner.join(10)
     assert poll.polled() == Counter({"T0SLOW": 1})
-    workspace = registry.require("T0SLOW")
-    assert workspace.next_poll_at is not None and workspace.last_poll_at is not None
-    assert abs(workspace.next_poll_at - workspace.last_poll_at - timedelta(seconds=60)) < timedelta(seconds=1)
+    assert 59 < _seconds_to_next(registry, "T0SLOW") < 61
 
 
 def test_replicas_never_poll_a_workspace_twice_at_once(
@@ -425,3 +449,23 @@ def test_polling_resumes_after_the_database_comes_back(
             runner.join(10)
             proxied.close()
     assert caplog.text.count("cannot reach the database") == 1
+
+
+def test_a_claim_taken_over_meanwhile_is_let_go(registry: Workspaces, caplog: pytest.LogCaptureFixture) -> None:
+    """A renewal leaves alone a workspace another replica claimed and polled after this one's lease ran out."""
+    _connect(registry, "T0MINE", "T0LOST")
+    scheduler = Scheduler(registry, FakePoll(), workers=2, lease=timedelta(seconds=30))
+    assert {w.id for w in scheduler.claim()} == {"T0MINE", "T0LOST"}
+    claimed = registry.require("T0MINE").next_poll_at
+    theirs = datetime.now(UTC) + timedelta(seconds=47)
+    registry.polled("T0LOST", next_poll_at=theirs)  # the other replica's poll, recorded
+    caplog.set_level(logging.WARNING, logger="bot.core.schedule")
+    time.sleep(0.01)
+    assert scheduler.renew() == 1
+    assert "T0LOST: another replica took its claim over" in caplog.text
+    renewed = registry.require("T0MINE").next_poll_at
+    assert claimed is not None and renewed is not None and renewed > claimed
+    assert registry.require("T0LOST").next_poll_at == theirs
+    assert scheduler.renew() == 1  # the one let go is not tried again
+    assert registry.require("T0LOST").next_poll_at == theirs
+    scheduler.close(timeout=1)

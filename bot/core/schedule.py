@@ -5,12 +5,13 @@ claims the due ones (Workspaces.claim_due: SELECT … FOR UPDATE SKIP LOCKED, in
 it has free worker threads, and polls each on its own thread. Each poll plans its own next one from that
 workspace's LeadLex budget (the poller's planner): the scheduler records `now + the seconds it returned`.
 
-The claim is a lease: it moves next_poll_at to `now + lease`, so a replica that dies mid-poll leaves its
-workspaces due again when the lease ends, and another replica polls them within `lease` plus one round (≤ 1 s).
-The lease must therefore be longer than the longest poll (a poll's LeadLex and Slack calls each have a timeout of
-their own), or a slow poll could be claimed a second time; and short enough that a dead replica's workspaces are
-not kept waiting much past their planned interval. The default, two minutes, is both: a workspace's normal
-interval is about a minute, and a poll that takes longer than two is stuck, not slow.
+The claim is a lease: it moves next_poll_at to `now + lease` (15 s), and the scheduler renews it every third of
+the lease while the poll runs (Workspaces.renew_claims, only where next_poll_at is still what this replica wrote).
+A replica that dies mid-poll stops renewing, so its workspaces are due again at most a lease later and another
+replica polls them within `lease` plus one round (≤ 1 s), well within a poll interval (about a minute). A poll that
+hangs is renewed for at most `longest` (two minutes: a poll's LeadLex and Slack calls each have a timeout of their
+own, so a poll that takes longer is stuck, not slow); then its claim lapses and another replica may poll the
+workspace, which is logged.
 
 A poll that raises is logged (its message quoted and clipped; no secret is ever in one) and recorded as the
 workspace's last_error; its next try backs off, doubling from the last gap up to `backoff`'s maximum. Since the
@@ -80,13 +81,17 @@ class Scheduler:
         poll: Poll,
         *,
         workers: int = 4,
-        lease: timedelta = timedelta(minutes=2),
+        lease: timedelta = timedelta(seconds=15),
+        longest: timedelta = timedelta(minutes=2),
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
         backoff: tuple[float, float] = BACKOFF,
         drain: float = DRAIN,
     ) -> None:
-        """Poll with `poll` on `workers` threads; a claim lasts `lease`; a stop waits `drain` s for polls in flight."""
+        """Poll with `poll` on `workers` threads; a stop waits `drain` s for polls in flight.
+
+        A claim lasts `lease`, renewed while its poll runs, for at most `longest`.
+        """
         if workers < 1:
             raise ValueError("a scheduler needs at least one worker")
         if lease <= timedelta(0):
@@ -95,6 +100,7 @@ class Scheduler:
         self._poll = poll
         self._workers = workers
         self._lease = lease
+        self._longest = longest
         self._clock = clock
         self._metrics = metrics
         self._backoff = backoff
@@ -102,6 +108,9 @@ class Scheduler:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lexi-schedule")
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[None]] = {}
+        #: The claims held here: workspace id → (the next_poll_at this replica last wrote, when its claim began).
+        self._claims: dict[str, tuple[datetime, datetime]] = {}
+        self._renewed = time.monotonic()
         self._woken = threading.Event()
         self._database_failures = 0
 
@@ -114,7 +123,50 @@ class Scheduler:
     def claim(self, limit: int | None = None) -> list[Workspace]:
         """Claim up to `limit` due workspaces, never more than there are free workers (as read before the claim)."""
         free = self.free if limit is None else min(limit, self.free)
-        return self._workspaces.claim_due(free, lease=self._lease, now=self._clock())
+        now = self._clock()
+        claimed = self._workspaces.claim_due(free, lease=self._lease, now=now)
+        with self._lock:
+            for workspace in claimed:
+                if workspace.id in self._inflight and workspace.id not in self._claims:
+                    continue  # its poll here is stuck (renewed no more): the claim lapses for whoever comes next
+                # A poll in flight claimed again (this replica stalled past its lease) keeps when its claim began.
+                began = self._claims[workspace.id][1] if workspace.id in self._claims else now
+                self._claims[workspace.id] = (now + self._lease, began)
+        return claimed
+
+    def renew(self) -> int:
+        """Extend the claims of the polls running here (for at most `longest` each); how many were renewed.
+
+        A claim another replica took over meanwhile (this replica stalled past its lease) is let go, and logged.
+        """
+        now = self._clock()
+        with self._lock:
+            held = {wid: until for wid, (until, began) in self._claims.items() if now - began < self._longest}
+            stuck = [wid for wid, (_, began) in self._claims.items() if now - began >= self._longest]
+            for workspace_id in stuck:
+                del self._claims[workspace_id]
+        for workspace_id in stuck:
+            log.warning(
+                "workspace %s: its poll has run for more than %.0fs; its claim is no longer renewed and another "
+                "replica may poll it",
+                workspace_id,
+                self._longest.total_seconds(),
+            )
+        self._renewed = time.monotonic()
+        if not held:
+            return 0
+        until = now + self._lease
+        renewed = self._workspaces.renew_claims(held, until)
+        with self._lock:
+            for workspace_id in held:
+                if workspace_id not in self._claims:
+                    continue  # its poll was recorded meanwhile: nothing to renew
+                if workspace_id in renewed:
+                    self._claims[workspace_id] = (until, self._claims[workspace_id][1])
+                else:
+                    del self._claims[workspace_id]
+                    log.warning("workspace %s: another replica took its claim over during its poll", workspace_id)
+        return len(renewed)
 
     def tick(self, timeout: float = 30.0) -> int:
         """One round: claim what the free workers can take, poll it, and wait (at most `timeout` s); how many."""
@@ -159,8 +211,13 @@ class Scheduler:
     def _round(self) -> float:
         """Claim and dispatch what is due; the seconds to wait before the next round."""
         try:
+            every = self._lease.total_seconds() / 3
+            if self._holding() and time.monotonic() - self._renewed >= every:
+                self.renew()
             self._dispatch(self.claim())
             delay = self._until_due()
+            if self._holding():
+                delay = min(delay, max(self._renewed + every - time.monotonic(), MIN_WAIT))
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
@@ -172,6 +229,11 @@ class Scheduler:
             log.info("the database answers again; the scheduler resumes")
             self._database_failures = 0
         return delay
+
+    def _holding(self) -> bool:
+        """Whether a claim is held here (a poll runs)."""
+        with self._lock:
+            return bool(self._claims)
 
     def _until_due(self) -> float:
         """Seconds until the soonest workspace is due, within [MIN_WAIT, GRANULARITY] (a freed worker wakes us)."""
@@ -199,7 +261,7 @@ class Scheduler:
         for workspace in claimed:
             with self._lock:
                 if workspace.id in self._inflight:
-                    # Its poll here outlived the lease: the claim only postponed the next; that poll records it.
+                    # Its poll runs here still: the claim only postponed the next; that poll records it.
                     continue
                 future = self._pool.submit(self._poll_one, workspace)
                 self._inflight[workspace.id] = future
@@ -231,14 +293,16 @@ class Scheduler:
         if self._metrics is not None:
             self._metrics.workspace_polls.labels("failed" if error else "ok").inc()
         took = self._clock() - started
-        if took > self._lease:
+        if took > self._longest:
             log.warning(
-                "workspace %s: its poll took %.1fs, longer than the claim's lease (%.1fs): another replica may have "
+                "workspace %s: its poll took %.1fs, longer than a claim is renewed (%.0fs): another replica may have "
                 "polled it at the same time",
                 workspace.id,
                 took.total_seconds(),
-                self._lease.total_seconds(),
+                self._longest.total_seconds(),
             )
+        with self._lock:  # before the record: a renewal from now on leaves the row to it
+            self._claims.pop(workspace.id, None)
         try:
             self._workspaces.polled(
                 workspace.id,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -301,6 +301,23 @@ class Workspaces:
                 )
         return claimed
 
+    def renew_claims(self, claims: Mapping[str, datetime], until: datetime) -> set[str]:
+        """Extend the claims still held to `until`, in one transaction; the ids of the workspaces renewed.
+
+        `claims` maps each workspace to the next_poll_at its holder's claim (or last renewal) wrote: a row whose
+        next_poll_at is no longer that was claimed by another replica after the lease ran out, or its poll was
+        recorded, and is left alone.
+        """
+        renewed: set[str] = set()
+        with self.engine.begin() as conn:
+            for workspace_id, held in claims.items():
+                moved = conn.execute(
+                    update(WORKSPACES).where(_W.id == workspace_id, _W.next_poll_at == held).values(next_poll_at=until)
+                )
+                if moved.rowcount == 1:
+                    renewed.add(workspace_id)
+        return renewed
+
     def next_due(self) -> datetime | None:
         """When the soonest connected workspace's poll is due (the past when one was never planned); None: none."""
         with self.engine.connect() as conn:
@@ -325,7 +342,10 @@ class Workspaces:
     def connect_lexi(self, workspace_id: str, api_key: str, api_url: str | None = None) -> Workspace:
         """Store the LeadLex key (encrypted) and API URL (None: the default); connected once a channel is set too.
 
-        Refused (UnknownWorkspace, ValueError) for a workspace not installed; the key is never in the message.
+        A different key or URL may be another LeadLex workspace: the webhook registered with the old one is
+        forgotten (its deliveries are refused from then on, their secret gone) so that one is registered with the
+        new key (bot.tenants.Tenants.ensure_webhook). Refused (UnknownWorkspace, ValueError) for a workspace not
+        installed; the key is never in the message.
         """
         if not isinstance(api_key, str) or not api_key.strip():
             raise ValueError("a LeadLex key is a non-empty string")
@@ -334,11 +354,14 @@ class Workspaces:
         token = self.vault.encrypt(api_key.strip())
         with self.engine.begin() as conn:
             self._require_installed(conn, workspace_id)
-            conn.execute(
-                update(WORKSPACES)
-                .where(_W.id == workspace_id)
-                .values(lexi_key=token, lexi_api_url=api_url, updated_at=self._now())
-            )
+            old = conn.execute(
+                select(_W.lexi_key, _W.lexi_api_url, _W.webhook_id, _W.webhook_secret).where(_W.id == workspace_id)
+            ).one()
+            values: dict[str, object] = {"lexi_key": token, "lexi_api_url": api_url, "updated_at": self._now()}
+            same = old.lexi_key is not None and old.lexi_api_url == api_url and self._same(old.lexi_key, api_key)
+            if (old.webhook_id is not None or old.webhook_secret is not None) and not same:
+                values.update(webhook_id=None, webhook_secret=None)
+            conn.execute(update(WORKSPACES).where(_W.id == workspace_id).values(**values))
             self._settle(conn, workspace_id)
         return self.require(workspace_id)
 
@@ -460,6 +483,13 @@ class Workspaces:
         return changed
 
     # --- helpers ------------------------------------------------------------------------------------
+
+    def _same(self, token: str, secret: str) -> bool:
+        """Whether a stored secret is `secret` (one no key of the vault reads is not)."""
+        try:
+            return secrets.compare_digest(self.vault.decrypt(token).encode(), secret.strip().encode())
+        except UnreadableSecret:
+            return False
 
     def _secret(self, workspace_id: str, column: Any) -> str | None:
         """A secret column's value, decrypted; None when not set."""

@@ -354,6 +354,80 @@ def test_a_connected_workspace_gets_its_own_webhook_and_its_tasks_arrive_through
     assert pair.channel(B) == []
 
 
+def _with_webhook(pair: Pair, *lexis: SandboxWorkspace) -> None:
+    """LEXI_PUBLIC_URL set to the bot's loopback address (which these LeadLex workspaces accept), A's webhook made."""
+    pair.tenants.settings = pair.tenants.settings.model_copy(update={"public_url": pair.bot.url})
+    for lexi in lexis:
+        lexi.allow_private_webhooks = True
+    pair.tenants.changed(A)
+    assert pair.tenants.workers.drain(10)
+
+
+def test_a_key_of_another_leadlex_workspace_moves_the_webhook_there(pair: Pair, sandbox: Sandbox) -> None:
+    """A's key replaced by one of another LeadLex workspace: its webhook is registered there, the old one refused.
+
+    The old LeadLex workspace's deliveries are signed with a secret the bot no longer keeps: 401, nothing announced.
+    """
+    other = sandbox.add_workspace()
+    _with_webhook(pair, pair.lexi[A], other)
+    registry = pair.bot.registry
+    assert registry is not None
+    first = registry.require(A)
+    assert first.webhook_id
+    registry.connect_lexi(A, str(other.api_key), sandbox.url)
+    assert not registry.require(A).has_webhook_secret  # forgotten with the old key
+    pair.tenants.changed(A)
+    assert pair.tenants.workers.drain(10)
+    moved = registry.require(A)
+    assert moved.has_webhook_secret and moved.webhook_id and moved.webhook_id != first.webhook_id
+    (hook,) = other.calls_to("POST", "/v1/webhooks")
+    assert hook.body["url"] == f"{pair.bot.url}/lexi/webhooks/{first.webhook_path}"
+    other.add_task(description="From the new LeadLex", task_id="new-side")
+    pair.bot.slack.wait_for(lambda: pair.channel(A), timeout=10)  # by webhook: no poll ran
+    pair.lexi[A].add_task(description="From the old LeadLex", task_id="old-side")
+    pair.bot.slack.wait_for(lambda: any(d.event == "task.created" for d in pair.lexi[A].deliveries), timeout=10)
+    assert {d.status for d in pair.lexi[A].deliveries if d.event == "task.created"} == {401}
+    assert [m.metadata["event_payload"]["task_id"] for m in pair.channel(A)] == ["new-side"]
+
+
+def test_the_same_key_again_keeps_the_webhook(pair: Pair, sandbox: Sandbox) -> None:
+    """The setup form saved again with the same key and URL: the webhook and its secret stay; nothing is registered."""
+    _with_webhook(pair, pair.lexi[A])
+    registry = pair.bot.registry
+    assert registry is not None
+    before = registry.require(A)
+    registry.connect_lexi(A, f"  {pair.lexi[A].api_key} ", sandbox.url)
+    pair.tenants.changed(A)
+    assert pair.tenants.workers.drain(10)
+    after = registry.require(A)
+    assert after.has_webhook_secret and after.webhook_id == before.webhook_id
+    assert len(pair.lexi[A].calls_to("POST", "/v1/webhooks")) == 1
+
+
+def test_a_new_key_of_the_same_leadlex_workspace_replaces_its_webhook(pair: Pair, sandbox: Sandbox) -> None:
+    """A rotated key of the same LeadLex workspace: its old webhook is replaced, deliveries use the new secret.
+
+    LeadLex refuses a second webhook at the URL (409), so the one registered with the old key is deleted and the
+    webhook registered again.
+    """
+    _with_webhook(pair, pair.lexi[A])
+    registry = pair.bot.registry
+    assert registry is not None
+    first = registry.require(A)
+    rotated = pair.lexi[A].add_key()
+    registry.connect_lexi(A, rotated, sandbox.url)
+    pair.tenants.changed(A)
+    assert pair.tenants.workers.drain(10)
+    second = registry.require(A)
+    assert second.has_webhook_secret and second.webhook_id and second.webhook_id != first.webhook_id
+    posts = pair.lexi[A].calls_to("POST", "/v1/webhooks")
+    assert [c.status for c in posts][1] == 409 and len(posts) == 3
+    assert [c.path for c in pair.lexi[A].calls_to("DELETE", "/v1/webhooks/")] == [f"/v1/webhooks/{first.webhook_id}"]
+    pair.lexi[A].add_task(description="After the rotation", task_id="rotated-task")
+    pair.bot.slack.wait_for(lambda: pair.channel(A), timeout=10)
+    assert {d.status for d in pair.lexi[A].deliveries if d.event == "task.created"} == {200}
+
+
 def test_without_a_public_url_no_webhook_is_registered(pair: Pair) -> None:
     """Without LEXI_PUBLIC_URL the workspace is polled: nothing is registered with LeadLex."""
     assert pair.tenants.settings.public_url is None
