@@ -27,6 +27,8 @@ CHANNEL_MEMBERS = "channel_members"
 _USER = re.compile(r"[UW][A-Z0-9]{2,}")
 _GROUP = re.compile(r"S[A-Z0-9]{2,}")
 _CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
+#: Where a type's cards go (`notify`): its channel, each approver's DM instead, or both.
+NOTIFY = ("channel", "approvers", "both")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 #: How close a duration must be to a whole number of units (or tenths) to be written in them exactly.
@@ -84,6 +86,12 @@ class TypePolicy:
     remind_max: int = 3
     expire_after: float | None = None
     dismiss_on_expiry: bool = False
+    notify: str = "channel"
+
+    @property
+    def to_approvers(self) -> bool:
+        """Whether the approvers get the card in their DMs (`notify: approvers` or `both`)."""
+        return self.notify in ("approvers", "both")
 
     def may_dismiss(self) -> tuple[str, ...]:
         """Who may dismiss: the dismissers when given, else the approvers."""
@@ -146,6 +154,7 @@ _TYPE_KEYS = (
     "remind_max",
     "expire_after",
     "dismiss_on_expiry",
+    "notify",
 )
 
 
@@ -377,6 +386,7 @@ class _Reader:
             "expire_after": self.duration,
             "remind_max": self.integer,
             "dismiss_on_expiry": self.boolean,
+            "notify": self.notify,
         }
         changes: dict[str, Any] = {}
         known = len(self.problems)
@@ -388,6 +398,13 @@ class _Reader:
         if len(self.problems) > known:
             raise _Skip
         return replace(base, **changes)
+
+    def notify(self, node: Node, where: str) -> str:
+        """Where the cards go: channel, approvers or both."""
+        value = self.text(node, f"one of {', '.join(NOTIFY)} for {where}")
+        if value not in NOTIFY:
+            self.fail(node, f"{where} must be one of {', '.join(NOTIFY)}, not '{value}'{_suggest(value, NOTIFY)}")
+        return value
 
     def channel(self, node: Node, where: str) -> str:
         """A channel ID."""
@@ -404,7 +421,12 @@ def describe(policy: Policy) -> list[str]:
         p = policy.for_type(task_type) if task_type in KNOWN_TYPES else policy.default
         who = ", ".join(p.approvers) if p.approvers else f"members of {p.channel}"
         dismiss = ", ".join(p.may_dismiss()) if p.may_dismiss() else f"members of {p.channel}"
-        parts = [f"{task_type}: announced in {p.channel}; approved by {who}; dismissed by {dismiss}"]
+        announced = {
+            "channel": f"announced in {p.channel}",
+            "approvers": f"sent to each approver's DM (in {p.channel} when none is named)",
+            "both": f"announced in {p.channel} and sent to each approver's DM",
+        }[p.notify]
+        parts = [f"{task_type}: {announced}; approved by {who}; dismissed by {dismiss}"]
         for rule in p.quorum:
             scope = "always" if rule.above < 0 else f"above {rule.above:,}"
             parts.append(f"{rule.approvals} distinct approvals needed {scope}")
