@@ -348,8 +348,8 @@ class Announcer:
                     clip(ts, 40),
                     extra={"task_id": row.task_id},
                 )
-                self._store.record_message(row.task_id, row.channel, ts, rendered_version=0)
                 self._post_copies(row.task, self._targets(row.task, row.channel)[1])
+                self._store.record_message(row.task_id, row.channel, ts, rendered_version=0)
                 self._messenger.sync_card(row.task_id)
             else:
                 self._post(row.task, channel=row.channel)
@@ -388,10 +388,12 @@ class Announcer:
                 return
         # Any other failure (timeout, connection) may or may not have posted: the claim stays, and
         # recovery searches the channel for the post before trying again.
+        # The copies go out before the record's card is recorded: a process that dies in between leaves the claim
+        # `announcing`, and recovery posts the copies not claimed yet (a claimed one is never posted again).
+        self._post_copies(task, copies)
         self._store.record_message(task.id, channel, ts, rendered_version=1)
         if self._metrics is not None:
             self._metrics.announced.inc()
-        self._post_copies(task, copies)
         self._messenger.sync_card(task.id)  # in case the task changed while it was being posted
         if self.on_announced is not None:
             try:
