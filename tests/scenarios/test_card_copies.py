@@ -261,3 +261,29 @@ def test_a_bad_notify_value_is_a_policy_error_naming_its_line(tmp_path: Path) ->
     assert str(refused.value) == (
         "lexi-bot.yml line 3: types.prospect_search.notify must be one of channel, approvers, both, not 'everyone'"
     )
+
+
+def test_a_task_prepared_in_a_mention_thread_is_in_the_thread_and_the_approvers_dms_all_in_sync(
+    notifying: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """A mention's task: its card in the thread and the approvers' DMs; Alice may not approve there, Bob may: all follow."""
+    slack.add_channel("C0SALES", "sales", member=True)
+    text = f"<@{slack.bot_user_id}> {assistant.SUGGESTED_PROMPTS[1]}"
+    mention = slack.add_message("C0SALES", text, user="UALICE")
+    envelope = payloads.build_app_mention(user="UALICE", channel="C0SALES", text=text, ts=mention.ts)
+    assert notifying.post(*payloads.encode_event(envelope)).status_code == 200
+    notifying.settle()
+    (in_thread,) = _cards(slack, "C0SALES")
+    assert in_thread.thread_ts == mention.ts
+    task_id = in_thread.metadata["event_payload"]["task_id"] if in_thread.metadata else ""
+    cards = [in_thread, *_cards(slack, BOB_DM), *_cards(slack, CAROL_DM)]
+    assert len(cards) == 3 and _cards(slack, CHANNEL) == []
+    assert _click(notifying, in_thread, "UALICE").status_code == 200
+    notifying.settle()
+    assert _approve_calls(sandbox, task_id) == 0 and notifying.store.get(task_id).state == "pending"
+    assert _click(notifying, in_thread, "UBOB").status_code == 200
+    notifying.settle()
+    assert sandbox.task(task_id)["status"] == "approved" and _approve_calls(sandbox, task_id) == 1
+    for card in cards:
+        now = slack.message(card.channel, card.ts)
+        assert now is not None and "Approved by <@UBOB>" in _text(now) and not _has_buttons(now), card.channel
