@@ -266,7 +266,7 @@ def test_a_bad_notify_value_is_a_policy_error_naming_its_line(tmp_path: Path) ->
 def test_a_task_prepared_in_a_mention_thread_is_in_the_thread_and_the_approvers_dms_all_in_sync(
     notifying: BotHarness, sandbox: Sandbox, slack: SlackStandIn
 ) -> None:
-    """A mention's task: its card in the thread and the approvers' DMs; Alice may not approve there, Bob may: all follow."""
+    """A mention's task: its card in the thread and approvers' DMs; Alice may not approve there, Bob may; all follow."""
     slack.add_channel("C0SALES", "sales", member=True)
     text = f"<@{slack.bot_user_id}> {assistant.SUGGESTED_PROMPTS[1]}"
     mention = slack.add_message("C0SALES", text, user="UALICE")
