@@ -431,14 +431,16 @@ INDEXED: dict[str, tuple[Call, set[str]]] = {
         {*PK, "ix_tasks_state"},
     ),
     "mark_rendered": (lambda s, _: s.mark_rendered("h-5", 3), PK),
+    # Every card update reads the task's copies: by the key of card_copies, whatever the number of copies kept.
+    "copies": (lambda s, _: s.copies("h-5"), {"pk_card_copies", "sqlite_autoindex_card_copies_1"}),
     "count_audit-task": (lambda s, _: s.count_audit("reminder", task_id="h-5"), {"ix_audit_events_task_id"}),
     "count_audit-since": (lambda s, _: s.count_audit("decided", surface="rule", since=T0), {"ix_audit_events_at"}),
 }
 
 
 def _history(store: Store, workspaces: tuple[str, ...], count: int) -> None:
-    """Bulk-insert `count` finished tasks (replied, rendered), their decisions and audit per workspace."""
-    rows, decisions, audit = [], [], []
+    """Bulk-insert `count` finished tasks (replied, rendered), their decisions, audit and card copies per workspace."""
+    rows, decisions, audit, copies = [], [], [], []
     for workspace in workspaces:
         for n in range(count):
             state = (TaskState.COMPLETED, TaskState.DISMISSED, TaskState.FAILED)[n % 3]
@@ -463,6 +465,18 @@ def _history(store: Store, workspaces: tuple[str, ...], count: int) -> None:
                 }
             )
             audit.append({"workspace": workspace, "at": at, "task_id": f"h-{n}", "event": "announced"})
+            copies.extend(
+                {
+                    "workspace": workspace,
+                    "task_id": f"h-{n}",
+                    "channel": dm,
+                    "kind": "dm",
+                    "ts": f"{n}.2",
+                    "rendered_version": 3,
+                    "claimed_at": at,
+                }
+                for dm in ("DBOB", "DCAROL")
+            )
             decisions.append(
                 {
                     "workspace": workspace,
@@ -481,6 +495,7 @@ def _history(store: Store, workspaces: tuple[str, ...], count: int) -> None:
         conn.execute(tables["tasks"].insert(), rows)
         conn.execute(tables["decisions"].insert(), decisions)
         conn.execute(tables["audit_events"].insert(), audit)
+        conn.execute(tables["card_copies"].insert(), copies)
         if conn.dialect.name == "postgresql":  # as autovacuum would; the bot never runs ANALYZE on SQLite
             conn.exec_driver_sql("ANALYZE")
 
