@@ -287,3 +287,28 @@ def test_a_task_prepared_in_a_mention_thread_is_in_the_thread_and_the_approvers_
     for card in cards:
         now = slack.message(card.channel, card.ts)
         assert now is not None and "Approved by <@UBOB>" in _text(now) and not _has_buttons(now), card.channel
+
+
+def test_channel_members_among_the_approvers_means_the_type_s_channel_even_on_a_dm_card(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
+    """The record's card is in Bob's DM, yet `channel_members` still means the channel's members, not the DM's."""
+    slack.set_members(CHANNEL, ["UALICE", "UBOB"])
+    path = tmp_path / "lexi-bot.yml"
+    path.write_text("defaults:\n  approvers: [UBOB, channel_members]\n  notify: approvers\n")
+    bot = start_bot(sandbox, slack, database_url, LEXI_POLICY_FILE=str(path))
+    try:
+        task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
+        bot.poll()
+        (card,) = _cards(slack, BOB_DM)  # channel_members names no one to message: Bob alone gets it
+        assert bot.store.get(task_id).channel == BOB_DM and _cards(slack, CHANNEL) == []
+        assert _click(bot, card, "UDAVE").status_code == 200  # not in the channel
+        bot.settle()
+        assert _approve_calls(sandbox, task_id) == 0
+        assert "members of <#C0LEXI>" in slack.ephemerals_for("UDAVE")[-1].text
+        assert _click(bot, card, "UALICE").status_code == 200  # a member of the channel
+        bot.settle()
+        assert _approve_calls(sandbox, task_id) == 1
+        assert "Approved by <@UALICE>" in _text(slack.message(BOB_DM, card.ts))  # type: ignore[arg-type]
+    finally:
+        bot.close()
