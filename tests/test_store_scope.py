@@ -168,6 +168,7 @@ WRITES: dict[str, tuple[Call, ...]] = {
     "release_copy": (lambda s, i: s.release_copy(i.t("announcing"), "Dthread"),),
     "mark_copy_rendered": (lambda s, i: s.mark_copy_rendered(i.t("pending"), "Dcopy", 99),),
     "render_again": (lambda s, i: s.render_again(i.t("pending")),),
+    "rendered_everywhere": (lambda s, i: s.rendered_everywhere(i.t("pending"), 1),),
     "restore_announcement": (
         lambda s, i: s.restore_announcement(i.t("new"), "Cnew", "300.1", TaskState.APPROVED, "Unew"),
     ),

@@ -920,6 +920,12 @@ class Store:
         """Mark a task's cards for another update (a copy Slack did not update): the reconciler syncs it again."""
         return self._update(task_id, (), needs_render=True, bump=False)
 
+    def rendered_everywhere(self, task_id: str, version: int) -> bool:
+        """Clear a task's mark for another update: every card shows `version`, and it is still the task's."""
+        return self._update(
+            task_id, (_T.version == version, _T.rendered_version >= version), needs_render=False, bump=False
+        )
+
     # --- deciding --------------------------------------------------------------------------------
 
     def claim_decision(

@@ -315,6 +315,8 @@ class Messenger:
             updated = [self._update_copy(row, copy, message) for copy in stale]  # each one, whatever the others did
             if not all(updated):
                 self._store.render_again(task_id)
+            elif stale and row.rendered_version >= row.version:  # only copies were behind (a repair): now none is
+                self._store.rendered_everywhere(task_id, row.version)
         if self.on_card_change is not None:
             self.on_card_change()
 

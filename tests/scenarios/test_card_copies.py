@@ -312,3 +312,23 @@ def test_channel_members_among_the_approvers_means_the_type_s_channel_even_on_a_
         assert "Approved by <@UALICE>" in _text(slack.message(BOB_DM, card.ts))  # type: ignore[arg-type]
     finally:
         bot.close()
+
+
+def test_a_copy_slack_does_not_update_is_retried_and_never_stops_the_decision(
+    notifying: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """Slack refuses to update Carol's copy: the decision and Bob's card go on; the next poll updates hers."""
+    task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
+    notifying.poll()
+    (bob,), (carol,) = _cards(slack, BOB_DM), _cards(slack, CAROL_DM)
+    slack.fail_next("chat.update", "fatal_error", times=2, channel=CAROL_DM)  # "Approving…" and the outcome
+    assert _click(notifying, bob, "UBOB").status_code == 200
+    notifying.settle()
+    assert sandbox.task(task_id)["status"] == "approved" and _approve_calls(sandbox, task_id) == 1
+    assert "Approved by <@UBOB>" in _text(slack.message(BOB_DM, bob.ts))  # type: ignore[arg-type]
+    assert _has_buttons(slack.message(CAROL_DM, carol.ts))  # type: ignore[arg-type]
+    assert [row.task_id for row in notifying.store.unrendered()] == [task_id]
+    notifying.poll()
+    now = slack.message(CAROL_DM, carol.ts)
+    assert now is not None and "Approved by <@UBOB>" in _text(now) and not _has_buttons(now)
+    assert notifying.store.unrendered() == []
