@@ -16,6 +16,7 @@ from bot.core.approvers import Approvers
 from bot.core.budget import BudgetPolicy
 from bot.core.conversations import Conversations
 from bot.core.decisions import Decider
+from bot.core.digest import Digest
 from bot.core.keeper import Leases
 from bot.core.policy import Policy
 from bot.core.poller import Poller
@@ -189,6 +190,7 @@ def build_parts(
         resume=resume,
     )
     auto = AutoApprover(policy, store, decider)
+    tasks = TaskLookup(store, lexi)
     announcer = Announcer(
         store,
         messenger,
@@ -217,6 +219,7 @@ def build_parts(
         reminders=Reminders(policy, store, messenger, decider, decider.approvers),
         cards=workers["cards"],
         chores=workers["chores"],
+        digest=Digest(policy, store, messenger, decider, tasks),
     )
     webhooks = None
     if webhook_secret is not None:
@@ -260,7 +263,7 @@ def build_parts(
         webhooks=webhooks,
         leadership=shared.leadership,
         metrics=metrics,
-        tasks=TaskLookup(store, lexi),
+        tasks=tasks,
         conversations=Conversations(store, lexi),
         scope=shared.scope,
     )

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 import pytest
 
-from bot.core.policy import CHANNEL_MEMBERS, PolicyError, describe, from_settings, load_policy, parse_duration
+from bot.core.policy import (
+    CHANNEL_MEMBERS,
+    DailyDigest,
+    PolicyError,
+    describe,
+    from_settings,
+    load_policy,
+    parse_duration,
+)
 from bot.lexi.models import Task
 
 FULL = """\
@@ -105,6 +114,31 @@ def test_environment_alone_gives_a_simple_policy() -> None:
         ("defaults:\n  notify: dm\n", 2, "defaults.notify must be one of channel, approvers, both, not 'dm'"),
         ("types:\n  campaign_start:\n    notify: approver\n", 3, "not 'approver' (did you mean 'approvers'?)"),
         ("defaults:\n  notify: [channel, approvers]\n", 2, "expected one of channel, approvers, both"),
+        (
+            "defaults:\n  digest: 9am\n",
+            2,
+            'defaults.digest must be a time and a time zone such as "09:00 Europe/Berlin"',
+        ),
+        ("defaults:\n  digest: '09:00'\n", 2, "defaults.digest must be a time and a time zone"),
+        ("defaults:\n  digest: 24:00 Europe/Berlin\n", 2, "'24:00' is not a time of day (00:00 to 23:59)"),
+        ("defaults:\n  digest: 09:75 UTC\n", 2, "'09:75' is not a time of day"),
+        (
+            "\ndefaults:\n  digest: 09:00 Europe/Berln\n",
+            3,
+            "unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)",
+        ),
+        ("defaults:\n  digest: 09:00 Mars/Olympus\n", 2, "unknown time zone 'Mars/Olympus'"),
+        (
+            "defaults:\n  digest: 09:00 UTC\n  digest_to: approver\n",
+            3,
+            "must be channel or approvers, not 'approver' (did you mean 'approvers'?)",
+        ),
+        ("defaults:\n  digest_to: approvers\n", 2, "defaults.digest_to needs defaults.digest"),
+        (
+            "types:\n  campaign_start:\n    digest: 09:00 UTC\n",
+            3,
+            "types.campaign_start.digest: the digest is set in defaults only",
+        ),
     ],
 )
 def test_mistakes_are_one_error_naming_the_line(tmp_path: Path, text: str, line: int, words: str) -> None:
@@ -271,4 +305,30 @@ def test_every_mistake_is_reported_at_once_in_file_order(tmp_path: Path) -> None
     assert str(caught.value).splitlines() == [
         "8 problems in the policy file — fix them all:",
         *(f"  - {p}" for p in problems),
+    ]
+
+
+def test_the_digest_is_a_time_and_a_zone_in_the_defaults(tmp_path: Path) -> None:
+    """`digest: 09:00 Europe/Berlin` (quoted or not) with `digest_to: approvers` is read, and described."""
+    text = "defaults:\n  digest: 09:00 Europe/Berlin\n  digest_to: approvers\n"
+    policy = load_policy(_write(tmp_path, text), channel="C0LEXI")
+    assert policy.default.digest == DailyDigest(time(9, 0), "Europe/Berlin")
+    assert policy.default.digest_to == "approvers"
+    assert "digest of the tasks still waiting goes to each approver by DM daily at 09:00 Europe/Berlin" in "\n".join(
+        describe(policy)
+    )
+    quoted = load_policy(_write(tmp_path, 'defaults:\n  digest: "7:05 UTC"\n'), channel="C0LEXI")
+    assert quoted.default.digest == DailyDigest(time(7, 5), "UTC") and quoted.default.digest_to == "channel"
+    off = load_policy(_write(tmp_path, "defaults:\n  digest: off\n"), channel="C0LEXI")
+    assert off.default.digest is None and from_settings("C0LEXI", ()).default.digest is None
+
+
+def test_every_digest_mistake_is_reported_at_once(tmp_path: Path) -> None:
+    """A bad time and a bad target in one file are two problems, each with its line."""
+    text = "defaults:\n  digest: 25:00 Europe/Paris\n  digest_to: everyone\n"
+    with pytest.raises(PolicyError) as caught:
+        load_policy(_write(tmp_path, text), channel="C0LEXI")
+    assert [problem.split(":")[0] for problem in caught.value.problems] == [
+        "lexi-bot.yml line 2",
+        "lexi-bot.yml line 3",
     ]

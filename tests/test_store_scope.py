@@ -92,6 +92,8 @@ def _populate(store: Store, prefix: str) -> Ids:
     store.record_copy(ids.t("pending"), "Dcopy", "500.1", rendered_version=1)
     assert store.claim_copy(ids.t("announcing"), "Dthread", "thread", "400.1")  # claimed, not posted
     store.audit("note", ids.t("pending"), actor=actor, surface="test", detail=f"{mark} note")
+    store.claim_digest("channel", "2026-12-01")  # B is populated twice: its second claim of the day is refused
+    store.digest_sent("channel", "2026-12-01", 1)
     return ids
 
 
@@ -212,6 +214,11 @@ WRITES: dict[str, tuple[Call, ...]] = {
     "mark_rendered": (lambda s, i: s.mark_rendered(i.t("completed"), 99),),
     "remember_conversation": (lambda s, _: s.remember_conversation("Uasker", "Cask", "conversation new"),),
     "audit": (lambda s, i: s.audit("note", i.t("pending"), actor="Unew", detail="new"),),
+    "claim_digest": (
+        lambda s, _: s.claim_digest("channel", "2026-12-05"),
+        lambda s, _: s.claim_digest("approvers", "2026-12-02"),
+    ),
+    "digest_sent": (lambda s, _: s.digest_sent("channel", "2026-12-01", 5),),
 }
 
 #: Public methods that are not about one workspace's rows: the pool, the view, the global replay cache, and
@@ -306,7 +313,7 @@ def test_a_task_only_another_workspace_has_cannot_be_seen_or_decided(world: Worl
 
 
 def test_journals_conversations_and_audit_trails_are_separate(world: World) -> None:
-    """Each workspace has its own decisions, its own conversation per person and channel, its own audit trail."""
+    """Each workspace has its own decisions, conversation per person and channel, audit trail and digest days."""
     a, b = world.store(A), world.store(B)
     a.remember_conversation("Uasker", "Cask", "conversation new")
     assert a.conversation_for("Uasker", "Cask") == "conversation new"
@@ -317,6 +324,8 @@ def test_journals_conversations_and_audit_trails_are_separate(world: World) -> N
     assert b.decision(world.own.decisions["open"]) is None  # the database numbers decisions across workspaces
     taken = a.take_over_decisions("me", timedelta(minutes=5))
     assert {d.note for d in taken} == {"alpha"}
+    assert a.claim_digest("approvers", "2026-12-09") and b.claim_digest("approvers", "2026-12-09")
+    assert not a.claim_digest("approvers", "2026-12-09") and not b.claim_digest("channel", "2026-12-01")
 
 
 def test_purging_a_workspace_deletes_its_rows_in_every_table_and_nothing_else(world: World) -> None:
@@ -324,7 +333,7 @@ def test_purging_a_workspace_deletes_its_rows_in_every_table_and_nothing_else(wo
     b_before = _dump(world.root, B)
     assert world.root.first_sighting("signature", T1 + timedelta(minutes=5))
     deleted = world.root.purge_workspace(A)
-    assert set(deleted) == {"tasks", "decisions", "audit_events", "conversations", "card_copies"}
+    assert set(deleted) == {"tasks", "decisions", "audit_events", "conversations", "digests", "card_copies"}
     assert all(count > 0 for count in deleted.values())
     assert _dump(world.root, A) == {table.name: [] for table in WORKSPACE_TABLES}
     assert world.store(A).is_empty()
@@ -362,10 +371,10 @@ def _schema(store: Store) -> dict[str, list[str]]:
     schema = {}
     present = set(found.get_table_names())
     for table in WORKSPACE_TABLES:
-        if table.name not in present:  # a table a later migration creates (card_copies: 0011)
-            continue
+        if table.name not in present:
+            continue  # a table a later migration adds (an older revision's schema is compared too)
         key = found.get_pk_constraint(table.name)
-        if table.name in {"tasks", "conversations", "card_copies"}:
+        if table.name in {"tasks", "conversations", "digests", "card_copies"}:
             schema[f"pk_{table.name}"] = list(key["constrained_columns"])
         for index in found.get_indexes(table.name):
             schema[str(index["name"])] = [str(column) for column in index["column_names"]]

@@ -119,6 +119,27 @@ class Approvers:
                     unknown = unknown or _unlisted_text(exc)
         return Verdict(allowed=False, unknown=unknown)
 
+    def everyone(self, task_type: str, channel: str) -> set[str]:
+        """Everyone who may approve or dismiss a task of `task_type` in `channel` (groups and channels expanded).
+
+        A membership Slack cannot list is left out (logged where it was asked): those people are not found here,
+        and a check at click time still decides whether they may decide.
+        """
+        section = self.policy.for_type(task_type)
+        found: set[str] = set()
+        for action in ("approve", "dismiss"):
+            for entry in _people(section, action):
+                where = _members_of(channel) or section.channel
+                key = entry if entry.startswith("S") else where if entry == CHANNEL_MEMBERS else None
+                if key is None:
+                    found.add(entry)
+                    continue
+                try:
+                    found.update(self._members(key))
+                except _Unlisted:
+                    continue
+        return found
+
     def describe(self, task_type: str | None = None, action: str = "approve", channel: str | None = None) -> str:
         """Who may decide, in words with Slack mentions ('<@U1>, members of <!subteam^S1>')."""
         section = self.policy.for_type(task_type) if task_type else self.policy.default

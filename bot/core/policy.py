@@ -1,5 +1,7 @@
 """The approval policy: per task type, where it is announced, who may decide, quorum, auto-approval, reminders.
 
+The daily digest of what waits is set in `defaults` only (one summary covers every type).
+
 Read from an optional YAML file (`LEXI_POLICY_FILE`, e.g. lexi-bot.yml) and validated completely at start: an
 unknown key, type, value or channel is a problem naming its line, every problem of the file is reported at once
 (in file order, as the settings check does), and the bot does not start with a policy it misunderstood. Without a
@@ -12,9 +14,11 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import time
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -31,6 +35,9 @@ _CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
 NOTIFY = ("channel", "approvers", "both")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+_DIGEST = re.compile(r"(\d{1,2}):(\d{2})\s+(\S+)")
+#: Where the daily digest goes: each announcement channel its own waiting tasks, or each approver a DM of theirs.
+DIGEST_TARGETS = ("channel", "approvers")
 #: How close a duration must be to a whole number of units (or tenths) to be written in them exactly.
 _EXACT = 1e-9
 _T = TypeVar("_T")
@@ -73,6 +80,18 @@ class AutoApprove:
 
 
 @dataclass(frozen=True)
+class DailyDigest:
+    """A summary of the tasks still waiting, sent once a day at `at` o'clock in time zone `zone` (an IANA name)."""
+
+    at: time
+    zone: str
+
+    def __str__(self) -> str:
+        """As the policy writes it: '09:00 Europe/Berlin'."""
+        return f"{self.at:%H:%M} {self.zone}"
+
+
+@dataclass(frozen=True)
 class TypePolicy:
     """What happens to tasks of one type."""
 
@@ -87,6 +106,9 @@ class TypePolicy:
     expire_after: float | None = None
     dismiss_on_expiry: bool = False
     notify: str = "channel"
+    #: The daily digest (read from `defaults` only: a type's section refuses it) and where it goes.
+    digest: DailyDigest | None = None
+    digest_to: str = "channel"
 
     @property
     def to_approvers(self) -> bool:
@@ -155,7 +177,11 @@ _TYPE_KEYS = (
     "expire_after",
     "dismiss_on_expiry",
     "notify",
+    "digest",
+    "digest_to",
 )
+#: Keys of `defaults` only: one digest a day summarises every type's waiting tasks.
+_DEFAULTS_ONLY = ("digest", "digest_to")
 
 
 def load_policy(path: str | Path, *, channel: str, approvers: tuple[str, ...] = ()) -> Policy:
@@ -387,14 +413,21 @@ class _Reader:
             "remind_max": self.integer,
             "dismiss_on_expiry": self.boolean,
             "notify": self.notify,
+            "digest": self.digest,
+            "digest_to": self.digest_to,
         }
         changes: dict[str, Any] = {}
         known = len(self.problems)
         for key, value in entry.items():
+            if task_type is not None and key in _DEFAULTS_ONLY:
+                self.note(value, f"{where}.{key}: the digest is set in defaults only (one summary covers every type)")
+                continue
             read = readers[key]
             result = self.attempt(partial(_boxed, read, value, f"{where}.{key}"))
             if result is not None:
                 changes[key] = result[0]
+        if "digest_to" in entry and "digest" not in entry and base.digest is None:
+            self.note(entry["digest_to"], f"{where}.digest_to needs {where}.digest, the time to send it at")
         if len(self.problems) > known:
             raise _Skip
         return replace(base, **changes)
@@ -404,6 +437,36 @@ class _Reader:
         value = self.text(node, f"one of {', '.join(NOTIFY)} for {where}")
         if value not in NOTIFY:
             self.fail(node, f"{where} must be one of {', '.join(NOTIFY)}, not '{value}'{_suggest(value, NOTIFY)}")
+        return value
+
+    def digest(self, node: Node, where: str) -> DailyDigest | None:
+        """A time of day and a time zone, '09:00 Europe/Berlin'; none ('off')."""
+        value = self.text(node, f"a time and a time zone for {where}").strip()
+        if value.lower() in ("false", "no", "off", ""):
+            return None
+        match = _DIGEST.fullmatch(value)
+        if match is None:
+            self.fail(node, f"{where} must be a time and a time zone such as \"09:00 Europe/Berlin\", not '{value}'")
+        zone = match.group(3)
+        try:
+            at = time(int(match.group(1)), int(match.group(2)))
+        except ValueError:
+            self.fail(node, f"{where}: '{match.group(1)}:{match.group(2)}' is not a time of day (00:00 to 23:59)")
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            known = tuple(sorted(available_timezones()))
+            if not known:  # a system without the tz database (Debian's tzdata package) knows no zone at all
+                self.fail(node, f"{where}: this system has no time zone database to read '{zone}' from (tzdata)")
+            hint = _suggest(zone, known)
+            self.fail(node, f"{where}: unknown time zone '{zone}'{hint}; use an IANA name such as Europe/Berlin or UTC")
+        return DailyDigest(at, zone)
+
+    def digest_to(self, node: Node, where: str) -> str:
+        """Where the digest goes: channel or approvers."""
+        value = self.text(node, f"channel or approvers for {where}")
+        if value not in DIGEST_TARGETS:
+            self.fail(node, f"{where} must be channel or approvers, not '{value}'{_suggest(value, DIGEST_TARGETS)}")
         return value
 
     def channel(self, node: Node, where: str) -> str:
@@ -417,6 +480,9 @@ class _Reader:
 def describe(policy: Policy) -> list[str]:
     """For each task type, one paragraph saying what will happen (for `lexi-bot policy check`)."""
     lines = [f"Policy from {policy.source}; auto-approvals capped at {policy.auto_approve_daily_cap} a day."]
+    if (digest := policy.default.digest) is not None:
+        where = "each approver by DM" if policy.default.digest_to == "approvers" else "each announcement channel"
+        lines.append(f"A digest of the tasks still waiting goes to {where} daily at {digest} (none when none wait).")
     for task_type in (*KNOWN_TYPES, "other types"):
         p = policy.for_type(task_type) if task_type in KNOWN_TYPES else policy.default
         who = ", ".join(p.approvers) if p.approvers else f"members of {p.channel}"

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.core.announcer import AnnounceError, Announcer
 from bot.core.budget import BudgetPolicy
 from bot.core.decisions import Decider
+from bot.core.digest import Digest
 from bot.core.planner import Planner
 from bot.core.reconciler import Reconciler
 from bot.core.reminders import Reminders
@@ -60,6 +61,7 @@ class Poller:
         reminders: Reminders | None = None,
         cards: WorkQueue | None = None,
         chores: WorkQueue | None = None,
+        digest: Digest | None = None,
     ) -> None:
         self._metrics = metrics
         self._store = store
@@ -81,7 +83,16 @@ class Poller:
         )
         #: What a poll's answer means (with the reminders it runs, and the queues its Slack work goes to).
         self.reconciler = Reconciler(
-            store, lexi, messenger, announcer, decider, clock=clock, reminders=reminders, cards=cards, chores=chores
+            store,
+            lexi,
+            messenger,
+            announcer,
+            decider,
+            clock=clock,
+            reminders=reminders,
+            cards=cards,
+            chores=chores,
+            digest=digest,
         )
         self._woken = threading.Event()
         self.last_success: float | None = None
@@ -116,6 +127,11 @@ class Poller:
     @reminders.setter
     def reminders(self, value: Reminders | None) -> None:
         self.reconciler.reminders = value
+
+    @property
+    def digest(self) -> Digest | None:
+        """The daily digest the reconciler looks at each cycle (its clock is `digest.now`)."""
+        return self.reconciler.digest
 
     @property
     def cards(self) -> WorkQueue | None:

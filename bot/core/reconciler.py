@@ -1,7 +1,7 @@
 """The reconciler: what a poll's answer means.
 
 It announces new pending tasks, follows announced ones to their final state, recovers claims a crash left, sends
-reminders, and re-renders what Slack missed.
+reminders and the daily digest, and re-renders what Slack missed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from bot.core.announcer import AnnounceError, Announcer
 from bot.core.apply import StateApplier
 from bot.core.decisions import Decider
+from bot.core.digest import Digest
 from bot.core.reminders import Reminders
 from bot.core.workqueue import QueueFull, WorkQueue
 from bot.db.store import Store, TaskRow
@@ -44,6 +45,7 @@ class Reconciler:
         reminders: Reminders | None = None,
         cards: WorkQueue | None = None,
         chores: WorkQueue | None = None,
+        digest: Digest | None = None,
     ) -> None:
         self._store = store
         self._lexi = lexi
@@ -53,10 +55,12 @@ class Reconciler:
         self._clock = clock
         self._restore_checked = False
         self.reminders = reminders
+        #: The daily digest of waiting tasks, looked at each cycle like the reminders.
+        self.digest = digest
         #: Where card updates and thread replies go (the runtime's queue), so that Slack's pace never holds a cycle;
         #: without one they are done in the cycle.
         self.cards = cards
-        #: Where the reminders' run goes (the runtime's queue); without one it runs in the cycle.
+        #: Where the reminders' and the digest's runs go (the runtime's queue); without one they run in the cycle.
         self.chores = chores
         #: Records what LeadLex reports and shows it, its Slack jobs on the cards queue (see `_later`).
         self._applier = StateApplier(store, messenger, later=self._later, logger=log)
@@ -85,19 +89,24 @@ class Reconciler:
         self._repair()
 
     def _remind(self) -> None:
-        """Send due reminders and expire overdue tasks.
+        """Send due reminders, expire overdue tasks, and send the day's digest when it is due.
 
-        On the chores queue when there is one (at most one run waits there), else now.
+        On the chores queue when there is one (at most one run of each waits there), else now.
         """
-        if self.reminders is None:
-            return
+        if self.reminders is not None:
+            self._chore("reminders", self.reminders.run)
+        if self.digest is not None:
+            self._chore("digest", self.digest.run)
+
+    def _chore(self, key: str, run: Callable[[], object]) -> None:
+        """Run a periodic chore on the chores queue (at most one run of `key` waiting), or now without one."""
         if self.chores is None:
-            self.reminders.run()
+            run()
             return
         try:
-            self.chores.submit(self.reminders.run, key="reminders")
+            self.chores.submit(run, key=key)
         except QueueFull:
-            log.debug("reminders wait for the next cycle: their queue is full")
+            log.debug("%s wait for the next cycle: their queue is full", key)
 
     def _later(self, key: str, fn: Callable[..., object], *args: object) -> None:
         """Update a card or post a thread reply on the cards queue (each at most once in waiting), else now.

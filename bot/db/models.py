@@ -137,7 +137,7 @@ class TaskRecord(Base):
 
 #: The kinds of card copy: in an approver's DM (the policy's `notify`), or in the thread where Lexi prepared the task.
 COPY_KINDS = ("dm", "thread")
-#: The CHECK that holds card_copies.kind to COPY_KINDS (ck_card_copies_kind; migration 0011).
+#: The CHECK that holds card_copies.kind to COPY_KINDS (ck_card_copies_kind; migration 0012).
 COPY_KIND_CHECK = "kind IN (" + ", ".join(f"'{kind}'" for kind in COPY_KINDS) + ")"
 
 
@@ -193,6 +193,21 @@ class AuditEvent(Base):
         Index("ix_audit_events_at", "workspace", "at"),
         Index("ix_audit_events_task_id", "workspace", "task_id"),
     )
+
+
+class DigestSent(Base):
+    """One day's digest of the waiting tasks, claimed by the process that sends it (migration 0011)."""
+
+    __tablename__ = "digests"
+
+    workspace: Mapped[str] = mapped_column(String(64), primary_key=True, server_default=SINGLE_WORKSPACE)
+    #: Where it went: channel | approvers (bot.core.policy.DIGEST_TARGETS).
+    target: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: The digest's date in the policy's time zone, YYYY-MM-DD.
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: How many messages it made (None until they are out).
+    sent: Mapped[int | None] = mapped_column(Integer)
 
 
 class SeenRequest(Base):

@@ -223,9 +223,10 @@ AUDIT_EVENTS = Base.metadata.tables["audit_events"]
 CONVERSATIONS = Base.metadata.tables["conversations"]
 SEEN_REQUESTS = Base.metadata.tables["seen_requests"]
 CARD_COPIES = Base.metadata.tables["card_copies"]
+DIGESTS = Base.metadata.tables["digests"]
 #: The tables holding one workspace's data, each with a `workspace` column (seen_requests is global: models).
 #: Children before parents, the order purge_workspace deletes in.
-WORKSPACE_TABLES = (CARD_COPIES, AUDIT_EVENTS, DECISIONS, CONVERSATIONS, TASKS)
+WORKSPACE_TABLES = (CARD_COPIES, AUDIT_EVENTS, DECISIONS, CONVERSATIONS, DIGESTS, TASKS)
 _T = TASKS.c
 _D = DECISIONS.c
 _A = AUDIT_EVENTS.c
@@ -751,6 +752,29 @@ class Store:
                     set_={"conversation_id": conversation_id, "updated_at": now},
                 )
             )
+
+    # --- the daily digest --------------------------------------------------------------------------
+
+    @retried
+    def claim_digest(self, target: str, day: str) -> bool:
+        """Claim the digest of `day` (YYYY-MM-DD) to `target`; False when some process already claimed it."""
+        with self._begin() as conn:
+            builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            values = {"workspace": self.workspace, "target": target, "day": day, "claimed_at": self._now()}
+            statement = builder(DIGESTS).values(**values).on_conflict_do_nothing()
+            return conn.execute(statement.returning(DIGESTS.c.day)).first() is not None
+
+    @retried
+    def digest_sent(self, target: str, day: str, messages: int) -> None:
+        """Record that the claimed digest went out as `messages` messages (with its audit event)."""
+        with self._begin() as conn:
+            conn.execute(
+                update(DIGESTS)
+                .where(DIGESTS.c.workspace == self.workspace, DIGESTS.c.target == target, DIGESTS.c.day == day)
+                .values(sent=messages)
+            )
+            detail = f"{day} to {target}: {messages} {'message' if messages == 1 else 'messages'}"
+            self._write_audit(conn, Audit("digest", actor="rule:digest", surface="rule", detail=detail), None)
 
     # --- announcing ------------------------------------------------------------------------------
 

@@ -23,11 +23,10 @@ from slack_bolt.context.save_thread_context import SaveThreadContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.db.store import TaskRow
 from bot.errors import LexiError, RateLimited, TransientError
 from bot.ops.logs import clip
 from bot.slack import replies, subcommands
-from bot.slack.blocks import describe_task, truncate
+from bot.slack.blocks import truncate
 from bot.slack.command_parser import MESSAGE_MAX, TOO_LONG
 from bot.slack.listeners import RUNTIME, Running, runtime_of
 from bot.slack.messenger import slack_error_text
@@ -251,7 +250,7 @@ def waiting(runtime: Running, user: str) -> str:
     if not total:
         return "Nothing is waiting for approval right now."
     mine, notice = runtime.decider.decidable(user, [(row.task, row.channel) for row in rows])
-    lines = [f"• {_linked(runtime, row)}" for row in rows if row.task_id in mine]
+    lines = [f"• {runtime.messenger.linked(row)}" for row in rows if row.task_id in mine]
     for_others, unlisted = len(rows) - len(lines), total - len(rows)
     why = f"\n{notice}" if notice and not lines else ""  # e.g. Slack could not say who may decide
     if not lines and not unlisted:
@@ -264,18 +263,6 @@ def waiting(runtime: Running, user: str) -> str:
     if unlisted:
         text += f"\n_{unlisted} more {_verb(unlisted)} beyond these: see the App Home._"
     return text
-
-
-def _linked(runtime: Running, row: TaskRow) -> str:
-    """A task's escaped line, linked to its card when Slack gives a link."""
-    label = describe_task(row.task)
-    if row.message_ts is None:
-        return f"{label} (its card will appear in <#{row.channel}> shortly)"
-    try:
-        return f"<{runtime.messenger.permalink(row)}|{label}>"
-    except SlackApiError as exc:
-        log.warning("no permalink for task %s: %s", row.task_id, slack_error_text(exc))
-        return f"{label} (in <#{row.channel}>)"
 
 
 def _tasks(count: int) -> str:

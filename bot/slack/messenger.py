@@ -406,6 +406,17 @@ class Messenger:
             raise ValueError(f"task {row.task_id} has no card to link to")
         return str(self.client.chat_getPermalink(channel=row.channel, message_ts=row.message_ts)["permalink"])
 
+    def linked(self, row: TaskRow) -> str:
+        """A task's escaped line, linked to its card when Slack gives a link (for lists: answers, the digest)."""
+        label = blocks.describe_task(row.task)
+        if row.message_ts is None:
+            return f"{label} (its card will appear in <#{row.channel}> shortly)"
+        try:
+            return f"<{self.permalink(row)}|{label}>"
+        except SlackApiError as exc:
+            log.warning("no permalink for task %s: %s", row.task_id, slack_error_text(exc))
+            return f"{label} (in <#{row.channel}>)"
+
     def tell(self, channel: str, user: str, text: str) -> bool:
         """Say something privately to one person in a channel; False (logged, never raised) when Slack refused."""
         try:
@@ -415,9 +426,11 @@ class Messenger:
             return False
         return True
 
-    def say(self, channel: str, text: str, **kwargs: Any) -> None:
-        """Post a plain notice to a channel; failures are logged, never raised."""
+    def say(self, channel: str, text: str, **kwargs: Any) -> bool:
+        """Post a plain notice to a channel (a user id: their DM); False when Slack refused (logged, never raised)."""
         try:
             self.client.chat_postMessage(channel=channel, text=text, **kwargs)
         except SlackApiError as exc:
             log.warning("could not post to %s: %s", channel, slack_error_text(exc))
+            return False
+        return True

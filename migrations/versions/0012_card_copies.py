@@ -4,8 +4,8 @@ card_copies: one row per (workspace, task_id, channel), the claim to post a copy
 until Slack answered: a retry or a restart never posts it twice), with the version the copy shows
 (`rendered_version`), so that every decision updates every copy. `kind` is held by a CHECK to dm | thread.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-04
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from bot.db.models import UTCDateTime
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
