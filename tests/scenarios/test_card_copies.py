@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -332,3 +332,28 @@ def test_a_copy_slack_does_not_update_is_retried_and_never_stops_the_decision(
     now = slack.message(CAROL_DM, carol.ts)
     assert now is not None and "Approved by <@UBOB>" in _text(now) and not _has_buttons(now)
     assert notifying.store.unrendered() == []
+
+
+def test_the_channel_digest_lists_a_task_whose_cards_went_to_the_approvers_dms_in_its_channel(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
+    """`notify: approvers` with a channel digest: the task is listed in the channel's digest, linked to Bob's card."""
+    slack.set_usergroup("S0LEADS", ["UCAROL"])
+    path = tmp_path / "lexi-bot.yml"
+    path.write_text(POLICY.replace("  notify: approvers\n", '  notify: approvers\n  digest: "09:00 UTC"\n'))
+    bot = start_bot(sandbox, slack, database_url, LEXI_POLICY_FILE=str(path))
+    try:
+        assert bot.runtime.poller.digest is not None
+        now = [datetime(2026, 12, 7, 8, 0, tzinfo=UTC)]
+        bot.runtime.poller.digest.now = lambda: now[0]
+        task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
+        bot.poll()  # announced before nine
+        now[0] = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+        bot.poll()
+        (card,) = _cards(slack, BOB_DM)
+        digests = [m for m in slack.messages(CHANNEL) if m.text.startswith("*Daily digest")]
+        assert len(digests) == 1 and f"/archives/{BOB_DM}/p{card.ts.replace('.', '')}|" in digests[0].text
+        assert not [m for m in slack.messages(BOB_DM) if m.text.startswith("*Daily digest")]
+        assert bot.store.get(task_id).channel == BOB_DM
+    finally:
+        bot.close()
