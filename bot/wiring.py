@@ -176,11 +176,12 @@ def build_parts(
     )
     # One process per SQLite file (bot.db.guard), so claims older than this process are orphans.
     orphaned_before = utcnow() if settings.database_kind == "sqlite" else None
+    approvers = Approvers(policy, slack)
     decider = Decider(
         store,
         lexi,
         messenger,
-        approvers=Approvers(policy, slack),
+        approvers=approvers,
         orphaned_before=orphaned_before,
         metrics=metrics,
         leases=Leases(store, orphans=orphaned_before is not None, owner=shared.owner),
@@ -202,6 +203,7 @@ def build_parts(
         on_announced=lambda task: workers["rules"].submit(auto.after_announce, task),
         backlog_limit=ANNOUNCE_BACKLOG,
         on_backlog_error=announce_failed(messenger, settings.slack_channel),
+        recipients=approvers.recipients,  # the policy's `notify: approvers | both`
     )
     poller = Poller(
         store,

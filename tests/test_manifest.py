@@ -43,6 +43,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "conversations.info": {"channels:read", "groups:read"},
     "conversations.join": {"channels:join"},
     "conversations.members": {"channels:read", "groups:read"},
+    "conversations.open": {"im:write"},
     "usergroups.users.list": {"usergroups:read"},
     "users.info": {"users:read"},
     "views.open": set(),

@@ -111,6 +111,9 @@ def test_environment_alone_gives_a_simple_policy() -> None:
         ("defaults: {approvers: [UALICE\n", 2, "not valid YAML"),
         ("defaults:\n  approvers: []\n", 2, "defaults.approvers is an empty list"),
         ("types:\n  campaign_start:\n    dismissers: []\n", 3, "types.campaign_start.dismissers is an empty list"),
+        ("defaults:\n  notify: dm\n", 2, "defaults.notify must be one of channel, approvers, both, not 'dm'"),
+        ("types:\n  campaign_start:\n    notify: approver\n", 3, "not 'approver' (did you mean 'approvers'?)"),
+        ("defaults:\n  notify: [channel, approvers]\n", 2, "expected one of channel, approvers, both"),
         (
             "defaults:\n  digest: 9am\n",
             2,
@@ -184,6 +187,19 @@ def test_describe_says_what_happens_per_type(tmp_path: Path) -> None:
     assert "auto-approved up to 50 by rule 'small-searches'" in text
     assert "dismissed in LeadLex after 2d" in text
     assert "other types: announced in C0LEXI" in text
+
+
+def test_notify_is_channel_unless_said_per_type_or_in_defaults(tmp_path: Path) -> None:
+    """`notify` defaults to the channel; `defaults` sets it for every type, and a type's own section overrides it."""
+    assert from_settings("C0LEXI", ("UBOB",)).default.notify == "channel"
+    text = "defaults:\n  notify: approvers\ntypes:\n  campaign_start:\n    notify: both\n"
+    policy = load_policy(_write(tmp_path, text), channel="C0LEXI", approvers=("UBOB",))
+    assert policy.for_type("prospect_search").notify == "approvers"
+    assert policy.for_type("campaign_start").notify == "both" and policy.for_type("campaign_start").to_approvers
+    assert not load_policy(_write(tmp_path, "defaults:\n  notify: channel\n"), channel="C0LEXI").default.to_approvers
+    lines = "\n".join(describe(policy))
+    assert "campaign_start: announced in C0LEXI and sent to each approver's DM; approved by UBOB" in lines
+    assert "prospect_search: sent to each approver's DM (in C0LEXI when none is named)" in lines
 
 
 @pytest.mark.parametrize(

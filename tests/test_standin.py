@@ -386,6 +386,17 @@ def test_fail_next_other_errors_and_statuses(client: WebClient, standin: SlackSt
     assert standin.message(CHANNEL, ts).text == "x"  # type: ignore[union-attr]
 
 
+def test_fail_next_for_one_channel_lets_the_others_through(client: WebClient, standin: SlackStandIn) -> None:
+    """A fault for one channel waits for a call about that channel; calls about other channels succeed meanwhile."""
+    standin.add_channel("C0OTHER", "other")
+    standin.fail_next("chat.postMessage", "fatal_error", channel="C0OTHER")
+    assert client.chat_postMessage(channel=CHANNEL, text="x")["ok"]
+    error = slack_error(lambda: client.chat_postMessage(channel="C0OTHER", text="y"))
+    assert error.response["error"] == "fatal_error"
+    assert client.chat_postMessage(channel="C0OTHER", text="z")["ok"]
+    assert [m.text for m in standin.messages("C0OTHER")] == ["z"]
+
+
 def test_post_rate_allows_a_burst_then_one_per_second(
     client: WebClient, standin: SlackStandIn, fake_clock: FakeClock
 ) -> None:

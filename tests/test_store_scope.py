@@ -88,6 +88,9 @@ def _populate(store: Store, prefix: str) -> Ids:
     ids.decisions["done"] = store.accept_decision(ids.t("approved"), **decide, **lease).id
     store.close_decision(ids.decisions["done"])
     store.remember_conversation("Uasker", "Cask", f"conversation {mark}")
+    assert store.claim_copy(ids.t("pending"), "Dcopy", "dm")
+    store.record_copy(ids.t("pending"), "Dcopy", "500.1", rendered_version=1)
+    assert store.claim_copy(ids.t("announcing"), "Dthread", "thread", "400.1")  # claimed, not posted
     store.audit("note", ids.t("pending"), actor=actor, surface="test", detail=f"{mark} note")
     store.claim_digest("channel", "2026-12-01")  # B is populated twice: its second claim of the day is refused
     store.digest_sent("channel", "2026-12-01", 1)
@@ -143,6 +146,7 @@ READS: dict[str, tuple[Call, ...]] = {
     "count_in_state": (lambda s, _: s.count_in_state(TaskState.PENDING),),
     "conversation_for": (lambda s, _: s.conversation_for("Uasker", "Cask"),),
     "decision": (lambda s, i: s.decision(i.decisions["open"]),),
+    "copies": (lambda s, i: s.copies(i.t("pending")), lambda s, i: s.copies(i.t("announcing"))),
     "audit_events": (lambda s, _: s.audit_events(), lambda s, _: s.audit_events(since=T0, limit=3)),
     "count_audit": (
         lambda s, _: s.count_audit("announced"),
@@ -160,6 +164,13 @@ WRITES: dict[str, tuple[Call, ...]] = {
     "take_over_announcement": (lambda s, i: s.take_over_announcement(i.t("announcing"), T0),),
     "record_message": (lambda s, i: s.record_message(i.t("announcing"), "Cnew", "200.1", rendered_version=1),),
     "release_announcement": (lambda s, i: s.release_announcement(i.t("announcing")),),
+    "move_announcement": (lambda s, i: s.move_announcement(i.t("announcing"), "Dnew"),),
+    "claim_copy": (lambda s, i: s.claim_copy(i.t("pending"), "Dnew", "dm"),),
+    "record_copy": (lambda s, i: s.record_copy(i.t("announcing"), "Dthread", "600.1", rendered_version=2),),
+    "release_copy": (lambda s, i: s.release_copy(i.t("announcing"), "Dthread"),),
+    "mark_copy_rendered": (lambda s, i: s.mark_copy_rendered(i.t("pending"), "Dcopy", 99),),
+    "render_again": (lambda s, i: s.render_again(i.t("pending")),),
+    "rendered_everywhere": (lambda s, i: s.rendered_everywhere(i.t("pending"), 1),),
     "restore_announcement": (
         lambda s, i: s.restore_announcement(i.t("new"), "Cnew", "300.1", TaskState.APPROVED, "Unew"),
     ),
@@ -322,7 +333,7 @@ def test_purging_a_workspace_deletes_its_rows_in_every_table_and_nothing_else(wo
     b_before = _dump(world.root, B)
     assert world.root.first_sighting("signature", T1 + timedelta(minutes=5))
     deleted = world.root.purge_workspace(A)
-    assert set(deleted) == {"tasks", "decisions", "audit_events", "conversations", "digests"}
+    assert set(deleted) == {"tasks", "decisions", "audit_events", "conversations", "digests", "card_copies"}
     assert all(count > 0 for count in deleted.values())
     assert _dump(world.root, A) == {table.name: [] for table in WORKSPACE_TABLES}
     assert world.store(A).is_empty()
@@ -363,7 +374,7 @@ def _schema(store: Store) -> dict[str, list[str]]:
         if table.name not in present:
             continue  # a table a later migration adds (an older revision's schema is compared too)
         key = found.get_pk_constraint(table.name)
-        if table.name in {"tasks", "conversations", "digests"}:
+        if table.name in {"tasks", "conversations", "digests", "card_copies"}:
             schema[f"pk_{table.name}"] = list(key["constrained_columns"])
         for index in found.get_indexes(table.name):
             schema[str(index["name"])] = [str(column) for column in index["column_names"]]
@@ -430,14 +441,16 @@ INDEXED: dict[str, tuple[Call, set[str]]] = {
         {*PK, "ix_tasks_state"},
     ),
     "mark_rendered": (lambda s, _: s.mark_rendered("h-5", 3), PK),
+    # Every card update reads the task's copies: by the key of card_copies, whatever the number of copies kept.
+    "copies": (lambda s, _: s.copies("h-5"), {"pk_card_copies", "sqlite_autoindex_card_copies_1"}),
     "count_audit-task": (lambda s, _: s.count_audit("reminder", task_id="h-5"), {"ix_audit_events_task_id"}),
     "count_audit-since": (lambda s, _: s.count_audit("decided", surface="rule", since=T0), {"ix_audit_events_at"}),
 }
 
 
 def _history(store: Store, workspaces: tuple[str, ...], count: int) -> None:
-    """Bulk-insert `count` finished tasks (replied, rendered), their decisions and audit per workspace."""
-    rows, decisions, audit = [], [], []
+    """Bulk-insert `count` finished tasks (replied, rendered), their decisions, audit and card copies per workspace."""
+    rows, decisions, audit, copies = [], [], [], []
     for workspace in workspaces:
         for n in range(count):
             state = (TaskState.COMPLETED, TaskState.DISMISSED, TaskState.FAILED)[n % 3]
@@ -462,6 +475,18 @@ def _history(store: Store, workspaces: tuple[str, ...], count: int) -> None:
                 }
             )
             audit.append({"workspace": workspace, "at": at, "task_id": f"h-{n}", "event": "announced"})
+            copies.extend(
+                {
+                    "workspace": workspace,
+                    "task_id": f"h-{n}",
+                    "channel": dm,
+                    "kind": "dm",
+                    "ts": f"{n}.2",
+                    "rendered_version": 3,
+                    "claimed_at": at,
+                }
+                for dm in ("DBOB", "DCAROL")
+            )
             decisions.append(
                 {
                     "workspace": workspace,
@@ -480,6 +505,7 @@ def _history(store: Store, workspaces: tuple[str, ...], count: int) -> None:
         conn.execute(tables["tasks"].insert(), rows)
         conn.execute(tables["decisions"].insert(), decisions)
         conn.execute(tables["audit_events"].insert(), audit)
+        conn.execute(tables["card_copies"].insert(), copies)
         if conn.dialect.name == "postgresql":  # as autovacuum would; the bot never runs ANALYZE on SQLite
             conn.exec_driver_sql("ANALYZE")
 

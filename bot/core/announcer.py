@@ -18,7 +18,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.core.policy import Policy, from_settings
+from bot.core.policy import Policy, TypePolicy, from_settings
 from bot.db.models import STATES
 from bot.db.store import Store
 from bot.errors import LexiBotError
@@ -231,8 +231,11 @@ class Announcer:
         on_announced: Callable[[Task], object] | None = None,
         backlog_limit: int | None = None,
         on_backlog_error: Callable[[AnnounceError], object] | None = None,
+        recipients: Callable[[TypePolicy], list[str]] | None = None,
     ) -> None:
         self._metrics = metrics
+        #: Who gets a type's card in their DM (`notify: approvers | both`): Approvers.recipients; None: nobody.
+        self._recipients = recipients
         self.policy = policy or from_settings(channel, ())
         self._store = store
         self._messenger = messenger
@@ -345,6 +348,7 @@ class Announcer:
                     clip(ts, 40),
                     extra={"task_id": row.task_id},
                 )
+                self._post_copies(row.task, self._targets(row.task, row.channel)[1])
                 self._store.record_message(row.task_id, row.channel, ts, rendered_version=0)
                 self._messenger.sync_card(row.task_id)
             else:
@@ -353,8 +357,16 @@ class Announcer:
         return finished
 
     def _post(self, task: Task, *, channel: str | None = None) -> None:
-        """Post a claimed task and record its message; a refused post releases the claim."""
-        channel = channel or self.channel
+        """Post a claimed task and record its message; a refused post releases the claim.
+
+        With `notify: approvers` the record's card is the first approver's DM (the claim is pointed there before
+        posting, so recovery searches the right conversation); the other approvers' DMs get copies (`both`: all).
+        """
+        claimed = channel or self.channel
+        channel, copies = self._targets(task, claimed)
+        if channel != claimed and not self._store.move_announcement(task.id, channel):
+            log.info("task %r was announced meanwhile; not posting it", clip(task.id), extra={"task_id": task.id})
+            return
         try:
             ts = self._messenger.post_task(task, channel)
         except SlackApiError as exc:
@@ -376,6 +388,9 @@ class Announcer:
                 return
         # Any other failure (timeout, connection) may or may not have posted: the claim stays, and
         # recovery searches the channel for the post before trying again.
+        # The copies go out before the record's card is recorded: a process that dies in between leaves the claim
+        # `announcing`, and recovery posts the copies not claimed yet (a claimed one is never posted again).
+        self._post_copies(task, copies)
         self._store.record_message(task.id, channel, ts, rendered_version=1)
         if self._metrics is not None:
             self._metrics.announced.inc()
@@ -385,6 +400,49 @@ class Announcer:
                 self.on_announced(task)
             except Exception:
                 log.exception("the after-announcement rule failed for task %r", clip(task.id))
+
+    def _targets(self, task: Task, channel: str) -> tuple[str, list[str]]:
+        """Where a task's cards go: the channel of its record's card, and the DMs that get copies of it.
+
+        `notify: channel` (the default): the channel alone. `approvers`: the first approver's DM holds the record's
+        card, the others' DMs copies; with no approver to send it to (none named, only channel_members, or no DM
+        opened), the channel, as if `channel`. `both`: the channel, and a copy in every approver's DM.
+        """
+        section = self.policy.for_type(task.type)
+        if not section.to_approvers or self._recipients is None:
+            return channel, []
+        dms = self._direct_messages(section)
+        if section.notify == "both":
+            return channel, dms
+        if channel.startswith("D") and channel in dms:  # recovery of a claim already pointed at a DM
+            return channel, [dm for dm in dms if dm != channel]
+        if not dms:
+            log.warning(
+                "task %r: no approver's DM to send it to (notify: approvers); announcing it in %s",
+                clip(task.id),
+                channel,
+                extra={"task_id": task.id},
+            )
+            return channel, []
+        return dms[0], dms[1:]
+
+    def _direct_messages(self, section: TypePolicy) -> list[str]:
+        """The DM channels of a type's approvers, in the order of their user ids; one Slack refuses is skipped."""
+        dms: list[str] = []
+        for user in self._recipients(section) if self._recipients is not None else []:
+            try:
+                dms.append(self._messenger.open_dm(user))
+            except SlackApiError as exc:
+                log.warning("could not open a DM with %s for a card: %s", user, clip(slack_error_text(exc), 300))
+        return list(dict.fromkeys(dms))
+
+    def _post_copies(self, task: Task, channels: list[str]) -> None:
+        """Post a copy of the task's card in each of these DMs, each once (claimed first); failures are logged."""
+        for channel in channels:
+            try:
+                self._messenger.post_copy(task.id, channel, "dm")
+            except Exception:
+                log.exception("could not post a copy of task %r's card in %s", clip(task.id), channel)
 
     def _post_plain(self, task: Task, channel: str) -> str:
         """Post a task with its metadata left out (the last resort for a task Slack will not render)."""

@@ -93,6 +93,7 @@ class Approvers:
         about some type, in its own channel.
         """
         actions = [action] if action else ["approve", "dismiss"]
+        channel = _members_of(channel)
         if task_type == UNKNOWN_TYPE and self.policy.types:
             # A card restored without its content: its real type is not known yet, so only someone who may
             # decide it under every type's rules may decide it.
@@ -128,7 +129,8 @@ class Approvers:
         found: set[str] = set()
         for action in ("approve", "dismiss"):
             for entry in _people(section, action):
-                key = entry if entry.startswith("S") else channel if entry == CHANNEL_MEMBERS else None
+                where = _members_of(channel) or section.channel
+                key = entry if entry.startswith("S") else where if entry == CHANNEL_MEMBERS else None
                 if key is None:
                     found.add(entry)
                     continue
@@ -141,7 +143,7 @@ class Approvers:
     def describe(self, task_type: str | None = None, action: str = "approve", channel: str | None = None) -> str:
         """Who may decide, in words with Slack mentions ('<@U1>, members of <!subteam^S1>')."""
         section = self.policy.for_type(task_type) if task_type else self.policy.default
-        where = channel or section.channel
+        where = _members_of(channel) or section.channel
         names = []
         for entry in _people(section, action):
             if entry == CHANNEL_MEMBERS:
@@ -186,7 +188,24 @@ class Approvers:
             if entry.startswith("S"):
                 self.forget(entry)
             elif entry == CHANNEL_MEMBERS:
-                self.forget(channel or section.channel)
+                self.forget(_members_of(channel) or section.channel)
+
+    def recipients(self, section: TypePolicy) -> list[str]:
+        """The people a type's cards are sent to in DMs (`notify`): its named approvers, user groups expanded.
+
+        `channel_members` names no one in particular and is left out; a user group Slack does not list is skipped
+        (logged). Sorted, so the same people come first on every retry.
+        """
+        people: set[str] = set()
+        for entry in section.approvers:
+            if entry.startswith("S"):
+                try:
+                    people.update(self._members(entry))
+                except _Unlisted:
+                    continue  # logged by _ask; its members get the card in the channel or not at all
+            elif entry != CHANNEL_MEMBERS:
+                people.add(entry)
+        return sorted(people)
 
     def _in(self, user: str, people: tuple[str, ...], channel: str) -> bool:
         """Whether the user is one of `people`; _Unlisted when only a membership Slack did not list could say."""
@@ -275,6 +294,15 @@ def _people(section: TypePolicy, action: str) -> tuple[str, ...]:
     """The entries that may take `action` under a type's policy (none named: the task's channel members)."""
     people = section.approvers if action == "approve" else section.may_dismiss()
     return people or (CHANNEL_MEMBERS,)
+
+
+def _members_of(channel: str | None) -> str | None:
+    """The channel whose members `channel_members` means for a card in `channel`: None (the type's channel) for a DM.
+
+    A card sent to an approver's DM (`notify: approvers`) is recorded there, but its DM's members are not the
+    people who may decide it.
+    """
+    return None if channel is None or channel.startswith("D") else channel
 
 
 def _unlisted_text(exc: _Unlisted) -> str:

@@ -104,10 +104,14 @@ class Digest:
         return sent
 
     def _to_channels(self, rows: list[TaskRow]) -> int:
-        """Post each announcement channel the digest of the tasks waiting in it; how many were posted."""
+        """Post each announcement channel the digest of the tasks waiting in it; how many were posted.
+
+        A task whose card went to the approvers' DMs (`notify: approvers`) is listed in its type's channel.
+        """
         by_channel: dict[str, list[TaskRow]] = defaultdict(list)
         for row in rows:
-            by_channel[row.channel].append(row)
+            in_dm = row.channel.startswith("D")
+            by_channel[self._policy.for_type(row.task.type).channel if in_dm else row.channel].append(row)
         return sum(
             self._send(channel, digest_text(self._lines(found), len(found))) for channel, found in by_channel.items()
         )

@@ -31,6 +31,8 @@ CHANNEL_MEMBERS = "channel_members"
 _USER = re.compile(r"[UW][A-Z0-9]{2,}")
 _GROUP = re.compile(r"S[A-Z0-9]{2,}")
 _CHANNEL = re.compile(r"[CG][A-Z0-9]{2,}")
+#: Where a type's cards go (`notify`): its channel, each approver's DM instead, or both.
+NOTIFY = ("channel", "approvers", "both")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 _DIGEST = re.compile(r"(\d{1,2}):(\d{2})\s+(\S+)")
@@ -103,9 +105,15 @@ class TypePolicy:
     remind_max: int = 3
     expire_after: float | None = None
     dismiss_on_expiry: bool = False
+    notify: str = "channel"
     #: The daily digest (read from `defaults` only: a type's section refuses it) and where it goes.
     digest: DailyDigest | None = None
     digest_to: str = "channel"
+
+    @property
+    def to_approvers(self) -> bool:
+        """Whether the approvers get the card in their DMs (`notify: approvers` or `both`)."""
+        return self.notify in ("approvers", "both")
 
     def may_dismiss(self) -> tuple[str, ...]:
         """Who may dismiss: the dismissers when given, else the approvers."""
@@ -168,6 +176,7 @@ _TYPE_KEYS = (
     "remind_max",
     "expire_after",
     "dismiss_on_expiry",
+    "notify",
     "digest",
     "digest_to",
 )
@@ -403,6 +412,7 @@ class _Reader:
             "expire_after": self.duration,
             "remind_max": self.integer,
             "dismiss_on_expiry": self.boolean,
+            "notify": self.notify,
             "digest": self.digest,
             "digest_to": self.digest_to,
         }
@@ -421,6 +431,13 @@ class _Reader:
         if len(self.problems) > known:
             raise _Skip
         return replace(base, **changes)
+
+    def notify(self, node: Node, where: str) -> str:
+        """Where the cards go: channel, approvers or both."""
+        value = self.text(node, f"one of {', '.join(NOTIFY)} for {where}")
+        if value not in NOTIFY:
+            self.fail(node, f"{where} must be one of {', '.join(NOTIFY)}, not '{value}'{_suggest(value, NOTIFY)}")
+        return value
 
     def digest(self, node: Node, where: str) -> DailyDigest | None:
         """A time of day and a time zone, '09:00 Europe/Berlin'; none ('off')."""
@@ -470,7 +487,12 @@ def describe(policy: Policy) -> list[str]:
         p = policy.for_type(task_type) if task_type in KNOWN_TYPES else policy.default
         who = ", ".join(p.approvers) if p.approvers else f"members of {p.channel}"
         dismiss = ", ".join(p.may_dismiss()) if p.may_dismiss() else f"members of {p.channel}"
-        parts = [f"{task_type}: announced in {p.channel}; approved by {who}; dismissed by {dismiss}"]
+        announced = {
+            "channel": f"announced in {p.channel}",
+            "approvers": f"sent to each approver's DM (in {p.channel} when none is named)",
+            "both": f"announced in {p.channel} and sent to each approver's DM",
+        }[p.notify]
+        parts = [f"{task_type}: {announced}; approved by {who}; dismissed by {dismiss}"]
         for rule in p.quorum:
             scope = "always" if rule.above < 0 else f"above {rule.above:,}"
             parts.append(f"{rule.approvals} distinct approvals needed {scope}")

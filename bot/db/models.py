@@ -135,6 +135,34 @@ class TaskRecord(Base):
     )
 
 
+#: The kinds of card copy: in an approver's DM (the policy's `notify`), or in the thread where Lexi prepared the task.
+COPY_KINDS = ("dm", "thread")
+#: The CHECK that holds card_copies.kind to COPY_KINDS (ck_card_copies_kind; migration 0012).
+COPY_KIND_CHECK = "kind IN (" + ", ".join(f"'{kind}'" for kind in COPY_KINDS) + ")"
+
+
+class CardCopy(Base):
+    """One more card of a task, beside the one on its record (tasks.channel/message_ts), kept showing the same state.
+
+    A row is the claim to post the copy, taken before posting (`ts` NULL until Slack answered), so a retry or a
+    restart never posts it twice; `rendered_version` is the task version the copy shows.
+    """
+
+    __tablename__ = "card_copies"
+
+    workspace: Mapped[str] = mapped_column(String(64), primary_key=True, server_default=SINGLE_WORKSPACE)
+    task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The thread the copy was posted in (kind 'thread'), else NULL.
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    rendered_version: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (CheckConstraint(COPY_KIND_CHECK, name="kind"),)
+
+
 class Conversation(Base):
     """The Lexi conversation one person continues with `/lexi ask` in one channel."""
 

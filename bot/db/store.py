@@ -182,6 +182,18 @@ class TaskRow:
 
 
 @dataclass(frozen=True)
+class CopyRow:
+    """A snapshot of one copy of a task's card (see models.CardCopy); `ts` None: claimed, not posted (yet)."""
+
+    task_id: str
+    channel: str
+    kind: str
+    thread_ts: str | None
+    ts: str | None
+    rendered_version: int
+
+
+@dataclass(frozen=True)
 class DecisionRow:
     """A snapshot of one accepted decision (see models.Decision)."""
 
@@ -210,14 +222,16 @@ DECISIONS = Base.metadata.tables["decisions"]
 AUDIT_EVENTS = Base.metadata.tables["audit_events"]
 CONVERSATIONS = Base.metadata.tables["conversations"]
 SEEN_REQUESTS = Base.metadata.tables["seen_requests"]
+CARD_COPIES = Base.metadata.tables["card_copies"]
 DIGESTS = Base.metadata.tables["digests"]
 #: The tables holding one workspace's data, each with a `workspace` column (seen_requests is global: models).
 #: Children before parents, the order purge_workspace deletes in.
-WORKSPACE_TABLES = (AUDIT_EVENTS, DECISIONS, CONVERSATIONS, DIGESTS, TASKS)
+WORKSPACE_TABLES = (CARD_COPIES, AUDIT_EVENTS, DECISIONS, CONVERSATIONS, DIGESTS, TASKS)
 _T = TASKS.c
 _D = DECISIONS.c
 _A = AUDIT_EVENTS.c
 _C = CONVERSATIONS.c
+_K = CARD_COPIES.c
 #: The longest workspace id a row holds (a Slack team or Enterprise Grid org id is far shorter).
 WORKSPACE_MAX = 64
 
@@ -854,6 +868,87 @@ class Store:
         """Forget a claim whose post Slack definitely refused, so a later poll tries again."""
         with self._begin() as conn:
             conn.execute(_RELEASE_ANNOUNCEMENT, {"p_ws": self.workspace, "p_task_id": task_id})
+
+    def move_announcement(self, task_id: str, channel: str) -> bool:
+        """Point a claim not yet posted at the channel its card goes to (an approver's DM), so recovery looks there."""
+        return self._update(
+            task_id, (_T.state == TaskState.ANNOUNCING, _T.message_ts.is_(None)), channel=channel, bump=False
+        )
+
+    # --- copies of a card (approvers' DMs, the thread Lexi answered in) ---------------------------
+
+    @retried
+    def claim_copy(self, task_id: str, channel: str, kind: str, thread_ts: str | None = None) -> bool:
+        """Take the right to post a task's card in `channel` (once per task and channel); False when already taken."""
+        with self._begin() as conn:
+            builder = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            statement = builder(CARD_COPIES).values(
+                workspace=self.workspace,
+                task_id=task_id,
+                channel=channel,
+                kind=kind,
+                thread_ts=thread_ts,
+                ts=None,
+                rendered_version=0,
+                claimed_at=self._now(),
+            )
+            return conn.execute(statement.on_conflict_do_nothing().returning(_K.task_id)).first() is not None
+
+    @retried
+    def record_copy(self, task_id: str, channel: str, ts: str, *, rendered_version: int) -> None:
+        """Record the message of a claimed copy and the task version it shows."""
+        with self._begin() as conn:
+            conn.execute(
+                update(CARD_COPIES)
+                .where(_K.workspace == self.workspace, _K.task_id == task_id, _K.channel == channel)
+                .values(ts=ts, rendered_version=rendered_version)
+            )
+
+    @retried
+    def release_copy(self, task_id: str, channel: str) -> None:
+        """Forget a copy's claim whose post Slack definitely refused (a later announcement may try again)."""
+        with self._begin() as conn:
+            conn.execute(
+                delete(CARD_COPIES).where(
+                    _K.workspace == self.workspace, _K.task_id == task_id, _K.channel == channel, _K.ts.is_(None)
+                )
+            )
+
+    @retried
+    def copies(self, task_id: str) -> list[CopyRow]:
+        """Every copy of a task's card (claimed or posted), by channel."""
+        query = (
+            select(_K.task_id, _K.channel, _K.kind, _K.thread_ts, _K.ts, _K.rendered_version)
+            .where(_K.workspace == self.workspace, _K.task_id == task_id)
+            .order_by(_K.channel)
+        )
+        with self.engine.connect() as conn:
+            return [CopyRow(*found) for found in conn.execute(query)]
+
+    @retried
+    def mark_copy_rendered(self, task_id: str, channel: str, version: int) -> None:
+        """Record that a copy now shows `version` (never moves backwards)."""
+        with self._begin() as conn:
+            conn.execute(
+                update(CARD_COPIES)
+                .where(
+                    _K.workspace == self.workspace,
+                    _K.task_id == task_id,
+                    _K.channel == channel,
+                    _K.rendered_version < version,
+                )
+                .values(rendered_version=version)
+            )
+
+    def render_again(self, task_id: str) -> bool:
+        """Mark a task's cards for another update (a copy Slack did not update): the reconciler syncs it again."""
+        return self._update(task_id, (), needs_render=True, bump=False)
+
+    def rendered_everywhere(self, task_id: str, version: int) -> bool:
+        """Clear a task's mark for another update: every card shows `version`, and it is still the task's."""
+        return self._update(
+            task_id, (_T.version == version, _T.rendered_version >= version), needs_render=False, bump=False
+        )
 
     # --- deciding --------------------------------------------------------------------------------
 

@@ -180,10 +180,14 @@ def take(runtime: Running, turn: Turn) -> None:
 def answer(runtime: Running, turn: Turn) -> None:
     """Answer one message in its thread (in the pane: titling a new thread, then clearing the status, always)."""
     pane = _pane(runtime, turn)
+    prepared: str | None = None
     try:
         if pane is not None and runtime.conversations.open_thread(turn.channel, turn.thread_ts):
             pane.title(title_from(turn.text))
-        reply = waiting(runtime, turn.user) if is_queue_question(turn.text) else _ask_lexi(runtime, turn)
+        if is_queue_question(turn.text):
+            reply = waiting(runtime, turn.user)
+        else:
+            reply, prepared = _ask_lexi(runtime, turn)
     except LexiError as exc:
         log.warning("thread %s in %s: %s", turn.thread_ts, turn.channel, exc)
         reply = replies.trouble(exc)
@@ -192,9 +196,22 @@ def answer(runtime: Running, turn: Turn) -> None:
         reply = replies.oops()
     try:
         runtime.messenger.say(turn.channel, reply, thread_ts=turn.thread_ts)
+        if prepared is not None:
+            card_in_thread(runtime, prepared, turn)
     finally:
         if pane is not None:
             pane.status("")
+
+
+def card_in_thread(runtime: Running, task_id: str, turn: Turn) -> None:
+    """Post the card of the task Lexi prepared in the thread she answered in (a copy, kept in sync; logged on failure).
+
+    Its buttons are the channel card's: the same permission check at click time and the same single decision.
+    """
+    try:
+        runtime.messenger.post_copy(task_id, turn.channel, "thread", turn.thread_ts)
+    except Exception:
+        log.exception("thread %s in %s: could not post the card of task %s", turn.thread_ts, turn.channel, task_id)
 
 
 def _pane(runtime: Running, turn: Turn) -> Pane | None:
@@ -212,17 +229,19 @@ def title_from(text: str) -> str:
     return truncate(" ".join(text.split()), TITLE_MAX)
 
 
-def _ask_lexi(runtime: Running, turn: Turn) -> str:
-    """Lexi's answer in the thread's conversation; a task she prepared is announced at once, as `/lexi ask` does."""
+def _ask_lexi(runtime: Running, turn: Turn) -> tuple[str, str | None]:
+    """Lexi's answer in the thread's conversation, and the id of a task she prepared (announced at once) or None."""
     try:
         reply = runtime.conversations.ask_in_thread(turn.channel, turn.thread_ts, turn.text)
     except RateLimited as exc:
-        return replies.trouble(exc)
+        return replies.trouble(exc), None
     except TransientError as exc:  # chat is never retried: it costs credits and may have reached Lexi
         log.warning("Lexi chat failed: %s", exc)
-        return replies.chat_lost()
-    where = subcommands.announce_by_id(runtime, reply.task_id) if reply.requires_approval and reply.task_id else None
-    return replies.lexi_answer(reply.response, where)
+        return replies.chat_lost(), None
+    if not (reply.requires_approval and reply.task_id):
+        return replies.lexi_answer(reply.response, None), None
+    where = subcommands.announce_by_id(runtime, reply.task_id)
+    return replies.lexi_answer(reply.response, where), reply.task_id
 
 
 def waiting(runtime: Running, user: str) -> str:

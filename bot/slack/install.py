@@ -46,6 +46,7 @@ BOT_SCOPES = (
     "usergroups:read",
     "assistant:write",
     "im:history",
+    "im:write",
     "app_mentions:read",
     "users:read",
     "channels:join",

@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.db.store import Store, TaskRow
+from bot.db.store import CopyRow, Store, TaskRow
 from bot.lexi.models import Task, TaskState
 from bot.slack import blocks
 from bot.slack.transport import Connections
@@ -45,6 +45,9 @@ def slack_error_text(exc: SlackApiError) -> str:
     hint = SLACK_HINTS.get(error)
     return f"Slack said {error}: {hint}" if hint else f"Slack said {error}"
 
+
+#: Slack errors that mean a card's copy is gone for good (deleted, its DM closed to the bot): it is given up.
+COPY_GONE = frozenset({"message_not_found", "channel_not_found", "cant_update_message", "is_archived"})
 
 #: Slack errors that mean the bot's credentials no longer work.
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
@@ -209,6 +212,7 @@ class Messenger:
         # constant however many tasks the bot has ever seen.
         self._render_locks = [threading.Lock() for _ in range(64)]
         self._identity: tuple[str | None, str | None] | None = None  # (user_id, bot_id), from auth.test once
+        self._dms: dict[str, str] = {}  # user id → the bot's DM with them (conversations.open), asked once
 
     def identity(self) -> tuple[str | None, str | None]:
         """The bot's own (user id, bot id) from auth.test, asked once; SlackApiError when Slack cannot say."""
@@ -285,22 +289,103 @@ class Messenger:
                 return
 
     def sync_card(self, task_id: str) -> None:
-        """Make the task's message show its current state (no-op when it already does)."""
+        """Make every card of the task (its record's and each copy) show its current state (no-op when they do).
+
+        The record's card is updated first and a failure there raises, as always (the caller retries it); a copy
+        Slack does not update is logged and marked for the reconciler's next pass, never raised: one person's DM
+        must not stop a decision. A copy whose message or channel is gone is given up (logged).
+        """
         with self._render_locks[zlib.crc32(task_id.encode()) % len(self._render_locks)]:
             row = self._store.get(task_id)
-            if row is None or row.message_ts is None or row.rendered_version >= row.version:
+            if row is None or row.message_ts is None:
+                return
+            stale = [c for c in self._store.copies(task_id) if c.ts is not None and c.rendered_version < row.version]
+            if row.rendered_version >= row.version and not stale:
                 return
             message = blocks.render_card(row.task, card_for(row, self.confirm_above))
+            if row.rendered_version < row.version:
+                self.client.chat_update(
+                    channel=row.channel,
+                    ts=row.message_ts,
+                    text=message["text"],
+                    blocks=message["blocks"],
+                    metadata=card_metadata(row),
+                )
+                self._store.mark_rendered(task_id, row.version)
+            updated = [self._update_copy(row, copy, message) for copy in stale]  # each one, whatever the others did
+            if not all(updated):
+                self._store.render_again(task_id)
+            elif stale and row.rendered_version >= row.version:  # only copies were behind (a repair): now none is
+                self._store.rendered_everywhere(task_id, row.version)
+        if self.on_card_change is not None:
+            self.on_card_change()
+
+    def _update_copy(self, row: TaskRow, copy: CopyRow, message: dict[str, Any]) -> bool:
+        """Make one copy show the record's version; False when Slack refused for now (try again later)."""
+        try:
             self.client.chat_update(
-                channel=row.channel,
-                ts=row.message_ts,
+                channel=copy.channel,
+                ts=copy.ts or "",
                 text=message["text"],
                 blocks=message["blocks"],
                 metadata=card_metadata(row),
             )
-            self._store.mark_rendered(task_id, row.version)
-        if self.on_card_change is not None:
-            self.on_card_change()
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "")) if exc.response is not None else ""
+            gone = error in COPY_GONE
+            log.warning(
+                "could not update the copy of task %s's card in %s (%s)%s",
+                row.task_id[:100],
+                copy.channel,
+                slack_error_text(exc),
+                "; it is no longer kept in sync" if gone else "; trying again later",
+            )
+            if not gone:
+                return False
+        except Exception as exc:  # noqa: BLE001 - a copy must never stop the decision that changed the card
+            log.warning("could not update the copy of task %s's card in %s (%s)", row.task_id[:100], copy.channel, exc)
+            return False
+        self._store.mark_copy_rendered(row.task_id, copy.channel, row.version)
+        return True
+
+    def open_dm(self, user: str) -> str:
+        """The bot's DM with `user` (conversations.open, asked once per person); SlackApiError when Slack refuses."""
+        dm = self._dms.get(user)
+        if dm is None:
+            dm = self._dms[user] = str(self.client.conversations_open(users=user)["channel"]["id"])
+        return dm
+
+    def post_copy(self, task_id: str, channel: str, kind: str, thread_ts: str | None = None) -> str | None:
+        """Post a copy of a task's card in `channel` (in the thread `thread_ts`), once: claimed before it is posted.
+
+        Returns the copy's ts; None when the copy was already claimed, the task has no record, or Slack refused
+        (logged; the claim is released). Any other failure (a timeout) keeps the claim: the copy may have been
+        posted, and is never posted twice.
+        """
+        row = self._store.get(task_id)
+        if row is None or not self._store.claim_copy(task_id, channel, kind, thread_ts):
+            return None
+        message = blocks.render_card(row.task, card_for(row, self.confirm_above))
+        try:
+            with self._pacer.slot(channel):
+                response = self.client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    text=message["text"],
+                    blocks=message["blocks"],
+                    metadata=card_metadata(row),
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+        except SlackApiError as exc:
+            self._store.release_copy(task_id, channel)
+            log.warning(
+                "could not post a copy of task %s's card in %s: %s", task_id[:100], channel, slack_error_text(exc)
+            )
+            return None
+        ts = str(response["ts"])
+        self._store.record_copy(task_id, channel, ts, rendered_version=row.version)
+        return ts
 
     def reply_final(self, row: TaskRow) -> None:
         """Post the one thread reply for a completed or failed task."""

@@ -182,8 +182,9 @@ def test_mention_answers_are_escaped(bot: BotHarness, sandbox: Sandbox, slack: S
     message = _mention(bot, "<@UBOT> find CFOs <!channel> in Germany")
     (call,) = sandbox.calls_to(*CHAT)
     assert call.body["message"] == "find CFOs <!channel> in Germany"
-    (reply,) = _answers(slack, message)
+    reply, *card = _answers(slack, message)  # a task Lexi prepared: its card follows her answer in the thread
     assert "<!channel>" not in reply and "&lt;!channel&gt;" in reply
+    assert len(card) == 1
 
 
 def test_a_mention_by_a_bot_is_ignored(bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn) -> None:

@@ -62,6 +62,7 @@ class _Fault:
     error: str
     status: int
     headers: dict[str, str]
+    channel: str | None = None  # only a call about this channel fails (None: the next call, whatever its channel)
 
 
 @dataclass
@@ -426,15 +427,19 @@ class SlackStandIn:
         times: int = 1,
         retry_after: int | None = None,
         status: int | None = None,
+        channel: str | None = None,
     ) -> None:
-        """Make the next `times` calls to `method` fail unapplied (ratelimited: HTTP 429 with Retry-After)."""
+        """Make the next `times` calls to `method` fail unapplied (ratelimited: HTTP 429 with Retry-After).
+
+        With `channel`, only calls whose `channel` argument is that channel fail; the others go through.
+        """
         if status is None:
             status = HTTPStatus.TOO_MANY_REQUESTS.value if error == "ratelimited" else HTTPStatus.OK.value
         headers = {}
         if status == HTTPStatus.TOO_MANY_REQUESTS or retry_after is not None:
             headers["Retry-After"] = str(1 if retry_after is None else retry_after)
         with self._lock:
-            self._faults[method].extend(_Fault(error, status, headers) for _ in range(times))
+            self._faults[method].extend(_Fault(error, status, headers, channel) for _ in range(times))
 
     def hold_next(self, method: str) -> threading.Event:
         """Apply the next call to `method` but hold its response until the returned event is set."""
@@ -524,8 +529,9 @@ class SlackStandIn:
         self._caller = team.id
         handler = team.workspace.methods[method]
         faults = self._faults.get(method)
-        if faults:
-            fault = faults.popleft()
+        fault = next((f for f in faults or () if f.channel in (None, args.get("channel"))), None)
+        if fault is not None and faults is not None:
+            faults.remove(fault)
             raise ApiError(fault.error, status=fault.status, headers=fault.headers)
         if method == "chat.postMessage" and self.enforce_post_rate:
             self._take_post_token(str(args.get("channel")))
