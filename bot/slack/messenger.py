@@ -22,7 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.db.store import CopyRow, Store, TaskRow
 from bot.lexi.models import Task, TaskState
-from bot.slack import blocks
+from bot.slack import blocks, texts
 from bot.slack.transport import Connections
 
 log = logging.getLogger(__name__)
@@ -410,12 +410,12 @@ class Messenger:
         """A task's escaped line, linked to its card when Slack gives a link (for lists: answers, the digest)."""
         label = blocks.describe_task(row.task)
         if row.message_ts is None:
-            return f"{label} (its card will appear in <#{row.channel}> shortly)"
+            return f"{label} (its card will appear in {texts.place(row.channel)} shortly)"
         try:
             return f"<{self.permalink(row)}|{label}>"
         except SlackApiError as exc:
             log.warning("no permalink for task %s: %s", row.task_id, slack_error_text(exc))
-            return f"{label} (in <#{row.channel}>)"
+            return f"{label} (in {texts.place(row.channel)})"
 
     def tell(self, channel: str, user: str, text: str) -> bool:
         """Say something privately to one person in a channel; False (logged, never raised) when Slack refused."""
