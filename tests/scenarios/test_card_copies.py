@@ -357,3 +357,40 @@ def test_the_channel_digest_lists_a_task_whose_cards_went_to_the_approvers_dms_i
         assert bot.store.get(task_id).channel == BOB_DM
     finally:
         bot.close()
+
+
+def test_a_lost_database_is_rebuilt_from_the_cards_in_the_approvers_dms(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """Cards kept only in DMs (`notify: approvers`) are found again after the database is lost: none posted twice.
+
+    One DM's card becomes the record's, the other's its copy, so a decision after the loss still updates both.
+    """
+    task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in Lisbon", {"per_page": 25})["id"]
+    first = _start(sandbox, slack, f"sqlite:///{tmp_path / 'lost.db'}", tmp_path)
+    try:
+        first.poll()
+        first.settle()
+    finally:
+        first.close()
+    assert len(_cards(slack, BOB_DM)) == 1 and len(_cards(slack, CAROL_DM)) == 1 and _cards(slack, CHANNEL) == []
+    (tmp_path / "lost.db").unlink()  # the ephemeral disk is gone
+    posts = len(slack.calls_to("chat.postMessage"))
+    second = _start(sandbox, slack, f"sqlite:///{tmp_path / 'new.db'}", tmp_path)
+    try:
+        second.poll()
+        second.poll()
+        second.settle()
+        assert len(slack.calls_to("chat.postMessage")) == posts  # nothing announced again
+        row = second.store.get(task_id)
+        assert row is not None and row.channel in (BOB_DM, CAROL_DM)
+        assert [c.channel for c in second.store.copies(task_id)] == [{BOB_DM, CAROL_DM}.difference({row.channel}).pop()]
+        (carols,) = _cards(slack, CAROL_DM)
+        assert _click(second, carols, "UCAROL").status_code == 200
+        second.settle()
+    finally:
+        second.close()
+    assert _approve_calls(sandbox, task_id) == 1
+    for dm in (BOB_DM, CAROL_DM):
+        (card,) = _cards(slack, dm)
+        assert not _has_buttons(card) and "Approved by <@UCAROL>" in _text(card)
