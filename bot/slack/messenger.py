@@ -397,8 +397,18 @@ class Messenger:
         )
 
     def reply_in_thread(self, row: TaskRow, text: str) -> None:
-        """Post a plain reply in the thread of a task's card (a reminder); SlackApiError when Slack refuses it."""
+        """Post a plain reply (a reminder) in the thread of a task's card and of each copy in someone's DM.
+
+        SlackApiError when Slack refuses the card's; a copy's refusal is logged (its owner has the card's state).
+        """
         self.client.chat_postMessage(channel=row.channel, thread_ts=row.message_ts, text=text)
+        for copy in self._store.copies(row.task_id):
+            if copy.kind != "dm" or copy.ts is None or copy.channel == row.channel:
+                continue
+            try:
+                self.client.chat_postMessage(channel=copy.channel, thread_ts=copy.ts, text=text)
+            except SlackApiError as exc:
+                log.warning("task %s: no reply in its copy in %s: %s", row.task_id, copy.channel, slack_error_text(exc))
 
     def permalink(self, row: TaskRow) -> str:
         """A link to a task's card; SlackApiError when Slack cannot give one (ValueError: the task has no card)."""

@@ -394,3 +394,30 @@ def test_a_lost_database_is_rebuilt_from_the_cards_in_the_approvers_dms(
     for dm in (BOB_DM, CAROL_DM):
         (card,) = _cards(slack, dm)
         assert not _has_buttons(card) and "Approved by <@UCAROL>" in _text(card)
+
+
+def test_a_reminder_reaches_every_approver_s_dm_card(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
+    """With cards in DMs, a reminder is replied under each DM's card, not only under the record's."""
+    slack.set_usergroup("S0LEADS", ["UCAROL"])
+    path = tmp_path / "lexi-bot.yml"
+    path.write_text(POLICY.replace("  notify: approvers\n", "  notify: approvers\n  remind_after: 1h\n"))
+    bot = start_bot(sandbox, slack, database_url, LEXI_POLICY_FILE=str(path))
+    try:
+        reminders = bot.runtime.poller.reminders
+        assert reminders is not None
+        task_id = sandbox.add_task("prospect_search", "Find CFOs in Porto", {"per_page": 25})["id"]
+        bot.poll()
+        bot.settle()
+        now = bot.store.get(task_id).announced_at.timestamp() + 3700
+        reminders.clock = lambda: now
+        bot.poll()
+        bot.settle()
+    finally:
+        bot.close()
+    for dm in (BOB_DM, CAROL_DM):
+        (card,) = _cards(slack, dm)
+        replies = [m.text for m in slack.replies(dm, card.ts) if m.ts != card.ts]
+        assert len(replies) == 1 and "Still waiting for a decision after 1h" in replies[0], (dm, replies)
+    assert len([e for e in slack.calls_to("chat.postMessage") if e.args.get("thread_ts")]) == 2
