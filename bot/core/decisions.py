@@ -289,7 +289,9 @@ class Decider:
                 self._sync(task_id)
                 return refused
         try:
-            return self._carry_out(task_id, action, user, surface, tell, reason=decision.reason, note=decision.note)
+            return self._carry_out(
+                task_id, action, user, surface, tell, reason=decision.reason, note=decision.note, claimed=row
+            )
         finally:
             if user != EXPIRY_ACTOR:  # an expiry is nobody's decision: no Home to refresh
                 self._after_decision(user)
@@ -408,14 +410,16 @@ class Decider:
         reason: str | None,
         note: str | None,
         resumed: bool = False,
+        claimed: TaskRow | None = None,
     ) -> Outcome:
         """Call LeadLex once for a decision this process holds, and record what came of it.
 
         The card shows "Approving…" beside the call, never before it: a slow Slack must not delay LeadLex.
+        `claimed`: the record as the claim left it, which the card shows without reading it again.
         """
         if self.background is not None:
             try:
-                self.background(self._sync, task_id)
+                self.background(self._sync, task_id, claimed)
             except RuntimeError:  # the workers are shutting down: the card is updated after the call instead
                 log.debug("task %s: no worker for the card update beside the call", task_id)
         context = {"task_id": task_id, "slack_user": user, "surface": surface}
@@ -445,7 +449,7 @@ class Decider:
         row = self._store.finish_decision(task_id, _TARGET[action])
         if self._metrics is not None:
             self._metrics.decided.labels(_TARGET[action], surface).inc()
-        self._sync(task_id)
+        self._sync(task_id, row)
         log.info("task %s %s by %s via %s", task_id, _TARGET[action], user, surface, extra=context)
         return Outcome(decided=True, state=row.state if row else _TARGET[action], message=f"Task {_TARGET[action]}.")
 
@@ -605,10 +609,13 @@ class Decider:
             tell, state, f"This task was already {PAST.get(state, state)} in LeadLex; its card now says so."
         )
 
-    def _sync(self, task_id: str) -> None:
-        """Update the card; a Slack failure here is logged and repaired by the poller later."""
+    def _sync(self, task_id: str, row: TaskRow | None = None) -> None:
+        """Update the card (from `row`, the record as a transaction just left it, when given); failures are logged.
+
+        A Slack failure here is repaired by the poller later.
+        """
         try:
-            self._messenger.sync_card(task_id)
+            self._messenger.sync_card(task_id, row)
         except SlackApiError as exc:
             log.warning("task %s: could not update its card: %s", task_id, slack_error_text(exc))
         except Exception:

@@ -283,6 +283,7 @@ _MARK_RENDERED = (
     update(TASKS)
     .where(*_THE_TASK, _T.rendered_version < bindparam("p_version"))
     .values(rendered_version=bindparam("p_version"), needs_render=_T.version > bindparam("p_version"))
+    .returning(_T.version)
 )
 _FORGET_EXPIRED = delete(SEEN_REQUESTS).where(SEEN_REQUESTS.c.expires_at < bindparam("p_now"))
 #: Remember a signed request unless it was seen and has not expired (atomic on both databases): a key whose
@@ -1257,10 +1258,16 @@ class Store:
         return self._update(task_id, (_T.replied_state.is_(None),), replied_state=state, bump=False)
 
     @retried
-    def mark_rendered(self, task_id: str, version: int) -> None:
-        """Record that the Slack message now shows `version` (never moves backwards)."""
+    def mark_rendered(self, task_id: str, version: int) -> int | None:
+        """Record that the Slack message now shows `version` (never moves backwards).
+
+        The record's current version when this moved it forward (above `version`: it changed since); None when the
+        message was already recorded as showing `version` or a later one.
+        """
         with self._begin() as conn:
-            conn.execute(_MARK_RENDERED, {"p_ws": self.workspace, "p_task_id": task_id, "p_version": version})
+            return conn.execute(
+                _MARK_RENDERED, {"p_ws": self.workspace, "p_task_id": task_id, "p_version": version}
+            ).scalar()
 
     @retried
     def _update(

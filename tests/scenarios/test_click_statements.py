@@ -26,9 +26,9 @@ from tests.support.lexi_hold import HoldingProxy
 #: Before issue 12's work: 6 on both databases (7 when the periodic sweep of expired request keys came first).
 TO_CALL = 6
 #: Statements beside the call (the card's "Approving…" update, on another thread). Before: 2.
-BESIDE_CALL = 2
+BESIDE_CALL = 1
 #: Statements from LeadLex's answer until the card shows the outcome and the decider's Home is published. Before: 9.
-AFTER_ANSWER = 9
+AFTER_ANSWER = 8
 
 
 @dataclass
