@@ -35,10 +35,12 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -285,6 +287,142 @@ _MARK_RENDERED = (
     .values(rendered_version=bindparam("p_version"), needs_render=_T.version > bindparam("p_version"))
     .returning(_T.version)
 )
+
+
+# PostgreSQL runs a transition and what goes with it (its audit event, its decision's stage) as one statement: each
+# write a data-modifying CTE, all of them atomic together, one round trip (SQLite has no such CTEs: its path runs
+# them one by one in one transaction). A statement inside a CTE takes no execution-time values: each value is bound
+# by name (`v_…`), typed by its column.
+def _bound(table_columns: Any, *names: str) -> dict[str, Any]:
+    """Named, typed bound parameters (`v_<column>`) for these columns of one table."""
+    return {name: bindparam(f"v_{name}", type_=table_columns[name].type) for name in names}
+
+
+_AUDIT_NAMES = ("workspace", "at", "task_id", "event", "actor", "surface", "detail")
+_CLAIMED = (
+    update(TASKS)
+    .where(*_THE_TASK, _T.state == TaskState.PENDING)
+    .values(
+        version=_T.version + 1,
+        needs_render=True,
+        **_bound(
+            _T,
+            "state",
+            "actor",
+            "action",
+            "surface",
+            "reason",
+            "note",
+            "claimed_at",
+            "decided_at",
+            "decision_id",
+            "resumed_at",
+            "updated_at",
+        ),
+    )
+    .returning(*_ROW_COLUMNS)
+    .cte("claimed")
+)
+#: The claim (pending → deciding), its `decision_started` event and its decision's stage `claimed`: the record as
+#: the claim left it, no row when someone else was first (then nothing was written). [PostgreSQL]
+_CLAIM_IN_ONE = select(_CLAIMED).add_cte(
+    insert(AUDIT_EVENTS)
+    .from_select(
+        _AUDIT_NAMES,
+        select(
+            bindparam("p_ws", type_=_A.workspace.type),
+            _CLAIMED.c.updated_at,
+            _CLAIMED.c.task_id,
+            literal("decision_started", _A.event.type),
+            _CLAIMED.c.actor,
+            _CLAIMED.c.surface,
+            _CLAIMED.c.action,
+        ),
+    )
+    .cte("claim_audit"),
+    update(DECISIONS)
+    .where(_D.id == bindparam("p_id"), _D_IN_WS, select(_CLAIMED.c.task_id).exists())
+    .values(stage="claimed")
+    .cte("claim_stage"),
+)
+_FINISHED = (
+    update(TASKS)
+    .where(*_THE_TASK, _T.state == TaskState.DECIDING)
+    .values(
+        version=_T.version + 1,
+        needs_render=True,
+        actor=func.coalesce(bindparam("v_actor", type_=_T.actor.type), _T.actor),
+        **_bound(_T, "state", "decided_at", "updated_at"),
+    )
+    .returning(*_ROW_COLUMNS)
+    .cte("finished")
+)
+#: The outcome (deciding → approved / dismissed) and its `decided` event; LeadLex's answer's event before it (when
+#: `v_answer_event` is not NULL, whatever the outcome), and the decision `p_id` closed (when not NULL). [PostgreSQL]
+_FINISH_IN_ONE = select(_FINISHED).add_cte(
+    insert(AUDIT_EVENTS)
+    .from_select(
+        _AUDIT_NAMES,
+        union_all(
+            select(
+                bindparam("p_ws", type_=_A.workspace.type),
+                bindparam("v_at", type_=_A.at.type),
+                bindparam("p_task_id", type_=_A.task_id.type),
+                bindparam("v_answer_event", type_=_A.event.type),
+                bindparam("v_answer_actor", type_=_A.actor.type),
+                bindparam("v_answer_surface", type_=_A.surface.type),
+                bindparam("v_answer_detail", type_=_A.detail.type),
+            ).where(bindparam("v_answer_event", type_=_A.event.type).is_not(None)),
+            select(
+                bindparam("p_ws", type_=_A.workspace.type),
+                bindparam("v_at", type_=_A.at.type),
+                _FINISHED.c.task_id,
+                literal("decided", _A.event.type),
+                _FINISHED.c.actor,
+                _FINISHED.c.surface,
+                _FINISHED.c.state,
+            ),
+        ),
+    )
+    .cte("finish_audit"),
+    update(DECISIONS)
+    .where(_D.id == bindparam("p_id"), _D_IN_WS)
+    .values(stage="done", owner=None, lease_until=None, reply=None, done_at=bindparam("v_at", type_=_D.done_at.type))
+    .cte("finish_close"),
+)
+_SEEN = (
+    (seen := postgresql.insert(SEEN_REQUESTS).values(key=bindparam("p_key"), expires_at=bindparam("p_expires")))
+    .on_conflict_do_update(
+        index_elements=[SEEN_REQUESTS.c.key],
+        set_={"expires_at": seen.excluded.expires_at},
+        where=SEEN_REQUESTS.c.expires_at < bindparam("p_now"),
+    )
+    .returning(SEEN_REQUESTS.c.key)
+    .cte("seen")
+)
+_ACCEPT_NAMES = (
+    "workspace",
+    "task_id",
+    "actor",
+    "action",
+    "surface",
+    "reason",
+    "note",
+    "reply",
+    "stage",
+    "owner",
+    "lease_until",
+    "attempts",
+    "accepted_at",
+)
+#: A request remembered by its replay key and its decision journaled: the decision's id, no row when the request
+#: was seen before (then nothing was written). [PostgreSQL]
+_ACCEPT_IN_ONE = (
+    insert(DECISIONS)
+    .from_select(_ACCEPT_NAMES, select(*_bound(_D, *_ACCEPT_NAMES).values()).select_from(_SEEN))
+    .returning(_D.id)
+)
+
 _FORGET_EXPIRED = delete(SEEN_REQUESTS).where(SEEN_REQUESTS.c.expires_at < bindparam("p_now"))
 #: Remember a signed request unless it was seen and has not expired (atomic on both databases): a key whose
 #: record expired (not swept yet) is taken over. [on SQLite, on PostgreSQL]
@@ -867,12 +1005,19 @@ class Store:
             "updated_at": now,
         }
         with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
-            won = conn.execute(_CLAIM, claim).first()  # the record as this transaction left it
+            if conn.dialect.name == "postgresql":  # the claim, its event and its decision's stage: one statement
+                bound = {f"v_{name}": value for name, value in claim.items() if not name.startswith("p_")}
+                the_claim = {**bound, "p_ws": self.workspace, "p_task_id": task_id, "p_id": decision_id}
+                won = conn.execute(_CLAIM_IN_ONE, the_claim).first()  # the record as this transaction left it
+            else:
+                won = conn.execute(_CLAIM, claim).first()
+                if won is not None:
+                    audit = Audit("decision_started", actor=actor, surface=surface, detail=action)
+                    self._write_audit(conn, audit, task_id)
+                    if decision_id is not None:
+                        conn.execute(_CLAIM_STAGE, {"p_ws": self.workspace, "p_id": decision_id})
             if won is None:
                 return False, _read(conn, self.workspace, task_id)
-            self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
-            if decision_id is not None:
-                conn.execute(_CLAIM_STAGE, {"p_ws": self.workspace, "p_id": decision_id})
             return True, _row(won)
 
     @retried
@@ -981,9 +1126,20 @@ class Store:
             "accepted_at": now,
         }
         with self._begin(urgent=True) as conn:
-            if sighting is not None and not self._sight(conn, *sighting):
-                raise Replayed(sighting[0].split(":", 1)[0])
-            decision_id = conn.execute(_INSERT_DECISION, values).scalar_one()
+            if (
+                sighting is not None and conn.dialect.name == "postgresql"
+            ):  # the request and the decision: one statement
+                self._forget_expired(conn)
+                key, expires_at = sighting
+                remembered = {"p_key": key[:100], "p_expires": expires_at, "p_now": now}
+                bound = {f"v_{name}": value for name, value in values.items()}
+                decision_id = conn.execute(_ACCEPT_IN_ONE, {**bound, **remembered}).scalar()
+                if decision_id is None:
+                    raise Replayed(key.split(":", 1)[0])
+            else:
+                if sighting is not None and not self._sight(conn, *sighting):
+                    raise Replayed(sighting[0].split(":", 1)[0])
+                decision_id = conn.execute(_INSERT_DECISION, values).scalar_one()
         return dataclasses.replace(row, id=int(decision_id))
 
     def decision(self, decision_id: int) -> DecisionRow | None:
@@ -1167,23 +1323,59 @@ class Store:
             conn.execute(delete(DECISIONS).where(_D.workspace == self.workspace, _D.done_at < self._now() - older_than))
 
     @retried
-    def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
-        """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
-        values: dict[str, Any] = {
-            "p_ws": self.workspace,
-            "p_task_id": task_id,
-            "state": state,
-            "decided_at": self._now(),
-        }
-        if actor is not None:
-            values["actor"] = actor
+    def finish_decision(
+        self,
+        task_id: str,
+        state: str,
+        *,
+        actor: str | None = None,
+        answer: Audit | None = None,
+        decision_id: int | None = None,
+    ) -> TaskRow | None:
+        """Record the outcome of the decision in progress (`approved` / `dismissed`).
+
+        In the same transaction: `answer`, LeadLex's answer's audit event (written whatever the outcome), and the
+        journaled decision `decision_id` closed (see close_decision): a click's outcome is one write, not three.
+        """
+        now = self._now()
         with self._begin() as conn:
-            values["updated_at"] = self._now()
+            if conn.dialect.name == "postgresql":  # all of it in one statement
+                found = conn.execute(
+                    _FINISH_IN_ONE,
+                    {
+                        "p_ws": self.workspace,
+                        "p_task_id": task_id,
+                        "p_id": decision_id,
+                        "v_state": state,
+                        "v_actor": actor,
+                        "v_decided_at": now,
+                        "v_updated_at": now,
+                        "v_at": now,
+                        "v_answer_event": answer.event if answer else None,
+                        "v_answer_actor": answer.actor if answer else None,
+                        "v_answer_surface": answer.surface if answer else None,
+                        "v_answer_detail": answer and (answer.detail or None) and answer.detail[:2000],
+                    },
+                ).first()
+                return _row(found) if found is not None else _read(conn, self.workspace, task_id)
+            if answer is not None:
+                self._write_audit(conn, answer, task_id)
+            values: dict[str, Any] = {
+                "p_ws": self.workspace,
+                "p_task_id": task_id,
+                "state": state,
+                "decided_at": now,
+                "updated_at": now,
+            }
+            if actor is not None:
+                values["actor"] = actor
             found = conn.execute(_FINISH, values).first()
-            if found is None:
-                return _read(conn, self.workspace, task_id)  # as this transaction left it: someone else's outcome
-            self._write_audit(conn, Audit("decided", detail=state), task_id, found)
-            return _row(found)
+            if found is not None:
+                self._write_audit(conn, Audit("decided", detail=state), task_id, found)
+            if decision_id is not None:
+                conn.execute(_CLOSE_DECISION, {"p_ws": self.workspace, "p_id": decision_id, "done_at": now})
+            # As this transaction left it: when the UPDATE did not match, someone else's outcome.
+            return _row(found) if found is not None else _read(conn, self.workspace, task_id)
 
     @retried
     def release_decision(self, task_id: str, note: str | None) -> TaskRow | None:
@@ -1374,12 +1566,16 @@ class Store:
 
     def _sight(self, conn: Connection, key: str, expires_at: datetime) -> bool:
         """Remember `key` in the caller's transaction; False when it was already remembered (and has not expired)."""
-        if time.monotonic() >= self._forget_after:
-            self._forget_after = time.monotonic() + FORGET_EVERY
-            conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
+        self._forget_expired(conn)
         statement = _SIGHT[conn.dialect.name == "postgresql"]
         values = {"key": key[:100], "expires_at": expires_at, "p_now": self._now()}
         return conn.execute(statement, values).first() is not None
+
+    def _forget_expired(self, conn: Connection) -> None:
+        """Drop expired request keys in the caller's transaction, at most every FORGET_EVERY seconds."""
+        if time.monotonic() >= self._forget_after:
+            self._forget_after = time.monotonic() + FORGET_EVERY
+            conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
 
     @retried
     def forget_sighting(self, key: str) -> None:

@@ -22,13 +22,18 @@ from bot.slack import blocks
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 from tests.support.lexi_hold import HoldingProxy
 
-#: Statements from the click's request to LeadLex's approve call (journal before the ack, then the claim).
-#: Before issue 12's work: 6 on both databases (7 when the periodic sweep of expired request keys came first).
-TO_CALL = 6
-#: Statements beside the call (the card's "Approving…" update, on another thread). Before: 2.
-BESIDE_CALL = 1
-#: Statements from LeadLex's answer until the card shows the outcome and the decider's Home is published. Before: 9.
-AFTER_ANSWER = 8
+#: Bounds per database, of statements (transaction ends not counted). PostgreSQL runs each transition with what
+#: goes with it as one statement (data-modifying CTEs); SQLite runs them one by one, in one transaction.
+BOUNDS = {
+    # From the click's request to LeadLex's approve call: the journal before the ack, the read, the claim.
+    # Before issue 12's work: 6 on both (7 when the periodic sweep of expired request keys came first).
+    "to the call": {"postgresql": 3, "sqlite": 6},
+    # Beside the call: the card's "Approving…" update, on another thread. Before: 2 (it read the record again).
+    "beside the call": {"postgresql": 1, "sqlite": 1},
+    # From LeadLex's answer until the card shows the outcome and the decider's Home is published. Before: 9, in 7
+    # transactions (the answer's event, the outcome, the card's read and its mark, the decision's close, the Home).
+    "after the answer": {"postgresql": 5, "sqlite": 8},
+}
 
 
 @dataclass
@@ -144,9 +149,8 @@ def test_an_approve_click_runs_few_statements(
     assert _card_says(slack, ts, "Approved by")
     assert sandbox.task(task_id)["status"] == "approved"
     assert len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/approve")) == 1
-    report = "\n".join(
-        (describe("to the call", to_call), describe("beside the call", beside), describe("after the answer", after))
-    )
-    assert len(statements_only(to_call)) <= TO_CALL, report
-    assert len(statements_only(beside)) <= BESIDE_CALL, report
-    assert len(statements_only(after)) <= AFTER_ANSWER, report
+    phases = {"to the call": to_call, "beside the call": beside, "after the answer": after}
+    report = "\n".join(describe(label, seen) for label, seen in phases.items())
+    kind = bot.store.engine.dialect.name
+    for label, seen in phases.items():
+        assert len(statements_only(seen)) <= BOUNDS[label][kind], report
