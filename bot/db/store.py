@@ -719,6 +719,12 @@ class Store:
         # Writes a person waits on (the journal of a click before its ack) go first.
         self._writer: WriterLock | None = WriterLock() if engine.dialect.name == "sqlite" else None
         self._forget_after = 0.0  # when first_sighting next drops expired request keys (time.monotonic)
+        # Reads of one statement each (and batches of them that need no common snapshot) go outside any transaction
+        # on PostgreSQL: autocommit spares each the round trips of its BEGIN and ROLLBACK, and the statement sees what
+        # it would see in a transaction of its own (READ COMMITTED). The same pool; SQLite begins none for a read.
+        self._reads: Engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
+        )
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -769,7 +775,7 @@ class Store:
     @retried
     def get(self, task_id: str) -> TaskRow | None:
         """One task record, or None."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _read(conn, self.workspace, task_id)
 
     def known(self, task_ids: Iterable[str]) -> set[str]:
@@ -780,7 +786,7 @@ class Store:
     def _known(self, ids: list[str]) -> set[str]:
         """`known` for a list of distinct ids."""
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             for start in range(0, len(ids), 500):
                 found.update(conn.scalars(_KNOWN, {"p_ws": self.workspace, "p_ids": ids[start : start + 500]}))
         return found
@@ -817,7 +823,7 @@ class Store:
     @retried
     def is_empty(self) -> bool:
         """Whether no task of this workspace was ever recorded (a new or lost database, a new workspace)."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(_ANY_TASK, {"p_ws": self.workspace}).first() is None
 
     @retried
@@ -844,13 +850,13 @@ class Store:
     @retried
     def count_in_state(self, state: str) -> int:
         """How many records are in one state (an index lookup: it does not grow with history)."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(_COUNT_IN_STATE, {"p_ws": self.workspace, "p_state": state}).scalar() or 0)
 
     @retried
     def _select(self, query: Select[Any], parameters: Mapping[str, Any]) -> list[TaskRow]:
         """Run a pre-built select of the task records' _ROW_COLUMNS in this workspace and snapshot the rows."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_row(found) for found in conn.execute(query, {**parameters, "p_ws": self.workspace})]
 
     # --- conversations with Lexi -----------------------------------------------------------------
@@ -858,7 +864,7 @@ class Store:
     @retried
     def conversation_for(self, user: str, channel: str) -> str | None:
         """The Lexi conversation `user` continues in `channel`, or None when they have none yet."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.scalar(_CONVERSATION, {"p_ws": self.workspace, "p_user": user, "p_channel": channel})
 
     @retried
@@ -1144,7 +1150,7 @@ class Store:
 
     def decision(self, decision_id: int) -> DecisionRow | None:
         """One accepted decision, or None."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _read_decision(conn, self.workspace, decision_id)
 
     def close_decision(self, decision_id: int) -> None:
@@ -1214,7 +1220,7 @@ class Store:
         if orphans:
             expired = or_(expired, _D.owner.is_(None), _D.owner != owner)
         query = select(_D.workspace).where(text(OPEN_DECISIONS), expired).distinct().limit(limit)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.scalars(query))
 
     def renew_leases_everywhere(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:
@@ -1605,7 +1611,7 @@ class Store:
         query = select(AUDIT_EVENTS).where(_A.workspace == self.workspace).order_by(_A.at, _A.id)
         if since is not None:
             query = query.where(_A.at >= since)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [
                 {
                     "at": e.at.isoformat(),
@@ -1630,7 +1636,7 @@ class Store:
             query = query.where(AUDIT_EVENTS.c.surface == surface)
         if since is not None:
             query = query.where(AUDIT_EVENTS.c.at >= since)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
     def _write_audit(self, conn: Connection, audit: Audit, task_id: str | None, record: _Found | None = None) -> None:
