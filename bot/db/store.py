@@ -1364,8 +1364,6 @@ class Store:
                     },
                 ).first()
                 return _row(found) if found is not None else _read(conn, self.workspace, task_id)
-            if answer is not None:
-                self._write_audit(conn, answer, task_id)
             values: dict[str, Any] = {
                 "p_ws": self.workspace,
                 "p_task_id": task_id,
@@ -1376,8 +1374,11 @@ class Store:
             if actor is not None:
                 values["actor"] = actor
             found = conn.execute(_FINISH, values).first()
+            events = [self._audit_row(conn, answer, task_id)] if answer is not None else []
             if found is not None:
-                self._write_audit(conn, Audit("decided", detail=state), task_id, found)
+                events.append(self._audit_row(conn, Audit("decided", detail=state), task_id, found))
+            if events:
+                conn.execute(_INSERT_AUDIT, events)  # one statement for both, LeadLex's answer first
             if decision_id is not None:
                 conn.execute(_CLOSE_DECISION, {"p_ws": self.workspace, "p_id": decision_id, "done_at": now})
             # As this transaction left it: when the UPDATE did not match, someone else's outcome.
@@ -1644,6 +1645,12 @@ class Store:
 
         `record`: the task's columns as this transaction left them, when the caller has them (saves a read).
         """
+        conn.execute(_INSERT_AUDIT, self._audit_row(conn, audit, task_id, record))
+
+    def _audit_row(
+        self, conn: Connection, audit: Audit, task_id: str | None, record: _Found | None = None
+    ) -> dict[str, Any]:
+        """The values of an audit row (see _write_audit), for one INSERT of one or more rows."""
         actor, surface = audit.actor, audit.surface
         if task_id is not None and (actor is None or surface is None) and audit.event == "decided":
             decider = (
@@ -1653,15 +1660,12 @@ class Store:
             )
             if decider is not None:
                 actor, surface = actor or decider[0], surface or decider[1]
-        conn.execute(
-            _INSERT_AUDIT,
-            {
-                "workspace": self.workspace,
-                "at": self._now(),
-                "task_id": task_id,
-                "event": audit.event,
-                "actor": actor,
-                "surface": surface,
-                "detail": (audit.detail or None) and audit.detail[:2000],
-            },
-        )
+        return {
+            "workspace": self.workspace,
+            "at": self._now(),
+            "task_id": task_id,
+            "event": audit.event,
+            "actor": actor,
+            "surface": surface,
+            "detail": (audit.detail or None) and audit.detail[:2000],
+        }

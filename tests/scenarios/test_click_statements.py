@@ -32,7 +32,7 @@ BOUNDS = {
     "beside the call": {"postgresql": 1, "sqlite": 1},
     # From LeadLex's answer until the card shows the outcome and the decider's Home is published. Before: 9, in 7
     # transactions (the answer's event, the outcome, the card's read and its mark, the decision's close, the Home).
-    "after the answer": {"postgresql": 5, "sqlite": 8},
+    "after the answer": {"postgresql": 5, "sqlite": 7},
 }
 
 
