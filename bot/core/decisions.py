@@ -21,7 +21,7 @@ from slack_sdk.errors import SlackApiError
 from bot.core.apply import StateApplier
 from bot.core.approvers import Approvers, Verdict
 from bot.core.keeper import Leases, NotRecorded
-from bot.db.store import DecisionRow, Store, TaskRow, utcnow
+from bot.db.store import Audit, DecisionRow, Store, TaskRow, utcnow
 from bot.errors import LexiError, NotFound, NotPending
 from bot.lexi.client import LexiClient
 from bot.lexi.models import DISMISS_REASONS, Task, TaskState
@@ -57,6 +57,7 @@ class Outcome:
     decided: bool
     state: str | None
     message: str
+    closed: bool = False  # the journaled decision was closed with the outcome (nothing left to close)
 
 
 def expiry_note(within: str, *, dismissed: bool) -> str:
@@ -249,7 +250,8 @@ class Decider:
                 outcome = self._resume(decision, tell)
             else:
                 outcome = self._decide(decision, tell)
-            self._store.close_decision(decision.id)
+            if not outcome.closed:
+                self._store.close_decision(decision.id)
             return outcome
         finally:
             self.leases.drop(decision.id)
@@ -289,7 +291,17 @@ class Decider:
                 self._sync(task_id)
                 return refused
         try:
-            return self._carry_out(task_id, action, user, surface, tell, reason=decision.reason, note=decision.note)
+            return self._carry_out(
+                task_id,
+                action,
+                user,
+                surface,
+                tell,
+                reason=decision.reason,
+                note=decision.note,
+                claimed=row,
+                decision_id=decision.id,
+            )
         finally:
             if user != EXPIRY_ACTOR:  # an expiry is nobody's decision: no Home to refresh
                 self._after_decision(user)
@@ -347,6 +359,7 @@ class Decider:
                 reason=row.reason,
                 note=row.note,
                 resumed=True,
+                decision_id=decision.id,
             )
         finally:
             if (row.actor or decision.actor) != EXPIRY_ACTOR:
@@ -408,14 +421,18 @@ class Decider:
         reason: str | None,
         note: str | None,
         resumed: bool = False,
+        claimed: TaskRow | None = None,
+        decision_id: int | None = None,
     ) -> Outcome:
         """Call LeadLex once for a decision this process holds, and record what came of it.
 
         The card shows "Approving…" beside the call, never before it: a slow Slack must not delay LeadLex.
+        `claimed`: the record as the claim left it, which the card shows without reading it again. `decision_id`:
+        the journaled decision, closed with its outcome when LeadLex accepted it (one write for both).
         """
         if self.background is not None:
             try:
-                self.background(self._sync, task_id)
+                self.background(self._sync, task_id, claimed)
             except RuntimeError:  # the workers are shutting down: the card is updated after the call instead
                 log.debug("task %s: no worker for the card update beside the call", task_id)
         context = {"task_id": task_id, "slack_user": user, "surface": surface}
@@ -439,22 +456,32 @@ class Decider:
             self._store.release_decision(task_id, failure_note(action, exc))
             self._sync(task_id)
             return self._say(tell, TaskState.PENDING, failure_note(action, exc))
-        self._answered(task_id, asked, started, None)
         if expiry:
+            self._answered(task_id, asked, started, None)
             return self._expired(task_id, note)
-        row = self._store.finish_decision(task_id, _TARGET[action])
+        answer = self._answered(task_id, asked, started, None, record=False)  # written with the outcome
+        row = self._store.finish_decision(task_id, _TARGET[action], answer=answer, decision_id=decision_id)
         if self._metrics is not None:
             self._metrics.decided.labels(_TARGET[action], surface).inc()
-        self._sync(task_id)
+        self._sync(task_id, row)
         log.info("task %s %s by %s via %s", task_id, _TARGET[action], user, surface, extra=context)
-        return Outcome(decided=True, state=row.state if row else _TARGET[action], message=f"Task {_TARGET[action]}.")
+        state = row.state if row else _TARGET[action]
+        return Outcome(decided=True, state=state, message=f"Task {_TARGET[action]}.", closed=decision_id is not None)
 
-    def _answered(self, task_id: str, action: str, started: float, error: LexiError | None) -> None:
-        """Record LeadLex's answer to a decision: its latency (not an expiry's, as before), and an audit event."""
+    def _answered(
+        self, task_id: str, action: str, started: float, error: LexiError | None, *, record: bool = True
+    ) -> Audit:
+        """Record LeadLex's answer to a decision: its latency (not an expiry's, as before), and its audit event.
+
+        `record`: write the event now; without it, the caller writes it with the outcome (Store.finish_decision).
+        """
         if self._metrics is not None and action != "dismiss on expiry":
             self._metrics.decision_latency.observe(time.monotonic() - started)
         answer = "ok" if error is None else f"{error.status or '-'} {error.code or type(error).__name__}"
-        self._store.audit("leadlex_answer", task_id, actor="leadlex", detail=f"{action}: {answer}")
+        event = Audit("leadlex_answer", actor="leadlex", detail=f"{action}: {answer}")
+        if record:
+            self._store.audit(event.event, task_id, actor=event.actor, detail=event.detail)
+        return event
 
     def _expired(self, task_id: str, note: str | None) -> Outcome:
         """Record the outcome of an expiry's decision: the task expired (whatever LeadLex answered the dismissal)."""
@@ -605,10 +632,13 @@ class Decider:
             tell, state, f"This task was already {PAST.get(state, state)} in LeadLex; its card now says so."
         )
 
-    def _sync(self, task_id: str) -> None:
-        """Update the card; a Slack failure here is logged and repaired by the poller later."""
+    def _sync(self, task_id: str, row: TaskRow | None = None) -> None:
+        """Update the card (from `row`, the record as a transaction just left it, when given); failures are logged.
+
+        A Slack failure here is repaired by the poller later.
+        """
         try:
-            self._messenger.sync_card(task_id)
+            self._messenger.sync_card(task_id, row)
         except SlackApiError as exc:
             log.warning("task %s: could not update its card: %s", task_id, slack_error_text(exc))
         except Exception:

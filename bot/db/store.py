@@ -35,10 +35,12 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -298,7 +300,144 @@ _MARK_RENDERED = (
     update(TASKS)
     .where(*_THE_TASK, _T.rendered_version < bindparam("p_version"))
     .values(rendered_version=bindparam("p_version"), needs_render=_T.version > bindparam("p_version"))
+    .returning(_T.version)
 )
+
+
+# PostgreSQL runs a transition and what goes with it (its audit event, its decision's stage) as one statement: each
+# write a data-modifying CTE, all of them atomic together, one round trip (SQLite has no such CTEs: its path runs
+# them one by one in one transaction). A statement inside a CTE takes no execution-time values: each value is bound
+# by name (`v_…`), typed by its column.
+def _bound(table_columns: Any, *names: str) -> dict[str, Any]:
+    """Named, typed bound parameters (`v_<column>`) for these columns of one table."""
+    return {name: bindparam(f"v_{name}", type_=table_columns[name].type) for name in names}
+
+
+_AUDIT_NAMES = ("workspace", "at", "task_id", "event", "actor", "surface", "detail")
+_CLAIMED = (
+    update(TASKS)
+    .where(*_THE_TASK, _T.state == TaskState.PENDING)
+    .values(
+        version=_T.version + 1,
+        needs_render=True,
+        **_bound(
+            _T,
+            "state",
+            "actor",
+            "action",
+            "surface",
+            "reason",
+            "note",
+            "claimed_at",
+            "decided_at",
+            "decision_id",
+            "resumed_at",
+            "updated_at",
+        ),
+    )
+    .returning(*_ROW_COLUMNS)
+    .cte("claimed")
+)
+#: The claim (pending → deciding), its `decision_started` event and its decision's stage `claimed`: the record as
+#: the claim left it, no row when someone else was first (then nothing was written). [PostgreSQL]
+_CLAIM_IN_ONE = select(_CLAIMED).add_cte(
+    insert(AUDIT_EVENTS)
+    .from_select(
+        _AUDIT_NAMES,
+        select(
+            bindparam("p_ws", type_=_A.workspace.type),
+            _CLAIMED.c.updated_at,
+            _CLAIMED.c.task_id,
+            literal("decision_started", _A.event.type),
+            _CLAIMED.c.actor,
+            _CLAIMED.c.surface,
+            _CLAIMED.c.action,
+        ),
+    )
+    .cte("claim_audit"),
+    update(DECISIONS)
+    .where(_D.id == bindparam("p_id"), _D_IN_WS, select(_CLAIMED.c.task_id).exists())
+    .values(stage="claimed")
+    .cte("claim_stage"),
+)
+_FINISHED = (
+    update(TASKS)
+    .where(*_THE_TASK, _T.state == TaskState.DECIDING)
+    .values(
+        version=_T.version + 1,
+        needs_render=True,
+        actor=func.coalesce(bindparam("v_actor", type_=_T.actor.type), _T.actor),
+        **_bound(_T, "state", "decided_at", "updated_at"),
+    )
+    .returning(*_ROW_COLUMNS)
+    .cte("finished")
+)
+#: The outcome (deciding → approved / dismissed) and its `decided` event; LeadLex's answer's event before it (when
+#: `v_answer_event` is not NULL, whatever the outcome), and the decision `p_id` closed (when not NULL). [PostgreSQL]
+_FINISH_IN_ONE = select(_FINISHED).add_cte(
+    insert(AUDIT_EVENTS)
+    .from_select(
+        _AUDIT_NAMES,
+        union_all(
+            select(
+                bindparam("p_ws", type_=_A.workspace.type),
+                bindparam("v_at", type_=_A.at.type),
+                bindparam("p_task_id", type_=_A.task_id.type),
+                bindparam("v_answer_event", type_=_A.event.type),
+                bindparam("v_answer_actor", type_=_A.actor.type),
+                bindparam("v_answer_surface", type_=_A.surface.type),
+                bindparam("v_answer_detail", type_=_A.detail.type),
+            ).where(bindparam("v_answer_event", type_=_A.event.type).is_not(None)),
+            select(
+                bindparam("p_ws", type_=_A.workspace.type),
+                bindparam("v_at", type_=_A.at.type),
+                _FINISHED.c.task_id,
+                literal("decided", _A.event.type),
+                _FINISHED.c.actor,
+                _FINISHED.c.surface,
+                _FINISHED.c.state,
+            ),
+        ),
+    )
+    .cte("finish_audit"),
+    update(DECISIONS)
+    .where(_D.id == bindparam("p_id"), _D_IN_WS)
+    .values(stage="done", owner=None, lease_until=None, reply=None, done_at=bindparam("v_at", type_=_D.done_at.type))
+    .cte("finish_close"),
+)
+_SEEN = (
+    (seen := postgresql.insert(SEEN_REQUESTS).values(key=bindparam("p_key"), expires_at=bindparam("p_expires")))
+    .on_conflict_do_update(
+        index_elements=[SEEN_REQUESTS.c.key],
+        set_={"expires_at": seen.excluded.expires_at},
+        where=SEEN_REQUESTS.c.expires_at < bindparam("p_now"),
+    )
+    .returning(SEEN_REQUESTS.c.key)
+    .cte("seen")
+)
+_ACCEPT_NAMES = (
+    "workspace",
+    "task_id",
+    "actor",
+    "action",
+    "surface",
+    "reason",
+    "note",
+    "reply",
+    "stage",
+    "owner",
+    "lease_until",
+    "attempts",
+    "accepted_at",
+)
+#: A request remembered by its replay key and its decision journaled: the decision's id, no row when the request
+#: was seen before (then nothing was written). [PostgreSQL]
+_ACCEPT_IN_ONE = (
+    insert(DECISIONS)
+    .from_select(_ACCEPT_NAMES, select(*_bound(_D, *_ACCEPT_NAMES).values()).select_from(_SEEN))
+    .returning(_D.id)
+)
+
 _FORGET_EXPIRED = delete(SEEN_REQUESTS).where(SEEN_REQUESTS.c.expires_at < bindparam("p_now"))
 #: Remember a signed request unless it was seen and has not expired (atomic on both databases): a key whose
 #: record expired (not swept yet) is taken over. [on SQLite, on PostgreSQL]
@@ -595,6 +734,12 @@ class Store:
         # Writes a person waits on (the journal of a click before its ack) go first.
         self._writer: WriterLock | None = WriterLock() if engine.dialect.name == "sqlite" else None
         self._forget_after = 0.0  # when first_sighting next drops expired request keys (time.monotonic)
+        # Reads of one statement each (and batches of them that need no common snapshot) go outside any transaction
+        # on PostgreSQL: autocommit spares each the round trips of its BEGIN and ROLLBACK, and the statement sees what
+        # it would see in a transaction of its own (READ COMMITTED). The same pool; SQLite begins none for a read.
+        self._reads: Engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
+        )
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -645,7 +790,7 @@ class Store:
     @retried
     def get(self, task_id: str) -> TaskRow | None:
         """One task record, or None."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _read(conn, self.workspace, task_id)
 
     def known(self, task_ids: Iterable[str]) -> set[str]:
@@ -656,7 +801,7 @@ class Store:
     def _known(self, ids: list[str]) -> set[str]:
         """`known` for a list of distinct ids."""
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             for start in range(0, len(ids), 500):
                 found.update(conn.scalars(_KNOWN, {"p_ws": self.workspace, "p_ids": ids[start : start + 500]}))
         return found
@@ -693,7 +838,7 @@ class Store:
     @retried
     def is_empty(self) -> bool:
         """Whether no task of this workspace was ever recorded (a new or lost database, a new workspace)."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(_ANY_TASK, {"p_ws": self.workspace}).first() is None
 
     @retried
@@ -720,13 +865,13 @@ class Store:
     @retried
     def count_in_state(self, state: str) -> int:
         """How many records are in one state (an index lookup: it does not grow with history)."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(_COUNT_IN_STATE, {"p_ws": self.workspace, "p_state": state}).scalar() or 0)
 
     @retried
     def _select(self, query: Select[Any], parameters: Mapping[str, Any]) -> list[TaskRow]:
         """Run a pre-built select of the task records' _ROW_COLUMNS in this workspace and snapshot the rows."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_row(found) for found in conn.execute(query, {**parameters, "p_ws": self.workspace})]
 
     # --- conversations with Lexi -----------------------------------------------------------------
@@ -734,7 +879,7 @@ class Store:
     @retried
     def conversation_for(self, user: str, channel: str) -> str | None:
         """The Lexi conversation `user` continues in `channel`, or None when they have none yet."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.scalar(_CONVERSATION, {"p_ws": self.workspace, "p_user": user, "p_channel": channel})
 
     @retried
@@ -985,12 +1130,19 @@ class Store:
             "updated_at": now,
         }
         with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
-            won = conn.execute(_CLAIM, claim).first()  # the record as this transaction left it
+            if conn.dialect.name == "postgresql":  # the claim, its event and its decision's stage: one statement
+                bound = {f"v_{name}": value for name, value in claim.items() if not name.startswith("p_")}
+                the_claim = {**bound, "p_ws": self.workspace, "p_task_id": task_id, "p_id": decision_id}
+                won = conn.execute(_CLAIM_IN_ONE, the_claim).first()  # the record as this transaction left it
+            else:
+                won = conn.execute(_CLAIM, claim).first()
+                if won is not None:
+                    audit = Audit("decision_started", actor=actor, surface=surface, detail=action)
+                    self._write_audit(conn, audit, task_id)
+                    if decision_id is not None:
+                        conn.execute(_CLAIM_STAGE, {"p_ws": self.workspace, "p_id": decision_id})
             if won is None:
                 return False, _read(conn, self.workspace, task_id)
-            self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
-            if decision_id is not None:
-                conn.execute(_CLAIM_STAGE, {"p_ws": self.workspace, "p_id": decision_id})
             return True, _row(won)
 
     @retried
@@ -1099,14 +1251,25 @@ class Store:
             "accepted_at": now,
         }
         with self._begin(urgent=True) as conn:
-            if sighting is not None and not self._sight(conn, *sighting):
-                raise Replayed(sighting[0].split(":", 1)[0])
-            decision_id = conn.execute(_INSERT_DECISION, values).scalar_one()
+            if (
+                sighting is not None and conn.dialect.name == "postgresql"
+            ):  # the request and the decision: one statement
+                self._forget_expired(conn)
+                key, expires_at = sighting
+                remembered = {"p_key": key[:100], "p_expires": expires_at, "p_now": now}
+                bound = {f"v_{name}": value for name, value in values.items()}
+                decision_id = conn.execute(_ACCEPT_IN_ONE, {**bound, **remembered}).scalar()
+                if decision_id is None:
+                    raise Replayed(key.split(":", 1)[0])
+            else:
+                if sighting is not None and not self._sight(conn, *sighting):
+                    raise Replayed(sighting[0].split(":", 1)[0])
+                decision_id = conn.execute(_INSERT_DECISION, values).scalar_one()
         return dataclasses.replace(row, id=int(decision_id))
 
     def decision(self, decision_id: int) -> DecisionRow | None:
         """One accepted decision, or None."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _read_decision(conn, self.workspace, decision_id)
 
     def close_decision(self, decision_id: int) -> None:
@@ -1176,7 +1339,7 @@ class Store:
         if orphans:
             expired = or_(expired, _D.owner.is_(None), _D.owner != owner)
         query = select(_D.workspace).where(text(OPEN_DECISIONS), expired).distinct().limit(limit)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.scalars(query))
 
     def renew_leases_everywhere(self, owner: str, decision_ids: Iterable[int], lease: timedelta) -> None:
@@ -1285,23 +1448,60 @@ class Store:
             conn.execute(delete(DECISIONS).where(_D.workspace == self.workspace, _D.done_at < self._now() - older_than))
 
     @retried
-    def finish_decision(self, task_id: str, state: str, *, actor: str | None = None) -> TaskRow | None:
-        """Record the outcome of the decision in progress (`approved` / `dismissed`)."""
-        values: dict[str, Any] = {
-            "p_ws": self.workspace,
-            "p_task_id": task_id,
-            "state": state,
-            "decided_at": self._now(),
-        }
-        if actor is not None:
-            values["actor"] = actor
+    def finish_decision(
+        self,
+        task_id: str,
+        state: str,
+        *,
+        actor: str | None = None,
+        answer: Audit | None = None,
+        decision_id: int | None = None,
+    ) -> TaskRow | None:
+        """Record the outcome of the decision in progress (`approved` / `dismissed`).
+
+        In the same transaction: `answer`, LeadLex's answer's audit event (written whatever the outcome), and the
+        journaled decision `decision_id` closed (see close_decision): a click's outcome is one write, not three.
+        """
+        now = self._now()
         with self._begin() as conn:
-            values["updated_at"] = self._now()
+            if conn.dialect.name == "postgresql":  # all of it in one statement
+                found = conn.execute(
+                    _FINISH_IN_ONE,
+                    {
+                        "p_ws": self.workspace,
+                        "p_task_id": task_id,
+                        "p_id": decision_id,
+                        "v_state": state,
+                        "v_actor": actor,
+                        "v_decided_at": now,
+                        "v_updated_at": now,
+                        "v_at": now,
+                        "v_answer_event": answer.event if answer else None,
+                        "v_answer_actor": answer.actor if answer else None,
+                        "v_answer_surface": answer.surface if answer else None,
+                        "v_answer_detail": answer and (answer.detail or None) and answer.detail[:2000],
+                    },
+                ).first()
+                return _row(found) if found is not None else _read(conn, self.workspace, task_id)
+            values: dict[str, Any] = {
+                "p_ws": self.workspace,
+                "p_task_id": task_id,
+                "state": state,
+                "decided_at": now,
+                "updated_at": now,
+            }
+            if actor is not None:
+                values["actor"] = actor
             found = conn.execute(_FINISH, values).first()
-            if found is None:
-                return _read(conn, self.workspace, task_id)  # as this transaction left it: someone else's outcome
-            self._write_audit(conn, Audit("decided", detail=state), task_id, found)
-            return _row(found)
+            events = [self._audit_row(conn, answer, task_id)] if answer is not None else []
+            if found is not None:
+                events.append(self._audit_row(conn, Audit("decided", detail=state), task_id, found))
+            if events:
+                conn.execute(_INSERT_AUDIT, events)  # one statement for both, LeadLex's answer first
+            if decision_id is not None:
+                conn.execute(_CLOSE_DECISION, {"p_ws": self.workspace, "p_id": decision_id, "done_at": now})
+            # As this transaction left it: when the UPDATE did not match, someone else's outcome.
+            return _row(found) if found is not None else _read(conn, self.workspace, task_id)
 
     @retried
     def release_decision(self, task_id: str, note: str | None) -> TaskRow | None:
@@ -1376,10 +1576,16 @@ class Store:
         return self._update(task_id, (_T.replied_state.is_(None),), replied_state=state, bump=False)
 
     @retried
-    def mark_rendered(self, task_id: str, version: int) -> None:
-        """Record that the Slack message now shows `version` (never moves backwards)."""
+    def mark_rendered(self, task_id: str, version: int) -> int | None:
+        """Record that the Slack message now shows `version` (never moves backwards).
+
+        The record's current version when this moved it forward (above `version`: it changed since); None when the
+        message was already recorded as showing `version` or a later one.
+        """
         with self._begin() as conn:
-            conn.execute(_MARK_RENDERED, {"p_ws": self.workspace, "p_task_id": task_id, "p_version": version})
+            return conn.execute(
+                _MARK_RENDERED, {"p_ws": self.workspace, "p_task_id": task_id, "p_version": version}
+            ).scalar()
 
     @retried
     def _update(
@@ -1486,12 +1692,16 @@ class Store:
 
     def _sight(self, conn: Connection, key: str, expires_at: datetime) -> bool:
         """Remember `key` in the caller's transaction; False when it was already remembered (and has not expired)."""
-        if time.monotonic() >= self._forget_after:
-            self._forget_after = time.monotonic() + FORGET_EVERY
-            conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
+        self._forget_expired(conn)
         statement = _SIGHT[conn.dialect.name == "postgresql"]
         values = {"key": key[:100], "expires_at": expires_at, "p_now": self._now()}
         return conn.execute(statement, values).first() is not None
+
+    def _forget_expired(self, conn: Connection) -> None:
+        """Drop expired request keys in the caller's transaction, at most every FORGET_EVERY seconds."""
+        if time.monotonic() >= self._forget_after:
+            self._forget_after = time.monotonic() + FORGET_EVERY
+            conn.execute(_FORGET_EXPIRED, {"p_now": self._now()})
 
     @retried
     def forget_sighting(self, key: str) -> None:
@@ -1521,7 +1731,7 @@ class Store:
         query = select(AUDIT_EVENTS).where(_A.workspace == self.workspace).order_by(_A.at, _A.id)
         if since is not None:
             query = query.where(_A.at >= since)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [
                 {
                     "at": e.at.isoformat(),
@@ -1546,7 +1756,7 @@ class Store:
             query = query.where(AUDIT_EVENTS.c.surface == surface)
         if since is not None:
             query = query.where(AUDIT_EVENTS.c.at >= since)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
     def _write_audit(self, conn: Connection, audit: Audit, task_id: str | None, record: _Found | None = None) -> None:
@@ -1554,6 +1764,12 @@ class Store:
 
         `record`: the task's columns as this transaction left them, when the caller has them (saves a read).
         """
+        conn.execute(_INSERT_AUDIT, self._audit_row(conn, audit, task_id, record))
+
+    def _audit_row(
+        self, conn: Connection, audit: Audit, task_id: str | None, record: _Found | None = None
+    ) -> dict[str, Any]:
+        """The values of an audit row (see _write_audit), for one INSERT of one or more rows."""
         actor, surface = audit.actor, audit.surface
         if task_id is not None and (actor is None or surface is None) and audit.event == "decided":
             decider = (
@@ -1563,15 +1779,12 @@ class Store:
             )
             if decider is not None:
                 actor, surface = actor or decider[0], surface or decider[1]
-        conn.execute(
-            _INSERT_AUDIT,
-            {
-                "workspace": self.workspace,
-                "at": self._now(),
-                "task_id": task_id,
-                "event": audit.event,
-                "actor": actor,
-                "surface": surface,
-                "detail": (audit.detail or None) and audit.detail[:2000],
-            },
-        )
+        return {
+            "workspace": self.workspace,
+            "at": self._now(),
+            "task_id": task_id,
+            "event": audit.event,
+            "actor": actor,
+            "surface": surface,
+            "detail": (audit.detail or None) and audit.detail[:2000],
+        }

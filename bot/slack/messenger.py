@@ -27,6 +27,9 @@ from bot.slack.transport import Connections
 
 log = logging.getLogger(__name__)
 
+#: Tasks per render lock whose shown version the messenger remembers (64 locks: about 4,000 tasks in all).
+SHOWN_PER_STRIPE = 64
+
 #: What to tell a person for Slack errors that mean the setup is wrong.
 SLACK_HINTS = {
     "not_in_channel": "the bot is not a member of the channel: invite it with /invite @lexi-bot",
@@ -211,6 +214,9 @@ class Messenger:
         # A fixed pool of locks, striped by task id: renders of one task never interleave, and memory stays
         # constant however many tasks the bot has ever seen.
         self._render_locks = [threading.Lock() for _ in range(64)]
+        # Per stripe (used under its lock), the version this process last showed of its most recent tasks: a record
+        # handed to sync_card that is older than what was shown is not shown again (a card update that ran late).
+        self._shown: list[dict[str, int]] = [{} for _ in self._render_locks]
         self._identity: tuple[str | None, str | None] | None = None  # (user_id, bot_id), from auth.test once
         self._dms: dict[str, str] = {}  # user id → the bot's DM with them (conversations.open), asked once
 
@@ -288,37 +294,54 @@ class Messenger:
             if not response.get("has_more") or not cursor:
                 return
 
-    def sync_card(self, task_id: str) -> None:
+    def sync_card(self, task_id: str, row: TaskRow | None = None) -> None:
         """Make every card of the task (its record's and each copy) show its current state (no-op when they do).
 
-        The record's card is updated first and a failure there raises, as always (the caller retries it); a copy
-        Slack does not update is logged and marked for the reconciler's next pass, never raised: one person's DM
-        must not stop a decision. A copy whose message or channel is gone is given up (logged).
+        `row`: the record as a transaction just left it (a claim's or an outcome's RETURNING), shown without reading
+        it again. Had the record moved on by the time the card was updated (another thread or replica), it is read
+        and shown once more, so the card never stays behind the record. The record's card is updated first and a
+        failure there raises, as always (the caller retries it); a copy Slack does not update is logged and marked
+        for the reconciler's next pass, never raised: one person's DM must not stop a decision. A copy whose
+        message or channel is gone is given up (logged).
         """
-        with self._render_locks[zlib.crc32(task_id.encode()) % len(self._render_locks)]:
-            row = self._store.get(task_id)
-            if row is None or row.message_ts is None:
-                return
-            stale = [c for c in self._store.copies(task_id) if c.ts is not None and c.rendered_version < row.version]
-            if row.rendered_version >= row.version and not stale:
-                return
-            message = blocks.render_card(row.task, card_for(row, self.confirm_above))
-            if row.rendered_version < row.version:
-                self.client.chat_update(
-                    channel=row.channel,
-                    ts=row.message_ts,
-                    text=message["text"],
-                    blocks=message["blocks"],
-                    metadata=card_metadata(row),
-                )
-                self._store.mark_rendered(task_id, row.version)
-            updated = [self._update_copy(row, copy, message) for copy in stale]  # each one, whatever the others did
-            if not all(updated):
-                self._store.render_again(task_id)
-            elif stale and row.rendered_version >= row.version:  # only copies were behind (a repair): now none is
-                self._store.rendered_everywhere(task_id, row.version)
-        if self.on_card_change is not None:
+        stripe = zlib.crc32(task_id.encode()) % len(self._render_locks)
+        with self._render_locks[stripe]:
+            known = self._shown[stripe]
+            if row is not None and row.version <= known.get(task_id, 0):
+                row = None  # this process already showed that version or a later one: read what is current
+            shown, behind = self._render(task_id, row)
+            if shown is not None and behind:  # the record moved past what was just shown: show what it holds now
+                shown = self._render(task_id, None, newer_than=shown.version)[0] or shown
+            if shown is not None:
+                known.pop(task_id, None)
+                if len(known) >= SHOWN_PER_STRIPE:
+                    del known[next(iter(known))]  # the least recently shown
+                known[task_id] = shown.version
+            copied = self._sync_copies(task_id, shown)
+        if (shown is not None or copied) and self.on_card_change is not None:
             self.on_card_change()
+
+    def _sync_copies(self, task_id: str, shown: TaskRow | None) -> bool:
+        """Make each posted copy show the record (`shown`: as the record's card now shows it); whether one changed.
+
+        When only copies were behind (a repair), the task's mark is cleared once every copy is current.
+        """
+        copies = [c for c in self._store.copies(task_id) if c.ts is not None]
+        if not copies:
+            return False
+        row = shown if shown is not None else self._store.get(task_id)
+        if row is None:
+            return False
+        stale = [c for c in copies if c.rendered_version < row.version]
+        if not stale:
+            return False
+        message = blocks.render_card(row.task, card_for(row, self.confirm_above))
+        updated = [self._update_copy(row, copy, message) for copy in stale]  # each one, whatever the others did
+        if not all(updated):
+            self._store.render_again(task_id)
+        elif shown is None and row.rendered_version >= row.version:  # the record's card was current: now all are
+            self._store.rendered_everywhere(task_id, row.version)
+        return True
 
     def _update_copy(self, row: TaskRow, copy: CopyRow, message: dict[str, Any]) -> bool:
         """Make one copy show the record's version; False when Slack refused for now (try again later)."""
@@ -386,6 +409,31 @@ class Messenger:
         ts = str(response["ts"])
         self._store.record_copy(task_id, channel, ts, rendered_version=row.version)
         return ts
+
+    def _render(
+        self, task_id: str, row: TaskRow | None, *, newer_than: int | None = None
+    ) -> tuple[TaskRow | None, bool]:
+        """Update the card from `row` (None: read it now): the record shown (None: none), and if the record is past it.
+
+        The record is past it when it changed meanwhile, or another render recorded that version or a later one first.
+        `newer_than`: show the record only if its version is newer than this, whatever it says was rendered.
+        """
+        if row is None:
+            row = self._store.get(task_id)
+        if row is None or row.message_ts is None:
+            return None, False
+        if row.version <= (newer_than if newer_than is not None else row.rendered_version):
+            return None, False
+        message = blocks.render_card(row.task, card_for(row, self.confirm_above))
+        self.client.chat_update(
+            channel=row.channel,
+            ts=row.message_ts,
+            text=message["text"],
+            blocks=message["blocks"],
+            metadata=card_metadata(row),
+        )
+        current = self._store.mark_rendered(task_id, row.version)
+        return row, current != row.version
 
     def reply_final(self, row: TaskRow) -> None:
         """Post the one thread reply for a completed or failed task."""

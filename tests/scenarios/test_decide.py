@@ -10,6 +10,7 @@ from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
 from bot.lexi.models import read_task
 from bot.slack import blocks, modals
+from bot.slack.messenger import Messenger
 from tests.support.harness import CHANNEL, BotHarness
 
 
@@ -49,6 +50,26 @@ def test_approve_updates_the_card_in_place(bot: BotHarness, sandbox: Sandbox, sl
     assert not _has_buttons(card)
     assert "Approved by <@UALICE>" in text and "<!date^" in text
     assert len(slack.messages(CHANNEL)) == 1  # updated, not reposted
+
+
+def test_a_late_card_update_never_leaves_the_card_behind(
+    bot: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """A card update from a record older than the card shows (late, here or in another replica) ends on the newest."""
+    task_id = _announce(bot, sandbox)
+    won, claimed = bot.store.claim_decision(task_id, actor="UALICE", action="approve", surface="button")
+    assert won and claimed is not None
+    finished = bot.store.finish_decision(task_id, "approved")
+    assert finished is not None
+    bot.runtime.messenger.sync_card(task_id, finished)
+    assert "Approved by <@UALICE>" in _card(bot, slack, task_id)[0]
+    updates = len(slack.calls_to("chat.update"))
+    bot.runtime.messenger.sync_card(task_id, claimed)  # this process showed a later version: nothing to do
+    assert len(slack.calls_to("chat.update")) == updates
+    Messenger(bot.runtime.messenger.client, bot.store).sync_card(task_id, claimed)  # another replica's, late
+    text, card = _card(bot, slack, task_id)
+    assert "Approved by <@UALICE>" in text and "Approving" not in text and not _has_buttons(card)
+    assert bot.store.get(task_id).rendered_version == finished.version
 
 
 def test_ack_comes_before_slow_leadlex_and_card_shows_progress(

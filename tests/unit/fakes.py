@@ -48,8 +48,8 @@ class LeadLexCalls(Protocol):
 class CardsAndReplies(Protocol):
     """The Slack side core uses (bot.slack.messenger.Messenger)."""
 
-    def sync_card(self, task_id: str) -> None:
-        """Make a task's card show its record."""
+    def sync_card(self, task_id: str, row: TaskRow | None = None) -> None:
+        """Make a task's card show its record (`row`: as a transaction just left it)."""
         ...
 
     def reply_final(self, row: TaskRow) -> None:
@@ -129,9 +129,9 @@ class FakeMessenger:
         self.replies: list[tuple[str, str]] = []
         self.told: list[tuple[str, str]] = []
 
-    def sync_card(self, task_id: str) -> None:
-        """Note the state the card now shows."""
-        row = self._store.get(task_id)
+    def sync_card(self, task_id: str, row: TaskRow | None = None) -> None:
+        """Note the state the card now shows (the record given, or read now)."""
+        row = row or self._store.get(task_id)
         self.cards.append((task_id, row.state if row is not None else "?"))
 
     def reply_final(self, row: TaskRow) -> None:
