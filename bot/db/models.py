@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -97,6 +98,8 @@ class TaskRecord(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)
     rendered_version: Mapped[int] = mapped_column(Integer, default=0)
+    #: Whether the card has copies (card_copies): a card update reads them only then (most cards have none).
+    has_copies: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     needs_render: Mapped[bool] = mapped_column(Boolean, default=False)
     replied_state: Mapped[str | None] = mapped_column(String(20))
     approvals: Mapped[dict[str, Any] | None] = mapped_column(JSON)

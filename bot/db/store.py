@@ -181,6 +181,8 @@ class TaskRow:
     approvals: dict[str, Any] | None = None
     decision_id: int | None = None
     resumed_at: datetime | None = None
+    #: Whether copies of the card exist (Store.copies lists them).
+    has_copies: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ _ROW_COLUMNS = tuple(
         "updated_at",
         "decision_id",
         "resumed_at",
+        "has_copies",
     )
 )
 _DECISION_COLUMNS = tuple(
@@ -547,6 +550,7 @@ def _row(found: _Found) -> TaskRow:
         updated_at,
         decision_id,
         resumed_at,
+        has_copies,
     ) = found
     return TaskRow(
         task_id=task_id,
@@ -569,6 +573,7 @@ def _row(found: _Found) -> TaskRow:
         updated_at=updated_at,
         decision_id=decision_id,
         resumed_at=resumed_at,
+        has_copies=bool(has_copies),
     )
 
 
@@ -1037,7 +1042,11 @@ class Store:
                 rendered_version=0,
                 claimed_at=self._now(),
             )
-            return conn.execute(statement.on_conflict_do_nothing().returning(_K.task_id)).first() is not None
+            if conn.execute(statement.on_conflict_do_nothing().returning(_K.task_id)).first() is None:
+                return False
+            flagged = update(TASKS).where(_T.workspace == self.workspace, _T.task_id == task_id)
+            conn.execute(flagged.values(has_copies=True))  # card updates read the copies of flagged tasks only
+            return True
 
     @retried
     def record_copy(self, task_id: str, channel: str, ts: str, *, rendered_version: int) -> None:

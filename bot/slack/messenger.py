@@ -326,12 +326,10 @@ class Messenger:
 
         When only copies were behind (a repair), the task's mark is cleared once every copy is current.
         """
-        copies = [c for c in self._store.copies(task_id) if c.ts is not None]
-        if not copies:
-            return False
         row = shown if shown is not None else self._store.get(task_id)
-        if row is None:
+        if row is None or not row.has_copies:  # most cards have none: their table is not read
             return False
+        copies = [c for c in self._store.copies(task_id) if c.ts is not None]
         stale = [c for c in copies if c.rendered_version < row.version]
         if not stale:
             return False
