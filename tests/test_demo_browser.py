@@ -277,6 +277,8 @@ def test_a_card_in_the_dm_is_clickable_there(demo: Demo, page: Page) -> None:
 def test_lexi_pane_answers_a_suggested_prompt_and_links_its_card(demo: Demo, page: Page, tmp_path: Path) -> None:
     """The Lexi pane greets with prompt chips; a chip asks Lexi; her answer, the title and the task's card show.
 
+    The card is in the pane's thread (with its buttons) and in the channel, where the answer's link leads.
+
     Last in the module: the card it adds would also match the first test's "Find VPs of Sales".
     """
     from playwright.sync_api import expect
@@ -289,8 +291,11 @@ def test_lexi_pane_answers_a_suggested_prompt_and_links_its_card(demo: Demo, pag
     chips = pane.locator(".prompt-chip")
     expect(chips).to_have_count(3)
     chips.filter(has_text="Find 20 VPs of Sales").click()
-    expect(pane.locator("#pane-body .msg")).to_have_count(3)
+    expect(pane.locator("#pane-body .msg")).to_have_count(4)  # greeting, prompt, answer, and the task's card
     answer = pane.locator("#pane-body .msg").nth(2)
+    in_thread = pane.locator("#pane-body .msg").nth(3)
+    expect(in_thread).to_contain_text("Find VPs of Sales at fintech companies in New York")
+    expect(in_thread.get_by_role("button", name="Approve")).to_be_visible()
     expect(answer).to_contain_text("I prepared a prospect search: Find VPs of Sales at fintech companies in New York")
     expect(page.locator("#pane-title")).to_have_text("Find 20 VPs of Sales at fintech companies in New York")
     expect(page.locator("#pane-status")).to_be_hidden()  # "Lexi is thinking…" is cleared with the answer

@@ -80,3 +80,10 @@ def test_a_refused_key_reads_the_same_in_a_failure_note_and_a_command_answer() -
     assert answer == texts.KEY_REFUSED == "LeadLex refused the bot's API key. Ask an admin to update LEXI_API_KEY."
     assert texts.failure_note("dismiss", InvalidKey("no")) == f"Could not dismiss: {answer}"
     assert replies.trouble(RateLimited("slow")) == texts.LIMIT_REACHED
+
+
+def test_a_card_in_a_dm_is_named_as_one_not_as_a_channel() -> None:
+    """A channel id is a mention; a DM id (which Slack would show as an unknown channel) is 'a direct message'."""
+    assert texts.place("C0LEXI") == "<#C0LEXI>"
+    assert texts.place("G0PRIV") == "<#G0PRIV>"
+    assert texts.place("D0ALICE") == "a direct message"

@@ -299,18 +299,8 @@ class Announcer:
             return 0
         self._messenger.identity()  # outside the loop: a failure here must not pass for an empty channel
         oldest = time.time() - days * 86_400
-        # Read every channel before writing anything: once one record is written the store is no longer empty and
-        # the restore never runs again, so a channel that could not be read now would have its tasks re-announced.
-        found: list[tuple[str, list[tuple[str, Any]]]] = []
-        for channel in sorted(channels):
-            try:
-                found.append((channel, list(self._messenger.announcements(channel, oldest))))
-            except SlackApiError as exc:
-                if exc.response.get("error") not in _UNREADABLE_FOR_GOOD:
-                    raise  # transient (rate limit, Slack's own errors): the poller tries the whole restore again
-                log.warning("could not read %s to restore its cards: %s", channel, slack_error_text(exc))
         restored = 0
-        for channel, cards in found:
+        for channel, cards in self._read_cards([*sorted(channels), *self._restorable_dms()], oldest):
             for ts, payload in cards:
                 card, problem = restorable(payload)
                 if card is None:
@@ -320,6 +310,8 @@ class Announcer:
                 if self._store.restore_announcement(task_id, channel, ts, state, actor):
                     self.restored.add(task_id)
                     restored += 1
+                elif channel.startswith("D") and self._store.claim_copy(task_id, channel, "dm"):
+                    self._store.record_copy(task_id, channel, ts, rendered_version=0)  # shown again when it changes
         if restored:
             log.warning("the database was empty: restored %d task cards from the channel history", restored)
         return restored
@@ -425,6 +417,38 @@ class Announcer:
             )
             return channel, []
         return dms[0], dms[1:]
+
+    def _read_cards(self, channels: list[str], oldest: float) -> list[tuple[str, list[tuple[str, Any]]]]:
+        """The bot's own cards in each conversation since `oldest`, all read before anything is written.
+
+        Once one record is written the store is no longer empty and the restore never runs again, so a channel
+        that could not be read now would have its tasks re-announced: a transient failure raises (the poller tries
+        the whole restore again). Channels come first, then the approvers' DMs, so that a card found again in a DM
+        is recorded as its copy.
+        """
+        found: list[tuple[str, list[tuple[str, Any]]]] = []
+        for channel in channels:
+            try:
+                found.append((channel, list(self._messenger.announcements(channel, oldest))))
+            except SlackApiError as exc:
+                if exc.response.get("error") not in _UNREADABLE_FOR_GOOD:
+                    raise  # transient (rate limit, Slack's own errors)
+                log.warning("could not read %s to restore its cards: %s", channel, slack_error_text(exc))
+        return found
+
+    def _restorable_dms(self) -> list[str]:
+        """The DMs cards may have been sent to (`notify: approvers | both`), for a restore to read.
+
+        A DM Slack does not open now raises (the restore is tried again next cycle), so that a DM left unread never
+        has its tasks announced a second time.
+        """
+        if self._recipients is None:
+            return []
+        people: set[str] = set()
+        for section in (self.policy.default, *self.policy.types.values()):
+            if section.to_approvers:
+                people.update(self._recipients(section))
+        return sorted({self._messenger.open_dm(user) for user in sorted(people)})
 
     def _direct_messages(self, section: TypePolicy) -> list[str]:
         """The DM channels of a type's approvers, in the order of their user ids; one Slack refuses is skipped."""

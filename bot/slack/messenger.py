@@ -22,7 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.db.store import CopyRow, Store, TaskRow
 from bot.lexi.models import Task, TaskState
-from bot.slack import blocks
+from bot.slack import blocks, texts
 from bot.slack.transport import Connections
 
 log = logging.getLogger(__name__)
@@ -397,8 +397,18 @@ class Messenger:
         )
 
     def reply_in_thread(self, row: TaskRow, text: str) -> None:
-        """Post a plain reply in the thread of a task's card (a reminder); SlackApiError when Slack refuses it."""
+        """Post a plain reply (a reminder) in the thread of a task's card and of each copy in someone's DM.
+
+        SlackApiError when Slack refuses the card's; a copy's refusal is logged (its owner has the card's state).
+        """
         self.client.chat_postMessage(channel=row.channel, thread_ts=row.message_ts, text=text)
+        for copy in self._store.copies(row.task_id):
+            if copy.kind != "dm" or copy.ts is None or copy.channel == row.channel:
+                continue
+            try:
+                self.client.chat_postMessage(channel=copy.channel, thread_ts=copy.ts, text=text)
+            except SlackApiError as exc:
+                log.warning("task %s: no reply in its copy in %s: %s", row.task_id, copy.channel, slack_error_text(exc))
 
     def permalink(self, row: TaskRow) -> str:
         """A link to a task's card; SlackApiError when Slack cannot give one (ValueError: the task has no card)."""
@@ -410,12 +420,12 @@ class Messenger:
         """A task's escaped line, linked to its card when Slack gives a link (for lists: answers, the digest)."""
         label = blocks.describe_task(row.task)
         if row.message_ts is None:
-            return f"{label} (its card will appear in <#{row.channel}> shortly)"
+            return f"{label} (its card will appear in {texts.place(row.channel)} shortly)"
         try:
             return f"<{self.permalink(row)}|{label}>"
         except SlackApiError as exc:
             log.warning("no permalink for task %s: %s", row.task_id, slack_error_text(exc))
-            return f"{label} (in <#{row.channel}>)"
+            return f"{label} (in {texts.place(row.channel)})"
 
     def tell(self, channel: str, user: str, text: str) -> bool:
         """Say something privately to one person in a channel; False (logged, never raised) when Slack refused."""

@@ -17,7 +17,7 @@ from bot.errors import (
 )
 from bot.lexi.models import DISMISS_REASONS, STATUSES, Task
 from bot.slack.blocks import describe_task, escape, truncate
-from bot.slack.texts import KEY_REFUSED, LIMIT_REACHED
+from bot.slack.texts import KEY_REFUSED, LIMIT_REACHED, place
 
 WORKING = "Working on it…"
 #: The most of Lexi's answer shown, before escaping (a message's text holds 40,000 characters).
@@ -110,7 +110,7 @@ def status_text(status: BotStatus, now: datetime) -> str:
 def decided(action: str, task: Task, channel: str) -> str:
     """What a person is told after their command approved or dismissed a task."""
     verb = "✅ Approved" if action == "approve" else "🚫 Dismissed"
-    return f"{verb}: {describe_task(task)}. Its card in <#{channel}> shows it."
+    return f"{verb}: {describe_task(task)}. Its card in {place(channel)} shows it."
 
 
 def not_found(task_id: str) -> str:
@@ -127,7 +127,7 @@ def not_pending(task: Task) -> str:
 def not_posted(task_id: str, channel: str) -> str:
     """What a person is told when a task could not be posted, so it was not decided either."""
     ref = task_ref(task_id)
-    return f"I could not post task `{ref}` to <#{channel}>, so I did not decide it. Try again later."
+    return f"I could not post task `{ref}` to {place(channel)}, so I did not decide it. Try again later."
 
 
 def lexi_answer(response: str, where: str | None) -> str:

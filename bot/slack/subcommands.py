@@ -23,7 +23,7 @@ from bot.slack.answers import Answer
 from bot.slack.command_parser import Command
 from bot.slack.messenger import Messenger, slack_error_text
 from bot.slack.replies import BotStatus
-from bot.slack.texts import NOT_RECORDED
+from bot.slack.texts import NOT_RECORDED, place
 
 log = logging.getLogger(__name__)
 
@@ -206,13 +206,13 @@ def announce_by_id(runtime: Parts, task_id: str) -> str:
         _announce(runtime, task)
     row = runtime.tasks.record(task_id)
     if row is None or row.message_ts is None:
-        return f"its card will appear in <#{channel}> shortly."
+        return f"its card will appear in {place(channel)} shortly."
     try:
         link = runtime.messenger.permalink(row)
     except SlackApiError as exc:
         log.warning("no permalink for task %s: %s", task_id, slack_error_text(exc))
-        return f"its card is in <#{row.channel}>."
-    return f"<{link}|see its card> in <#{row.channel}>."
+        return f"its card is in {place(row.channel)}."
+    return f"<{link}|see its card> in {place(row.channel)}."
 
 
 def _announce(runtime: Parts, task: Task) -> bool:

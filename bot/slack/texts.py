@@ -51,6 +51,14 @@ PAST: dict[str, str] = {
 }
 
 
+def place(channel: str) -> str:
+    """Where a card is, in mrkdwn: a channel mention, or "a direct message" for a card kept in someone's DM.
+
+    A channel mention of a DM id (`<#D…>`) reads as an unknown channel in Slack.
+    """
+    return "a direct message" if channel.startswith("D") else f"<#{channel}>"
+
+
 def who_decided(row: TaskRow) -> str:
     """A sentence saying who decided a task (or is deciding it), for the people who were too late."""
     by = f"<@{row.actor}>" if row.actor else "someone in LeadLex"

@@ -357,3 +357,67 @@ def test_the_channel_digest_lists_a_task_whose_cards_went_to_the_approvers_dms_i
         assert bot.store.get(task_id).channel == BOB_DM
     finally:
         bot.close()
+
+
+def test_a_lost_database_is_rebuilt_from_the_cards_in_the_approvers_dms(
+    sandbox: Sandbox, slack: SlackStandIn, tmp_path: Path
+) -> None:
+    """Cards kept only in DMs (`notify: approvers`) are found again after the database is lost: none posted twice.
+
+    One DM's card becomes the record's, the other's its copy, so a decision after the loss still updates both.
+    """
+    task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in Lisbon", {"per_page": 25})["id"]
+    first = _start(sandbox, slack, f"sqlite:///{tmp_path / 'lost.db'}", tmp_path)
+    try:
+        first.poll()
+        first.settle()
+    finally:
+        first.close()
+    assert len(_cards(slack, BOB_DM)) == 1 and len(_cards(slack, CAROL_DM)) == 1 and _cards(slack, CHANNEL) == []
+    (tmp_path / "lost.db").unlink()  # the ephemeral disk is gone
+    posts = len(slack.calls_to("chat.postMessage"))
+    second = _start(sandbox, slack, f"sqlite:///{tmp_path / 'new.db'}", tmp_path)
+    try:
+        second.poll()
+        second.poll()
+        second.settle()
+        assert len(slack.calls_to("chat.postMessage")) == posts  # nothing announced again
+        row = second.store.get(task_id)
+        assert row is not None and row.channel in (BOB_DM, CAROL_DM)
+        assert [c.channel for c in second.store.copies(task_id)] == [{BOB_DM, CAROL_DM}.difference({row.channel}).pop()]
+        (carols,) = _cards(slack, CAROL_DM)
+        assert _click(second, carols, "UCAROL").status_code == 200
+        second.settle()
+    finally:
+        second.close()
+    assert _approve_calls(sandbox, task_id) == 1
+    for dm in (BOB_DM, CAROL_DM):
+        (card,) = _cards(slack, dm)
+        assert not _has_buttons(card) and "Approved by <@UCAROL>" in _text(card)
+
+
+def test_a_reminder_reaches_every_approver_s_dm_card(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
+    """With cards in DMs, a reminder is replied under each DM's card, not only under the record's."""
+    slack.set_usergroup("S0LEADS", ["UCAROL"])
+    path = tmp_path / "lexi-bot.yml"
+    path.write_text(POLICY.replace("  notify: approvers\n", "  notify: approvers\n  remind_after: 1h\n"))
+    bot = start_bot(sandbox, slack, database_url, LEXI_POLICY_FILE=str(path))
+    try:
+        reminders = bot.runtime.poller.reminders
+        assert reminders is not None
+        task_id = sandbox.add_task("prospect_search", "Find CFOs in Porto", {"per_page": 25})["id"]
+        bot.poll()
+        bot.settle()
+        now = bot.store.get(task_id).announced_at.timestamp() + 3700
+        reminders.clock = lambda: now
+        bot.poll()
+        bot.settle()
+    finally:
+        bot.close()
+    for dm in (BOB_DM, CAROL_DM):
+        (card,) = _cards(slack, dm)
+        replies = [m.text for m in slack.replies(dm, card.ts) if m.ts != card.ts]
+        assert len(replies) == 1 and "Still waiting for a decision after 1h" in replies[0], (dm, replies)
+    assert len([e for e in slack.calls_to("chat.postMessage") if e.args.get("thread_ts")]) == 2

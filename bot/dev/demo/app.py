@@ -43,6 +43,13 @@ PEOPLE = (
     Person("UBOB", "Bob", "RevOps lead · approver", approver=True),
     Person("UCAROL", "Carol", "Sales rep · not an approver", approver=False),
 )
+#: The demo's policy: campaign launches (they email real people) also go to each approver's DM, in sync with the
+#: channel's card (`notify: both`); everything else is announced in the channel alone.
+DEMO_POLICY = """\
+types:
+  campaign_start:
+    notify: both
+"""
 #: The sandbox's daily budget: large enough that the 2-second polling is never stretched to protect it.
 DAILY_LIMIT = 500_000
 
@@ -136,8 +143,11 @@ class Demo:
         stack.callback(self.standin.stop)
         self.standin.start()
 
+        policy = workdir / "lexi-bot.yml"
+        policy.write_text(DEMO_POLICY)
         settings = load_settings(
             {
+                "LEXI_POLICY_FILE": str(policy),
                 "LEXI_API_KEY": self.sandbox.api_key,
                 "LEXI_API_URL": self.sandbox.url,
                 "SLACK_BOT_TOKEN": self.bot_token,
