@@ -210,6 +210,7 @@ WRITES: dict[str, tuple[Call, ...]] = {
         lambda s, i: s.expire(i.t("pending"), "too old"),
         lambda s, i: s.expire(i.t("deciding"), "too old", deciding=True),
     ),
+    "escalate": (lambda s, i: s.escalate(i.t("pending"), ("Uboss", "S0boss"), "2h"),),
     "claim_reply": (lambda s, i: s.claim_reply(i.t("completed"), TaskState.COMPLETED),),
     "mark_rendered": (lambda s, i: s.mark_rendered(i.t("completed"), 99),),
     "remember_conversation": (lambda s, _: s.remember_conversation("Uasker", "Cask", "conversation new"),),

@@ -119,6 +119,16 @@ class Approvers:
                     unknown = unknown or _unlisted_text(exc)
         return Verdict(allowed=False, unknown=unknown)
 
+    def check_escalated(self, user: str, task_type: str) -> Verdict:
+        """Say whether `user` is one of the people tasks of `task_type` are escalated to (user groups expanded).
+
+        Asked only of a task that was escalated; a user group Slack does not list fails closed, as `check` does.
+        """
+        try:
+            return Verdict(allowed=self._in(user, self.policy.for_type(task_type).escalate_to, ""))
+        except _Unlisted as exc:
+            return Verdict(allowed=False, unknown=_unlisted_text(exc))
+
     def everyone(self, task_type: str, channel: str) -> set[str]:
         """Everyone who may approve or dismiss a task of `task_type` in `channel` (groups and channels expanded).
 
@@ -160,8 +170,13 @@ class Approvers:
         action: str = "approve",
         channel: str | None = None,
         verdict: Verdict | None = None,
+        *,
+        escalated: bool = False,
     ) -> str:
-        """What someone who may not decide is told (or, when Slack could not say, that it could not)."""
+        """What someone who may not decide is told (or, when Slack could not say, that it could not).
+
+        `escalated`: the task was escalated, so the people it was escalated to are named too.
+        """
         if verdict is not None and verdict.unknown:
             return f"I could not check who may decide: {verdict.unknown}. Try again in a moment."
         verb = "approve" if action == "approve" else "dismiss"
@@ -171,7 +186,11 @@ class Approvers:
                 "may decide it. Try again in a minute, once LeadLex has said what it is."
             )
         what = f"{task_type.replace('_', ' ')} tasks" if task_type else "Lexi's tasks"
-        return f"Only {self.describe(task_type, action, channel)} can {verb} {what}. Ask one of them."
+        also = ""
+        if escalated and task_type and (escalate_to := self.policy.for_type(task_type).escalate_to):
+            also = f" (and, since this one was escalated, {_mentions(escalate_to)})"
+            what = f"this {task_type.replace('_', ' ')} task"
+        return f"Only {self.describe(task_type, action, channel)}{also} can {verb} {what}. Ask one of them."
 
     def forget(self, key: str | None = None) -> None:
         """Drop cached memberships (all, or one user group / channel) after Slack said they changed."""
@@ -196,8 +215,16 @@ class Approvers:
         `channel_members` names no one in particular and is left out; a user group Slack does not list is skipped
         (logged). Sorted, so the same people come first on every retry.
         """
+        return self._expand(section.approvers)
+
+    def escalation_recipients(self, section: TypePolicy) -> list[str]:
+        """The people a type's waiting tasks are escalated to (`escalate_to`), user groups expanded, sorted."""
+        return self._expand(section.escalate_to)
+
+    def _expand(self, entries: tuple[str, ...]) -> list[str]:
+        """The user ids of these entries, user groups expanded (one Slack does not list is skipped), sorted."""
         people: set[str] = set()
-        for entry in section.approvers:
+        for entry in entries:
             if entry.startswith("S"):
                 try:
                     people.update(self._members(entry))
@@ -303,6 +330,11 @@ def _members_of(channel: str | None) -> str | None:
     people who may decide it.
     """
     return None if channel is None or channel.startswith("D") else channel
+
+
+def _mentions(entries: tuple[str, ...]) -> str:
+    """User and user-group ids as Slack mentions ('<@U1>, members of <!subteam^S1>')."""
+    return ", ".join(f"members of <!subteam^{e}>" if e.startswith("S") else f"<@{e}>" for e in entries)
 
 
 def _unlisted_text(exc: _Unlisted) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,8 +122,23 @@ class Decider:
         return self.permission(user, task_type, action, channel).allowed
 
     def may_decide_row(self, user: str, row: TaskRow, action: str | None = None) -> Verdict:
-        """Say whether `user` may decide this recorded task (its type, in the channel its card is in)."""
-        return self.permission(user, row.task.type, action, row.channel)
+        """Say whether `user` may decide this recorded task (its type, in the channel its card is in).
+
+        Once the task was escalated, the people it was escalated to may decide it too.
+        """
+        return self._verdict(user, row.task.type, action, row.channel, escalated=row.escalated_at is not None)
+
+    def _verdict(
+        self, user: str, task_type: str, action: str | None, channel: str | None, *, escalated: bool
+    ) -> Verdict:
+        """`permission`, which the escalation's people pass too when the task was escalated (both fail closed)."""
+        verdict = self.permission(user, task_type, action, channel)
+        if verdict.allowed or not escalated or self.approvers is None:
+            return verdict
+        extra = self.approvers.check_escalated(user, task_type)
+        if extra.allowed:
+            return extra
+        return Verdict(allowed=False, unknown=verdict.unknown or extra.unknown)
 
     def refusal(
         self,
@@ -131,18 +146,28 @@ class Decider:
         action: str = "approve",
         channel: str | None = None,
         verdict: Verdict | None = None,
+        *,
+        escalated: bool = False,
     ) -> str:
-        """What a person who may not decide is told, naming who may (or saying Slack could not tell)."""
+        """What a person who may not decide is told, naming who may (or saying Slack could not tell).
+
+        `escalated`: the task was escalated, so the people it was escalated to are named too.
+        """
         if self.approvers is None:
             return "You may not decide this task."
-        return self.approvers.refusal(task_type, action, channel, verdict)
+        return self.approvers.refusal(task_type, action, channel, verdict, escalated=escalated)
 
-    def decidable(self, user: str, tasks: list[tuple[Task, str]]) -> tuple[set[str], str | None]:
-        """Of these (task, channel) pairs, the ids `user` may decide, and what to tell them about the others."""
+    def decidable(
+        self, user: str, tasks: list[tuple[Task, str]], escalated: Collection[str] = ()
+    ) -> tuple[set[str], str | None]:
+        """Of these (task, channel) pairs, the ids `user` may decide, and what to tell them about the others.
+
+        `escalated`: the ids of the tasks that were escalated (their escalation's people may decide them too).
+        """
         allowed: set[str] = set()
         refusal = unknown = None
         for task, channel in tasks:
-            verdict = self.permission(user, task.type, None, channel)
+            verdict = self._verdict(user, task.type, None, channel, escalated=task.id in escalated)
             if verdict.allowed:
                 allowed.add(task.id)
             elif verdict.unknown:
@@ -408,7 +433,8 @@ class Decider:
             extra={"task_id": row.task_id, "slack_user": user, "surface": surface},
         )
         self._store.audit("refused", row.task_id, actor=user, surface=surface, detail=f"{action}: {why}")
-        return self._say(tell, None, self.refusal(row.task.type, action, row.channel, verdict))
+        escalated = row.escalated_at is not None
+        return self._say(tell, None, self.refusal(row.task.type, action, row.channel, verdict, escalated=escalated))
 
     def _carry_out(
         self,
@@ -666,7 +692,8 @@ class Decider:
         if not verdict.allowed:
             why = "membership unknown" if verdict.unknown else "not allowed"
             self._store.audit("refused", task_id, actor=user, surface=surface, detail=f"{action} form: {why}")
-            return Check(allowed=False, row=row, message=self.refusal(row.task.type, action, row.channel, verdict))
+            message = self.refusal(row.task.type, action, row.channel, verdict, escalated=row.escalated_at is not None)
+            return Check(allowed=False, row=row, message=message)
         if row.state not in (TaskState.PENDING, TaskState.ANNOUNCING):  # announcing: its card is out, being recorded
             return Check(allowed=False, row=row, message=who_decided(row))
         return Check(allowed=True, row=row, message=None)

@@ -1,4 +1,4 @@
-"""The approval policy: per task type, where it is announced, who may decide, quorum, auto-approval, reminders.
+"""The approval policy: per task type, where it goes, who may decide, quorum, auto-approval, reminders, escalation.
 
 The daily digest of what waits is set in `defaults` only (one summary covers every type).
 
@@ -106,6 +106,9 @@ class TypePolicy:
     expire_after: float | None = None
     dismiss_on_expiry: bool = False
     notify: str = "channel"
+    #: Who gets the card, and may then decide, when nobody decided within `escalation_age` (users, user groups).
+    escalate_to: tuple[str, ...] = ()
+    escalate_after: float | None = None
     #: The daily digest (read from `defaults` only: a type's section refuses it) and where it goes.
     digest: DailyDigest | None = None
     digest_to: str = "channel"
@@ -114,6 +117,20 @@ class TypePolicy:
     def to_approvers(self) -> bool:
         """Whether the approvers get the card in their DMs (`notify: approvers` or `both`)."""
         return self.notify in ("approvers", "both")
+
+    @property
+    def escalation_age(self) -> float | None:
+        """Seconds after its announcement a waiting task is escalated; None: never (no `escalate_to`, no time).
+
+        `escalate_after` when given, else the age at which the last reminder is due.
+        """
+        if not self.escalate_to:
+            return None
+        if self.escalate_after is not None:
+            return self.escalate_after
+        if self.remind_after is not None and self.remind_max >= 1:
+            return reminder_due(self.remind_after, self.remind_max - 1)
+        return None
 
     def may_dismiss(self) -> tuple[str, ...]:
         """Who may dismiss: the dismissers when given, else the approvers."""
@@ -157,6 +174,12 @@ class Policy:
         return {self.default.channel, *(p.channel for p in self.types.values())}
 
 
+def reminder_due(remind_after: float, sent: int) -> float:
+    """Age at which reminder number `sent + 1` is due: T, 3T, 7T, … (each gap twice the one before)."""
+    gaps: int = 2 ** (sent + 1) - 1  # typeshed types int ** int as Any (a negative power is a float)
+    return remind_after * gaps
+
+
 def from_settings(channel: str, approvers: tuple[str, ...]) -> Policy:
     """The policy of a bot configured by environment variables alone."""
     return Policy(default=TypePolicy(channel=channel, approvers=approvers))
@@ -179,6 +202,8 @@ _TYPE_KEYS = (
     "notify",
     "digest",
     "digest_to",
+    "escalate_to",
+    "escalate_after",
 )
 #: Keys of `defaults` only: one digest a day summarises every type's waiting tasks.
 _DEFAULTS_ONLY = ("digest", "digest_to")
@@ -326,6 +351,17 @@ class _Reader:
             self.fail(node, f"{where} must be a duration such as 30m, 4h or 2d")
         return float(seconds or 0)
 
+    def escalation_people(self, node: Node, where: str) -> tuple[str, ...]:
+        """A list of user IDs or user-group IDs (people to send the card to: channel_members names no one)."""
+        people = self.people(node, where)
+        if CHANNEL_MEMBERS in people:
+            self.fail(
+                node,
+                f"{where} names the people to send the card to: user IDs (U…) or user-group IDs (S…), "
+                f"not {CHANNEL_MEMBERS}",
+            )
+        return people
+
     def people(self, node: Node, where: str) -> tuple[str, ...]:
         """A list of user IDs, user-group IDs, or channel_members."""
         items = node.value if isinstance(node, SequenceNode) else [node]
@@ -415,6 +451,8 @@ class _Reader:
             "notify": self.notify,
             "digest": self.digest,
             "digest_to": self.digest_to,
+            "escalate_to": self.escalation_people,
+            "escalate_after": self.duration,
         }
         changes: dict[str, Any] = {}
         known = len(self.problems)
@@ -430,7 +468,21 @@ class _Reader:
             self.note(entry["digest_to"], f"{where}.digest_to needs {where}.digest, the time to send it at")
         if len(self.problems) > known:
             raise _Skip
-        return replace(base, **changes)
+        section = replace(base, **changes)
+        self.check_escalation(node, entry, where, section)
+        return section
+
+    def check_escalation(self, node: Node, entry: dict[str, Node], where: str, section: TypePolicy) -> None:
+        """Refuse an escalation with no time to happen at, and a time with nobody to escalate to."""
+        if "escalate_after" in entry and not section.escalate_to:
+            self.fail(entry["escalate_after"], f"{where}.escalate_after needs {where}.escalate_to, who to escalate to")
+        if section.escalate_to and section.escalation_age is None:
+            at = entry.get("escalate_to") or entry.get("remind_max") or entry.get("remind_after") or node
+            self.fail(
+                at,
+                f"{where} escalates to {', '.join(section.escalate_to)} but says not when: set {where}.escalate_after "
+                "(such as 4h), or remind_after (it is then escalated when the last reminder is due)",
+            )
 
     def notify(self, node: Node, where: str) -> str:
         """Where the cards go: channel, approvers or both."""
@@ -503,6 +555,11 @@ def describe(policy: Policy) -> list[str]:
             parts.append(f"auto-approved{limit} by rule '{p.auto_approve.name}'")
         if p.remind_after is not None:
             parts.append(f"reminders from {human_duration(p.remind_after)} (at most {p.remind_max})")
+        if (age := p.escalation_age) is not None:
+            when = "" if p.escalate_after is not None else " (when the last reminder is due)"
+            parts.append(
+                f"escalated to {', '.join(p.escalate_to)} after {human_duration(age)}{when}, who may then decide it"
+            )
         if p.expire_after is not None:
             then = "dismissed in LeadLex" if p.dismiss_on_expiry else "marked expired"
             parts.append(f"{then} after {human_duration(p.expire_after)}")

@@ -1,7 +1,8 @@
-"""Reminders and expiry for tasks left waiting.
+"""Reminders, escalation and expiry for tasks left waiting.
 
-Thread replies that mention the approvers, with growing gaps, and, past the policy's expiry, a card that says
-"expired — not decided" (never "dismissed").
+Thread replies that mention the approvers, with growing gaps; past `escalate_after`, the card sent to the people it
+is escalated to (bot.core.escalations); and, past the policy's expiry, a card that says "expired — not decided"
+(never "dismissed").
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.core.approvers import Approvers
 from bot.core.decisions import Decider
-from bot.core.policy import Policy, human_duration
+from bot.core.escalations import Escalations
+from bot.core.policy import Policy, human_duration, reminder_due
 from bot.db.store import Store, TaskRow
 from bot.lexi.models import TaskState
 from bot.slack.messenger import Messenger, slack_error_text
@@ -23,14 +25,8 @@ from bot.slack.messenger import Messenger, slack_error_text
 log = logging.getLogger(__name__)
 
 
-def reminder_due(remind_after: float, sent: int) -> float:
-    """Age at which reminder number `sent + 1` is due: T, 3T, 7T, … (each gap twice the one before)."""
-    gaps: int = 2 ** (sent + 1) - 1  # typeshed types int ** int as Any (a negative power is a float)
-    return remind_after * gaps
-
-
 class Reminders:
-    """Checks pending tasks against the policy's reminder and expiry times, once per poll cycle."""
+    """Checks pending tasks against the policy's reminder, escalation and expiry times, once per poll cycle."""
 
     def __init__(
         self,
@@ -48,10 +44,13 @@ class Reminders:
         self._decider = decider
         self._approvers = approvers
         self.clock = clock
+        #: Escalates what waited past its escalation age, on this clock (run after the reminders each cycle).
+        self.escalations = Escalations(policy, store, messenger, approvers)
 
     def run(self) -> None:
-        """Expire what is overdue and remind about what waits (only pending tasks are looked at)."""
-        if not any(p.remind_after or p.expire_after for p in (self._policy.default, *self._policy.types.values())):
+        """Expire what is overdue, remind about what waits, and escalate it (only pending tasks are looked at)."""
+        sections = (self._policy.default, *self._policy.types.values())
+        if not any(p.remind_after or p.expire_after for p in sections) and not self.escalations.enabled:
             return
         now = self.clock()
         for row in self._store.in_states((TaskState.PENDING,)):
@@ -61,6 +60,7 @@ class Reminders:
                 self._expire(row, section.expire_after, dismiss=section.dismiss_on_expiry)
             elif section.remind_after is not None:
                 self._remind(row, age, section.remind_after, section.remind_max)
+        self.escalations.run(now)  # after the expiries: an expired task is no longer pending, never escalated
 
     def _remind(self, row: TaskRow, age: float, remind_after: float, remind_max: int) -> None:
         """Post the next reminder in the card's thread when it is due."""

@@ -109,6 +109,8 @@ class TaskRecord(Base):
     decision_id: Mapped[int | None] = mapped_column(Integer)
     #: When a decision in progress was taken over from a process that died (the card says it resumed).
     resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When the task, still waiting, was escalated to the policy's `escalate_to` (migration 0013); NULL: not yet.
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     announced_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -183,6 +183,7 @@ class TaskRow:
     resumed_at: datetime | None = None
     #: Whether copies of the card exist (Store.copies lists them).
     has_copies: bool = False
+    escalated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ _ROW_COLUMNS = tuple(
         "decision_id",
         "resumed_at",
         "has_copies",
+        "escalated_at",
     )
 )
 _DECISION_COLUMNS = tuple(
@@ -551,6 +553,7 @@ def _row(found: _Found) -> TaskRow:
         decision_id,
         resumed_at,
         has_copies,
+        escalated_at,
     ) = found
     return TaskRow(
         task_id=task_id,
@@ -574,6 +577,7 @@ def _row(found: _Found) -> TaskRow:
         decision_id=decision_id,
         resumed_at=resumed_at,
         has_copies=bool(has_copies),
+        escalated_at=escalated_at,
     )
 
 
@@ -1578,6 +1582,21 @@ class Store:
             decided_at=self._now(),
             audit=Audit("expired", actor="rule:expiry", surface="rule", detail=note),
             **claim,
+        )
+
+    def escalate(self, task_id: str, to: tuple[str, ...], after: str) -> TaskRow | None:
+        """Take the escalation of a task still pending and not escalated yet, audited in the same transaction.
+
+        `to`: who it is escalated to (user and user-group ids); `after`: how long it waited, in words. None when it
+        was decided or escalated first (by this process or another): only the caller it returns a record to sends.
+        """
+        detail = f"to {', '.join(to)} after {after}"
+        return self._change(
+            task_id,
+            (_T.state == TaskState.PENDING, _T.escalated_at.is_(None)),
+            bump=False,
+            escalated_at=self._now(),
+            audit=Audit("escalated", actor="rule:escalation", surface="rule", detail=detail),
         )
 
     def claim_reply(self, task_id: str, state: str) -> bool:

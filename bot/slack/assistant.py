@@ -249,7 +249,8 @@ def waiting(runtime: Running, user: str) -> str:
     rows, total = runtime.tasks.waiting(WAITING_SHOWN)
     if not total:
         return "Nothing is waiting for approval right now."
-    mine, notice = runtime.decider.decidable(user, [(row.task, row.channel) for row in rows])
+    escalated = {row.task_id for row in rows if row.escalated_at is not None}
+    mine, notice = runtime.decider.decidable(user, [(row.task, row.channel) for row in rows], escalated)
     lines = [f"• {runtime.messenger.linked(row)}" for row in rows if row.task_id in mine]
     for_others, unlisted = len(rows) - len(lines), total - len(rows)
     why = f"\n{notice}" if notice and not lines else ""  # e.g. Slack could not say who may decide

@@ -147,7 +147,8 @@ class HomePublisher:
 
     def _publish(self, user: str, shown: _Shown) -> None:
         """Publish one person's Home from what is shown: only the buttons depend on who they are."""
-        decidable, notice = self._decider.decidable(user, [(row.task, row.channel) for row in shown.pending])
+        escalated = {row.task_id for row in shown.pending if row.escalated_at is not None}
+        decidable, notice = self._decider.decidable(user, [(row.task, row.channel) for row in shown.pending], escalated)
         policy = self._decider.approvers.policy if self._decider.approvers is not None else None
         view = home.home_view(
             pending=shown.pending,

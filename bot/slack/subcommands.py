@@ -108,10 +108,13 @@ def _decidable(runtime: Parts, user: str, tasks: list[Task]) -> tuple[set[str], 
     """The tasks `user` may decide (in the channel each is, or would be, announced in), and a notice for the rest."""
     policy = runtime.announcer.policy
     pairs = []
+    escalated = set()
     for task in tasks:
         row = runtime.tasks.record(task.id)
         pairs.append((task, row.channel if row is not None else policy.for_type(task.type).channel))
-    return runtime.decider.decidable(user, pairs)
+        if row is not None and row.escalated_at is not None:
+            escalated.add(task.id)
+    return runtime.decider.decidable(user, pairs, escalated)
 
 
 def _announce_missing(runtime: Parts, tasks: list[Task]) -> None:
