@@ -3,6 +3,8 @@
 Each waiting task is escalated once: the one process whose conditional UPDATE took the escalation (audited in the
 same transaction) sends a DM copy of the card to each escalation person (each copy claimed before it is posted) and
 says so in the card's thread. Every copy is kept in sync with the decision like any other (Messenger.sync_card).
+A process that died between taking the escalation and sending its cards leaves them to the next cycle of any
+process: for RESUME_WINDOW after an escalation, the cards its people lack are sent (never twice: each is claimed).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from slack_sdk.errors import SlackApiError
 
@@ -21,6 +24,9 @@ from bot.lexi.models import TaskState
 from bot.slack.messenger import Messenger, slack_error_text
 
 log = logging.getLogger(__name__)
+
+#: How long after an escalation the cards its people lack (their process died before sending them) are still sent.
+RESUME_WINDOW = 3600.0
 
 #: A Slack user id as it may appear in a mention (anything else, whoever said it, is never written into a message).
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
@@ -58,16 +64,32 @@ class Escalations:
         for row in self._store.in_states((TaskState.PENDING,)):
             section = self._policy.for_type(row.task.type)
             after = section.escalation_age
-            if after is None or row.escalated_at is not None or row.message_ts is None:
+            if after is None or row.message_ts is None:
                 continue
-            if now - row.announced_at.timestamp() >= after:
-                escalated += self._escalate(row, section, after)
+            if row.escalated_at is not None:
+                if now - row.escalated_at.timestamp() < RESUME_WINDOW:
+                    self._resume(row, section)
+            elif now - row.announced_at.timestamp() >= after:
+                escalated += self._escalate(row, section, after, now)
         return escalated
 
-    def _escalate(self, row: TaskRow, section: TypePolicy, after: float) -> bool:
+    def _resume(self, row: TaskRow, section: TypePolicy) -> None:
+        """Send the escalation's cards its people lack (the process that took it died before sending them all)."""
+        held = {copy.channel for copy in self._store.copies(row.task_id)} if row.has_copies else set()
+        for user in self._people(section):
+            try:
+                dm = self._messenger.open_dm(user)
+            except SlackApiError:
+                continue  # logged when the escalation was taken; tried again next cycle
+            if dm != row.channel and dm not in held:
+                log.info("task %s: sending the escalation's card to %s (its process stopped before)", row.task_id, user)
+                self._send(row, user)
+
+    def _escalate(self, row: TaskRow, section: TypePolicy, after: float, now: float) -> bool:
         """Take the task's escalation (once, whichever process asks), then send its card and say so in its thread."""
         waited = human_duration(after)
-        taken = self._store.escalate(row.task_id, section.escalate_to, waited)
+        at = datetime.fromtimestamp(now, UTC)
+        taken = self._store.escalate(row.task_id, section.escalate_to, waited, at=at)
         if taken is None:
             return False  # decided meanwhile, or escalated by another process
         people = self._people(section)

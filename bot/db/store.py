@@ -1584,18 +1584,19 @@ class Store:
             **claim,
         )
 
-    def escalate(self, task_id: str, to: tuple[str, ...], after: str) -> TaskRow | None:
+    def escalate(self, task_id: str, to: tuple[str, ...], after: str, *, at: datetime | None = None) -> TaskRow | None:
         """Take the escalation of a task still pending and not escalated yet, audited in the same transaction.
 
-        `to`: who it is escalated to (user and user-group ids); `after`: how long it waited, in words. None when it
-        was decided or escalated first (by this process or another): only the caller it returns a record to sends.
+        `to`: who it is escalated to (user and user-group ids); `after`: how long it waited, in words; `at`: when, by
+        the escalation's clock (default now). None when it was decided or escalated first (by this process or
+        another): only the caller it returns a record to sends.
         """
         detail = f"to {', '.join(to)} after {after}"
         return self._change(
             task_id,
             (_T.state == TaskState.PENDING, _T.escalated_at.is_(None)),
             bump=False,
-            escalated_at=self._now(),
+            escalated_at=at or self._now(),
             audit=Audit("escalated", actor="rule:escalation", surface="rule", detail=detail),
         )
 

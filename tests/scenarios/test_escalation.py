@@ -10,12 +10,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bot.core.escalations import Escalations
+from bot.core.escalations import RESUME_WINDOW, Escalations
 from bot.core.policy import PolicyError, describe, parse_policy
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
@@ -333,3 +334,25 @@ def test_policy_check_describes_each_escalation() -> None:
     assert "escalated to UBOB, S0LEADS after 2h, who may then decide it" in search
     assert "escalated to UBOB after 3h (when the last reminder is due), who may then decide it" in lists
     assert "escalated" not in next(line for line in lines if line.startswith("campaign_start:"))
+
+
+def test_an_escalation_whose_process_died_before_its_cards_is_finished_by_the_next_cycle(
+    timed: tuple[BotHarness, list[float]], sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """A process took the escalation (recorded, audited) and died before any DM: the next cycle sends the cards.
+
+    Each person gets one card, whatever the number of cycles after; an escalation older than the resume window is
+    left as it is.
+    """
+    bot, now = timed
+    task_id, start = _announce(bot, sandbox)
+    late, _ = _announce(bot, sandbox, "prospect_search")
+    taken_at = datetime.fromtimestamp(start + 2 * HOUR, UTC)
+    assert bot.store.escalate(task_id, ("UBOB", "S0LEADS"), "2h", at=taken_at) is not None  # ... and it died
+    stale_at = datetime.fromtimestamp(start + 2 * HOUR - RESUME_WINDOW - 60, UTC)
+    assert bot.store.escalate(late, ("UBOB", "S0LEADS"), "2h", at=stale_at) is not None
+    _at(bot, now, start + 2 * HOUR + 30)
+    _at(bot, now, start + 2 * HOUR + 60)
+    cards = {dm: [c.metadata["event_payload"]["task_id"] for c in _cards(slack, dm)] for dm in (BOB_DM, CAROL_DM)}
+    assert cards == {BOB_DM: [task_id], CAROL_DM: [task_id]}
+    assert len(_escalations(bot, task_id)) == 1
