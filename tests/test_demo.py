@@ -186,6 +186,17 @@ def test_a_prompt_gets_lexis_answer_in_the_pane_and_its_task_a_card(demo: Demo, 
     # The card itself follows in the pane's thread, with its buttons, the same card as the channel's.
     (in_pane,) = wait_for(lambda: [m for m in pane(api, "UALICE")["messages"] if task["id"] in json.dumps(m["blocks"])])
     assert in_pane["user"] == "UBOT" and any(b["type"] == "actions" for b in in_pane["blocks"])
+    # Alice approves it right there in the pane: the task is approved once, and the channel's card follows.
+    block = next(i for i, b in enumerate(in_pane["blocks"]) if b["type"] == "actions")
+    element = [e["action_id"] for e in in_pane["blocks"][block]["elements"]].index(blocks.APPROVE_ACTION)
+    where = {"surface": "dm", "ts": in_pane["ts"]}
+    clicked = api.post("/api/click", json={"user": "UALICE", "where": where, "block": block, "element": element})
+    assert clicked.json()["ok"]
+    assert wait_for(lambda: "Approved by <@UALICE>" in card(api, "UALICE", "VPs of Sales at fintech")["text"])
+    assert wait_for(
+        lambda: [m for m in pane(api, "UALICE")["messages"] if m["ts"] == in_pane["ts"] and "Approved by" in m["text"]]
+    )
+    assert len(demo.sandbox.calls_to("POST", f"/v1/lexi/tasks/{task['id']}/approve")) == 1
 
 
 def _post_card_in_dm(demo: Demo, api: httpx.Client, user: str, words: str) -> tuple[dict[str, Any], dict[str, Any]]:
