@@ -147,6 +147,7 @@ READS: dict[str, tuple[Call, ...]] = {
     "conversation_for": (lambda s, _: s.conversation_for("Uasker", "Cask"),),
     "decision": (lambda s, i: s.decision(i.decisions["open"]),),
     "copies": (lambda s, i: s.copies(i.t("pending")), lambda s, i: s.copies(i.t("announcing"))),
+    "stale_copies": (lambda s, _: s.stale_copies(timedelta(0)),),
     "audit_events": (lambda s, _: s.audit_events(), lambda s, _: s.audit_events(since=T0, limit=3)),
     "count_audit": (
         lambda s, _: s.count_audit("announced"),
@@ -168,6 +169,7 @@ WRITES: dict[str, tuple[Call, ...]] = {
     "claim_copy": (lambda s, i: s.claim_copy(i.t("pending"), "Dnew", "dm"),),
     "record_copy": (lambda s, i: s.record_copy(i.t("announcing"), "Dthread", "600.1", rendered_version=2),),
     "release_copy": (lambda s, i: s.release_copy(i.t("announcing"), "Dthread"),),
+    "take_over_copy": (lambda s, i: s.take_over_copy(i.t("announcing"), "Dthread", T0),),
     "mark_copy_rendered": (lambda s, i: s.mark_copy_rendered(i.t("pending"), "Dcopy", 99),),
     "render_again": (lambda s, i: s.render_again(i.t("pending")),),
     "rendered_everywhere": (lambda s, i: s.rendered_everywhere(i.t("pending"), 1),),
@@ -444,6 +446,8 @@ INDEXED: dict[str, tuple[Call, set[str]]] = {
     "mark_rendered": (lambda s, _: s.mark_rendered("h-5", 3), PK),
     # Every card update reads the task's copies: by the key of card_copies, whatever the number of copies kept.
     "copies": (lambda s, _: s.copies("h-5"), {"pk_card_copies", "sqlite_autoindex_card_copies_1"}),
+    # Recovery's look for copies claimed and never posted, every cycle: only those few rows are in its index.
+    "stale_copies": (lambda s, _: s.stale_copies(timedelta(minutes=5)), {"ix_card_copies_unposted"}),
     "count_audit-task": (lambda s, _: s.count_audit("reminder", task_id="h-5"), {"ix_audit_events_task_id"}),
     "count_audit-since": (lambda s, _: s.count_audit("decided", surface="rule", since=T0), {"ix_audit_events_at"}),
 }

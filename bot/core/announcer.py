@@ -348,6 +348,34 @@ class Announcer:
             finished += 1
         return finished
 
+    def recover_copies(self) -> int:
+        """Finish copies whose process died between the claim and recording the post; how many were finished.
+
+        The copy's conversation (or thread) is searched for the card: found, it is recorded and brought up to date;
+        not found, the claim is released and the copy posted. A claim renewed by another process first is left to it.
+        """
+        finished = 0
+        for copy in self._store.stale_copies(self._claim_timeout, orphaned_before=self._orphaned_before):
+            if not self._store.take_over_copy(copy.task_id, copy.channel, copy.claimed_at):
+                continue
+            oldest = copy.claimed_at.timestamp() - 60
+            try:
+                if copy.thread_ts:
+                    ts = self._messenger.find_in_thread(copy.channel, copy.thread_ts, copy.task_id)
+                else:
+                    ts = self._messenger.find_announcement(copy.channel, copy.task_id, oldest)
+            except SlackApiError as exc:
+                log.warning("could not search %s for a copy of task %r: %s", copy.channel, clip(copy.task_id), exc)
+                continue
+            if ts is not None:
+                self._store.record_copy(copy.task_id, copy.channel, ts, rendered_version=0)
+                self._messenger.sync_card(copy.task_id)
+            else:
+                self._store.release_copy(copy.task_id, copy.channel)
+                self._messenger.post_copy(copy.task_id, copy.channel, copy.kind, copy.thread_ts)
+            finished += 1
+        return finished
+
     def _post(self, task: Task, *, channel: str | None = None) -> None:
         """Post a claimed task and record its message; a refused post releases the claim.
 

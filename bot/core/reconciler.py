@@ -77,6 +77,7 @@ class Reconciler:
         self._announce_new(pending, listed_at)
         self._follow(pending)
         self._announcer.recover()
+        self._announcer.recover_copies()
         self._decider.recover({t.id for t in pending}, DECIDING_TIMEOUT)
         self._remind()
         self._repair()
@@ -85,6 +86,7 @@ class Reconciler:
         """Between reconciles (webhooks on): follow approved tasks to completion, the one thing webhooks omit."""
         self._follow(None)
         self._announcer.recover()
+        self._announcer.recover_copies()
         self._remind()
         self._repair()
 

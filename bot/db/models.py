@@ -165,7 +165,17 @@ class CardCopy(Base):
     rendered_version: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    __table_args__ = (CheckConstraint(COPY_KIND_CHECK, name="kind"),)
+    __table_args__ = (
+        CheckConstraint(COPY_KIND_CHECK, name="kind"),
+        # Partial: only the copies claimed and not yet posted, which recovery looks for (Store.stale_copies).
+        Index(
+            "ix_card_copies_unposted",
+            "workspace",
+            "claimed_at",
+            postgresql_where=text("ts IS NULL"),
+            sqlite_where=text("ts IS NULL"),
+        ),
+    )
 
 
 class Conversation(Base):

@@ -199,6 +199,17 @@ class CopyRow:
 
 
 @dataclass(frozen=True)
+class StaleCopy:
+    """A copy claimed and never recorded as posted (Store.stale_copies): where, and since when."""
+
+    task_id: str
+    channel: str
+    kind: str
+    thread_ts: str | None
+    claimed_at: datetime
+
+
+@dataclass(frozen=True)
 class DecisionRow:
     """A snapshot of one accepted decision (see models.Decision)."""
 
@@ -1051,6 +1062,40 @@ class Store:
             flagged = update(TASKS).where(_T.workspace == self.workspace, _T.task_id == task_id)
             conn.execute(flagged.values(has_copies=True))  # card updates read the copies of flagged tasks only
             return True
+
+    @retried
+    def stale_copies(self, older_than: timedelta, *, orphaned_before: datetime | None = None) -> list[StaleCopy]:
+        """Copies claimed longer than `older_than` ago and never recorded as posted (their process died meanwhile).
+
+        `orphaned_before`: claims made before this moment are stale whatever their age (as for `stale`).
+        """
+        cutoff = self._now() - older_than
+        if orphaned_before is not None:
+            cutoff = max(cutoff, orphaned_before)
+        query = (
+            select(_K.task_id, _K.channel, _K.kind, _K.thread_ts, _K.claimed_at)
+            .where(_K.workspace == self.workspace, _K.ts.is_(None), _K.claimed_at < cutoff)
+            .order_by(_K.claimed_at)
+            .limit(100)
+        )
+        with self._reads.connect() as conn:
+            return [StaleCopy(*found) for found in conn.execute(query)]
+
+    def take_over_copy(self, task_id: str, channel: str, seen_claimed_at: datetime) -> bool:
+        """Renew a stale copy's claim; False when another process renewed or recorded it first."""
+        with self._begin() as conn:
+            moved = conn.execute(
+                update(CARD_COPIES)
+                .where(
+                    _K.workspace == self.workspace,
+                    _K.task_id == task_id,
+                    _K.channel == channel,
+                    _K.ts.is_(None),
+                    _K.claimed_at == seen_claimed_at,
+                )
+                .values(claimed_at=self._now())
+            )
+            return moved.rowcount == 1
 
     @retried
     def record_copy(self, task_id: str, channel: str, ts: str, *, rendered_version: int) -> None:

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from slack_sdk import WebClient
+from sqlalchemy import update
 
 from bot.core.policy import PolicyError, load_policy
+from bot.db.store import CARD_COPIES
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import Message, SlackStandIn
@@ -421,3 +424,48 @@ def test_a_reminder_reaches_every_approver_s_dm_card(
         replies = [m.text for m in slack.replies(dm, card.ts) if m.ts != card.ts]
         assert len(replies) == 1 and "Still waiting for a decision after 1h" in replies[0], (dm, replies)
     assert len([e for e in slack.calls_to("chat.postMessage") if e.args.get("thread_ts")]) == 2
+
+
+def _lose_copy_record(bot: BotHarness, task_id: str, channel: str) -> None:
+    """Make a copy look as a process that died left it: claimed an hour ago, its post never recorded."""
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    copies = CARD_COPIES.c
+    with bot.store.engine.begin() as conn:
+        conn.execute(
+            update(CARD_COPIES)
+            .where(copies.task_id == task_id, copies.channel == channel)
+            .values(ts=None, claimed_at=an_hour_ago)
+        )
+
+
+def test_a_copy_whose_process_died_is_recorded_if_posted_and_posted_if_not(
+    notifying: BotHarness, sandbox: Sandbox, slack: SlackStandIn
+) -> None:
+    """A copy claimed by a process that died: found in the DM, it is recorded (never posted twice); else it is posted.
+
+    Either way the copy then follows the decision like any other.
+    """
+    posted = sandbox.add_task("prospect_search", "Find CFOs in Lyon", {"per_page": 25})["id"]
+    lost = sandbox.add_task("prospect_search", "Find CFOs in Nantes", {"per_page": 25})["id"]
+    notifying.poll()
+    notifying.settle()
+    carols = {c.metadata["event_payload"]["task_id"]: c for c in _cards(slack, CAROL_DM)}
+    _lose_copy_record(notifying, posted, CAROL_DM)  # Slack took the post; the process died before recording it
+    WebClient(token="xoxb-test-token", base_url=slack.api_url).chat_delete(channel=CAROL_DM, ts=carols[lost].ts)
+    _lose_copy_record(notifying, lost, CAROL_DM)  # died before Slack answered: nothing is in her DM
+    posts = len(slack.calls_to("chat.postMessage"))
+    notifying.poll()
+    notifying.settle()
+    assert len(slack.calls_to("chat.postMessage")) == posts + 1  # the lost one only
+    again = {c.metadata["event_payload"]["task_id"]: c for c in _cards(slack, CAROL_DM)}
+    assert set(again) == {posted, lost} and again[posted].ts == carols[posted].ts
+    assert {(c.task_id, c.ts) for t in (posted, lost) for c in notifying.store.copies(t)} == {
+        (posted, carols[posted].ts),
+        (lost, again[lost].ts),
+    }
+    notifying.poll()
+    assert len(slack.calls_to("chat.postMessage")) == posts + 1
+    assert _click(notifying, again[lost], "UCAROL").status_code == 200
+    notifying.settle()
+    (decided,) = [c for c in _cards(slack, CAROL_DM) if c.metadata["event_payload"]["task_id"] == lost]
+    assert "Approved by <@UCAROL>" in _text(decided) and not _has_buttons(decided)
