@@ -40,6 +40,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "assistant.threads.setTitle": {"assistant:write"},
     # Announcement channels may be public or private: both kinds' scopes are needed.
     "conversations.history": {"channels:history", "groups:history"},
+    "conversations.replies": {"channels:history", "groups:history"},
     "conversations.info": {"channels:read", "groups:read"},
     "conversations.join": {"channels:join"},
     "conversations.members": {"channels:read", "groups:read"},

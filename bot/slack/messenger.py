@@ -272,21 +272,30 @@ class Messenger:
         Only the bot's own messages count (anyone can attach the cards' metadata type to a message); the payload
         is returned unchecked for the caller to validate. Paging is bounded.
         """
-        yield from self._cards(self.client.conversations_history, channel=channel, oldest=f"{oldest:.6f}")
+        yield from self._cards(
+            lambda cursor: self.client.conversations_history(
+                channel=channel, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True, cursor=cursor
+            )
+        )
 
     def find_in_thread(self, channel: str, thread_ts: str, task_id: str) -> str | None:
         """Find a card the bot posted for a task in a thread (a copy under Lexi's answer); its ts or None."""
-        for ts, payload in self._cards(self.client.conversations_replies, channel=channel, ts=thread_ts):
+        pages = self._cards(
+            lambda cursor: self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=200, include_all_metadata=True, cursor=cursor
+            )
+        )
+        for ts, payload in pages:
             if payload.get("task_id") == task_id and ts != thread_ts:
                 return ts
         return None
 
-    def _cards(self, read: Callable[..., Any], **where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The bot's own cards among the messages `read` pages through (conversations.history or .replies)."""
+    def _cards(self, read: Callable[[str | None], Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The bot's own cards among the pages `read(cursor)` answers (conversations.history or .replies)."""
         self.identity()  # before reading anything: without it, no message can be told to be ours
         cursor: str | None = None
         for _page in range(50):  # at most 50 pages of 200 messages
-            response = read(**where, limit=200, include_all_metadata=True, cursor=cursor)
+            response = read(cursor)
             for message in response.get("messages") or []:
                 if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
                     continue

@@ -173,6 +173,9 @@ class FakeAnnouncer:
     def recover(self) -> None:
         """Nothing to recover."""
 
+    def recover_copies(self) -> None:
+        """No copy to recover."""
+
 
 @contextmanager
 def sqlite_store(folder: Path) -> Iterator[Store]:
