@@ -19,13 +19,11 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from slack_sdk.errors import SlackApiError
-
 from bot.core.decisions import Decider
 from bot.core.policy import DailyDigest, Policy
 from bot.core.tasks import TaskLookup
 from bot.db.store import Store, TaskRow, utcnow
-from bot.slack.messenger import Messenger, slack_error_text
+from bot.slack.messenger import Messenger
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +120,7 @@ class Digest:
         people: set[str] = set()
         for row in rows:
             people |= approvers.everyone(row.task.type, row.channel) if approvers is not None else set()
-        people.discard(self._bot_user() or "")
+        people.discard(self._messenger.own_user() or "")
         if len(people) > RECIPIENTS_MAX:
             log.warning("the digest goes to the first %d of %d possible approvers", RECIPIENTS_MAX, len(people))
         pairs = [(row.task, row.channel) for row in rows]
@@ -146,14 +144,6 @@ class Digest:
     def _send(self, channel: str, text: str) -> bool:
         """Post one digest message (to a channel, or a user's DM); False (logged) when Slack refused it."""
         return self._messenger.say(channel, text, unfurl_links=False, unfurl_media=False)
-
-    def _bot_user(self) -> str | None:
-        """The bot's own user id (a channel's members include it), or None when Slack cannot say."""
-        try:
-            return self._messenger.identity()[0]
-        except SlackApiError as exc:
-            log.warning("could not ask Slack who the bot is: %s", slack_error_text(exc))
-            return None
 
 
 def digest_text(lines: list[str], count: int) -> str:

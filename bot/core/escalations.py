@@ -110,7 +110,7 @@ class Escalations:
             people = self._approvers.escalation_recipients(section)
         else:
             people = sorted(e for e in section.escalate_to if not e.startswith("S"))
-        bot = self._bot_user()
+        bot = self._messenger.own_user()
         return [user for user in people if user != bot and _USER_ID.fullmatch(user)]
 
     def _send(self, row: TaskRow, user: str) -> None:
@@ -126,11 +126,3 @@ class Escalations:
             self._messenger.post_copy(row.task_id, dm, "dm")
         except Exception:
             log.exception("task %s: could not send its card to %s", row.task_id, user)
-
-    def _bot_user(self) -> str | None:
-        """The bot's own user id (a user group may include it), or None when Slack cannot say."""
-        try:
-            return self._messenger.identity()[0]
-        except SlackApiError as exc:
-            log.warning("could not ask Slack who the bot is: %s", slack_error_text(exc))
-            return None

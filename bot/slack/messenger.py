@@ -231,6 +231,14 @@ class Messenger:
             )
         return self._identity
 
+    def own_user(self) -> str | None:
+        """The bot's own user id (a channel or user group may list it), or None (logged) when Slack cannot say."""
+        try:
+            return self.identity()[0]
+        except SlackApiError as exc:
+            log.warning("could not ask Slack who the bot is: %s", slack_error_text(exc))
+            return None
+
     def posted_by_me(self, message: dict[str, Any]) -> bool:
         """Whether Slack says this bot posted `message`: its `user` and `bot_id`, where present, are the bot's own.
 
