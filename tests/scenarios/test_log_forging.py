@@ -58,8 +58,12 @@ def test_hostile_text_cannot_forge_or_flood_log_lines(
     proc = BotProcess(["run", "--host", "127.0.0.1"], env, tmp_path)
     processes.append(proc)
     proc.wait_healthy(port)
-    slack.wait_for(lambda: any(m.metadata for m in slack.messages(CHANNEL)), timeout=20)
-    slack.wait_for(lambda: "plain card" in proc.output and "no id" in proc.output, timeout=20)
+    try:
+        slack.wait_for(lambda: any(m.metadata for m in slack.messages(CHANNEL)), timeout=20)
+        slack.wait_for(lambda: "plain card" in proc.output and "no id" in proc.output, timeout=20)
+    except AssertionError as exc:  # say what the bot was doing (its log, whose long lines are clipped here)
+        tail = "\n".join(line[:300] for line in proc.output.splitlines()[-40:])
+        raise AssertionError(f"{exc}\nthe bot's last log lines:\n{tail}") from None
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.wait() == 0, proc.output[-3000:]
     output = proc.output
