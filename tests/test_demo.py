@@ -182,7 +182,10 @@ def test_a_prompt_gets_lexis_answer_in_the_pane_and_its_task_a_card(demo: Demo, 
     posted = wait_for(
         lambda: next((i for i in state(api, "UALICE")["timeline"] if task["id"] in json.dumps(i["blocks"])), None)
     )
-    assert "see its card" in answer["text"] and posted["ts"].replace(".", "") in answer["text"]
+    # A link to the card when it was recorded before Lexi answered; else she says it is on its way (a busy channel).
+    assert (
+        "see its card" in answer["text"] and posted["ts"].replace(".", "") in answer["text"]
+    ) or "its card will appear in <#C0LEXI> shortly" in answer["text"]
     # The card itself follows in the pane's thread, with its buttons, the same card as the channel's.
     (in_pane,) = wait_for(lambda: [m for m in pane(api, "UALICE")["messages"] if task["id"] in json.dumps(m["blocks"])])
     assert in_pane["user"] == "UBOT" and any(b["type"] == "actions" for b in in_pane["blocks"])

@@ -301,8 +301,12 @@ def test_lexi_pane_answers_a_suggested_prompt_and_links_its_card(demo: Demo, pag
     expect(page.locator("#pane-status")).to_be_hidden()  # "Lexi is thinking…" is cleared with the answer
     expect(chips.first).to_be_hidden()  # the prompts go once the person has written
     shot(page, tmp_path, "demo-pane.png")
-    answer.get_by_role("link", name="see its card").click()
     created = card(page, "Find VPs of Sales at fintech companies in New York")
+    link = answer.get_by_role("link", name="see its card")
+    if link.count() == 0:  # the card was not recorded yet when Lexi answered (a busy channel): she says so
+        expect(answer).to_contain_text("its card will appear in")
+        return
+    link.click()
     expect(created).to_be_in_viewport()
     expect(created.get_by_role("button", name="Approve")).to_be_visible()
     assert page.url == demo.url  # followed in the page: no new tab on the stand-in's permalink
