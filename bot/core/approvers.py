@@ -136,11 +136,11 @@ class Approvers:
         and a check at click time still decides whether they may decide.
         """
         section = self.policy.for_type(task_type)
+        where = _members_of(channel) or section.channel
         found: set[str] = set()
         for action in ("approve", "dismiss"):
             for entry in _people(section, action):
-                where = _members_of(channel) or section.channel
-                key = entry if entry.startswith("S") else where if entry == CHANNEL_MEMBERS else None
+                key = _membership(entry, where)
                 if key is None:
                     found.add(entry)
                     continue
@@ -240,7 +240,7 @@ class Approvers:
         for entry in people:
             if entry == user:
                 return True
-            key = entry if entry.startswith("S") else channel if entry == CHANNEL_MEMBERS else None
+            key = _membership(entry, channel)
             if key is None:
                 continue
             try:
@@ -321,6 +321,11 @@ def _people(section: TypePolicy, action: str) -> tuple[str, ...]:
     """The entries that may take `action` under a type's policy (none named: the task's channel members)."""
     people = section.approvers if action == "approve" else section.may_dismiss()
     return people or (CHANNEL_MEMBERS,)
+
+
+def _membership(entry: str, channel: str) -> str | None:
+    """The membership an approvers entry names: a user group (S…), `channel`'s members, or None (a user id)."""
+    return entry if entry.startswith("S") else channel if entry == CHANNEL_MEMBERS else None
 
 
 def _members_of(channel: str | None) -> str | None:

@@ -6,12 +6,10 @@ DM or thread the copy is in, and go through the same permission check and single
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from slack_sdk import WebClient
 from sqlalchemy import update
@@ -22,7 +20,8 @@ from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import Message, SlackStandIn
 from bot.lexi.models import read_task
-from bot.slack import assistant, blocks
+from bot.slack import assistant
+from tests.support.cards import card_text, cards_in, click_card, has_buttons
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 #: Bob is named; Carol is an approver through the S0LEADS user group; Dave and Alice are neither.
@@ -55,41 +54,6 @@ def notifying(sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path
         harness.close()
 
 
-def _cards(slack: SlackStandIn, channel: str) -> list[Message]:
-    """The task cards the bot posted in a conversation (top level or in threads), as they stand now."""
-    return [
-        m
-        for m in slack.messages(channel)
-        if m.user == slack.bot_user_id and m.metadata and not m.deleted and m.metadata.get("event_payload")
-    ]
-
-
-def _text(message: Message) -> str:
-    """A card's blocks as JSON text."""
-    return json.dumps(message.blocks, ensure_ascii=False)
-
-
-def _has_buttons(message: Message) -> bool:
-    """Whether a card still offers Approve / Dismiss."""
-    return any(b["type"] == "actions" for b in message.blocks)
-
-
-def _click(bot: BotHarness, card: Message, user: str, action_id: str = blocks.APPROVE_ACTION) -> httpx.Response:
-    """`user` clicks a button on this very card (in whatever DM, channel or thread it is)."""
-    task_id = card.metadata["event_payload"]["task_id"] if card.metadata else ""
-    payload = payloads.build_block_action(
-        action_id=action_id,
-        value=task_id,
-        user=user,
-        channel=card.channel,
-        channel_name="directmessage" if card.channel.startswith("D") else "lexi-approvals",
-        message_ts=card.ts,
-        trigger_id=bot.slack.new_trigger_id(user),
-        response_url=bot.slack.new_response_url(channel=card.channel, message_ts=card.ts, user=user),
-    )
-    return bot.post(*payloads.encode_interactive(payload))
-
-
 def _approve_calls(sandbox: Sandbox, task_id: str) -> int:
     """How many approve requests LeadLex received for a task."""
     return len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{task_id}/approve"))
@@ -103,9 +67,9 @@ def test_notify_approvers_sends_the_card_to_each_approver_s_dm_and_not_the_chann
     notifying.poll()
     row = notifying.store.get(task_id)
     assert row is not None and row.state == "pending"
-    assert _cards(slack, CHANNEL) == []
-    (bob,), (carol,) = _cards(slack, BOB_DM), _cards(slack, CAROL_DM)
-    assert _has_buttons(bob) and _has_buttons(carol)
+    assert cards_in(slack, CHANNEL) == []
+    (bob,), (carol,) = cards_in(slack, BOB_DM), cards_in(slack, CAROL_DM)
+    assert has_buttons(bob) and has_buttons(carol)
     assert (row.channel, row.message_ts) == (BOB_DM, bob.ts)  # the record's card is the first approver's DM
     assert [(c.channel, c.kind, c.ts) for c in notifying.store.copies(task_id)] == [(CAROL_DM, "dm", carol.ts)]
 
@@ -116,16 +80,16 @@ def test_a_click_in_a_dm_decides_once_and_every_copy_shows_the_final_state(
     """Carol approves from her DM: one LeadLex call, and her card and Bob's both say who approved, without buttons."""
     task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
     notifying.poll()
-    (carol,) = _cards(slack, CAROL_DM)
-    assert _click(notifying, carol, "UCAROL").status_code == 200
+    (carol,) = cards_in(slack, CAROL_DM)
+    assert click_card(notifying, carol, "UCAROL").status_code == 200
     notifying.settle()
     assert sandbox.task(task_id)["status"] == "approved"
     assert _approve_calls(sandbox, task_id) == 1
     for dm in (BOB_DM, CAROL_DM):
-        (card,) = _cards(slack, dm)
-        assert "Approved by <@UCAROL>" in _text(card) and not _has_buttons(card), dm
+        (card,) = cards_in(slack, dm)
+        assert "Approved by <@UCAROL>" in card_text(card) and not has_buttons(card), dm
     assert all(c.rendered_version == notifying.store.get(task_id).version for c in notifying.store.copies(task_id))
-    assert _click(notifying, _cards(slack, BOB_DM)[0], "UBOB").status_code == 200  # too late: decided once
+    assert click_card(notifying, cards_in(slack, BOB_DM)[0], "UBOB").status_code == 200  # too late: decided once
     notifying.settle()
     assert _approve_calls(sandbox, task_id) == 1
 
@@ -136,14 +100,14 @@ def test_notify_both_posts_in_the_channel_and_the_dms_and_a_dm_click_updates_the
     """A campaign start (notify: both) is in the channel and in each approver's DM; Bob's click updates all three."""
     task_id = sandbox.add_task("campaign_start", "Start the Q3 fintech sequence")["id"]
     notifying.poll()
-    (channel_card,), (bob,), (carol,) = (_cards(slack, c) for c in (CHANNEL, BOB_DM, CAROL_DM))
+    (channel_card,), (bob,), (carol,) = (cards_in(slack, c) for c in (CHANNEL, BOB_DM, CAROL_DM))
     assert notifying.store.get(task_id).channel == CHANNEL
-    assert _click(notifying, bob, "UBOB").status_code == 200
+    assert click_card(notifying, bob, "UBOB").status_code == 200
     notifying.settle()
     assert sandbox.task(task_id)["status"] == "approved"
     for card in (channel_card, bob, carol):
         now = slack.message(card.channel, card.ts)
-        assert now is not None and "Approved by <@UBOB>" in _text(now) and not _has_buttons(now), card.channel
+        assert now is not None and "Approved by <@UBOB>" in card_text(now) and not has_buttons(now), card.channel
 
 
 def test_someone_who_may_not_approve_cannot_decide_from_any_copy(
@@ -152,17 +116,17 @@ def test_someone_who_may_not_approve_cannot_decide_from_any_copy(
     """Dave (neither named nor in the group) clicks the channel card and each DM's: refused each time, nothing sent."""
     task_id = sandbox.add_task("campaign_start", "Start the Q3 fintech sequence")["id"]
     notifying.poll()
-    cards = [*_cards(slack, CHANNEL), *_cards(slack, BOB_DM), *_cards(slack, CAROL_DM)]
+    cards = [*cards_in(slack, CHANNEL), *cards_in(slack, BOB_DM), *cards_in(slack, CAROL_DM)]
     assert len(cards) == 3
     for card in cards:
-        assert _click(notifying, card, "UDAVE").status_code == 200
+        assert click_card(notifying, card, "UDAVE").status_code == 200
         notifying.settle()
     assert sandbox.task(task_id)["status"] == "pending"
     assert _approve_calls(sandbox, task_id) == 0
     assert notifying.store.get(task_id).state == "pending"
     told = [e.text for e in slack.ephemerals_for("UDAVE")]  # in the channel, or through the DM click's response_url
     assert sum("Only <@UBOB>, members of <!subteam^S0LEADS> can approve" in t for t in told) == 3
-    assert all(_has_buttons(slack.message(c.channel, c.ts)) for c in cards)  # type: ignore[arg-type]
+    assert all(has_buttons(slack.message(c.channel, c.ts)) for c in cards)  # type: ignore[arg-type]
 
 
 def test_a_retried_announcement_never_posts_a_copy_twice(
@@ -181,12 +145,12 @@ def test_a_retried_announcement_never_posts_a_copy_twice(
         assert bot.runtime.announcer.recover() == 0
         assert bot.runtime.announcer.announce(task) is False
         bot.poll()
-        assert len(_cards(slack, BOB_DM)) == 1 and len(_cards(slack, CAROL_DM)) == 1
-        assert _cards(slack, CHANNEL) == []
+        assert len(cards_in(slack, BOB_DM)) == 1 and len(cards_in(slack, CAROL_DM)) == 1
+        assert cards_in(slack, CHANNEL) == []
         row = bot.store.get(task.id)
         assert row is not None and (row.state, row.channel) == ("pending", BOB_DM)
         assert bot.runtime.messenger.post_copy(task.id, carol_dm, "dm") is None  # claimed: never posted again
-        assert len(_cards(slack, CAROL_DM)) == 1
+        assert len(cards_in(slack, CAROL_DM)) == 1
     finally:
         bot.close()
 
@@ -201,7 +165,7 @@ def test_without_named_approvers_notify_approvers_falls_back_to_the_channel(
     try:
         task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
         bot.poll()
-        assert len(_cards(slack, CHANNEL)) == 1
+        assert len(cards_in(slack, CHANNEL)) == 1
         assert bot.store.get(task_id).channel == CHANNEL
         assert bot.store.copies(task_id) == []
     finally:
@@ -235,22 +199,22 @@ def test_a_task_lexi_prepares_in_a_thread_gets_its_card_there_and_a_click_there_
     """The card appears in the assistant thread after Lexi's answer; approving there updates the channel card too."""
     thread = _open_thread(bot)
     _send(bot, thread, assistant.SUGGESTED_PROMPTS[1])
-    (channel_card,) = _cards(slack, CHANNEL)
+    (channel_card,) = cards_in(slack, CHANNEL)
     task_id = channel_card.metadata["event_payload"]["task_id"] if channel_card.metadata else ""
     said = [m for m in slack.replies(thread.channel, thread.ts) if m.user == slack.bot_user_id]
     assert said[-2].text.startswith("*Lexi:* I prepared")  # the answer, then the card under it
     in_thread = said[-1]
     assert in_thread.metadata and in_thread.metadata["event_payload"]["task_id"] == task_id
-    assert _has_buttons(in_thread) and in_thread.thread_ts == thread.ts
+    assert has_buttons(in_thread) and in_thread.thread_ts == thread.ts
     (copy,) = bot.store.copies(task_id)
     assert (copy.channel, copy.kind, copy.thread_ts, copy.ts) == (thread.channel, "thread", thread.ts, in_thread.ts)
-    assert _click(bot, in_thread, "UALICE").status_code == 200
+    assert click_card(bot, in_thread, "UALICE").status_code == 200
     bot.settle()
     assert sandbox.task(task_id)["status"] == "approved"
     assert _approve_calls(sandbox, task_id) == 1
     for card in (channel_card, in_thread):
         now = slack.message(card.channel, card.ts)
-        assert now is not None and "Approved by <@UALICE>" in _text(now) and not _has_buttons(now), card.channel
+        assert now is not None and "Approved by <@UALICE>" in card_text(now) and not has_buttons(now), card.channel
     # The final state's thread reply stays on the channel card.
     assert not [m for m in slack.replies(thread.channel, thread.ts) if m.ts > in_thread.ts]
 
@@ -276,20 +240,20 @@ def test_a_task_prepared_in_a_mention_thread_is_in_the_thread_and_the_approvers_
     envelope = payloads.build_app_mention(user="UALICE", channel="C0SALES", text=text, ts=mention.ts)
     assert notifying.post(*payloads.encode_event(envelope)).status_code == 200
     notifying.settle()
-    (in_thread,) = _cards(slack, "C0SALES")
+    (in_thread,) = cards_in(slack, "C0SALES")
     assert in_thread.thread_ts == mention.ts
     task_id = in_thread.metadata["event_payload"]["task_id"] if in_thread.metadata else ""
-    cards = [in_thread, *_cards(slack, BOB_DM), *_cards(slack, CAROL_DM)]
-    assert len(cards) == 3 and _cards(slack, CHANNEL) == []
-    assert _click(notifying, in_thread, "UALICE").status_code == 200
+    cards = [in_thread, *cards_in(slack, BOB_DM), *cards_in(slack, CAROL_DM)]
+    assert len(cards) == 3 and cards_in(slack, CHANNEL) == []
+    assert click_card(notifying, in_thread, "UALICE").status_code == 200
     notifying.settle()
     assert _approve_calls(sandbox, task_id) == 0 and notifying.store.get(task_id).state == "pending"
-    assert _click(notifying, in_thread, "UBOB").status_code == 200
+    assert click_card(notifying, in_thread, "UBOB").status_code == 200
     notifying.settle()
     assert sandbox.task(task_id)["status"] == "approved" and _approve_calls(sandbox, task_id) == 1
     for card in cards:
         now = slack.message(card.channel, card.ts)
-        assert now is not None and "Approved by <@UBOB>" in _text(now) and not _has_buttons(now), card.channel
+        assert now is not None and "Approved by <@UBOB>" in card_text(now) and not has_buttons(now), card.channel
 
 
 def test_channel_members_among_the_approvers_means_the_type_s_channel_even_on_a_dm_card(
@@ -303,16 +267,16 @@ def test_channel_members_among_the_approvers_means_the_type_s_channel_even_on_a_
     try:
         task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
         bot.poll()
-        (card,) = _cards(slack, BOB_DM)  # channel_members names no one to message: Bob alone gets it
-        assert bot.store.get(task_id).channel == BOB_DM and _cards(slack, CHANNEL) == []
-        assert _click(bot, card, "UDAVE").status_code == 200  # not in the channel
+        (card,) = cards_in(slack, BOB_DM)  # channel_members names no one to message: Bob alone gets it
+        assert bot.store.get(task_id).channel == BOB_DM and cards_in(slack, CHANNEL) == []
+        assert click_card(bot, card, "UDAVE").status_code == 200  # not in the channel
         bot.settle()
         assert _approve_calls(sandbox, task_id) == 0
         assert "members of <#C0LEXI>" in slack.ephemerals_for("UDAVE")[-1].text
-        assert _click(bot, card, "UALICE").status_code == 200  # a member of the channel
+        assert click_card(bot, card, "UALICE").status_code == 200  # a member of the channel
         bot.settle()
         assert _approve_calls(sandbox, task_id) == 1
-        assert "Approved by <@UALICE>" in _text(slack.message(BOB_DM, card.ts))  # type: ignore[arg-type]
+        assert "Approved by <@UALICE>" in card_text(slack.message(BOB_DM, card.ts))  # type: ignore[arg-type]
     finally:
         bot.close()
 
@@ -323,17 +287,17 @@ def test_a_copy_slack_does_not_update_is_retried_and_never_stops_the_decision(
     """Slack refuses to update Carol's copy: the decision and Bob's card go on; the next poll updates hers."""
     task_id = sandbox.add_task("prospect_search", "Find VPs of Sales in fintech")["id"]
     notifying.poll()
-    (bob,), (carol,) = _cards(slack, BOB_DM), _cards(slack, CAROL_DM)
+    (bob,), (carol,) = cards_in(slack, BOB_DM), cards_in(slack, CAROL_DM)
     slack.fail_next("chat.update", "fatal_error", times=2, channel=CAROL_DM)  # "Approving…" and the outcome
-    assert _click(notifying, bob, "UBOB").status_code == 200
+    assert click_card(notifying, bob, "UBOB").status_code == 200
     notifying.settle()
     assert sandbox.task(task_id)["status"] == "approved" and _approve_calls(sandbox, task_id) == 1
-    assert "Approved by <@UBOB>" in _text(slack.message(BOB_DM, bob.ts))  # type: ignore[arg-type]
-    assert _has_buttons(slack.message(CAROL_DM, carol.ts))  # type: ignore[arg-type]
+    assert "Approved by <@UBOB>" in card_text(slack.message(BOB_DM, bob.ts))  # type: ignore[arg-type]
+    assert has_buttons(slack.message(CAROL_DM, carol.ts))  # type: ignore[arg-type]
     assert [row.task_id for row in notifying.store.unrendered()] == [task_id]
     notifying.poll()
     now = slack.message(CAROL_DM, carol.ts)
-    assert now is not None and "Approved by <@UBOB>" in _text(now) and not _has_buttons(now)
+    assert now is not None and "Approved by <@UBOB>" in card_text(now) and not has_buttons(now)
     assert notifying.store.unrendered() == []
 
 
@@ -353,7 +317,7 @@ def test_the_channel_digest_lists_a_task_whose_cards_went_to_the_approvers_dms_i
         bot.poll()  # announced before nine
         now[0] = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
         bot.poll()
-        (card,) = _cards(slack, BOB_DM)
+        (card,) = cards_in(slack, BOB_DM)
         digests = [m for m in slack.messages(CHANNEL) if m.text.startswith("*Daily digest")]
         assert len(digests) == 1 and f"/archives/{BOB_DM}/p{card.ts.replace('.', '')}|" in digests[0].text
         assert not [m for m in slack.messages(BOB_DM) if m.text.startswith("*Daily digest")]
@@ -376,7 +340,7 @@ def test_a_lost_database_is_rebuilt_from_the_cards_in_the_approvers_dms(
         first.settle()
     finally:
         first.close()
-    assert len(_cards(slack, BOB_DM)) == 1 and len(_cards(slack, CAROL_DM)) == 1 and _cards(slack, CHANNEL) == []
+    assert len(cards_in(slack, BOB_DM)) == 1 and len(cards_in(slack, CAROL_DM)) == 1 and cards_in(slack, CHANNEL) == []
     (tmp_path / "lost.db").unlink()  # the ephemeral disk is gone
     posts = len(slack.calls_to("chat.postMessage"))
     second = _start(sandbox, slack, f"sqlite:///{tmp_path / 'new.db'}", tmp_path)
@@ -388,15 +352,15 @@ def test_a_lost_database_is_rebuilt_from_the_cards_in_the_approvers_dms(
         row = second.store.get(task_id)
         assert row is not None and row.channel in (BOB_DM, CAROL_DM)
         assert [c.channel for c in second.store.copies(task_id)] == [{BOB_DM, CAROL_DM}.difference({row.channel}).pop()]
-        (carols,) = _cards(slack, CAROL_DM)
-        assert _click(second, carols, "UCAROL").status_code == 200
+        (carols,) = cards_in(slack, CAROL_DM)
+        assert click_card(second, carols, "UCAROL").status_code == 200
         second.settle()
     finally:
         second.close()
     assert _approve_calls(sandbox, task_id) == 1
     for dm in (BOB_DM, CAROL_DM):
-        (card,) = _cards(slack, dm)
-        assert not _has_buttons(card) and "Approved by <@UCAROL>" in _text(card)
+        (card,) = cards_in(slack, dm)
+        assert not has_buttons(card) and "Approved by <@UCAROL>" in card_text(card)
 
 
 def test_a_reminder_reaches_every_approver_s_dm_card(
@@ -420,7 +384,7 @@ def test_a_reminder_reaches_every_approver_s_dm_card(
     finally:
         bot.close()
     for dm in (BOB_DM, CAROL_DM):
-        (card,) = _cards(slack, dm)
+        (card,) = cards_in(slack, dm)
         replies = [m.text for m in slack.replies(dm, card.ts) if m.ts != card.ts]
         assert len(replies) == 1 and "Still waiting for a decision after 1h" in replies[0], (dm, replies)
     assert len([e for e in slack.calls_to("chat.postMessage") if e.args.get("thread_ts")]) == 2
@@ -449,7 +413,7 @@ def test_a_copy_whose_process_died_is_recorded_if_posted_and_posted_if_not(
     lost = sandbox.add_task("prospect_search", "Find CFOs in Nantes", {"per_page": 25})["id"]
     notifying.poll()
     notifying.settle()
-    carols = {c.metadata["event_payload"]["task_id"]: c for c in _cards(slack, CAROL_DM)}
+    carols = {c.metadata["event_payload"]["task_id"]: c for c in cards_in(slack, CAROL_DM)}
     _lose_copy_record(notifying, posted, CAROL_DM)  # Slack took the post; the process died before recording it
     WebClient(token="xoxb-test-token", base_url=slack.api_url).chat_delete(channel=CAROL_DM, ts=carols[lost].ts)
     _lose_copy_record(notifying, lost, CAROL_DM)  # died before Slack answered: nothing is in her DM
@@ -457,7 +421,7 @@ def test_a_copy_whose_process_died_is_recorded_if_posted_and_posted_if_not(
     notifying.poll()
     notifying.settle()
     assert len(slack.calls_to("chat.postMessage")) == posts + 1  # the lost one only
-    again = {c.metadata["event_payload"]["task_id"]: c for c in _cards(slack, CAROL_DM)}
+    again = {c.metadata["event_payload"]["task_id"]: c for c in cards_in(slack, CAROL_DM)}
     assert set(again) == {posted, lost} and again[posted].ts == carols[posted].ts
     assert {(c.task_id, c.ts) for t in (posted, lost) for c in notifying.store.copies(t)} == {
         (posted, carols[posted].ts),
@@ -465,7 +429,7 @@ def test_a_copy_whose_process_died_is_recorded_if_posted_and_posted_if_not(
     }
     notifying.poll()
     assert len(slack.calls_to("chat.postMessage")) == posts + 1
-    assert _click(notifying, again[lost], "UCAROL").status_code == 200
+    assert click_card(notifying, again[lost], "UCAROL").status_code == 200
     notifying.settle()
-    (decided,) = [c for c in _cards(slack, CAROL_DM) if c.metadata["event_payload"]["task_id"] == lost]
-    assert "Approved by <@UCAROL>" in _text(decided) and not _has_buttons(decided)
+    (decided,) = [c for c in cards_in(slack, CAROL_DM) if c.metadata["event_payload"]["task_id"] == lost]
+    assert "Approved by <@UCAROL>" in card_text(decided) and not has_buttons(decided)

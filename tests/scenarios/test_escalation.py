@@ -13,16 +13,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bot.core.escalations import RESUME_WINDOW, Escalations
 from bot.core.policy import PolicyError, describe, parse_policy
 from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
-from bot.dev.standin import payloads
-from bot.dev.standin.slack import Message, SlackStandIn
+from bot.dev.standin.slack import SlackStandIn
 from bot.slack import blocks
+from tests.support.cards import card_text, cards_in, click_card, has_buttons
 from tests.support.harness import CHANNEL, BotHarness, start_bot
 
 #: Alice approves; prospect searches go to Bob and the S0LEADS group (Carol, and the bot itself) after 2 h;
@@ -76,15 +75,6 @@ def _at(bot: BotHarness, now: list[float], when: float) -> None:
     bot.poll()
 
 
-def _cards(slack: SlackStandIn, channel: str) -> list[Message]:
-    """The task cards the bot posted in a conversation, as they stand now."""
-    return [
-        m
-        for m in slack.messages(channel)
-        if m.user == slack.bot_user_id and m.metadata and not m.deleted and m.metadata.get("event_payload")
-    ]
-
-
 def _thread(bot: BotHarness, slack: SlackStandIn, task_id: str) -> list[str]:
     """The texts of the replies under a task's channel card."""
     ts = bot.store.get(task_id).message_ts
@@ -94,34 +84,6 @@ def _thread(bot: BotHarness, slack: SlackStandIn, task_id: str) -> list[str]:
 def _escalations(bot: BotHarness, task_id: str) -> list[str | None]:
     """The details of the task's "escalated" audit events."""
     return [e["detail"] for e in bot.store.audit_events() if e["task_id"] == task_id and e["event"] == "escalated"]
-
-
-def _text(message: Message | None) -> str:
-    """A card's blocks as JSON text."""
-    assert message is not None
-    return json.dumps(message.blocks, ensure_ascii=False)
-
-
-def _has_buttons(message: Message | None) -> bool:
-    """Whether a card still offers Approve / Dismiss."""
-    assert message is not None
-    return any(b["type"] == "actions" for b in message.blocks)
-
-
-def _click(bot: BotHarness, card: Message, user: str, action_id: str = blocks.APPROVE_ACTION) -> httpx.Response:
-    """`user` clicks a button on this very card (in the channel or a DM)."""
-    task_id = card.metadata["event_payload"]["task_id"] if card.metadata else ""
-    payload = payloads.build_block_action(
-        action_id=action_id,
-        value=task_id,
-        user=user,
-        channel=card.channel,
-        channel_name="directmessage" if card.channel.startswith("D") else "lexi-approvals",
-        message_ts=card.ts,
-        trigger_id=bot.slack.new_trigger_id(user),
-        response_url=bot.slack.new_response_url(channel=card.channel, message_ts=card.ts, user=user),
-    )
-    return bot.post(*payloads.encode_interactive(payload))
 
 
 def _said(slack: SlackStandIn, user: str) -> str:
@@ -142,12 +104,12 @@ def test_a_task_is_escalated_at_its_age_once_with_a_dm_card_each_a_thread_note_a
     bot, now = timed
     task_id, start = _announce(bot, sandbox)
     _at(bot, now, start + 1.9 * HOUR)
-    assert _cards(slack, BOB_DM) == [] and _cards(slack, CAROL_DM) == []
+    assert cards_in(slack, BOB_DM) == [] and cards_in(slack, CAROL_DM) == []
     assert _thread(bot, slack, task_id) == [] and _escalations(bot, task_id) == []
     assert bot.store.get(task_id).escalated_at is None
     _at(bot, now, start + 2 * HOUR + 1)
-    (boss,), (carl,) = _cards(slack, BOB_DM), _cards(slack, CAROL_DM)
-    assert _has_buttons(boss) and _has_buttons(carl)
+    (boss,), (carl,) = cards_in(slack, BOB_DM), cards_in(slack, CAROL_DM)
+    assert has_buttons(boss) and has_buttons(carl)
     assert [(c.channel, c.kind) for c in bot.store.copies(task_id)] == [(BOB_DM, "dm"), (CAROL_DM, "dm")]
     assert _thread(bot, slack, task_id) == [
         "⏫ Escalated to <@UBOB>, <@UCAROL> after 2h: nobody decided. They may now approve or dismiss it."
@@ -155,7 +117,7 @@ def test_a_task_is_escalated_at_its_age_once_with_a_dm_card_each_a_thread_note_a
     assert _escalations(bot, task_id) == ["to UBOB, S0LEADS after 2h"]
     assert bot.store.get(task_id).escalated_at is not None
     _at(bot, now, start + 5 * HOUR)  # later cycles escalate nothing again
-    assert len(_cards(slack, BOB_DM)) == 1 and len(_cards(slack, CAROL_DM)) == 1
+    assert len(cards_in(slack, BOB_DM)) == 1 and len(cards_in(slack, CAROL_DM)) == 1
     assert len(_thread(bot, slack, task_id)) == 1 and len(_escalations(bot, task_id)) == 1
 
 
@@ -166,16 +128,16 @@ def test_an_escalation_person_approves_from_their_dm_and_every_card_shows_it(
     bot, now = timed
     task_id, start = _announce(bot, sandbox)
     _at(bot, now, start + 2 * HOUR + 1)
-    (carl,) = _cards(slack, CAROL_DM)
-    assert _click(bot, carl, "UCAROL").status_code == 200
+    (carl,) = cards_in(slack, CAROL_DM)
+    assert click_card(bot, carl, "UCAROL").status_code == 200
     bot.settle()
     assert sandbox.task(task_id)["status"] == "approved"
     assert _decisions(sandbox, task_id) == 1
     row = bot.store.get(task_id)
-    cards = [slack.message(CHANNEL, row.message_ts), *_cards(slack, BOB_DM), *_cards(slack, CAROL_DM)]
+    cards = [slack.message(CHANNEL, row.message_ts), *cards_in(slack, BOB_DM), *cards_in(slack, CAROL_DM)]
     assert len(cards) == 3
     for card in cards:
-        assert "Approved by <@UCAROL>" in _text(card) and not _has_buttons(card), card
+        assert "Approved by <@UCAROL>" in card_text(card) and not has_buttons(card), card
     assert all(c.rendered_version == row.version for c in bot.store.copies(task_id))
 
 
@@ -187,13 +149,13 @@ def test_escalation_people_may_not_decide_before_the_escalation_and_others_never
     task_id, start = _announce(bot, sandbox)
     channel_card = slack.message(CHANNEL, bot.store.get(task_id).message_ts)
     assert channel_card is not None
-    assert _click(bot, channel_card, "UBOB").status_code == 200
+    assert click_card(bot, channel_card, "UBOB").status_code == 200
     assert bot.command(f"approve {task_id}", user="UBOB").status_code == 200
     bot.settle()
     assert _decisions(sandbox, task_id) == 0 and bot.store.get(task_id).state == "pending"
     assert _said(slack, "UBOB").count("Only <@UALICE> can approve prospect search tasks") == 2
     _at(bot, now, start + 2 * HOUR + 1)
-    assert _click(bot, channel_card, "UDAVE").status_code == 200
+    assert click_card(bot, channel_card, "UDAVE").status_code == 200
     bot.settle()
     assert _decisions(sandbox, task_id) == 0 and bot.store.get(task_id).state == "pending"
     assert (
@@ -203,7 +165,7 @@ def test_escalation_people_may_not_decide_before_the_escalation_and_others_never
     assert bot.command(f"approve {task_id}", user="UBOB").status_code == 200
     bot.settle()
     assert sandbox.task(task_id)["status"] == "approved" and _decisions(sandbox, task_id) == 1
-    assert "Approved by <@UBOB>" in _text(slack.message(CHANNEL, channel_card.ts))
+    assert "Approved by <@UBOB>" in card_text(slack.message(CHANNEL, channel_card.ts))
 
 
 def test_an_escalated_task_has_buttons_for_the_escalation_people_in_lexi_tasks(
@@ -255,7 +217,7 @@ def test_two_processes_escalate_a_task_once(
         assert sorted(counts) == [0, 1]
         assert len(_escalations(bot, task_id)) == 1
         assert len(_thread(bot, slack, task_id)) == 1
-        assert len(_cards(slack, BOB_DM)) == 1 and len(_cards(slack, CAROL_DM)) == 1
+        assert len(cards_in(slack, BOB_DM)) == 1 and len(cards_in(slack, CAROL_DM)) == 1
         assert runs[0].run(start + 4 * HOUR) == 0 and runs[1].run(start + 4 * HOUR) == 0
         assert other.escalate(task_id, ("UBOB",), "2h") is None  # the conditional UPDATE takes it once, whoever asks
     finally:
@@ -270,13 +232,13 @@ def test_without_escalate_after_a_task_is_escalated_when_its_last_reminder_is_du
     task_id, start = _announce(bot, sandbox, "list_operation")
     _at(bot, now, start + 2.5 * HOUR)
     assert len(_thread(bot, slack, task_id)) == 1 and _escalations(bot, task_id) == []
-    assert _cards(slack, BOB_DM) == []
+    assert cards_in(slack, BOB_DM) == []
     _at(bot, now, start + 3 * HOUR + 1)
     texts = _thread(bot, slack, task_id)
     assert len(texts) == 3 and "Still waiting" in texts[1], texts
     assert texts[2].startswith("⏫ Escalated to <@UBOB> after 3h: nobody decided.")
     assert _escalations(bot, task_id) == ["to UBOB after 3h"]
-    assert len(_cards(slack, BOB_DM)) == 1 and _cards(slack, CAROL_DM) == []
+    assert len(cards_in(slack, BOB_DM)) == 1 and cards_in(slack, CAROL_DM) == []
 
 
 def test_a_task_decided_before_its_age_is_never_escalated(
@@ -291,7 +253,7 @@ def test_a_task_decided_before_its_age_is_never_escalated(
     assert sandbox.task(task_id)["status"] == "approved"
     for hours in (2.1, 6.0):
         _at(bot, now, start + hours * HOUR)
-    assert _cards(slack, BOB_DM) == [] and _cards(slack, CAROL_DM) == []
+    assert cards_in(slack, BOB_DM) == [] and cards_in(slack, CAROL_DM) == []
     assert _escalations(bot, task_id) == [] and bot.store.get(task_id).escalated_at is None
     assert not any("Escalated" in text for text in _thread(bot, slack, task_id))
     assert bot.store.escalate(task_id, ("UBOB",), "2h") is None  # the conditional UPDATE refuses a decided task
@@ -353,6 +315,6 @@ def test_an_escalation_whose_process_died_before_its_cards_is_finished_by_the_ne
     assert bot.store.escalate(late, ("UBOB", "S0LEADS"), "2h", at=stale_at) is not None
     _at(bot, now, start + 2 * HOUR + 30)
     _at(bot, now, start + 2 * HOUR + 60)
-    cards = {dm: [c.metadata["event_payload"]["task_id"] for c in _cards(slack, dm)] for dm in (BOB_DM, CAROL_DM)}
+    cards = {dm: [c.metadata["event_payload"]["task_id"] for c in cards_in(slack, dm)] for dm in (BOB_DM, CAROL_DM)}
     assert cards == {BOB_DM: [task_id], CAROL_DM: [task_id]}
     assert len(_escalations(bot, task_id)) == 1
