@@ -111,6 +111,34 @@ def test_decision_lifecycle_bumps_version_for_the_card(store: Store) -> None:
     assert store.claim_decision("t1", actor="UBOB", action="dismiss", surface="button")[0] is False
 
 
+def test_a_decision_is_claimed_with_its_journal_entry_only_at_the_version_checked(store: Store) -> None:
+    """`claim_at`: journal and claim in one write while the record is at the version checked; else journal only."""
+    _announced(store, "t1")
+    _announced(store, "t2")
+    journal = {"reason": None, "note": None, "reply": {}, "owner": "me", "lease": timedelta(minutes=1)}
+    seen = store.get("t1").version
+    decision = store.accept_decision("t1", actor="UALICE", action="approve", surface="button", claim_at=seen, **journal)
+    assert decision.stage == "claimed" and decision.claimed is not None
+    row = store.get("t1")
+    assert decision.claimed == row
+    assert row.state == "deciding" and row.actor == "UALICE" and row.decision_id == decision.id
+    assert row.version == seen + 1
+    assert store.decision(decision.id).stage == "claimed"
+    started = [e for e in store.audit_events() if e["event"] == "decision_started"]
+    assert [(e["task_id"], e["actor"]) for e in started] == [("t1", "UALICE")]
+
+    late = store.accept_decision("t1", actor="UBOB", action="approve", surface="button", claim_at=row.version, **journal)
+    assert late.stage == "accepted" and late.claimed is None  # not pending any more: journaled, not claimed
+    assert store.get("t1").actor == "UALICE"
+
+    stale = store.get("t2").version
+    store.add_approval("t2", "UCAROL", 2, "button")  # the record moves on after the check
+    moved = store.accept_decision("t2", actor="UBOB", action="approve", surface="button", claim_at=stale, **journal)
+    assert moved.stage == "accepted" and moved.claimed is None
+    assert store.get("t2").state == "pending" and store.decision(moved.id).stage == "accepted"
+    assert len([e for e in store.audit_events() if e["event"] == "decision_started"]) == 1
+
+
 def test_released_decision_returns_to_pending_with_a_note(store: Store) -> None:
     """A failed decision hands the task back, with the reason for the card."""
     _announced(store)

@@ -85,12 +85,19 @@ class Approvers:
         return self.check(user, task_type, action, channel).allowed
 
     def check(
-        self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
+        self,
+        user: str,
+        task_type: str | None = None,
+        action: str | None = None,
+        channel: str | None = None,
+        *,
+        cached_only: bool = False,
     ) -> Verdict:
         """Say whether `user` may take `action` (None: either) on a task of `task_type` announced in `channel`.
 
         `channel` is the channel on the task's record (None: where its type is announced). `task_type` None asks
-        about some type, in its own channel.
+        about some type, in its own channel. `cached_only`: never ask Slack; a membership not known now makes the
+        verdict unknown (not allowed), for a caller that checks again, fully, later.
         """
         actions = [action] if action else ["approve", "dismiss"]
         channel = _members_of(channel)
@@ -98,34 +105,46 @@ class Approvers:
             # A card restored without its content: its real type is not known yet, so only someone who may
             # decide it under every type's rules may decide it.
             for section in (self.policy.default, *self.policy.types.values()):
-                verdict = self._check(user, [section], actions, channel or section.channel)
+                verdict = self._check(user, [section], actions, channel or section.channel, cached_only=cached_only)
                 if not verdict.allowed:
                     return verdict
             return Verdict(allowed=True)
         if task_type:
             section = self.policy.for_type(task_type)
-            return self._check(user, [section], actions, channel or section.channel)
-        return self._check(user, [self.policy.default, *self.policy.types.values()], actions, None)
+            return self._check(user, [section], actions, channel or section.channel, cached_only=cached_only)
+        return self._check(
+            user, [self.policy.default, *self.policy.types.values()], actions, None, cached_only=cached_only
+        )
 
-    def _check(self, user: str, sections: list[TypePolicy], actions: list[str], channel: str | None) -> Verdict:
+    def _check(
+        self,
+        user: str,
+        sections: list[TypePolicy],
+        actions: list[str],
+        channel: str | None,
+        *,
+        cached_only: bool = False,
+    ) -> Verdict:
         """Whether any of `actions` under any of `sections` admits the user (channel None: each section's own)."""
         unknown = None
         for section in sections:
             for act in actions:
                 try:
-                    if self._in(user, _people(section, act), channel or section.channel):
+                    if self._in(user, _people(section, act), channel or section.channel, cached_only=cached_only):
                         return Verdict(allowed=True)
                 except _Unlisted as exc:
                     unknown = unknown or _unlisted_text(exc)
         return Verdict(allowed=False, unknown=unknown)
 
-    def check_escalated(self, user: str, task_type: str) -> Verdict:
+    def check_escalated(self, user: str, task_type: str, *, cached_only: bool = False) -> Verdict:
         """Say whether `user` is one of the people tasks of `task_type` are escalated to (user groups expanded).
 
         Asked only of a task that was escalated; a user group Slack does not list fails closed, as `check` does.
         """
         try:
-            return Verdict(allowed=self._in(user, self.policy.for_type(task_type).escalate_to, ""))
+            return Verdict(
+                allowed=self._in(user, self.policy.for_type(task_type).escalate_to, "", cached_only=cached_only)
+            )
         except _Unlisted as exc:
             return Verdict(allowed=False, unknown=_unlisted_text(exc))
 
@@ -234,8 +253,11 @@ class Approvers:
                 people.add(entry)
         return sorted(people)
 
-    def _in(self, user: str, people: tuple[str, ...], channel: str) -> bool:
-        """Whether the user is one of `people`; _Unlisted when only a membership Slack did not list could say."""
+    def _in(self, user: str, people: tuple[str, ...], channel: str, *, cached_only: bool = False) -> bool:
+        """Whether the user is one of `people`; _Unlisted when only a membership Slack did not list could say.
+
+        `cached_only`: a membership not in the cache counts as not listed (Slack is not asked).
+        """
         unlisted = None
         for entry in people:
             if entry == user:
@@ -244,7 +266,7 @@ class Approvers:
             if key is None:
                 continue
             try:
-                if user in self._members(key):
+                if user in self._members(key, cached_only=cached_only):
                     return True
             except _Unlisted as exc:
                 unlisted = unlisted or exc  # a later entry may still admit them
@@ -252,7 +274,7 @@ class Approvers:
             raise unlisted
         return False
 
-    def _members(self, key: str) -> frozenset[str]:
+    def _members(self, key: str, *, cached_only: bool = False) -> frozenset[str]:
         """Members of a user group (S…) or channel (C…/G…), cached for `ttl` seconds; _Unlisted when Slack fails.
 
         Checks that miss the cache at once wait for one answer from Slack (the first asks; the others get its answer
@@ -262,6 +284,8 @@ class Approvers:
             cached = self._cache.get(key)
             if cached is not None and self._clock() - cached[0] < self._ttl:
                 return cached[1]
+            if cached_only:
+                raise _Unlisted(key, "not cached")
             flight = self._flights.get(key)
             if flight is None:
                 flight = self._flights[key] = _Flight()

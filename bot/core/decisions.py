@@ -108,12 +108,21 @@ class Decider:
         self._applier = StateApplier(store, messenger, sync_card=self._sync)
 
     def permission(
-        self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
+        self,
+        user: str,
+        task_type: str | None = None,
+        action: str | None = None,
+        channel: str | None = None,
+        *,
+        cached_only: bool = False,
     ) -> Verdict:
-        """Say whether `user` may decide tasks of `task_type` (None: some type) announced in `channel` by `action`."""
+        """Say whether `user` may decide tasks of `task_type` (None: some type) announced in `channel` by `action`.
+
+        `cached_only`: by what is known now, without asking Slack (a membership not known makes it unknown).
+        """
         if self.approvers is None:
             return Verdict(allowed=True)
-        return self.approvers.check(user, task_type, action, channel)
+        return self.approvers.check(user, task_type, action, channel, cached_only=cached_only)
 
     def may_decide(
         self, user: str, task_type: str | None = None, action: str | None = None, channel: str | None = None
@@ -129,13 +138,20 @@ class Decider:
         return self._verdict(user, row.task.type, action, row.channel, escalated=row.escalated_at is not None)
 
     def _verdict(
-        self, user: str, task_type: str, action: str | None, channel: str | None, *, escalated: bool
+        self,
+        user: str,
+        task_type: str,
+        action: str | None,
+        channel: str | None,
+        *,
+        escalated: bool,
+        cached_only: bool = False,
     ) -> Verdict:
         """`permission`, which the escalation's people pass too when the task was escalated (both fail closed)."""
-        verdict = self.permission(user, task_type, action, channel)
+        verdict = self.permission(user, task_type, action, channel, cached_only=cached_only)
         if verdict.allowed or not escalated or self.approvers is None:
             return verdict
-        extra = self.approvers.check_escalated(user, task_type)
+        extra = self.approvers.check_escalated(user, task_type, cached_only=cached_only)
         if extra.allowed:
             return extra
         return Verdict(allowed=False, unknown=verdict.unknown or extra.unknown)
@@ -201,6 +217,7 @@ class Decider:
             raise ValueError(f"unknown action {action!r}")
         if reason is not None and reason not in DISMISS_REASONS:
             reason = None
+        claim_at = None if surface == "rule" else self._claim_at(task_id, user, action)
         return self.leases.accept(
             task_id,
             actor=user,
@@ -210,7 +227,29 @@ class Decider:
             note=note,
             reply=reply,
             sighting=sighting,
+            claim_at=claim_at,
         )
+
+    def _claim_at(self, task_id: str, user: str, action: str) -> int | None:
+        """The version of the task's record to claim it at in the journal's write, or None to check and claim later.
+
+        Only when the record is pending, no quorum waits, and the person may take `action` by what is known now
+        (a membership Slack would have to be asked for is checked later, when the decision is carried out): then
+        the LeadLex call follows the acknowledgement without another write. NotRecorded when the database cannot
+        be read (nothing could be journaled either).
+        """
+        try:
+            row = self._store.get(task_id)
+        except Exception as exc:
+            log.warning("could not read task %s to record a decision: %s", task_id[:100], type(exc).__name__)
+            raise NotRecorded(type(exc).__name__) from exc
+        if row is None or row.state != TaskState.PENDING:
+            return None
+        if action == "approve" and self.approvals_needed(row.task) > 1:
+            return None
+        escalated = row.escalated_at is not None
+        verdict = self._verdict(user, row.task.type, action, row.channel, escalated=escalated, cached_only=True)
+        return row.version if verdict.allowed else None
 
     def decide(
         self,
@@ -271,6 +310,8 @@ class Decider:
         try:
             if decision.attempts > MAX_ATTEMPTS:
                 outcome = self._give_up(decision, tell)
+            elif decision.claimed is not None:  # claimed with its journal entry, here: straight to LeadLex
+                outcome = self._carry_claimed(decision, decision.claimed, tell)
             elif decision.stage == "claimed":
                 outcome = self._resume(decision, tell)
             else:
@@ -315,21 +356,25 @@ class Decider:
                 self._store.release_decision(task_id, None)
                 self._sync(task_id)
                 return refused
+        return self._carry_claimed(decision, row, tell)
+
+    def _carry_claimed(self, decision: DecisionRow, claimed: TaskRow, tell: Tell) -> Outcome:
+        """Carry out a decision whose claim this process just made (`claimed`: the record as the claim left it)."""
         try:
             return self._carry_out(
-                task_id,
-                action,
-                user,
-                surface,
+                decision.task_id,
+                decision.action,
+                decision.actor,
+                decision.surface,
                 tell,
                 reason=decision.reason,
                 note=decision.note,
-                claimed=row,
+                claimed=claimed,
                 decision_id=decision.id,
             )
         finally:
-            if user != EXPIRY_ACTOR:  # an expiry is nobody's decision: no Home to refresh
-                self._after_decision(user)
+            if decision.actor != EXPIRY_ACTOR:  # an expiry is nobody's decision: no Home to refresh
+                self._after_decision(decision.actor)
 
     def _before_claim(self, decision: DecisionRow, tell: Tell) -> TaskRow | Outcome:
         """The task's record to claim, or what stops the decision first (no record, a refusal, a quorum to wait for)."""

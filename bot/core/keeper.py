@@ -60,10 +60,12 @@ class Leases:
         note: str | None = None,
         reply: dict[str, Any] | None = None,
         sighting: tuple[str, datetime] | None = None,
+        claim_at: int | None = None,
     ) -> DecisionRow:
         """Journal a decision under this process's lease; NotRecorded when the database cannot.
 
-        With `sighting`, the request is remembered in the same write; Replayed when it was seen before.
+        With `sighting`, the request is remembered in the same write; Replayed when it was seen before. With
+        `claim_at`, the task is claimed in that write too while its record is at that version (Store.accept_decision).
         """
         try:
             decision = self._store.accept_decision(
@@ -77,6 +79,7 @@ class Leases:
                 owner=self.owner,
                 lease=self.lease,
                 sighting=sighting,
+                claim_at=claim_at,
             )
         except Replayed:
             raise

@@ -224,6 +224,9 @@ class DecisionRow:
     stage: str
     owner: str | None
     attempts: int
+    #: The task's record as this decision's claim left it, when the claim was made in the same write as the journal
+    #: entry (this process only; never read back from the database).
+    claimed: TaskRow | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def resumed(self) -> bool:
@@ -306,6 +309,8 @@ _CLAIM = (
     .values(version=_T.version + 1, needs_render=True)
     .returning(*_ROW_COLUMNS)
 )
+#: The claim only while the record is still at the version a permission check saw (`p_version`). [SQLite]
+_CLAIM_AT = _CLAIM.where(_T.version == bindparam("p_version"))
 _CLAIM_STAGE = update(DECISIONS).where(_D.id == bindparam("p_id"), _D_IN_WS).values(stage="claimed")
 _CLOSE_DECISION = (
     update(DECISIONS)
@@ -330,52 +335,63 @@ def _bound(table_columns: Any, *names: str) -> dict[str, Any]:
 
 
 _AUDIT_NAMES = ("workspace", "at", "task_id", "event", "actor", "surface", "detail")
-_CLAIMED = (
-    update(TASKS)
-    .where(*_THE_TASK, _T.state == TaskState.PENDING)
-    .values(
-        version=_T.version + 1,
-        needs_render=True,
-        **_bound(
-            _T,
-            "state",
-            "actor",
-            "action",
-            "surface",
-            "reason",
-            "note",
-            "claimed_at",
-            "decided_at",
-            "decision_id",
-            "resumed_at",
-            "updated_at",
-        ),
+
+
+def _claim_in_one(*conditions: ColumnElement[bool]) -> Select[Any]:
+    """The claim (pending → deciding, also under `conditions`) with its event and its decision's stage, in one.
+
+    [PostgreSQL] The claim's `decision_started` event and its decision's stage `claimed`: the record as the claim
+    left it, no row when someone else was first (then nothing was written).
+    """
+    claimed = (
+        update(TASKS)
+        .where(*_THE_TASK, _T.state == TaskState.PENDING, *conditions)
+        .values(
+            version=_T.version + 1,
+            needs_render=True,
+            **_bound(
+                _T,
+                "state",
+                "actor",
+                "action",
+                "surface",
+                "reason",
+                "note",
+                "claimed_at",
+                "decided_at",
+                "decision_id",
+                "resumed_at",
+                "updated_at",
+            ),
+        )
+        .returning(*_ROW_COLUMNS)
+        .cte("claimed")
     )
-    .returning(*_ROW_COLUMNS)
-    .cte("claimed")
-)
-#: The claim (pending → deciding), its `decision_started` event and its decision's stage `claimed`: the record as
-#: the claim left it, no row when someone else was first (then nothing was written). [PostgreSQL]
-_CLAIM_IN_ONE = select(_CLAIMED).add_cte(
-    insert(AUDIT_EVENTS)
-    .from_select(
-        _AUDIT_NAMES,
-        select(
-            bindparam("p_ws", type_=_A.workspace.type),
-            _CLAIMED.c.updated_at,
-            _CLAIMED.c.task_id,
-            literal("decision_started", _A.event.type),
-            _CLAIMED.c.actor,
-            _CLAIMED.c.surface,
-            _CLAIMED.c.action,
-        ),
+    return select(claimed).add_cte(
+        insert(AUDIT_EVENTS)
+        .from_select(
+            _AUDIT_NAMES,
+            select(
+                bindparam("p_ws", type_=_A.workspace.type),
+                claimed.c.updated_at,
+                claimed.c.task_id,
+                literal("decision_started", _A.event.type),
+                claimed.c.actor,
+                claimed.c.surface,
+                claimed.c.action,
+            ),
+        )
+        .cte("claim_audit"),
+        update(DECISIONS)
+        .where(_D.id == bindparam("p_id"), _D_IN_WS, select(claimed.c.task_id).exists())
+        .values(stage="claimed")
+        .cte("claim_stage"),
     )
-    .cte("claim_audit"),
-    update(DECISIONS)
-    .where(_D.id == bindparam("p_id"), _D_IN_WS, select(_CLAIMED.c.task_id).exists())
-    .values(stage="claimed")
-    .cte("claim_stage"),
-)
+
+
+_CLAIM_IN_ONE = _claim_in_one()
+#: The same, only while the record is still at the version a permission check saw (`p_version`). [PostgreSQL]
+_CLAIM_IN_ONE_AT = _claim_in_one(_T.version == bindparam("p_version"))
 _FINISHED = (
     update(TASKS)
     .where(*_THE_TASK, _T.state == TaskState.DECIDING)
@@ -1171,6 +1187,38 @@ class Store:
         With `decision_id`, that accepted decision becomes `claimed` in the same transaction, so a process that
         takes it over later knows whether the task's claim is its own.
         """
+        with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
+            won = self._claim_on(
+                conn,
+                task_id,
+                actor=actor,
+                action=action,
+                surface=surface,
+                reason=reason,
+                note=note,
+                decision_id=decision_id,
+            )
+            if won is None:
+                return False, _read(conn, self.workspace, task_id)
+            return True, won
+
+    def _claim_on(
+        self,
+        conn: Connection,
+        task_id: str,
+        *,
+        actor: str,
+        action: str,
+        surface: str,
+        reason: str | None,
+        note: str | None,
+        decision_id: int | None,
+        version: int | None = None,
+    ) -> TaskRow | None:
+        """The claim on `conn` (with its event and its decision's stage): the record it left; None when it missed.
+
+        `version`: claim only while the record is still at that version (what a permission check saw).
+        """
         now = self._now()
         claim = {
             "p_ws": self.workspace,
@@ -1187,21 +1235,19 @@ class Store:
             "resumed_at": None,
             "updated_at": now,
         }
-        with self._begin(urgent=True) as conn:  # the LeadLex call waits for it
-            if conn.dialect.name == "postgresql":  # the claim, its event and its decision's stage: one statement
-                bound = {f"v_{name}": value for name, value in claim.items() if not name.startswith("p_")}
-                the_claim = {**bound, "p_ws": self.workspace, "p_task_id": task_id, "p_id": decision_id}
-                won = conn.execute(_CLAIM_IN_ONE, the_claim).first()  # the record as this transaction left it
-            else:
-                won = conn.execute(_CLAIM, claim).first()
-                if won is not None:
-                    audit = Audit("decision_started", actor=actor, surface=surface, detail=action)
-                    self._write_audit(conn, audit, task_id)
-                    if decision_id is not None:
-                        conn.execute(_CLAIM_STAGE, {"p_ws": self.workspace, "p_id": decision_id})
-            if won is None:
-                return False, _read(conn, self.workspace, task_id)
-            return True, _row(won)
+        at = {} if version is None else {"p_version": version}
+        if conn.dialect.name == "postgresql":  # the claim, its event and its decision's stage: one statement
+            bound = {f"v_{name}": value for name, value in claim.items() if not name.startswith("p_")}
+            the_claim = {**bound, "p_ws": self.workspace, "p_task_id": task_id, "p_id": decision_id, **at}
+            won = conn.execute(_CLAIM_IN_ONE if version is None else _CLAIM_IN_ONE_AT, the_claim).first()
+            return _row(won) if won is not None else None
+        won = conn.execute(_CLAIM if version is None else _CLAIM_AT, {**claim, **at}).first()
+        if won is None:
+            return None
+        self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
+        if decision_id is not None:
+            conn.execute(_CLAIM_STAGE, {"p_ws": self.workspace, "p_id": decision_id})
+        return _row(won)
 
     @retried
     def add_approval(self, task_id: str, user: str, needed: int, surface: str) -> tuple[str, list[str]]:
@@ -1272,12 +1318,18 @@ class Store:
         owner: str,
         lease: timedelta,
         sighting: tuple[str, datetime] | None = None,
+        claim_at: int | None = None,
     ) -> DecisionRow:
         """Journal a decision Slack is about to be told was accepted, leased to `owner` (one short INSERT).
 
         With `sighting` (a request's replay key and when to forget it: bot.slack.replay), the request is remembered
         in the same transaction, and a request seen before journals nothing and raises Replayed: a click costs one
         write before its acknowledgement, not two.
+
+        `claim_at`: the version of the task's record a permission check just saw; the task is also claimed for this
+        decision in the same transaction (pending → deciding) if its record is still at that version, and the
+        decision comes back `claimed` with the record as the claim left it (`DecisionRow.claimed`). Otherwise it
+        comes back `accepted`, to be checked and claimed when it is carried out.
         """
         now = self._now()
         row = DecisionRow(
@@ -1323,7 +1375,22 @@ class Store:
                 if sighting is not None and not self._sight(conn, *sighting):
                     raise Replayed(sighting[0].split(":", 1)[0])
                 decision_id = conn.execute(_INSERT_DECISION, values).scalar_one()
-        return dataclasses.replace(row, id=int(decision_id))
+            if claim_at is None:
+                return dataclasses.replace(row, id=int(decision_id))
+            claimed = self._claim_on(
+                conn,
+                row.task_id,
+                actor=row.actor,
+                action=row.action,
+                surface=row.surface,
+                reason=row.reason,
+                note=row.note,
+                decision_id=int(decision_id),
+                version=claim_at,
+            )
+        if claimed is None:
+            return dataclasses.replace(row, id=int(decision_id))
+        return dataclasses.replace(row, id=int(decision_id), stage="claimed", claimed=claimed)
 
     def decision(self, decision_id: int) -> DecisionRow | None:
         """One accepted decision, or None."""

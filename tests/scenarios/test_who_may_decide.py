@@ -278,6 +278,36 @@ def test_a_quorum_counts_only_people_still_in_the_approver_group(
         harness.close()
 
 
+def test_a_membership_not_known_at_the_click_is_checked_before_the_task_is_claimed(
+    sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
+) -> None:
+    """Before the ack only what the bot already knows can claim a task: a group Slack must be asked about is asked
+    after the ack, and the task stays pending until it answers; once known, the next click claims before its ack."""
+    slack.set_usergroup("S0LEADS", ["UALICE"])
+    harness = _policy_bot(sandbox, slack, database_url, tmp_path, "defaults:\n  approvers: [S0LEADS]\n")
+    try:
+        first = _announce(harness, sandbox)
+        release = slack.hold_next("usergroups.users.list")
+        try:
+            assert harness.click(blocks.APPROVE_ACTION, first, user="UALICE").status_code == 200
+            slack.wait_held()
+            assert harness.store.get(first).state == "pending" and _decisions(sandbox, first) == 0
+        finally:
+            release.set()
+        harness.settle()
+        assert sandbox.task(first)["status"] == "approved"
+
+        second = _announce(harness, sandbox)
+        asked = len([c for c in slack.calls if c.method == "usergroups.users.list"])
+        assert harness.click(blocks.APPROVE_ACTION, second, user="UALICE").status_code == 200
+        assert harness.store.get(second).state != "pending"  # claimed by the write before the ack
+        harness.settle()
+        assert sandbox.task(second)["status"] == "approved" and _decisions(sandbox, second) == 1
+        assert len([c for c in slack.calls if c.method == "usergroups.users.list"]) == asked
+    finally:
+        harness.close()
+
+
 # --- permissions are checked against the task actually claimed --------------------------------------
 
 TYPED = """\

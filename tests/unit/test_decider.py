@@ -56,6 +56,25 @@ def test_one_leadlex_call_per_decision_however_many_decide(
     assert told == [f"This task was already approved by <@{row.actor}>."] and len(lexi.calls) == 1
 
 
+def test_a_click_is_claimed_in_the_write_that_journals_it(
+    parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
+) -> None:
+    """The journal entry claims the task (pending → deciding) before Slack is acknowledged; carrying it out goes
+    straight to LeadLex. A second click journals without claiming, and is told who decided."""
+    store, lexi, _messenger, decider = parts
+    announced(store, lexi, "t1")
+    decision = decider.accept("t1", action="approve", user="UALICE", surface="button")
+    assert decision.stage == "claimed" and store.get("t1").state == "deciding" and lexi.calls == []
+    second = decider.accept("t1", action="approve", user="UBOB", surface="button")
+    assert second.stage == "accepted" and second.claimed is None
+    told: list[str] = []
+    assert decider.carry(decision, told.append).decided
+    assert decider.carry(second, told.append).decided is False
+    assert lexi.calls == [("approve", "t1", None)]
+    assert store.get("t1").state == "approved" and told == ["This task was already approved by <@UALICE>."]
+    assert [e for e in _events(store, "t1") if e[0] == "decision_started"] == [("decision_started", "UALICE", "approve")]
+
+
 def test_not_pending_answer_is_resolved_to_the_real_state(
     parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
 ) -> None:
