@@ -188,6 +188,14 @@ class Runtime:
         """Run slow work (slash commands, private answers) on the general queue (bot.workers.Workers.submit)."""
         return self.workers.submit(fn, *args, **kwargs)
 
+    def carry_decision(self, decision: DecisionRow, tell: Callable[[str], None] | None = None) -> None:
+        """Carry out a decision just journaled and acknowledged, here (in its listener's thread), or queue it.
+
+        Here, the LeadLex call follows the ack at once; on the decisions queue when INLINE_DECISIONS already run so.
+        """
+        if not self.workers.inline.run(self.decider.carry, decision, tell):
+            self.submit_decision(decision, tell)
+
     def submit_decision(self, decision: DecisionRow, tell: Callable[[str], None] | None = None) -> Future[Any] | None:
         """Carry out a journaled decision on the decisions queue, which nothing else uses.
 

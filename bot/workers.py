@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from bot.core.announcer import Backlog
-from bot.core.workqueue import WorkQueue
+from bot.core.workqueue import INLINE_DECISIONS, Inline, WorkQueue
 from bot.ops.metrics import Metrics
 
 log = logging.getLogger("bot.runtime")
@@ -47,6 +47,8 @@ class Workers:
     def __init__(self, metrics: Metrics, sizes: dict[str, tuple[int, int]] | None = None) -> None:
         """Create the queues (their threads start with the first work) and export their backlog as gauges."""
         self.queues = {name: WorkQueue(name, workers, limit) for name, (workers, limit) in (sizes or QUEUES).items()}
+        #: Decisions carried out in the threads of the listeners that acknowledged them (before the queue's).
+        self.inline = Inline(INLINE_DECISIONS)
         for name, queue in self.queues.items():
             metrics.queue_backlog.labels(name).set_function(_backlog_of(queue))
             metrics.queue_running.labels(name).set_function(_running_in(queue))
@@ -91,11 +93,13 @@ class Workers:
         """Wait (bounded) until no work is queued or running in any queue, announcements included; True when none."""
         deadline = time.monotonic() + timeout
         while True:  # work in one queue may queue more in another: settled when all are idle at once
-            idle = all(queue.drain(deadline) for queue in self.queues.values())
+            idle = self.inline.drain(deadline)
+            idle = all(queue.drain(deadline) for queue in self.queues.values()) and idle
             if announcements is not None:
                 idle = announcements.drain(deadline) and idle
             if (
                 idle
+                and self.inline.running == 0
                 and all(queue.backlog == 0 and queue.running == 0 for queue in self.queues.values())
                 and (announcements is None or announcements.idle)
             ):

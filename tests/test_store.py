@@ -127,7 +127,8 @@ def test_a_decision_is_claimed_with_its_journal_entry_only_at_the_version_checke
     started = [e for e in store.audit_events() if e["event"] == "decision_started"]
     assert [(e["task_id"], e["actor"]) for e in started] == [("t1", "UALICE")]
 
-    late = store.accept_decision("t1", actor="UBOB", action="approve", surface="button", claim_at=row.version, **journal)
+    now = row.version
+    late = store.accept_decision("t1", actor="UBOB", action="approve", surface="button", claim_at=now, **journal)
     assert late.stage == "accepted" and late.claimed is None  # not pending any more: journaled, not claimed
     assert store.get("t1").actor == "UALICE"
 

@@ -15,6 +15,49 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+#: Decisions carried out in the thread of the listener that acknowledged them, at most this many at once (Bolt's
+#: listener pool has this many threads more than the HTTP front's, so acknowledgements never wait for them). The
+#: LeadLex call then follows the ack with no hand-over: waking another thread to make it cost 50–130 ms of waiting
+#: for the interpreter lock under load. Beyond that number, decisions wait on the decisions queue.
+INLINE_DECISIONS = 240
+
+
+class Inline:
+    """Work run in the calling thread while fewer than `limit` run so; counted, so that draining waits for it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._running = 0
+        self._changed = threading.Condition()
+
+    @property
+    def running(self) -> int:
+        """Work running here now."""
+        with self._changed:
+            return self._running
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run `fn(*args)` in this thread, logging a failure, when a slot is free (True); False when none is."""
+        with self._changed:
+            if self._running >= self.limit:
+                return False
+            self._running += 1
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("work %s failed (in the thread that took it)", getattr(fn, "__name__", fn))
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+        return True
+
+    def drain(self, deadline: float) -> bool:
+        """Wait until nothing runs here, or until `deadline` (time.monotonic); True when idle."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._running == 0, max(0.0, deadline - time.monotonic()))
+
+
 class QueueFull(RuntimeError):
     """A queue holds as much work as it may: the caller says "busy, try again" instead of queueing more."""
 

@@ -14,6 +14,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 
 from bot.config import DEFAULT_LEXI_API_URL
+from bot.core.workqueue import INLINE_DECISIONS
 from bot.db.store import Store
 from bot.db.workspaces import Workspaces
 from bot.errors import ConfigError
@@ -24,8 +25,10 @@ from bot.slack.listeners import slash_command as commands
 log = logging.getLogger(__name__)
 
 #: Bolt's listener threads: as many as the HTTP front's (bot.ops.server.HttpFront), since each request waits on one
-#: for its ack. Listeners only journal and queue before the ack, so a click never waits behind slow work here.
-LISTENER_THREADS = 16
+#: for its ack, and one more for each decision carried out in its listener's thread after the ack (INLINE_DECISIONS,
+#: bounded there), so a click's ack never waits behind decisions. Threads start only when needed.
+ACK_THREADS = 16
+LISTENER_THREADS = ACK_THREADS + INLINE_DECISIONS
 
 
 class TenantLookup(Protocol):

@@ -303,3 +303,36 @@ def test_more_clicks_than_http_s_default_pool_all_reach_a_slow_leadlex_at_once(
             sandbox.release.set()
             harness.close()
         assert {harness.store.get(t).state for t in task_ids} <= {"approved", "deciding"}
+
+
+def test_decisions_beyond_the_listener_threads_slots_go_to_the_decisions_queue_and_all_reach_leadlex(
+    slack: SlackStandIn, database_url: str
+) -> None:
+    """A click's decision runs in its listener's thread after the ack while a slot is free, else on its queue.
+
+    With 4 slots and LeadLex holding every approval, all 12 calls still reach LeadLex, each once.
+    """
+    clicks, slots = 12, 4
+    with HeldApprovals(seed=False, daily_limit=10_000_000, minute_limit=100_000) as sandbox:
+        harness = start_bot(sandbox, slack, database_url)
+        inline = harness.runtime.workers.inline
+        inline.limit = slots
+        try:
+            task_ids = [sandbox.add_task("prospect_search", f"Find CFOs {n}")["id"] for n in range(clicks)]
+            harness.poll()
+            with ThreadPoolExecutor(clicks) as pool:
+                statuses = list(pool.map(lambda t: harness.click(blocks.APPROVE_ACTION, t).status_code, task_ids))
+            assert statuses == [200] * clicks
+            harness.wait_for(lambda: sandbox.arrived == clicks, timeout=20)
+            assert inline.running == slots
+            assert harness.runtime.queues["decisions"].running == clicks - slots
+        finally:
+            sandbox.release.set()
+        try:
+            harness.settle()
+            assert inline.running == 0
+            assert {harness.store.get(t).state for t in task_ids} == {"approved"}
+            approvals = [len(sandbox.calls_to("POST", f"/v1/lexi/tasks/{t}/approve")) for t in task_ids]
+            assert approvals == [1] * clicks
+        finally:
+            harness.close()

@@ -281,8 +281,11 @@ def test_a_quorum_counts_only_people_still_in_the_approver_group(
 def test_a_membership_not_known_at_the_click_is_checked_before_the_task_is_claimed(
     sandbox: Sandbox, slack: SlackStandIn, database_url: str, tmp_path: Path
 ) -> None:
-    """Before the ack only what the bot already knows can claim a task: a group Slack must be asked about is asked
-    after the ack, and the task stays pending until it answers; once known, the next click claims before its ack."""
+    """Before the ack only what the bot already knows can claim a task.
+
+    A group Slack must be asked about is asked after the ack, and the task stays pending until it answers; once
+    known, the next click claims before its ack.
+    """
     slack.set_usergroup("S0LEADS", ["UALICE"])
     harness = _policy_bot(sandbox, slack, database_url, tmp_path, "defaults:\n  approvers: [S0LEADS]\n")
     try:

@@ -59,8 +59,10 @@ def test_one_leadlex_call_per_decision_however_many_decide(
 def test_a_click_is_claimed_in_the_write_that_journals_it(
     parts: tuple[Store, FakeLeadLex, FakeMessenger, Decider],
 ) -> None:
-    """The journal entry claims the task (pending → deciding) before Slack is acknowledged; carrying it out goes
-    straight to LeadLex. A second click journals without claiming, and is told who decided."""
+    """The journal entry claims the task (pending → deciding) before Slack is acknowledged.
+
+    Carrying it out goes straight to LeadLex. A second click journals without claiming, and is told who decided.
+    """
     store, lexi, _messenger, decider = parts
     announced(store, lexi, "t1")
     decision = decider.accept("t1", action="approve", user="UALICE", surface="button")
@@ -72,7 +74,8 @@ def test_a_click_is_claimed_in_the_write_that_journals_it(
     assert decider.carry(second, told.append).decided is False
     assert lexi.calls == [("approve", "t1", None)]
     assert store.get("t1").state == "approved" and told == ["This task was already approved by <@UALICE>."]
-    assert [e for e in _events(store, "t1") if e[0] == "decision_started"] == [("decision_started", "UALICE", "approve")]
+    started = [e for e in _events(store, "t1") if e[0] == "decision_started"]
+    assert started == [("decision_started", "UALICE", "approve")]
 
 
 def test_not_pending_answer_is_resolved_to_the_real_state(

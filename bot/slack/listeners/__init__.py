@@ -47,6 +47,9 @@ class Running(Parts, Protocol):
     def submit_decision(self, decision: DecisionRow, tell: Callable[[str], None] | None = None) -> Future[Any] | None:
         """Carry out a journaled decision on the decisions queue; None when it is full."""
 
+    def carry_decision(self, decision: DecisionRow, tell: Callable[[str], None] | None = None) -> None:
+        """Carry out a decision just acknowledged in this (the listener's) thread, or queue it when many run so."""
+
     def submit_home(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
         """Publish a Home tab on its own queue."""
 

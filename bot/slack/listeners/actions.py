@@ -54,7 +54,7 @@ def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], conte
         runtime.submit(teller(runtime, body), NOT_RECORDED)  # answering calls Slack: after the ack
         return
     ack()  # journaled: from here it is carried out even if this process dies (the keeper resumes it)
-    runtime.submit_decision(decision)
+    runtime.carry_decision(decision)  # in this thread: the LeadLex call follows the ack
 
 
 def handle_dismiss(

@@ -52,8 +52,8 @@ def handle_dismiss_submission(ack: Ack, body: dict[str, Any], view: dict[str, An
     except NotRecorded:
         ack(response_action="errors", errors={modals.REASON_BLOCK: NOT_SUBMITTED})  # the form stays open
         return
-    runtime.submit_decision(decision)
-    ack()  # closes the modal; the decision is journaled and queued
+    ack()  # closes the modal; the decision is journaled: from here it is carried out even if this process dies
+    runtime.carry_decision(decision)  # in this thread: the LeadLex call follows the ack
 
 
 def _dig(value: Any, *keys: str) -> Any:
