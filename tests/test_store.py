@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.pool import StaticPool
 
 from bot.db import migrate
 from bot.db.models import Base
-from bot.db.store import Store, WriterLock
+from bot.db.store import DecisionRow, GroupCommit, Replayed, Store, WriterLock
 from bot.lexi.models import Task
 
 
@@ -373,3 +375,95 @@ def test_a_click_s_transitions_do_not_read_back_what_they_wrote(store: Store) ->
         ("decision_started", "UALICE", "button", "approve"),
         ("decided", "UALICE", "button", "approved"),
     ]
+
+
+def test_journal_writes_arriving_together_are_each_recorded_once_or_refused_as_replays(store: Store) -> None:
+    """Forty clicks at once, ten of them replays of others: thirty decisions journaled, each task claimed once."""
+    for n in range(10):
+        _announced(store, f"t{n}")
+    journal = {"reason": None, "note": None, "reply": {}, "owner": "me", "lease": timedelta(minutes=1)}
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    results: list[object] = []
+    barrier = threading.Barrier(40)
+
+    def click(n: int) -> None:
+        task_id, key = f"t{n % 10}", f"req:{n % 30}"  # requests 30..39 repeat requests 0..9
+        version = store.get(task_id).version
+        barrier.wait(timeout=10)
+        try:
+            results.append(
+                store.accept_decision(
+                    task_id,
+                    actor=f"U{n}",
+                    action="approve",
+                    surface="button",
+                    sighting=(key, expires),
+                    claim_at=version,
+                    **journal,
+                )
+            )
+        except Replayed:
+            results.append("replayed")
+
+    threads = [threading.Thread(target=click, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    decisions = [r for r in results if isinstance(r, DecisionRow)]
+    assert results.count("replayed") == 10 and len(decisions) == 30
+    assert len({d.id for d in decisions}) == 30
+    claimed = [d for d in decisions if d.stage == "claimed"]
+    assert sorted(d.task_id for d in claimed) == [f"t{n}" for n in range(10)]  # each task claimed by one click
+    for decision in claimed:
+        row = store.get(decision.task_id)
+        assert row.state == "deciding" and row.decision_id == decision.id and row.actor == decision.actor
+
+
+def _numbered_write(n: int, leading: threading.Event, queued: threading.Event, conn: Connection) -> int:
+    """Write `n`; 0 holds its transaction until `queued`, 2 fails the transaction, 3 fails alone (a LookupError)."""
+    if n == 0:  # the leader's own write: holds the lead until the others have queued
+        leading.set()
+        assert queued.wait(10)
+    if n == 2:
+        raise RuntimeError("disk I/O error")
+    if n == 3:
+        raise LookupError("a replay")  # fails alone: it wrote nothing
+    conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+    return n
+
+
+def test_a_group_commit_that_fails_records_none_of_its_writes_and_each_raises() -> None:
+    """A write that fails rolls back the writes committed with it (each raises); the next group commits."""
+    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    group = GroupCommit(alone=(LookupError,))
+    leading, queued = threading.Event(), threading.Event()
+    outcomes: dict[int, object] = {}
+
+    def write(n: int) -> Callable[[Connection], int]:
+        return partial(_numbered_write, n, leading, queued)
+
+    def run(n: int) -> None:
+        try:
+            outcomes[n] = group.run(write(n), engine.begin)
+        except Exception as exc:  # noqa: BLE001 - what each write raised is the point
+            outcomes[n] = type(exc).__name__
+
+    first = threading.Thread(target=run, args=(0,))
+    first.start()
+    assert leading.wait(10)
+    others = [threading.Thread(target=run, args=(n,)) for n in (1, 2, 3)]
+    for thread in others:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while group.waiting < 3 and time.monotonic() < deadline:  # the three wait for the next group
+        time.sleep(0.01)
+    queued.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert outcomes == {0: 0, 1: "RuntimeError", 2: "RuntimeError", 3: "RuntimeError"}
+    assert group.run(write(4), engine.begin) == 4
+    with engine.connect() as conn:
+        assert sorted(r[0] for r in conn.execute(text("SELECT n FROM t"))) == [0, 4]
