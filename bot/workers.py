@@ -41,6 +41,11 @@ def _running_in(queue: WorkQueue) -> Callable[[], float]:
     return lambda: float(queue.running)
 
 
+def _running_here(inline: Inline) -> Callable[[], float]:
+    """A gauge reading: the decisions running in the threads that acknowledged them."""
+    return lambda: float(inline.running)
+
+
 class Workers:
     """The named work queues (QUEUES), their gauges, and how work is submitted to them and drained from them."""
 
@@ -49,6 +54,7 @@ class Workers:
         self.queues = {name: WorkQueue(name, workers, limit) for name, (workers, limit) in (sizes or QUEUES).items()}
         #: Decisions carried out in the threads of the listeners that acknowledged them (before the queue's).
         self.inline = Inline(INLINE_DECISIONS)
+        metrics.queue_running.labels("decisions-inline").set_function(_running_here(self.inline))
         for name, queue in self.queues.items():
             metrics.queue_backlog.labels(name).set_function(_backlog_of(queue))
             metrics.queue_running.labels(name).set_function(_running_in(queue))

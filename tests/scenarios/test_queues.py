@@ -326,6 +326,9 @@ def test_decisions_beyond_the_listener_threads_slots_go_to_the_decisions_queue_a
             harness.wait_for(lambda: sandbox.arrived == clicks, timeout=20)
             assert inline.running == slots
             assert harness.runtime.queues["decisions"].running == clicks - slots
+            metrics = harness.http.get(f"{harness.url}/metrics").text
+            assert _metric(metrics, "lexi_queue_running", 'queue="decisions-inline"') == slots
+            assert _metric(metrics, "lexi_queue_running", 'queue="decisions"') == clicks - slots
         finally:
             sandbox.release.set()
         try:
