@@ -303,13 +303,26 @@ def test_many_workspaces_at_once_each_see_only_their_own(sandbox: Sandbox) -> No
     workspaces = [sandbox.add_workspace(plan="pro") for _ in range(100)]
     owned = {w.api_key: w.add_task(description=f"task of {w.id}")["id"] for w in workspaces}
 
+    # A client per thread, as lexi-bot's LeadLex client has: one client shared by 32 threads once failed in CI reading
+    # a kept-alive connection (EBADF: its socket closed under it). All on one SSL context (~20 ms to build each).
+    tls = httpx.create_ssl_context()
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
     def list_as(key: str) -> tuple[str, int, list[str], str]:
-        response = http.get("/v1/lexi/tasks", headers={"Authorization": f"Bearer {key}"})
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(base_url=sandbox.url, timeout=5.0, trust_env=False, verify=tls)
+            clients.append(local.http)
+        response = local.http.get("/v1/lexi/tasks", headers={"Authorization": f"Bearer {key}"})
         ids = [task["id"] for task in response.json()["data"]["tasks"]]
         return key, response.status_code, ids, response.headers["x-ratelimit-remaining"]
 
-    with build_client(sandbox, None) as http, ThreadPoolExecutor(32) as pool:  # one client: each costs an SSL context
-        answers = list(pool.map(list_as, [w.api_key for w in workspaces] * 3))
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(list_as, [w.api_key for w in workspaces] * 3))
+    finally:
+        for client in clients:
+            client.close()
     assert all(status == 200 and ids == [owned[key]] for key, status, ids, _ in answers)
     assert all(w.remaining() == 997 for w in workspaces)
 
