@@ -236,10 +236,10 @@ class Decider:
         Only when the record is pending, no quorum waits, and the person may take `action` by what is known now
         (a membership Slack would have to be asked for is checked later, when the decision is carried out): then
         the LeadLex call follows the acknowledgement without another write. NotRecorded when the database cannot
-        be read (nothing could be journaled either).
+        be read, at the first try: Slack's deadline runs (nothing could be journaled either).
         """
         try:
-            row = self._store.get(task_id)
+            row = self._store.get_now(task_id)
         except Exception as exc:
             log.warning("could not read task %s to record a decision: %s", task_id[:100], type(exc).__name__)
             raise NotRecorded(type(exc).__name__) from exc

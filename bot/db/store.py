@@ -712,8 +712,9 @@ class GroupCommit:
     Each transaction costs a turn of the writer lock and a commit: twenty clicks in flight each waited about 36 ms for
     their turn. Here the first thread to find nobody writing leads: it writes everything queued by then in one
     transaction, then hands the lead to the first write queued meanwhile. A write raising one of `alone` (it must
-    have written nothing, like a replay) fails alone; any other failure rolls the transaction back and every write
-    in it raises that error (nothing of any of them was written).
+    have written nothing of its own, like a replay: a sweep of expired request keys before it may stay) fails alone;
+    any other failure rolls the transaction back and every write in it raises that error (none of them was written).
+    Not re-entrant: a thread already holding the writer lock must not call it (none does).
     """
 
     def __init__(self, *, alone: tuple[type[Exception], ...]) -> None:
@@ -904,6 +905,10 @@ class Store:
     @retried
     def get(self, task_id: str) -> TaskRow | None:
         """One task record, or None."""
+        return self.get_now(task_id)
+
+    def get_now(self, task_id: str) -> TaskRow | None:
+        """`get`, tried once: no retry after a connection error, for a caller Slack's deadline is waiting on."""
         with self._reads.connect() as conn:
             return _read(conn, self.workspace, task_id)
 

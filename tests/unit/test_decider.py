@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.core.decisions import EXPIRY_ACTOR, Decider, Outcome
+from bot.core.keeper import NotRecorded
 from bot.db.store import Store
 from bot.errors import RateLimited
 from tests.unit.fakes import FakeLeadLex, FakeMessenger, announced, sqlite_store
@@ -190,3 +194,25 @@ def test_an_expiry_taken_over_from_a_dead_process_ends_expired(
     row = store.get("t1")
     assert row.state == "expired" and row.note == "Nobody decided within 1d. It was dismissed in LeadLex."
     assert lexi.calls == [("dismiss", "t1", "not_relevant: expired — not decided within 1d")]
+
+
+def test_a_click_the_database_cannot_read_is_not_recorded_at_the_first_try(caplog: pytest.LogCaptureFixture) -> None:
+    """Before the ack the permission read is tried once: an unreachable database is NotRecorded at once.
+
+    Never retried into Slack's 3 s (the store's ordinary reads retry for a second, each try up to its connect timeout).
+    """
+    with socket.socket() as probe:  # a port nothing listens on: every connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = Store.from_url(f"postgresql+psycopg://postgres@127.0.0.1:{port}/none")
+    try:
+        decider = Decider(store, FakeLeadLex(), FakeMessenger(store))  # type: ignore[arg-type]
+        with caplog.at_level(logging.INFO, logger="bot.db.store"):
+            with pytest.raises(NotRecorded):
+                decider.accept("t1", action="approve", user="UALICE", surface="button")
+            assert "retrying" not in caplog.text
+            with pytest.raises(SQLAlchemyError):
+                store.get("t1")
+            assert "retrying get" in caplog.text  # an ordinary read does retry: the test's database is unreachable
+    finally:
+        store.close()
