@@ -133,6 +133,7 @@ Call = Callable[[Store, Ids], object]
 #: Every public method that reads one workspace's rows: {name: calls}. A's result must not depend on B's rows.
 READS: dict[str, tuple[Call, ...]] = {
     "get": (lambda s, i: s.get(i.t("pending")),),
+    "get_now": (lambda s, i: s.get_now(i.t("pending")),),
     "known": (lambda s, i: s.known(i.t(name) for name in NAMES),),
     "in_states": (lambda s, _: s.in_states(STATES), lambda s, _: s.in_states([TaskState.PENDING], limit=5)),
     "recent_decisions": (lambda s, _: s.recent_decisions(),),
@@ -430,6 +431,7 @@ def test_rows_written_before_workspaces_belong_to_the_single_workspace(database_
 PK = {"pk_tasks", "sqlite_autoindex_tasks_1"}
 INDEXED: dict[str, tuple[Call, set[str]]] = {
     "get": (lambda s, _: s.get("h-5"), PK),
+    "get_now": (lambda s, _: s.get_now("h-5"), PK),  # a click's read before its ack
     "known": (lambda s, _: s.known(["h-5", "h-6", "new"]), PK),
     "unrendered": (lambda s, _: s.unrendered(), {"ix_tasks_needs_render"}),
     "unreplied": (lambda s, _: s.unreplied(), {"ix_tasks_unreplied", "ix_tasks_state"}),
