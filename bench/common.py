@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, make_url, text
 
 from bot.db import migrate
 from bot.db.store import Store
@@ -152,6 +153,25 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     )
     print(f"machine: {machine()}", flush=True)
     return args
+
+
+@contextmanager
+def fresh_database(postgres: str | None) -> Iterator[str | None]:
+    """A new, empty PostgreSQL database on the server of `postgres` (dropped afterwards); None: SQLite."""
+    if postgres is None:
+        yield None
+        return
+    url = make_url(postgres)
+    name = f"lexi_sbs_{os.getpid()}_{time.monotonic_ns()}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.005) -> bool:

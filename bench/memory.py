@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from bench.common import CHANNEL, Stack, parse_args, print_table, running_bot
+from bench.common import CHANNEL, Stack, fresh_database, parse_args, print_table, running_bot
 from bot.dev.standin import payloads
 from bot.slack import blocks
 
@@ -50,13 +50,16 @@ def _cards(stack: Stack) -> dict[str, str]:
     }
 
 
-def run(minutes: float) -> dict[str, float]:
+def run(minutes: float, postgres: str | None = None) -> dict[str, float]:
     """One run; the figures of the report."""
     samples: list[tuple[float, float]] = []
     threads: list[tuple[float, int]] = []  # (seconds, the bot's threads): pools start theirs on demand
     decided: set[str] = set()
     created = clicks = commands = 0
-    with running_bot(webhooks=True, post_interval=1.0, poll_interval=30.0) as stack:
+    with (
+        fresh_database(postgres) as database_url,
+        running_bot(webhooks=True, post_interval=1.0, poll_interval=30.0, database_url=database_url) as stack,
+    ):
         started = time.monotonic()
         stop = threading.Event()
 
@@ -136,12 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run, print the table."""
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--minutes", type=float, default=10.0)
+    extra.add_argument("--postgres", metavar="URL", help="run the bot on a fresh database of this server, not SQLite")
     known, rest = extra.parse_known_args(argv)
     args = parse_args(__doc__ or "", rest)
     minutes = 2.0 if args.quick else known.minutes
-    result = run(minutes)
+    result = run(minutes, known.postgres)
     print_table(
-        f"Memory over {minutes:g} minutes of steady work (SQLite; webhooks on; VmRSS of the bot's process)",
+        f"Memory over {minutes:g} minutes of steady work ({'PostgreSQL' if known.postgres else 'SQLite'}; webhooks on;"
+        " VmRSS of the bot's process)",
         [
             "tasks created",
             "clicks",

@@ -19,15 +19,13 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, make_url, text
 
 from bench.common import (
     CHANNEL,
@@ -35,6 +33,7 @@ from bench.common import (
     UNLIMITED,
     _free_port,
     _wait_http,
+    fresh_database,
     ms,
     parse_args,
     percentile,
@@ -157,25 +156,6 @@ def _cards(slack: SlackStandIn) -> dict[str, str]:
 def _posted_more(slack: SlackStandIn, than: int) -> bool:
     """Whether the channel holds more than `than` cards."""
     return len(_cards(slack)) > than
-
-
-@contextmanager
-def fresh_database(postgres: str | None) -> Iterator[str | None]:
-    """A new, empty PostgreSQL database on the server of `postgres` (dropped afterwards); None: SQLite."""
-    if postgres is None:
-        yield None
-        return
-    url = make_url(postgres)
-    name = f"lexi_sbs_{os.getpid()}_{time.monotonic_ns()}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int, postgres: str | None = None) -> list[Batch]:
