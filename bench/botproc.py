@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -70,8 +71,13 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
         mallinfo2.restype = _MallInfo2
     except (OSError, AttributeError):
         mallinfo2 = None
+    try:  # the SQLite library Python's sqlite3 module uses: its page caches and statements (malloc'd, in the heap)
+        sqlite_used = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0").sqlite3_memory_used
+        sqlite_used.restype = ctypes.c_int64
+    except (OSError, AttributeError):
+        sqlite_used = None
     with Path(path).open("a", encoding="utf-8") as out:
-        out.write("time rss_mib py_blocks gc_objects heap_in_use_mib heap_free_mib mmapped_mib threads\n")
+        out.write("time rss_mib py_blocks gc_objects heap_in_use_mib heap_free_mib mmapped_mib sqlite_mib threads\n")
         while not stop.wait(every):
             rss = next(
                 (
@@ -85,6 +91,7 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
             out.write(
                 f"{time.strftime('%H:%M:%S')} {rss:.1f} {sys.getallocatedblocks()} {len(gc.get_objects())} "
                 f"{info.uordblks / 2**20:.1f} {info.fordblks / 2**20:.1f} {info.hblkhd / 2**20:.1f} "
+                f"{(sqlite_used() if sqlite_used is not None else 0) / 2**20:.2f} "
                 f"{threading.active_count()}\n"
             )
             out.flush()
