@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -10,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.error import URLError
 
 import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.slack.messenger import make_web_client
 from bot.slack.transport import Connections
@@ -159,3 +162,103 @@ def test_the_web_client_decodes_answers_and_keeps_its_connection(server: _Server
         assert client.chat_update(channel="C1", ts="1.0", text="hi")["ts"] == "1.0"
     client.close()  # type: ignore[attr-defined]
     assert server.connections == 1
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    """Answers each request with the next of the server's scripted answers (then ok), noting what it was sent."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        """Note the request; answer as scripted ("drop": close without answering)."""
+        server: _ScriptedServer = self.server  # type: ignore[assignment]
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        server.seen.append((self.path, dict(self.headers), body))
+        status, answer = server.script.pop(0) if server.script else (200, b'{"ok": true, "ts": "1.0"}')
+        if status == 0:
+            self.close_connection = True
+            return
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(answer)))
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(answer)
+        self.wfile.flush()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+        """Quiet."""
+
+
+class _ScriptedServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.script: list[tuple[int, bytes]] = []
+        self.seen: list[tuple[str, dict[str, str], bytes]] = []
+
+
+@pytest.fixture
+def scripted() -> Iterator[_ScriptedServer]:
+    """A loopback server answering as each test scripts it, stopped after the test."""
+    running = _ScriptedServer()
+    thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield running
+    running.shutdown()
+    running.server_close()
+    thread.join(5)
+
+
+def _client(server: _ScriptedServer, errors: list[str]) -> WebClient:
+    return make_web_client("xoxb-test", f"http://127.0.0.1:{server.server_address[1]}/api/", on_error=errors.append)
+
+
+def test_a_card_update_is_sent_directly_as_slack_expects_it(scripted: _ScriptedServer) -> None:
+    """chat.update skips slack_sdk's request building: one POST of the JSON, with the token, answered as before."""
+    errors: list[str] = []
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Approving…"}}]
+    answer = _client(scripted, errors).chat_update(channel="C1", ts="1.0", text="t", blocks=blocks)
+    assert answer["ts"] == "1.0"
+    assert answer.status_code == 200
+    [(path, headers, body)] = scripted.seen
+    assert path == "/api/chat.update"
+    assert headers["Authorization"] == "Bearer xoxb-test"
+    assert headers["Content-Type"].startswith("application/json")
+    assert headers["User-Agent"].startswith("Python/")  # slack_sdk's own user agent
+    assert json.loads(body) == {"channel": "C1", "ts": "1.0", "text": "t", "blocks": blocks}
+    assert errors == []
+
+
+def test_a_direct_error_answer_raises_and_is_reported_once(scripted: _ScriptedServer) -> None:
+    """`ok: false` raises SlackApiError with Slack's error, reported to on_error, and is not sent again."""
+    errors: list[str] = []
+    scripted.script = [(200, b'{"ok": false, "error": "message_not_found"}')]
+    with pytest.raises(SlackApiError) as raised:
+        _client(scripted, errors).chat_update(channel="C1", ts="1.0", text="t")
+    assert raised.value.response["error"] == "message_not_found"
+    assert errors == ["message_not_found"]
+    assert len(scripted.seen) == 1
+
+
+@pytest.mark.parametrize("first", [(429, b'{"ok": false, "error": "ratelimited"}'), (503, b"{}"), (0, b"")])
+def test_a_direct_update_not_plainly_answered_goes_through_slack_sdk(
+    scripted: _ScriptedServer, first: tuple[int, bytes]
+) -> None:
+    """A 429, a 5xx or a dropped connection: the update is sent again by slack_sdk, whose retries apply."""
+    errors: list[str] = []
+    scripted.script = [first, (429, b'{"ok": false, "error": "ratelimited"}')]  # slack_sdk's first try: 429 too
+    answer = _client(scripted, errors).chat_update(channel="C1", ts="1.0", text="t")
+    assert answer["ok"] is True
+    assert len(scripted.seen) == 3  # direct, slack_sdk's try (429, Retry-After: 0), its retry
+    assert {body for _path, _headers, body in scripted.seen} == {scripted.seen[0][2]}
+
+
+def test_a_post_is_never_sent_directly(scripted: _ScriptedServer) -> None:
+    """chat.postMessage is not idempotent: it goes through slack_sdk alone, so a 429 costs one retry, not two."""
+    errors: list[str] = []
+    scripted.script = [(429, b'{"ok": false, "error": "ratelimited"}')]
+    assert _client(scripted, errors).chat_postMessage(channel="C1", text="t")["ok"] is True
+    assert len(scripted.seen) == 2
