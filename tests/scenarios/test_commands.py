@@ -265,6 +265,15 @@ def test_dismiss_by_id_with_free_text_only_sends_it_as_the_note(bot: BotHarness,
     assert bot.store.get(task_id).reason is None
 
 
+def test_a_note_that_says_payload_is_a_note(bot: BotHarness, sandbox: Sandbox) -> None:
+    """A command whose text holds the word "payload" is decided like any other (it used to be refused with a 400)."""
+    task_id = sandbox.add_task("prospect_search", "Find CTOs")["id"]
+    bot.poll()
+    (answer,) = _run(bot, f"dismiss {task_id} the payload=wrong list")
+    assert answer["text"].startswith("🚫 Dismissed")
+    assert sandbox.task(task_id)["dismiss_reason"] == "the payload=wrong list"
+
+
 def test_only_approvers_may_decide_or_get_buttons_by_command(
     sandbox: Sandbox, slack: SlackStandIn, database_url: str
 ) -> None:
