@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
     except (OSError, AttributeError):
         sqlite_used = None
     with Path(path).open("a", encoding="utf-8") as out:
+        types = os.environ.get("BENCH_MALLOC_TYPES")  # set: also the kinds of object that grew since the first minute
+        first_types: Counter[str] | None = None
         out.write("time rss_mib py_blocks gc_objects heap_in_use_mib heap_free_mib mmapped_mib sqlite_mib threads\n")
         while not stop.wait(every):
             rss = next(
@@ -94,6 +97,13 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
                 f"{(sqlite_used() if sqlite_used is not None else 0) / 2**20:.2f} "
                 f"{threading.active_count()}\n"
             )
+            if types:
+                counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+                if first_types is None:
+                    first_types = counts
+                else:
+                    counts.subtract(first_types)
+                    out.write("    grew: " + ", ".join(f"{name} {n:+d}" for name, n in counts.most_common(8)) + "\n")
             out.flush()
 
 
