@@ -11,6 +11,7 @@ times on fresh, already announced tasks; tables give medians over rounds and the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -20,12 +21,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-
-import httpx
 
 from bench.common import (
     CHANNEL,
@@ -112,27 +110,31 @@ def _click(task_id: str, slack: SlackStandIn, ts: str | None) -> tuple[bytes, st
 def fire(
     url: str, sandbox: TimedSandbox, slack: SlackStandIn, task_ids: list[str], *, cards: dict[str, str], label: str
 ) -> Batch:
-    """Send one Approve click per task, CONCURRENCY at a time; wait (bounded) for every approve call."""
+    """Send one Approve click per task, CONCURRENCY at a time; wait (bounded) for every approve call.
+
+    The clicks go from a client process of its own (bench/clicker.py), not this one's stand-ins' interpreter.
+    """
     batch = Batch(label)
-    sent: dict[str, float] = {}
-    limits = httpx.Limits(max_connections=CONCURRENCY * 2, max_keepalive_connections=CONCURRENCY * 2)
-    with httpx.Client(timeout=30, limits=limits, trust_env=False) as client:
-
-        def send(task_id: str) -> tuple[float, int]:
-            body, content_type = _click(task_id, slack, cards.get(task_id))
-            headers = payloads.signed_request(SIGNING_SECRET, body, content_type)
-            sent[task_id] = time.time()
-            started = time.perf_counter()
-            try:
-                status = client.post(f"{url}/slack/events", content=body, headers=headers).status_code
-            except httpx.HTTPError:
-                status = 0
-            return time.perf_counter() - started, status
-
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            answers = list(pool.map(send, task_ids))
-    batch.acks = [a[0] for a in answers]
-    batch.statuses = Counter(a[1] for a in answers)
+    clicks = []
+    for task_id in task_ids:
+        body, content_type = _click(task_id, slack, cards.get(task_id))
+        clicks.append([task_id, body.decode("utf-8"), content_type])
+    job = {"url": url, "secret": SIGNING_SECRET, "concurrency": CONCURRENCY, "clicks": clicks}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.clicker"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the clicking client failed: {done.stderr[-2000:]}")
+    answers = json.loads(done.stdout)
+    sent = {task_id: at for task_id, at, _seconds, _status in answers}
+    batch.acks = [seconds for _task_id, _at, seconds, _status in answers]
+    batch.statuses = Counter(status for _task_id, _at, _seconds, status in answers)
     wait_until(lambda: all(t in sandbox.received for t in task_ids), 120, interval=0.1)
     for task_id in task_ids:
         arrivals = sandbox.received.get(task_id, [])
