@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 from urllib.error import URLError
 
 import pytest
@@ -67,16 +68,23 @@ class _Server(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    """A loopback HTTP/1.1 server, stopped after the test."""
-    running = _Server()
+_S = TypeVar("_S", bound=ThreadingHTTPServer)
+
+
+def _serving(running: _S) -> Iterator[_S]:
+    """Serve `running` on a thread for one test; stop and close it afterwards."""
     thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield running
     running.shutdown()
     running.server_close()
     thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    """A loopback HTTP/1.1 server, stopped after the test."""
+    yield from _serving(_Server())
 
 
 def _post(connections: Connections, url: str) -> bytes:
@@ -203,13 +211,7 @@ class _ScriptedServer(ThreadingHTTPServer):
 @pytest.fixture
 def scripted() -> Iterator[_ScriptedServer]:
     """A loopback server answering as each test scripts it, stopped after the test."""
-    running = _ScriptedServer()
-    thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield running
-    running.shutdown()
-    running.server_close()
-    thread.join(5)
+    yield from _serving(_ScriptedServer())
 
 
 def _client(server: _ScriptedServer, errors: list[str]) -> WebClient:
