@@ -66,6 +66,7 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
     Cheap enough not to change what it measures (unlike tracemalloc): VmRSS; Python's allocated blocks and objects
     the collector tracks (growth there is Python-level); glibc's heap in use, free inside it (fragmentation) and
     mmapped (big blocks), which Python's own allocator and the C libraries (SQLite, libpq) both draw on.
+    BENCH_MALLOC_TRIM=1: call malloc_trim(0) before each sample, to see how much of the RSS is free heap kept.
     """
     try:
         mallinfo2 = ctypes.CDLL(None).mallinfo2
@@ -81,7 +82,10 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
         types = os.environ.get("BENCH_MALLOC_TYPES")  # set: also the kinds of object that grew since the first minute
         first_types: Counter[str] | None = None
         out.write("time rss_mib py_blocks gc_objects heap_in_use_mib heap_free_mib mmapped_mib sqlite_mib threads\n")
+        trim = ctypes.CDLL(None).malloc_trim if os.environ.get("BENCH_MALLOC_TRIM") else None
         while not stop.wait(every):
+            if trim is not None:  # hand glibc's free heap pages back first: what remains is held, not fragmented
+                trim(0)
             rss = next(
                 (
                     int(line.split()[1]) / 1024
