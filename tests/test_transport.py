@@ -264,3 +264,33 @@ def test_a_post_is_never_sent_directly(scripted: _ScriptedServer) -> None:
     scripted.script = [(429, b'{"ok": false, "error": "ratelimited"}')]
     assert _client(scripted, errors).chat_postMessage(channel="C1", text="t")["ok"] is True
     assert len(scripted.seen) == 2
+
+
+def test_a_direct_update_that_times_out_is_not_sent_again() -> None:
+    """A Slack that accepts and never answers: TimeoutError after one wait, as through slack_sdk (no second send)."""
+    accepted: list[socket.socket] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.1)
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        client = make_web_client("xoxb-test", f"http://127.0.0.1:{listener.getsockname()[1]}/api/", timeout=1)
+        try:
+            with pytest.raises(TimeoutError):
+                client.chat_update(channel="C1", ts="1.0", text="t")
+        finally:
+            stop.set()
+            thread.join(5)
+            for conn in accepted:
+                conn.close()
+    assert len(accepted) == 1

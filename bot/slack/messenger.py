@@ -94,6 +94,7 @@ class CountingWebClient(WebClient):
         Only a JSON POST of DIRECT_METHODS on the kept-alive connections, answered 200 with JSON: the answer is
         validated as slack_sdk validates it (`ok: false` raises SlackApiError). None for anything else, or when the
         exchange failed or was answered otherwise (a 429, a 5xx): slack_sdk's own path sends it then, with its retries.
+        A timeout raises TimeoutError, as slack_sdk's path does (it never retries one).
         """
         payload = kwargs.get("json")
         if (
@@ -102,6 +103,7 @@ class CountingWebClient(WebClient):
             or not isinstance(payload, dict)
             or "token" in payload
             or self.default_params
+            or not self.token
             or self.proxy is not None
             or not self.base_url.lower().startswith("http")
         ):
@@ -117,8 +119,10 @@ class CountingWebClient(WebClient):
             if answer.status != HTTPStatus.OK or answer.headers.get_content_type() != "application/json":
                 return None
             data = json.loads(answer.body.decode(answer.headers.get_content_charset() or "utf-8"))
-        except (URLError, TimeoutError, UnicodeDecodeError, ValueError):
+        except (URLError, UnicodeDecodeError, ValueError):
             return None  # sent again through slack_sdk, which retries a broken connection as it always has
+        # A TimeoutError propagates, as through slack_sdk (which never retries one): sending again would double the
+        # time a Slack that does not answer holds the caller.
         if not isinstance(data, dict):
             return None
         response = SlackResponse(
