@@ -9,6 +9,11 @@ SLACK_API_URL in the environment; prints `ready` once it listens; stops on SIGTE
 
 The LeadLex client: one per executor thread (see build_app), the transport lexi-bot uses too.
 
+With `--record DATABASE_URL` it is the floor the issue's own rule sets: before acknowledging, the click is written
+in one durable INSERT (SQLAlchemy Core, one transaction; SQLite with lexi-bot's pragmas), and nothing else is
+added. The gap between this bot and the bare one is what the rule "record the decision before the ack" costs by
+itself on the harness; the gap between it and lexi-bot is lexi-bot's own.
+
 The executor: Bolt runs each listener, `ack()` included, on `listener_executor` (by default 5 threads). A
 listener that then waits 5 s on LeadLex holds its thread, so with the default pool the sixth click's ack waits
 for a free thread; a newcomer who measures that sizes the pool for the load (`--executor-threads`, default 256).
@@ -17,6 +22,7 @@ for a free thread; a newcomer who measures that sizes the pool for the load (`--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -29,6 +35,7 @@ from typing import Any
 import httpx
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, create_engine, event, func
 
 from bot.ops.server import HttpFront, make_wsgi
 from bot.slack.blocks import APPROVE_ACTION
@@ -36,11 +43,52 @@ from bot.slack.blocks import APPROVE_ACTION
 #: The pool a newcomer would size for 200 clicks that each hold a thread for 5 s (Bolt's default is 5).
 EXECUTOR_THREADS = 256
 
+_METADATA = MetaData()
+#: The floor's journal: who decided what, written before the ack.
+DECISIONS = Table(
+    "bench_floor_decisions",
+    _METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(255), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+def journal(url: str, pool_size: int) -> Engine:
+    """The floor's database: its table created, SQLite with lexi-bot's pragmas (WAL, synchronous NORMAL)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+    else:
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    _METADATA.create_all(engine)
+    return engine
+
 
 def build_app(
-    *, signing_secret: str, lexi_url: str, api_key: str, slack_url: str, token: str, executor_threads: int
+    *,
+    signing_secret: str,
+    lexi_url: str,
+    api_key: str,
+    slack_url: str,
+    token: str,
+    executor_threads: int,
+    record: Engine | None = None,
 ) -> App:
-    """The Bolt app: Approve acks, then calls LeadLex on the listener's executor thread."""
+    """The Bolt app: Approve acks, then calls LeadLex on the listener's executor thread.
+
+    With `record`, the click is first written to that database (one INSERT, committed) and only then acknowledged.
+    """
     # One client per executor thread, as lexi-bot's LeadLex client does, so that both bots send their calls the
     # same way: a single shared client keeps every kept-alive connection in one pool, which it scans (a socket
     # poll each) on every request; with 200 connections that alone made this bot's click → call p50 a second.
@@ -52,6 +100,11 @@ def build_app(
         "verify": httpx.create_ssl_context(),
     }
     local = threading.local()
+    # SQLite takes one writer at a time and makes the others sleep and retry (busy_timeout): queueing them on a lock
+    # here is cheaper, so the floor is the write's cost, not the busy handler's sleeps. PostgreSQL needs no lock.
+    writing: Any = (
+        threading.Lock() if record is not None and record.dialect.name == "sqlite" else contextlib.nullcontext()
+    )
 
     def leadlex() -> httpx.Client:
         """The calling executor thread's client."""
@@ -69,8 +122,13 @@ def build_app(
     )
 
     @app.action(APPROVE_ACTION)
-    def handle_approve(ack: Ack, action: dict[str, Any]) -> None:
+    def handle_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Acknowledge, then approve the task in LeadLex (this thread waits for LeadLex's answer)."""
+        if record is not None:
+            with writing, record.begin() as conn:
+                conn.execute(
+                    DECISIONS.insert().values(task_id=action["value"], actor=body["user"]["id"], action="approve")
+                )
         ack()
         leadlex().post(f"/v1/lexi/tasks/{action['value']}/approve")
 
@@ -83,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--http-threads", type=int, default=16, help="waitress threads (lexi-bot's default: 16)")
     parser.add_argument("--executor-threads", type=int, default=EXECUTOR_THREADS)
+    parser.add_argument("--record", metavar="DATABASE_URL", help="write each click durably before the ack (the floor)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -94,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         slack_url=os.environ.get("SLACK_API_URL", "https://slack.com/api/"),
         token=os.environ["SLACK_BOT_TOKEN"],
         executor_threads=args.executor_threads,
+        record=journal(args.record, args.http_threads) if args.record else None,
     )
     front = HttpFront(
         make_wsgi(app, health=lambda: {"mode": "minimal"}), "127.0.0.1", args.port, threads=args.http_threads

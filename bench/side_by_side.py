@@ -6,11 +6,16 @@ receive time of the approve call minus the send time of the click; one clock, on
 twice: alone, and while 100 new tasks are being announced through webhooks (Slack's pacing: one post a second).
 The minimal bot announces nothing, so its one measurement is the reference for both. Each batch runs ROUNDS
 times on fresh, already announced tasks; tables give medians over rounds and the ratio lexi / minimal.
+
+The floor: the minimal bot plus the one write the issue requires before the ack (`minimal_bot.py --record`), on
+SQLite and (with --postgres) PostgreSQL. It does nothing else lexi-bot does (no replay key, no permission check, no
+card), so no bot that journals its decisions before acknowledging can be faster than it on this harness.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -52,6 +57,8 @@ CONCURRENCY = 20
 CLICKS = 200
 NEW_TASKS = 100
 ROUNDS = 3
+#: The minimal bot plus the one durable write before the ack that the issue requires (bench/minimal_bot.py --record).
+FLOOR = "minimal + durable write"
 
 
 class TimedSandbox(Sandbox):
@@ -199,44 +206,54 @@ def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int, postgre
     return batches
 
 
-def run_minimal(count: int, rounds: int, executor_threads: int | None = None) -> list[Batch]:
-    """The minimal Bolt bot in its own process; its clicks need no cards."""
-    sandbox = TimedSandbox(seed=False, **UNLIMITED).start()  # type: ignore[arg-type]
-    slack = SlackStandIn().start()
+def run_minimal(
+    count: int, rounds: int, executor_threads: int | None = None, *, record: str | None = None, label: str = ""
+) -> list[Batch]:
+    """The minimal Bolt bot in its own process; its clicks need no cards.
+
+    `record`: "sqlite" (a file of its own) or a PostgreSQL URL (a fresh database): the floor, which writes each
+    click durably before the ack (bench/minimal_bot.py --record).
+    """
     port = _free_port()
-    env = {
-        **os.environ,
-        "LEXI_API_URL": sandbox.url,
-        "LEXI_API_KEY": sandbox.api_key,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "SLACK_BOT_TOKEN": "xoxb-test-token",
-    }
     command = [sys.executable, "-m", "bench.minimal_bot", "--port", str(port)]
-    label = "minimal Bolt bot"
+    label = label or "minimal Bolt bot"
     if executor_threads is not None:
         command += ["--executor-threads", str(executor_threads)]
         label += f" ({executor_threads} executor threads)"
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=Path(__file__).resolve().parent.parent
-    )
     batches = []
-    try:
+    with contextlib.ExitStack() as resources:
+        if record == "sqlite":
+            folder = resources.enter_context(tempfile.TemporaryDirectory(prefix="lexi-floor-"))
+            command += ["--record", f"sqlite:///{folder}/floor.db"]
+        elif record is not None:
+            command += ["--record", resources.enter_context(fresh_database(record)) or ""]
+        sandbox = TimedSandbox(seed=False, **UNLIMITED).start()
+        resources.callback(sandbox.stop)
+        slack = SlackStandIn().start()
+        resources.callback(slack.stop)
+        env = {
+            **os.environ,
+            "LEXI_API_URL": sandbox.url,
+            "LEXI_API_KEY": sandbox.api_key,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.api_url,
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+        }
+        log = resources.enter_context(tempfile.TemporaryFile())
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=Path(__file__).resolve().parent.parent
+        )
+        resources.callback(process.wait, timeout=20)
+        resources.callback(process.terminate)
         if not _wait_http(f"http://127.0.0.1:{port}/healthz", process, 60):
-            raise RuntimeError("the minimal bot did not start")
+            log.seek(0)
+            raise RuntimeError(f"the minimal bot did not start: {log.read()[-2000:].decode(errors='replace')}")
         for _ in range(rounds):
             task_ids = [sandbox.add_task()["id"] for _ in range(count)]
             cpu = cpu_seconds(process.pid)
             batches.append(fire(f"http://127.0.0.1:{port}", sandbox, slack, task_ids, cards={}, label=label))
             wait_until(lambda: not sandbox.tasks("pending"), 120, interval=0.2)
             batches[-1].cpu = cpu_seconds(process.pid) - cpu
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
-        sandbox.stop()
-        slack.stop()
     return batches
 
 
@@ -308,10 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups: dict[str, list[Batch]] = {}
     for batches in (
         run_minimal(count, rounds),
+        run_minimal(count, rounds, record="sqlite", label=FLOOR + " (SQLite)"),
         run_lexi(count, rounds, webhooks=False, new_tasks=0),
         run_lexi(count, rounds, webhooks=True, new_tasks=new_tasks),
         *(
             [
+                run_minimal(count, rounds, record=known.postgres, label=FLOOR + " (PostgreSQL)"),
                 run_lexi(count, rounds, webhooks=False, new_tasks=0, postgres=known.postgres),
                 run_lexi(count, rounds, webhooks=True, new_tasks=new_tasks, postgres=known.postgres),
             ]
