@@ -9,7 +9,7 @@ times on fresh, already announced tasks; tables give medians over rounds and the
 
 The floor: the minimal bot plus the one write the issue requires before the ack (`minimal_bot.py --record`), on
 SQLite and (with --postgres) PostgreSQL. It does nothing else lexi-bot does (no replay key, no permission check, no
-card), so no bot that journals its decisions before acknowledging can be faster than it on this harness.
+card): it is what obeying that rule costs by itself, written the way a newcomer would.
 """
 
 from __future__ import annotations
