@@ -18,9 +18,11 @@ import threading
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Engine, event
 
 from bot.config import load_settings
 from bot.runtime import Runtime
@@ -136,6 +138,32 @@ def save_profile(path: str) -> None:
                 out.write(f"{stat.ncall:>8} {stat.ttot:9.3f} {stat.tsub:9.3f}  {where}\n")
 
 
+def count_statements(path: str) -> Callable[[], None]:
+    """Count the SQL statements the bot sends, by their first 100 characters (BENCH_SQL_COUNT=PATH).
+
+    Returns what writes the counts to `path`. SIGUSR2 starts the count again (measure from here on).
+    """
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        with lock:
+            counts[" ".join(statement.split())[:100]] += 1
+
+    def _clear(_signum: int, _frame: Any) -> None:
+        with lock:
+            counts.clear()
+
+    signal.signal(signal.SIGUSR2, _clear)
+
+    def _write() -> None:
+        with lock, Path(path).open("w", encoding="utf-8") as out:
+            out.writelines(f"{n:>8}  {statement}\n" for statement, n in counts.most_common())
+
+    return _write
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM, then drain and stop like `lexi-bot run`."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -149,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(os.environ)
     if os.environ.get("BENCH_PROFILE"):
         start_profile()
+    write_counts = count_statements(os.environ["BENCH_SQL_COUNT"]) if os.environ.get("BENCH_SQL_COUNT") else None
     runtime = Runtime.build(settings, post_interval=args.post_interval)
     with Service(runtime, drain_timeout=20) as service:
 
@@ -172,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
     if os.environ.get("BENCH_PROFILE"):
         save_profile(os.environ["BENCH_PROFILE"])
+    if write_counts is not None:
+        write_counts()
     return 0
 
 
