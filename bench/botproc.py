@@ -141,25 +141,32 @@ def save_profile(path: str) -> None:
 def count_statements(path: str) -> Callable[[], None]:
     """Count the SQL statements the bot sends, by their first 100 characters (BENCH_SQL_COUNT=PATH).
 
-    Returns what writes the counts to `path`. SIGUSR2 starts the count again (measure from here on).
+    Returns what writes the counts to `path`: per kind, how many were sent and how many distinct SQL texts it took
+    (each distinct text is another entry in every connection's prepared-statement cache: a kind whose texts keep
+    varying, like an IN list of changing length, fills those caches slowly). SIGUSR2 starts again from zero.
     """
     counts: Counter[str] = Counter()
+    texts: dict[str, set[str]] = {}
     lock = threading.Lock()
 
     @event.listens_for(Engine, "before_cursor_execute")
     def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        kind = " ".join(statement.split())[:100]
         with lock:
-            counts[" ".join(statement.split())[:100]] += 1
+            counts[kind] += 1
+            texts.setdefault(kind, set()).add(statement)
 
     def _clear(_signum: int, _frame: Any) -> None:
         with lock:
             counts.clear()
+            texts.clear()
 
     signal.signal(signal.SIGUSR2, _clear)
 
     def _write() -> None:
         with lock, Path(path).open("w", encoding="utf-8") as out:
-            out.writelines(f"{n:>8}  {statement}\n" for statement, n in counts.most_common())
+            out.write(f"{'sent':>8} {'texts':>6}  statement\n")
+            out.writelines(f"{n:>8} {len(texts[kind]):>6}  {kind}\n" for kind, n in counts.most_common())
 
     return _write
 
