@@ -132,6 +132,7 @@ def test_a_decision_is_claimed_with_its_journal_entry_only_at_the_version_checke
     now = row.version
     late = store.accept_decision("t1", actor="UBOB", action="approve", surface="button", claim_at=now, **journal)
     assert late.stage == "accepted" and late.claimed is None  # not pending any more: journaled, not claimed
+    assert store.decision(late.id).stage == "accepted"  # as stored too: nobody resumes it as claimed
     assert store.get("t1").actor == "UALICE"
 
     stale = store.get("t2").version

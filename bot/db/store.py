@@ -312,6 +312,8 @@ _CLAIM = (
 #: The claim only while the record is still at the version a permission check saw (`p_version`). [SQLite]
 _CLAIM_AT = _CLAIM.where(_T.version == bindparam("p_version"))
 _CLAIM_STAGE = update(DECISIONS).where(_D.id == bindparam("p_id"), _D_IN_WS).values(stage="claimed")
+#: A decision journaled as claimed whose claim then missed, in the same transaction: accepted after all. [SQLite]
+_UNCLAIM_STAGE = update(DECISIONS).where(_D.id == bindparam("p_id"), _D_IN_WS).values(stage="accepted")
 _CLOSE_DECISION = (
     update(DECISIONS)
     .where(_D.id == bindparam("p_id"), _D_IN_WS)
@@ -1297,10 +1299,12 @@ class Store:
         note: str | None,
         decision_id: int | None,
         version: int | None = None,
+        staged: bool = False,
     ) -> TaskRow | None:
         """The claim on `conn` (with its event and its decision's stage): the record it left; None when it missed.
 
-        `version`: claim only while the record is still at that version (what a permission check saw).
+        `version`: claim only while the record is still at that version (what a permission check saw). `staged`: the
+        decision's entry already says claimed (written in this transaction), so its stage is not written again.
         """
         now = self._now()
         claim = {
@@ -1328,7 +1332,7 @@ class Store:
         if won is None:
             return None
         self._write_audit(conn, Audit("decision_started", actor=actor, surface=surface, detail=action), task_id)
-        if decision_id is not None:
+        if decision_id is not None and not staged:
             conn.execute(_CLAIM_STAGE, {"p_ws": self.workspace, "p_id": decision_id})
         return _row(won)
 
@@ -1460,6 +1464,9 @@ class Store:
         claim_at: int | None,
     ) -> DecisionRow:
         """`accept_decision`'s writes on `conn`, in the caller's transaction (Replayed before any write)."""
+        staged = (
+            False  # whether the journal entry is written as claimed already (the claim follows in this transaction)
+        )
         if sighting is not None and conn.dialect.name == "postgresql":  # the request and the decision: one statement
             self._forget_expired(conn)
             key, expires_at = sighting
@@ -1468,10 +1475,12 @@ class Store:
             decision_id = conn.execute(_ACCEPT_IN_ONE, {**bound, **remembered}).scalar()
             if decision_id is None:
                 raise Replayed(key.split(":", 1)[0])
-        else:
+        else:  # a claim to come is written into the journal entry itself: on SQLite, one statement less per click
             if sighting is not None and not self._sight(conn, *sighting):
                 raise Replayed(sighting[0].split(":", 1)[0])
-            decision_id = conn.execute(_INSERT_DECISION, values).scalar_one()
+            staged = claim_at is not None
+            insert_values = {**values, "stage": "claimed"} if staged else values
+            decision_id = conn.execute(_INSERT_DECISION, insert_values).scalar_one()
         if claim_at is None:
             return dataclasses.replace(row, id=int(decision_id))
         claimed = self._claim_on(
@@ -1484,8 +1493,11 @@ class Store:
             note=row.note,
             decision_id=int(decision_id),
             version=claim_at,
+            staged=staged,
         )
         if claimed is None:
+            if staged:  # the record moved on since the check: the entry is only accepted, as nobody saw otherwise
+                conn.execute(_UNCLAIM_STAGE, {"p_ws": self.workspace, "p_id": int(decision_id)})
             return dataclasses.replace(row, id=int(decision_id))
         return dataclasses.replace(row, id=int(decision_id), stage="claimed", claimed=claimed)
 
