@@ -231,6 +231,7 @@ def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
             except UNREACHABLE as exc:
                 raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
             log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
+            log.info("memory allocator: %s", checks.allocator())
             service.start_poller()
         else:
             try:
@@ -247,6 +248,7 @@ def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
                 front.port,
                 settings.slack_channel,
             )
+            log.info("memory allocator: %s", checks.allocator())
             service.start_poller()
         dead = service.wait()
         if dead:  # exit non-zero so that the platform restarts the bot
@@ -331,6 +333,7 @@ def _serve_multi(settings: Settings, host: str) -> int:
             host,
             front.port,
         )
+        log.info("memory allocator: %s", checks.allocator())
         service.start_thread("lexi-keeper", tenants.keep)
         # Polls spread over the replicas by the database itself (SKIP LOCKED claims): no polling leader.
         scheduler = Scheduler(registry, tenants.poll, metrics=metrics)

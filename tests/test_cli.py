@@ -16,6 +16,7 @@ from bot.db.store import Store
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
+from bot.ops import checks
 from bot.slack import blocks
 from tests.support.harness import CHANNEL, SIGNING_SECRET, bot_env
 from tests.support.process import BotProcess, clean_env, free_port
@@ -88,6 +89,7 @@ def test_run_announces_then_drains_and_exits_0_on_sigterm(
     (message,) = slack.messages(CHANNEL)
     assert message.metadata["event_payload"]["task_id"] == task_id
     assert "Traceback" not in proc.output
+    assert f"memory allocator: {checks.MALLOC_HINT}" in proc.output  # no LD_PRELOAD here: the admin is told
 
 
 def test_second_process_on_one_sqlite_file_is_refused(

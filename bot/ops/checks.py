@@ -18,6 +18,12 @@ from bot.lexi.models import TaskState
 from bot.ops.reach import UNREACHABLE, unreachable_reason
 from bot.slack.messenger import make_web_client, slack_error_text
 
+#: What the start of `lexi-bot run` logs when the process runs on the C library's malloc (README → Memory).
+MALLOC_HINT = (
+    "the C library's malloc (its heap fragments under steady work and the memory creeps up; the Docker image "
+    "preloads jemalloc, on which it grew about half as fast: README → Memory)"
+)
+
 #: Seconds `check` waits for each service by default (the bot's own Slack client waits as long).
 DEFAULT_TIMEOUT = 15.0
 
@@ -195,3 +201,16 @@ def run_checks(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> list[Res
             results.append((False, slack_unreachable(settings, exc, timeout)))
             break
     return results
+
+
+def allocator(maps: str | None = None) -> str:
+    """Which memory allocator this process runs on, in words: jemalloc when it is loaded (LD_PRELOAD), else MALLOC_HINT.
+
+    `maps`: the text of /proc/self/maps (read when None); "unknown" where there is none (not Linux).
+    """
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "unknown (no /proc/self/maps on this system)"
+    return "jemalloc" if "/libjemalloc.so" in maps else MALLOC_HINT
