@@ -19,6 +19,16 @@ RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels 
 FROM python:3.11-slim-bookworm@sha256:0bee7276f83efd4a1ee05bbbf4281d95ed28e079220a9457f25a93e3f1e3c31b
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=3000 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN useradd --create-home --uid 10001 lexi
+# jemalloc in place of glibc's malloc: under steady work glibc's heap fragments and a long-running bot's memory creeps
+# up; on jemalloc it grew about half as fast (README → Memory). Debian 12's package (5.3.0; not pinned to a revision, so that a security
+# update cannot break the build); linked to one path whatever the platform, and preloaded (the bot logs "memory
+# allocator: jemalloc" once it serves).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libjemalloc2 \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/local/lib/libjemalloc.so.2 \
+    && test -e /usr/local/lib/libjemalloc.so.2
+ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 # Every dependency at its locked version, checked against its hash; then the bot alone, whose dependencies are those.
 COPY requirements.lock /tmp/requirements.lock
 RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock && rm /tmp/requirements.lock

@@ -27,6 +27,15 @@ def test_dockerfile_is_small_non_root_and_health_checked() -> None:
     assert text.rstrip().endswith('CMD ["lexi-bot", "run"]')
 
 
+def test_the_image_runs_the_bot_on_jemalloc() -> None:
+    """The runtime stage installs Debian's jemalloc and preloads it from one path on any platform (README → Memory)."""
+    runtime = (ROOT / "Dockerfile").read_text().split("\nFROM ")[-1]
+    assert "apt-get install -y --no-install-recommends libjemalloc2" in runtime
+    assert "ln -s /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/local/lib/libjemalloc.so.2" in runtime
+    assert "ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2" in runtime.splitlines()
+    assert runtime.index("libjemalloc2") < runtime.index("USER lexi")  # installed as root, before the switch
+
+
 def test_compose_runs_migrations_before_the_bot_on_postgresql() -> None:
     """compose.yaml starts PostgreSQL, migrates once, then runs the bot against it."""
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
