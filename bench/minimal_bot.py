@@ -10,7 +10,7 @@ SLACK_API_URL in the environment; prints `ready` once it listens; stops on SIGTE
 The LeadLex client: one per executor thread (see build_app), the transport lexi-bot uses too.
 
 With `--record DATABASE_URL` it is the floor the issue's own rule sets: before acknowledging, the click is written
-in one durable INSERT (SQLAlchemy Core, one transaction; SQLite with lexi-bot's pragmas), and nothing else is
+in one durable INSERT (SQLAlchemy Core, one transaction, on lexi-bot's own engine: `make_engine`), and nothing else is
 added. The gap between this bot and the bare one is what the rule "record the decision before the ack" costs by
 itself on the harness; the gap between it and lexi-bot is lexi-bot's own.
 
@@ -35,8 +35,9 @@ from typing import Any
 import httpx
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, create_engine, event, func
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, func
 
+from bot.db.store import make_engine
 from bot.ops.server import HttpFront, make_wsgi
 from bot.slack.blocks import APPROVE_ACTION
 
@@ -56,21 +57,9 @@ DECISIONS = Table(
 )
 
 
-def journal(url: str, pool_size: int) -> Engine:
-    """The floor's database: its table created, SQLite with lexi-bot's pragmas (WAL, synchronous NORMAL)."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-    else:
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+def journal(url: str) -> Engine:
+    """The floor's database, on lexi-bot's own engine (its pool, SQLite's pragmas, PostgreSQL's idle-only pings)."""
+    engine = make_engine(url)
     _METADATA.create_all(engine)
     return engine
 
@@ -153,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         slack_url=os.environ.get("SLACK_API_URL", "https://slack.com/api/"),
         token=os.environ["SLACK_BOT_TOKEN"],
         executor_threads=args.executor_threads,
-        record=journal(args.record, args.http_threads) if args.record else None,
+        record=journal(args.record) if args.record else None,
     )
     front = HttpFront(
         make_wsgi(app, health=lambda: {"mode": "minimal"}), "127.0.0.1", args.port, threads=args.http_threads

@@ -28,7 +28,7 @@ def test_the_floor_writes_the_click_before_acknowledging_it_then_approves(tmp_pa
     """When Bolt's answer comes back, the click is already in the database; LeadLex's approval follows."""
     sandbox = Sandbox(seed=False).start()
     slack = SlackStandIn().start()  # Bolt asks auth.test who the bot is on its first request
-    engine = minimal_bot.journal(f"sqlite:///{tmp_path}/floor.db", 2)
+    engine = minimal_bot.journal(f"sqlite:///{tmp_path}/floor.db")
     try:
         task_id = sandbox.add_task()["id"]
         app = minimal_bot.build_app(
