@@ -231,7 +231,6 @@ def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
             except UNREACHABLE as exc:
                 raise LexiBotError(checks.slack_unreachable(settings, exc, checks.DEFAULT_TIMEOUT)) from None
             log.info("lexi-bot %s is running in Socket Mode; announcing in %s", __version__, settings.slack_channel)
-            log.info("memory allocator: %s", checks.allocator())
             service.start_poller()
         else:
             try:
@@ -248,8 +247,8 @@ def _serve(settings: HttpSettings | SocketSettings, host: str) -> int:
                 front.port,
                 settings.slack_channel,
             )
-            log.info("memory allocator: %s", checks.allocator())
             service.start_poller()
+        log.info("memory allocator: %s", checks.allocator())
         dead = service.wait()
         if dead:  # exit non-zero so that the platform restarts the bot
             log.error("stopping because a part of the bot stopped: %s", ", ".join(dead))

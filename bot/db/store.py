@@ -1464,9 +1464,9 @@ class Store:
         claim_at: int | None,
     ) -> DecisionRow:
         """`accept_decision`'s writes on `conn`, in the caller's transaction (Replayed before any write)."""
-        staged = (
-            False  # whether the journal entry is written as claimed already (the claim follows in this transaction)
-        )
+        # SQLite: the entry is written as claimed already when its claim follows in this transaction (one statement
+        # less; PostgreSQL's claim writes the stage in its own statement anyway).
+        staged = claim_at is not None and conn.dialect.name != "postgresql"
         if sighting is not None and conn.dialect.name == "postgresql":  # the request and the decision: one statement
             self._forget_expired(conn)
             key, expires_at = sighting
@@ -1475,10 +1475,9 @@ class Store:
             decision_id = conn.execute(_ACCEPT_IN_ONE, {**bound, **remembered}).scalar()
             if decision_id is None:
                 raise Replayed(key.split(":", 1)[0])
-        else:  # a claim to come is written into the journal entry itself: on SQLite, one statement less per click
+        else:
             if sighting is not None and not self._sight(conn, *sighting):
                 raise Replayed(sighting[0].split(":", 1)[0])
-            staged = claim_at is not None
             insert_values = {**values, "stage": "claimed"} if staged else values
             decision_id = conn.execute(_INSERT_DECISION, insert_values).scalar_one()
         if claim_at is None:
