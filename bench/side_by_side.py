@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -92,6 +92,9 @@ class Batch:
     missing: int = 0
     duplicates: int = 0
     cpu: float = 0.0  # CPU seconds the bot's process spent on the round, until every decision settled
+    #: CPU seconds the bot spent until every approve call had arrived (LeadLex has answered none yet): the work the
+    #: clicks in flight compete for, two cores shared with the database, the stand-ins and the client.
+    cpu_to_calls: float = 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -172,10 +175,18 @@ def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int, postgre
 
     With webhooks, `new_tasks` arrive before each round and are announced while the clicks come.
     """
+    with lexi_contender(count, rounds, webhooks=webhooks, new_tasks=new_tasks, postgres=postgres) as play:
+        return [play() for _ in range(rounds)]
+
+
+@contextlib.contextmanager
+def lexi_contender(
+    count: int, rounds: int, *, webhooks: bool, new_tasks: int, postgres: str | None = None
+) -> Iterator[Callable[[], Batch]]:
+    """lexi-bot running, ready for `rounds` rounds of `count` clicks: yields what plays the next round."""
     label = f"lexi-bot, {new_tasks} tasks being announced" if webhooks else "lexi-bot"
     if postgres is not None:
         label += " (PostgreSQL)"
-    batches = []
     with (
         fresh_database(postgres) as database_url,
         running_bot(
@@ -190,7 +201,11 @@ def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int, postgre
         sandbox = stack.sandbox
         assert isinstance(sandbox, TimedSandbox)
         cards = _cards(stack.slack)
-        for round_ in range(rounds):
+        played = 0
+
+        def play() -> Batch:
+            nonlocal played
+            round_, played = played, played + 1
             posted = len(_cards(stack.slack))
             if webhooks:
                 for _ in range(new_tasks):
@@ -198,12 +213,15 @@ def run_lexi(count: int, rounds: int, *, webhooks: bool, new_tasks: int, postgre
                 wait_until(partial(_posted_more, stack.slack, posted), 30)  # the announcing has begun
             task_ids = stack.announced[round_ * count : (round_ + 1) * count]
             cpu = cpu_seconds(stack.process.pid)
-            batches.append(fire(stack.url, sandbox, stack.slack, task_ids, cards=cards, label=label))
+            batch = fire(stack.url, sandbox, stack.slack, task_ids, cards=cards, label=label)
+            batch.cpu_to_calls = cpu_seconds(stack.process.pid) - cpu
             wait_until(lambda: stack.store.count_in_state("deciding") == 0, 300, interval=0.2)
-            batches[-1].cpu = cpu_seconds(stack.process.pid) - cpu
+            batch.cpu = cpu_seconds(stack.process.pid) - cpu
             if webhooks:  # let the announcing finish before the next round's tasks arrive
                 wait_until(partial(_posted_more, stack.slack, posted + new_tasks - 1), 300, interval=0.5)
-    return batches
+            return batch
+
+        yield play
 
 
 def run_minimal(
@@ -214,13 +232,21 @@ def run_minimal(
     `record`: "sqlite" (a file of its own) or a PostgreSQL URL (a fresh database): the floor, which writes each
     click durably before the ack (bench/minimal_bot.py --record).
     """
+    with minimal_contender(count, executor_threads, record=record, label=label) as play:
+        return [play() for _ in range(rounds)]
+
+
+@contextlib.contextmanager
+def minimal_contender(
+    count: int, executor_threads: int | None = None, *, record: str | None = None, label: str = ""
+) -> Iterator[Callable[[], Batch]]:
+    """The minimal Bolt bot (or the floor, with `record`) running: yields what plays its next round of `count`."""
     port = _free_port()
     command = [sys.executable, "-m", "bench.minimal_bot", "--port", str(port)]
     label = label or "minimal Bolt bot"
     if executor_threads is not None:
         command += ["--executor-threads", str(executor_threads)]
         label += f" ({executor_threads} executor threads)"
-    batches = []
     with contextlib.ExitStack() as resources:
         if record == "sqlite":
             folder = resources.enter_context(tempfile.TemporaryDirectory(prefix="lexi-floor-"))
@@ -248,13 +274,61 @@ def run_minimal(
         if not _wait_http(f"http://127.0.0.1:{port}/healthz", process, 60):
             log.seek(0)
             raise RuntimeError(f"the minimal bot did not start: {log.read()[-2000:].decode(errors='replace')}")
-        for _ in range(rounds):
+
+        def play() -> Batch:
             task_ids = [sandbox.add_task()["id"] for _ in range(count)]
             cpu = cpu_seconds(process.pid)
-            batches.append(fire(f"http://127.0.0.1:{port}", sandbox, slack, task_ids, cards={}, label=label))
+            batch = fire(f"http://127.0.0.1:{port}", sandbox, slack, task_ids, cards={}, label=label)
+            batch.cpu_to_calls = cpu_seconds(process.pid) - cpu
             wait_until(lambda: not sandbox.tasks("pending"), 120, interval=0.2)
-            batches[-1].cpu = cpu_seconds(process.pid) - cpu
-    return batches
+            batch.cpu = cpu_seconds(process.pid) - cpu
+            return batch
+
+        yield play
+
+
+def run_interleaved(
+    contenders: Sequence[contextlib.AbstractContextManager[Callable[[], Batch]]], rounds: int
+) -> dict[str, list[Batch]]:
+    """Every contender running at once, their rounds taken in turn (the order rotating each round).
+
+    Run one after another, each bot meets a different stretch of the host's noise: on a shared 2-core VM a
+    p99 moves by 2× between consecutive runs. Taken in turn, round r of every bot falls within the same few
+    seconds, so `round_ratios` can compare each round with its neighbour's.
+    """
+    groups: dict[str, list[Batch]] = {}
+    with contextlib.ExitStack() as running:
+        plays = [running.enter_context(contender) for contender in contenders]
+        for round_ in range(rounds):
+            shift = round_ % len(plays)
+            for play in plays[shift:] + plays[:shift]:
+                batch = play()
+                groups.setdefault(batch.label, []).append(batch)
+    return groups
+
+
+def round_ratios(groups: dict[str, list[Batch]], reference: str) -> list[list[object]]:
+    """Per bot: the median over rounds of each round's ratio to the reference's round of the same turn.
+
+    With the rounds interleaved (run_interleaved) this is the ratio least moved by the host's noise; the spread
+    (lowest and highest round) says how much it still moves.
+    """
+    out: list[list[object]] = []
+    ref = groups[reference]
+    for label, batches in groups.items():
+        if label == reference:
+            continue
+        ack = [percentile(b.acks, 99) / percentile(r.acks, 99) for b, r in zip(batches, ref, strict=False)]
+        call = [percentile(b.to_call, 50) / percentile(r.to_call, 50) for b, r in zip(batches, ref, strict=False)]
+        out.append(
+            [
+                label,
+                len(ack),
+                f"{statistics.median(ack):.2f}× ({min(ack):.2f}–{max(ack):.2f})",
+                f"{statistics.median(call):.2f}× ({min(call):.2f}–{max(call):.2f})",
+            ]
+        )
+    return out
 
 
 def _median(batches: Sequence[Batch], values: str, q: float) -> float:
@@ -288,6 +362,7 @@ def rows(groups: dict[str, list[Batch]], reference: str) -> list[list[object]]:
                 sum(b.duplicates for b in batches),
                 ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items())),
                 ms(statistics.median(b.cpu / max(len(b.acks), 1) for b in batches)),
+                ms(statistics.median(b.cpu_to_calls / max(len(b.acks), 1) for b in batches)),
             ]
         )
     return out
@@ -313,13 +388,40 @@ def _chart(groups: dict[str, list[Batch]], path: str) -> None:
     save_chart(fig, path)
 
 
+HEADERS = [
+    "bot",
+    "rounds",
+    "ack p50",
+    "ack p99",
+    "ack p99 ratio",
+    "click→call p50",
+    "p50 ratio",
+    "click→call p99",
+    "click→call max",
+    "calls missing",
+    "duplicate calls",
+    "HTTP status",
+    "bot CPU per click",
+    "of it until the calls",
+]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure both bots, print the side-by-side table, optionally chart it."""
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--postgres", metavar="URL", help="also measure lexi-bot on a fresh database of this server")
+    extra.add_argument(
+        "--interleave",
+        metavar="ROUNDS",
+        type=int,
+        help="run the bots at once and take their rounds in turn, ROUNDS each (no announcing load); "
+        "adds each bot's per-round ratio to the minimal bot",
+    )
     known, rest = extra.parse_known_args(argv)
     args = parse_args(__doc__ or "", rest)
     count = 40 if args.quick else CLICKS
+    if known.interleave:
+        return _main_interleaved(count, known.interleave, known.postgres, args.chart)
     rounds = 1 if args.quick else ROUNDS
     new_tasks = 20 if args.quick else NEW_TASKS
     groups: dict[str, list[Batch]] = {}
@@ -345,25 +447,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(
         f"Side by side: {count} Approve clicks, {CONCURRENCY} in flight, LeadLex {APPROVE_DELAY:g} s per approval "
         f"(medians over rounds; ratios to the minimal bot)",
-        [
-            "bot",
-            "rounds",
-            "ack p50",
-            "ack p99",
-            "ack p99 ratio",
-            "click→call p50",
-            "p50 ratio",
-            "click→call p99",
-            "click→call max",
-            "calls missing",
-            "duplicate calls",
-            "HTTP status",
-            "bot CPU per click",
-        ],
+        HEADERS,
         rows(groups, "minimal Bolt bot"),
     )
     if args.chart:
         _chart(groups, args.chart)
+    return 0
+
+
+def _main_interleaved(count: int, rounds: int, postgres: str | None, chart: str | None) -> int:
+    """`--interleave`: every bot up at once, rounds in turn; the usual table, then the per-round ratios."""
+    contenders: list[contextlib.AbstractContextManager[Callable[[], Batch]]] = [
+        minimal_contender(count),
+        minimal_contender(count, record="sqlite", label=FLOOR + " (SQLite)"),
+        lexi_contender(count, rounds, webhooks=False, new_tasks=0),
+    ]
+    if postgres:
+        contenders += [
+            minimal_contender(count, record=postgres, label=FLOOR + " (PostgreSQL)"),
+            lexi_contender(count, rounds, webhooks=False, new_tasks=0, postgres=postgres),
+        ]
+    groups = run_interleaved(contenders, rounds)
+    title = f"{count} Approve clicks, {CONCURRENCY} in flight, LeadLex {APPROVE_DELAY:g} s per approval"
+    print_table(f"Interleaved side by side: {title} (medians over rounds)", HEADERS, rows(groups, "minimal Bolt bot"))
+    print_table(
+        "Per-round ratios to the minimal bot's round of the same turn: median (lowest–highest)",
+        ["bot", "rounds", "ack p99 ratio", "click→call p50 ratio"],
+        round_ratios(groups, "minimal Bolt bot"),
+    )
+    if chart:
+        _chart(groups, chart)
     return 0
 
 
