@@ -12,7 +12,9 @@ The LeadLex client: one per executor thread (see build_app), the transport lexi-
 With `--record DATABASE_URL` it is the floor the issue's own rule sets: before acknowledging, the click is written
 in one durable INSERT (SQLAlchemy Core, one transaction, on lexi-bot's own engine: `make_engine`), and nothing else is
 added. The gap between this bot and the bare one is what the rule "record the decision before the ack" costs by
-itself on the harness; the gap between it and lexi-bot is lexi-bot's own.
+itself on the harness; the gap between it and lexi-bot is lexi-bot's own. `--driver-sql` writes the same row with
+SQLAlchemy's leanest call, `Connection.exec_driver_sql` (the driver's own SQL, no statement compiled or cached): the
+least the rule can cost through SQLAlchemy.
 
 The executor: Bolt runs each listener, `ack()` included, on `listener_executor` (by default 5 threads). A
 listener that then waits 5 s on LeadLex holds its thread, so with the default pool the sixth click's ack waits
@@ -55,6 +57,8 @@ DECISIONS = Table(
     Column("action", String(16), nullable=False),
     Column("accepted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+#: The floor's INSERT in the driver's own SQL (`--driver-sql`), with qmark placeholders.
+RAW_INSERT = "INSERT INTO bench_floor_decisions (task_id, actor, action) VALUES (?, ?, ?)"
 
 
 def journal(url: str) -> Engine:
@@ -73,10 +77,12 @@ def build_app(
     token: str,
     executor_threads: int,
     record: Engine | None = None,
+    driver_sql: bool = False,
 ) -> App:
     """The Bolt app: Approve acks, then calls LeadLex on the listener's executor thread.
 
-    With `record`, the click is first written to that database (one INSERT, committed) and only then acknowledged.
+    With `record`, the click is first written to that database (one INSERT, committed) and only then acknowledged;
+    `driver_sql`: written with `exec_driver_sql` instead of a Core statement.
     """
     # One client per executor thread, as lexi-bot's LeadLex client does, so that both bots send their calls the
     # same way: a single shared client keeps every kept-alive connection in one pool, which it scans (a socket
@@ -89,6 +95,9 @@ def build_app(
         "verify": httpx.create_ssl_context(),
     }
     local = threading.local()
+    # The driver's own SQL: constant text, each value a placeholder in the driver's style.
+    pyformat = record is not None and record.dialect.paramstyle in ("format", "pyformat")
+    raw_insert = RAW_INSERT.replace("?", "%s") if pyformat else RAW_INSERT
     # SQLite takes one writer at a time and makes the others sleep and retry (busy_timeout): queueing them on a lock
     # here is cheaper, so the floor is the write's cost, not the busy handler's sleeps. PostgreSQL needs no lock.
     writing: Any = (
@@ -115,9 +124,12 @@ def build_app(
         """Acknowledge, then approve the task in LeadLex (this thread waits for LeadLex's answer)."""
         if record is not None:
             with writing, record.begin() as conn:
-                conn.execute(
-                    DECISIONS.insert().values(task_id=action["value"], actor=body["user"]["id"], action="approve")
-                )
+                if driver_sql:
+                    conn.exec_driver_sql(raw_insert, (action["value"], body["user"]["id"], "approve"))
+                else:
+                    conn.execute(
+                        DECISIONS.insert().values(task_id=action["value"], actor=body["user"]["id"], action="approve")
+                    )
         ack()
         leadlex().post(f"/v1/lexi/tasks/{action['value']}/approve")
 
@@ -131,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-threads", type=int, default=16, help="waitress threads (lexi-bot's default: 16)")
     parser.add_argument("--executor-threads", type=int, default=EXECUTOR_THREADS)
     parser.add_argument("--record", metavar="DATABASE_URL", help="write each click durably before the ack (the floor)")
+    parser.add_argument("--driver-sql", action="store_true", help="with --record: write it with exec_driver_sql")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -143,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         token=os.environ["SLACK_BOT_TOKEN"],
         executor_threads=args.executor_threads,
         record=journal(args.record) if args.record else None,
+        driver_sql=args.driver_sql,
     )
     front = HttpFront(
         make_wsgi(app, health=lambda: {"mode": "minimal"}), "127.0.0.1", args.port, threads=args.http_threads

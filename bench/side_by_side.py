@@ -238,11 +238,21 @@ def run_minimal(
 
 @contextlib.contextmanager
 def minimal_contender(
-    count: int, executor_threads: int | None = None, *, record: str | None = None, label: str = ""
+    count: int,
+    executor_threads: int | None = None,
+    *,
+    record: str | None = None,
+    label: str = "",
+    driver_sql: bool = False,
 ) -> Iterator[Callable[[], Batch]]:
-    """The minimal Bolt bot (or the floor, with `record`) running: yields what plays its next round of `count`."""
+    """The minimal Bolt bot (or the floor, with `record`) running: yields what plays its next round of `count`.
+
+    `driver_sql`: the floor writes with `exec_driver_sql` (minimal_bot.py --driver-sql), SQLAlchemy's leanest call.
+    """
     port = _free_port()
     command = [sys.executable, "-m", "bench.minimal_bot", "--port", str(port)]
+    if driver_sql:
+        command.append("--driver-sql")
     label = label or "minimal Bolt bot"
     if executor_threads is not None:
         command += ["--executor-threads", str(executor_threads)]
@@ -465,6 +475,7 @@ def _main_interleaved(count: int, rounds: int, postgres: str | None, chart: str 
     if postgres:
         contenders += [
             minimal_contender(count, record=postgres, label=FLOOR + " (PostgreSQL)"),
+            minimal_contender(count, record=postgres, label=FLOOR + ", driver SQL (PostgreSQL)", driver_sql=True),
             lexi_contender(count, rounds, webhooks=False, new_tasks=0, postgres=postgres),
         ]
     groups = run_interleaved(contenders, rounds)

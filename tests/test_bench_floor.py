@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from slack_bolt.request import BoltRequest
 from sqlalchemy import select
 
 from bench import minimal_bot
-from bench.common import wait_until
+from bench.common import fresh_database, wait_until
 from bot.dev.sandbox import Sandbox
 from bot.dev.standin import payloads
 from bot.dev.standin.slack import SlackStandIn
@@ -24,11 +25,29 @@ def _request(body: bytes, content_type: str, secret: str) -> BoltRequest:
     return BoltRequest(body=body.decode(), headers=headers)
 
 
-def test_the_floor_writes_the_click_before_acknowledging_it_then_approves(tmp_path: Path) -> None:
-    """When Bolt's answer comes back, the click is already in the database; LeadLex's approval follows."""
+@pytest.mark.parametrize("write", ["core", "driver-sql"])
+def test_the_floor_writes_the_click_before_acknowledging_it_then_approves(tmp_path: Path, write: str) -> None:
+    """When Bolt's answer comes back, the click is already in the database; LeadLex's approval follows.
+
+    Alike whether the row is written with a Core statement or with the driver's own SQL (`--driver-sql`).
+    """
+    _writes_before_the_ack(f"sqlite:///{tmp_path}/floor.db", driver_sql=write == "driver-sql")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("write", ["core", "driver-sql"])
+def test_the_floor_on_postgresql_writes_before_the_ack(postgres_url: str, write: str) -> None:
+    """The same on PostgreSQL, on a fresh database (its driver's SQL takes %s placeholders, not ?)."""
+    with fresh_database(postgres_url) as url:
+        assert url is not None
+        _writes_before_the_ack(url, driver_sql=write == "driver-sql")
+
+
+def _writes_before_the_ack(url: str, *, driver_sql: bool) -> None:
+    """A click on the floor bot over `url`: written when the ack comes back, then approved; a forgery writes nothing."""
     sandbox = Sandbox(seed=False).start()
     slack = SlackStandIn().start()  # Bolt asks auth.test who the bot is on its first request
-    engine = minimal_bot.journal(f"sqlite:///{tmp_path}/floor.db")
+    engine = minimal_bot.journal(url)
     try:
         task_id = sandbox.add_task()["id"]
         app = minimal_bot.build_app(
@@ -39,6 +58,7 @@ def test_the_floor_writes_the_click_before_acknowledging_it_then_approves(tmp_pa
             token="xoxb-test-token",
             executor_threads=2,
             record=engine,
+            driver_sql=driver_sql,
         )
         body, content_type = payloads.encode_interactive(
             payloads.build_block_action(action_id=APPROVE_ACTION, value=task_id, user="UFLOOR")
