@@ -7,21 +7,39 @@ has an interpreter to itself, as Slack's clients have machines to themselves.
 
 The job (JSON on standard input): `url`, `secret`, `concurrency` and `clicks`, a list of `[task_id, body,
 content_type]`. Each click is signed when it is sent. The answer (JSON on standard output): one
-`[task_id, sent, seconds, status]` per click, in order: `sent` is the wall-clock time it was sent (the sandbox notes
-the approve call's arrival on the same clock), `seconds` its answer time on this process's monotonic clock, `status`
-the HTTP status (0: no answer).
+`[task_id, sent, seconds, status]` per click, in order (`answers`): `sent` is the wall-clock time it was sent (the
+sandbox notes the approve call's arrival on the same clock), `seconds` its answer time on this process's monotonic
+clock, `status` the HTTP status (0: no answer). Also how long the sending took (`seconds`: first click to last
+answer) and how many CPU seconds the whole machine was busy meanwhile (`machine_busy`, from /proc/stat).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 
 from bot.dev.standin import payloads
+
+
+def busy_seconds(proc_stat: str) -> float:
+    """CPU seconds all cores have been busy since boot, from /proc/stat's text (all but idle and iowait)."""
+    for line in proc_stat.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def machine_busy() -> float:
+    """`busy_seconds` of this machine now."""
+    return busy_seconds(Path("/proc/stat").read_text())
 
 
 def run(job: dict[str, object]) -> list[list[object]]:
@@ -51,7 +69,11 @@ def run(job: dict[str, object]) -> list[list[object]]:
 
 def main() -> int:
     """Read the job, send it, print the answers."""
-    json.dump(run(json.load(sys.stdin)), sys.stdout)
+    job = json.load(sys.stdin)
+    busy, started = machine_busy(), time.perf_counter()
+    answers = run(job)
+    report = {"answers": answers, "seconds": time.perf_counter() - started, "machine_busy": machine_busy() - busy}
+    json.dump(report, sys.stdout)
     return 0
 
 

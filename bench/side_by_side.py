@@ -54,6 +54,7 @@ from bot.slack import blocks
 #: Seconds LeadLex takes to answer an approval.
 APPROVE_DELAY = 5.0
 CONCURRENCY = 20
+CORES = os.cpu_count() or 1
 CLICKS = 200
 NEW_TASKS = 100
 ROUNDS = 3
@@ -95,6 +96,11 @@ class Batch:
     #: CPU seconds the bot spent until every approve call had arrived (LeadLex has answered none yet): the work the
     #: clicks in flight compete for, two cores shared with the database, the stand-ins and the client.
     cpu_to_calls: float = 0.0
+    #: While the client was sending (first click to last answer): its seconds, and the CPU seconds the whole machine
+    #: was busy (the bot, the database, the stand-ins, the client). Busy near all cores all along, the clicks in flight
+    #: queue for CPU, and the ack follows the machine's CPU per click.
+    sending: float = 0.0
+    machine_busy: float = 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -141,7 +147,9 @@ def fire(
     )
     if done.returncode != 0:
         raise RuntimeError(f"the clicking client failed: {done.stderr[-2000:]}")
-    answers = json.loads(done.stdout)
+    report = json.loads(done.stdout)
+    answers = report["answers"]
+    batch.sending, batch.machine_busy = report["seconds"], report["machine_busy"]
     sent = {task_id: at for task_id, at, _seconds, _status in answers}
     batch.acks = [seconds for _task_id, _at, seconds, _status in answers]
     batch.statuses = Counter(status for _task_id, _at, _seconds, status in answers)
@@ -373,6 +381,8 @@ def rows(groups: dict[str, list[Batch]], reference: str) -> list[list[object]]:
                 ", ".join(f"{s}×{n}" for s, n in sorted(statuses.items())),
                 ms(statistics.median(b.cpu / max(len(b.acks), 1) for b in batches)),
                 ms(statistics.median(b.cpu_to_calls / max(len(b.acks), 1) for b in batches)),
+                ms(statistics.median(b.machine_busy / max(len(b.acks), 1) for b in batches)),
+                f"{statistics.median(b.machine_busy / b.sending / CORES for b in batches if b.sending):.0%}",
             ]
         )
     return out
@@ -413,6 +423,8 @@ HEADERS = [
     "HTTP status",
     "bot CPU per click",
     "of it until the calls",
+    "machine CPU per click while sending",
+    "cores busy while sending",
 ]
 
 

@@ -52,7 +52,10 @@ def test_the_clicker_signs_each_click_and_reports_its_answer() -> None:
             cwd=Path(__file__).resolve().parent.parent,
             check=True,
         )
-        answers = json.loads(done.stdout)
+        report = json.loads(done.stdout)
+        answers = report["answers"]
+        assert 0 < report["seconds"] < time.time() - before  # the sending alone, not the process's start
+        assert report["machine_busy"] >= 0
         assert [a[0] for a in answers] == [f"t-{n}" for n in range(5)]
         assert all(a[3] == 200 and before <= a[1] <= time.time() and 0 < a[2] < 30 for a in answers)
         assert sorted(server.bodies) == sorted(c[1].encode() for c in clicks)  # type: ignore[attr-defined]
@@ -65,7 +68,7 @@ def test_the_clicker_signs_each_click_and_reports_its_answer() -> None:
             cwd=Path(__file__).resolve().parent.parent,
             check=True,
         )
-        assert json.loads(wrong.stdout)[0][3] == 401  # the signature is really checked
+        assert json.loads(wrong.stdout)["answers"][0][3] == 401  # the signature is really checked
     finally:
         server.shutdown()
         server.server_close()
