@@ -62,12 +62,34 @@ class _MallInfo2(ctypes.Structure):
     ] + [("keepcost", ctypes.c_size_t)]
 
 
+def _jemalloc_stats() -> Callable[[], tuple[int, int, int]] | None:
+    """The bytes jemalloc has allocated, resident and mapped, read fresh (its `mallctl`); None when it is not loaded."""
+    try:
+        mallctl = ctypes.CDLL(None).mallctl
+    except (OSError, AttributeError):
+        return None
+    mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+
+    def read(name: bytes) -> int:
+        value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+        mallctl(name, ctypes.byref(value), ctypes.byref(size), None, 0)
+        return value.value
+
+    def stats() -> tuple[int, int, int]:
+        epoch = ctypes.c_uint64(1)  # refresh the cached statistics first
+        mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.sizeof(epoch))
+        return read(b"stats.allocated"), read(b"stats.resident"), read(b"stats.mapped")
+
+    return stats
+
+
 def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
     """Every `every` seconds, append to `path` where the process's memory is (BENCH_MALLOC_TRACE=PATH).
 
     Cheap enough not to change what it measures (unlike tracemalloc): VmRSS; Python's allocated blocks and objects
     the collector tracks (growth there is Python-level); glibc's heap in use, free inside it (fragmentation) and
-    mmapped (big blocks), which Python's own allocator and the C libraries (SQLite, libpq) both draw on.
+    mmapped (big blocks), which Python's own allocator and the C libraries (SQLite, libpq) both draw on. On jemalloc
+    (preloaded), the same columns hold its bytes allocated, resident beyond those, and mapped beyond resident.
     BENCH_MALLOC_TRIM=1: call malloc_trim(0) before each sample, to see how much of the RSS is free heap kept.
     """
     try:
@@ -75,6 +97,7 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
         mallinfo2.restype = _MallInfo2
     except (OSError, AttributeError):
         mallinfo2 = None
+    jemalloc = _jemalloc_stats()  # preloaded (LD_PRELOAD): its own figures, since glibc's heap is then unused
     try:  # the SQLite library Python's sqlite3 module uses: its page caches and statements (malloc'd, in the heap)
         sqlite_used = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0").sqlite3_memory_used
         sqlite_used.restype = ctypes.c_int64
@@ -97,6 +120,9 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
                 0.0,
             )
             info = mallinfo2() if mallinfo2 is not None else _MallInfo2()
+            if jemalloc is not None:  # allocated; resident pages beyond it (free kept); mapped beyond resident
+                allocated, resident, mapped = jemalloc()
+                info = _MallInfo2(uordblks=allocated, fordblks=resident - allocated, hblkhd=mapped - resident)
             out.write(
                 f"{time.strftime('%H:%M:%S')} {rss:.1f} {sys.getallocatedblocks()} {len(gc.get_objects())} "
                 f"{info.uordblks / 2**20:.1f} {info.fordblks / 2**20:.1f} {info.hblkhd / 2**20:.1f} "
