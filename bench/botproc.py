@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -83,6 +84,36 @@ def _jemalloc_stats() -> Callable[[], tuple[int, int, int]] | None:
     return stats
 
 
+def python_allocator(stats: str) -> tuple[int, int]:
+    """From `sys._debugmallocstats()`'s text: the bytes Python's own allocator holds in arenas, and in blocks in use.
+
+    Freed blocks stay in their arena until all of its blocks are free, so arenas held far beyond the blocks in use
+    are fragmentation in Python's allocator, which neither the C heap's figures nor tracemalloc show.
+    """
+    arenas = used = 0
+    for line in stats.splitlines():
+        name, _, value = line.partition("=")
+        if "bytes/arena" in name:
+            arenas = int(value.strip().replace(",", ""))
+        elif name.strip() == "# bytes in allocated blocks":
+            used = int(value.strip().replace(",", ""))
+    return arenas, used
+
+
+def _python_allocator_now() -> tuple[int, int]:
+    """`python_allocator` of this process now (the statistics are written to file descriptor 2: read from there)."""
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            sys._debugmallocstats()  # noqa: SLF001 - the only way CPython reports its allocator's arenas
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        return python_allocator(captured.read().decode("utf-8", "replace"))
+
+
 def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
     """Every `every` seconds, append to `path` where the process's memory is (BENCH_MALLOC_TRACE=PATH).
 
@@ -90,6 +121,7 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
     the collector tracks (growth there is Python-level); glibc's heap in use, free inside it (fragmentation) and
     mmapped (big blocks), which Python's own allocator and the C libraries (SQLite, libpq) both draw on. On jemalloc
     (preloaded), the same columns hold its bytes allocated, resident beyond those, and mapped beyond resident.
+    Python's own allocator: the arenas it holds and the bytes of its blocks in use (python_allocator).
     BENCH_MALLOC_TRIM=1: call malloc_trim(0) before each sample, to see how much of the RSS is free heap kept.
     """
     try:
@@ -106,7 +138,10 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
     with Path(path).open("a", encoding="utf-8") as out:
         types = os.environ.get("BENCH_MALLOC_TYPES")  # set: also the kinds of object that grew since the first minute
         first_types: Counter[str] | None = None
-        out.write("time rss_mib py_blocks gc_objects heap_in_use_mib heap_free_mib mmapped_mib sqlite_mib threads\n")
+        out.write(
+            "time rss_mib py_blocks gc_objects heap_in_use_mib heap_free_mib mmapped_mib sqlite_mib threads"
+            " py_arenas_mib py_used_mib\n"
+        )
         trim = ctypes.CDLL(None).malloc_trim if os.environ.get("BENCH_MALLOC_TRIM") else None
         while not stop.wait(every):
             if trim is not None:  # hand glibc's free heap pages back first: what remains is held, not fragmented
@@ -127,7 +162,9 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
                 f"{time.strftime('%H:%M:%S')} {rss:.1f} {sys.getallocatedblocks()} {len(gc.get_objects())} "
                 f"{info.uordblks / 2**20:.1f} {info.fordblks / 2**20:.1f} {info.hblkhd / 2**20:.1f} "
                 f"{(sqlite_used() if sqlite_used is not None else 0) / 2**20:.2f} "
-                f"{threading.active_count()}\n"
+                f"{threading.active_count()} "
+                + " ".join(f"{value / 2**20:.1f}" for value in _python_allocator_now())
+                + "\n"
             )
             if types:
                 counts = Counter(type(o).__qualname__ for o in gc.get_objects())
