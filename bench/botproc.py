@@ -121,7 +121,8 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
     the collector tracks (growth there is Python-level); glibc's heap in use, free inside it (fragmentation) and
     mmapped (big blocks), which Python's own allocator and the C libraries (SQLite, libpq) both draw on. On jemalloc
     (preloaded), the same columns hold its bytes allocated, resident beyond those, and mapped beyond resident.
-    Python's own allocator: the arenas it holds and the bytes of its blocks in use (python_allocator).
+    Python's own allocator: the arenas it holds and the bytes of its blocks in use (python_allocator). And the part of
+    the RSS that is files mapped (the interpreter's and libraries' code, paged in as it first runs), not memory.
     BENCH_MALLOC_TRIM=1: call malloc_trim(0) before each sample, to see how much of the RSS is free heap kept.
     """
     try:
@@ -140,20 +141,18 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
         first_types: Counter[str] | None = None
         out.write(
             "time rss_mib py_blocks gc_objects heap_in_use_mib heap_free_mib mmapped_mib sqlite_mib threads"
-            " py_arenas_mib py_used_mib\n"
+            " py_arenas_mib py_used_mib rss_file_mib\n"
         )
         trim = ctypes.CDLL(None).malloc_trim if os.environ.get("BENCH_MALLOC_TRIM") else None
         while not stop.wait(every):
             if trim is not None:  # hand glibc's free heap pages back first: what remains is held, not fragmented
                 trim(0)
-            rss = next(
-                (
-                    int(line.split()[1]) / 1024
-                    for line in Path("/proc/self/status").read_text().splitlines()
-                    if line.startswith("VmRSS:")
-                ),
-                0.0,
-            )
+            status = {
+                line.split(":")[0]: int(line.split()[1]) / 1024
+                for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith(("VmRSS:", "RssAnon:", "RssFile:"))
+            }
+            rss = status.get("VmRSS", 0.0)
             info = mallinfo2() if mallinfo2 is not None else _MallInfo2()
             if jemalloc is not None:  # allocated; resident pages beyond it (free kept); mapped beyond resident
                 allocated, resident, mapped = jemalloc()
@@ -164,7 +163,7 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
                 f"{(sqlite_used() if sqlite_used is not None else 0) / 2**20:.2f} "
                 f"{threading.active_count()} "
                 + " ".join(f"{value / 2**20:.1f}" for value in _python_allocator_now())
-                + "\n"
+                + f" {status.get('RssFile', 0.0):.1f}\n"
             )
             if types:
                 counts = Counter(type(o).__qualname__ for o in gc.get_objects())
