@@ -203,32 +203,38 @@ def save_profile(path: str) -> None:
 def count_statements(path: str) -> Callable[[], None]:
     """Count the SQL statements the bot sends, by their first 100 characters (BENCH_SQL_COUNT=PATH).
 
-    Returns what writes the counts to `path`: per kind, how many were sent and how many distinct SQL texts it took
+    Returns what writes the counts to `path`: per kind, how many were sent, how many distinct SQL texts it took
     (each distinct text is another entry in every connection's prepared-statement cache: a kind whose texts keep
-    varying, like an IN list of changing length, fills those caches slowly). SIGUSR2 starts again from zero.
+    varying, like an IN list of changing length, fills those caches slowly), and how many rows they returned or
+    changed in all (the driver's rowcount; SQLite's driver gives none for a SELECT). SIGUSR2 starts again from zero.
     """
     counts: Counter[str] = Counter()
+    rows: Counter[str] = Counter()
     texts: dict[str, set[str]] = {}
     lock = threading.Lock()
 
-    @event.listens_for(Engine, "before_cursor_execute")
-    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    @event.listens_for(Engine, "after_cursor_execute")
+    def _count(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
         kind = " ".join(statement.split())[:100]
         with lock:
             counts[kind] += 1
+            rows[kind] += max(getattr(cursor, "rowcount", -1) or 0, 0)
             texts.setdefault(kind, set()).add(statement)
 
     def _clear(_signum: int, _frame: Any) -> None:
         with lock:
             counts.clear()
+            rows.clear()
             texts.clear()
 
     signal.signal(signal.SIGUSR2, _clear)
 
     def _write() -> None:
         with lock, Path(path).open("w", encoding="utf-8") as out:
-            out.write(f"{'sent':>8} {'texts':>6}  statement\n")
-            out.writelines(f"{n:>8} {len(texts[kind]):>6}  {kind}\n" for kind, n in counts.most_common())
+            out.write(f"{'sent':>8} {'texts':>6} {'rows':>9}  statement\n")
+            out.writelines(
+                f"{n:>8} {len(texts[kind]):>6} {rows[kind]:>9}  {kind}\n" for kind, n in counts.most_common()
+            )
 
     return _write
 
