@@ -150,7 +150,7 @@ def probe_memory(path: str, stop: threading.Event, every: float = 60.0) -> None:
             status = {
                 line.split(":")[0]: int(line.split()[1]) / 1024
                 for line in Path("/proc/self/status").read_text().splitlines()
-                if line.startswith(("VmRSS:", "RssAnon:", "RssFile:"))
+                if line.startswith(("VmRSS:", "RssFile:"))
             }
             rss = status.get("VmRSS", 0.0)
             info = mallinfo2() if mallinfo2 is not None else _MallInfo2()

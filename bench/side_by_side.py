@@ -111,7 +111,7 @@ def analyzed(engine: Engine) -> None:
     A production server's autovacuum analyzes a table once a tenth of it has changed. This machine's server runs
     without autovacuum, and a table never analyzed leaves the planner guessing: it looked a task up by its primary
     key through another index on the workspace, reading every task of the workspace (500 rows a lookup at 600 tasks).
-    lexi-bot warns at start-up when autovacuum is off (bot.ops.checks); the benchmark measures the server as deployed.
+    The README's Troubleshooting says what to do on such a server; the benchmark measures a server as deployed.
     """
     if engine.dialect.name != "postgresql":
         return
@@ -404,10 +404,16 @@ def rows(groups: dict[str, list[Batch]], reference: str) -> list[list[object]]:
                 ms(statistics.median(b.cpu / max(len(b.acks), 1) for b in batches)),
                 ms(statistics.median(b.cpu_to_calls / max(len(b.acks), 1) for b in batches)),
                 ms(statistics.median(b.machine_busy / max(len(b.acks), 1) for b in batches)),
-                f"{statistics.median(b.machine_busy / b.sending / CORES for b in batches if b.sending):.0%}",
+                _busy(batches),
             ]
         )
     return out
+
+
+def _busy(batches: Sequence[Batch]) -> str:
+    """How busy the machine's cores were while the client sent, median over rounds ("—" when not reported)."""
+    shares = [b.machine_busy / b.sending / CORES for b in batches if b.sending > 0]
+    return f"{statistics.median(shares):.0%}" if shares else "—"
 
 
 def _chart(groups: dict[str, list[Batch]], path: str) -> None:
