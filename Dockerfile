@@ -20,9 +20,9 @@ FROM python:3.11-slim-bookworm@sha256:0bee7276f83efd4a1ee05bbbf4281d95ed28e07922
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT=3000 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN useradd --create-home --uid 10001 lexi
 # jemalloc in place of glibc's malloc: under steady work glibc's heap fragments and a long-running bot's memory creeps
-# up; on jemalloc it grew about half as fast (README → Memory). Debian 12's package (5.3.0; not pinned to a revision,
-# so that a security update cannot break the build), linked to one path whatever the platform, and preloaded (the bot
-# logs "memory allocator: jemalloc" once it serves).
+# up; on jemalloc it grew about half as much over an hour, though alike in its second half (README → Memory). Debian
+# 12's package (5.3.0; not pinned to a revision, so that a security update cannot break the build), linked to one path
+# whatever the platform, and preloaded (the bot logs "memory allocator: jemalloc" once it serves).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libjemalloc2 \
     && rm -rf /var/lib/apt/lists/* \

@@ -21,7 +21,7 @@ from bot.slack.messenger import make_web_client, slack_error_text
 #: What the start of `lexi-bot run` logs when the process runs on the C library's malloc (README → Memory).
 MALLOC_HINT = (
     "the C library's malloc (its heap fragments under steady work and the memory creeps up; the Docker image "
-    "preloads jemalloc, on which it grew about half as fast: README → Memory)"
+    "preloads jemalloc, on which it grew less in the first half hour: README → Memory)"
 )
 
 #: Seconds `check` waits for each service by default (the bot's own Slack client waits as long).
