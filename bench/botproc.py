@@ -101,7 +101,11 @@ def python_allocator(stats: str) -> tuple[int, int]:
 
 
 def _python_allocator_now() -> tuple[int, int]:
-    """`python_allocator` of this process now (the statistics are written to file descriptor 2: read from there)."""
+    """`python_allocator` of this process now (the statistics are written to file descriptor 2: read from there).
+
+    For that instant, whatever another thread writes to standard error lands in the capture and is dropped: a
+    benchmark's probe only (BENCH_MALLOC_TRACE), whose bot logs errors alone.
+    """
     with tempfile.TemporaryFile() as captured:
         saved = os.dup(2)
         os.dup2(captured.fileno(), 2)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import create_engine, make_url, text
@@ -138,6 +138,21 @@ def save_chart(fig: Any, path: str) -> None:
 
 
 # --- command line -------------------------------------------------------------------------------
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def positive(kind: Callable[[str], _Number]) -> Callable[[str], _Number]:
+    """An argparse type: `kind(text)`, refused (a usage error, not a traceback later) unless above zero."""
+
+    def parse(text: str) -> _Number:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above zero, not {text!r}")
+        return value
+
+    return parse
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from bench.common import CHANNEL, Stack, fresh_database, parse_args, print_table, running_bot
+from bench.common import CHANNEL, Stack, fresh_database, parse_args, positive, print_table, running_bot
 from bot.dev.standin import payloads
 from bot.slack import blocks
 
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--minutes", type=float, default=10.0)
     extra.add_argument("--postgres", metavar="URL", help="run the bot on a fresh database of this server, not SQLite")
-    extra.add_argument("--rate", type=float, default=1.0, help="new tasks a second (default 1)")
+    extra.add_argument("--rate", type=positive(float), default=1.0, help="new tasks a second (default 1)")
     known, rest = extra.parse_known_args(argv)
     args = parse_args(__doc__ or "", rest)
     minutes = 2.0 if args.quick else known.minutes

@@ -145,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--record", metavar="DATABASE_URL", help="write each click durably before the ack (the floor)")
     parser.add_argument("--driver-sql", action="store_true", help="with --record: write it with exec_driver_sql")
     args = parser.parse_args(argv)
+    if args.driver_sql and not args.record:
+        parser.error("--driver-sql says how to write the click: it needs --record")
     logging.basicConfig(
         level=os.environ.get("BENCH_BOT_LOG_LEVEL", "ERROR"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

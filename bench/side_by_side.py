@@ -42,6 +42,7 @@ from bench.common import (
     ms,
     parse_args,
     percentile,
+    positive,
     print_table,
     pyplot,
     running_bot,
@@ -463,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra.add_argument(
         "--interleave",
         metavar="ROUNDS",
-        type=int,
+        type=positive(int),
         help="run the bots at once and take their rounds in turn, ROUNDS each (no announcing load); "
         "adds each bot's per-round ratio to the minimal bot",
     )
